@@ -1,0 +1,72 @@
+"""Classification and calibration metrics, in numpy (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.labels import CLASS_CODES
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def per_class_recall(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    recalls = []
+    for k in range(len(CLASS_CODES)):
+        mask = labels == k
+        recalls.append(float((predictions[mask] == k).mean()) if mask.any() else np.nan)
+    return np.array(recalls)
+
+
+def balanced_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Mean per-class recall over the classes present."""
+    return float(np.nanmean(per_class_recall(labels, predictions)))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    size = len(CLASS_CODES)
+    matrix = np.zeros((size, size), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
+
+
+def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum statistic (ties get average ranks)."""
+    positives = positives.astype(bool)
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def sensitivity_specificity(scores: np.ndarray, positives: np.ndarray, threshold: float) -> tuple[float, float]:
+    positives = positives.astype(bool)
+    flagged = scores >= threshold
+    return float(flagged[positives].mean()), float((~flagged[~positives]).mean())

@@ -1,0 +1,96 @@
+"""Port the ImageNet MobileNetV3-Small TFLite weights into ``keras.applications.MobileNetV3Small``.
+
+The TFLite file is uint8-quantised with batch normalisation folded into the convolutions. Its 54
+convolutions map one to one, in graph order, onto the Keras model's Conv2D/DepthwiseConv2D layers.
+Each is dequantised; where the Keras convolution has no bias, the folded bias goes into the following
+BatchNormalization layer, which is set to the identity (gamma 1, mean 0, var 1 - epsilon).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGENET_CLASSES = 1001  # class 0 is "background" in the TF-slim checkpoints
+INPUT_SIZE = 224
+
+
+def _dequantise(tensor: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if scale == 0.0:  # already float
+        return tensor.astype(np.float32)
+    return ((tensor.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def read_tflite_convolutions(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Return (op kind, kernel in Keras layout, bias) for every convolution, in graph order."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(tflite_path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    convolutions = []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        weight_index, bias_index = op["inputs"][1], op["inputs"][2]
+        kernel = _dequantise(interpreter.get_tensor(weight_index), details[weight_index])
+        bias = _dequantise(interpreter.get_tensor(bias_index), details[bias_index])
+        if op["op_name"] == "CONV_2D":
+            kernel = kernel.transpose(1, 2, 3, 0)  # [out, h, w, in] -> [h, w, in, out]
+        else:
+            _, h, w, channels = kernel.shape
+            kernel = kernel.reshape(h, w, channels, 1)  # [1, h, w, in] -> [h, w, in, multiplier]
+        convolutions.append((op["op_name"], kernel, bias))
+    return convolutions
+
+
+def build_imagenet_mobilenet_v3_small(tflite_path: Path, include_top: bool = True) -> Any:
+    """A Keras MobileNetV3-Small (1001 ImageNet classes) carrying the TFLite file's weights.
+
+    With ``include_top=False`` the classifier head is dropped after porting; the backbone ends in
+    the 576-channel feature map, as ``keras.applications.MobileNetV3Small(include_top=False)``.
+    """
+    import keras
+
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+        weights=None,
+        classes=IMAGENET_CLASSES,
+        include_preprocessing=True,
+    )
+    layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
+    ]
+    convolutions = read_tflite_convolutions(tflite_path)
+    if len(layers) != len(convolutions):
+        raise ValueError(f"{tflite_path}: {len(convolutions)} convolutions, Keras has {len(layers)}")
+    for layer, (_, kernel, bias) in zip(layers, convolutions, strict=True):
+        keras_kernel = layer.weights[0]
+        if tuple(keras_kernel.shape) != kernel.shape:
+            raise ValueError(f"{layer.name}: Keras kernel {keras_kernel.shape}, TFLite {kernel.shape}")
+        if layer.use_bias:
+            layer.set_weights([kernel, bias])
+            continue
+        layer.set_weights([kernel])
+        batch_norm = model.get_layer(f"{layer.name}_bn")
+        batch_norm.set_weights(
+            [
+                np.ones_like(bias),  # gamma
+                bias,  # beta: the folded bias
+                np.zeros_like(bias),  # moving mean
+                np.full_like(bias, 1.0 - batch_norm.epsilon),  # moving variance
+            ]
+        )
+    if include_top:
+        return model
+    # The backbone output of keras' include_top=False: the activation after the last 1x1 conv (576).
+    features = model.get_layer("activation_17").output
+    return keras.Model(model.input, features, name="mobilenet_v3_small_imagenet")

@@ -1,0 +1,29 @@
+"""The seven HAM10000 diagnostic classes, in the one order used everywhere (model outputs, metadata, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LesionClass:
+    code: str
+    name: str
+    malignant: bool  # malignant or pre-malignant: never to be called low risk when likely
+
+
+LESION_CLASSES: tuple[LesionClass, ...] = (
+    LesionClass("akiec", "Actinic keratosis / intraepithelial carcinoma", malignant=True),
+    LesionClass("bcc", "Basal cell carcinoma", malignant=True),
+    LesionClass("bkl", "Benign keratosis", malignant=False),
+    LesionClass("df", "Dermatofibroma", malignant=False),
+    LesionClass("mel", "Melanoma", malignant=True),
+    LesionClass("nv", "Melanocytic nevus", malignant=False),
+    LesionClass("vasc", "Vascular lesion", malignant=False),
+)
+
+CLASS_CODES: tuple[str, ...] = tuple(c.code for c in LESION_CLASSES)
+CLASS_NAMES: dict[str, str] = {c.code: c.name for c in LESION_CLASSES}
+MELANOMA = "mel"
+MELANOMA_INDEX = CLASS_CODES.index(MELANOMA)
+MALIGNANT_CODES: frozenset[str] = frozenset(c.code for c in LESION_CLASSES if c.malignant)
