@@ -1,18 +1,96 @@
-"""Every setting in one place, read from the environment (prefix SKINSENSE_) or a .env file."""
+"""Every setting in one place, read from the environment (prefix SKINSENSE_) or a .env file.
+
+The README's settings table documents each field below.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Development-only defaults, refused outside development (see Settings._refuse_unsafe_defaults).
+DEVELOPMENT_CHAT_HASH_KEY = "development-only-chat-hash-key"
+DEVELOPMENT_FLOWER_PASSWORD = "skinsense"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKINSENSE_", env_file=".env", extra="ignore")
 
+    environment: Literal["development", "production"] = "development"
+    log_level: str = "INFO"
+
+    # Telegram
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    clinician_chat_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    webhook_url: str | None = None  # public HTTPS URL; when set the bot runs a webhook instead of polling
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    webhook_secret: SecretStr | None = None
+
+    # Infrastructure
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "sqlite:///var/skinsense.sqlite3"
+    chat_hash_key: SecretStr = SecretStr(DEVELOPMENT_CHAT_HASH_KEY)
+
+    # Workers and model
+    model_runtime: Literal["litert", "keras"] | None = None  # None: the artifact's default (the fastest)
+    model_threads: int = 1
+    worker_concurrency: int = 2
+    task_time_limit_s: int = 90
+
+    # Flower and the local sandbox
+    flower_port: int = 5555
+    flower_user: str = "admin"
+    flower_password: SecretStr = SecretStr(DEVELOPMENT_FLOWER_PASSWORD)
+    sandbox_port: int = 8081
+
+    # Model training and evaluation (never needed to serve)
     data_dir: Path | None = None
     imagenet_weights: Path | None = None
+
+    @field_validator("clinician_chat_ids", mode="before")
+    @classmethod
+    def _split_chat_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment == "production":
+            if self.telegram_token is None:
+                raise ValueError("SKINSENSE_TELEGRAM_TOKEN is required in production")
+            if self.chat_hash_key.get_secret_value() == DEVELOPMENT_CHAT_HASH_KEY:
+                raise ValueError("set SKINSENSE_CHAT_HASH_KEY to a secret in production")
+            if self.flower_password.get_secret_value() == DEVELOPMENT_FLOWER_PASSWORD:
+                raise ValueError("set SKINSENSE_FLOWER_PASSWORD in production")
+        return self
+
+    @property
+    def bot_api_base(self) -> str:
+        """Root for Bot API methods; the token is appended (``{base}{token}/{method}``)."""
+        return f"{self.telegram_api_url}/bot"
+
+    @property
+    def bot_file_base(self) -> str:
+        return f"{self.telegram_api_url}/file/bot"
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.redis_url).port or 6379
 
 
 @lru_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,9 @@ CLASS_NAMES: dict[str, str] = {c.code: c.name for c in LESION_CLASSES}
 MELANOMA = "mel"
 MELANOMA_INDEX = CLASS_CODES.index(MELANOMA)
 MALIGNANT_CODES: frozenset[str] = frozenset(c.code for c in LESION_CLASSES if c.malignant)
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"

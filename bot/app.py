@@ -1,0 +1,58 @@
+"""Builds and runs the Telegram bot: polling by default, webhook when SKINSENSE_WEBHOOK_URL is set."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.ext import Application
+
+from bot.handlers import register_handlers
+from shared.config import Settings, get_settings
+from shared.db import get_engine
+
+log = logging.getLogger(__name__)
+
+
+async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    await application.bot.set_my_commands(
+        [BotCommand("start", "What SkinSense is"), BotCommand("help", "How to take and send a photo")]
+    )
+
+
+def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
+    if settings.telegram_token is None:
+        raise SystemExit("SKINSENSE_TELEGRAM_TOKEN is not set (use `skinsense up` to run on the local sandbox)")
+    application = (
+        Application.builder()
+        .token(settings.telegram_token.get_secret_value())
+        .base_url(settings.bot_api_base)
+        .base_file_url(settings.bot_file_base)
+        .concurrent_updates(8)
+        .post_init(_post_init)
+        .build()
+    )
+    register_handlers(application)
+    return application
+
+
+def run_bot(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    # Bot API URLs contain the token: keep the HTTP client's request log quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    get_engine()  # create the audit tables before the first update
+    application = build_application(settings)
+    if settings.webhook_url:
+        log.info("bot starting (webhook mode)")
+        application.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path="telegram",
+            webhook_url=settings.webhook_url.rstrip("/") + "/telegram",
+            secret_token=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        log.info("bot starting (polling mode)")
+        application.run_polling(allowed_updates=Update.ALL_TYPES)

@@ -1,0 +1,148 @@
+"""One small handler per intent. The bot validates what it can without downloading, records the job,
+answers "analysing..." and enqueues the work; it never runs the model and never sends image bytes to
+the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import Message, Update
+from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+
+from shared import messages
+from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.images import MAX_FILE_BYTES, MIN_SIDE
+from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyPhotoRequest
+
+log = logging.getLogger(__name__)
+MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
+ACCEPTED_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"})
+
+
+@dataclass(frozen=True)
+class IncomingImage:
+    kind: MediaKind
+    file_id: str
+    file_unique_id: str
+    file_size: int | None
+    width: int | None = None
+    height: int | None = None
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if update.effective_message:
+        await update.effective_message.reply_text(messages.START)
+
+
+async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if update.effective_message:
+        await update.effective_message.reply_text(messages.help_text(MAX_MB))
+
+
+async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    if message is None or not message.photo:
+        return
+    largest = message.photo[-1]
+    await accept_image(message, IncomingImage(MediaKind.PHOTO, largest.file_id, largest.file_unique_id,
+                                              largest.file_size, largest.width, largest.height))
+
+
+async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    if message is None or message.document is None:
+        return
+    document = message.document
+    image = IncomingImage(MediaKind.DOCUMENT, document.file_id, document.file_unique_id, document.file_size)
+    if document.mime_type not in ACCEPTED_IMAGE_TYPES:
+        await reject(message, image, "not_an_image", f"document of type {document.mime_type or 'unknown'}")
+        return
+    await accept_image(message, image)
+
+
+async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Text, stickers, voice, video and anything else: a short, kind pointer to what works."""
+    if update.effective_message:
+        await update.effective_message.reply_text(messages.NOT_A_PHOTO)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    # The type only: exception texts can carry request URLs, and those carry the token.
+    log.error("error while handling an update: %s", type(context.error).__name__)
+
+
+async def accept_image(message: Message, image: IncomingImage) -> None:
+    if image.file_size is not None and image.file_size > MAX_FILE_BYTES:
+        await reject(message, image, "too_large", f"the file is larger than {MAX_MB} MB")
+        return
+    if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
+        await reject(message, image, "too_small", f"the image is only {image.width}x{image.height} pixels")
+        return
+    job = Job(chat_ref=_chat_ref(message), media_kind=image.kind, telegram_file_unique_id=image.file_unique_id,
+              status=JobStatus.QUEUED)
+    await asyncio.to_thread(_save, job)
+    status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
+    request = ClassifyPhotoRequest(job_id=job.id, chat_id=message.chat_id, status_message_id=status_message.message_id,
+                                   file_id=image.file_id, media_kind=image.kind)
+    try:
+        await asyncio.to_thread(_enqueue, request)
+    except Exception as error:  # broker down: record it and tell the patient to resend
+        log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
+        await asyncio.to_thread(_update, job.id, status=JobStatus.FAILED, error_code="enqueue_failed",
+                                error_reason=f"broker unavailable ({type(error).__name__})", finished_at=utc_now())
+        await status_message.edit_text(messages.ENQUEUE_FAILED)
+        await asyncio.to_thread(_update, job.id, replied_at=utc_now())
+        return
+    await asyncio.to_thread(_update, job.id, queued_at=utc_now())
+    log.info("job %s: queued", job.id)
+
+
+async def reject(message: Message, image: IncomingImage, code: str, reason: str) -> None:
+    now = utc_now()
+    job = Job(chat_ref=_chat_ref(message), media_kind=image.kind, telegram_file_unique_id=image.file_unique_id,
+              status=JobStatus.REJECTED, error_code=code, error_reason=reason, finished_at=now)
+    await asyncio.to_thread(_save, job)
+    await message.reply_text(messages.rejection(code, MAX_MB), do_quote=True)
+    await asyncio.to_thread(_update, job.id, replied_at=utc_now())
+    log.info("job %s: rejected (%s)", job.id, code)
+
+
+def _chat_ref(message: Message) -> str:
+    return chat_reference(message.chat_id, get_settings().chat_hash_key.get_secret_value())
+
+
+def _save(job: Job) -> None:
+    with session_scope() as session:
+        session.add(job)
+        session.commit()
+
+
+def _update(job_id: uuid.UUID, **fields: Any) -> None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            for name, value in fields.items():
+                setattr(job, name, value)
+            session.add(job)
+            session.commit()
+
+
+def _enqueue(request: ClassifyPhotoRequest) -> None:
+    from worker.celery_app import app as celery_app
+
+    celery_app.send_task(CLASSIFY_TASK, args=[request.model_dump(mode="json")], queue=CLASSIFY_QUEUE)
+
+
+def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    application.add_handler(CommandHandler("start", on_start))
+    application.add_handler(CommandHandler("help", on_help))
+    application.add_handler(MessageHandler(filters.PHOTO, on_photo))
+    application.add_handler(MessageHandler(filters.Document.ALL, on_image_document))
+    application.add_handler(MessageHandler(filters.ALL, on_unsupported))
+    application.add_error_handler(on_error)

@@ -1,0 +1,59 @@
+"""``skinsense classify [--json] IMAGE...``: classify image files in one process, in one batch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.inference import ARTIFACT_DIR, RUNTIMES, Classifier
+from models.preprocessing import prepare_image
+from shared.images import UnreadableImage, decode_image
+
+
+def classify_files(paths: Sequence[Path], classifier: Classifier) -> list[dict[str, Any]]:
+    """One record per path, in order: the prediction, or ``{"image", "error"}`` for an unreadable file."""
+    records: list[dict[str, Any]] = [{"image": str(path)} for path in paths]
+    prepared: list[np.ndarray] = []
+    readable: list[int] = []
+    for index, path in enumerate(paths):
+        try:
+            prepared.append(prepare_image(decode_image(path.read_bytes())))
+            readable.append(index)
+        except UnreadableImage as error:
+            records[index]["error"] = error.reason
+        except OSError as error:
+            records[index]["error"] = f"cannot read the file: {error.strerror or error}"
+    for index, prediction in zip(readable, classifier.classify_prepared(prepared), strict=True):
+        records[index].update(prediction.to_dict())
+    return records
+
+
+def format_record(record: dict[str, Any]) -> str:
+    if "error" in record:
+        return f"{record['image']}: cannot classify: {record['error']}"
+    lines = [f"{record['image']}: risk {record['risk'].upper()}"
+             + ("  ** MELANOMA ALERT **" if record["melanoma_alert"] else "")]
+    lines += [f"  {c['probability']:6.1%}  {c['name']} ({c['code']})" for c in record["ranking"]]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None, help="default: the artifact's")
+    parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
+
+
+def run(args: argparse.Namespace) -> int:
+    classifier = Classifier(args.artifact_dir, runtime=args.runtime)
+    records = classify_files(args.images, classifier)
+    for record in records:
+        print(json.dumps(record) if args.json else format_record(record))
+    sys.stdout.flush()
+    return 1 if all("error" in r for r in records) else 0

@@ -1,0 +1,69 @@
+"""The audit trail: one row per job, holding what an auditor needs and nothing more.
+
+No photo, no raw chat id and no message text is stored: the chat is a keyed hash (HMAC-SHA256 with
+SKINSENSE_CHAT_HASH_KEY), the photo is its SHA-256 and Telegram's file_unique_id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime
+from sqlmodel import Field, SQLModel
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class MediaKind(StrEnum):
+    PHOTO = "photo"
+    DOCUMENT = "document"
+
+
+def chat_reference(chat_id: int, key: str) -> str:
+    """Pseudonymous, stable reference to a chat: the same chat always maps to the same value."""
+    return hmac.new(key.encode(), str(chat_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _timestamp(**kwargs: Any) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    chat_ref: str = Field(index=True, max_length=64)
+    media_kind: MediaKind
+    telegram_file_unique_id: str | None = Field(default=None, max_length=128)
+    image_sha256: str | None = Field(default=None, max_length=64)
+    status: JobStatus = Field(index=True)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_reason: str | None = Field(default=None, max_length=500)
+    model_version: str | None = Field(default=None, max_length=64)
+    ranking: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    risk: str | None = Field(default=None, max_length=16)
+    melanoma_alert: bool | None = None
+    delivery_attempts: int = 0
+    received_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True),
+                                                                             nullable=False, index=True))
+    queued_at: datetime | None = _timestamp()
+    started_at: datetime | None = _timestamp()
+    finished_at: datetime | None = _timestamp()
+    replied_at: datetime | None = _timestamp()
+    # {clinician chat id (staff, configured by the clinic): ISO time notified}
+    clinicians_notified: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))

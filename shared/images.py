@@ -1,0 +1,81 @@
+"""Decoding untrusted photos: every way a file can fail becomes an UnreadableImage with a clear reason."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Telegram's own limit for bots downloading files is 20 MB; ours is lower: a lesion photo never needs
+# more, and it keeps worker memory bounded.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+# 50 megapixels is far beyond any phone camera; anything above is treated as a decompression bomb.
+MAX_PIXELS = 50_000_000
+MIN_SIDE = 64
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO"})
+
+
+class UnreadableImage(Exception):
+    """A file we cannot classify; ``code`` is stable (for the audit trail and user texts), ``reason`` is prose."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Fully decode ``data`` into a loaded PIL image, or raise UnreadableImage."""
+    if not data:
+        raise UnreadableImage("empty", "the file is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise UnreadableImage("too_large", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ACCEPTED_FORMATS:
+                raise UnreadableImage("unsupported_format",
+                                      f"{image.format} images are not supported; send a JPEG or PNG photo")
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise UnreadableImage("too_many_pixels",
+                                      f"the image is {width}x{height} pixels, more than we accept")
+            image.load()
+    except UnreadableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImage("too_many_pixels", "the image has far too many pixels to be a photo") from error
+    except UnidentifiedImageError as error:
+        raise UnreadableImage("not_an_image", "the file is not an image we can read") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UnreadableImage("corrupt", "the image is damaged or incomplete (truncated)") from error
+    if min(width, height) < MIN_SIDE:
+        raise UnreadableImage("too_small", f"the image is only {width}x{height} pixels; "
+                              f"we need at least {MIN_SIDE} pixels on each side")
+    return image
+
+
+def skin_fraction(prepared: np.ndarray) -> float:
+    """Share of pixels whose colour falls in a broad skin range (YCbCr rule of Chai & Ngan, widened).
+
+    A cheap guard against photos that are plainly not of skin (a document, a landscape, a pet); it is
+    deliberately permissive, since dermoscopy and phone photos of lesions vary widely in colour.
+    """
+    rgb = prepared.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    skin = (cr >= 133) & (cr <= 185) & (cb >= 70) & (cb <= 155)
+    return float(skin.mean())
+
+
+# Measured on the 8,512 HAM10000 images: 6 fall below 0.05 (0.07 %); greyscale images, documents and
+# screenshots score 0.
+MIN_SKIN_FRACTION = 0.05
+
+
+def looks_like_skin(prepared: np.ndarray) -> bool:
+    return skin_fraction(prepared) >= MIN_SKIN_FRACTION

@@ -1,0 +1,118 @@
+"""Every text a patient or clinician reads, in one place (plain text or Telegram HTML), for review and translation."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from shared.labels import RiskLevel
+
+DISCLAIMER = (
+    "SkinSense is a screening aid, not a diagnosis. Only a doctor who examines the lesion can diagnose it. "
+    "If a spot is new, changing, bleeding, itching or worries you, see a doctor or dermatologist "
+    "whatever this result says."
+)
+
+START = (
+    "Hello, I am SkinSense.\n\n"
+    "Send me a sharp, close-up photo of one skin spot or mole (as a photo, or as a JPEG/PNG file) and I will "
+    "give you an early, honest read: the most likely types of lesion, a risk level and what to do next.\n\n"
+    f"{DISCLAIMER}\n\n"
+    "Privacy: I keep no copy of your photo; the audit log holds only a fingerprint of it and the result.\n\n"
+    "Type /help for tips."
+)
+
+HELP = (
+    "How to use SkinSense:\n"
+    "1. Take a close-up photo of one spot in good light, in focus, filling most of the picture.\n"
+    "2. Send it here as a photo (or as a JPEG/PNG file up to {max_mb} MB).\n"
+    "3. Wait a few seconds for the result.\n\n"
+    "The model was trained on dermatoscope images; ordinary phone photos are harder for it, so treat the "
+    "result as a first hint only.\n\n"
+    f"{DISCLAIMER}"
+)
+
+NOT_A_PHOTO = (
+    "I can only read photos of skin lesions. Please send a photo of the spot (or a JPEG/PNG file). "
+    "Type /help for tips."
+)
+
+ANALYSING = "Analysing your photo... this usually takes a few seconds."
+
+ENQUEUE_FAILED = (
+    "Sorry, SkinSense could not start the analysis right now. Nothing was lost: please send the photo "
+    "again in a few minutes."
+)
+
+ANALYSIS_FAILED = (
+    "Sorry, the analysis of this photo failed on our side. Please send it again later. "
+    "If a spot worries you, do not wait for us: see a doctor."
+)
+
+# Reasons a photo is refused, by the stable codes used in the audit trail.
+REJECTION_ADVICE = {
+    "too_large": "The file is larger than {max_mb} MB. Please send it as a photo (Telegram compresses it), "
+    "or a smaller JPEG/PNG file.",
+    "not_an_image": "This file is not an image I can read. Please send a photo of the spot, or a JPEG/PNG file.",
+    "unsupported_format": "I cannot read this image format. Please send a JPEG or PNG photo.",
+    "corrupt": "This image seems damaged or incomplete. Please take or export the photo again and resend it.",
+    "empty": "This file is empty. Please send the photo again.",
+    "too_many_pixels": "This image is far too large (in pixels) to be a photo of a spot. Please send an "
+    "ordinary photo.",
+    "too_small": "This image is too small to analyse. Please send a sharper, larger close-up photo.",
+    "not_skin": "This does not look like a close-up photo of skin. Please send a sharp, well-lit close-up "
+    "of the spot, filling most of the picture.",
+}
+
+RISK_ADVICE = {
+    RiskLevel.HIGH: (
+        "HIGH risk. Please see a doctor or dermatologist soon, within two weeks; show them this photo. "
+        "If the spot is bleeding, growing fast or changing, go sooner."
+    ),
+    RiskLevel.MEDIUM: (
+        "MEDIUM risk. A malignant or pre-malignant lesion cannot be ruled out. Please have it checked by a "
+        "doctor in the coming weeks."
+    ),
+    RiskLevel.LOW: (
+        "LOW risk. The spot looks most like a benign lesion. Keep an eye on it: if it changes in size, shape "
+        "or colour, bleeds or itches, see a doctor. Low risk is not no risk."
+    ),
+}
+
+MELANOMA_ALERT = (
+    "⚠️ MELANOMA ALERT: the model finds signs that can indicate melanoma. This is not a diagnosis, but "
+    "please book a dermatologist appointment promptly."
+)
+
+
+def rejection(code: str, max_mb: int) -> str:
+    advice = REJECTION_ADVICE.get(code, REJECTION_ADVICE["not_an_image"])
+    return "Sorry, I cannot analyse this file. " + advice.format(max_mb=max_mb)
+
+
+def help_text(max_mb: int) -> str:
+    return HELP.format(max_mb=max_mb)
+
+
+def _ranking_lines(ranking: list[dict[str, Any]], limit: int) -> list[str]:
+    return [f"{entry['probability']:.0%}  {escape(entry['name'])}" for entry in ranking[:limit]]
+
+
+def result(ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool) -> str:
+    """The patient's result (Telegram HTML)."""
+    parts = []
+    if melanoma_alert:
+        parts.append(f"<b>{MELANOMA_ALERT}</b>")
+    parts.append("<b>Most likely lesion types</b>\n" + "\n".join(_ranking_lines(ranking, 3)))
+    parts.append(f"<b>{RISK_ADVICE[risk]}</b>")
+    parts.append(f"<i>{DISCLAIMER}</i>")
+    return "\n\n".join(parts)
+
+
+def clinician_alert(job_id: str, ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool,
+                    model_version: str) -> str:
+    """Caption for the photo forwarded to clinicians (Telegram HTML; a caption holds 1,024 characters)."""
+    heading = "MELANOMA ALERT" if melanoma_alert else "High-risk result"
+    lines = [f"<b>SkinSense: {heading}</b>", f"Risk: {risk.value}", *_ranking_lines(ranking, 7),
+             f"Job: <code>{escape(job_id)}</code>", f"Model: {escape(model_version)}"]
+    return "\n".join(lines)

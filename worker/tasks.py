@@ -1,0 +1,228 @@
+"""Worker tasks: classify a patient's photo and reply; forward high-risk results to clinicians.
+
+The model is loaded once per worker process (``worker_process_init``, or lazily on the first task
+under a pool without child processes), never in the prefork parent and never per task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import uuid
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from models.inference import Classifier
+from models.preprocessing import prepare_image
+from shared import messages
+from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.images import MAX_FILE_BYTES, UnreadableImage, decode_image, looks_like_skin
+from shared.jobs import (
+    CLASSIFY_TASK,
+    CLINICIANS_QUEUE,
+    NOTIFY_CLINICIANS_TASK,
+    ClassifyPhotoRequest,
+    NotifyCliniciansRequest,
+)
+from shared.labels import RiskLevel
+from worker.celery_app import app
+from worker.telegram import BotApi, FileTooLarge, RetryAfter, TelegramRequestError, TelegramUnavailable
+
+log = logging.getLogger(__name__)
+MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
+
+_classifier: Classifier | None = None
+_bot_api: BotApi | None = None
+
+
+def get_classifier() -> Classifier:
+    global _classifier
+    if _classifier is None:
+        settings = get_settings()
+        _classifier = Classifier(runtime=settings.model_runtime, threads=settings.model_threads)
+        log.info("model %s loaded (%s runtime)", _classifier.version, _classifier.runtime_name)
+    return _classifier
+
+
+def get_bot_api() -> BotApi:
+    global _bot_api
+    if _bot_api is None:
+        settings = get_settings()
+        if settings.telegram_token is None:
+            raise RuntimeError("SKINSENSE_TELEGRAM_TOKEN is not set")
+        _bot_api = BotApi(settings.bot_api_base, settings.bot_file_base, settings.telegram_token.get_secret_value())
+    return _bot_api
+
+
+@worker_process_init.connect
+def _load_model_in_child(**_: Any) -> None:
+    get_classifier()
+
+
+def retry_delay(retries: int) -> float:
+    """Exponential backoff with jitter: about 2, 4, 8, ... seconds, at most 60."""
+    return float(min(2 ** (retries + 1), 60)) * random.uniform(0.8, 1.2)
+
+
+def _update_job(job_id: uuid.UUID, **fields: Any) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} not found")
+        for name, value in fields.items():
+            setattr(job, name, value)
+        session.add(job)
+        session.commit()
+        session.refresh(job)
+        return job
+
+
+def _load_job(job_id: uuid.UUID) -> Job | None:
+    with session_scope() as session:
+        return session.get(Job, job_id)
+
+
+class TelegramTask(Task):  # type: ignore[misc]
+    """Retries on Telegram flood control (waiting what it says) and on network errors (backoff)."""
+
+    max_retries = 6
+
+    def run_with_retries(self, work: Any, *args: Any) -> Any:
+        try:
+            return work(*args)
+        except RetryAfter as error:
+            raise self.retry(exc=error, countdown=error.seconds + random.uniform(0, 1)) from None
+        except TelegramUnavailable as error:
+            raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from None
+
+
+@app.task(name=CLASSIFY_TASK, bind=True, base=TelegramTask)
+def classify_photo(self: TelegramTask, request: dict[str, Any]) -> str:
+    job_request = ClassifyPhotoRequest.model_validate(request)
+    try:
+        return str(self.run_with_retries(_classify_and_reply, job_request))
+    except SoftTimeLimitExceeded:
+        _fail(job_request, "time_limit", "the analysis took too long")
+        return JobStatus.FAILED.value
+    except (RetryAfter, TelegramUnavailable) as error:  # retries exhausted
+        _update_job(job_request.job_id, status=JobStatus.FAILED, error_code="telegram_unavailable",
+                    error_reason=str(error)[:500], finished_at=utc_now())
+        raise
+
+
+def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
+    job = _load_job(request.job_id)
+    if job is None:
+        log.warning("job %s: not in the audit database; dropped", request.job_id)
+        return "missing"
+    if job.replied_at is not None:
+        log.info("job %s: already answered; redelivery ignored", job.id)
+        return "duplicate"
+    if job.status not in (JobStatus.DONE, JobStatus.REJECTED):
+        job = _analyse(request, job)
+    if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH.value and get_settings().clinician_chat_ids:
+        # Before the patient's reply: if we die in between, the redelivered task enqueues it again and
+        # the notify task skips clinicians already told.
+        notify_clinicians.apply_async(
+            args=[NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id,
+                                          media_kind=request.media_kind).model_dump(mode="json")],
+            queue=CLINICIANS_QUEUE,
+        )
+    _reply(request, _patient_text(job))
+    _update_job(job.id, replied_at=utc_now())
+    return job.status.value
+
+
+def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
+    job = _update_job(job.id, status=JobStatus.RUNNING, started_at=utc_now(),
+                      delivery_attempts=job.delivery_attempts + 1)
+    api = get_bot_api()
+    try:
+        data = api.download_file(request.file_id, MAX_FILE_BYTES)
+    except FileTooLarge:
+        return _reject(job.id, UnreadableImage("too_large", f"the file is larger than {MAX_MB} MB"), None)
+    except TelegramRequestError as error:
+        return _reject(job.id, UnreadableImage("download_failed", f"Telegram refused the download: "
+                                               f"{error.description}"[:500]), None)
+    image_sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        prepared = prepare_image(decode_image(data))
+        if not looks_like_skin(prepared):
+            raise UnreadableImage("not_skin", "the photo does not look like a close-up of skin")
+    except UnreadableImage as error:
+        return _reject(job.id, error, image_sha256)
+    prediction = get_classifier().classify_prepared([prepared])[0]
+    result = prediction.to_dict()
+    return _update_job(job.id, status=JobStatus.DONE, image_sha256=image_sha256, finished_at=utc_now(),
+                       model_version=prediction.model_version, ranking=result["ranking"],
+                       risk=prediction.risk.value, melanoma_alert=prediction.melanoma_alert)
+
+
+def _reject(job_id: uuid.UUID, error: UnreadableImage, image_sha256: str | None) -> Job:
+    log.info("job %s: rejected (%s)", job_id, error.code)
+    return _update_job(job_id, status=JobStatus.REJECTED, error_code=error.code, error_reason=error.reason,
+                       image_sha256=image_sha256, finished_at=utc_now())
+
+
+def _patient_text(job: Job) -> str:
+    if job.status == JobStatus.REJECTED:
+        return messages.rejection(job.error_code or "not_an_image", MAX_MB)
+    assert job.ranking is not None and job.risk is not None
+    return messages.result(job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert))
+
+
+def _reply(request: ClassifyPhotoRequest, text: str) -> None:
+    """Edit the "analysing..." message into the result; if it is gone, send a new message."""
+    api = get_bot_api()
+    try:
+        api.call("editMessageText", chat_id=request.chat_id, message_id=request.status_message_id, text=text,
+                 parse_mode="HTML")
+    except TelegramRequestError as error:
+        if "not modified" in error.description:
+            return  # the text is already there: an earlier attempt succeeded
+        log.info("job %s: edit failed (%s); sending a new message", request.job_id, error.status)
+        api.call("sendMessage", chat_id=request.chat_id, text=text, parse_mode="HTML")
+
+
+def _fail(request: ClassifyPhotoRequest, code: str, reason: str) -> None:
+    _update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason,
+                finished_at=utc_now())
+    try:
+        _reply(request, messages.ANALYSIS_FAILED)
+        _update_job(request.job_id, replied_at=utc_now())
+    except Exception:  # the failure is recorded; telling the patient is best effort
+        log.warning("job %s: could not tell the patient about the failure", request.job_id)
+
+
+@app.task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask)
+def notify_clinicians(self: TelegramTask, request: dict[str, Any]) -> int:
+    return int(self.run_with_retries(_notify, NotifyCliniciansRequest.model_validate(request)))
+
+
+def _notify(request: NotifyCliniciansRequest) -> int:
+    """Send the photo, ranking and job id to each clinician chat not yet told; returns how many were told now."""
+    job = _load_job(request.job_id)
+    if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH.value or job.ranking is None:
+        return 0
+    caption = messages.clinician_alert(str(job.id), job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert),
+                                       job.model_version or "unknown")
+    notified = dict(job.clinicians_notified or {})
+    api = get_bot_api()
+    sent = 0
+    for chat_id in get_settings().clinician_chat_ids:
+        if str(chat_id) in notified:
+            continue
+        if request.media_kind == MediaKind.PHOTO:
+            api.call("sendPhoto", chat_id=chat_id, photo=request.file_id, caption=caption, parse_mode="HTML")
+        else:
+            api.call("sendDocument", chat_id=chat_id, document=request.file_id, caption=caption, parse_mode="HTML")
+        notified[str(chat_id)] = utc_now().isoformat()
+        _update_job(job.id, clinicians_notified=notified)  # saved per chat, so a retry skips it
+        sent += 1
+    return sent
