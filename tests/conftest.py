@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.inference import ARTIFACT_DIR, Classifier
+from models.data import Sample, read_samples
+from shared.config import get_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """HAM10000 through the setting; tests that need it skip with the reason when it is absent."""
+    configured = get_settings().data_dir
+    if configured is None:
+        pytest.skip("SKINSENSE_DATA_DIR is not set: HAM10000 data not available")
+    if not (configured / "metadata.csv").is_file():
+        pytest.skip(f"SKINSENSE_DATA_DIR={configured} has no metadata.csv")
+    return configured
+
+
+@pytest.fixture(scope="session")
+def samples(data_dir: Path) -> list[Sample]:
+    return read_samples(data_dir)
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights() -> Path:
+    configured = get_settings().imagenet_weights
+    if configured is None or not configured.is_file():
+        pytest.skip("SKINSENSE_IMAGENET_WEIGHTS is not set or missing: ImageNet TFLite weights not available")
+    return configured
+
+
+@pytest.fixture(scope="session")
+def classifier() -> Classifier:
+    return Classifier(ARTIFACT_DIR)
+
+
+@pytest.fixture
+def tmp_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Isolate SKINSENSE_ settings for one test."""
+    for key in list(os.environ):
+        if key.startswith("SKINSENSE_"):
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()

@@ -1,0 +1,34 @@
+"""The shipped artifact: loads, its version is the content hash in its metadata, files fit in git."""
+
+from __future__ import annotations
+
+from models.inference import ARTIFACT_DIR, Classifier, artifact_version, read_metadata
+from models.preprocessing import INPUT_SIZE
+from shared.labels import CLASS_CODES
+
+
+def test_version_matches_the_content_hash() -> None:
+    metadata = read_metadata()
+    assert metadata["version"] == artifact_version(ARTIFACT_DIR, list(metadata["files"].values()))
+
+
+def test_metadata_describes_the_model() -> None:
+    metadata = read_metadata()
+    assert metadata["class_codes"] == list(CLASS_CODES)
+    assert len(metadata["class_names"]) == 7
+    assert metadata["input_size"] == INPUT_SIZE
+    assert "224x224" in metadata["preprocessing"]
+    assert 0.05 < metadata["temperature"] < 20
+    assert 0.0 < metadata["melanoma_alert_threshold"] < 1.0
+    assert metadata["default_runtime"] in metadata["files"]
+    assert len(metadata["training"]["data_fingerprint"]) == 64
+
+
+def test_model_files_are_under_25_mb() -> None:
+    for path in ARTIFACT_DIR.iterdir():
+        assert path.stat().st_size < 25 * 1024 * 1024, path
+
+
+def test_artifact_loads_and_reports_its_version(classifier: Classifier) -> None:
+    assert classifier.version == read_metadata()["version"]
+    assert classifier.runtime_name == read_metadata()["default_runtime"]
