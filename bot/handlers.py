@@ -69,7 +69,7 @@ async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) 
 async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Text, stickers, voice, video and anything else: a short, kind pointer to what works."""
     if update.effective_message:
-        await update.effective_message.reply_text(messages.NOT_A_PHOTO)
+        await update.effective_message.reply_text(messages.NOT_A_PHOTO, do_quote=True)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -90,6 +90,7 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
     status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
     request = ClassifyPhotoRequest(job_id=job.id, chat_id=message.chat_id, status_message_id=status_message.message_id,
                                    file_id=image.file_id, media_kind=image.kind)
+    queued_at = utc_now()  # taken before sending: the worker may start before send_task returns
     try:
         await asyncio.to_thread(_enqueue, request)
     except Exception as error:  # broker down: record it and tell the patient to resend
@@ -99,7 +100,7 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
         await status_message.edit_text(messages.ENQUEUE_FAILED)
         await asyncio.to_thread(_update, job.id, replied_at=utc_now())
         return
-    await asyncio.to_thread(_update, job.id, queued_at=utc_now())
+    await asyncio.to_thread(_update, job.id, queued_at=queued_at)
     log.info("job %s: queued", job.id)
 
 

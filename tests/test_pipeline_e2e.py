@@ -1,0 +1,294 @@
+"""End to end on real parts: a patient's photo through the bot, Redis, a Celery worker and back.
+
+Runs once on SQLite and once on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from PIL import Image
+from sqlmodel import Session, select
+
+from models.data import Sample, image_path
+from models.inference import Classifier
+from models.package import validation_samples
+from shared import messages
+from shared.audit import Job, JobStatus, chat_reference
+from shared.images import MAX_FILE_BYTES
+from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK
+from shared.labels import RiskLevel
+from skinsense.sandbox import plain_text
+from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
+from tests.auxil.services import postgres_database, redis_server, wait_until
+
+pytestmark = pytest.mark.e2e
+MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    log_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with contextlib_database(request.param, log_dir) as database_url, \
+            running_stack(redis_url, database_url, log_dir) as running:
+        yield running
+
+
+def contextlib_database(kind: str, folder: Path) -> Any:
+    import contextlib
+
+    if kind == "sqlite":
+        return contextlib.nullcontext(f"sqlite:///{folder / 'audit.sqlite3'}")
+    return postgres_database()
+
+
+@pytest.fixture(scope="module")
+def photos_by_risk(data_dir: Path, classifier: Classifier) -> dict[str, Path]:
+    """Validation photos (never trained on) that the shipped model puts at high risk with a melanoma
+    alert, and at low risk; chosen by the model itself, not hard-coded."""
+    chosen: dict[str, Path] = {}
+    for sample in validation_samples(data_dir, classifier_artifact_dir()):
+        path = image_path(data_dir, sample)
+        prediction = classifier.classify_images([Image.open(path)])[0]
+        if prediction.melanoma_alert and "alert" not in chosen:
+            chosen["alert"] = path
+        if prediction.risk == RiskLevel.LOW and "low" not in chosen:
+            chosen["low"] = path
+        if len(chosen) == 2:
+            return chosen
+    pytest.fail("the validation split has no alert or no low-risk photo")
+
+
+def classifier_artifact_dir() -> Path:
+    from models.inference import ARTIFACT_DIR
+
+    return ARTIFACT_DIR
+
+
+def job_for_file(stack: RunningStack, file_unique_id: str) -> Job:
+    def find() -> Job | None:
+        with Session(stack.engine) as session:
+            return session.exec(select(Job).where(Job.telegram_file_unique_id == file_unique_id)).first()
+    return wait_until(find, 30, what=f"audit row for {file_unique_id}")
+
+
+def finished_job(stack: RunningStack, file_unique_id: str) -> Job:
+    def done() -> Job | None:
+        job = job_for_file(stack, file_unique_id)
+        return job if job.replied_at is not None else None
+    return wait_until(done, 60, what="the job to be answered")
+
+
+def classify_cli(path: Path) -> dict[str, Any]:
+    completed = subprocess.run([sys.executable, "-m", "skinsense.cli", "classify", "--json", str(path)],
+                               capture_output=True, text=True, timeout=300, check=True)
+    return dict(json.loads(completed.stdout.splitlines()[0]))
+
+
+def test_photo_gets_the_ranking_that_classify_gives(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    path = photos_by_risk["alert"]
+    chat = 1001
+    sent = stack.user.send_photo(chat, path.read_bytes())
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    expected = classify_cli(path)
+    expected_text = plain_text(messages.result(expected["ranking"], RiskLevel(expected["risk"]),
+                                               expected["melanoma_alert"]), "HTML")
+    assert reply["text"] == expected_text, stack.logs()
+    assert reply["edits"] == [messages.ANALYSING], "the 'analysing' message itself is edited into the result"
+    job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.ranking == expected["ranking"]
+    assert (job.risk, job.melanoma_alert, job.model_version) == (
+        expected["risk"], expected["melanoma_alert"], expected["model_version"])
+
+
+def test_audit_row_is_complete_and_pseudonymous(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1002
+    data = photos_by_risk["low"].read_bytes()
+    sent = stack.user.send_photo(chat, data)
+    stack.user.wait_for_reply(chat, sent["message_id"])
+    job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.status == JobStatus.DONE and job.error_code is None
+    assert job.chat_ref == chat_reference(chat, CHAT_HASH_KEY) and str(chat) not in job.chat_ref
+    assert job.image_sha256 == hashlib.sha256(data).hexdigest()
+    assert job.received_at <= job.queued_at <= job.started_at <= job.finished_at <= job.replied_at  # type: ignore[operator]
+    assert job.model_version and job.ranking and len(job.ranking) == 7 and job.risk == "low"
+    assert job.delivery_attempts == 1
+    assert job.clinicians_notified is None
+
+
+def test_clinicians_get_the_alert_exactly_for_high_risk(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    low = stack.user.send_photo(1003, photos_by_risk["low"].read_bytes())
+    stack.user.wait_for_reply(1003, low["message_id"])
+    high = stack.user.send_photo(1004, photos_by_risk["alert"].read_bytes())
+    stack.user.wait_for_reply(1004, high["message_id"])
+    high_job = finished_job(stack, high["photo"][-1]["file_unique_id"])
+    low_job = finished_job(stack, low["photo"][-1]["file_unique_id"])
+
+    def alerts(chat: int, job_id: uuid.UUID) -> list[dict[str, Any]]:
+        return [m for m in stack.user.bot_messages(chat) if str(job_id) in m.get("caption", "")]
+
+    for clinician in CLINICIANS:
+        forwarded = wait_until(lambda c=clinician: alerts(c, high_job.id), 60, what="the clinician alert")
+        assert len(forwarded) == 1
+        assert "MELANOMA ALERT" in forwarded[0]["caption"] and forwarded[0]["photo"]
+        # The low-risk photo went through the same queue first and was never forwarded.
+        assert alerts(clinician, low_job.id) == []
+    assert set(finished_job(stack, high["photo"][-1]["file_unique_id"]).clinicians_notified or {}) == {
+        str(c) for c in CLINICIANS}
+    patient_chats_notified = [m for m in stack.user.bot_messages(1003) if m.get("caption")]
+    assert patient_chats_notified == [], "alerts go to clinicians only"
+
+
+def test_redelivered_task_replies_once(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1005
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
+    client = Celery(broker=stack.redis_url)
+    payload = {"job_id": str(job.id), "chat_id": chat, "status_message_id": reply["message_id"],
+               "file_id": sent["photo"][-1]["file_id"], "media_kind": "photo"}
+    client.send_task(CLASSIFY_TASK, args=[payload], queue=CLASSIFY_QUEUE)
+    wait_until(lambda: f"job {job.id}: already answered" in stack.worker.output(), 60, what="the redelivery")
+    edits = [c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]]
+    assert len(edits) == 1
+    assert len(stack.user.bot_messages(chat)) == 1
+
+
+def test_flood_control_is_waited_out_and_the_reply_arrives(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1006
+    stack.user.inject_fault("editMessageText", count=1, retry_after=2)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    attempts = [c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]]
+    assert len(attempts) == 2
+    assert attempts[1]["time"] - attempts[0]["time"] >= 2.0, "the worker waits what retry_after says"
+    assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.DONE
+
+
+def test_album_photos_each_get_their_own_result(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1007
+    sent = [stack.user.send_photo(chat, photos_by_risk[k].read_bytes(), media_group_id="album-1")
+            for k in ("low", "alert")]
+    for message in sent:
+        assert "Most likely lesion types" in stack.user.wait_for_reply(chat, message["message_id"])["text"]
+
+
+@pytest.mark.parametrize("fields", [{"sticker": {"file_id": "s1", "file_unique_id": "s1u", "width": 512, "height": 512,
+                                                 "is_animated": False, "is_video": False, "type": "regular"}},
+                                    {"voice": {"file_id": "v1", "file_unique_id": "v1u", "duration": 3}},
+                                    {"video": {"file_id": "d1", "file_unique_id": "d1u", "width": 640, "height": 480,
+                                               "duration": 5}},
+                                    {"text": "is this mole dangerous?"}])
+def test_non_photo_messages_get_a_short_help_reply(stack: RunningStack, fields: dict[str, Any]) -> None:
+    chat = 1100 + len(str(fields))
+    sent = stack.user.send_message(chat, fields)
+    assert stack.user.wait_for_reply(chat, sent["message_id"], final=False)["text"] == messages.NOT_A_PHOTO
+
+
+def test_start_and_help_explain_the_screening_aid(stack: RunningStack) -> None:
+    for command, expected in (("/start", messages.START), ("/help", messages.help_text(MAX_MB))):
+        sent = stack.user.send_text(1200, command)
+        reply = wait_until(lambda s=sent: [m for m in stack.user.bot_messages(1200) if m["text"] == expected], 30,
+                           what=f"reply to {command}")
+        assert "not a diagnosis" in reply[0]["text"], sent
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _bomb() -> bytes:
+    from tests.test_images import png_header_only
+
+    return png_header_only(40_000, 40_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "file_name", "mime_type", "code"),
+    [
+        ("pdf", "scan.pdf", "application/pdf", "not_an_image"),
+        ("oversized", "huge.jpg", "image/jpeg", "too_large"),
+        ("truncated", "cut.jpg", "image/jpeg", "corrupt"),
+        ("bomb", "bomb.png", "image/png", "too_many_pixels"),
+        ("text_as_jpeg", "fake.jpg", "image/jpeg", "not_an_image"),
+    ],
+)
+def test_bad_documents_get_a_clear_reason_and_are_audited(stack: RunningStack, photos_by_risk: dict[str, Path],
+                                                          name: str, file_name: str, mime_type: str, code: str) -> None:
+    real = photos_by_risk["low"].read_bytes()
+    content = {
+        "pdf": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+        "oversized": real + b"\0" * (MAX_FILE_BYTES + 1),
+        "truncated": real[: len(real) // 3],
+        "bomb": _bomb(),
+        "text_as_jpeg": b"hello, this is not a photo",
+    }[name]
+    chat = 1300 + len(name)
+    sent = stack.user.send_document(chat, content, file_name, mime_type)
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    assert reply["text"] == plain_text(messages.rejection(code, MAX_MB), None), stack.logs()
+    job = finished_job(stack, sent["document"]["file_unique_id"])
+    assert (job.status, job.error_code) == (JobStatus.REJECTED, code)
+    assert job.error_reason
+    if code in ("too_large", "not_an_image") and name != "text_as_jpeg":
+        downloads = [c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["document"]["file_id"]]
+        assert downloads == [], "refused from the metadata alone, without downloading"
+
+
+def test_photo_that_is_not_skin_is_refused_kindly(stack: RunningStack) -> None:
+    chat = 1400
+    page = Image.new("L", (640, 480), 235)
+    page.paste(20, (50, 50, 590, 70))
+    sent = stack.user.send_photo(chat, _png(page))
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    assert reply["text"] == messages.rejection("not_skin", MAX_MB)
+    assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).error_code == "not_skin"
+
+
+def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
+    chat = 1401
+    sent = stack.user.send_photo(chat, _png(Image.new("RGB", (20, 20), (200, 150, 130))))
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    assert reply["text"] == messages.rejection("too_small", MAX_MB)
+    assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.REJECTED
+
+
+def test_flower_sees_the_worker_behind_basic_auth(stack: RunningStack, tmp_path: Path) -> None:
+    import httpx
+
+    from skinsense.stack import flower_command
+    from shared.config import Settings
+    from tests.auxil.services import ChildProcess, free_port, port_open
+
+    port = free_port()
+    settings = Settings(flower_port=port, flower_user="ops", flower_password="e2e-flower-secret")  # type: ignore[arg-type]
+    env = {**stack.env, "FLOWER_BASIC_AUTH": "ops:e2e-flower-secret"}
+    flower = ChildProcess("flower", flower_command(settings), env, tmp_path)
+    try:
+        wait_until(lambda: port_open(port), 60, what="Flower")
+        api = f"http://127.0.0.1:{port}/api/workers"
+        assert httpx.get(api, timeout=10).status_code == 401
+        workers = wait_until(lambda: [name for name in httpx.get(api, auth=("ops", "e2e-flower-secret"),
+                                                                 timeout=10).json() if name.startswith("e2e@")],
+                             60, interval_s=1, what="Flower to list the worker")
+        assert workers
+    finally:
+        flower.stop()

@@ -1,0 +1,120 @@
+"""The local Bot API sandbox follows the published Bot API: encodings, errors, long polling, files."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.auxil.sandbox_user import SandboxUser
+from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+
+TOKEN = "1111:sandbox-test-token"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    child = ChildProcess("sandbox", python_command("-m", "skinsense.cli", "sandbox", "--port", str(port),
+                                                   "--token", TOKEN), child_env(), tmp_path_factory.mktemp("logs"))
+    try:
+        wait_until(lambda: port_open(port), 30, what="sandbox")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.stop()
+
+
+def method_url(api: str, method: str, token: str = TOKEN) -> str:
+    return f"{api}/bot{token}/{method}"
+
+
+def test_wrong_token_is_401_in_bot_api_shape(sandbox: str) -> None:
+    response = httpx.get(method_url(sandbox, "getMe", token="1111:wrong"))
+    assert response.status_code == 401
+    assert response.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+
+
+def test_unknown_method_is_404(sandbox: str) -> None:
+    response = httpx.post(method_url(sandbox, "launchRocket"))
+    assert response.status_code == 404 and response.json()["ok"] is False
+
+
+def test_every_request_encoding_is_understood(sandbox: str) -> None:
+    chat = 501
+    by_query = httpx.get(method_url(sandbox, "sendMessage"), params={"chat_id": chat, "text": "query"})
+    by_form = httpx.post(method_url(sandbox, "sendMessage"), data={"chat_id": str(chat), "text": "form"})
+    by_json = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": chat, "text": "json"})
+    by_multipart = httpx.post(method_url(sandbox, "sendPhoto"), data={"chat_id": str(chat), "caption": "multi"},
+                              files={"photo": ("p.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")})
+    for response in (by_query, by_form, by_json, by_multipart):
+        assert response.status_code == 200, response.text
+        assert response.json()["ok"] is True
+    texts = [m.get("text") or m.get("caption") for m in SandboxUser(sandbox).bot_messages(chat)]
+    assert texts == ["query", "form", "json", "multi"]
+
+
+def test_html_is_checked_and_stripped_like_telegram(sandbox: str) -> None:
+    good = httpx.post(method_url(sandbox, "sendMessage"),
+                      json={"chat_id": 502, "text": "<b>bold</b> &amp; plain", "parse_mode": "HTML"})
+    assert good.json()["result"]["text"] == "bold & plain"
+    bad = httpx.post(method_url(sandbox, "sendMessage"),
+                     json={"chat_id": 502, "text": "<b>unclosed", "parse_mode": "HTML"})
+    assert bad.status_code == 400 and "can't parse entities" in bad.json()["description"]
+
+
+def test_long_polling_waits_for_an_update_and_offset_confirms(sandbox: str) -> None:
+    user = SandboxUser(sandbox)
+    first = httpx.get(method_url(sandbox, "getUpdates"), params={"timeout": 0}).json()["result"]
+    offset = (first[-1]["update_id"] + 1) if first else 0
+    threading.Timer(1.0, lambda: user.send_text(503, "hello")).start()
+    started = time.monotonic()
+    updates = httpx.get(method_url(sandbox, "getUpdates"), params={"offset": offset, "timeout": 10},
+                        timeout=20).json()["result"]
+    assert time.monotonic() - started < 9, "long polling answers as soon as an update arrives"
+    assert [u["message"]["text"] for u in updates] == ["hello"]
+    after = httpx.get(method_url(sandbox, "getUpdates"),
+                      params={"offset": updates[-1]["update_id"] + 1, "timeout": 0}).json()["result"]
+    assert after == []
+
+
+def test_injected_flood_control_answers_429_with_retry_after(sandbox: str) -> None:
+    SandboxUser(sandbox).inject_fault("sendChatAction", count=1, retry_after=7)
+    refused = httpx.post(method_url(sandbox, "sendChatAction"), json={"chat_id": 1, "action": "typing"})
+    assert refused.status_code == 429
+    assert refused.json()["parameters"] == {"retry_after": 7}
+    accepted = httpx.post(method_url(sandbox, "sendChatAction"), json={"chat_id": 1, "action": "typing"})
+    assert accepted.json() == {"ok": True, "result": True}
+
+
+def test_files_are_fetched_with_get_file_then_downloaded(sandbox: str, tmp_path: Path) -> None:
+    photo = SandboxUser(sandbox).send_photo(504, b"raw photo bytes")["photo"][-1]
+    info = httpx.post(method_url(sandbox, "getFile"), json={"file_id": photo["file_id"]}).json()["result"]
+    download = httpx.get(f"{sandbox}/file/bot{TOKEN}/{info['file_path']}")
+    assert download.content == b"raw photo bytes"
+    bad = httpx.post(method_url(sandbox, "getFile"), json={"file_id": "nope"})
+    assert bad.status_code == 400 and bad.json()["description"] == "Bad Request: invalid file_id"
+
+
+def test_edit_message_text_edits_and_refuses_unknown_or_unchanged(sandbox: str) -> None:
+    sent = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 505, "text": "one"}).json()["result"]
+    edit = {"chat_id": 505, "message_id": sent["message_id"], "text": "two"}
+    assert httpx.post(method_url(sandbox, "editMessageText"), json=edit).json()["result"]["text"] == "two"
+    same = httpx.post(method_url(sandbox, "editMessageText"), json=edit)
+    assert same.status_code == 400 and "not modified" in same.json()["description"]
+    missing = httpx.post(method_url(sandbox, "editMessageText"), json={**edit, "message_id": 999999})
+    assert missing.json()["description"] == "Bad Request: message to edit not found"
+    history = SandboxUser(sandbox).bot_messages(505)[0]
+    assert history["edits"] == ["one"] and history["text"] == "two"
+
+
+def test_structured_parameters_arrive_json_encoded_in_forms(sandbox: str) -> None:
+    sent = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 506, "text": "first"}).json()["result"]
+    reply = httpx.post(method_url(sandbox, "sendMessage"),
+                       data={"chat_id": "506", "text": "second",
+                             "reply_parameters": json.dumps({"message_id": sent["message_id"]})}).json()
+    assert reply["result"]["reply_to_message"]["message_id"] == sent["message_id"]
