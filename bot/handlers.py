@@ -50,8 +50,12 @@ async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or not message.photo:
         return
     largest = message.photo[-1]
-    await accept_image(message, IncomingImage(MediaKind.PHOTO, largest.file_id, largest.file_unique_id,
-                                              largest.file_size, largest.width, largest.height))
+    await accept_image(
+        message,
+        IncomingImage(
+            MediaKind.PHOTO, largest.file_id, largest.file_unique_id, largest.file_size, largest.width, largest.height
+        ),
+    )
 
 
 async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -84,19 +88,34 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
     if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
         await reject(message, image, "too_small", f"the image is only {image.width}x{image.height} pixels")
         return
-    job = Job(chat_ref=_chat_ref(message), media_kind=image.kind, telegram_file_unique_id=image.file_unique_id,
-              status=JobStatus.QUEUED)
+    job = Job(
+        chat_ref=_chat_ref(message),
+        media_kind=image.kind,
+        telegram_file_unique_id=image.file_unique_id,
+        status=JobStatus.QUEUED,
+    )
     await asyncio.to_thread(_save, job)
     status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
-    request = ClassifyPhotoRequest(job_id=job.id, chat_id=message.chat_id, status_message_id=status_message.message_id,
-                                   file_id=image.file_id, media_kind=image.kind)
+    request = ClassifyPhotoRequest(
+        job_id=job.id,
+        chat_id=message.chat_id,
+        status_message_id=status_message.message_id,
+        file_id=image.file_id,
+        media_kind=image.kind,
+    )
     queued_at = utc_now()  # taken before sending: the worker may start before send_task returns
     try:
         await asyncio.to_thread(_enqueue, request)
     except Exception as error:  # broker down: record it and tell the patient to resend
         log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
-        await asyncio.to_thread(_update, job.id, status=JobStatus.FAILED, error_code="enqueue_failed",
-                                error_reason=f"broker unavailable ({type(error).__name__})", finished_at=utc_now())
+        await asyncio.to_thread(
+            _update,
+            job.id,
+            status=JobStatus.FAILED,
+            error_code="enqueue_failed",
+            error_reason=f"broker unavailable ({type(error).__name__})",
+            finished_at=utc_now(),
+        )
         await status_message.edit_text(messages.ENQUEUE_FAILED)
         await asyncio.to_thread(_update, job.id, replied_at=utc_now())
         return
@@ -106,8 +125,15 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
 
 async def reject(message: Message, image: IncomingImage, code: str, reason: str) -> None:
     now = utc_now()
-    job = Job(chat_ref=_chat_ref(message), media_kind=image.kind, telegram_file_unique_id=image.file_unique_id,
-              status=JobStatus.REJECTED, error_code=code, error_reason=reason, finished_at=now)
+    job = Job(
+        chat_ref=_chat_ref(message),
+        media_kind=image.kind,
+        telegram_file_unique_id=image.file_unique_id,
+        status=JobStatus.REJECTED,
+        error_code=code,
+        error_reason=reason,
+        finished_at=now,
+    )
     await asyncio.to_thread(_save, job)
     await message.reply_text(messages.rejection(code, MAX_MB), do_quote=True)
     await asyncio.to_thread(_update, job.id, replied_at=utc_now())

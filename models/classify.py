@@ -37,8 +37,10 @@ def classify_files(paths: Sequence[Path], classifier: Classifier) -> list[dict[s
 def format_record(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"{record['image']}: cannot classify: {record['error']}"
-    lines = [f"{record['image']}: risk {record['risk'].upper()}"
-             + ("  ** MELANOMA ALERT **" if record["melanoma_alert"] else "")]
+    lines = [
+        f"{record['image']}: risk {record['risk'].upper()}"
+        + ("  ** MELANOMA ALERT **" if record["melanoma_alert"] else "")
+    ]
     lines += [f"  {c['probability']:6.1%}  {c['name']} ({c['code']})" for c in record["ranking"]]
     return "\n".join(lines)
 

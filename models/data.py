@@ -25,8 +25,7 @@ class Sample:
 def read_samples(data_dir: Path) -> list[Sample]:
     with (data_dir / "metadata.csv").open(newline="") as handle:
         return [
-            Sample(row["image_id"], row["lesion_id"], CLASS_CODES.index(row["dx"]))
-            for row in csv.DictReader(handle)
+            Sample(row["image_id"], row["lesion_id"], CLASS_CODES.index(row["dx"])) for row in csv.DictReader(handle)
         ]
 
 
@@ -34,9 +33,7 @@ def image_path(data_dir: Path, sample: Sample) -> Path:
     return data_dir / "images" / f"{sample.image_id}.jpg"
 
 
-def split_by_lesion(
-    samples: list[Sample], validation_fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
+def split_by_lesion(samples: list[Sample], validation_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Train/validation split, grouped by lesion_id (no lesion on both sides), stratified by class."""
     from sklearn.model_selection import StratifiedGroupKFold
 

@@ -23,6 +23,7 @@ from models.metrics import (
     confusion_matrix,
     expected_calibration_error,
     per_class_recall,
+    reliability_bins,
     roc_auc,
     sensitivity_specificity,
     softmax,
@@ -38,8 +39,9 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, thresh
     predictions = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predictions)
     predicted_counts = matrix.sum(axis=0)
-    precision = np.divide(np.diag(matrix), predicted_counts, out=np.full(len(CLASS_CODES), np.nan),
-                          where=predicted_counts > 0)
+    precision = np.divide(
+        np.diag(matrix), predicted_counts, out=np.full(len(CLASS_CODES), np.nan), where=predicted_counts > 0
+    )
     recall = per_class_recall(labels, predictions)
     is_melanoma = labels == MELANOMA_INDEX
     sensitivity, specificity = sensitivity_specificity(probabilities[:, MELANOMA_INDEX], is_melanoma, threshold)
@@ -48,8 +50,11 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, thresh
         "accuracy": float((predictions == labels).mean()),
         "balanced_accuracy": balanced_accuracy(labels, predictions),
         "per_class": {
-            code: {"precision": _finite(precision[i]), "recall": _finite(recall[i]),
-                   "support": int((labels == i).sum())}
+            code: {
+                "precision": _finite(precision[i]),
+                "recall": _finite(recall[i]),
+                "support": int((labels == i).sum()),
+            }
             for i, code in enumerate(CLASS_CODES)
         },
         "confusion_matrix": {"rows_true_columns_predicted": list(CLASS_CODES), "counts": matrix.tolist()},
@@ -72,12 +77,12 @@ def cross_fitted_calibration(
     for fit_mask in (in_first, ~in_first):
         temperature = fit_temperature(logits[fit_mask], labels[fit_mask])
         fit_probabilities = softmax(logits[fit_mask], temperature)
-        threshold = choose_melanoma_threshold(fit_probabilities[:, MELANOMA_INDEX],
-                                              labels[fit_mask] == MELANOMA_INDEX)
+        threshold = choose_melanoma_threshold(fit_probabilities[:, MELANOMA_INDEX], labels[fit_mask] == MELANOMA_INDEX)
         held_out = softmax(logits[~fit_mask], temperature)
         ece.append(expected_calibration_error(held_out, labels[~fit_mask]))
-        sens, spec = sensitivity_specificity(held_out[:, MELANOMA_INDEX], labels[~fit_mask] == MELANOMA_INDEX,
-                                             threshold)
+        sens, spec = sensitivity_specificity(
+            held_out[:, MELANOMA_INDEX], labels[~fit_mask] == MELANOMA_INDEX, threshold
+        )
         sensitivity.append(sens)
         specificity.append(spec)
     return {
@@ -87,8 +92,9 @@ def cross_fitted_calibration(
     }
 
 
-def evaluate(data_dir: Path, output_dir: Path, artifact_dir: Path = ARTIFACT_DIR,
-             runtime: str | None = None) -> dict[str, Any]:
+def evaluate(
+    data_dir: Path, output_dir: Path, artifact_dir: Path = ARTIFACT_DIR, runtime: str | None = None
+) -> dict[str, Any]:
     classifier = Classifier(artifact_dir, runtime=runtime)  # type: ignore[arg-type]
     logits, labels = validation_logits(classifier, data_dir, artifact_dir)
     lesion_ids = [s.lesion_id for s in validation_samples(data_dir, artifact_dir)]
@@ -126,8 +132,15 @@ def _plot_confusion_matrix(matrix: np.ndarray, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6.5, 5.5))
     image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, f"{count}\n{normalised[row, column]:.2f}", ha="center", va="center",
-                  fontsize=7, color="white" if normalised[row, column] > 0.5 else "black")
+        axes.text(
+            column,
+            row,
+            f"{count}\n{normalised[row, column]:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if normalised[row, column] > 0.5 else "black",
+        )
     axes.set_xticks(range(len(CLASS_CODES)), CLASS_CODES)
     axes.set_yticks(range(len(CLASS_CODES)), CLASS_CODES)
     axes.set_xlabel("predicted")
@@ -146,16 +159,11 @@ def _plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5.5, 5.5))
-    edges = np.linspace(0, 1, bins + 1)
     for probabilities, name in ((before, "before"), (after, "after temperature scaling")):
-        confidence = probabilities.max(axis=1)
-        correct = probabilities.argmax(axis=1) == labels
-        centres, accuracies = [], []
-        for low, high in zip(edges[:-1], edges[1:], strict=True):
-            in_bin = (confidence > low) & (confidence <= high)
-            if in_bin.sum() >= 5:
-                centres.append(confidence[in_bin].mean())
-                accuracies.append(correct[in_bin].mean())
+        # Bins holding fewer than 5 images are too noisy to draw.
+        points = [(c, a) for share, c, a in reliability_bins(probabilities, labels, bins) if share * len(labels) >= 5]
+        centres = [c for c, _ in points]
+        accuracies = [a for _, a in points]
         ece = expected_calibration_error(probabilities, labels, bins)
         axes.plot(centres, accuracies, marker="o", label=f"{name} (ECE {ece:.3f})")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
@@ -182,9 +190,20 @@ def main(argv: list[str] | None = None) -> None:
     if data_dir is None:
         raise SystemExit("set SKINSENSE_DATA_DIR or pass --data-dir")
     report = evaluate(data_dir, args.output, args.artifact_dir, args.runtime)
-    summary = {k: report[k] for k in ("model_version", "accuracy", "balanced_accuracy", "melanoma_roc_auc",
-                                      "melanoma_sensitivity", "melanoma_specificity",
-                                      "ece_before_calibration", "ece_after_calibration", "cross_fitted")}
+    summary = {
+        k: report[k]
+        for k in (
+            "model_version",
+            "accuracy",
+            "balanced_accuracy",
+            "melanoma_roc_auc",
+            "melanoma_sensitivity",
+            "melanoma_specificity",
+            "ece_before_calibration",
+            "ece_after_calibration",
+            "cross_fitted",
+        )
+    }
     print(json.dumps(summary, indent=2))
 
 

@@ -45,9 +45,7 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ranking": [
-                {"code": c.code, "name": c.name, "probability": round(c.probability, 6)} for c in self.ranking
-            ],
+            "ranking": [{"code": c.code, "name": c.name, "probability": round(c.probability, 6)} for c in self.ranking],
             "risk": self.risk.value,
             "melanoma_alert": self.melanoma_alert,
             "model_version": self.model_version,
@@ -140,9 +138,7 @@ class Classifier:
 
     def _prediction(self, probabilities: np.ndarray) -> Prediction:
         order = np.argsort(-probabilities, kind="stable")
-        ranking = [
-            RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order
-        ]
+        ranking = [RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order]
         assessment = assess_risk(probabilities, self.melanoma_alert_threshold)
         return Prediction(
             ranking=ranking,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from shared.labels import CLASS_CODES
@@ -34,17 +36,27 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins."""
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[tuple[float, float, float]]:
+    """Per non-empty equal-width confidence bin: (share of samples, mean confidence, accuracy)."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
-    error = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    result = []
+    for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
-            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(error)
+            result.append((float(in_bin.mean()), float(confidence[in_bin].mean()), float(correct[in_bin].mean())))
+    return result
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    return float(
+        sum(
+            share * abs(accuracy - confidence)
+            for share, confidence, accuracy in reliability_bins(probabilities, labels, bins)
+        )
+    )
 
 
 def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:

@@ -99,8 +99,9 @@ def package(run_dir: Path, data_dir: Path, artifact_dir: Path = ARTIFACT_DIR, de
     metadata["temperature"] = round(temperature, 6)
     metadata["melanoma_alert_threshold"] = round(threshold, 6)
     _write_metadata(artifact_dir, metadata)
-    log.info("artifact %s: temperature %.3f, melanoma alert threshold %.4f", metadata["version"],
-             temperature, threshold)
+    log.info(
+        "artifact %s: temperature %.3f, melanoma alert threshold %.4f", metadata["version"], temperature, threshold
+    )
 
 
 def _write_metadata(artifact_dir: Path, metadata: dict[str, Any]) -> None:

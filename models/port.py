@@ -64,11 +64,7 @@ def build_imagenet_mobilenet_v3_small(tflite_path: Path, include_top: bool = Tru
         classes=IMAGENET_CLASSES,
         include_preprocessing=True,
     )
-    layers = [
-        layer
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
-    ]
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)]
     convolutions = read_tflite_convolutions(tflite_path)
     if len(layers) != len(convolutions):
         raise ValueError(f"{tflite_path}: {len(convolutions)} convolutions, Keras has {len(layers)}")

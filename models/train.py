@@ -128,27 +128,35 @@ def train(config: TrainConfig) -> Path:
     train_images = load_prepared_images(data_dir, train_samples)
     validation_images = load_prepared_images(data_dir, validation_samples)
     train_labels, validation_labels = labels_of(train_samples), labels_of(validation_samples)
-    log.info("loaded %d train / %d validation images in %.0f s", len(train_labels),
-             len(validation_labels), time.time() - started)
+    log.info(
+        "loaded %d train / %d validation images in %.0f s",
+        len(train_labels),
+        len(validation_labels),
+        time.time() - started,
+    )
     weights = class_weights(train_labels, config.class_weight_power)
-    _write_json(run_dir / "train_config.json", {
-        "config": dataclasses.asdict(config),
-        "data_fingerprint": fingerprint,
-        "class_codes": list(CLASS_CODES),
-        "class_weights": {CLASS_CODES[i]: w for i, w in weights.items()},
-        "train_counts": _counts(train_labels),
-        "validation_counts": _counts(validation_labels),
-        "validation_lesions": len({s.lesion_id for s in validation_samples}),
-    })
+    _write_json(
+        run_dir / "train_config.json",
+        {
+            "config": dataclasses.asdict(config),
+            "data_fingerprint": fingerprint,
+            "class_codes": list(CLASS_CODES),
+            "class_weights": {CLASS_CODES[i]: w for i, w in weights.items()},
+            "train_counts": _counts(train_labels),
+            "validation_counts": _counts(validation_labels),
+            "validation_lesions": len({s.lesion_id for s in validation_samples}),
+        },
+    )
     _write_split(run_dir / "split.json", train_samples, validation_samples)
 
     train_data = (
         tf.data.Dataset.from_tensor_slices((train_images, train_labels))
         .shuffle(len(train_labels), seed=config.seed, reshuffle_each_iteration=True)
         .enumerate()
-        .map(lambda i, pair: (augment(pair[0], tf.stack([tf.cast(i, tf.int32), config.seed % 2**31])),
-                              pair[1]),
-             num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda i, pair: (augment(pair[0], tf.stack([tf.cast(i, tf.int32), config.seed % 2**31])), pair[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -180,15 +188,19 @@ def train(config: TrainConfig) -> Path:
 
     set_backbone_trainable(model, False)
     model.compile(keras.optimizers.Adam(config.head_learning_rate), loss, metrics=["accuracy"])
-    model.fit(train_data, epochs=config.head_epochs, class_weight=weights,
-              callbacks=[ValidationLog("head")], verbose=2)
+    model.fit(train_data, epochs=config.head_epochs, class_weight=weights, callbacks=[ValidationLog("head")], verbose=2)
 
     set_backbone_trainable(model, True)
     steps = config.finetune_epochs * int(np.ceil(len(train_labels) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(config.finetune_learning_rate, steps, alpha=0.01)
     model.compile(keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
-    model.fit(train_data, epochs=config.finetune_epochs, class_weight=weights,
-              callbacks=[ValidationLog("finetune")], verbose=2)
+    model.fit(
+        train_data,
+        epochs=config.finetune_epochs,
+        class_weight=weights,
+        callbacks=[ValidationLog("finetune")],
+        verbose=2,
+    )
 
     model.save(run_dir / "model.keras")
     log.info("training finished in %.0f s; model at %s", time.time() - started, run_dir / "model.keras")
@@ -201,10 +213,13 @@ def _counts(labels: np.ndarray) -> dict[str, int]:
 
 
 def _write_split(path: Path, train_samples: list[Sample], validation_samples: list[Sample]) -> None:
-    _write_json(path, {
-        "train": [s.image_id for s in train_samples],
-        "validation": [s.image_id for s in validation_samples],
-    })
+    _write_json(
+        path,
+        {
+            "train": [s.image_id for s in train_samples],
+            "validation": [s.image_id for s in validation_samples],
+        },
+    )
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -229,13 +244,21 @@ def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
     data_dir = args.data_dir or settings.data_dir
     weights = args.imagenet_weights or settings.imagenet_weights
     if not data_dir or not weights:
-        raise SystemExit("set SKINSENSE_DATA_DIR and SKINSENSE_IMAGENET_WEIGHTS (or pass --data-dir, "
-                         "--imagenet-weights)")
+        raise SystemExit(
+            "set SKINSENSE_DATA_DIR and SKINSENSE_IMAGENET_WEIGHTS (or pass --data-dir, --imagenet-weights)"
+        )
     return TrainConfig(
-        data_dir=str(data_dir), imagenet_weights=str(weights), run_dir=args.run_dir, seed=args.seed,
-        batch_size=args.batch_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-        head_learning_rate=args.head_learning_rate, finetune_learning_rate=args.finetune_learning_rate,
-        dropout=args.dropout, class_weight_power=args.class_weight_power,
+        data_dir=str(data_dir),
+        imagenet_weights=str(weights),
+        run_dir=args.run_dir,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs,
+        head_learning_rate=args.head_learning_rate,
+        finetune_learning_rate=args.finetune_learning_rate,
+        dropout=args.dropout,
+        class_weight_power=args.class_weight_power,
     )
 
 

@@ -59,8 +59,9 @@ class Job(SQLModel, table=True):
     risk: str | None = Field(default=None, max_length=16)
     melanoma_alert: bool | None = None
     delivery_attempts: int = 0
-    received_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True),
-                                                                             nullable=False, index=True))
+    received_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
     queued_at: datetime | None = _timestamp()
     started_at: datetime | None = _timestamp()
     finished_at: datetime | None = _timestamp()

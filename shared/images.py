@@ -37,12 +37,12 @@ def decode_image(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
-                raise UnreadableImage("unsupported_format",
-                                      f"{image.format} images are not supported; send a JPEG or PNG photo")
+                raise UnreadableImage(
+                    "unsupported_format", f"{image.format} images are not supported; send a JPEG or PNG photo"
+                )
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise UnreadableImage("too_many_pixels",
-                                      f"the image is {width}x{height} pixels, more than we accept")
+                raise UnreadableImage("too_many_pixels", f"the image is {width}x{height} pixels, more than we accept")
             image.load()
     except UnreadableImage:
         raise
@@ -53,8 +53,9 @@ def decode_image(data: bytes) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableImage("corrupt", "the image is damaged or incomplete (truncated)") from error
     if min(width, height) < MIN_SIDE:
-        raise UnreadableImage("too_small", f"the image is only {width}x{height} pixels; "
-                              f"we need at least {MIN_SIDE} pixels on each side")
+        raise UnreadableImage(
+            "too_small", f"the image is only {width}x{height} pixels; we need at least {MIN_SIDE} pixels on each side"
+        )
     return image
 
 

@@ -33,8 +33,7 @@ HELP = (
 )
 
 NOT_A_PHOTO = (
-    "I can only read photos of skin lesions. Please send a photo of the spot (or a JPEG/PNG file). "
-    "Type /help for tips."
+    "I can only read photos of skin lesions. Please send a photo of the spot (or a JPEG/PNG file). Type /help for tips."
 )
 
 ANALYSING = "Analysing your photo... this usually takes a few seconds."
@@ -109,10 +108,16 @@ def result(ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool)
     return "\n\n".join(parts)
 
 
-def clinician_alert(job_id: str, ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool,
-                    model_version: str) -> str:
+def clinician_alert(
+    job_id: str, ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool, model_version: str
+) -> str:
     """Caption for the photo forwarded to clinicians (Telegram HTML; a caption holds 1,024 characters)."""
     heading = "MELANOMA ALERT" if melanoma_alert else "High-risk result"
-    lines = [f"<b>SkinSense: {heading}</b>", f"Risk: {risk.value}", *_ranking_lines(ranking, 7),
-             f"Job: <code>{escape(job_id)}</code>", f"Model: {escape(model_version)}"]
+    lines = [
+        f"<b>SkinSense: {heading}</b>",
+        f"Risk: {risk.value}",
+        *_ranking_lines(ranking, 7),
+        f"Job: <code>{escape(job_id)}</code>",
+        f"Model: {escape(model_version)}",
+    ]
     return "\n".join(lines)

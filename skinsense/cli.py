@@ -14,8 +14,9 @@ from shared.config import get_settings
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=get_settings().log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines contain the bot token
 
 
@@ -72,8 +73,21 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = train(config)
     package(run_dir, Path(config.data_dir))
     report = evaluate(Path(config.data_dir), Path("models/evaluation"))
-    print(json.dumps({k: report[k] for k in ("model_version", "balanced_accuracy", "melanoma_sensitivity",
-                                             "melanoma_specificity", "ece_after_calibration")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "model_version",
+                    "balanced_accuracy",
+                    "melanoma_sensitivity",
+                    "melanoma_specificity",
+                    "ece_after_calibration",
+                )
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -112,9 +126,11 @@ def _audit(args: argparse.Namespace) -> int:
         return 0
     for job in jobs:
         top = job.ranking[0]["code"] if job.ranking else "-"
-        print(f"{job.received_at:%Y-%m-%d %H:%M:%S} {job.id} {job.status.value:<8} {job.risk or '-':<6} "
-              f"top={top:<5} alert={job.melanoma_alert} clinicians={len(job.clinicians_notified or {})} "
-              f"{job.error_code or ''}")
+        print(
+            f"{job.received_at:%Y-%m-%d %H:%M:%S} {job.id} {job.status.value:<8} {job.risk or '-':<6} "
+            f"top={top:<5} alert={job.melanoma_alert} clinicians={len(job.clinicians_notified or {})} "
+            f"{job.error_code or ''}"
+        )
     return 0
 
 
@@ -146,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train, package and evaluate the model (about an hour)")
     train_arguments(train)
     train.set_defaults(func=_train)
-    for name, func, text in (("evaluate", _evaluate, "evaluate the shipped model on its validation split"),
-                             ("benchmark", _benchmark, "benchmark the model runtimes")):
+    for name, func, text in (
+        ("evaluate", _evaluate, "evaluate the shipped model on its validation split"),
+        ("benchmark", _benchmark, "benchmark the model runtimes"),
+    ):
         sub = commands.add_parser(name, help=text, add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)
         sub.set_defaults(func=func)

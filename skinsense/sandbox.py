@@ -33,8 +33,24 @@ BOT_USER_ID = 7000000001
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # Bot API limit for getFile
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
-HTML_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "span",
-             "tg-spoiler", "blockquote", "tg-emoji"}
+HTML_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "span",
+    "tg-spoiler",
+    "blockquote",
+    "tg-emoji",
+}
 
 
 class BotApiError(Exception):
@@ -55,12 +71,12 @@ class _HtmlChecker(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in HTML_TAGS:
-            raise BotApiError(400, f"Bad Request: can't parse entities: Unsupported start tag \"{tag}\"")
+            raise BotApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"')
         self.stack.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack[-1] != tag:
-            raise BotApiError(400, f"Bad Request: can't parse entities: Unexpected end tag \"{tag}\"")
+            raise BotApiError(400, f'Bad Request: can\'t parse entities: Unexpected end tag "{tag}"')
         self.stack.pop()
 
     def handle_data(self, data: str) -> None:
@@ -74,7 +90,7 @@ def plain_text(text: str, parse_mode: str | None) -> str:
     checker.feed(text)
     checker.close()
     if checker.stack:
-        raise BotApiError(400, f"Bad Request: can't parse entities: unclosed tag \"{checker.stack[-1]}\"")
+        raise BotApiError(400, f'Bad Request: can\'t parse entities: unclosed tag "{checker.stack[-1]}"')
     return unescape("".join(checker.text))
 
 
@@ -121,8 +137,13 @@ class SandboxState:
         return stored
 
     async def user_message(self, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
-        message = {"message_id": next(self.message_ids), "from": self.user(chat_id), "chat": self.chat(chat_id),
-                   "date": int(time.time()), **content}
+        message = {
+            "message_id": next(self.message_ids),
+            "from": self.user(chat_id),
+            "chat": self.chat(chat_id),
+            "date": int(time.time()),
+            **content,
+        }
         self.messages.setdefault(chat_id, []).append(message)
         async with self.changed:
             self.updates.append({"update_id": self.next_update_id, "message": message})
@@ -154,13 +175,23 @@ class SandboxState:
 
     @staticmethod
     def _photo_size(stored: StoredFile, width: int, height: int) -> dict[str, Any]:
-        return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "width": width,
-                "height": height, "file_size": len(stored.data)}
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "width": width,
+            "height": height,
+            "file_size": len(stored.data),
+        }
 
     # --- the bot's side -------------------------------------------------------------------------------
     def bot_message(self, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
-        message = {"message_id": next(self.message_ids), "from": bot_user(), "chat": self.chat(chat_id),
-                   "date": int(time.time()), **content}
+        message = {
+            "message_id": next(self.message_ids),
+            "from": bot_user(),
+            "chat": self.chat(chat_id),
+            "date": int(time.time()),
+            **content,
+        }
         self.messages.setdefault(chat_id, []).append(message)
         return message
 
@@ -172,8 +203,15 @@ class SandboxState:
 
 
 def bot_user() -> dict[str, Any]:
-    return {"id": BOT_USER_ID, "is_bot": True, "first_name": "SkinSense Sandbox", "username": "skinsense_sandbox_bot",
-            "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+    return {
+        "id": BOT_USER_ID,
+        "is_bot": True,
+        "first_name": "SkinSense Sandbox",
+        "username": "skinsense_sandbox_bot",
+        "can_join_groups": False,
+        "can_read_all_group_messages": False,
+        "supports_inline_queries": False,
+    }
 
 
 async def read_parameters(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -232,8 +270,9 @@ class Sandbox:
             if request.match_info["token"] != self.state.token:
                 raise BotApiError(401, "Unauthorized")
             parameters, uploads = await read_parameters(request)
-            self.state.calls.append({"method": method, "parameters": {k: v for k, v in parameters.items()},
-                                     "time": time.time()})
+            self.state.calls.append(
+                {"method": method, "parameters": {k: v for k, v in parameters.items()}, "time": time.time()}
+            )
             self._raise_injected_fault(method)
             handler = getattr(self, f"method_{method.lower()}", None)
             if handler is None:
@@ -250,16 +289,20 @@ class Sandbox:
         for fault in self.state.faults:
             if fault.method.lower() == method.lower() and fault.remaining > 0:
                 fault.remaining -= 1
-                raise BotApiError(429, f"Too Many Requests: retry after {fault.retry_after}",
-                                  {"retry_after": fault.retry_after})
+                raise BotApiError(
+                    429, f"Too Many Requests: retry after {fault.retry_after}", {"retry_after": fault.retry_after}
+                )
 
     async def method_getme(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         return bot_user()
 
     async def method_getupdates(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         if self.state.webhook.get("url"):
-            raise BotApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
-                              "use deleteWebhook to delete the webhook first")
+            raise BotApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = _int(p, "offset", 0)
         limit = min(max(_int(p, "limit", 100), 1), 100)
         timeout = min(max(_int(p, "timeout", 0), 0), 50)
@@ -290,8 +333,11 @@ class Sandbox:
         return True
 
     async def method_getwebhookinfo(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
-        return {"url": self.state.webhook.get("url", ""), "has_custom_certificate": False,
-                "pending_update_count": len(self.state.updates)}
+        return {
+            "url": self.state.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.state.updates),
+        }
 
     async def method_getfile(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         stored = self.state.files.get(str(p.get("file_id", "")))
@@ -299,8 +345,12 @@ class Sandbox:
             raise BotApiError(400, "Bad Request: invalid file_id")
         if len(stored.data) > MAX_DOWNLOAD_BYTES:
             raise BotApiError(400, "Bad Request: file is too big")
-        return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-                "file_size": len(stored.data), "file_path": stored.file_path}
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": len(stored.data),
+            "file_path": stored.file_path,
+        }
 
     async def method_sendmessage(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         chat_id = _int(p, "chat_id")
@@ -319,8 +369,11 @@ class Sandbox:
             raise BotApiError(400, "Bad Request: message can't be edited")
         text = _text(p, "text", MAX_TEXT, "message text")
         if text == message.get("text"):
-            raise BotApiError(400, "Bad Request: message is not modified: specified new message content and "
-                              "reply markup are exactly the same as a current content and reply markup of the message")
+            raise BotApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and "
+                "reply markup are exactly the same as a current content and reply markup of the message",
+            )
         message.setdefault("edits", []).append(message.get("text"))
         message["text"] = text
         message["edit_date"] = int(time.time())
@@ -338,8 +391,9 @@ class Sandbox:
         chat_id = _int(p, "chat_id")
         data = self._input_file(p, uploads, "document")
         stored = self.state.store_file(data, "documents", "bin")
-        content: dict[str, Any] = {"document": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-                                                "file_size": len(data)}}
+        content: dict[str, Any] = {
+            "document": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": len(data)}
+        }
         if p.get("caption"):
             content["caption"] = _text(p, "caption", MAX_CAPTION, "message caption")
         return self.state.bot_message(chat_id, content)
@@ -365,7 +419,7 @@ class Sandbox:
         value = p.get(name)
         if isinstance(value, str) and value.startswith("attach://"):
             value = None
-            name = p[name][len("attach://"):]
+            name = p[name][len("attach://") :]
         if name in uploads:
             return uploads[name]
         if isinstance(value, str) and value in self.state.files:
@@ -395,9 +449,13 @@ class Sandbox:
         data = await request.read()
         file_name = request.query.get("file_name", "file.bin")
         stored = self.state.store_file(data, "documents", file_name.rsplit(".", 1)[-1] or "bin")
-        document = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_name": file_name,
-                    "mime_type": request.query.get("mime_type", "application/octet-stream"),
-                    "file_size": int(request.query.get("file_size", len(data)))}
+        document = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_name": file_name,
+            "mime_type": request.query.get("mime_type", "application/octet-stream"),
+            "file_size": int(request.query.get("file_size", len(data))),
+        }
         return web.json_response(await self.state.user_message(chat_id, {"document": document}))
 
     async def control_text(self, request: web.Request) -> web.Response:
@@ -437,7 +495,9 @@ class Sandbox:
         async with ClientSession(timeout=ClientTimeout(total=10)) as session:
             while True:
                 async with self.state.changed:
-                    await self.state.changed.wait_for(lambda: bool(self.state.webhook.get("url") and self.state.updates))
+                    await self.state.changed.wait_for(
+                        lambda: bool(self.state.webhook.get("url") and self.state.updates)
+                    )
                     update = self.state.updates[0]
                     webhook = dict(self.state.webhook)
                 headers = {}
@@ -518,6 +578,7 @@ def run(args: argparse.Namespace) -> int:
 
     port = args.port or get_settings().sandbox_port
     log.info("Bot API sandbox on http://%s:%d", args.host, port)
-    web.run_app(Sandbox(args.token).application(), host=args.host, port=port, print=None,
-                access_log=None, shutdown_timeout=1.0)
+    web.run_app(
+        Sandbox(args.token).application(), host=args.host, port=port, print=None, access_log=None, shutdown_timeout=1.0
+    )
     return 0

@@ -37,19 +37,42 @@ def wait_for_port(host: str, port: int, timeout_s: float = 30.0) -> bool:
     return False
 
 
-def worker_command(settings: Settings, pool: str = "prefork", concurrency: int | None = None,
-                   hostname: str | None = None) -> list[str]:
-    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-E",
-               "-Q", f"{CLASSIFY_QUEUE},{CLINICIANS_QUEUE}", "--pool", pool,
-               "--concurrency", str(concurrency or settings.worker_concurrency), "--loglevel", "INFO"]
+def worker_command(
+    settings: Settings, pool: str = "prefork", concurrency: int | None = None, hostname: str | None = None
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-E",
+        "-Q",
+        f"{CLASSIFY_QUEUE},{CLINICIANS_QUEUE}",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency or settings.worker_concurrency),
+        "--loglevel",
+        "INFO",
+    ]
     if hostname:
         command += ["--hostname", hostname]
     return command
 
 
 def flower_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "flower",
-            "--address=127.0.0.1", f"--port={settings.flower_port}"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "flower",
+        "--address=127.0.0.1",
+        f"--port={settings.flower_port}",
+    ]
 
 
 def flower_environment(settings: Settings) -> dict[str, str]:
@@ -64,8 +87,7 @@ class Stack:
 
     def start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         log.info("starting %s", name)
-        process = subprocess.Popen(command, env={**self.environment, **(extra_env or {})},
-                                   start_new_session=True)
+        process = subprocess.Popen(command, env={**self.environment, **(extra_env or {})}, start_new_session=True)
         self.processes.append((name, process))
 
     def stop(self) -> None:
@@ -99,12 +121,28 @@ def ensure_redis(stack: Stack, settings: Settings) -> None:
     if port_open(host, port):
         return
     if host not in ("127.0.0.1", "localhost") or shutil.which("redis-server") is None:
-        raise SystemExit(f"Redis does not answer at {host}:{port} and redis-server is not installed here; "
-                         "install it (apt-get install redis-server) or set SKINSENSE_REDIS_URL")
+        raise SystemExit(
+            f"Redis does not answer at {host}:{port} and redis-server is not installed here; "
+            "install it (apt-get install redis-server) or set SKINSENSE_REDIS_URL"
+        )
     data_dir = Path("var/redis")
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-                          "--appendonly", "yes", "--save", ""])
+    stack.start(
+        "redis",
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+    )
     if not wait_for_port(host, port):
         raise SystemExit("redis-server did not start")
 
@@ -135,8 +173,10 @@ def run_up() -> int:
             if not wait_for_port("127.0.0.1", settings.sandbox_port):
                 raise SystemExit("the sandbox did not start")
             stack.environment.update(SKINSENSE_TELEGRAM_TOKEN=SANDBOX_TOKEN, SKINSENSE_TELEGRAM_API_URL=api)
-            print(SANDBOX_HOWTO.format(api=api, flower_port=settings.flower_port,
-                                       flower_user=settings.flower_user), flush=True)
+            print(
+                SANDBOX_HOWTO.format(api=api, flower_port=settings.flower_port, flower_user=settings.flower_user),
+                flush=True,
+            )
         stack.start("worker", worker_command(settings))
         stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
         stack.start("flower", flower_command(settings), flower_environment(settings))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.inference import ARTIFACT_DIR, Classifier
 from models.data import Sample, read_samples
+from models.inference import ARTIFACT_DIR, Classifier
 from shared.config import get_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,12 @@ from shared.labels import CLASS_CODES, CLASS_NAMES
 
 
 def run_classify(*arguments: str) -> tuple[int, list[dict[str, Any]]]:
-    completed = subprocess.run([sys.executable, "-m", "skinsense.cli", "classify", "--json", *arguments],
-                               capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-m", "skinsense.cli", "classify", "--json", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return completed.returncode, [json.loads(line) for line in completed.stdout.splitlines()]
 
 
@@ -60,8 +64,9 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
         assert record["model_version"] == read_metadata()["version"]
 
 
-def test_bad_files_get_an_error_record_and_the_others_still_run(data_dir: Path, samples: list[Sample],
-                                                               bad_files: dict[str, Path]) -> None:
+def test_bad_files_get_an_error_record_and_the_others_still_run(
+    data_dir: Path, samples: list[Sample], bad_files: dict[str, Path]
+) -> None:
     good = image_path(data_dir, samples[0])
     missing = bad_files["text"].parent / "does-not-exist.jpg"
     paths = [bad_files["truncated"], good, bad_files["text"], bad_files["empty"], bad_files["one_pixel"], missing]
@@ -79,7 +84,11 @@ def test_bad_files_get_an_error_record_and_the_others_still_run(data_dir: Path, 
 
 
 def test_human_readable_output_names_risk_and_classes(data_dir: Path, samples: list[Sample]) -> None:
-    completed = subprocess.run([sys.executable, "-m", "skinsense.cli", "classify",
-                                str(image_path(data_dir, samples[0]))], capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-m", "skinsense.cli", "classify", str(image_path(data_dir, samples[0]))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0
     assert "risk" in completed.stdout and "Melanocytic nevus" in completed.stdout

@@ -20,7 +20,7 @@ from celery import Celery
 from PIL import Image
 from sqlmodel import Session, select
 
-from models.data import Sample, image_path
+from models.data import image_path
 from models.inference import Classifier
 from models.package import validation_samples
 from shared import messages
@@ -29,8 +29,8 @@ from shared.images import MAX_FILE_BYTES
 from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK
 from shared.labels import RiskLevel
 from skinsense.sandbox import plain_text
-from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 from tests.auxil.services import postgres_database, redis_server, wait_until
+from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
@@ -43,10 +43,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
     log_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with contextlib_database(request.param, log_dir) as database_url, \
-            running_stack(redis_url, database_url, log_dir) as running:
+    with (
+        contextlib_database(request.param, log_dir) as database_url,
+        running_stack(redis_url, database_url, log_dir) as running,
+    ):
         yield running
 
 
@@ -85,6 +89,7 @@ def job_for_file(stack: RunningStack, file_unique_id: str) -> Job:
     def find() -> Job | None:
         with Session(stack.engine) as session:
             return session.exec(select(Job).where(Job.telegram_file_unique_id == file_unique_id)).first()
+
     return wait_until(find, 30, what=f"audit row for {file_unique_id}")
 
 
@@ -92,12 +97,18 @@ def finished_job(stack: RunningStack, file_unique_id: str) -> Job:
     def done() -> Job | None:
         job = job_for_file(stack, file_unique_id)
         return job if job.replied_at is not None else None
+
     return wait_until(done, 60, what="the job to be answered")
 
 
 def classify_cli(path: Path) -> dict[str, Any]:
-    completed = subprocess.run([sys.executable, "-m", "skinsense.cli", "classify", "--json", str(path)],
-                               capture_output=True, text=True, timeout=300, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "skinsense.cli", "classify", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return dict(json.loads(completed.stdout.splitlines()[0]))
 
 
@@ -107,14 +118,18 @@ def test_photo_gets_the_ranking_that_classify_gives(stack: RunningStack, photos_
     sent = stack.user.send_photo(chat, path.read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     expected = classify_cli(path)
-    expected_text = plain_text(messages.result(expected["ranking"], RiskLevel(expected["risk"]),
-                                               expected["melanoma_alert"]), "HTML")
+    expected_text = plain_text(
+        messages.result(expected["ranking"], RiskLevel(expected["risk"]), expected["melanoma_alert"]), "HTML"
+    )
     assert reply["text"] == expected_text, stack.logs()
     assert reply["edits"] == [messages.ANALYSING], "the 'analysing' message itself is edited into the result"
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.ranking == expected["ranking"]
     assert (job.risk, job.melanoma_alert, job.model_version) == (
-        expected["risk"], expected["melanoma_alert"], expected["model_version"])
+        expected["risk"],
+        expected["melanoma_alert"],
+        expected["model_version"],
+    )
 
 
 def test_audit_row_is_complete_and_pseudonymous(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
@@ -150,7 +165,8 @@ def test_clinicians_get_the_alert_exactly_for_high_risk(stack: RunningStack, pho
         # The low-risk photo went through the same queue first and was never forwarded.
         assert alerts(clinician, low_job.id) == []
     assert set(finished_job(stack, high["photo"][-1]["file_unique_id"]).clinicians_notified or {}) == {
-        str(c) for c in CLINICIANS}
+        str(c) for c in CLINICIANS
+    }
     patient_chats_notified = [m for m in stack.user.bot_messages(1003) if m.get("caption")]
     assert patient_chats_notified == [], "alerts go to clinicians only"
 
@@ -161,21 +177,32 @@ def test_redelivered_task_replies_once(stack: RunningStack, photos_by_risk: dict
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     client = Celery(broker=stack.redis_url)
-    payload = {"job_id": str(job.id), "chat_id": chat, "status_message_id": reply["message_id"],
-               "file_id": sent["photo"][-1]["file_id"], "media_kind": "photo"}
+    payload = {
+        "job_id": str(job.id),
+        "chat_id": chat,
+        "status_message_id": reply["message_id"],
+        "file_id": sent["photo"][-1]["file_id"],
+        "media_kind": "photo",
+    }
     client.send_task(CLASSIFY_TASK, args=[payload], queue=CLASSIFY_QUEUE)
     wait_until(lambda: f"job {job.id}: already answered" in stack.worker.output(), 60, what="the redelivery")
-    edits = [c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]]
+    edits = [
+        c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]
+    ]
     assert len(edits) == 1
     assert len(stack.user.bot_messages(chat)) == 1
 
 
-def test_flood_control_is_waited_out_and_the_reply_arrives(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+def test_flood_control_is_waited_out_and_the_reply_arrives(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
     chat = 1006
     stack.user.inject_fault("editMessageText", count=1, retry_after=2)
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    attempts = [c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]]
+    attempts = [
+        c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]
+    ]
     assert len(attempts) == 2
     assert attempts[1]["time"] - attempts[0]["time"] >= 2.0, "the worker waits what retry_after says"
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.DONE
@@ -183,18 +210,32 @@ def test_flood_control_is_waited_out_and_the_reply_arrives(stack: RunningStack, 
 
 def test_album_photos_each_get_their_own_result(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
     chat = 1007
-    sent = [stack.user.send_photo(chat, photos_by_risk[k].read_bytes(), media_group_id="album-1")
-            for k in ("low", "alert")]
+    sent = [
+        stack.user.send_photo(chat, photos_by_risk[k].read_bytes(), media_group_id="album-1") for k in ("low", "alert")
+    ]
     for message in sent:
         assert "Most likely lesion types" in stack.user.wait_for_reply(chat, message["message_id"])["text"]
 
 
-@pytest.mark.parametrize("fields", [{"sticker": {"file_id": "s1", "file_unique_id": "s1u", "width": 512, "height": 512,
-                                                 "is_animated": False, "is_video": False, "type": "regular"}},
-                                    {"voice": {"file_id": "v1", "file_unique_id": "v1u", "duration": 3}},
-                                    {"video": {"file_id": "d1", "file_unique_id": "d1u", "width": 640, "height": 480,
-                                               "duration": 5}},
-                                    {"text": "is this mole dangerous?"}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {
+            "sticker": {
+                "file_id": "s1",
+                "file_unique_id": "s1u",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+                "type": "regular",
+            }
+        },
+        {"voice": {"file_id": "v1", "file_unique_id": "v1u", "duration": 3}},
+        {"video": {"file_id": "d1", "file_unique_id": "d1u", "width": 640, "height": 480, "duration": 5}},
+        {"text": "is this mole dangerous?"},
+    ],
+)
 def test_non_photo_messages_get_a_short_help_reply(stack: RunningStack, fields: dict[str, Any]) -> None:
     chat = 1100 + len(str(fields))
     sent = stack.user.send_message(chat, fields)
@@ -204,8 +245,11 @@ def test_non_photo_messages_get_a_short_help_reply(stack: RunningStack, fields: 
 def test_start_and_help_explain_the_screening_aid(stack: RunningStack) -> None:
     for command, expected in (("/start", messages.START), ("/help", messages.help_text(MAX_MB))):
         sent = stack.user.send_text(1200, command)
-        reply = wait_until(lambda s=sent: [m for m in stack.user.bot_messages(1200) if m["text"] == expected], 30,
-                           what=f"reply to {command}")
+        reply = wait_until(
+            lambda e=expected: [m for m in stack.user.bot_messages(1200) if m["text"] == e],
+            30,
+            what=f"reply to {command}",
+        )
         assert "not a diagnosis" in reply[0]["text"], sent
 
 
@@ -231,8 +275,9 @@ def _bomb() -> bytes:
         ("text_as_jpeg", "fake.jpg", "image/jpeg", "not_an_image"),
     ],
 )
-def test_bad_documents_get_a_clear_reason_and_are_audited(stack: RunningStack, photos_by_risk: dict[str, Path],
-                                                          name: str, file_name: str, mime_type: str, code: str) -> None:
+def test_bad_documents_get_a_clear_reason_and_are_audited(
+    stack: RunningStack, photos_by_risk: dict[str, Path], name: str, file_name: str, mime_type: str, code: str
+) -> None:
     real = photos_by_risk["low"].read_bytes()
     content = {
         "pdf": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
@@ -249,7 +294,9 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(stack: RunningStack, p
     assert (job.status, job.error_code) == (JobStatus.REJECTED, code)
     assert job.error_reason
     if code in ("too_large", "not_an_image") and name != "text_as_jpeg":
-        downloads = [c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["document"]["file_id"]]
+        downloads = [
+            c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["document"]["file_id"]
+        ]
         assert downloads == [], "refused from the metadata alone, without downloading"
 
 
@@ -274,8 +321,8 @@ def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
 def test_flower_sees_the_worker_behind_basic_auth(stack: RunningStack, tmp_path: Path) -> None:
     import httpx
 
-    from skinsense.stack import flower_command
     from shared.config import Settings
+    from skinsense.stack import flower_command
     from tests.auxil.services import ChildProcess, free_port, port_open
 
     port = free_port()
@@ -286,9 +333,16 @@ def test_flower_sees_the_worker_behind_basic_auth(stack: RunningStack, tmp_path:
         wait_until(lambda: port_open(port), 60, what="Flower")
         api = f"http://127.0.0.1:{port}/api/workers"
         assert httpx.get(api, timeout=10).status_code == 401
-        workers = wait_until(lambda: [name for name in httpx.get(api, auth=("ops", "e2e-flower-secret"),
-                                                                 timeout=10).json() if name.startswith("e2e@")],
-                             60, interval_s=1, what="Flower to list the worker")
+        workers = wait_until(
+            lambda: [
+                name
+                for name in httpx.get(api, auth=("ops", "e2e-flower-secret"), timeout=10).json()
+                if name.startswith("e2e@")
+            ],
+            60,
+            interval_s=1,
+            what="Flower to list the worker",
+        )
         assert workers
     finally:
         flower.stop()

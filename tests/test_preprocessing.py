@@ -23,8 +23,9 @@ def test_training_loader_and_serving_decode_give_identical_inputs(data_dir: Path
         assert np.array_equal(served, training_input), sample.image_id
 
 
-def test_classifier_scores_what_prepare_image_produces(data_dir: Path, samples: list[Sample],
-                                                       classifier: Classifier) -> None:
+def test_classifier_scores_what_prepare_image_produces(
+    data_dir: Path, samples: list[Sample], classifier: Classifier
+) -> None:
     path = image_path(data_dir, samples[0])
     prepared = prepare_image(Image.open(path))
     from_images = classifier.classify_images([Image.open(path)])[0]
@@ -56,8 +57,12 @@ def test_exif_orientation_is_applied() -> None:
 
 
 def test_greyscale_cmyk_and_alpha_become_rgb() -> None:
-    for image in (Image.new("L", (100, 100), 128), Image.new("CMYK", (100, 100), (0, 50, 50, 0)),
-                  Image.new("RGBA", (100, 100), (255, 0, 0, 0)), Image.new("P", (100, 100), 3)):
+    for image in (
+        Image.new("L", (100, 100), 128),
+        Image.new("CMYK", (100, 100), (0, 50, 50, 0)),
+        Image.new("RGBA", (100, 100), (255, 0, 0, 0)),
+        Image.new("P", (100, 100), 3),
+    ):
         prepared = prepare_image(image)
         assert prepared.shape == (INPUT_SIZE, INPUT_SIZE, 3), image.mode
     transparent = prepare_image(Image.new("RGBA", (100, 100), (255, 0, 0, 0)))

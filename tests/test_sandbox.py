@@ -20,8 +20,12 @@ TOKEN = "1111:sandbox-test-token"
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    child = ChildProcess("sandbox", python_command("-m", "skinsense.cli", "sandbox", "--port", str(port),
-                                                   "--token", TOKEN), child_env(), tmp_path_factory.mktemp("logs"))
+    child = ChildProcess(
+        "sandbox",
+        python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN),
+        child_env(),
+        tmp_path_factory.mktemp("logs"),
+    )
     try:
         wait_until(lambda: port_open(port), 30, what="sandbox")
         yield f"http://127.0.0.1:{port}"
@@ -49,8 +53,11 @@ def test_every_request_encoding_is_understood(sandbox: str) -> None:
     by_query = httpx.get(method_url(sandbox, "sendMessage"), params={"chat_id": chat, "text": "query"})
     by_form = httpx.post(method_url(sandbox, "sendMessage"), data={"chat_id": str(chat), "text": "form"})
     by_json = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": chat, "text": "json"})
-    by_multipart = httpx.post(method_url(sandbox, "sendPhoto"), data={"chat_id": str(chat), "caption": "multi"},
-                              files={"photo": ("p.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")})
+    by_multipart = httpx.post(
+        method_url(sandbox, "sendPhoto"),
+        data={"chat_id": str(chat), "caption": "multi"},
+        files={"photo": ("p.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")},
+    )
     for response in (by_query, by_form, by_json, by_multipart):
         assert response.status_code == 200, response.text
         assert response.json()["ok"] is True
@@ -59,11 +66,14 @@ def test_every_request_encoding_is_understood(sandbox: str) -> None:
 
 
 def test_html_is_checked_and_stripped_like_telegram(sandbox: str) -> None:
-    good = httpx.post(method_url(sandbox, "sendMessage"),
-                      json={"chat_id": 502, "text": "<b>bold</b> &amp; plain", "parse_mode": "HTML"})
+    good = httpx.post(
+        method_url(sandbox, "sendMessage"),
+        json={"chat_id": 502, "text": "<b>bold</b> &amp; plain", "parse_mode": "HTML"},
+    )
     assert good.json()["result"]["text"] == "bold & plain"
-    bad = httpx.post(method_url(sandbox, "sendMessage"),
-                     json={"chat_id": 502, "text": "<b>unclosed", "parse_mode": "HTML"})
+    bad = httpx.post(
+        method_url(sandbox, "sendMessage"), json={"chat_id": 502, "text": "<b>unclosed", "parse_mode": "HTML"}
+    )
     assert bad.status_code == 400 and "can't parse entities" in bad.json()["description"]
 
 
@@ -73,12 +83,14 @@ def test_long_polling_waits_for_an_update_and_offset_confirms(sandbox: str) -> N
     offset = (first[-1]["update_id"] + 1) if first else 0
     threading.Timer(1.0, lambda: user.send_text(503, "hello")).start()
     started = time.monotonic()
-    updates = httpx.get(method_url(sandbox, "getUpdates"), params={"offset": offset, "timeout": 10},
-                        timeout=20).json()["result"]
+    updates = httpx.get(method_url(sandbox, "getUpdates"), params={"offset": offset, "timeout": 10}, timeout=20).json()[
+        "result"
+    ]
     assert time.monotonic() - started < 9, "long polling answers as soon as an update arrives"
     assert [u["message"]["text"] for u in updates] == ["hello"]
-    after = httpx.get(method_url(sandbox, "getUpdates"),
-                      params={"offset": updates[-1]["update_id"] + 1, "timeout": 0}).json()["result"]
+    after = httpx.get(
+        method_url(sandbox, "getUpdates"), params={"offset": updates[-1]["update_id"] + 1, "timeout": 0}
+    ).json()["result"]
     assert after == []
 
 
@@ -114,7 +126,8 @@ def test_edit_message_text_edits_and_refuses_unknown_or_unchanged(sandbox: str) 
 
 def test_structured_parameters_arrive_json_encoded_in_forms(sandbox: str) -> None:
     sent = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 506, "text": "first"}).json()["result"]
-    reply = httpx.post(method_url(sandbox, "sendMessage"),
-                       data={"chat_id": "506", "text": "second",
-                             "reply_parameters": json.dumps({"message_id": sent["message_id"]})}).json()
+    reply = httpx.post(
+        method_url(sandbox, "sendMessage"),
+        data={"chat_id": "506", "text": "second", "reply_parameters": json.dumps({"message_id": sent["message_id"]})},
+    ).json()
     assert reply["result"]["reply_to_message"]["message_id"] == sent["message_id"]

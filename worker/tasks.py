@@ -111,8 +111,13 @@ def classify_photo(self: TelegramTask, request: dict[str, Any]) -> str:
         _fail(job_request, "time_limit", "the analysis took too long")
         return JobStatus.FAILED.value
     except (RetryAfter, TelegramUnavailable) as error:  # retries exhausted
-        _update_job(job_request.job_id, status=JobStatus.FAILED, error_code="telegram_unavailable",
-                    error_reason=str(error)[:500], finished_at=utc_now())
+        _update_job(
+            job_request.job_id,
+            status=JobStatus.FAILED,
+            error_code="telegram_unavailable",
+            error_reason=str(error)[:500],
+            finished_at=utc_now(),
+        )
         raise
 
 
@@ -130,8 +135,11 @@ def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
         # Before the patient's reply: if we die in between, the redelivered task enqueues it again and
         # the notify task skips clinicians already told.
         notify_clinicians.apply_async(
-            args=[NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id,
-                                          media_kind=request.media_kind).model_dump(mode="json")],
+            args=[
+                NotifyCliniciansRequest(
+                    job_id=job.id, file_id=request.file_id, media_kind=request.media_kind
+                ).model_dump(mode="json")
+            ],
             queue=CLINICIANS_QUEUE,
         )
     _reply(request, _patient_text(job))
@@ -140,16 +148,20 @@ def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
 
 
 def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
-    job = _update_job(job.id, status=JobStatus.RUNNING, started_at=utc_now(),
-                      delivery_attempts=job.delivery_attempts + 1)
+    job = _update_job(
+        job.id, status=JobStatus.RUNNING, started_at=utc_now(), delivery_attempts=job.delivery_attempts + 1
+    )
     api = get_bot_api()
     try:
         data = api.download_file(request.file_id, MAX_FILE_BYTES)
     except FileTooLarge:
         return _reject(job.id, UnreadableImage("too_large", f"the file is larger than {MAX_MB} MB"), None)
     except TelegramRequestError as error:
-        return _reject(job.id, UnreadableImage("download_failed", f"Telegram refused the download: "
-                                               f"{error.description}"[:500]), None)
+        return _reject(
+            job.id,
+            UnreadableImage("download_failed", f"Telegram refused the download: {error.description}"[:500]),
+            None,
+        )
     image_sha256 = hashlib.sha256(data).hexdigest()
     try:
         prepared = prepare_image(decode_image(data))
@@ -159,15 +171,28 @@ def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
         return _reject(job.id, error, image_sha256)
     prediction = get_classifier().classify_prepared([prepared])[0]
     result = prediction.to_dict()
-    return _update_job(job.id, status=JobStatus.DONE, image_sha256=image_sha256, finished_at=utc_now(),
-                       model_version=prediction.model_version, ranking=result["ranking"],
-                       risk=prediction.risk.value, melanoma_alert=prediction.melanoma_alert)
+    return _update_job(
+        job.id,
+        status=JobStatus.DONE,
+        image_sha256=image_sha256,
+        finished_at=utc_now(),
+        model_version=prediction.model_version,
+        ranking=result["ranking"],
+        risk=prediction.risk.value,
+        melanoma_alert=prediction.melanoma_alert,
+    )
 
 
 def _reject(job_id: uuid.UUID, error: UnreadableImage, image_sha256: str | None) -> Job:
     log.info("job %s: rejected (%s)", job_id, error.code)
-    return _update_job(job_id, status=JobStatus.REJECTED, error_code=error.code, error_reason=error.reason,
-                       image_sha256=image_sha256, finished_at=utc_now())
+    return _update_job(
+        job_id,
+        status=JobStatus.REJECTED,
+        error_code=error.code,
+        error_reason=error.reason,
+        image_sha256=image_sha256,
+        finished_at=utc_now(),
+    )
 
 
 def _patient_text(job: Job) -> str:
@@ -181,8 +206,13 @@ def _reply(request: ClassifyPhotoRequest, text: str) -> None:
     """Edit the "analysing..." message into the result; if it is gone, send a new message."""
     api = get_bot_api()
     try:
-        api.call("editMessageText", chat_id=request.chat_id, message_id=request.status_message_id, text=text,
-                 parse_mode="HTML")
+        api.call(
+            "editMessageText",
+            chat_id=request.chat_id,
+            message_id=request.status_message_id,
+            text=text,
+            parse_mode="HTML",
+        )
     except TelegramRequestError as error:
         if "not modified" in error.description:
             return  # the text is already there: an earlier attempt succeeded
@@ -191,8 +221,7 @@ def _reply(request: ClassifyPhotoRequest, text: str) -> None:
 
 
 def _fail(request: ClassifyPhotoRequest, code: str, reason: str) -> None:
-    _update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason,
-                finished_at=utc_now())
+    _update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason, finished_at=utc_now())
     try:
         _reply(request, messages.ANALYSIS_FAILED)
         _update_job(request.job_id, replied_at=utc_now())
@@ -210,8 +239,9 @@ def _notify(request: NotifyCliniciansRequest) -> int:
     job = _load_job(request.job_id)
     if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH.value or job.ranking is None:
         return 0
-    caption = messages.clinician_alert(str(job.id), job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert),
-                                       job.model_version or "unknown")
+    caption = messages.clinician_alert(
+        str(job.id), job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert), job.model_version or "unknown"
+    )
     notified = dict(job.clinicians_notified or {})
     api = get_bot_api()
     sent = 0

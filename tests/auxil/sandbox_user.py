@@ -18,8 +18,9 @@ class SandboxUser:
         return self._post(f"/sandbox/chats/{chat_id}/photo", content=data, params=query)
 
     def send_document(self, chat_id: int, data: bytes, file_name: str, mime_type: str) -> dict[str, Any]:
-        return self._post(f"/sandbox/chats/{chat_id}/document", content=data,
-                          params={"file_name": file_name, "mime_type": mime_type})
+        return self._post(
+            f"/sandbox/chats/{chat_id}/document", content=data, params={"file_name": file_name, "mime_type": mime_type}
+        )
 
     def send_text(self, chat_id: int, text: str) -> dict[str, Any]:
         return self._post(f"/sandbox/chats/{chat_id}/text", json={"text": text})
@@ -36,17 +37,19 @@ class SandboxUser:
         return [m for m in self.messages(chat_id) if m["from_bot"]]
 
     def replies_to(self, chat_id: int, message_id: int) -> list[dict[str, Any]]:
-        return [m for m in self.bot_messages(chat_id)
-                if m.get("reply_to_message", {}).get("message_id") == message_id]
+        return [m for m in self.bot_messages(chat_id) if m.get("reply_to_message", {}).get("message_id") == message_id]
 
-    def wait_for_reply(self, chat_id: int, message_id: int, final: bool = True,
-                       timeout_s: float = 60) -> dict[str, Any]:
-        """The bot's reply to a message; with ``final``, once it is no longer "Analysing...". """
+    def wait_for_reply(
+        self, chat_id: int, message_id: int, final: bool = True, timeout_s: float = 60
+    ) -> dict[str, Any]:
+        """The bot's reply to a message; with ``final``, once it is no longer "Analysing..."."""
+
         def reply() -> dict[str, Any] | None:
             for message in self.replies_to(chat_id, message_id):
                 if not final or not message.get("text", "").startswith("Analysing"):
                     return message
             return None
+
         return wait_until(reply, timeout_s, what=f"the bot's reply to message {message_id} in chat {chat_id}")
 
     def calls(self, method: str | None = None) -> list[dict[str, Any]]:

@@ -28,8 +28,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], T | None], timeout_s: float = 30.0, interval_s: float = 0.2,
-               what: str = "condition") -> T:
+def wait_until(
+    check: Callable[[], T | None], timeout_s: float = 30.0, interval_s: float = 0.2, what: str = "condition"
+) -> T:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
@@ -52,8 +53,9 @@ class ChildProcess:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         self._log.flush()
@@ -82,8 +84,12 @@ def redis_server(log_dir: Path) -> Iterator[str]:
     if binary is None:
         pytest.fail("redis-server is not installed; .ci/run installs it (apt-get install redis-server)")
     port = free_port()
-    child = ChildProcess("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                   "--appendonly", "no"], dict(os.environ), log_dir)
+    child = ChildProcess(
+        "redis",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        dict(os.environ),
+        log_dir,
+    )
     try:
         wait_until(lambda: port_open(port), 20, what="redis-server")
         yield f"redis://127.0.0.1:{port}/0"

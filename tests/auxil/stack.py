@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from shared.config import Settings
 from shared.db import build_engine
 from skinsense.stack import worker_command
-from shared.config import Settings
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
@@ -38,13 +38,24 @@ class RunningStack:
 @contextlib.contextmanager
 def running_stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[RunningStack]:
     port = free_port()
-    env = child_env(telegram_token=BOT_TOKEN, telegram_api_url=f"http://127.0.0.1:{port}", redis_url=redis_url,
-                    database_url=database_url, clinician_chat_ids=",".join(map(str, CLINICIANS)),
-                    chat_hash_key=CHAT_HASH_KEY, worker_concurrency=1, log_level="INFO")
+    env = child_env(
+        telegram_token=BOT_TOKEN,
+        telegram_api_url=f"http://127.0.0.1:{port}",
+        redis_url=redis_url,
+        database_url=database_url,
+        clinician_chat_ids=",".join(map(str, CLINICIANS)),
+        chat_hash_key=CHAT_HASH_KEY,
+        worker_concurrency=1,
+        log_level="INFO",
+    )
     children: list[ChildProcess] = []
     try:
-        sandbox = ChildProcess("sandbox", python_command("-m", "skinsense.cli", "sandbox", "--port", str(port),
-                                                         "--token", BOT_TOKEN), env, log_dir)
+        sandbox = ChildProcess(
+            "sandbox",
+            python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", BOT_TOKEN),
+            env,
+            log_dir,
+        )
         children.append(sandbox)
         wait_until(lambda: port_open(port), 30, what="sandbox")
         engine = build_engine(database_url)  # creates the tables before the processes race to

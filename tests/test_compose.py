@@ -1,0 +1,59 @@
+"""docker-compose.yml has the stack's shape (no Docker engine runs here, so its structure is checked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
+
+
+def test_all_services_are_there_with_healthchecks() -> None:
+    services = compose()["services"]
+    assert set(services) == {"redis", "postgres", "worker", "bot", "flower"}
+    for name, service in services.items():
+        assert "healthcheck" in service and service["healthcheck"]["test"], name
+        assert "image" in service or "build" in service, name
+
+
+def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
+    redis = compose()["services"]["redis"]
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+    assert "redis-data" in compose()["volumes"]
+
+
+def test_postgres_has_a_volume_and_the_app_points_at_it() -> None:
+    services = compose()["services"]
+    assert any("/var/lib/postgresql/data" in v for v in services["postgres"]["volumes"])
+    for name in ("worker", "bot", "flower"):
+        environment = services[name]["environment"]
+        assert environment["SKINSENSE_DATABASE_URL"].startswith("postgresql://"), name
+        assert environment["SKINSENSE_REDIS_URL"] == "redis://redis:6379/0", name
+        assert services[name]["env_file"] == ".env", name
+
+
+def test_workers_scale_and_run_the_worker_command() -> None:
+    worker = compose()["services"]["worker"]
+    assert worker["deploy"]["replicas"] >= 2
+    assert worker["command"] == ["skinsense", "worker"]
+    assert compose()["services"]["bot"]["command"] == ["skinsense", "bot"]
+
+
+def test_flower_needs_auth_and_listens_on_loopback_only() -> None:
+    flower = compose()["services"]["flower"]
+    assert "FLOWER_BASIC_AUTH" in flower["environment"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
+def test_dockerfile_and_env_example_exist() -> None:
+    assert "pip install ." in (REPO / "Dockerfile").read_text()
+    example = (REPO / ".env.example").read_text()
+    for name in ("SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "POSTGRES_PASSWORD"):
+        assert name in example

@@ -1,0 +1,52 @@
+"""Settings: names, parsing, derived Bot API URLs, and unsafe defaults refused in production."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import Settings
+
+
+def test_required_settings_exist_with_their_names(tmp_env: pytest.MonkeyPatch) -> None:
+    tmp_env.setenv("SKINSENSE_TELEGRAM_TOKEN", "123:abc")
+    tmp_env.setenv("SKINSENSE_TELEGRAM_API_URL", "http://127.0.0.1:8081/")
+    tmp_env.setenv("SKINSENSE_REDIS_URL", "redis://127.0.0.1:6390/3")
+    tmp_env.setenv("SKINSENSE_DATABASE_URL", "postgresql://db/skinsense")
+    tmp_env.setenv("SKINSENSE_CLINICIAN_CHAT_IDS", "11, 22,-1003")
+    settings = Settings()
+    assert settings.telegram_token is not None and settings.telegram_token.get_secret_value() == "123:abc"
+    assert settings.bot_api_base == "http://127.0.0.1:8081/bot"
+    assert settings.bot_file_base == "http://127.0.0.1:8081/file/bot"
+    assert settings.redis_port == 6390
+    assert settings.database_url == "postgresql://db/skinsense"
+    assert settings.clinician_chat_ids == [11, 22, -1003]
+
+
+def test_defaults_point_at_telegram_and_a_sqlite_file(tmp_env: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.telegram_api_url == "https://api.telegram.org"
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.clinician_chat_ids == []
+
+
+def test_token_is_not_shown_in_reprs(tmp_env: pytest.MonkeyPatch) -> None:
+    tmp_env.setenv("SKINSENSE_TELEGRAM_TOKEN", "123:very-secret")
+    assert "very-secret" not in repr(Settings())
+
+
+@pytest.mark.parametrize(
+    "missing", ["SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_FLOWER_PASSWORD"]
+)
+def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, missing: str) -> None:
+    production = {
+        "SKINSENSE_ENVIRONMENT": "production",
+        "SKINSENSE_TELEGRAM_TOKEN": "1:x",
+        "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
+        "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
+    }
+    for key, value in production.items():
+        if key != missing:
+            tmp_env.setenv(key, value)
+    with pytest.raises(ValidationError):
+        Settings()
