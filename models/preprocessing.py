@@ -7,6 +7,8 @@ model receives is the RGB photo resized to INPUT_SIZE x INPUT_SIZE, as float32 v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -32,6 +34,6 @@ def prepare_image(image: Image.Image) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def to_model_input(prepared: list[np.ndarray] | np.ndarray) -> np.ndarray:
+def to_model_input(prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """Stack prepared images into the float32 batch the model takes."""
     return np.asarray(prepared, dtype=np.float32).reshape(-1, INPUT_SIZE, INPUT_SIZE, 3)

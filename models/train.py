@@ -161,7 +161,7 @@ def train(config: TrainConfig) -> Path:
         .prefetch(tf.data.AUTOTUNE)
     )
     validation_input = validation_images.astype(np.float32)
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
 
     class ValidationLog(keras.callbacks.Callback):
         def __init__(self, stage: str) -> None:

@@ -25,7 +25,7 @@ from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import BodyPartReader, ClientSession, ClientTimeout, web
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ async def read_parameters(request: web.Request) -> tuple[dict[str, Any], dict[st
     elif content_type == "multipart/form-data":
         reader = await request.multipart()
         async for part in reader:
-            if part.name is None or not hasattr(part, "read"):
+            if not isinstance(part, BodyPartReader) or part.name is None:
                 continue
             if part.filename is not None:
                 uploads[part.name] = bytes(await part.read())

@@ -32,5 +32,8 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
+    # The bot enqueues while a patient waits: if Redis is down, fail within seconds and say so.
+    task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+    broker_connection_timeout=3,
     enable_utc=True,
 )

@@ -1,0 +1,91 @@
+"""The bot on its own against the sandbox: webhook mode, and a broker that is down."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlmodel import Session, select
+
+from shared import messages
+from shared.audit import Job, JobStatus
+from shared.db import build_engine
+from tests.auxil.sandbox_user import SandboxUser
+from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+
+pytestmark = pytest.mark.e2e
+TOKEN = "5151:bot-modes-token"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxUser]:
+    port = free_port()
+    child = ChildProcess(
+        "sandbox",
+        python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN),
+        child_env(),
+        tmp_path,
+    )
+    try:
+        wait_until(lambda: port_open(port), 30, what="sandbox")
+        yield SandboxUser(f"http://127.0.0.1:{port}")
+    finally:
+        child.stop()
+
+
+def bot_env(sandbox: SandboxUser, tmp_path: Path, **extra: object) -> dict[str, str]:
+    return child_env(
+        telegram_token=TOKEN,
+        telegram_api_url=sandbox.api_url,
+        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        **extra,
+    )
+
+
+def test_webhook_mode_receives_updates_pushed_by_the_bot_api(sandbox: SandboxUser, tmp_path: Path) -> None:
+    port = free_port()
+    env = bot_env(
+        sandbox, tmp_path, webhook_url=f"http://127.0.0.1:{port}", webhook_port=port, webhook_secret="hook-secret"
+    )
+    bot = ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), env, tmp_path)
+    try:
+        wait_until(lambda: sandbox.calls("setWebhook"), 60, what="setWebhook")
+        registered = sandbox.calls("setWebhook")[-1]["parameters"]
+        assert registered["url"] == f"http://127.0.0.1:{port}/telegram"
+        assert registered["secret_token"] == "hook-secret"
+        sent = sandbox.send_text(3001, "/start")
+        wait_until(
+            lambda: [m for m in sandbox.bot_messages(3001) if m["text"] == messages.START],
+            60,
+            what="the /start reply through the webhook",
+        )
+        assert sandbox.calls("getUpdates") == [], "no polling in webhook mode"
+        assert sent["message_id"]
+    finally:
+        bot.stop()
+
+
+def test_broker_down_tells_the_patient_to_resend_and_records_the_failure(sandbox: SandboxUser, tmp_path: Path) -> None:
+    closed_port = free_port()  # nothing listens here
+    env = bot_env(sandbox, tmp_path, redis_url=f"redis://127.0.0.1:{closed_port}/0")
+    bot = ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), env, tmp_path)
+    try:
+        wait_until(lambda: sandbox.calls("getUpdates"), 60, what="the bot polling")
+        photo = io.BytesIO()
+        Image.new("RGB", (200, 150), (190, 140, 120)).save(photo, "JPEG")
+        sent = sandbox.send_photo(3002, photo.getvalue())
+        wait_until(
+            lambda: [m for m in sandbox.replies_to(3002, sent["message_id"]) if m["text"] == messages.ENQUEUE_FAILED],
+            120,
+            what="the enqueue failure reply",
+        )
+        engine = build_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+        with Session(engine) as session:
+            job = session.exec(select(Job)).one()
+        assert (job.status, job.error_code) == (JobStatus.FAILED, "enqueue_failed")
+        assert job.replied_at is not None
+    finally:
+        bot.stop()
