@@ -346,3 +346,33 @@ def test_flower_sees_the_worker_behind_basic_auth(stack: RunningStack, tmp_path:
         assert workers
     finally:
         flower.stop()
+
+
+def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: RunningStack) -> None:
+    import httpx
+
+    from shared.audit import MediaKind
+
+    chat = 1500
+    status = httpx.post(
+        f"{stack.user.api_url}/bot{stack.env['SKINSENSE_TELEGRAM_TOKEN']}/sendMessage",
+        json={"chat_id": chat, "text": messages.ANALYSING},
+    ).json()["result"]
+    job = Job(chat_ref="x" * 32, media_kind=MediaKind.PHOTO, status=JobStatus.RUNNING, delivery_attempts=3)
+    with Session(stack.engine) as session:
+        session.add(job)
+        session.commit()
+        session.refresh(job)
+    payload = {
+        "job_id": str(job.id),
+        "chat_id": chat,
+        "status_message_id": status["message_id"],
+        "file_id": "never-downloaded",
+        "media_kind": "photo",
+    }
+    Celery(broker=stack.redis_url).send_task(CLASSIFY_TASK, args=[payload], queue=CLASSIFY_QUEUE)
+    wait_until(lambda: stack.user.bot_messages(chat)[0]["text"] == messages.ANALYSIS_FAILED, 60, what="the apology")
+    with Session(stack.engine) as session:
+        failed = session.get(Job, job.id)
+    assert failed is not None and (failed.status, failed.error_code) == (JobStatus.FAILED, "worker_lost")
+    assert not [c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == "never-downloaded"]

@@ -6,6 +6,7 @@ under a pool without child processes), never in the prefork parent and never per
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -13,7 +14,7 @@ import uuid
 from typing import Any
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from models.inference import Classifier
@@ -36,6 +37,7 @@ from worker.telegram import BotApi, FileTooLarge, RetryAfter, TelegramRequestErr
 
 log = logging.getLogger(__name__)
 MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
+MAX_DELIVERY_ATTEMPTS = 3
 
 _classifier: Classifier | None = None
 _bot_api: BotApi | None = None
@@ -119,6 +121,13 @@ def classify_photo(self: TelegramTask, request: dict[str, Any]) -> str:
             finished_at=utc_now(),
         )
         raise
+    except Retry:
+        raise
+    except Exception as error:  # a bug or an outage: record it, tell the patient if we can, fail the task
+        log.error("job %s: failed with %s", job_request.job_id, type(error).__name__)
+        with contextlib.suppress(Exception):  # the database itself may be what failed
+            _fail(job_request, "internal_error", type(error).__name__)
+        raise
 
 
 def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
@@ -129,6 +138,11 @@ def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
     if job.replied_at is not None:
         log.info("job %s: already answered; redelivery ignored", job.id)
         return "duplicate"
+    if job.status == JobStatus.RUNNING and job.delivery_attempts >= MAX_DELIVERY_ATTEMPTS:
+        # Each earlier attempt died with its worker process: this photo must not take down more.
+        log.error("job %s: worker lost %d times; giving up", job.id, job.delivery_attempts)
+        _fail(request, "worker_lost", f"the worker process died {job.delivery_attempts} times on this photo")
+        return JobStatus.FAILED.value
     if job.status not in (JobStatus.DONE, JobStatus.REJECTED):
         job = _analyse(request, job)
     if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH.value and get_settings().clinician_chat_ids:
@@ -221,6 +235,7 @@ def _reply(request: ClassifyPhotoRequest, text: str) -> None:
 
 
 def _fail(request: ClassifyPhotoRequest, code: str, reason: str) -> None:
+    """Record the failure and, best effort, turn the patient's "analysing..." message into an apology."""
     _update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason, finished_at=utc_now())
     try:
         _reply(request, messages.ANALYSIS_FAILED)
