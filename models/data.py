@@ -22,6 +22,16 @@ class Sample:
     label: int  # index into CLASS_CODES
 
 
+def resolve_data_dir(explicit: Path | None) -> Path:
+    """The HAM10000 folder: the command-line value, else the SKINSENSE_DATA_DIR setting."""
+    from shared.config import get_settings
+
+    data_dir = explicit or get_settings().data_dir
+    if data_dir is None:
+        raise SystemExit("set SKINSENSE_DATA_DIR or pass --data-dir")
+    return data_dir
+
+
 def read_samples(data_dir: Path) -> list[Sample]:
     with (data_dir / "metadata.csv").open(newline="") as handle:
         return [

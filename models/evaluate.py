@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from models.calibration import fit_temperature
+from models.data import resolve_data_dir
 from models.inference import ARTIFACT_DIR, RUNTIMES, Classifier
 from models.metrics import (
     balanced_accuracy,
@@ -177,8 +178,6 @@ def _plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from shared.config import get_settings
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
@@ -186,9 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    data_dir = args.data_dir or get_settings().data_dir
-    if data_dir is None:
-        raise SystemExit("set SKINSENSE_DATA_DIR or pass --data-dir")
+    data_dir = resolve_data_dir(args.data_dir)
     report = evaluate(data_dir, args.output, args.artifact_dir, args.runtime)
     summary = {
         k: report[k]

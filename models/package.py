@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from models.calibration import fit_temperature
-from models.data import Sample, labels_of, load_prepared_images, read_samples
+from models.data import Sample, labels_of, load_prepared_images, read_samples, resolve_data_dir
 from models.inference import ARTIFACT_DIR, METADATA_FILE, Classifier, artifact_version
 from models.metrics import softmax
 from models.policy import (
@@ -109,17 +109,13 @@ def _write_metadata(artifact_dir: Path, metadata: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from shared.config import get_settings
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", type=Path, default=Path("models/runs/latest"))
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    data_dir = args.data_dir or get_settings().data_dir
-    if data_dir is None:
-        raise SystemExit("set SKINSENSE_DATA_DIR or pass --data-dir")
+    data_dir = resolve_data_dir(args.data_dir)
     package(args.run_dir, data_dir, args.artifact_dir)
 
 
