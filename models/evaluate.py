@@ -111,7 +111,18 @@ def evaluate(
         "ece_before_calibration": expected_calibration_error(uncalibrated, labels),
         "ece_after_calibration": expected_calibration_error(calibrated, labels),
         "cross_fitted": cross_fitted_calibration(logits, labels, lesion_ids),
+        "test_time_views": list(classifier.views),
     }
+    if classifier.views != ("identity",):
+        # What the averaging over views buys, for the record: the same model on the photo alone.
+        classifier.views = ("identity",)
+        single, _ = validation_logits(classifier, data_dir, artifact_dir)
+        single_probabilities = softmax(single, fit_temperature(single, labels))
+        report["single_view"] = {
+            "balanced_accuracy": balanced_accuracy(labels, single_probabilities.argmax(axis=1)),
+            "accuracy": float((single_probabilities.argmax(axis=1) == labels).mean()),
+            "melanoma_roc_auc": roc_auc(single_probabilities[:, MELANOMA_INDEX], labels == MELANOMA_INDEX),
+        }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot_confusion_matrix(np.array(report["confusion_matrix"]["counts"]), output_dir / "confusion_matrix.png")

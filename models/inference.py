@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -26,6 +26,16 @@ ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 METADATA_FILE = "metadata.json"
 Runtime = Literal["litert", "keras"]
 RUNTIMES: tuple[Runtime, ...] = ("litert", "keras")
+
+
+# Test-time views of a batch (N, H, W, C). A lesion has no canonical orientation, so the model's
+# logits can be averaged over flips; which views the artifact uses is in its metadata.
+VIEWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": lambda batch: batch,
+    "flip_left_right": lambda batch: np.ascontiguousarray(batch[:, :, ::-1]),
+    "flip_up_down": lambda batch: np.ascontiguousarray(batch[:, ::-1]),
+    "rotate_180": lambda batch: np.ascontiguousarray(batch[:, ::-1, ::-1]),
+}
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class Classifier:
         self.melanoma_alert_threshold: float = float(self.metadata["melanoma_alert_threshold"])
         if tuple(self.metadata["class_codes"]) != CLASS_CODES or self.metadata["input_size"] != INPUT_SIZE:
             raise ValueError(f"{artifact_dir}: artifact classes or input size do not match this code")
+        self.views: tuple[str, ...] = tuple(self.metadata.get("test_time_views", ["identity"]))
         self.runtime_name: Runtime = runtime or self.metadata["default_runtime"]
         model_path = artifact_dir / self.metadata["files"][self.runtime_name]
         self._runtime: LogitsRuntime
@@ -125,7 +136,9 @@ class Classifier:
             raise ValueError(f"unknown runtime {self.runtime_name!r}; choose one of {RUNTIMES}")
 
     def logits(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        return self._runtime.logits(to_model_input(prepared))
+        """Model logits, averaged over the artifact's test-time views of each image."""
+        batch = to_model_input(prepared)
+        return np.mean([self._runtime.logits(VIEWS[name](batch)) for name in self.views], axis=0)
 
     def probabilities(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         return softmax(self.logits(prepared), self.temperature)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from models.calibration import fit_temperature
 from models.data import Sample, labels_of, load_prepared_images, read_samples, resolve_data_dir
-from models.inference import ARTIFACT_DIR, METADATA_FILE, Classifier, artifact_version
+from models.inference import ARTIFACT_DIR, METADATA_FILE, VIEWS, Classifier, artifact_version
 from models.metrics import softmax
 from models.policy import (
     HIGH_MALIGNANT_PROBABILITY,
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 KERAS_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
 SPLIT_FILE = "validation_split.json"
+# Logits averaged over these views of each photo (see models.inference.VIEWS).
+DEFAULT_VIEWS = ("identity", "flip_left_right", "flip_up_down", "rotate_180")
 
 
 def export_models(keras_model_path: Path, artifact_dir: Path) -> None:
@@ -60,7 +63,13 @@ def validation_logits(classifier: Classifier, data_dir: Path, artifact_dir: Path
     return classifier.logits(images), labels_of(samples)
 
 
-def package(run_dir: Path, data_dir: Path, artifact_dir: Path = ARTIFACT_DIR, default_runtime: str = "litert") -> None:
+def package(
+    run_dir: Path,
+    data_dir: Path,
+    artifact_dir: Path = ARTIFACT_DIR,
+    default_runtime: str = "litert",
+    views: Sequence[str] = DEFAULT_VIEWS,
+) -> None:
     artifact_dir.mkdir(parents=True, exist_ok=True)
     run_config = json.loads((run_dir / "train_config.json").read_text())
     split = json.loads((run_dir / "split.json").read_text())
@@ -76,6 +85,7 @@ def package(run_dir: Path, data_dir: Path, artifact_dir: Path = ARTIFACT_DIR, de
         "preprocessing": PREPROCESSING_DESCRIPTION,
         "files": model_files,
         "default_runtime": default_runtime,
+        "test_time_views": list(views),
         "temperature": 1.0,
         "melanoma_alert_threshold": 0.5,
         "risk_policy": {
@@ -113,10 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("models/runs/latest"))
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
+    parser.add_argument("--views", nargs="+", choices=sorted(VIEWS), default=list(DEFAULT_VIEWS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = resolve_data_dir(args.data_dir)
-    package(args.run_dir, data_dir, args.artifact_dir)
+    package(args.run_dir, data_dir, args.artifact_dir, views=args.views)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,17 @@ def test_model_files_are_under_25_mb() -> None:
 def test_artifact_loads_and_reports_its_version(classifier: Classifier) -> None:
     assert classifier.version == read_metadata()["version"]
     assert classifier.runtime_name == read_metadata()["default_runtime"]
+
+
+def test_test_time_views_are_orientation_changes_of_the_same_photo() -> None:
+    import numpy as np
+
+    from models.inference import VIEWS
+
+    batch = np.random.default_rng(0).integers(0, 255, (2, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
+    for name, view in VIEWS.items():
+        viewed = view(batch)
+        assert viewed.shape == batch.shape, name
+        assert np.array_equal(view(viewed), batch), f"{name} is its own inverse"
+        assert np.array_equal(np.sort(viewed, axis=None), np.sort(batch, axis=None)), f"{name} only moves pixels"
+    assert set(read_metadata()["test_time_views"]) <= set(VIEWS)
