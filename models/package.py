@@ -39,11 +39,18 @@ SPLIT_FILE = "validation_split.json"
 DEFAULT_VIEWS = ("identity", "flip_left_right", "flip_up_down", "rotate_180")
 
 
-def export_models(keras_model_path: Path, artifact_dir: Path) -> None:
+def export_models(keras_model_paths: Sequence[Path], artifact_dir: Path) -> None:
+    """Save the model (several runs become one model averaging their logits) for both runtimes."""
     import keras
     import tensorflow as tf
 
-    model = keras.saving.load_model(keras_model_path, compile=False)
+    members = [keras.saving.load_model(path, compile=False) for path in keras_model_paths]
+    if len(members) == 1:
+        model = members[0]
+    else:
+        image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+        logits = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")(image) for i, m in enumerate(members)]
+        model = keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
     model.save(artifact_dir / KERAS_FILE)
 
     # Batch 1: the workers classify one photo per invoke; a fixed shape lets XNNPACK plan once.
@@ -64,21 +71,24 @@ def validation_logits(classifier: Classifier, data_dir: Path, artifact_dir: Path
 
 
 def package(
-    run_dir: Path,
+    run_dirs: Sequence[Path],
     data_dir: Path,
     artifact_dir: Path = ARTIFACT_DIR,
     default_runtime: str = "litert",
     views: Sequence[str] = DEFAULT_VIEWS,
 ) -> None:
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    run_config = json.loads((run_dir / "train_config.json").read_text())
-    split = json.loads((run_dir / "split.json").read_text())
-    (artifact_dir / SPLIT_FILE).write_text(json.dumps({"validation": split["validation"]}) + "\n")
-    export_models(run_dir / "model.keras", artifact_dir)
+    run_configs = [json.loads((run_dir / "train_config.json").read_text()) for run_dir in run_dirs]
+    splits = [json.loads((run_dir / "split.json").read_text())["validation"] for run_dir in run_dirs]
+    if any(split != splits[0] for split in splits):
+        raise SystemExit("the runs were validated on different splits: an ensemble of them has no honest validation")
+    (artifact_dir / SPLIT_FILE).write_text(json.dumps({"validation": splits[0]}) + "\n")
+    export_models([run_dir / "model.keras" for run_dir in run_dirs], artifact_dir)
     model_files = {"litert": LITERT_FILE, "keras": KERAS_FILE}
     metadata: dict[str, Any] = {
         "version": artifact_version(artifact_dir, list(model_files.values())),
-        "architecture": "MobileNetV3-Small 1.0 (ImageNet start), 7-class head; outputs logits",
+        "architecture": "MobileNetV3-Small 1.0 (ImageNet start), 7-class head; outputs logits"
+        + (f" averaged over {len(run_dirs)} training runs" if len(run_dirs) > 1 else ""),
         "class_codes": list(CLASS_CODES),
         "class_names": [CLASS_NAMES[c] for c in CLASS_CODES],
         "input_size": INPUT_SIZE,
@@ -94,9 +104,9 @@ def package(
             "target_melanoma_sensitivity": TARGET_MELANOMA_SENSITIVITY,
         },
         "training": {
-            "config": run_config["config"],
-            "data_fingerprint": run_config["data_fingerprint"],
-            "class_weights": run_config["class_weights"],
+            "runs": [c["config"] for c in run_configs],
+            "data_fingerprint": run_configs[0]["data_fingerprint"],
+            "class_weights": run_configs[0]["class_weights"],
         },
     }
     _write_metadata(artifact_dir, metadata)
@@ -120,7 +130,13 @@ def _write_metadata(artifact_dir: Path, metadata: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--run-dir", type=Path, default=Path("models/runs/latest"))
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        nargs="+",
+        default=[Path("models/runs/latest")],
+        help="one run, or several: shipped as one model averaging their logits",
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
     parser.add_argument("--views", nargs="+", choices=sorted(VIEWS), default=list(DEFAULT_VIEWS))

@@ -40,7 +40,8 @@ class TrainConfig:
     data_dir: str
     imagenet_weights: str
     run_dir: str
-    seed: int = 20261125
+    seed: int = 20261125  # weights initialisation, shuffling, augmentation
+    split_seed: int = 20261125  # the train/validation split; keep it fixed to compare or ensemble runs
     validation_fraction: float = 0.2
     batch_size: int = 32
     head_epochs: int = 2
@@ -122,7 +123,7 @@ def train(config: TrainConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     samples = read_samples(data_dir)
-    train_samples, validation_samples = split_by_lesion(samples, config.validation_fraction, config.seed)
+    train_samples, validation_samples = split_by_lesion(samples, config.validation_fraction, config.split_seed)
     started = time.time()
     fingerprint = data_fingerprint(data_dir, samples)
     train_images = load_prepared_images(data_dir, train_samples)
@@ -152,7 +153,8 @@ def train(config: TrainConfig) -> Path:
     train_data = (
         tf.data.Dataset.from_tensor_slices((train_images, train_labels))
         .shuffle(len(train_labels), seed=config.seed, reshuffle_each_iteration=True)
-        .enumerate()
+        .repeat()
+        .enumerate()  # a running index over all epochs: every image gets fresh augmentation each epoch
         .map(
             lambda i, pair: (augment(pair[0], tf.stack([tf.cast(i, tf.int32), config.seed % 2**31])), pair[1]),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -161,6 +163,7 @@ def train(config: TrainConfig) -> Path:
         .prefetch(tf.data.AUTOTUNE)
     )
     validation_input = validation_images.astype(np.float32)
+    steps_per_epoch = int(np.ceil(len(train_labels) / config.batch_size))
     history: list[dict[str, Any]] = []
 
     class ValidationLog(keras.callbacks.Callback):
@@ -188,15 +191,23 @@ def train(config: TrainConfig) -> Path:
 
     set_backbone_trainable(model, False)
     model.compile(keras.optimizers.Adam(config.head_learning_rate), loss, metrics=["accuracy"])
-    model.fit(train_data, epochs=config.head_epochs, class_weight=weights, callbacks=[ValidationLog("head")], verbose=2)
+    model.fit(
+        train_data,
+        epochs=config.head_epochs,
+        steps_per_epoch=steps_per_epoch,
+        class_weight=weights,
+        callbacks=[ValidationLog("head")],
+        verbose=2,
+    )
 
     set_backbone_trainable(model, True)
-    steps = config.finetune_epochs * int(np.ceil(len(train_labels) / config.batch_size))
+    steps = config.finetune_epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(config.finetune_learning_rate, steps, alpha=0.01)
     model.compile(keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
     model.fit(
         train_data,
         epochs=config.finetune_epochs,
+        steps_per_epoch=steps_per_epoch,
         class_weight=weights,
         callbacks=[ValidationLog("finetune")],
         verbose=2,
@@ -231,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="HAM10000 folder (default: setting SKINSENSE_DATA_DIR)")
     parser.add_argument("--imagenet-weights", help="TFLite file (default: SKINSENSE_IMAGENET_WEIGHTS)")
     parser.add_argument("--run-dir", default="models/runs/latest")
-    for field in ("seed", "batch_size", "head_epochs", "finetune_epochs"):
+    for field in ("seed", "split_seed", "batch_size", "head_epochs", "finetune_epochs"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
     for field in ("head_learning_rate", "finetune_learning_rate", "dropout", "class_weight_power"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=getattr(defaults, field))
@@ -252,6 +263,7 @@ def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
         imagenet_weights=str(weights),
         run_dir=args.run_dir,
         seed=args.seed,
+        split_seed=args.split_seed,
         batch_size=args.batch_size,
         head_epochs=args.head_epochs,
         finetune_epochs=args.finetune_epochs,

@@ -71,7 +71,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = config_from_arguments(args)
     run_dir = train(config)
-    package(run_dir, Path(config.data_dir))
+    package([run_dir], Path(config.data_dir))
     report = evaluate(Path(config.data_dir), Path("models/evaluation"))
     print(
         json.dumps(
