@@ -1,0 +1,91 @@
+"""Full-pipeline benchmark on this machine: sandbox Bot API -> bot -> Redis -> prefork workers -> reply.
+
+Prints figures, asserts nothing. Starts its own redis-server, sandbox, workers and bot on free ports,
+sends PHOTOS real HAM10000 photos from separate chats as fast as the sandbox takes them, and measures,
+per photo, the time from the patient's message to the edited result, plus the overall throughput.
+
+    python benchmarks/pipeline.py --photos 200 --concurrency 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from shared.config import Settings, get_settings
+from skinsense.sandbox import SANDBOX_TOKEN
+from skinsense.stack import Stack, wait_for_port, worker_command
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    args = parser.parse_args()
+    data_dir = get_settings().data_dir
+    if data_dir is None:
+        raise SystemExit("set SKINSENSE_DATA_DIR")
+    photos = sorted((data_dir / "images").glob("*.jpg"))[: args.photos]
+    redis_port, sandbox_port = free_port(), free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="skinsense-bench-"))
+    api = f"http://127.0.0.1:{sandbox_port}"
+    stack = Stack()
+    stack.environment.update(
+        SKINSENSE_TELEGRAM_TOKEN=SANDBOX_TOKEN,
+        SKINSENSE_TELEGRAM_API_URL=api,
+        SKINSENSE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        SKINSENSE_DATABASE_URL=f"sqlite:///{workdir / 'audit.sqlite3'}",
+        SKINSENSE_LOG_LEVEL="WARNING",
+    )
+    try:
+        stack.start("redis", ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
+        stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
+        wait_for_port("127.0.0.1", redis_port)
+        wait_for_port("127.0.0.1", sandbox_port)
+        command = worker_command(Settings(), concurrency=args.concurrency)
+        stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
+        stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
+        http = httpx.Client(base_url=api, timeout=30)
+        while not http.get("/sandbox/calls", params={"method": "getUpdates"}).json():
+            time.sleep(0.2)
+        time.sleep(5)  # let the worker processes load their models
+        sent_at: dict[int, float] = {}
+        started = time.time()
+        for chat, photo in enumerate(photos, start=100_000):
+            sent_at[chat] = time.time()
+            http.post(f"/sandbox/chats/{chat}/photo", content=photo.read_bytes()).raise_for_status()
+        # The sandbox logs each Bot API call with its time: the worker's edit is the result arriving.
+        edits: list[dict[str, object]] = []
+        while len(edits) < len(sent_at):
+            time.sleep(0.5)
+            edits = http.get("/sandbox/calls", params={"method": "editMessageText"}).json()
+        answered_at = {int(e["parameters"]["chat_id"]): float(e["time"]) for e in edits}  # type: ignore[index]
+        latencies = {chat: answered_at[chat] - sent for chat, sent in sent_at.items()}
+        elapsed = max(answered_at.values()) - started
+    finally:
+        stack.stop()
+    values = sorted(latencies.values())
+    print(f"photos: {len(values)}, worker processes: {args.concurrency}, cores: {os.cpu_count()}")
+    print(f"throughput: {len(values) / elapsed:.1f} photos/s ({elapsed:.1f} s in all)")
+    print(
+        f"message -> result latency: median {statistics.median(values) * 1000:.0f} ms, "
+        f"p95 {values[int(0.95 * (len(values) - 1))] * 1000:.0f} ms (queueing included: all sent at once)"
+    )
+
+
+if __name__ == "__main__":
+    main()
