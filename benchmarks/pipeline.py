@@ -52,7 +52,10 @@ def main() -> None:
         SKINSENSE_LOG_LEVEL="WARNING",
     )
     try:
-        stack.start("redis", ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
+        stack.start(
+            "redis",
+            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+        )
         stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
         wait_for_port("127.0.0.1", redis_port)
         wait_for_port("127.0.0.1", sandbox_port)

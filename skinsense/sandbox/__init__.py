@@ -1,0 +1,80 @@
+"""A local Bot API server (``skinsense sandbox``): the subset of the Telegram Bot API that SkinSense uses.
+
+It follows the published Bot API (https://core.telegram.org/bots/api): methods at
+``/bot<token>/<method>`` taking parameters as query string, URL-encoded form, JSON or multipart;
+answers ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": ..., "description": ...}``;
+401 for a wrong token, 429 with ``parameters.retry_after`` when a fault is injected; files at
+``/file/bot<token>/<file_path>``. Long polling with getUpdates, or webhooks with setWebhook.
+
+Control endpoints under ``/sandbox/`` let a test or a developer play a patient: send a photo, a
+document, text or any other message, read what the bot sent (with edit history) and inject faults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from skinsense.sandbox.bot_api import BotApi
+from skinsense.sandbox.control import Control
+from skinsense.sandbox.state import SandboxState, plain_text
+
+__all__ = ["SANDBOX_TOKEN", "Sandbox", "add_arguments", "plain_text", "run"]
+log = logging.getLogger(__name__)
+
+
+class Sandbox:
+    def __init__(self, token: str) -> None:
+        self.state = SandboxState(token)
+        self.bot_api = BotApi(self.state)
+        self.control = Control(self.state)
+        self._webhook_task: asyncio.Task[None] | None = None
+
+    async def _start_background(self, app: web.Application) -> None:
+        self._webhook_task = asyncio.create_task(self.bot_api.deliver_webhooks())
+
+    async def _stop_background(self, app: web.Application) -> None:
+        if self._webhook_task:
+            self._webhook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._webhook_task
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self.bot_api.handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self.bot_api.download)
+        app.router.add_post("/sandbox/chats/{chat_id}/photo", self.control.photo)
+        app.router.add_post("/sandbox/chats/{chat_id}/document", self.control.document)
+        app.router.add_post("/sandbox/chats/{chat_id}/text", self.control.text)
+        app.router.add_post("/sandbox/chats/{chat_id}/message", self.control.message)
+        app.router.add_get("/sandbox/chats/{chat_id}/messages", self.control.messages)
+        app.router.add_post("/sandbox/faults", self.control.faults)
+        app.router.add_get("/sandbox/calls", self.control.calls)
+        app.router.add_get("/sandbox/health", self.control.health)
+        app.on_startup.append(self._start_background)
+        app.on_cleanup.append(self._stop_background)
+        return app
+
+
+SANDBOX_TOKEN = "123456:SANDBOX-local-token"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: SKINSENSE_SANDBOX_PORT (8081)")
+    parser.add_argument("--token", default=SANDBOX_TOKEN, help="the one bot token the sandbox accepts")
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+
+    port = args.port or get_settings().sandbox_port
+    log.info("Bot API sandbox on http://%s:%d", args.host, port)
+    web.run_app(
+        Sandbox(args.token).application(), host=args.host, port=port, print=None, access_log=None, shutdown_timeout=1.0
+    )
+    return 0

@@ -1,0 +1,292 @@
+"""The Bot API methods (``/bot<token>/<method>``), file downloads and webhook delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import BodyPartReader, ClientSession, ClientTimeout, web
+
+from skinsense.sandbox.state import (
+    BOT_USER_ID,
+    MAX_CAPTION,
+    MAX_DOWNLOAD_BYTES,
+    MAX_TEXT,
+    BotApiError,
+    SandboxState,
+    bot_user,
+    plain_text,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def read_parameters(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Bot API parameters from the query string and the body (form, JSON or multipart); uploads apart."""
+    parameters: dict[str, Any] = dict(request.query)
+    uploads: dict[str, bytes] = {}
+    if request.method != "POST" or not request.can_read_body:
+        return parameters, uploads
+    content_type = request.content_type
+    if content_type == "application/json":
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise BotApiError(400, "Bad Request: JSON body must be an object")
+        parameters.update(body)
+    elif content_type == "multipart/form-data":
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            if part.filename is not None:
+                uploads[part.name] = bytes(await part.read())
+            else:
+                parameters[part.name] = await part.text()
+    else:
+        parameters.update(await request.post())
+    return parameters, uploads
+
+
+def _decode(value: Any) -> Any:
+    """Form values of structured parameters arrive JSON-serialised."""
+    if isinstance(value, str) and value[:1] in "[{":
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
+
+
+def _int(parameters: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = parameters.get(name, default)
+    if value is None:
+        raise BotApiError(400, f"Bad Request: {name} is required")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise BotApiError(400, f"Bad Request: invalid {name}") from error
+
+
+class BotApi:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    async def handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        try:
+            if request.match_info["token"] != self.state.token:
+                raise BotApiError(401, "Unauthorized")
+            parameters, uploads = await read_parameters(request)
+            self.state.calls.append(
+                {"method": method, "parameters": {k: v for k, v in parameters.items()}, "time": time.time()}
+            )
+            self._raise_injected_fault(method)
+            handler = getattr(self, f"method_{method.lower()}", None)
+            if handler is None:
+                raise BotApiError(404, "Not Found")
+            result = await handler({k: _decode(v) for k, v in parameters.items()}, uploads)
+            return web.json_response({"ok": True, "result": result})
+        except BotApiError as error:
+            body: dict[str, Any] = {"ok": False, "error_code": error.status, "description": error.description}
+            if error.parameters:
+                body["parameters"] = error.parameters
+            return web.json_response(body, status=error.status)
+
+    def _raise_injected_fault(self, method: str) -> None:
+        for fault in self.state.faults:
+            if fault.method.lower() == method.lower() and fault.remaining > 0:
+                fault.remaining -= 1
+                raise BotApiError(
+                    429, f"Too Many Requests: retry after {fault.retry_after}", {"retry_after": fault.retry_after}
+                )
+
+    async def method_getme(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        return bot_user()
+
+    async def method_getupdates(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        if self.state.webhook.get("url"):
+            raise BotApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
+        offset = _int(p, "offset", 0)
+        limit = min(max(_int(p, "limit", 100), 1), 100)
+        timeout = min(max(_int(p, "timeout", 0), 0), 50)
+        state = self.state
+        async with state.changed:
+            if offset:
+                state.updates = [u for u in state.updates if u["update_id"] >= offset]
+            if not state.updates and timeout:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.changed.wait_for(lambda: bool(state.updates)), timeout)
+            return state.updates[:limit]
+
+    async def method_setwebhook(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        url = str(p.get("url", ""))
+        if url and not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise BotApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        if _truthy(p.get("drop_pending_updates")):
+            self.state.updates.clear()
+        self.state.webhook = {"url": url, "secret_token": p.get("secret_token")} if url else {}
+        async with self.state.changed:
+            self.state.changed.notify_all()
+        return True
+
+    async def method_deletewebhook(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        if _truthy(p.get("drop_pending_updates")):
+            self.state.updates.clear()
+        self.state.webhook = {}
+        return True
+
+    async def method_getwebhookinfo(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        return {
+            "url": self.state.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.state.updates),
+        }
+
+    async def method_getfile(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        stored = self.state.files.get(str(p.get("file_id", "")))
+        if stored is None:
+            raise BotApiError(400, "Bad Request: invalid file_id")
+        if len(stored.data) > MAX_DOWNLOAD_BYTES:
+            raise BotApiError(400, "Bad Request: file is too big")
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": len(stored.data),
+            "file_path": stored.file_path,
+        }
+
+    async def method_sendmessage(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        chat_id = _int(p, "chat_id")
+        text = _text(p, "text", MAX_TEXT, "message text")
+        content: dict[str, Any] = {"text": text}
+        reply_to = _reply_to(p)
+        if reply_to is not None:
+            content["reply_to_message"] = self.state.find_message(chat_id, reply_to)
+        if "reply_markup" in p:
+            content["reply_markup"] = p["reply_markup"]
+        return self.state.bot_message(chat_id, content)
+
+    async def method_editmessagetext(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        message = self.state.find_message(_int(p, "chat_id"), _int(p, "message_id"))
+        if message["from"]["id"] != BOT_USER_ID:
+            raise BotApiError(400, "Bad Request: message can't be edited")
+        text = _text(p, "text", MAX_TEXT, "message text")
+        if text == message.get("text"):
+            raise BotApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and "
+                "reply markup are exactly the same as a current content and reply markup of the message",
+            )
+        message.setdefault("edits", []).append(message.get("text"))
+        message["text"] = text
+        message["edit_date"] = int(time.time())
+        return {k: v for k, v in message.items() if k != "edits"}
+
+    async def method_sendphoto(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
+        chat_id = _int(p, "chat_id")
+        data = self._input_file(p, uploads, "photo")
+        content: dict[str, Any] = {"photo": self.state.photo_sizes(data)}
+        if p.get("caption"):
+            content["caption"] = _text(p, "caption", MAX_CAPTION, "message caption")
+        return self.state.bot_message(chat_id, content)
+
+    async def method_senddocument(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
+        chat_id = _int(p, "chat_id")
+        data = self._input_file(p, uploads, "document")
+        stored = self.state.store_file(data, "documents", "bin")
+        content: dict[str, Any] = {
+            "document": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": len(data)}
+        }
+        if p.get("caption"):
+            content["caption"] = _text(p, "caption", MAX_CAPTION, "message caption")
+        return self.state.bot_message(chat_id, content)
+
+    async def method_sendchataction(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        _int(p, "chat_id")
+        return True
+
+    async def method_answercallbackquery(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        return True
+
+    async def method_setmycommands(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        self.state.webhook.setdefault("commands", p.get("commands"))
+        return True
+
+    async def method_deletemycommands(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        return True
+
+    async def method_close(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        return True
+
+    def _input_file(self, p: dict[str, Any], uploads: dict[str, bytes], name: str) -> bytes:
+        value = p.get(name)
+        if isinstance(value, str) and value.startswith("attach://"):
+            value = None
+            name = p[name][len("attach://") :]
+        if name in uploads:
+            return uploads[name]
+        if isinstance(value, str) and value in self.state.files:
+            return self.state.files[value].data
+        raise BotApiError(400, f"Bad Request: wrong file identifier/HTTP URL specified ({name})")
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.state.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        path = request.match_info["path"]
+        for stored in self.state.files.values():
+            if stored.file_path == path:
+                return web.Response(body=stored.data, content_type="application/octet-stream")
+        return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+
+    async def deliver_webhooks(self) -> None:
+        async with ClientSession(timeout=ClientTimeout(total=10)) as session:
+            while True:
+                async with self.state.changed:
+                    await self.state.changed.wait_for(
+                        lambda: bool(self.state.webhook.get("url") and self.state.updates)
+                    )
+                    update = self.state.updates[0]
+                    webhook = dict(self.state.webhook)
+                headers = {}
+                if webhook.get("secret_token"):
+                    headers["X-Telegram-Bot-Api-Secret-Token"] = str(webhook["secret_token"])
+                try:
+                    async with session.post(webhook["url"], json=update, headers=headers) as response:
+                        delivered = response.status < 300
+                except Exception as error:  # a webhook that is down: keep the update, retry
+                    log.info("webhook delivery failed: %s", type(error).__name__)
+                    delivered = False
+                if delivered:
+                    async with self.state.changed:
+                        self.state.updates = [u for u in self.state.updates if u is not update]
+                else:
+                    await asyncio.sleep(1)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def _text(p: dict[str, Any], name: str, limit: int, what: str) -> str:
+    raw = p.get(name)
+    if raw is None or str(raw).strip() == "":
+        raise BotApiError(400, f"Bad Request: {what} is empty")
+    text = plain_text(str(raw), p.get("parse_mode"))
+    if len(text) > limit:
+        raise BotApiError(400, f"Bad Request: {what} is too long")
+    return text
+
+
+def _reply_to(p: dict[str, Any]) -> int | None:
+    parameters = p.get("reply_parameters")
+    if isinstance(parameters, dict) and "message_id" in parameters:
+        return int(parameters["message_id"])
+    if p.get("reply_to_message_id") is not None:
+        return int(p["reply_to_message_id"])
+    return None

@@ -1,0 +1,197 @@
+"""The sandbox's world: chats, messages, files, pending updates, injected faults; and Telegram's text rules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+import time
+from dataclasses import dataclass, field
+from html import unescape
+from html.parser import HTMLParser
+from typing import Any
+
+BOT_USER_ID = 7000000001
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # Bot API limit for getFile
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+HTML_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "span",
+    "tg-spoiler",
+    "blockquote",
+    "tg-emoji",
+}
+
+
+class BotApiError(Exception):
+    def __init__(self, status: int, description: str, parameters: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+
+class _HtmlChecker(HTMLParser):
+    """Checks Telegram-HTML the way the server does (known tags, balanced) and collects the plain text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in HTML_TAGS:
+            raise BotApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"')
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            raise BotApiError(400, f'Bad Request: can\'t parse entities: Unexpected end tag "{tag}"')
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def plain_text(text: str, parse_mode: str | None) -> str:
+    if (parse_mode or "").upper() != "HTML":
+        return text
+    checker = _HtmlChecker()
+    checker.feed(text)
+    checker.close()
+    if checker.stack:
+        raise BotApiError(400, f'Bad Request: can\'t parse entities: unclosed tag "{checker.stack[-1]}"')
+    return unescape("".join(checker.text))
+
+
+@dataclass
+class StoredFile:
+    file_id: str
+    file_unique_id: str
+    data: bytes
+    file_path: str
+
+
+@dataclass
+class Fault:
+    method: str
+    remaining: int
+    retry_after: int
+
+
+@dataclass
+class SandboxState:
+    token: str
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    next_update_id: int = 1
+    message_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    file_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # chat id -> messages
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    webhook: dict[str, Any] = field(default_factory=dict)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    # --- the patient's side ---------------------------------------------------------------------------
+    def user(self, chat_id: int) -> dict[str, Any]:
+        return {"id": chat_id, "is_bot": False, "first_name": f"Patient {chat_id}"}
+
+    def chat(self, chat_id: int) -> dict[str, Any]:
+        return {"id": chat_id, "type": "private", "first_name": f"Patient {chat_id}"}
+
+    def store_file(self, data: bytes, folder: str, extension: str) -> StoredFile:
+        number = next(self.file_ids)
+        stored = StoredFile(f"sandbox-file-{number}", f"uniq{number}", data, f"{folder}/file_{number}.{extension}")
+        self.files[stored.file_id] = stored
+        return stored
+
+    async def user_message(self, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
+        message = {
+            "message_id": next(self.message_ids),
+            "from": self.user(chat_id),
+            "chat": self.chat(chat_id),
+            "date": int(time.time()),
+            **content,
+        }
+        self.messages.setdefault(chat_id, []).append(message)
+        async with self.changed:
+            self.updates.append({"update_id": self.next_update_id, "message": message})
+            self.next_update_id += 1
+            self.changed.notify_all()
+        return message
+
+    def photo_sizes(self, data: bytes) -> list[dict[str, Any]]:
+        """Like Telegram: a thumbnail and the full size, largest last."""
+        stored = self.store_file(data, "photos", "jpg")
+        width = height = 0
+        thumbnail: StoredFile | None = None
+        with contextlib.suppress(Exception):
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                small = image.convert("RGB")
+                small.thumbnail((90, 90))
+                buffer = io.BytesIO()
+                small.save(buffer, "JPEG")
+                thumbnail = self.store_file(buffer.getvalue(), "photos", "jpg")
+                thumb_size = small.size
+        sizes = []
+        if thumbnail is not None:
+            sizes.append(self._photo_size(thumbnail, *thumb_size))
+        sizes.append(self._photo_size(stored, width, height))
+        return sizes
+
+    @staticmethod
+    def _photo_size(stored: StoredFile, width: int, height: int) -> dict[str, Any]:
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "width": width,
+            "height": height,
+            "file_size": len(stored.data),
+        }
+
+    # --- the bot's side -------------------------------------------------------------------------------
+    def bot_message(self, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
+        message = {
+            "message_id": next(self.message_ids),
+            "from": bot_user(),
+            "chat": self.chat(chat_id),
+            "date": int(time.time()),
+            **content,
+        }
+        self.messages.setdefault(chat_id, []).append(message)
+        return message
+
+    def find_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        for message in self.messages.get(chat_id, []):
+            if message["message_id"] == message_id:
+                return message
+        raise BotApiError(400, "Bad Request: message to edit not found")
+
+
+def bot_user() -> dict[str, Any]:
+    return {
+        "id": BOT_USER_ID,
+        "is_bot": True,
+        "first_name": "SkinSense Sandbox",
+        "username": "skinsense_sandbox_bot",
+        "can_join_groups": False,
+        "can_read_all_group_messages": False,
+        "supports_inline_queries": False,
+    }
