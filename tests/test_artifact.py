@@ -46,3 +46,18 @@ def test_test_time_views_are_orientation_changes_of_the_same_photo() -> None:
         assert np.array_equal(view(viewed), batch), f"{name} is its own inverse"
         assert np.array_equal(np.sort(viewed, axis=None), np.sort(batch, axis=None)), f"{name} only moves pixels"
     assert set(read_metadata()["test_time_views"]) <= set(VIEWS)
+
+
+def test_serving_never_imports_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, worker.tasks, bot.handlers, skinsense.cli\n"
+        "from models.inference import Classifier\n"
+        "import numpy as np\n"
+        "Classifier().classify_prepared([np.zeros((224, 224, 3), np.uint8)])\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
