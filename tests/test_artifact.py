@@ -61,3 +61,22 @@ def test_serving_never_imports_tensorflow() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_model_card_reports_the_shipped_model_and_its_measured_figures() -> None:
+    import json
+
+    card = (ARTIFACT_DIR.parent / "MODEL_CARD.md").read_text()
+    metrics = json.loads((ARTIFACT_DIR.parent / "evaluation" / "metrics.json").read_text())
+    assert metrics["model_version"] == read_metadata()["version"], "models/evaluation is of another model"
+    assert read_metadata()["version"] in card
+    for key in (
+        "balanced_accuracy",
+        "melanoma_roc_auc",
+        "melanoma_sensitivity",
+        "melanoma_specificity",
+        "ece_after_calibration",
+    ):
+        assert f"{metrics[key]:.3f}" in card, key
+    for phrase in ("CC BY-NC 4.0", "Tschandl", "not a diagnosis", "Dermoscopic images only", "How to retrain"):
+        assert phrase in card
