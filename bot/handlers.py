@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 from shared import messages
 from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
 from shared.config import get_settings
-from shared.db import session_scope
+from shared.db import save_job, update_job
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyPhotoRequest
 
@@ -94,7 +93,7 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
         telegram_file_unique_id=image.file_unique_id,
         status=JobStatus.QUEUED,
     )
-    await asyncio.to_thread(_save, job)
+    await asyncio.to_thread(save_job, job)
     status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
     request = ClassifyPhotoRequest(
         job_id=job.id,
@@ -109,7 +108,7 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
     except Exception as error:  # broker down: record it and tell the patient to resend
         log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
         await asyncio.to_thread(
-            _update,
+            update_job,
             job.id,
             status=JobStatus.FAILED,
             error_code="enqueue_failed",
@@ -117,9 +116,9 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
             finished_at=utc_now(),
         )
         await status_message.edit_text(messages.ENQUEUE_FAILED)
-        await asyncio.to_thread(_update, job.id, replied_at=utc_now())
+        await asyncio.to_thread(update_job, job.id, replied_at=utc_now())
         return
-    await asyncio.to_thread(_update, job.id, queued_at=queued_at)
+    await asyncio.to_thread(update_job, job.id, queued_at=queued_at)
     log.info("job %s: queued", job.id)
 
 
@@ -134,30 +133,14 @@ async def reject(message: Message, image: IncomingImage, code: str, reason: str)
         error_reason=reason,
         finished_at=now,
     )
-    await asyncio.to_thread(_save, job)
+    await asyncio.to_thread(save_job, job)
     await message.reply_text(messages.rejection(code, MAX_MB), do_quote=True)
-    await asyncio.to_thread(_update, job.id, replied_at=utc_now())
+    await asyncio.to_thread(update_job, job.id, replied_at=utc_now())
     log.info("job %s: rejected (%s)", job.id, code)
 
 
 def _chat_ref(message: Message) -> str:
     return chat_reference(message.chat_id, get_settings().chat_hash_key.get_secret_value())
-
-
-def _save(job: Job) -> None:
-    with session_scope() as session:
-        session.add(job)
-        session.commit()
-
-
-def _update(job_id: uuid.UUID, **fields: Any) -> None:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            for name, value in fields.items():
-                setattr(job, name, value)
-            session.add(job)
-            session.commit()
 
 
 def _enqueue(request: ClassifyPhotoRequest) -> None:

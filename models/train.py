@@ -189,29 +189,27 @@ def train(config: TrainConfig) -> Path:
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = build_classifier(Path(config.imagenet_weights), config.dropout)
 
-    set_backbone_trainable(model, False)
-    model.compile(keras.optimizers.Adam(config.head_learning_rate), loss, metrics=["accuracy"])
-    model.fit(
-        train_data,
-        epochs=config.head_epochs,
-        steps_per_epoch=steps_per_epoch,
-        class_weight=weights,
-        callbacks=[ValidationLog("head")],
-        verbose=2,
+    finetune_steps = config.finetune_epochs * steps_per_epoch
+    stages = (  # (name, backbone trainable, learning rate or schedule, epochs)
+        ("head", False, config.head_learning_rate, config.head_epochs),
+        (
+            "finetune",
+            True,
+            keras.optimizers.schedules.CosineDecay(config.finetune_learning_rate, finetune_steps, alpha=0.01),
+            config.finetune_epochs,
+        ),
     )
-
-    set_backbone_trainable(model, True)
-    steps = config.finetune_epochs * steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(config.finetune_learning_rate, steps, alpha=0.01)
-    model.compile(keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
-    model.fit(
-        train_data,
-        epochs=config.finetune_epochs,
-        steps_per_epoch=steps_per_epoch,
-        class_weight=weights,
-        callbacks=[ValidationLog("finetune")],
-        verbose=2,
-    )
+    for stage, backbone_trainable, learning_rate, epochs in stages:
+        set_backbone_trainable(model, backbone_trainable)
+        model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
+        model.fit(
+            train_data,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            class_weight=weights,
+            callbacks=[ValidationLog(stage)],
+            verbose=2,
+        )
 
     model.save(run_dir / "model.keras")
     log.info("training finished in %.0f s; model at %s", time.time() - started, run_dir / "model.keras")

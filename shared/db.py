@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -12,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
-from shared import audit  # noqa: F401  (registers the tables on SQLModel.metadata)
+from shared.audit import Job  # importing it registers the tables on SQLModel.metadata
 
 
 def normalise_url(url: str) -> str:
@@ -57,3 +58,28 @@ def get_engine(url: str | None = None) -> Engine:
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     with Session(engine or get_engine(), expire_on_commit=False) as session:
         yield session
+
+
+def save_job(job: Job) -> None:
+    with session_scope() as session:
+        session.add(job)
+        session.commit()
+
+
+def load_job(job_id: uuid.UUID) -> Job | None:
+    with session_scope() as session:
+        return session.get(Job, job_id)
+
+
+def update_job(job_id: uuid.UUID, **fields: Any) -> Job:
+    """Set these columns of one job (only they are written) and return the updated row."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} not found")
+        for name, value in fields.items():
+            setattr(job, name, value)
+        session.add(job)
+        session.commit()
+        session.refresh(job)
+        return job

@@ -22,7 +22,7 @@ from models.preprocessing import prepare_image
 from shared import messages
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.config import get_settings
-from shared.db import session_scope
+from shared.db import load_job, update_job
 from shared.images import MAX_FILE_BYTES, UnreadableImage, decode_image, looks_like_skin
 from shared.jobs import (
     CLASSIFY_TASK,
@@ -72,24 +72,6 @@ def retry_delay(retries: int) -> float:
     return float(min(2 ** (retries + 1), 60)) * random.uniform(0.8, 1.2)
 
 
-def _update_job(job_id: uuid.UUID, **fields: Any) -> Job:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
-        for name, value in fields.items():
-            setattr(job, name, value)
-        session.add(job)
-        session.commit()
-        session.refresh(job)
-        return job
-
-
-def _load_job(job_id: uuid.UUID) -> Job | None:
-    with session_scope() as session:
-        return session.get(Job, job_id)
-
-
 class TelegramTask(Task):  # type: ignore[misc]
     """Retries on Telegram flood control (waiting what it says) and on network errors (backoff)."""
 
@@ -113,7 +95,7 @@ def classify_photo(self: TelegramTask, request: dict[str, Any]) -> str:
         _fail(job_request, "time_limit", "the analysis took too long")
         return JobStatus.FAILED.value
     except (RetryAfter, TelegramUnavailable) as error:  # retries exhausted
-        _update_job(
+        update_job(
             job_request.job_id,
             status=JobStatus.FAILED,
             error_code="telegram_unavailable",
@@ -131,7 +113,7 @@ def classify_photo(self: TelegramTask, request: dict[str, Any]) -> str:
 
 
 def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
-    job = _load_job(request.job_id)
+    job = load_job(request.job_id)
     if job is None:
         log.warning("job %s: not in the audit database; dropped", request.job_id)
         return "missing"
@@ -157,12 +139,12 @@ def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
             queue=CLINICIANS_QUEUE,
         )
     _reply(request, _patient_text(job))
-    _update_job(job.id, replied_at=utc_now())
+    update_job(job.id, replied_at=utc_now())
     return job.status.value
 
 
 def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
-    job = _update_job(
+    job = update_job(
         job.id, status=JobStatus.RUNNING, started_at=utc_now(), delivery_attempts=job.delivery_attempts + 1
     )
     api = get_bot_api()
@@ -185,7 +167,7 @@ def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
         return _reject(job.id, error, image_sha256)
     prediction = get_classifier().classify_prepared([prepared])[0]
     result = prediction.to_dict()
-    return _update_job(
+    return update_job(
         job.id,
         status=JobStatus.DONE,
         image_sha256=image_sha256,
@@ -199,7 +181,7 @@ def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
 
 def _reject(job_id: uuid.UUID, error: UnreadableImage, image_sha256: str | None) -> Job:
     log.info("job %s: rejected (%s)", job_id, error.code)
-    return _update_job(
+    return update_job(
         job_id,
         status=JobStatus.REJECTED,
         error_code=error.code,
@@ -236,10 +218,10 @@ def _reply(request: ClassifyPhotoRequest, text: str) -> None:
 
 def _fail(request: ClassifyPhotoRequest, code: str, reason: str) -> None:
     """Record the failure and, best effort, turn the patient's "analysing..." message into an apology."""
-    _update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason, finished_at=utc_now())
+    update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason, finished_at=utc_now())
     try:
         _reply(request, messages.ANALYSIS_FAILED)
-        _update_job(request.job_id, replied_at=utc_now())
+        update_job(request.job_id, replied_at=utc_now())
     except Exception:  # the failure is recorded; telling the patient is best effort
         log.warning("job %s: could not tell the patient about the failure", request.job_id)
 
@@ -251,7 +233,7 @@ def notify_clinicians(self: TelegramTask, request: dict[str, Any]) -> int:
 
 def _notify(request: NotifyCliniciansRequest) -> int:
     """Send the photo, ranking and job id to each clinician chat not yet told; returns how many were told now."""
-    job = _load_job(request.job_id)
+    job = load_job(request.job_id)
     if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH.value or job.ranking is None:
         return 0
     caption = messages.clinician_alert(
@@ -268,6 +250,6 @@ def _notify(request: NotifyCliniciansRequest) -> int:
         else:
             api.call("sendDocument", chat_id=chat_id, document=request.file_id, caption=caption, parse_mode="HTML")
         notified[str(chat_id)] = utc_now().isoformat()
-        _update_job(job.id, clinicians_notified=notified)  # saved per chat, so a retry skips it
+        update_job(job.id, clinicians_notified=notified)  # saved per chat, so a retry skips it
         sent += 1
     return sent
