@@ -31,6 +31,7 @@ from shared.labels import RiskLevel
 from skinsense.sandbox import plain_text
 from tests.auxil.services import postgres_database, redis_server, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
+from worker.tasks import MAX_DELIVERY_ATTEMPTS
 
 pytestmark = pytest.mark.e2e
 MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
@@ -376,3 +377,16 @@ def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: R
         failed = session.get(Job, job.id)
     assert failed is not None and (failed.status, failed.error_code) == (JobStatus.FAILED, "worker_lost")
     assert not [c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == "never-downloaded"]
+
+
+def test_download_retries_are_not_mistaken_for_lost_workers(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 1600
+    stack.user.inject_fault("getFile", count=MAX_DELIVERY_ATTEMPTS, retry_after=1)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    assert "Most likely lesion types" in reply["text"], stack.logs()
+    job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.status == JobStatus.DONE
+    assert job.delivery_attempts == MAX_DELIVERY_ATTEMPTS + 1

@@ -150,6 +150,10 @@ def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
     api = get_bot_api()
     try:
         data = api.download_file(request.file_id, MAX_FILE_BYTES)
+    except (RetryAfter, TelegramUnavailable):
+        # Back to the queue, alive: only a job left RUNNING counts as a worker lost on it.
+        update_job(job.id, status=JobStatus.QUEUED)
+        raise
     except FileTooLarge:
         return _reject(job.id, UnreadableImage("too_large", f"the file is larger than {MAX_MB} MB"), None)
     except TelegramRequestError as error:
