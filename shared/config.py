@@ -8,7 +8,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -87,10 +86,6 @@ class Settings(BaseSettings):
     @property
     def bot_file_base(self) -> str:
         return f"{self.telegram_api_url}/file/bot"
-
-    @property
-    def redis_port(self) -> int:
-        return urlsplit(self.redis_url).port or 6379
 
 
 @lru_cache

@@ -18,7 +18,7 @@ def test_required_settings_exist_with_their_names(tmp_env: pytest.MonkeyPatch) -
     assert settings.telegram_token is not None and settings.telegram_token.get_secret_value() == "123:abc"
     assert settings.bot_api_base == "http://127.0.0.1:8081/bot"
     assert settings.bot_file_base == "http://127.0.0.1:8081/file/bot"
-    assert settings.redis_port == 6390
+    assert settings.redis_url == "redis://127.0.0.1:6390/3"
     assert settings.database_url == "postgresql://db/skinsense"
     assert settings.clinician_chat_ids == [11, 22, -1003]
 
