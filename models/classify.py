@@ -1,4 +1,4 @@
-"""``skinsense classify [--json] IMAGE...``: classify image files in one process, in one batch."""
+"""``skinsense classify [--json] IMAGE...``: screen and classify image files in one process."""
 
 from __future__ import annotations
 
@@ -9,28 +9,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from models.inference import ARTIFACT_DIR, RUNTIMES, Classifier
-from models.preprocessing import prepare_image
-from shared.images import UnreadableImage, decode_image
+from models.screening import screen_photo
+from shared.images import UnreadableImage
 
 
 def classify_files(paths: Sequence[Path], classifier: Classifier) -> list[dict[str, Any]]:
-    """One record per path, in order: the prediction, or ``{"image", "error"}`` for an unreadable file."""
-    records: list[dict[str, Any]] = [{"image": str(path)} for path in paths]
-    prepared: list[np.ndarray] = []
-    readable: list[int] = []
-    for index, path in enumerate(paths):
+    """One record per path, in order: the prediction, or ``{"image", "error", "code"}`` for a refused file.
+
+    Each file goes through ``screen_photo``, the same function the worker calls for a patient's photo.
+    """
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        record: dict[str, Any] = {"image": str(path)}
         try:
-            prepared.append(prepare_image(decode_image(path.read_bytes())))
-            readable.append(index)
+            record.update(screen_photo(path.read_bytes(), classifier).to_dict())
         except UnreadableImage as error:
-            records[index]["error"] = error.reason
+            record.update(error=error.reason, code=error.code)
         except OSError as error:
-            records[index]["error"] = f"cannot read the file: {error.strerror or error}"
-    for index, prediction in zip(readable, classifier.classify_prepared(prepared), strict=True):
-        records[index].update(prediction.to_dict())
+            record.update(error=f"cannot read the file: {error.strerror or error}", code="unreadable_file")
+        records.append(record)
     return records
 
 

@@ -34,3 +34,10 @@ class RiskLevel(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+
+
+class PhotoKind(StrEnum):
+    """What kind of photo the model judged it was given; calibration and risk thresholds are per kind."""
+
+    DERMOSCOPIC = "dermoscopic"  # taken through a dermatoscope: magnified, lit, often a dark round vignette
+    CLINICAL = "clinical"  # an ordinary close-up, as a phone takes it

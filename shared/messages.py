@@ -61,6 +61,16 @@ REJECTION_ADVICE = {
     "too_small": "This image is too small to analyse. Please send a sharper, larger close-up photo.",
     "not_skin": "This does not look like a close-up photo of skin. Please send a sharp, well-lit close-up "
     "of the spot, filling most of the picture.",
+    "not_a_lesion": "I could not find a skin spot in this photo. Please send a close-up of one spot or mole "
+    "on the skin, with the spot in the middle of the picture.",
+    "blurry": "This photo is too blurred to judge the spot. Please hold the phone still, let it focus on the "
+    "spot (tap the spot on the screen), and take the photo again.",
+    "too_dark": "This photo is too dark to judge the spot. Please take it again in good light, such as near a "
+    "window in daylight, without covering the spot with a shadow.",
+    "too_bright": "This photo is too bright (washed out) to judge the spot. Please take it again out of direct "
+    "sunlight and without the flash shining straight on the skin.",
+    "lesion_too_small": "The spot is too small in this photo to judge it. Please move closer so that the spot "
+    "fills a good part of the picture (it should still be sharp), and take the photo again.",
 }
 
 RISK_ADVICE = {

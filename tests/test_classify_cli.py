@@ -75,12 +75,19 @@ def test_bad_files_get_an_error_record_and_the_others_still_run(
     by_image = {r["image"]: r for r in records}
     assert len(records) == len(paths)
     assert "ranking" in by_image[str(good)]
-    expected = {"truncated": "truncated", "text": "not an image", "empty": "empty", "one_pixel": "1x1"}
-    for name, words in expected.items():
+    expected = {
+        "truncated": ("truncated", "corrupt"),
+        "text": ("not an image", "not_an_image"),
+        "empty": ("empty", "empty"),
+        "one_pixel": ("1x1", "too_small"),
+    }
+    for name, (words, code) in expected.items():
         record = by_image[str(bad_files[name])]
-        assert set(record) == {"image", "error"}
+        assert set(record) == {"image", "error", "code"}
         assert words in record["error"], record
+        assert record["code"] == code, record
     assert "cannot read the file" in by_image[str(missing)]["error"]
+    assert by_image[str(missing)]["code"] == "unreadable_file"
 
 
 def test_human_readable_output_names_risk_and_classes(data_dir: Path, samples: list[Sample]) -> None:

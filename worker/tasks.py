@@ -18,12 +18,12 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from models.inference import Classifier
-from models.preprocessing import prepare_image
+from models.screening import screen_photo
 from shared import messages
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.config import get_settings
 from shared.db import load_job, update_job
-from shared.images import MAX_FILE_BYTES, UnreadableImage, decode_image, looks_like_skin
+from shared.images import MAX_FILE_BYTES, UnreadableImage
 from shared.jobs import (
     CLASSIFY_TASK,
     CLINICIANS_QUEUE,
@@ -164,12 +164,9 @@ def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
         )
     image_sha256 = hashlib.sha256(data).hexdigest()
     try:
-        prepared = prepare_image(decode_image(data))
-        if not looks_like_skin(prepared):
-            raise UnreadableImage("not_skin", "the photo does not look like a close-up of skin")
+        prediction = screen_photo(data, get_classifier())
     except UnreadableImage as error:
         return _reject(job.id, error, image_sha256)
-    prediction = get_classifier().classify_prepared([prepared])[0]
     result = prediction.to_dict()
     return update_job(
         job.id,
