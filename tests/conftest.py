@@ -9,6 +9,7 @@ import pytest
 from models.data import Sample, read_samples
 from models.inference import ARTIFACT_DIR, Classifier
 from shared.config import get_settings
+from tests.auxil.services import postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,3 +52,17 @@ def tmp_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The tests' own redis-server on a free port, for the whole session; stopped at its end."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """The tests' own throwaway PostgreSQL cluster, started on first use and stopped at the session's end."""
+    with postgres_server() as url:
+        yield url

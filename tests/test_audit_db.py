@@ -19,12 +19,12 @@ from shared.db import build_engine
 from tests.auxil.services import child_env, postgres_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     else:
-        with postgres_database() as url:
+        with postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
             yield url
 
 

@@ -5,6 +5,7 @@ Runs once on SQLite and once on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ from shared.images import MAX_FILE_BYTES
 from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK
 from shared.labels import RiskLevel
 from skinsense.sandbox import plain_text
-from tests.auxil.services import postgres_database, redis_server, wait_until
+from tests.auxil.services import postgres_database, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 from worker.tasks import MAX_DELIVERY_ATTEMPTS
 
@@ -37,30 +38,22 @@ pytestmark = pytest.mark.e2e
 MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def stack(
     request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningStack]:
     log_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
     with (
-        contextlib_database(request.param, log_dir) as database_url,
+        audit_database(request, log_dir) as database_url,
         running_stack(redis_url, database_url, log_dir) as running,
     ):
         yield running
 
 
-def contextlib_database(kind: str, folder: Path) -> Any:
-    import contextlib
-
-    if kind == "sqlite":
+def audit_database(request: pytest.FixtureRequest, folder: Path) -> contextlib.AbstractContextManager[str]:
+    if request.param == "sqlite":
         return contextlib.nullcontext(f"sqlite:///{folder / 'audit.sqlite3'}")
-    return postgres_database()
+    return postgres_database(request.getfixturevalue("postgres_admin_url"))
 
 
 @pytest.fixture(scope="module")

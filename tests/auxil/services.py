@@ -1,4 +1,5 @@
-"""Real services for tests: a redis-server of our own, a scratch PostgreSQL database, child processes."""
+"""Real services for tests: a redis-server and a PostgreSQL cluster of their own (free ports, temporary folders,
+stopped afterwards), scratch databases on it, child processes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +21,6 @@ import pytest
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
-POSTGRES_ADMIN_URL = os.environ.get("SKINSENSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
@@ -78,11 +79,19 @@ class ChildProcess:
         return int(self.process.returncode)
 
 
+def _require_binary(path: str | None, package: str) -> str:
+    if path is None:
+        message = f"{package} is not installed; ./dev test installs it (apt-get install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # in CI the servers' absence is a failure, not a skip
+        pytest.skip(message)
+    return path
+
+
 @contextlib.contextmanager
 def redis_server(log_dir: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed; .ci/run installs it (apt-get install redis-server)")
+    """A non-persistent redis-server of our own on a free port, stopped afterwards."""
+    binary = _require_binary(shutil.which("redis-server"), "redis-server")
     port = free_port()
     child = ChildProcess(
         "redis",
@@ -97,24 +106,77 @@ def redis_server(log_dir: Path) -> Iterator[str]:
         child.stop()
 
 
+def postgres_bin_dir() -> Path | None:
+    """The newest PostgreSQL server binaries on this machine (Debian keeps them off PATH)."""
+    candidates = sorted(
+        (p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1]
+    on_path = shutil.which("initdb")
+    return Path(on_path).resolve().parent if on_path else None
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: then run it as the ``postgres`` system user."""
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, uniquely named database on the local PostgreSQL server, dropped afterwards."""
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster of our own: initdb in a temporary folder, a free port, trust auth on
+    127.0.0.1 only; stopped and deleted afterwards. Never touches a server the tests did not start."""
+    found = postgres_bin_dir()
+    bin_dir = Path(_require_binary(str(found) if found else None, "postgresql"))
+    # Not under pytest's tmp_path: that is private to root, and the server may run as ``postgres``.
+    data_dir = Path(tempfile.mkdtemp(prefix="skinsense-test-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data_dir, "postgres", "postgres")
+    port = free_port()
+    pg_ctl = str(bin_dir / "pg_ctl")
+    started = False
+    try:
+        subprocess.run(
+            _as_server_user(
+                [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        options = f"-p {port} -h 127.0.0.1 -k {data_dir} -c fsync=off -c full_page_writes=off"
+        server_log = str(data_dir / "server.log")
+        started = True
+        subprocess.run(
+            _as_server_user([pg_ctl, "-D", str(data_dir), "-o", options, "-l", server_log, "-w", "-t", "60", "start"]),
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if started:
+            subprocess.run(
+                _as_server_user([pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "stop"]),
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, uniquely named database on the tests' own PostgreSQL server, dropped afterwards."""
     import psycopg
 
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        message = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}".splitlines()[0]
-        if os.environ.get("CI"):
-            pytest.fail(message)  # .ci/run starts PostgreSQL: in CI its absence is a failure
-        pytest.skip(message)
     name = f"skinsense_test_{uuid.uuid4().hex[:12]}"
-    with admin:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
         try:
-            yield f"{base}/{name}"
+            yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
