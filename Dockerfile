@@ -12,6 +12,8 @@ COPY models ./models
 COPY bot ./bot
 COPY worker ./worker
 COPY skinsense ./skinsense
+COPY migrations ./migrations
+COPY alembic.ini ./
 RUN pip install --upgrade pip && pip install . && rm -rf models/runs
 
 USER skinsense

@@ -10,7 +10,6 @@ from telegram.ext import Application
 
 from bot.handlers import register_handlers
 from shared.config import Settings, get_settings
-from shared.db import get_engine
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ def run_bot(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     # Bot API URLs contain the token: keep the HTTP client's request log quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    get_engine()  # create the audit tables before the first update
     application = build_application(settings)
     if settings.webhook_url:
         log.info("bot starting (webhook mode)")

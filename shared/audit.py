@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, String
 from sqlmodel import Field, SQLModel
+
+from shared.labels import PhotoKind
 
 
 def utc_now() -> datetime:
@@ -58,6 +60,7 @@ class Job(SQLModel, table=True):
     ranking: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     risk: str | None = Field(default=None, max_length=16)
     melanoma_alert: bool | None = None
+    photo_kind: PhotoKind | None = Field(default=None, sa_column=Column(String(16)))  # what the model judged
     delivery_attempts: int = 0
     received_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False, index=True)

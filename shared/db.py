@@ -1,4 +1,6 @@
-"""One engine per process for the audit database: SQLite (WAL) by default, PostgreSQL by URL."""
+"""One engine per process for the audit database: SQLite (WAL) by default, PostgreSQL by URL.
+
+The schema belongs to the Alembic migrations (``skinsense db upgrade``); building an engine creates nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
-from shared.audit import Job  # importing it registers the tables on SQLModel.metadata
+from shared.audit import Job
 
 
 def normalise_url(url: str) -> str:
@@ -41,7 +43,6 @@ def build_engine(url: str) -> Engine:
         event.listen(engine, "connect", _enable_sqlite_wal)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-    SQLModel.metadata.create_all(engine)
     return engine
 
 

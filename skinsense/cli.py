@@ -26,6 +26,13 @@ def _up(args: argparse.Namespace) -> int:
     return run_up()
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from skinsense.migrate import upgrade_database
+
+    upgrade_database(revision=args.revision)
+    return 0
+
+
 def _bot(args: argparse.Namespace) -> int:
     from bot.app import run_bot
 
@@ -139,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="run the whole stack (sandbox when no token is set)").set_defaults(func=_up)
     commands.add_parser("bot", help="run the Telegram bot").set_defaults(func=_bot)
+    db = commands.add_parser("db", help="manage the audit database's schema").add_subparsers(dest="db", required=True)
+    upgrade = db.add_parser("upgrade", help="migrate the audit database to the newest schema (Alembic)")
+    upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+    upgrade.set_defaults(func=_db_upgrade)
     worker = commands.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--pool", default="prefork")
     worker.add_argument("--concurrency", type=int, default=None)

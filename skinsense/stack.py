@@ -1,5 +1,5 @@
-"""``skinsense up``: the whole stack in the foreground (Redis if none answers, sandbox when there is no
-token, worker, bot, Flower). Ctrl-C stops everything cleanly."""
+"""``skinsense up``: the whole stack in the foreground (the audit database migrated first, Redis if none
+answers, sandbox when there is no token, worker, bot, Flower). Ctrl-C stops everything cleanly."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from shared.config import Settings, get_settings
 from shared.jobs import CLASSIFY_QUEUE, CLINICIANS_QUEUE
+from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ def run_up() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        upgrade_database(settings.database_url)  # before any process touches the audit database
         ensure_redis(stack, settings)
         if settings.telegram_token is None:
             api = f"http://127.0.0.1:{settings.sandbox_port}"

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
 from shared.db import build_engine
+from tests.auxil.database import migrated_engine
 from tests.auxil.services import child_env, postgres_database
 
 
@@ -29,7 +30,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def test_job_row_round_trips_with_all_audit_fields(database_url: str) -> None:
-    engine = build_engine(database_url)
+    engine = migrated_engine(database_url)
     now = utc_now()
     ranking = [{"code": "nv", "name": "Melanocytic nevus", "probability": 0.9}]
     notified = {"9001": now.isoformat()}
@@ -74,7 +75,7 @@ def test_chat_reference_is_keyed_and_stable() -> None:
 
 def test_audit_cli_lists_and_exports_csv(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
-    engine = build_engine(url)
+    engine = migrated_engine(url)
     with Session(engine) as session:
         session.add(
             Job(

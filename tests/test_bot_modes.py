@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from shared import messages
 from shared.audit import Job, JobStatus
 from shared.db import build_engine
+from skinsense.migrate import upgrade_database
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
@@ -37,12 +38,9 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxUser]:
 
 
 def bot_env(sandbox: SandboxUser, tmp_path: Path, **extra: object) -> dict[str, str]:
-    return child_env(
-        telegram_token=TOKEN,
-        telegram_api_url=sandbox.api_url,
-        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
-        **extra,
-    )
+    database_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    upgrade_database(database_url)
+    return child_env(telegram_token=TOKEN, telegram_api_url=sandbox.api_url, database_url=database_url, **extra)
 
 
 def test_webhook_mode_receives_updates_pushed_by_the_bot_api(sandbox: SandboxUser, tmp_path: Path) -> None:

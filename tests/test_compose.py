@@ -14,12 +14,26 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
 
 
+LONG_RUNNING = {"redis", "postgres", "worker", "bot", "flower"}
+
+
 def test_all_services_are_there_with_healthchecks() -> None:
     services = compose()["services"]
-    assert set(services) == {"redis", "postgres", "worker", "bot", "flower"}
+    assert set(services) == LONG_RUNNING | {"migrate"}
     for name, service in services.items():
-        assert "healthcheck" in service and service["healthcheck"]["test"], name
+        if name in LONG_RUNNING:
+            assert "healthcheck" in service and service["healthcheck"]["test"], name
         assert "image" in service or "build" in service, name
+
+
+def test_bot_and_workers_start_after_the_one_shot_migration() -> None:
+    services = compose()["services"]
+    assert services["migrate"]["command"] == ["skinsense", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("worker", "bot"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
 
 
 def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
@@ -53,7 +67,9 @@ def test_flower_needs_auth_and_listens_on_loopback_only() -> None:
 
 
 def test_dockerfile_and_env_example_exist() -> None:
-    assert "pip install ." in (REPO / "Dockerfile").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install ." in dockerfile
+    assert "COPY migrations ./migrations" in dockerfile, "the image runs `skinsense db upgrade`"
     example = (REPO / ".env.example").read_text()
     for name in ("SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "POSTGRES_PASSWORD"):
         assert name in example

@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from shared.config import Settings
-from shared.db import build_engine
 from skinsense.stack import worker_command
+from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
@@ -58,7 +58,7 @@ def running_stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[
         )
         children.append(sandbox)
         wait_until(lambda: port_open(port), 30, what="sandbox")
-        engine = build_engine(database_url)  # creates the tables before the processes race to
+        engine = migrated_engine(database_url)  # what `skinsense up` does before it starts the processes
         settings = Settings(worker_concurrency=1)
         worker = ChildProcess("worker", worker_command(settings, hostname="e2e@%h"), env, log_dir)
         children.append(worker)
