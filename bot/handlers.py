@@ -17,7 +17,7 @@ from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
 from shared.config import get_settings
 from shared.db import save_job, update_job
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
-from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyPhotoRequest
+from shared.queue import ClassifyPhotoRequest, enqueue_classification
 
 log = logging.getLogger(__name__)
 MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
@@ -104,7 +104,7 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
     )
     queued_at = utc_now()  # taken before sending: the worker may start before send_task returns
     try:
-        await asyncio.to_thread(_enqueue, request)
+        await asyncio.to_thread(enqueue_classification, request)
     except Exception as error:  # broker down: record it and tell the patient to resend
         log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
         await asyncio.to_thread(
@@ -141,12 +141,6 @@ async def reject(message: Message, image: IncomingImage, code: str, reason: str)
 
 def _chat_ref(message: Message) -> str:
     return chat_reference(message.chat_id, get_settings().chat_hash_key.get_secret_value())
-
-
-def _enqueue(request: ClassifyPhotoRequest) -> None:
-    from worker.celery_app import app as celery_app
-
-    celery_app.send_task(CLASSIFY_TASK, args=[request.model_dump(mode="json")], queue=CLASSIFY_QUEUE)
 
 
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.config import Settings, get_settings
-from shared.jobs import CLASSIFY_QUEUE, CLINICIANS_QUEUE
+from shared.queue import WORKER_QUEUES
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
 
@@ -50,7 +50,7 @@ def worker_command(
         "worker",
         "-E",
         "-Q",
-        f"{CLASSIFY_QUEUE},{CLINICIANS_QUEUE}",
+        ",".join(WORKER_QUEUES),
         "--pool",
         pool,
         "--concurrency",

@@ -25,10 +25,11 @@ from models.data import image_path
 from models.inference import Classifier
 from models.package import validation_samples
 from shared import messages
-from shared.audit import Job, JobStatus, chat_reference
+from shared.audit import Job, JobStatus, MediaKind, chat_reference
+from shared.config import Settings
 from shared.images import MAX_FILE_BYTES
-from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK
 from shared.labels import RiskLevel
+from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classification
 from skinsense.sandbox import plain_text
 from tests.auxil.services import postgres_database, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
@@ -93,6 +94,10 @@ def finished_job(stack: RunningStack, file_unique_id: str) -> Job:
         return job if job.replied_at is not None else None
 
     return wait_until(done, 60, what="the job to be answered")
+
+
+def broker_app(stack: RunningStack) -> Celery:
+    return create_celery_app(Settings(redis_url=stack.redis_url))
 
 
 def classify_cli(path: Path) -> dict[str, Any]:
@@ -170,15 +175,14 @@ def test_redelivered_task_replies_once(stack: RunningStack, photos_by_risk: dict
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
-    client = Celery(broker=stack.redis_url)
-    payload = {
-        "job_id": str(job.id),
-        "chat_id": chat,
-        "status_message_id": reply["message_id"],
-        "file_id": sent["photo"][-1]["file_id"],
-        "media_kind": "photo",
-    }
-    client.send_task(CLASSIFY_TASK, args=[payload], queue=CLASSIFY_QUEUE)
+    redelivery = ClassifyPhotoRequest(
+        job_id=job.id,
+        chat_id=chat,
+        status_message_id=reply["message_id"],
+        file_id=sent["photo"][-1]["file_id"],
+        media_kind=MediaKind.PHOTO,
+    )
+    enqueue_classification(redelivery, broker_app(stack))
     wait_until(lambda: f"job {job.id}: already answered" in stack.worker.output(), 60, what="the redelivery")
     edits = [
         c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]
@@ -345,8 +349,6 @@ def test_flower_sees_the_worker_behind_basic_auth(stack: RunningStack, tmp_path:
 def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: RunningStack) -> None:
     import httpx
 
-    from shared.audit import MediaKind
-
     chat = 1500
     status = httpx.post(
         f"{stack.user.api_url}/bot{stack.env['SKINSENSE_TELEGRAM_TOKEN']}/sendMessage",
@@ -357,14 +359,14 @@ def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: R
         session.add(job)
         session.commit()
         session.refresh(job)
-    payload = {
-        "job_id": str(job.id),
-        "chat_id": chat,
-        "status_message_id": status["message_id"],
-        "file_id": "never-downloaded",
-        "media_kind": "photo",
-    }
-    Celery(broker=stack.redis_url).send_task(CLASSIFY_TASK, args=[payload], queue=CLASSIFY_QUEUE)
+    request = ClassifyPhotoRequest(
+        job_id=job.id,
+        chat_id=chat,
+        status_message_id=status["message_id"],
+        file_id="never-downloaded",
+        media_kind=MediaKind.PHOTO,
+    )
+    enqueue_classification(request, broker_app(stack))
     wait_until(lambda: stack.user.bot_messages(chat)[0]["text"] == messages.ANALYSIS_FAILED, 60, what="the apology")
     with Session(stack.engine) as session:
         failed = session.get(Job, job.id)

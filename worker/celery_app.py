@@ -1,16 +1,15 @@
-"""The Celery application: Redis broker, at-least-once delivery, one queue per kind of work."""
+"""The workers' Celery app: the broker contract of shared/queue.py plus worker-side settings only."""
 
 from __future__ import annotations
 
-from celery import Celery
-
 from shared.config import get_settings
-from shared.jobs import CLASSIFY_QUEUE, CLASSIFY_TASK, CLINICIANS_QUEUE, NOTIFY_CLINICIANS_TASK
+from shared.queue import create_celery_app
 
 settings = get_settings()
 
-app = Celery("skinsense", broker=settings.redis_url, include=["worker.tasks"])
+app = create_celery_app(settings)
 app.conf.update(
+    include=["worker.tasks"],
     # At-least-once: a task is acknowledged only after it ran, and goes back to the queue if the
     # process running it dies; idempotence through the job's state makes the second run harmless.
     task_acks_late=True,
@@ -18,22 +17,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_time_limit=settings.task_time_limit_s,
     task_soft_time_limit=max(settings.task_time_limit_s - 15, 10),
-    # Longer than any task with its retries' countdowns, so Redis does not redeliver a running task.
-    broker_transport_options={"visibility_timeout": 3600},
-    task_ignore_result=True,
-    task_serializer="json",
-    accept_content=["json"],
-    task_default_queue=CLASSIFY_QUEUE,
-    task_routes={
-        CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
-        NOTIFY_CLINICIANS_TASK: {"queue": CLINICIANS_QUEUE},
-    },
-    # Events for Flower.
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    worker_send_task_events=True,  # events for Flower
     broker_connection_retry_on_startup=True,
-    # The bot enqueues while a patient waits: if Redis is down, fail within seconds and say so.
-    task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
-    broker_connection_timeout=3,
-    enable_utc=True,
 )
+app.set_current()

@@ -24,14 +24,14 @@ from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.config import get_settings
 from shared.db import load_job, update_job
 from shared.images import MAX_FILE_BYTES, UnreadableImage
-from shared.jobs import (
+from shared.labels import RiskLevel
+from shared.queue import (
     CLASSIFY_TASK,
-    CLINICIANS_QUEUE,
     NOTIFY_CLINICIANS_TASK,
     ClassifyPhotoRequest,
     NotifyCliniciansRequest,
+    enqueue_clinician_alert,
 )
-from shared.labels import RiskLevel
 from worker.celery_app import app
 from worker.telegram import BotApi, FileTooLarge, RetryAfter, TelegramRequestError, TelegramUnavailable
 
@@ -86,9 +86,8 @@ class TelegramTask(Task):  # type: ignore[misc]
             raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from None
 
 
-@app.task(name=CLASSIFY_TASK, bind=True, base=TelegramTask)
-def classify_photo(self: TelegramTask, request: dict[str, Any]) -> str:
-    job_request = ClassifyPhotoRequest.model_validate(request)
+@app.task(name=CLASSIFY_TASK, bind=True, base=TelegramTask, pydantic=True)
+def classify_photo(self: TelegramTask, job_request: ClassifyPhotoRequest) -> str:
     try:
         return str(self.run_with_retries(_classify_and_reply, job_request))
     except SoftTimeLimitExceeded:
@@ -130,13 +129,8 @@ def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
     if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH.value and get_settings().clinician_chat_ids:
         # Before the patient's reply: if we die in between, the redelivered task enqueues it again and
         # the notify task skips clinicians already told.
-        notify_clinicians.apply_async(
-            args=[
-                NotifyCliniciansRequest(
-                    job_id=job.id, file_id=request.file_id, media_kind=request.media_kind
-                ).model_dump(mode="json")
-            ],
-            queue=CLINICIANS_QUEUE,
+        enqueue_clinician_alert(
+            NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind), app
         )
     _reply(request, _patient_text(job))
     update_job(job.id, replied_at=utc_now())
@@ -227,9 +221,9 @@ def _fail(request: ClassifyPhotoRequest, code: str, reason: str) -> None:
         log.warning("job %s: could not tell the patient about the failure", request.job_id)
 
 
-@app.task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask)
-def notify_clinicians(self: TelegramTask, request: dict[str, Any]) -> int:
-    return int(self.run_with_retries(_notify, NotifyCliniciansRequest.model_validate(request)))
+@app.task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask, pydantic=True)
+def notify_clinicians(self: TelegramTask, request: NotifyCliniciansRequest) -> int:
+    return int(self.run_with_retries(_notify, request))
 
 
 def _notify(request: NotifyCliniciansRequest) -> int:

@@ -1,0 +1,79 @@
+"""The broker contract between the bot and the workers: queue and task names, routes, serializer, publish
+policy, the typed requests that travel on the broker (ids only, never image bytes) and one typed function
+to enqueue each kind of work. The bot and the workers both build their Celery app here; the worker only
+adds worker-side settings (worker/celery_app.py). Neither imports the other."""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+
+from celery import Celery
+from pydantic import BaseModel
+
+from shared.audit import MediaKind
+from shared.config import Settings, get_settings
+
+CLASSIFY_QUEUE = "classify"
+CLINICIANS_QUEUE = "clinicians"
+WORKER_QUEUES: tuple[str, ...] = (CLASSIFY_QUEUE, CLINICIANS_QUEUE)
+
+# Stable names: messages already queued in Redis (append-only file) carry them across deploys.
+CLASSIFY_TASK = "worker.tasks.classify_photo"
+NOTIFY_CLINICIANS_TASK = "worker.tasks.notify_clinicians"
+
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
+    NOTIFY_CLINICIANS_TASK: {"queue": CLINICIANS_QUEUE},
+}
+
+
+class ClassifyPhotoRequest(BaseModel):
+    job_id: uuid.UUID
+    chat_id: int  # needed to reply; lives on the broker only until the task is done, never in the audit DB
+    status_message_id: int  # the "analysing..." message the worker edits into the result
+    file_id: str
+    media_kind: MediaKind
+
+
+class NotifyCliniciansRequest(BaseModel):
+    job_id: uuid.UUID
+    file_id: str
+    media_kind: MediaKind
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    """A Celery app speaking the contract: what both sides must agree on, and the producer's publish policy."""
+    settings = settings or get_settings()
+    app = Celery("skinsense", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=CLASSIFY_QUEUE,
+        task_routes=TASK_ROUTES,
+        # Longer than any task with its retries' countdowns, so Redis does not redeliver a running task.
+        broker_transport_options={"visibility_timeout": 3600},
+        # The bot enqueues while a patient waits: if Redis is down, fail within seconds and say so.
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        broker_connection_timeout=3,
+        task_send_sent_event=True,  # events for Flower
+        enable_utc=True,
+    )
+    return app
+
+
+@lru_cache
+def producer_app() -> Celery:
+    """The process's app for enqueueing, built on first use from the settings."""
+    return create_celery_app()
+
+
+def enqueue_classification(request: ClassifyPhotoRequest, app: Celery | None = None) -> None:
+    """Queue a photo for classification (routed to the ``classify`` queue); raises if the broker is down."""
+    (app or producer_app()).send_task(CLASSIFY_TASK, args=[request.model_dump(mode="json")])
+
+
+def enqueue_clinician_alert(request: NotifyCliniciansRequest, app: Celery | None = None) -> None:
+    """Queue the forwarding of a high-risk result to the clinicians (routed to the ``clinicians`` queue)."""
+    (app or producer_app()).send_task(NOTIFY_CLINICIANS_TASK, args=[request.model_dump(mode="json")])
