@@ -13,10 +13,11 @@ from telegram import Message, Update
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from shared import messages
-from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
+from shared.audit import MediaKind, chat_reference, utc_now
 from shared.config import get_settings
-from shared.db import save_job, update_job
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
+from shared.job_store import get_job_store
+from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     document = message.document
     image = IncomingImage(MediaKind.DOCUMENT, document.file_id, document.file_unique_id, document.file_size)
     if document.mime_type not in ACCEPTED_IMAGE_TYPES:
-        await reject(message, image, "not_an_image", f"document of type {document.mime_type or 'unknown'}")
+        reason = f"document of type {document.mime_type or 'unknown'}"
+        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason))
         return
     await accept_image(message, image)
 
@@ -82,18 +84,19 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def accept_image(message: Message, image: IncomingImage) -> None:
     if image.file_size is not None and image.file_size > MAX_FILE_BYTES:
-        await reject(message, image, "too_large", f"the file is larger than {MAX_MB} MB")
+        await reject(message, image, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_MB} MB"))
         return
     if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
-        await reject(message, image, "too_small", f"the image is only {image.width}x{image.height} pixels")
+        reason = f"the image is only {image.width}x{image.height} pixels"
+        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason))
         return
-    job = Job(
+    store = get_job_store()
+    job = await asyncio.to_thread(
+        store.record_received,
         chat_ref=_chat_ref(message),
         media_kind=image.kind,
-        telegram_file_unique_id=image.file_unique_id,
-        status=JobStatus.QUEUED,
+        file_unique_id=image.file_unique_id,
     )
-    await asyncio.to_thread(save_job, job)
     status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
     request = ClassifyPhotoRequest(
         job_id=job.id,
@@ -107,36 +110,27 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
         await asyncio.to_thread(enqueue_classification, request)
     except Exception as error:  # broker down: record it and tell the patient to resend
         log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
-        await asyncio.to_thread(
-            update_job,
-            job.id,
-            status=JobStatus.FAILED,
-            error_code="enqueue_failed",
-            error_reason=f"broker unavailable ({type(error).__name__})",
-            finished_at=utc_now(),
-        )
-        await status_message.edit_text(messages.ENQUEUE_FAILED)
-        await asyncio.to_thread(update_job, job.id, replied_at=utc_now())
+        reason = f"broker unavailable ({type(error).__name__})"
+        await asyncio.to_thread(store.mark_failed, job.id, FailureCode.ENQUEUE_FAILED, reason)
+        await status_message.edit_text(messages.failure(FailureCode.ENQUEUE_FAILED))
+        await asyncio.to_thread(store.mark_replied, job.id)
         return
-    await asyncio.to_thread(update_job, job.id, queued_at=queued_at)
+    await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
     log.info("job %s: queued", job.id)
 
 
-async def reject(message: Message, image: IncomingImage, code: str, reason: str) -> None:
-    now = utc_now()
-    job = Job(
+async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> None:
+    store = get_job_store()
+    job = await asyncio.to_thread(
+        store.record_refused,
         chat_ref=_chat_ref(message),
         media_kind=image.kind,
-        telegram_file_unique_id=image.file_unique_id,
-        status=JobStatus.REJECTED,
-        error_code=code,
-        error_reason=reason,
-        finished_at=now,
+        file_unique_id=image.file_unique_id,
+        refusal=refusal,
     )
-    await asyncio.to_thread(save_job, job)
-    await message.reply_text(messages.rejection(code, MAX_MB), do_quote=True)
-    await asyncio.to_thread(update_job, job.id, replied_at=utc_now())
-    log.info("job %s: rejected (%s)", job.id, code)
+    await message.reply_text(messages.rejection(refusal.code, MAX_MB), do_quote=True)
+    await asyncio.to_thread(store.mark_replied, job.id)
+    log.info("job %s: rejected (%s)", job.id, refusal.code)
 
 
 def _chat_ref(message: Message) -> str:

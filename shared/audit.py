@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, String
+from sqlalchemy import JSON, Column, DateTime, Dialect, String, TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from shared.labels import PhotoKind
+from shared.labels import PhotoKind, RiskLevel
+from shared.outcomes import OutcomeCode, outcome_code
 
 
 def utc_now() -> datetime:
@@ -41,6 +43,23 @@ def chat_reference(chat_id: int, key: str) -> str:
     return hmac.new(key.encode(), str(chat_id).encode(), hashlib.sha256).hexdigest()[:32]
 
 
+class StoredEnum(TypeDecorator[StrEnum]):
+    """A StrEnum stored as its plain string value (VARCHAR), read back as the enum member."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, parse: Callable[[str], StrEnum], length: int) -> None:
+        super().__init__(length)
+        self._parse = parse
+
+    def process_bind_param(self, value: StrEnum | None, dialect: Dialect) -> str | None:
+        return None if value is None else self._parse(str(value)).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self._parse(value)
+
+
 def _timestamp(**kwargs: Any) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))
 
@@ -54,13 +73,13 @@ class Job(SQLModel, table=True):
     telegram_file_unique_id: str | None = Field(default=None, max_length=128)
     image_sha256: str | None = Field(default=None, max_length=64)
     status: JobStatus = Field(index=True)
-    error_code: str | None = Field(default=None, max_length=64)
+    error_code: OutcomeCode | None = Field(default=None, sa_column=Column(StoredEnum(outcome_code, 64)))
     error_reason: str | None = Field(default=None, max_length=500)
     model_version: str | None = Field(default=None, max_length=64)
     ranking: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
-    risk: str | None = Field(default=None, max_length=16)
+    risk: RiskLevel | None = Field(default=None, sa_column=Column(StoredEnum(RiskLevel, 16)))
     melanoma_alert: bool | None = None
-    photo_kind: PhotoKind | None = Field(default=None, sa_column=Column(String(16)))  # what the model judged
+    photo_kind: PhotoKind | None = Field(default=None, sa_column=Column(StoredEnum(PhotoKind, 16)))  # model's view
     delivery_attempts: int = 0
     received_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False, index=True)

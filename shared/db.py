@@ -4,7 +4,6 @@ The schema belongs to the Alembic migrations (``skinsense db upgrade``); buildin
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -14,8 +13,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
-
-from shared.audit import Job
 
 
 def normalise_url(url: str) -> str:
@@ -59,28 +56,3 @@ def get_engine(url: str | None = None) -> Engine:
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     with Session(engine or get_engine(), expire_on_commit=False) as session:
         yield session
-
-
-def save_job(job: Job) -> None:
-    with session_scope() as session:
-        session.add(job)
-        session.commit()
-
-
-def load_job(job_id: uuid.UUID) -> Job | None:
-    with session_scope() as session:
-        return session.get(Job, job_id)
-
-
-def update_job(job_id: uuid.UUID, **fields: Any) -> Job:
-    """Set these columns of one job (only they are written) and return the updated row."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} not found")
-        for name, value in fields.items():
-            setattr(job, name, value)
-        session.add(job)
-        session.commit()
-        session.refresh(job)
-        return job

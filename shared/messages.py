@@ -6,6 +6,7 @@ from html import escape
 from typing import Any
 
 from shared.labels import RiskLevel
+from shared.outcomes import FailureCode, RefusalCode
 
 DISCLAIMER = (
     "SkinSense is a screening aid, not a diagnosis. Only a doctor who examines the lesion can diagnose it. "
@@ -49,31 +50,49 @@ ANALYSIS_FAILED = (
 )
 
 # Reasons a photo is refused, by the stable codes used in the audit trail.
-REJECTION_ADVICE = {
-    "too_large": "The file is larger than {max_mb} MB. Please send it as a photo (Telegram compresses it), "
-    "or a smaller JPEG/PNG file.",
-    "not_an_image": "This file is not an image I can read. Please send a photo of the spot, or a JPEG/PNG file.",
-    "unsupported_format": "I cannot read this image format. Please send a JPEG or PNG photo.",
-    "corrupt": "This image seems damaged or incomplete. Please take or export the photo again and resend it.",
-    "empty": "This file is empty. Please send the photo again.",
-    "too_many_pixels": "This image is far too large (in pixels) to be a photo of a spot. Please send an "
-    "ordinary photo.",
-    "too_small": "This image is too small to analyse. Please send a sharper, larger close-up photo.",
-    "not_skin": "This does not look like a close-up photo of skin. Please send a sharp, well-lit close-up "
-    "of the spot, filling most of the picture.",
-    "not_a_lesion": "I could not find a skin spot in this photo. Please send a close-up of one spot or mole "
-    "on the skin, with the spot in the middle of the picture.",
-    "blurry": "This photo is too blurred to judge the spot. Please hold the phone still, let it focus on the "
-    "spot (tap the spot on the screen), and take the photo again.",
-    "too_dark": "This photo is too dark to judge the spot. Please take it again in good light, such as near a "
-    "window in daylight, without covering the spot with a shadow.",
-    "too_bright": "This photo is too bright (washed out) to judge the spot. Please take it again out of direct "
-    "sunlight and without the flash shining straight on the skin.",
-    "lesion_too_small": "The spot is too small in this photo to judge it. Please move closer so that the spot "
-    "fills a good part of the picture (it should still be sharp), and take the photo again.",
+REJECTION_ADVICE: dict[RefusalCode, str] = {
+    RefusalCode.TOO_LARGE: (
+        "The file is larger than {max_mb} MB. Please send it as a photo (Telegram compresses it), or a "
+        "smaller JPEG/PNG file."
+    ),
+    RefusalCode.NOT_AN_IMAGE: (
+        "This file is not an image I can read. Please send a photo of the spot, or a JPEG/PNG file."
+    ),
+    RefusalCode.UNSUPPORTED_FORMAT: "I cannot read this image format. Please send a JPEG or PNG photo.",
+    RefusalCode.CORRUPT: "This image seems damaged or incomplete. Please take or export the photo again and resend it.",
+    RefusalCode.EMPTY: "This file is empty. Please send the photo again.",
+    RefusalCode.TOO_MANY_PIXELS: (
+        "This image is far too large (in pixels) to be a photo of a spot. Please send an ordinary photo."
+    ),
+    RefusalCode.TOO_SMALL: "This image is too small to analyse. Please send a sharper, larger close-up photo.",
+    RefusalCode.NOT_SKIN: (
+        "This does not look like a close-up photo of skin. Please send a sharp, well-lit close-up of the "
+        "spot, filling most of the picture."
+    ),
+    RefusalCode.NOT_A_LESION: (
+        "I could not find a skin spot in this photo. Please send a close-up of one spot or mole on the skin, "
+        "with the spot in the middle of the picture."
+    ),
+    RefusalCode.BLURRY: (
+        "This photo is too blurred to judge the spot. Please hold the phone still, let it focus on the spot "
+        "(tap the spot on the screen), and take the photo again."
+    ),
+    RefusalCode.TOO_DARK: (
+        "This photo is too dark to judge the spot. Please take it again in good light, such as near a window "
+        "in daylight, without covering the spot with a shadow."
+    ),
+    RefusalCode.TOO_BRIGHT: (
+        "This photo is too bright (washed out) to judge the spot. Please take it again out of direct sunlight"
+        " and without the flash shining straight on the skin."
+    ),
+    RefusalCode.LESION_TOO_SMALL: (
+        "The spot is too small in this photo to judge it. Please move closer so that the spot fills a good "
+        "part of the picture (it should still be sharp), and take the photo again."
+    ),
+    RefusalCode.DOWNLOAD_FAILED: "I could not download this file from Telegram. Please send the photo again.",
 }
 
-RISK_ADVICE = {
+RISK_ADVICE: dict[RiskLevel, str] = {
     RiskLevel.HIGH: (
         "HIGH risk. Please see a doctor or dermatologist soon, within two weeks; show them this photo. "
         "If the spot is bleeding, growing fast or changing, go sooner."
@@ -94,9 +113,22 @@ MELANOMA_ALERT = (
 )
 
 
-def rejection(code: str, max_mb: int) -> str:
-    advice = REJECTION_ADVICE.get(code, REJECTION_ADVICE["not_an_image"])
-    return "Sorry, I cannot analyse this file. " + advice.format(max_mb=max_mb)
+def rejection(code: RefusalCode, max_mb: int) -> str:
+    return "Sorry, I cannot analyse this file. " + REJECTION_ADVICE[code].format(max_mb=max_mb)
+
+
+# What the patient reads when the analysis failed on our side, by failure code.
+FAILURE_TEXT: dict[FailureCode, str] = {
+    FailureCode.ENQUEUE_FAILED: ENQUEUE_FAILED,
+    FailureCode.TIME_LIMIT: ANALYSIS_FAILED,
+    FailureCode.TELEGRAM_UNAVAILABLE: ANALYSIS_FAILED,
+    FailureCode.INTERNAL_ERROR: ANALYSIS_FAILED,
+    FailureCode.WORKER_LOST: ANALYSIS_FAILED,
+}
+
+
+def failure(code: FailureCode) -> str:
+    return FAILURE_TEXT[code]
 
 
 def help_text(max_mb: int) -> str:

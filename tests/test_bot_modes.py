@@ -81,8 +81,13 @@ def test_broker_down_tells_the_patient_to_resend_and_records_the_failure(sandbox
             what="the enqueue failure reply",
         )
         engine = build_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
-        with Session(engine) as session:
-            job = session.exec(select(Job)).one()
+
+        def answered_job() -> Job | None:  # the reply is recorded just after it is sent
+            with Session(engine) as session:
+                job = session.exec(select(Job)).one()
+            return job if job.replied_at is not None else None
+
+        job = wait_until(answered_job, 30, what="the reply to be recorded")
         assert (job.status, job.error_code) == (JobStatus.FAILED, "enqueue_failed")
         assert job.replied_at is not None
     finally:

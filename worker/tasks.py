@@ -20,11 +20,12 @@ from celery.signals import worker_process_init
 from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
-from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.audit import Job, JobStatus, MediaKind
 from shared.config import get_settings
-from shared.db import load_job, update_job
 from shared.images import MAX_FILE_BYTES, UnreadableImage
+from shared.job_store import get_job_store
 from shared.labels import RiskLevel
+from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import (
     CLASSIFY_TASK,
     NOTIFY_CLINICIANS_TASK,
@@ -91,28 +92,23 @@ def classify_photo(self: TelegramTask, job_request: ClassifyPhotoRequest) -> str
     try:
         return str(self.run_with_retries(_classify_and_reply, job_request))
     except SoftTimeLimitExceeded:
-        _fail(job_request, "time_limit", "the analysis took too long")
+        _fail(job_request, FailureCode.TIME_LIMIT, "the analysis took too long")
         return JobStatus.FAILED.value
     except (RetryAfter, TelegramUnavailable) as error:  # retries exhausted
-        update_job(
-            job_request.job_id,
-            status=JobStatus.FAILED,
-            error_code="telegram_unavailable",
-            error_reason=str(error)[:500],
-            finished_at=utc_now(),
-        )
+        get_job_store().mark_failed(job_request.job_id, FailureCode.TELEGRAM_UNAVAILABLE, str(error))
         raise
     except Retry:
         raise
     except Exception as error:  # a bug or an outage: record it, tell the patient if we can, fail the task
         log.error("job %s: failed with %s", job_request.job_id, type(error).__name__)
         with contextlib.suppress(Exception):  # the database itself may be what failed
-            _fail(job_request, "internal_error", type(error).__name__)
+            _fail(job_request, FailureCode.INTERNAL_ERROR, type(error).__name__)
         raise
 
 
 def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
-    job = load_job(request.job_id)
+    store = get_job_store()
+    job = store.load(request.job_id)
     if job is None:
         log.warning("job %s: not in the audit database; dropped", request.job_id)
         return "missing"
@@ -122,75 +118,56 @@ def _classify_and_reply(request: ClassifyPhotoRequest) -> str:
     if job.status == JobStatus.RUNNING and job.delivery_attempts >= MAX_DELIVERY_ATTEMPTS:
         # Each earlier attempt died with its worker process: this photo must not take down more.
         log.error("job %s: worker lost %d times; giving up", job.id, job.delivery_attempts)
-        _fail(request, "worker_lost", f"the worker process died {job.delivery_attempts} times on this photo")
+        _fail(request, FailureCode.WORKER_LOST, f"the worker process died {job.delivery_attempts} times on this photo")
         return JobStatus.FAILED.value
     if job.status not in (JobStatus.DONE, JobStatus.REJECTED):
         job = _analyse(request, job)
-    if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH.value and get_settings().clinician_chat_ids:
+    if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH and get_settings().clinician_chat_ids:
         # Before the patient's reply: if we die in between, the redelivered task enqueues it again and
         # the notify task skips clinicians already told.
         enqueue_clinician_alert(
             NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind), app
         )
     _reply(request, _patient_text(job))
-    update_job(job.id, replied_at=utc_now())
+    store.mark_replied(job.id)
     return job.status.value
 
 
 def _analyse(request: ClassifyPhotoRequest, job: Job) -> Job:
-    job = update_job(
-        job.id, status=JobStatus.RUNNING, started_at=utc_now(), delivery_attempts=job.delivery_attempts + 1
-    )
+    store = get_job_store()
+    job = store.mark_running(job.id)
     api = get_bot_api()
     try:
         data = api.download_file(request.file_id, MAX_FILE_BYTES)
     except (RetryAfter, TelegramUnavailable):
         # Back to the queue, alive: only a job left RUNNING counts as a worker lost on it.
-        update_job(job.id, status=JobStatus.QUEUED)
+        store.mark_requeued(job.id)
         raise
     except FileTooLarge:
-        return _reject(job.id, UnreadableImage("too_large", f"the file is larger than {MAX_MB} MB"), None)
+        return _reject(job.id, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_MB} MB"), None)
     except TelegramRequestError as error:
-        return _reject(
-            job.id,
-            UnreadableImage("download_failed", f"Telegram refused the download: {error.description}"[:500]),
-            None,
-        )
+        reason = f"Telegram refused the download: {error.description}"[:500]
+        return _reject(job.id, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
     image_sha256 = hashlib.sha256(data).hexdigest()
     try:
         prediction = screen_photo(data, get_classifier())
     except UnreadableImage as error:
-        return _reject(job.id, error, image_sha256)
-    result = prediction.to_dict()
-    return update_job(
-        job.id,
-        status=JobStatus.DONE,
-        image_sha256=image_sha256,
-        finished_at=utc_now(),
-        model_version=prediction.model_version,
-        ranking=result["ranking"],
-        risk=prediction.risk.value,
-        melanoma_alert=prediction.melanoma_alert,
-    )
+        # An unknown code is a bug (a gate without its patient text): ValueError, recorded as internal_error.
+        return _reject(job.id, Refusal(RefusalCode(error.code), error.reason), image_sha256)
+    return store.mark_done(job.id, prediction, image_sha256=image_sha256)
 
 
-def _reject(job_id: uuid.UUID, error: UnreadableImage, image_sha256: str | None) -> Job:
-    log.info("job %s: rejected (%s)", job_id, error.code)
-    return update_job(
-        job_id,
-        status=JobStatus.REJECTED,
-        error_code=error.code,
-        error_reason=error.reason,
-        image_sha256=image_sha256,
-        finished_at=utc_now(),
-    )
+def _reject(job_id: uuid.UUID, refusal: Refusal, image_sha256: str | None) -> Job:
+    log.info("job %s: rejected (%s)", job_id, refusal.code)
+    return get_job_store().mark_rejected(job_id, refusal, image_sha256=image_sha256)
 
 
 def _patient_text(job: Job) -> str:
     if job.status == JobStatus.REJECTED:
-        return messages.rejection(job.error_code or "not_an_image", MAX_MB)
+        assert isinstance(job.error_code, RefusalCode)
+        return messages.rejection(job.error_code, MAX_MB)
     assert job.ranking is not None and job.risk is not None
-    return messages.result(job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert))
+    return messages.result(job.ranking, job.risk, bool(job.melanoma_alert))
 
 
 def _reply(request: ClassifyPhotoRequest, text: str) -> None:
@@ -211,12 +188,13 @@ def _reply(request: ClassifyPhotoRequest, text: str) -> None:
         api.call("sendMessage", chat_id=request.chat_id, text=text, parse_mode="HTML")
 
 
-def _fail(request: ClassifyPhotoRequest, code: str, reason: str) -> None:
+def _fail(request: ClassifyPhotoRequest, code: FailureCode, reason: str) -> None:
     """Record the failure and, best effort, turn the patient's "analysing..." message into an apology."""
-    update_job(request.job_id, status=JobStatus.FAILED, error_code=code, error_reason=reason, finished_at=utc_now())
+    store = get_job_store()
+    store.mark_failed(request.job_id, code, reason)
     try:
-        _reply(request, messages.ANALYSIS_FAILED)
-        update_job(request.job_id, replied_at=utc_now())
+        _reply(request, messages.failure(code))
+        store.mark_replied(request.job_id)
     except Exception:  # the failure is recorded; telling the patient is best effort
         log.warning("job %s: could not tell the patient about the failure", request.job_id)
 
@@ -228,13 +206,14 @@ def notify_clinicians(self: TelegramTask, request: NotifyCliniciansRequest) -> i
 
 def _notify(request: NotifyCliniciansRequest) -> int:
     """Send the photo, ranking and job id to each clinician chat not yet told; returns how many were told now."""
-    job = load_job(request.job_id)
-    if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH.value or job.ranking is None:
+    store = get_job_store()
+    job = store.load(request.job_id)
+    if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH or job.ranking is None:
         return 0
     caption = messages.clinician_alert(
-        str(job.id), job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert), job.model_version or "unknown"
+        str(job.id), job.ranking, job.risk, bool(job.melanoma_alert), job.model_version or "unknown"
     )
-    notified = dict(job.clinicians_notified or {})
+    notified = job.clinicians_notified or {}
     api = get_bot_api()
     sent = 0
     for chat_id in get_settings().clinician_chat_ids:
@@ -244,7 +223,6 @@ def _notify(request: NotifyCliniciansRequest) -> int:
             api.call("sendPhoto", chat_id=chat_id, photo=request.file_id, caption=caption, parse_mode="HTML")
         else:
             api.call("sendDocument", chat_id=chat_id, document=request.file_id, caption=caption, parse_mode="HTML")
-        notified[str(chat_id)] = utc_now().isoformat()
-        update_job(job.id, clinicians_notified=notified)  # saved per chat, so a retry skips it
+        store.mark_clinician_notified(job.id, chat_id)  # saved per chat, so a retry skips it
         sent += 1
     return sent

@@ -1,0 +1,199 @@
+"""The job store: the only way bot and workers change a job, one typed transition per step of its life.
+
+    (bot) record_received ─▶ QUEUED ─▶ RUNNING ─▶ DONE | REJECTED      record_refused ─▶ REJECTED (bot)
+                              │  ▲        │ ▲
+                              │  └────────┘ └─ RUNNING again: redelivered after its worker process died
+                              │  (requeued for a download retry)
+                              └─▶ FAILED (enqueue failed); RUNNING, DONE, REJECTED ─▶ FAILED (our side failed)
+
+``mark_replied`` records that the patient got the final answer (once). A FAILED job whose patient was never
+told may run again when its task is redelivered. Any other move raises IllegalTransition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.labels import PhotoKind, RiskLevel
+from shared.outcomes import FailureCode, Refusal
+
+LEGAL_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED}
+    ),
+    JobStatus.DONE: frozenset({JobStatus.FAILED}),
+    JobStatus.REJECTED: frozenset({JobStatus.FAILED}),
+    JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
+}
+FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED})
+
+
+class IllegalTransition(Exception):
+    def __init__(self, job_id: uuid.UUID, current: JobStatus, wanted: JobStatus | str) -> None:
+        super().__init__(f"job {job_id}: {current.value} cannot become {wanted}")
+
+
+class ClassifiedPhoto(Protocol):
+    """What mark_done needs of a prediction (models.inference.Prediction)."""
+
+    @property
+    def risk(self) -> RiskLevel: ...
+    @property
+    def melanoma_alert(self) -> bool: ...
+    @property
+    def model_version(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            yield session
+
+    def _add(self, job: Job) -> Job:
+        with self._session() as session:
+            session.add(job)
+            session.commit()
+            session.refresh(job)
+            return job
+
+    @contextmanager
+    def _changing(self, job_id: uuid.UUID, to: JobStatus | None = None) -> Iterator[Job]:
+        """The job, to change inside the block; committed at its end. ``to``: the status it moves to."""
+        with self._session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise LookupError(f"job {job_id} not found")
+            if to is not None:
+                if to not in LEGAL_TRANSITIONS[job.status]:
+                    raise IllegalTransition(job_id, job.status, to.value)
+                job.status = to
+            yield job
+            session.add(job)
+            session.commit()
+            session.refresh(job)
+
+    def load(self, job_id: uuid.UUID) -> Job | None:
+        with self._session() as session:
+            return session.get(Job, job_id)
+
+    # The bot
+
+    def record_received(self, *, chat_ref: str, media_kind: MediaKind, file_unique_id: str | None) -> Job:
+        """A photo the bot accepted: QUEUED, about to be enqueued."""
+        return self._add(
+            Job(
+                chat_ref=chat_ref,
+                media_kind=media_kind,
+                telegram_file_unique_id=file_unique_id,
+                status=JobStatus.QUEUED,
+            )
+        )
+
+    def record_refused(
+        self, *, chat_ref: str, media_kind: MediaKind, file_unique_id: str | None, refusal: Refusal
+    ) -> Job:
+        """A file the bot refused from its metadata alone, without downloading it."""
+        return self._add(
+            Job(
+                chat_ref=chat_ref,
+                media_kind=media_kind,
+                telegram_file_unique_id=file_unique_id,
+                status=JobStatus.REJECTED,
+                error_code=refusal.code,
+                error_reason=refusal.reason,
+                finished_at=utc_now(),
+            )
+        )
+
+    def mark_enqueued(self, job_id: uuid.UUID, *, queued_at: datetime) -> Job:
+        """When the job went onto the broker. Not a transition: a worker may already be running it."""
+        with self._changing(job_id) as job:
+            job.queued_at = queued_at
+        return job
+
+    # The worker
+
+    def mark_running(self, job_id: uuid.UUID) -> Job:
+        """A worker starts the analysis; each start counts as one delivery attempt."""
+        with self._changing(job_id, JobStatus.RUNNING) as job:
+            job.started_at = utc_now()
+            job.delivery_attempts += 1
+        return job
+
+    def mark_requeued(self, job_id: uuid.UUID) -> Job:
+        """Handed back alive (a download retry), so the attempt never counts as a lost worker."""
+        with self._changing(job_id, JobStatus.QUEUED) as job:
+            pass
+        return job
+
+    def mark_done(
+        self,
+        job_id: uuid.UUID,
+        prediction: ClassifiedPhoto,
+        *,
+        image_sha256: str,
+        photo_kind: PhotoKind | None = None,
+    ) -> Job:
+        with self._changing(job_id, JobStatus.DONE) as job:
+            job.image_sha256 = image_sha256
+            job.finished_at = utc_now()
+            job.model_version = prediction.model_version
+            job.ranking = prediction.to_dict()["ranking"]
+            job.risk = prediction.risk
+            job.melanoma_alert = prediction.melanoma_alert
+            job.photo_kind = photo_kind
+        return job
+
+    def mark_rejected(self, job_id: uuid.UUID, refusal: Refusal, *, image_sha256: str | None = None) -> Job:
+        with self._changing(job_id, JobStatus.REJECTED) as job:
+            job.error_code = refusal.code
+            job.error_reason = refusal.reason
+            job.image_sha256 = image_sha256
+            job.finished_at = utc_now()
+        return job
+
+    def mark_failed(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> Job:
+        with self._changing(job_id, JobStatus.FAILED) as job:
+            job.error_code = code
+            job.error_reason = reason[:500]
+            job.finished_at = utc_now()
+        return job
+
+    def mark_replied(self, job_id: uuid.UUID) -> Job:
+        """The patient got the final answer (result, refusal or apology); only once."""
+        with self._changing(job_id) as job:
+            if job.status not in FINAL_STATUSES or job.replied_at is not None:
+                raise IllegalTransition(job_id, job.status, "replied" if job.replied_at is None else "replied twice")
+            job.replied_at = utc_now()
+        return job
+
+    def mark_clinician_notified(self, job_id: uuid.UUID, chat_id: int) -> Job:
+        """One clinician chat was told about this high-risk result (saved per chat, so a retry skips it)."""
+        with self._changing(job_id) as job:
+            if job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH:
+                raise IllegalTransition(job_id, job.status, "a clinician alert")
+            job.clinicians_notified = {**(job.clinicians_notified or {}), str(chat_id): utc_now().isoformat()}
+        return job
+
+
+@lru_cache
+def get_job_store() -> JobStore:
+    """The process's job store, on the configured audit database."""
+    from shared.db import get_engine
+
+    return JobStore(get_engine())
