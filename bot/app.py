@@ -38,8 +38,6 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
 
 def run_bot(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    # Bot API URLs contain the token: keep the HTTP client's request log quiet.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     application = build_application(settings)
     if settings.webhook_url:
         log.info("bot starting (webhook mode)")

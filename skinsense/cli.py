@@ -1,124 +1,117 @@
-"""``skinsense``: one command for the whole product."""
+"""``skinsense``: one command for the whole product.
+
+Every subcommand is declared the same way, in COMMANDS below: a name, one line of help, a function that
+adds its arguments and a function that runs it (imports stay inside, so ``skinsense --help`` is fast and
+serving never imports training code).
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
 
 from shared.config import get_settings
+from shared.logs import configure_logging
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines contain the bot token
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    own_help: bool = True  # False: --help goes through to the command's own parser
 
 
-def _up(args: argparse.Namespace) -> int:
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _pass_through(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command itself (see its --help)")
+
+
+# Serving
+
+
+def _run_up(args: argparse.Namespace) -> int:
     from skinsense.stack import run_up
 
     return run_up()
 
 
-def _db_upgrade(args: argparse.Namespace) -> int:
-    from skinsense.migrate import upgrade_database
-
-    upgrade_database(revision=args.revision)
-    return 0
-
-
-def _bot(args: argparse.Namespace) -> int:
+def _run_bot(args: argparse.Namespace) -> int:
     from bot.app import run_bot
 
     run_bot()
     return 0
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", default="prefork")
+    parser.add_argument("--concurrency", type=int, default=None)
+
+
+def _run_worker(args: argparse.Namespace) -> NoReturn:
     from skinsense.stack import worker_command
 
     command = worker_command(get_settings(), pool=args.pool, concurrency=args.concurrency)
     os.execv(command[0], command)
-    return 1  # not reached
 
 
-def _flower(args: argparse.Namespace) -> int:
+def _run_flower(args: argparse.Namespace) -> NoReturn:
     from skinsense.stack import flower_command, flower_environment
 
     settings = get_settings()
     command = flower_command(settings)
     os.execve(command[0], command, {**os.environ, **flower_environment(settings)})
-    return 1
 
 
-def _sandbox(args: argparse.Namespace) -> int:
+def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    from skinsense.sandbox import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
     from skinsense.sandbox import run
 
     return run(args)
 
 
-def _classify(args: argparse.Namespace) -> int:
-    from models.classify import run
-
-    return run(args)
+# The audit database
 
 
-def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _db_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the newest schema")
+    parser.add_argument("--revision", default="head", help="target revision (default: head)")
 
-    from models.evaluate import evaluate
-    from models.package import package
-    from models.train import config_from_arguments, train
 
-    config = config_from_arguments(args)
-    run_dir = train(config)
-    package([run_dir], Path(config.data_dir))
-    report = evaluate(Path(config.data_dir), Path("models/evaluation"))
-    print(
-        json.dumps(
-            {
-                k: report[k]
-                for k in (
-                    "model_version",
-                    "balanced_accuracy",
-                    "melanoma_sensitivity",
-                    "melanoma_specificity",
-                    "ece_after_calibration",
-                )
-            },
-            indent=2,
-        )
-    )
+def _run_db(args: argparse.Namespace) -> int:
+    from skinsense.migrate import upgrade_database
+
+    upgrade_database(revision=args.revision)
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from models.evaluate import main
-
-    main(args.rest)
-    return 0
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for standard output)")
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    from models.benchmark import main
-
-    main(args.rest)
-    return 0
-
-
-def _audit(args: argparse.Namespace) -> int:
-    from sqlmodel import col, select
+def _run_audit(args: argparse.Namespace) -> int:
+    from sqlmodel import Session, col, select
 
     from shared.audit import Job
-    from shared.db import session_scope
+    from shared.db import get_engine
 
-    with session_scope() as session:
+    with Session(get_engine()) as session:
         jobs = session.exec(select(Job).order_by(col(Job.received_at).desc()).limit(args.limit)).all()
     columns = list(Job.model_fields)
     if args.csv:
@@ -141,56 +134,106 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+# The model
+
+
+def _classify_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.classify import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    from models.classify import run
+
+    return run(args)
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.train import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from models.evaluate import evaluate
+    from models.package import package
+    from models.train import config_from_arguments, train
+
+    config = config_from_arguments(args)
+    run_dir = train(config)
+    package([run_dir], Path(config.data_dir))
+    report = evaluate(Path(config.data_dir), Path("models/evaluation"))
+    keys = (
+        "model_version",
+        "balanced_accuracy",
+        "melanoma_sensitivity",
+        "melanoma_specificity",
+        "ece_after_calibration",
+    )
+    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from models.evaluate import main
+
+    main(args.rest)
+    return 0
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from models.benchmark import main
+
+    main(args.rest)
+    return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("up", "run the whole stack: migrate, Redis, sandbox (no token), worker, bot, Flower", _run_up),
+    Command("bot", "run the Telegram bot", _run_bot),
+    Command("worker", "run a Celery worker", _run_worker, _worker_arguments),
+    Command("flower", "run Flower (basic auth from settings)", _run_flower),
+    Command("sandbox", "run the local Bot API sandbox", _run_sandbox, _sandbox_arguments),
+    Command("db", "db upgrade: migrate the audit database to the newest schema", _run_db, _db_arguments),
+    Command("audit", "list audit rows, or export them as CSV", _run_audit, _audit_arguments),
+    Command("classify", "classify image files", _run_classify, _classify_arguments),
+    Command("train", "train, package and evaluate the model (about an hour)", _run_train, _train_arguments),
+    Command("evaluate", "evaluate the shipped model on its validation split", _run_evaluate, _pass_through, False),
+    Command("benchmark", "benchmark the model runtimes", _run_benchmark, _pass_through, False),
+)
+
+
+class _OneLinePerCommand(argparse.HelpFormatter):
+    """Keeps each command and its help on one line (argparse under-measures the longest subcommand)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=24, width=120)
+        self._action_max_length = max(len(c.name) for c in COMMANDS) + 6
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skinsense", description="SkinSense: skin-lesion screening aid")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run the whole stack (sandbox when no token is set)").set_defaults(func=_up)
-    commands.add_parser("bot", help="run the Telegram bot").set_defaults(func=_bot)
-    db = commands.add_parser("db", help="manage the audit database's schema").add_subparsers(dest="db", required=True)
-    upgrade = db.add_parser("upgrade", help="migrate the audit database to the newest schema (Alembic)")
-    upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
-    upgrade.set_defaults(func=_db_upgrade)
-    worker = commands.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--pool", default="prefork")
-    worker.add_argument("--concurrency", type=int, default=None)
-    worker.set_defaults(func=_worker)
-    commands.add_parser("flower", help="run Flower (basic auth from settings)").set_defaults(func=_flower)
-
-    from skinsense.sandbox import add_arguments as sandbox_arguments
-
-    sandbox = commands.add_parser("sandbox", help="run the local Bot API sandbox")
-    sandbox_arguments(sandbox)
-    sandbox.set_defaults(func=_sandbox)
-
-    from models.classify import add_arguments as classify_arguments
-
-    classify = commands.add_parser("classify", help="classify image files")
-    classify_arguments(classify)
-    classify.set_defaults(func=_classify)
-
-    from models.train import add_arguments as train_arguments
-
-    train = commands.add_parser("train", help="train, package and evaluate the model (about an hour)")
-    train_arguments(train)
-    train.set_defaults(func=_train)
-    for name, func, text in (
-        ("evaluate", _evaluate, "evaluate the shipped model on its validation split"),
-        ("benchmark", _benchmark, "benchmark the model runtimes"),
-    ):
-        sub = commands.add_parser(name, help=text, add_help=False)
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(func=func)
-    audit = commands.add_parser("audit", help="list audit rows, or export them as CSV")
-    audit.add_argument("--limit", type=int, default=50)
-    audit.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for standard output)")
-    audit.set_defaults(func=_audit)
+    parser = argparse.ArgumentParser(
+        prog="skinsense",
+        description="SkinSense: skin-lesion screening aid",
+        formatter_class=_OneLinePerCommand,
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subcommands.add_parser(
+            command.name, help=command.help, description=command.help, add_help=command.own_help
+        )
+        (command.add_arguments or _no_arguments)(sub)
+        sub.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    _configure_logging()
-    sys.exit(args.func(args))
+    configure_logging()
+    sys.exit(args.run(args))
 
 
 if __name__ == "__main__":

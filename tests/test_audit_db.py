@@ -16,6 +16,8 @@ from sqlmodel import Session, select
 
 from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
 from shared.db import build_engine
+from shared.labels import RiskLevel
+from shared.outcomes import RefusalCode
 from tests.auxil.database import migrated_engine
 from tests.auxil.services import child_env, postgres_database
 
@@ -42,7 +44,7 @@ def test_job_row_round_trips_with_all_audit_fields(database_url: str) -> None:
         image_sha256="ab" * 32,
         model_version="v1",
         ranking=ranking,
-        risk="low",
+        risk=RiskLevel.LOW,
         melanoma_alert=False,
         queued_at=now,
         started_at=now + timedelta(seconds=1),
@@ -82,7 +84,7 @@ def test_audit_cli_lists_and_exports_csv(tmp_path: Path) -> None:
                 chat_ref="c" * 32,
                 media_kind=MediaKind.DOCUMENT,
                 status=JobStatus.REJECTED,
-                error_code="not_an_image",
+                error_code=RefusalCode.NOT_AN_IMAGE,
                 error_reason="document of type application/pdf",
             )
         )
@@ -91,7 +93,7 @@ def test_audit_cli_lists_and_exports_csv(tmp_path: Path) -> None:
                 chat_ref="d" * 32,
                 media_kind=MediaKind.PHOTO,
                 status=JobStatus.DONE,
-                risk="high",
+                risk=RiskLevel.HIGH,
                 melanoma_alert=True,
                 ranking=[{"code": "mel", "name": "Melanoma", "probability": 0.7}],
             )

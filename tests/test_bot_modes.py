@@ -92,3 +92,18 @@ def test_broker_down_tells_the_patient_to_resend_and_records_the_failure(sandbox
         assert job.replied_at is not None
     finally:
         bot.stop()
+
+
+def test_a_failing_handler_logs_its_traceback_without_the_token(sandbox: SandboxUser, tmp_path: Path) -> None:
+    bot = ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), bot_env(sandbox, tmp_path), tmp_path)
+    try:
+        wait_until(lambda: sandbox.calls("getUpdates"), 60, what="the bot polling")
+        sandbox.inject_fault("sendMessage", count=1, retry_after=1)  # the /start reply fails once
+        sandbox.send_text(3003, "/start")
+        wait_until(lambda: "error while handling an update" in bot.output(), 60, what="the error handler")
+        wait_until(lambda: "RetryAfter" in bot.output(), 10, what="the traceback")
+        output = bot.output()
+        assert "Traceback (most recent call last)" in output
+        assert TOKEN not in output and TOKEN.split(":")[1] not in output
+    finally:
+        bot.stop()

@@ -6,6 +6,7 @@ Runs once on SQLite and once on PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -159,7 +160,7 @@ def test_clinicians_get_the_alert_exactly_for_high_risk(stack: RunningStack, pho
         return [m for m in stack.user.bot_messages(chat) if str(job_id) in m.get("caption", "")]
 
     for clinician in CLINICIANS:
-        forwarded = wait_until(lambda c=clinician: alerts(c, high_job.id), 60, what="the clinician alert")
+        forwarded = wait_until(functools.partial(alerts, clinician, high_job.id), 60, what="the clinician alert")
         assert len(forwarded) == 1
         assert "MELANOMA ALERT" in forwarded[0]["caption"] and forwarded[0]["photo"]
         # The low-risk photo went through the same queue first and was never forwarded.
@@ -244,11 +245,11 @@ def test_non_photo_messages_get_a_short_help_reply(stack: RunningStack, fields: 
 def test_start_and_help_explain_the_screening_aid(stack: RunningStack) -> None:
     for command, expected in (("/start", messages.START), ("/help", messages.help_text(MAX_MB))):
         sent = stack.user.send_text(1200, command)
-        reply = wait_until(
-            lambda e=expected: [m for m in stack.user.bot_messages(1200) if m["text"] == e],
-            30,
-            what=f"reply to {command}",
-        )
+
+        def replies_with(text: str) -> list[dict[str, Any]]:
+            return [m for m in stack.user.bot_messages(1200) if m["text"] == text]
+
+        reply = wait_until(functools.partial(replies_with, expected), 30, what=f"reply to {command}")
         assert "not a diagnosis" in reply[0]["text"], sent
 
 

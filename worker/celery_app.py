@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from celery.signals import setup_logging
+
 from shared.config import get_settings
+from shared.logs import configure_logging
 from shared.queue import create_celery_app
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 settings = get_settings()
 
@@ -21,3 +30,10 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
 )
 app.set_current()
+# The workers log in the one format of shared/logs.py, with its token filter, instead of Celery's own set-up.
+setup_logging.connect(configure_logging, weak=False)
+
+
+def task(**options: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``app.task`` with a type (Celery has none): the decorated function keeps its signature for mypy."""
+    return cast(Callable[[Callable[P, R]], Callable[P, R]], app.task(**options))

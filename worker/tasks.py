@@ -33,7 +33,7 @@ from shared.queue import (
     NotifyCliniciansRequest,
     enqueue_clinician_alert,
 )
-from worker.celery_app import app
+from worker.celery_app import app, task
 from worker.telegram import BotApi, FileTooLarge, RetryAfter, TelegramRequestError, TelegramUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,11 @@ def get_bot_api() -> BotApi:
     return _bot_api
 
 
-@worker_process_init.connect
 def _load_model_in_child(**_: Any) -> None:
     get_classifier()
+
+
+worker_process_init.connect(_load_model_in_child)
 
 
 def retry_delay(retries: int) -> float:
@@ -87,7 +89,7 @@ class TelegramTask(Task):  # type: ignore[misc]
             raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from None
 
 
-@app.task(name=CLASSIFY_TASK, bind=True, base=TelegramTask, pydantic=True)
+@task(name=CLASSIFY_TASK, bind=True, base=TelegramTask, pydantic=True)
 def classify_photo(self: TelegramTask, job_request: ClassifyPhotoRequest) -> str:
     try:
         return str(self.run_with_retries(_classify_and_reply, job_request))
@@ -199,7 +201,7 @@ def _fail(request: ClassifyPhotoRequest, code: FailureCode, reason: str) -> None
         log.warning("job %s: could not tell the patient about the failure", request.job_id)
 
 
-@app.task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask, pydantic=True)
+@task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask, pydantic=True)
 def notify_clinicians(self: TelegramTask, request: NotifyCliniciansRequest) -> int:
     return int(self.run_with_retries(_notify, request))
 

@@ -2,18 +2,15 @@
 
 Errors are sorted the way the retry policy needs them: RetryAfter (429, wait what Telegram says),
 TelegramUnavailable (network errors and 5xx: retry with backoff), TelegramRequestError (4xx: do not
-retry the same request). The token is never logged: httpx's own request logging is turned down.
+retry the same request). The token is never logged: shared/logs.py turns httpx's request lines down and
+redacts it from every record.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import httpx
-
-logging.getLogger("httpx").setLevel(logging.WARNING)
-logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 class TelegramError(Exception):

@@ -97,8 +97,8 @@ class SandboxState:
     token: str
     updates: list[dict[str, Any]] = field(default_factory=list)
     next_update_id: int = 1
-    message_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    file_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # chat id -> messages
     files: dict[str, StoredFile] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
