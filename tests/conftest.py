@@ -5,10 +5,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from models.data import Sample, read_samples
+from models.data import Sample, image_path, read_samples
 from models.inference import ARTIFACT_DIR, Classifier
 from shared.config import get_settings
+from shared.labels import RiskLevel
 from tests.auxil.services import postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,3 +68,22 @@ def postgres_admin_url() -> Iterator[str]:
     """The tests' own throwaway PostgreSQL cluster, started on first use and stopped at the session's end."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def photos_by_risk(data_dir: Path, classifier: Classifier) -> dict[str, Path]:
+    """Validation photos (never trained on) that the shipped model puts at high risk with a melanoma
+    alert, and at low risk; chosen by the model itself, not hard-coded."""
+    from models.package import validation_samples  # training-side code: only where needed
+
+    chosen: dict[str, Path] = {}
+    for sample in validation_samples(data_dir, ARTIFACT_DIR):
+        path = image_path(data_dir, sample)
+        prediction = classifier.classify_images([Image.open(path)])[0]
+        if prediction.melanoma_alert and "alert" not in chosen:
+            chosen["alert"] = path
+        if prediction.risk == RiskLevel.LOW and "low" not in chosen:
+            chosen["low"] = path
+        if len(chosen) == 2:
+            return chosen
+    pytest.fail("the validation split has no alert or no low-risk photo")

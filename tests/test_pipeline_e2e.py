@@ -22,9 +22,6 @@ from celery import Celery
 from PIL import Image
 from sqlmodel import Session, select
 
-from models.data import image_path
-from models.inference import Classifier
-from models.package import validation_samples
 from shared import messages
 from shared.audit import Job, JobStatus, MediaKind, chat_reference
 from shared.config import Settings
@@ -35,7 +32,7 @@ from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classi
 from skinsense.sandbox import plain_text
 from tests.auxil.services import postgres_database, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
-from worker.tasks import MAX_DELIVERY_ATTEMPTS
+from worker.flow import MAX_DELIVERY_ATTEMPTS
 
 pytestmark = pytest.mark.e2e
 MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
@@ -57,29 +54,6 @@ def audit_database(request: pytest.FixtureRequest, folder: Path) -> contextlib.A
     if request.param == "sqlite":
         return contextlib.nullcontext(f"sqlite:///{folder / 'audit.sqlite3'}")
     return postgres_database(request.getfixturevalue("postgres_admin_url"))
-
-
-@pytest.fixture(scope="module")
-def photos_by_risk(data_dir: Path, classifier: Classifier) -> dict[str, Path]:
-    """Validation photos (never trained on) that the shipped model puts at high risk with a melanoma
-    alert, and at low risk; chosen by the model itself, not hard-coded."""
-    chosen: dict[str, Path] = {}
-    for sample in validation_samples(data_dir, classifier_artifact_dir()):
-        path = image_path(data_dir, sample)
-        prediction = classifier.classify_images([Image.open(path)])[0]
-        if prediction.melanoma_alert and "alert" not in chosen:
-            chosen["alert"] = path
-        if prediction.risk == RiskLevel.LOW and "low" not in chosen:
-            chosen["low"] = path
-        if len(chosen) == 2:
-            return chosen
-    pytest.fail("the validation split has no alert or no low-risk photo")
-
-
-def classifier_artifact_dir() -> Path:
-    from models.inference import ARTIFACT_DIR
-
-    return ARTIFACT_DIR
 
 
 def job_for_file(stack: RunningStack, file_unique_id: str) -> Job:

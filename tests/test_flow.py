@@ -1,0 +1,199 @@
+"""The classification flow in this process, against the real Bot API sandbox, a real (migrated) SQLite audit
+database, the real model and the tests' own Redis: fast enough to run on every change."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image
+from telegram.error import RetryAfter
+
+from models.inference import Classifier
+from shared import messages
+from shared.audit import JobStatus, MediaKind
+from shared.config import Settings
+from shared.job_store import JobStore
+from shared.outcomes import FailureCode, RefusalCode
+from shared.queue import (
+    CLINICIANS_QUEUE,
+    ClassifyPhotoRequest,
+    NotifyCliniciansRequest,
+    create_celery_app,
+    enqueue_clinician_alert,
+)
+from skinsense.sandbox import plain_text
+from tests.auxil.database import migrated_engine
+from tests.auxil.sandbox_user import SandboxUser
+from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from worker.flow import MAX_DELIVERY_ATTEMPTS, MAX_MB, ClassificationFlow
+from worker.telegram import TelegramClient
+
+TOKEN = "6262:flow-test-token"
+CLINICIANS = (9101, 9102)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
+    port = free_port()
+    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
+    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("flow-sandbox"))
+    try:
+        wait_until(lambda: port_open(port), 30, what="sandbox")
+        yield SandboxUser(f"http://127.0.0.1:{port}")
+    finally:
+        child.stop()
+
+
+@pytest.fixture(scope="module")
+def telegram(sandbox: SandboxUser) -> Iterator[TelegramClient]:
+    client = TelegramClient.open(Settings(telegram_token=TOKEN, telegram_api_url=sandbox.api_url))  # type: ignore[arg-type]
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def flow(telegram: TelegramClient, classifier: Classifier, tmp_path: Path, redis_url: str) -> ClassificationFlow:
+    broker = create_celery_app(Settings(redis_url=redis_url))
+    redis.Redis.from_url(redis_url).delete(CLINICIANS_QUEUE)
+    return ClassificationFlow(
+        telegram=telegram,
+        classifier=classifier,
+        jobs=JobStore(migrated_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")),
+        clinician_chat_ids=CLINICIANS,
+        alert_clinicians=lambda request: enqueue_clinician_alert(request, broker),
+    )
+
+
+def patient_sends(sandbox: SandboxUser, flow: ClassificationFlow, chat: int, data: bytes) -> ClassifyPhotoRequest:
+    """What the bot does for a photo: the job row, the "analysing..." message, the request."""
+    sent = sandbox.send_photo(chat, data)
+    job = flow.jobs.record_received(
+        chat_ref="f" * 32, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
+    )
+    status_message_id = flow.telegram.send_text(chat, messages.ANALYSING)
+    return ClassifyPhotoRequest(
+        job_id=job.id,
+        chat_id=chat,
+        status_message_id=status_message_id,
+        file_id=sent["photo"][-1]["file_id"],
+        media_kind=MediaKind.PHOTO,
+    )
+
+
+def answer(sandbox: SandboxUser, chat: int) -> str:
+    return str(sandbox.bot_messages(chat)[-1]["text"])
+
+
+def queued_alerts(redis_url: str) -> list[NotifyCliniciansRequest]:
+    raw = redis.Redis.from_url(redis_url).lrange(CLINICIANS_QUEUE, 0, -1)
+    return [
+        NotifyCliniciansRequest.model_validate(json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]) for m in raw
+    ]
+
+
+def test_a_low_risk_photo_gets_its_result_and_no_alert(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], redis_url: str
+) -> None:
+    request = patient_sends(sandbox, flow, 2001, photos_by_risk["low"].read_bytes())
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.replied_at is not None and job.ranking is not None and job.risk is not None
+    assert answer(sandbox, 2001) == plain_text(messages.result(job.ranking, job.risk, bool(job.melanoma_alert)), "HTML")
+    assert queued_alerts(redis_url) == []
+
+
+def test_a_high_risk_photo_queues_one_alert_and_each_clinician_is_told_once(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], redis_url: str
+) -> None:
+    request = patient_sends(sandbox, flow, 2002, photos_by_risk["alert"].read_bytes())
+    flow.classify_and_reply(request)
+    (alert,) = queued_alerts(redis_url)
+    assert alert.job_id == request.job_id
+    assert flow.notify_clinicians(alert) == len(CLINICIANS)
+    assert flow.notify_clinicians(alert) == 0, "a retried alert skips clinicians already told"
+    for clinician in CLINICIANS:
+        (forwarded,) = [m for m in sandbox.bot_messages(clinician) if str(request.job_id) in m.get("caption", "")]
+        assert forwarded["photo"] and "MELANOMA ALERT" in forwarded["caption"]
+
+
+def test_a_redelivered_request_is_answered_once(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    request = patient_sends(sandbox, flow, 2003, photos_by_risk["low"].read_bytes())
+    flow.classify_and_reply(request)
+    assert flow.classify_and_reply(request) == "duplicate"
+    edits = [
+        c for c in sandbox.calls("editMessageText") if int(c["parameters"]["message_id"]) == request.status_message_id
+    ]
+    assert len(edits) == 1
+
+
+def test_flood_control_on_the_reply_is_raised_for_the_task_and_the_retry_does_not_analyse_again(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    request = patient_sends(sandbox, flow, 2004, photos_by_risk["low"].read_bytes())
+    sandbox.inject_fault("editMessageText", count=1, retry_after=3)
+    with pytest.raises(RetryAfter):
+        flow.classify_and_reply(request)
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.status == JobStatus.DONE and job.replied_at is None
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.delivery_attempts == 1 and job.replied_at is not None
+
+
+def test_flood_control_on_the_download_hands_the_job_back_alive(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    request = patient_sends(sandbox, flow, 2005, photos_by_risk["low"].read_bytes())
+    sandbox.inject_fault("getFile", count=1, retry_after=1)
+    with pytest.raises(RetryAfter):
+        flow.classify_and_reply(request)
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.status == JobStatus.QUEUED, "not counted as a worker lost on it"
+
+
+def test_a_photo_that_is_not_skin_is_refused_with_its_text(sandbox: SandboxUser, flow: ClassificationFlow) -> None:
+    page = Image.new("L", (640, 480), 235)
+    page.paste(20, (50, 50, 590, 70))
+    data = io.BytesIO()
+    page.save(data, "PNG")
+    request = patient_sends(sandbox, flow, 2006, data.getvalue())
+    assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
+    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_SKIN, MAX_MB)
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.error_code is RefusalCode.NOT_SKIN and job.image_sha256
+
+
+def test_an_unknown_file_is_refused_as_download_failed(sandbox: SandboxUser, flow: ClassificationFlow) -> None:
+    request = patient_sends(sandbox, flow, 2007, b"\xff")
+    request = request.model_copy(update={"file_id": "no-such-file"})
+    assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.error_code is RefusalCode.DOWNLOAD_FAILED
+
+
+def test_a_photo_that_killed_its_workers_is_failed_with_an_apology(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    request = patient_sends(sandbox, flow, 2008, photos_by_risk["low"].read_bytes())
+    for _ in range(MAX_DELIVERY_ATTEMPTS):
+        flow.jobs.mark_running(request.job_id)  # each start whose worker process then died
+    assert flow.classify_and_reply(request) == JobStatus.FAILED.value
+    assert answer(sandbox, 2008) == messages.failure(FailureCode.WORKER_LOST)
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.error_code is FailureCode.WORKER_LOST and job.replied_at is not None
+
+
+def test_a_job_missing_from_the_audit_database_is_dropped(flow: ClassificationFlow) -> None:
+    request = ClassifyPhotoRequest(
+        job_id=uuid.uuid4(), chat_id=1, status_message_id=1, file_id="x", media_kind=MediaKind.PHOTO
+    )
+    assert flow.classify_and_reply(request) == "missing"

@@ -1,0 +1,139 @@
+"""The classification flow, on its own: download, check, classify, store, reply, forward to clinicians.
+
+It takes its collaborators explicitly (Telegram client, classifier, job store, the clinicians' chats and how
+to queue their alert), so it runs the same inside a Celery task and in a test process. It raises PTB's
+transient errors (see worker/telegram.py) for the task to retry; it never retries by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from telegram.error import BadRequest, TelegramError
+
+from models.inference import Classifier
+from models.screening import screen_photo
+from shared import messages
+from shared.audit import Job, JobStatus, MediaKind
+from shared.images import MAX_FILE_BYTES, UnreadableImage
+from shared.job_store import JobStore
+from shared.labels import RiskLevel
+from shared.outcomes import FailureCode, Refusal, RefusalCode
+from shared.queue import ClassifyPhotoRequest, NotifyCliniciansRequest
+from worker.telegram import FileTooLarge, TelegramClient, is_transient
+
+log = logging.getLogger(__name__)
+MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
+MAX_DELIVERY_ATTEMPTS = 3  # a photo whose analysis killed this many worker processes is failed, not retried
+
+
+@dataclass(frozen=True)
+class ClassificationFlow:
+    telegram: TelegramClient
+    classifier: Classifier
+    jobs: JobStore
+    clinician_chat_ids: Sequence[int]
+    alert_clinicians: Callable[[NotifyCliniciansRequest], None]
+
+    def classify_and_reply(self, request: ClassifyPhotoRequest) -> str:
+        """Analyse the photo unless an earlier delivery did, and give the patient the answer once."""
+        job = self.jobs.load(request.job_id)
+        if job is None:
+            log.warning("job %s: not in the audit database; dropped", request.job_id)
+            return "missing"
+        if job.replied_at is not None:
+            log.info("job %s: already answered; redelivery ignored", job.id)
+            return "duplicate"
+        if job.status == JobStatus.RUNNING and job.delivery_attempts >= MAX_DELIVERY_ATTEMPTS:
+            # Each earlier attempt died with its worker process: this photo must not take down more.
+            log.error("job %s: worker lost %d times; giving up", job.id, job.delivery_attempts)
+            reason = f"the worker process died {job.delivery_attempts} times on this photo"
+            self.fail(request, FailureCode.WORKER_LOST, reason)
+            return JobStatus.FAILED.value
+        if job.status not in (JobStatus.DONE, JobStatus.REJECTED):
+            job = self._analyse(request, job)
+        if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH and self.clinician_chat_ids:
+            # Before the patient's reply: if we die in between, the redelivered task queues it again and
+            # the alert skips clinicians already told.
+            self.alert_clinicians(
+                NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind)
+            )
+        self._reply(request, _patient_text(job))
+        self.jobs.mark_replied(job.id)
+        return job.status.value
+
+    def _analyse(self, request: ClassifyPhotoRequest, job: Job) -> Job:
+        job = self.jobs.mark_running(job.id)
+        try:
+            data = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
+        except FileTooLarge:
+            return self._reject(job, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_MB} MB"), None)
+        except TelegramError as error:
+            if is_transient(error):
+                # Back to the queue, alive: only a job left RUNNING counts as a worker lost on it.
+                self.jobs.mark_requeued(job.id)
+                raise
+            reason = f"Telegram refused the download: {error.message}"[:500]
+            return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
+        image_sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            prediction = screen_photo(data, self.classifier)
+        except UnreadableImage as error:
+            # An unknown code is a bug (a gate without its patient text): ValueError, failed as internal_error.
+            return self._reject(job, Refusal(RefusalCode(error.code), error.reason), image_sha256)
+        return self.jobs.mark_done(job.id, prediction, image_sha256=image_sha256)
+
+    def _reject(self, job: Job, refusal: Refusal, image_sha256: str | None) -> Job:
+        log.info("job %s: rejected (%s)", job.id, refusal.code)
+        return self.jobs.mark_rejected(job.id, refusal, image_sha256=image_sha256)
+
+    def _reply(self, request: ClassifyPhotoRequest, text: str) -> None:
+        """Edit the "analysing..." message into the answer; if it is gone, send a new message."""
+        try:
+            self.telegram.edit_text(request.chat_id, request.status_message_id, text)
+        except BadRequest as error:
+            if "not modified" in error.message:
+                return  # the text is already there: an earlier attempt succeeded
+            log.info("job %s: edit failed (%s); sending a new message", request.job_id, error.message)
+            self.telegram.send_text(request.chat_id, text)
+
+    def fail(self, request: ClassifyPhotoRequest, code: FailureCode, reason: str) -> None:
+        """Record the failure and, best effort, turn the patient's "analysing..." message into an apology."""
+        self.jobs.mark_failed(request.job_id, code, reason)
+        try:
+            self._reply(request, messages.failure(code))
+            self.jobs.mark_replied(request.job_id)
+        except Exception:  # the failure is recorded; telling the patient is best effort
+            log.warning("job %s: could not tell the patient about the failure", request.job_id)
+
+    def notify_clinicians(self, request: NotifyCliniciansRequest) -> int:
+        """Send the photo, ranking and job id to each clinician chat not yet told; returns how many were told now."""
+        job = self.jobs.load(request.job_id)
+        if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH or job.ranking is None:
+            return 0
+        caption = messages.clinician_alert(
+            str(job.id), job.ranking, job.risk, bool(job.melanoma_alert), job.model_version or "unknown"
+        )
+        notified = job.clinicians_notified or {}
+        sent = 0
+        for chat_id in self.clinician_chat_ids:
+            if str(chat_id) in notified:
+                continue
+            if request.media_kind == MediaKind.PHOTO:
+                self.telegram.send_photo(chat_id, request.file_id, caption)
+            else:
+                self.telegram.send_document(chat_id, request.file_id, caption)
+            self.jobs.mark_clinician_notified(job.id, chat_id)  # saved per chat, so a retry skips it
+            sent += 1
+        return sent
+
+
+def _patient_text(job: Job) -> str:
+    if job.status == JobStatus.REJECTED:
+        assert isinstance(job.error_code, RefusalCode)
+        return messages.rejection(job.error_code, MAX_MB)
+    assert job.ranking is not None and job.risk is not None
+    return messages.result(job.ranking, job.risk, bool(job.melanoma_alert))
