@@ -17,11 +17,11 @@ from shared.audit import MediaKind, chat_reference, utc_now
 from shared.config import get_settings
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.job_store import get_job_store
+from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
 
 log = logging.getLogger(__name__)
-MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
 ACCEPTED_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"})
 
 
@@ -42,7 +42,7 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.effective_message:
-        await update.effective_message.reply_text(messages.help_text(MAX_MB))
+        await update.effective_message.reply_text(messages.help_text(MAX_FILE_MB))
 
 
 async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -84,7 +84,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def accept_image(message: Message, image: IncomingImage) -> None:
     if image.file_size is not None and image.file_size > MAX_FILE_BYTES:
-        await reject(message, image, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_MB} MB"))
+        await reject(message, image, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB"))
         return
     if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
         reason = f"the image is only {image.width}x{image.height} pixels"
@@ -128,7 +128,7 @@ async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> No
         file_unique_id=image.file_unique_id,
         refusal=refusal,
     )
-    await message.reply_text(messages.rejection(refusal.code, MAX_MB), do_quote=True)
+    await message.reply_text(messages.rejection(refusal.code, MAX_FILE_MB), do_quote=True)
     await asyncio.to_thread(store.mark_replied, job.id)
     log.info("job %s: rejected (%s)", job.id, refusal.code)
 

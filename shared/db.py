@@ -4,15 +4,13 @@ The schema belongs to the Alembic migrations (``skinsense db upgrade``); buildin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
 
 def normalise_url(url: str) -> str:
@@ -50,9 +48,3 @@ def get_engine(url: str | None = None) -> Engine:
 
         url = get_settings().database_url
     return build_engine(url)
-
-
-@contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    with Session(engine or get_engine(), expire_on_commit=False) as session:
-        yield session

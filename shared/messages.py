@@ -5,8 +5,11 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from shared.images import MAX_FILE_BYTES
 from shared.labels import RiskLevel
 from shared.outcomes import FailureCode, RefusalCode
+
+MAX_FILE_MB = MAX_FILE_BYTES // (1024 * 1024)  # the file size limit, as patients read it
 
 DISCLAIMER = (
     "SkinSense is a screening aid, not a diagnosis. Only a doctor who examines the lesion can diagnose it. "

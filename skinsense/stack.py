@@ -3,12 +3,10 @@ answers, sandbox when there is no token, worker, bot, Flower). Ctrl-C stops ever
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,24 +16,11 @@ from urllib.parse import urlsplit
 from shared.config import Settings, get_settings
 from shared.queue import WORKER_QUEUES
 from skinsense.migrate import upgrade_database
+from skinsense.processes import port_open, stop_process_group
+from skinsense.processes import wait_for_port as wait_for_port  # re-exported: benchmarks/pipeline.py uses it
 from skinsense.sandbox import SANDBOX_TOKEN
 
 log = logging.getLogger(__name__)
-
-
-def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout_s):
-        return True
-    return False
-
-
-def wait_for_port(host: str, port: int, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if port_open(host, port):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def worker_command(
@@ -97,14 +82,7 @@ class Stack:
             if process.poll() is not None:
                 continue
             log.info("stopping %s", name)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process_group(process)
 
     def watch(self) -> int:
         while True:
@@ -119,7 +97,7 @@ class Stack:
 def ensure_redis(stack: Stack, settings: Settings) -> None:
     parts = urlsplit(settings.redis_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-    if port_open(host, port):
+    if port_open(port, host):
         return
     if host not in ("127.0.0.1", "localhost") or shutil.which("redis-server") is None:
         raise SystemExit(
@@ -144,7 +122,7 @@ def ensure_redis(stack: Stack, settings: Settings) -> None:
             "",
         ],
     )
-    if not wait_for_port(host, port):
+    if not wait_for_port(port, host):
         raise SystemExit("redis-server did not start")
 
 
@@ -172,7 +150,7 @@ def run_up() -> int:
         if settings.telegram_token is None:
             api = f"http://127.0.0.1:{settings.sandbox_port}"
             stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox"])
-            if not wait_for_port("127.0.0.1", settings.sandbox_port):
+            if not wait_for_port(settings.sandbox_port):
                 raise SystemExit("the sandbox did not start")
             stack.environment.update(SKINSENSE_TELEGRAM_TOKEN=SANDBOX_TOKEN, SKINSENSE_TELEGRAM_API_URL=api)
             print(

@@ -20,6 +20,7 @@ from shared import messages
 from shared.audit import JobStatus, MediaKind
 from shared.config import Settings
 from shared.job_store import JobStore
+from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, RefusalCode
 from shared.queue import (
     CLINICIANS_QUEUE,
@@ -32,7 +33,7 @@ from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
-from worker.flow import MAX_DELIVERY_ATTEMPTS, MAX_MB, ClassificationFlow
+from worker.flow import MAX_DELIVERY_ATTEMPTS, ClassificationFlow
 from worker.telegram import TelegramClient
 
 TOKEN = "6262:flow-test-token"
@@ -167,7 +168,7 @@ def test_a_photo_that_is_not_skin_is_refused_with_its_text(sandbox: SandboxUser,
     page.save(data, "PNG")
     request = patient_sends(sandbox, flow, 2006, data.getvalue())
     assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
-    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_SKIN, MAX_MB)
+    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_SKIN, MAX_FILE_MB)
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.error_code is RefusalCode.NOT_SKIN and job.image_sha256
 

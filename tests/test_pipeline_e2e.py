@@ -27,6 +27,7 @@ from shared.audit import Job, JobStatus, MediaKind, chat_reference
 from shared.config import Settings
 from shared.images import MAX_FILE_BYTES
 from shared.labels import RiskLevel
+from shared.messages import MAX_FILE_MB
 from shared.outcomes import RefusalCode
 from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classification
 from skinsense.sandbox import plain_text
@@ -35,7 +36,6 @@ from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_s
 from worker.flow import MAX_DELIVERY_ATTEMPTS
 
 pytestmark = pytest.mark.e2e
-MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -217,7 +217,7 @@ def test_non_photo_messages_get_a_short_help_reply(stack: RunningStack, fields: 
 
 
 def test_start_and_help_explain_the_screening_aid(stack: RunningStack) -> None:
-    for command, expected in (("/start", messages.START), ("/help", messages.help_text(MAX_MB))):
+    for command, expected in (("/start", messages.START), ("/help", messages.help_text(MAX_FILE_MB))):
         sent = stack.user.send_text(1200, command)
 
         def replies_with(text: str) -> list[dict[str, Any]]:
@@ -263,7 +263,7 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(
     chat = 1300 + len(name)
     sent = stack.user.send_document(chat, content, file_name, mime_type)
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == plain_text(messages.rejection(RefusalCode(code), MAX_MB), None), stack.logs()
+    assert reply["text"] == plain_text(messages.rejection(RefusalCode(code), MAX_FILE_MB), None), stack.logs()
     job = finished_job(stack, sent["document"]["file_unique_id"])
     assert (job.status, job.error_code) == (JobStatus.REJECTED, code)
     assert job.error_reason
@@ -280,7 +280,7 @@ def test_photo_that_is_not_skin_is_refused_kindly(stack: RunningStack) -> None:
     page.paste(20, (50, 50, 590, 70))
     sent = stack.user.send_photo(chat, _png(page))
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == messages.rejection(RefusalCode.NOT_SKIN, MAX_MB)
+    assert reply["text"] == messages.rejection(RefusalCode.NOT_SKIN, MAX_FILE_MB)
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).error_code == "not_skin"
 
 
@@ -288,7 +288,7 @@ def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
     chat = 1401
     sent = stack.user.send_photo(chat, _png(Image.new("RGB", (20, 20), (200, 150, 130))))
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == messages.rejection(RefusalCode.TOO_SMALL, MAX_MB)
+    assert reply["text"] == messages.rejection(RefusalCode.TOO_SMALL, MAX_FILE_MB)
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.REJECTED
 
 

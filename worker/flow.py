@@ -21,12 +21,12 @@ from shared.audit import Job, JobStatus, MediaKind
 from shared.images import MAX_FILE_BYTES, UnreadableImage
 from shared.job_store import JobStore
 from shared.labels import RiskLevel
+from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, NotifyCliniciansRequest
 from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
-MAX_MB = MAX_FILE_BYTES // (1024 * 1024)
 MAX_DELIVERY_ATTEMPTS = 3  # a photo whose analysis killed this many worker processes is failed, not retried
 
 
@@ -70,7 +70,7 @@ class ClassificationFlow:
         try:
             data = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
         except FileTooLarge:
-            return self._reject(job, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_MB} MB"), None)
+            return self._reject(job, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB"), None)
         except TelegramError as error:
             if is_transient(error):
                 # Back to the queue, alive: only a job left RUNNING counts as a worker lost on it.
@@ -134,6 +134,6 @@ class ClassificationFlow:
 def _patient_text(job: Job) -> str:
     if job.status == JobStatus.REJECTED:
         assert isinstance(job.error_code, RefusalCode)
-        return messages.rejection(job.error_code, MAX_MB)
+        return messages.rejection(job.error_code, MAX_FILE_MB)
     assert job.ranking is not None and job.risk is not None
     return messages.result(job.ranking, job.risk, bool(job.melanoma_alert))

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +18,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from skinsense.processes import free_port as free_port  # re-exported for the tests
+from skinsense.processes import port_open as port_open
+from skinsense.processes import stop_process_group
+
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(
@@ -39,12 +36,6 @@ def wait_until(
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.3):
-        return True
-    return False
 
 
 class ChildProcess:
@@ -66,17 +57,9 @@ class ChildProcess:
         return self.process.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        code = stop_process_group(self.process, sig, timeout_s)
         self._log.close()
-        return int(self.process.returncode)
+        return code
 
 
 def _require_binary(path: str | None, package: str) -> str:
