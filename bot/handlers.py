@@ -105,7 +105,7 @@ async def accept_image(message: Message, image: IncomingImage) -> None:
         file_id=image.file_id,
         media_kind=image.kind,
     )
-    queued_at = utc_now()  # taken before sending: the worker may start before send_task returns
+    queued_at = utc_now()  # taken before sending: the task may start before send_task returns
     try:
         await asyncio.to_thread(enqueue_classification, request)
     except Exception as error:  # broker down: record it and tell the patient to resend

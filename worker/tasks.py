@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from telegram.error import RetryAfter, TelegramError
 
 from models.inference import Classifier
@@ -62,7 +62,14 @@ def _set_up_worker_process(**_: Any) -> None:
     get_flow()
 
 
+def _close_worker_process(**_: Any) -> None:
+    if _flow is not None:
+        with contextlib.suppress(Exception):  # the process is going away either way
+            _flow.telegram.close()
+
+
 worker_process_init.connect(_set_up_worker_process, weak=False)
+worker_process_shutdown.connect(_close_worker_process, weak=False)
 
 
 def retry_delay(retries: int) -> float:
