@@ -58,3 +58,4 @@ def configure_logging(settings: Settings | None = None, **_: object) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore"):  # a line per request, each URL with the token in it
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin on every run
