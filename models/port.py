@@ -20,8 +20,8 @@ INPUT_SIZE = 224
 def _dequantise(tensor: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     scale, zero_point = detail["quantization"]
     if scale == 0.0:  # already float
-        return tensor.astype(np.float32)
-    return ((tensor.astype(np.float32) - zero_point) * scale).astype(np.float32)
+        return np.asarray(tensor, dtype=np.float32)
+    return np.asarray((tensor.astype(np.float32) - zero_point) * scale, dtype=np.float32)
 
 
 def read_tflite_convolutions(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -50,12 +50,8 @@ def read_tflite_convolutions(tflite_path: Path) -> list[tuple[str, np.ndarray, n
     return convolutions
 
 
-def build_imagenet_mobilenet_v3_small(tflite_path: Path, include_top: bool = True) -> Any:
-    """A Keras MobileNetV3-Small (1001 ImageNet classes) carrying the TFLite file's weights.
-
-    With ``include_top=False`` the classifier head is dropped after porting; the backbone ends in
-    the 576-channel feature map, as ``keras.applications.MobileNetV3Small(include_top=False)``.
-    """
+def build_imagenet_mobilenet_v3_small(tflite_path: Path) -> Any:
+    """A Keras MobileNetV3-Small (1001 ImageNet classes) carrying the TFLite file's weights."""
     import keras
 
     model = keras.applications.MobileNetV3Small(
@@ -85,8 +81,45 @@ def build_imagenet_mobilenet_v3_small(tflite_path: Path, include_top: bool = Tru
                 np.full_like(bias, 1.0 - batch_norm.epsilon),  # moving variance
             ]
         )
-    if include_top:
-        return model
-    # The backbone output of keras' include_top=False: the activation after the last 1x1 conv (576).
-    features = model.get_layer("activation_17").output
-    return keras.Model(model.input, features, name="mobilenet_v3_small_imagenet")
+    return model
+
+
+def save_ported_weights(model: Any, path: Path) -> None:
+    """The port's weights as float16 per layer (ImageNet classifier left out): a small file that trains
+    the same network on a machine without LiteRT."""
+    arrays = {
+        f"{layer.name}/{index}": weight.astype(np.float16)
+        for layer in model.layers
+        if layer.name != "logits"
+        for index, weight in enumerate(layer.get_weights())
+    }
+    np.savez(path, **arrays)
+
+
+def load_imagenet_mobilenet_v3_small(weights: Path) -> Any:
+    """The ImageNet model from the TFLite file, or from ``save_ported_weights``' ``.npz`` file (the
+    ImageNet classifier then stays untrained: training replaces it)."""
+    if weights.suffix != ".npz":
+        return build_imagenet_mobilenet_v3_small(weights)
+    import keras
+
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(INPUT_SIZE, INPUT_SIZE, 3), weights=None, classes=IMAGENET_CLASSES, include_preprocessing=True
+    )
+    with np.load(weights) as arrays:
+        by_layer: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for key in arrays.files:
+            name, index = key.rsplit("/", 1)
+            by_layer.setdefault(name, []).append((int(index), arrays[key].astype(np.float32)))
+    for name, indexed in by_layer.items():
+        model.get_layer(name).set_weights([array for _, array in sorted(indexed)])
+    return model
+
+
+def pre_logits(model: Any) -> Any:
+    """The 1024-wide embedding of a MobileNetV3-Small: the activation right after ``conv_2``.
+
+    Found by position, not by name: Keras numbers unnamed activation layers per process.
+    """
+    layers = list(model.layers)
+    return layers[layers.index(model.get_layer("conv_2")) + 1].output

@@ -1,10 +1,20 @@
 """Reproducible training of the SkinSense lesion classifier (``skinsense train`` / ``python -m models.train``).
 
-Steps: split HAM10000 by lesion (stratified by class), port the ImageNet MobileNetV3-Small weights,
-train the new 7-class head on the frozen backbone, then fine-tune the whole network (batch
-normalisation stays frozen: its statistics are folded into the ported weights). Class imbalance is
-handled with inverse-frequency class weights. The run directory receives the Keras model (which
-outputs logits), the config, the data fingerprint, the split and the per-epoch history.
+One network for both kinds of photo: HAM10000 dermoscopy and PAD-UFES-20 phone lesions train together.
+HAM10000 is split by lesion (stratified by class); its validation split never trains. Of PAD-UFES-20,
+the network trains on the lesion crops of the patients who have no whole phone photo here; the whole
+phone photos (``pad_ufes/``) and every crop of their patients stay out, so that all 328 phone photos
+measure the network on patients it has never seen, without a cross-validation of hour-long runs.
+
+Each epoch sees every HAM10000 training image once (half of them made phone-like by
+``augment.phone_style``) and every lesion crop ``crop_repeat`` times, pasted on skin
+(``augment.on_skin``); class weights balance the classes over that mix. The ImageNet head trains first on the frozen
+backbone, then the whole network fine-tunes (batch normalisation stays frozen: its statistics are
+folded into the ported weights). Augmentation is numpy and Pillow, so any Keras backend can run it.
+
+The run directory receives the Keras model (logits), the config, the data fingerprint, the split, the
+per-epoch history, and the held-out logits (HAM10000 validation; held-out phone photos when a fold is
+held out), each averaged over the four flips the server uses.
 """
 
 from __future__ import annotations
@@ -14,25 +24,23 @@ import dataclasses
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from models.data import (
-    Sample,
-    data_fingerprint,
-    labels_of,
-    load_prepared_images,
-    read_samples,
-    split_by_lesion,
-)
+from models.augment import augment, on_skin, phone_style
+from models.data import data_fingerprint, image_path, read_samples, split_by_lesion
 from models.metrics import balanced_accuracy
-from models.preprocessing import INPUT_SIZE
+from models.pad_ufes import PhoneSample, phone_training_split, read_phone_samples
+from models.preprocessing import prepare_image
 from shared.labels import CLASS_CODES
 
 log = logging.getLogger(__name__)
+TEST_TIME_FLIPS = 4
 
 
 @dataclass
@@ -40,60 +48,54 @@ class TrainConfig:
     data_dir: str
     imagenet_weights: str
     run_dir: str
+    phone_data_root: str = ""  # the folder holding pad_ufes/ and pad_ufes_lesion_crops/; empty: HAM10000 only
+    crop_repeat: int = 2  # each lesion crop this many times per epoch (domain balance)
+    use_ham: bool = True  # False: a phone-only network (PAD-UFES-20 alone)
+    train_on_phone_photos: bool = False  # also train on the whole phone photos (see pad_ufes.phone_training_split)
+    phone_repeat: int = 4  # each whole phone photo this many times per epoch
+    phone_folds: int = 0  # with train_on_phone_photos: hold out fold ``phone_fold`` of this many patient folds
+    phone_fold: int = 0
     seed: int = 20261125  # weights initialisation, shuffling, augmentation
-    split_seed: int = 20261125  # the train/validation split; keep it fixed to compare or ensemble runs
+    split_seed: int = 20261125  # the HAM10000 split and the phone folds; keep it fixed to compare runs
     validation_fraction: float = 0.2
+    phone_style_probability: float = 0.5  # share of HAM10000 images made phone-like
     batch_size: int = 32
     head_epochs: int = 2
     head_learning_rate: float = 1e-3
-    finetune_epochs: int = 18
+    finetune_epochs: int = 10
     finetune_learning_rate: float = 3e-4
     dropout: float = 0.3
     # Inverse-frequency weights raised to this power: 1.0 is fully balanced, 0.0 ignores imbalance.
     class_weight_power: float = 1.0
+    loader_threads: int = 4
+    limit: int = 0  # use only the first N training images of each data set (smoke tests); 0: all
+
+
+@dataclass(frozen=True)
+class TrainingImage:
+    source: int  # index into the loaded source images
+    label: int
+    kind: str  # "dermoscopic", "crop" or "phone"
 
 
 def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
     counts = np.bincount(labels, minlength=len(CLASS_CODES)).astype(np.float64)
-    weights = (counts.sum() / (len(counts) * counts)) ** power
+    present = counts > 0
+    weights = np.zeros(len(counts))
+    weights[present] = (counts[present].sum() / (present.sum() * counts[present])) ** power
     weights /= (weights * counts).sum() / counts.sum()  # mean weight per sample stays 1
     return {i: float(w) for i, w in enumerate(weights)}
-
-
-def augment(image: Any, seed: Any) -> Any:
-    """Dermoscopy-suited augmentation on a uint8 (224, 224, 3) tensor; returns float32 in [0, 255].
-
-    Lesions have no canonical orientation, so all flips and right-angle rotations are fair; crops
-    emulate framing; mild colour jitter emulates differences between dermatoscopes and lighting.
-    """
-    import tensorflow as tf
-
-    seeds = tf.random.experimental.stateless_split(seed, num=8)
-    x = tf.image.convert_image_dtype(image, tf.float32)
-    x = tf.image.stateless_random_flip_left_right(x, seeds[0])
-    x = tf.image.stateless_random_flip_up_down(x, seeds[1])
-    k = tf.random.stateless_uniform([], seeds[2], minval=0, maxval=4, dtype=tf.int32)
-    x = tf.image.rot90(x, k)
-    scale = tf.random.stateless_uniform([], seeds[3], minval=0.75, maxval=1.0)
-    crop = tf.cast(scale * INPUT_SIZE, tf.int32)
-    x = tf.image.stateless_random_crop(x, [crop, crop, 3], seeds[4])
-    x = tf.image.resize(x, [INPUT_SIZE, INPUT_SIZE], method="bilinear")
-    x = tf.image.stateless_random_brightness(x, 0.08, seeds[5])
-    x = tf.image.stateless_random_contrast(x, 0.85, 1.15, seeds[6])
-    x = tf.image.stateless_random_saturation(x, 0.85, 1.15, seeds[7])
-    x = tf.image.stateless_random_hue(x, 0.03, seeds[0][::-1])
-    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
 def build_classifier(imagenet_weights: Path, dropout: float) -> Any:
     """Ported ImageNet backbone and its pretrained 1024-wide pre-logits conv, then a new 7-class head."""
     import keras
 
-    from models.port import build_imagenet_mobilenet_v3_small
+    from models.port import load_imagenet_mobilenet_v3_small, pre_logits
 
-    imagenet = build_imagenet_mobilenet_v3_small(imagenet_weights, include_top=True)
-    pre_logits = imagenet.get_layer("activation_18").output  # after conv_2 (1024) and hard-swish
-    x = keras.layers.Flatten(name="features")(pre_logits)
+    imagenet = load_imagenet_mobilenet_v3_small(imagenet_weights)
+    embedding = pre_logits(imagenet)  # after conv_2 (1024) and hard-swish
+    x = keras.layers.Flatten(name="features")(embedding)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(len(CLASS_CODES), name="lesion_logits")(x)
     model = keras.Model(imagenet.input, logits, name="skinsense_mobilenet_v3_small")
@@ -113,83 +115,166 @@ def set_backbone_trainable(model: Any, trainable: bool) -> None:
         layer.trainable = trainable or layer.name in head
 
 
+def _load_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def flip_averaged_logits(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Logits averaged over the server's four views (identity, left-right, up-down, 180 degrees)."""
+    views = (images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1])
+    return np.asarray(
+        np.mean(
+            [np.asarray(model.predict(np.ascontiguousarray(v, np.float32), batch_size, verbose=0)) for v in views],
+            axis=0,
+        )
+    )
+
+
+def training_batches(
+    sources: list[Image.Image], items: list[TrainingImage], weights: dict[int, float], config: TrainConfig
+) -> Any:
+    """A Keras PyDataset over the epoch's mix; every image gets fresh augmentation every epoch."""
+    import keras
+
+    class TrainingBatches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(workers=config.loader_threads, use_multiprocessing=False)
+            self.rng = np.random.default_rng(config.seed)
+            self.order = self.rng.permutation(len(items))
+            self.epoch = 0
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(items) / config.batch_size))
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng = np.random.default_rng([config.seed, self.epoch, index])
+            chosen = self.order[index * config.batch_size : (index + 1) * config.batch_size]
+            images, labels = [], []
+            for item in (items[i] for i in chosen):
+                source = sources[item.source]
+                if item.kind == "dermoscopic" and rng.random() < config.phone_style_probability:
+                    source = phone_style(source, rng)
+                elif item.kind == "crop":
+                    source = on_skin(source, rng)
+                images.append(augment(source, rng))
+                labels.append(item.label)
+            sample_weights = np.array([weights[label] for label in labels], np.float32)
+            return np.stack(images).astype(np.float32), np.array(labels, np.int64), sample_weights
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = self.rng.permutation(len(items))
+
+    return TrainingBatches()
+
+
 def train(config: TrainConfig) -> Path:
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
-    data_dir = Path(config.data_dir)
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
 
+    data_dir = Path(config.data_dir)
     samples = read_samples(data_dir)
     train_samples, validation_samples = split_by_lesion(samples, config.validation_fraction, config.split_seed)
-    started = time.time()
-    fingerprint = data_fingerprint(data_dir, samples)
-    train_images = load_prepared_images(data_dir, train_samples)
-    validation_images = load_prepared_images(data_dir, validation_samples)
-    train_labels, validation_labels = labels_of(train_samples), labels_of(validation_samples)
+    if not config.use_ham:  # a phone-only network
+        train_samples, validation_samples, samples = [], [], []
+    if config.limit:  # every k-th image, so that every class stays in
+        train_samples = train_samples[:: max(1, len(train_samples) // config.limit)]
+        validation_samples = validation_samples[:: max(1, len(validation_samples) // config.limit)]
+    phone: list[PhoneSample] = []
+    held_out_phone: list[PhoneSample] = []
+    if config.phone_data_root:
+        phone, held_out_phone = phone_training_split(
+            read_phone_samples(Path(config.phone_data_root)),
+            config.train_on_phone_photos,
+            config.phone_folds,
+            config.phone_fold,
+            config.split_seed,
+        )
+        if config.limit:
+            phone = phone[:: max(1, len(phone) // config.limit)]
+            held_out_phone = held_out_phone[:: max(1, len(held_out_phone) // config.limit)]
+
+    with ThreadPoolExecutor(config.loader_threads) as pool:
+        sources = list(pool.map(_load_rgb, [image_path(data_dir, s) for s in train_samples] + [s.path for s in phone]))
+        validation_images = np.stack(
+            list(pool.map(lambda p: prepare_image(_load_rgb(p)), [image_path(data_dir, s) for s in validation_samples]))
+            or [np.zeros((0, 0, 3), np.uint8)]
+        )[: len(validation_samples)]
+        held_out_images = (
+            np.stack([prepare_image(_load_rgb(s.path)) for s in held_out_phone]) if held_out_phone else None
+        )
+    items = [TrainingImage(i, s.label, "dermoscopic") for i, s in enumerate(train_samples)]
+    for offset, sample in enumerate(phone, start=len(train_samples)):
+        if sample.is_crop:
+            items += [TrainingImage(offset, sample.label, "crop")] * config.crop_repeat
+        else:
+            items += [TrainingImage(offset, sample.label, "phone")] * config.phone_repeat
+    labels = np.array([item.label for item in items])
+    validation_labels = np.array([s.label for s in validation_samples], dtype=np.int64)
+    held_out_labels = np.array([s.label for s in held_out_phone], dtype=np.int64)
+    weights = class_weights(labels, config.class_weight_power)
     log.info(
-        "loaded %d train / %d validation images in %.0f s",
-        len(train_labels),
-        len(validation_labels),
-        time.time() - started,
+        "loaded %d sources, %d training items per epoch in %.0f s", len(sources), len(items), time.time() - started
     )
-    weights = class_weights(train_labels, config.class_weight_power)
     _write_json(
         run_dir / "train_config.json",
         {
             "config": dataclasses.asdict(config),
-            "data_fingerprint": fingerprint,
+            "data_fingerprint": data_fingerprint(data_dir, samples),
             "class_codes": list(CLASS_CODES),
             "class_weights": {CLASS_CODES[i]: w for i, w in weights.items()},
-            "train_counts": _counts(train_labels),
+            "epoch_counts": _counts(labels),
             "validation_counts": _counts(validation_labels),
             "validation_lesions": len({s.lesion_id for s in validation_samples}),
+            "phone_training_crops": sum(s.is_crop for s in phone),
+            "phone_training_photos": sum(not s.is_crop for s in phone),
+            "phone_held_out_images": len(held_out_phone),
+            "phone_held_out_patients": len({s.patient_id for s in held_out_phone}),
         },
     )
-    _write_split(run_dir / "split.json", train_samples, validation_samples)
-
-    train_data = (
-        tf.data.Dataset.from_tensor_slices((train_images, train_labels))
-        .shuffle(len(train_labels), seed=config.seed, reshuffle_each_iteration=True)
-        .repeat()
-        .enumerate()  # a running index over all epochs: every image gets fresh augmentation each epoch
-        .map(
-            lambda i, pair: (augment(pair[0], tf.stack([tf.cast(i, tf.int32), config.seed % 2**31])), pair[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+    _write_json(
+        run_dir / "split.json",
+        {
+            "train": [s.image_id for s in train_samples],
+            "validation": [s.image_id for s in validation_samples],
+            "phone_train": [s.image_id for s in phone],
+            "phone_held_out": [s.image_id for s in held_out_phone],
+        },
     )
-    validation_input = validation_images.astype(np.float32)
-    steps_per_epoch = int(np.ceil(len(train_labels) / config.batch_size))
+
     history: list[dict[str, Any]] = []
 
-    class ValidationLog(keras.callbacks.Callback):
+    class ValidationLog(keras.callbacks.Callback):  # type: ignore[misc]
         def __init__(self, stage: str) -> None:
             super().__init__()
             self.stage = stage
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            logits = self.model.predict(validation_input, batch_size=64, verbose=0)
-            entry = {
+            entry: dict[str, Any] = {
                 "stage": self.stage,
                 "epoch": epoch + 1,
                 "loss": float((logs or {}).get("loss", float("nan"))),
-                "val_accuracy": float((logits.argmax(1) == validation_labels).mean()),
-                "val_balanced_accuracy": balanced_accuracy(validation_labels, logits.argmax(1)),
                 "seconds": time.time() - started,
             }
+            if len(validation_samples):
+                logits = np.asarray(self.model.predict(validation_images.astype(np.float32), batch_size=64, verbose=0))
+                entry["val_balanced_accuracy"] = balanced_accuracy(validation_labels, logits.argmax(1))
+            if held_out_images is not None:
+                phone_logits = np.asarray(self.model.predict(held_out_images.astype(np.float32), verbose=0))
+                entry["phone_balanced_accuracy"] = balanced_accuracy(held_out_labels, phone_logits.argmax(1))
             history.append(entry)
             log.info("%s", entry)
             _write_json(run_dir / "history.json", history)
-            self.model.save(run_dir / "last.keras")
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = build_classifier(Path(config.imagenet_weights), config.dropout)
-
-    finetune_steps = config.finetune_epochs * steps_per_epoch
+    batches = training_batches(sources, items, weights, config)
+    finetune_steps = config.finetune_epochs * len(batches)
     stages = (  # (name, backbone trainable, learning rate or schedule, epochs)
         ("head", False, config.head_learning_rate, config.head_epochs),
         (
@@ -201,17 +286,18 @@ def train(config: TrainConfig) -> Path:
     )
     for stage, backbone_trainable, learning_rate, epochs in stages:
         set_backbone_trainable(model, backbone_trainable)
-        model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
-        model.fit(
-            train_data,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            class_weight=weights,
-            callbacks=[ValidationLog(stage)],
-            verbose=2,
-        )
+        model.compile(keras.optimizers.Adam(learning_rate), loss)
+        model.fit(batches, epochs=epochs, callbacks=[ValidationLog(stage)], verbose=2)
 
     model.save(run_dir / "model.keras")
+    held_out: dict[str, Any] = {}
+    if len(validation_samples):
+        held_out["validation_ids"] = np.array([s.image_id for s in validation_samples])
+        held_out["validation_logits"] = flip_averaged_logits(model, validation_images)
+    if held_out_images is not None:
+        held_out["phone_ids"] = np.array([s.image_id for s in held_out_phone])
+        held_out["phone_logits"] = flip_averaged_logits(model, held_out_images)
+    np.savez(run_dir / "held_out_logits.npz", **held_out)
     log.info("training finished in %.0f s; model at %s", time.time() - started, run_dir / "model.keras")
     return run_dir
 
@@ -221,32 +307,41 @@ def _counts(labels: np.ndarray) -> dict[str, int]:
     return {code: int(n) for code, n in zip(CLASS_CODES, counts, strict=True)}
 
 
-def _write_split(path: Path, train_samples: list[Sample], validation_samples: list[Sample]) -> None:
-    _write_json(
-        path,
-        {
-            "train": [s.image_id for s in train_samples],
-            "validation": [s.image_id for s in validation_samples],
-        },
-    )
-
-
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+_INT_FIELDS: tuple[str, ...] = (
+    "seed",
+    "split_seed",
+    "crop_repeat",
+    "phone_repeat",
+    "phone_folds",
+    "phone_fold",
+    "batch_size",
+)
+_INT_FIELDS += ("head_epochs", "finetune_epochs", "loader_threads", "limit")
+_FLOAT_FIELDS: tuple[str, ...] = ("phone_style_probability", "head_learning_rate", "finetune_learning_rate", "dropout")
+_FLOAT_FIELDS += ("class_weight_power",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig(data_dir="", imagenet_weights="", run_dir="")
     parser.add_argument("--data-dir", help="HAM10000 folder (default: setting SKINSENSE_DATA_DIR)")
+    parser.add_argument("--phone-data-dir", help="folder holding pad_ufes/ (default: the HAM10000 folder's parent)")
+    parser.add_argument("--no-phone-data", action="store_true", help="train on HAM10000 alone")
+    parser.add_argument("--phone-only", action="store_true", help="train on PAD-UFES-20 alone (no HAM10000)")
+    parser.add_argument("--train-on-phone-photos", action="store_true", help="also train on the whole phone photos")
     parser.add_argument("--imagenet-weights", help="TFLite file (default: SKINSENSE_IMAGENET_WEIGHTS)")
     parser.add_argument("--run-dir", default="models/runs/latest")
-    for field in ("seed", "split_seed", "batch_size", "head_epochs", "finetune_epochs"):
+    for field in _INT_FIELDS:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
-    for field in ("head_learning_rate", "finetune_learning_rate", "dropout", "class_weight_power"):
+    for field in _FLOAT_FIELDS:
         parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=getattr(defaults, field))
 
 
 def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
+    from models.pad_ufes import resolve_phone_data_root
     from shared.config import get_settings
 
     settings = get_settings()
@@ -256,19 +351,17 @@ def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
         raise SystemExit(
             "set SKINSENSE_DATA_DIR and SKINSENSE_IMAGENET_WEIGHTS (or pass --data-dir, --imagenet-weights)"
         )
+    phone_root = (
+        "" if args.no_phone_data else str(resolve_phone_data_root(args.phone_data_dir or Path(data_dir).parent))
+    )
     return TrainConfig(
         data_dir=str(data_dir),
         imagenet_weights=str(weights),
         run_dir=args.run_dir,
-        seed=args.seed,
-        split_seed=args.split_seed,
-        batch_size=args.batch_size,
-        head_epochs=args.head_epochs,
-        finetune_epochs=args.finetune_epochs,
-        head_learning_rate=args.head_learning_rate,
-        finetune_learning_rate=args.finetune_learning_rate,
-        dropout=args.dropout,
-        class_weight_power=args.class_weight_power,
+        phone_data_root=phone_root,
+        use_ham=not args.phone_only,
+        train_on_phone_photos=args.train_on_phone_photos,
+        **{field: getattr(args, field) for field in _INT_FIELDS + _FLOAT_FIELDS},
     )
 
 

@@ -1,0 +1,36 @@
+"""The ImageNet feature extractor: the ported MobileNetV3-Small, frozen, cut before its classifier.
+
+Its pooled features drive what must work on any picture, lesion or not: the not-a-lesion gate, the
+photo-kind decision, and the phone-photo head. Frozen ImageNet features generalise to phone photos
+better than features fine-tuned on dermoscopy (measured: see the model card), and they cost one
+backbone pass per photo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EMBEDDING_SIZE = 1024
+
+
+def build_feature_model(imagenet_weights: Path) -> Any:
+    """Keras model: image (N, 224, 224, 3) float32 in [0, 255] -> embedding (N, 1024)."""
+    import keras
+
+    from models.port import build_imagenet_mobilenet_v3_small, pre_logits
+
+    imagenet = build_imagenet_mobilenet_v3_small(imagenet_weights)
+    embedding = keras.layers.Flatten(name="embedding")(pre_logits(imagenet))
+    return keras.Model(imagenet.input, embedding, name="imagenet_features")
+
+
+def extract_features(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Embeddings of a uint8 batch (N, 224, 224, 3), in float32."""
+    outputs = [
+        np.asarray(model.predict_on_batch(images[start : start + batch_size].astype(np.float32)))
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs) if outputs else np.zeros((0, EMBEDDING_SIZE), np.float32)
