@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shared.answers import BodySite, PatientAnswers, Sex
 from shared.labels import CLASS_CODES
 
 PHOTOS_FOLDER = "pad_ufes"
@@ -96,6 +97,30 @@ def phone_training_split(
     train = [s for s, f in zip(samples, fold_of, strict=True) if f != fold]
     held_out = [s for s, f in zip(samples, fold_of, strict=True) if f == fold and not s.is_crop]
     return train, held_out
+
+
+# PAD-UFES-20's body regions onto HAM10000's localization words (shared.answers.BodySite).
+REGION_TO_SITE = {
+    "FACE": "face", "NOSE": "face", "LIP": "face", "EAR": "ear", "SCALP": "scalp", "NECK": "neck",
+    "CHEST": "chest", "BACK": "back", "ABDOMEN": "abdomen", "ARM": "upper extremity",
+    "FOREARM": "upper extremity", "HAND": "hand", "THIGH": "lower extremity", "FOOT": "foot",
+}  # fmt: skip
+
+
+def patient_answers(sample: PhoneSample) -> PatientAnswers:
+    """The sample's recorded answers in the questionnaire's terms (unrecorded: unknown)."""
+    site = REGION_TO_SITE.get(sample.region or "")
+    return PatientAnswers(
+        age=round(sample.age) if sample.age is not None else None,
+        sex=Sex(sample.sex) if sample.sex in ("male", "female") else None,
+        body_site=BodySite(site) if site else None,
+        grew=sample.answers.get("grew"),
+        changed=sample.answers.get("changed"),
+        bleeds=sample.answers.get("bleed"),
+        itches=sample.answers.get("itch"),
+        hurts=sample.answers.get("hurt"),
+        raised=sample.answers.get("elevation"),
+    )
 
 
 def resolve_phone_data_root(explicit: Path | None) -> Path:
