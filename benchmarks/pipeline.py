@@ -17,10 +17,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from shared.config import Settings, get_settings
+from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
 from skinsense.stack import Stack, wait_for_port, worker_command
 
@@ -39,7 +41,11 @@ def main() -> None:
     data_dir = get_settings().data_dir
     if data_dir is None:
         raise SystemExit("set SKINSENSE_DATA_DIR")
-    photos = sorted((data_dir / "images").glob("*.jpg"))[: args.photos]
+    # Lesion photos of both kinds, alternately (phone photos when PAD-UFES-20 sits beside HAM10000).
+    ham = sorted((data_dir / "images").glob("*.jpg"))[: args.photos]
+    phone = sorted((data_dir.parent / "pad_ufes" / "images").glob("*.jpg"))
+    photos = [p for pair in zip(ham, phone, strict=False) for p in pair][: args.photos] if phone else ham
+    photos += ham[len(photos) // 2 + 1 :][: args.photos - len(photos)]
     redis_port, sandbox_port = free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="skinsense-bench-"))
     api = f"http://127.0.0.1:{sandbox_port}"
@@ -51,14 +57,15 @@ def main() -> None:
         SKINSENSE_DATABASE_URL=f"sqlite:///{workdir / 'audit.sqlite3'}",
         SKINSENSE_LOG_LEVEL="WARNING",
     )
+    upgrade_database(f"sqlite:///{workdir / 'audit.sqlite3'}")  # bot and workers expect the migrated schema
     try:
         stack.start(
             "redis",
             ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
         )
         stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
-        wait_for_port("127.0.0.1", redis_port)
-        wait_for_port("127.0.0.1", sandbox_port)
+        wait_for_port(redis_port)
+        wait_for_port(sandbox_port)
         command = worker_command(Settings(), concurrency=args.concurrency)
         stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
         stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
@@ -72,11 +79,11 @@ def main() -> None:
             sent_at[chat] = time.time()
             http.post(f"/sandbox/chats/{chat}/photo", content=photo.read_bytes()).raise_for_status()
         # The sandbox logs each Bot API call with its time: the worker's edit is the result arriving.
-        edits: list[dict[str, object]] = []
+        edits: list[dict[str, Any]] = []
         while len(edits) < len(sent_at):
             time.sleep(0.5)
             edits = http.get("/sandbox/calls", params={"method": "editMessageText"}).json()
-        answered_at = {int(e["parameters"]["chat_id"]): float(e["time"]) for e in edits}  # type: ignore[index]
+        answered_at = {int(e["parameters"]["chat_id"]): float(e["time"]) for e in edits}
         latencies = {chat: answered_at[chat] - sent for chat, sent in sent_at.items()}
         elapsed = max(answered_at.values()) - started
     finally:

@@ -1,9 +1,21 @@
-"""Evaluate the shipped artifact on its validation split (``skinsense evaluate``).
+"""Evaluate the shipped artifact per kind of photo (``skinsense evaluate``).
 
-Writes metrics.json and two plots (confusion matrix, reliability diagram) to the output folder.
-Calibration figures are given two ways: fitted and measured on the whole validation split (what the
-shipped temperature does there), and 2-fold cross-fitted (temperature and threshold fitted on one half
-of the lesions, measured on the other), which is the honest estimate for unseen data.
+- dermoscopic: HAM10000's validation split (lesions never trained on);
+- clinical (phone photos): PAD-UFES-20's 328 phone photos. The shipped phone network has seen every phone
+  patient, so its place is taken by the patient-grouped cross-validation runs: each photo is scored by
+  the run that never saw its patient (the artifact keeps those logits).
+Every photo goes through the served path (models.screening: gates, then the kind the picture head
+chooses, then that kind's network: a phone photo taken for a dermoscopic one is scored by the
+dermoscopy network, as a patient would get it). The figures:
+- the gates' refusal rates, by code, on each data set and on pictures that are not lesions;
+- classification on the photos the gates pass: balanced accuracy (7 classes on dermoscopy; the 5 shared
+  classes on phone photos, where SCC has no HAM10000 code and only counts as malignant), per-class recall,
+  melanoma ROC AUC, sensitivity and specificity at the alert, the share of malignant or pre-malignant
+  lesions told LOW risk and of benign lesions told LOW, and the calibration error;
+- ``cross_fitted``: temperature and thresholds fitted on one half of the patients (or lesions) and measured
+  on the other, both ways round: the honest estimate for unseen patients, since the shipped thresholds
+  were chosen on these same photos.
+Writes metrics.json, a confusion matrix per kind and a reliability diagram to the output folder.
 """
 
 from __future__ import annotations
@@ -11,14 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.calibration import fit_temperature
-from models.data import resolve_data_dir
+from models.data import image_path, resolve_data_dir
 from models.inference import ARTIFACT_DIR, RUNTIMES, Classifier
+from models.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
 from models.metrics import (
     balanced_accuracy,
     confusion_matrix,
@@ -26,107 +39,221 @@ from models.metrics import (
     per_class_recall,
     reliability_bins,
     roc_auc,
-    sensitivity_specificity,
     softmax,
 )
-from models.package import validation_logits, validation_samples
-from models.policy import choose_melanoma_threshold
-from shared.labels import CLASS_CODES, MELANOMA_INDEX
+from models.negatives import negative_pictures
+from models.package import CLINICAL_CV_FILE, _prepared, phone_validation_samples, validation_samples
+from models.pad_ufes import SHARED_CODES, PhoneSample, patient_answers, patient_folds, resolve_phone_data_root
+from models.policy import assess_risk
+from models.preprocessing import prepare_image
+from models.screening import gate_prepared
+from models.triage import answer_features, fit_triage
+from shared.images import UnreadableImage
+from shared.labels import CLASS_CODES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel
 
 log = logging.getLogger(__name__)
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+def gate_outcomes(classifier: Classifier, images: np.ndarray) -> list[str]:
+    """Per image: the kind the gates pass it as, or the refusal code."""
+    outcomes = []
+    for image in images:
+        try:
+            outcomes.append(gate_prepared(image, classifier).value)
+        except UnreadableImage as refusal:
+            outcomes.append(refusal.code)
+    return outcomes
+
+
+def refusal_summary(outcomes: list[str]) -> dict[str, Any]:
+    kinds = {kind.value for kind in PhotoKind}
+    counts = Counter(outcomes)
+    refused = sum(n for code, n in counts.items() if code not in kinds)
+    return {
+        "images": len(outcomes),
+        "refused_share": refused / max(len(outcomes), 1),
+        "by_outcome": dict(sorted(counts.items())),
+    }
+
+
+def kind_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, levels: np.ndarray, alerts: np.ndarray, scored_codes: tuple[str, ...]
+) -> dict[str, Any]:
+    """Figures of one kind; balanced accuracy over ``scored_codes`` (labels outside them count elsewhere)."""
     predictions = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predictions)
-    predicted_counts = matrix.sum(axis=0)
-    precision = np.divide(
-        np.diag(matrix), predicted_counts, out=np.full(len(CLASS_CODES), np.nan), where=predicted_counts > 0
-    )
-    recall = per_class_recall(labels, predictions)
+    scored = np.isin(labels, [CLASS_CODES.index(c) for c in scored_codes])
+    recall = per_class_recall(labels[scored], predictions[scored])
+    malignant = is_malignant(labels)
     is_melanoma = labels == MELANOMA_INDEX
-    sensitivity, specificity = sensitivity_specificity(probabilities[:, MELANOMA_INDEX], is_melanoma, threshold)
     return {
         "images": len(labels),
-        "accuracy": float((predictions == labels).mean()),
-        "balanced_accuracy": balanced_accuracy(labels, predictions),
-        "per_class": {
-            code: {
-                "precision": _finite(precision[i]),
-                "recall": _finite(recall[i]),
-                "support": int((labels == i).sum()),
-            }
-            for i, code in enumerate(CLASS_CODES)
-        },
-        "confusion_matrix": {"rows_true_columns_predicted": list(CLASS_CODES), "counts": matrix.tolist()},
+        "balanced_accuracy": balanced_accuracy(labels[scored], predictions[scored]),
+        "balanced_accuracy_classes": list(scored_codes),
+        "per_class_recall": {code: _finite(recall[i]) for i, code in enumerate(CLASS_CODES) if code in scored_codes},
+        "support": {code: int((labels == i).sum()) for i, code in enumerate(CLASS_CODES)},
         "melanoma_roc_auc": roc_auc(probabilities[:, MELANOMA_INDEX], is_melanoma),
-        "melanoma_alert_threshold": threshold,
-        "melanoma_sensitivity": sensitivity,
-        "melanoma_specificity": specificity,
+        "melanoma_sensitivity": float(alerts[is_melanoma].mean()) if is_melanoma.any() else None,
+        "melanoma_specificity": float((~alerts[~is_melanoma]).mean()),
+        "malignant_told_low": malignant_told_low_share(levels, labels),
+        "benign_told_low": float((levels[~malignant] == RiskLevel.LOW).mean()),
+        "risk_shares": {level.value: float((levels == level).mean()) for level in RiskLevel},
+        "ece": expected_calibration_error(probabilities, labels),
+        "confusion_matrix": {
+            "rows_true_columns_predicted": list(CLASS_CODES),
+            "counts": confusion_matrix(labels, predictions).tolist(),
+        },
     }
 
 
-def cross_fitted_calibration(
-    logits: np.ndarray, labels: np.ndarray, lesion_ids: list[str], seed: int = 0
-) -> dict[str, float]:
-    """Fit temperature and threshold on one half of the lesions, measure on the other, both ways round."""
-    rng = np.random.default_rng(seed)
-    lesions = sorted(set(lesion_ids))
-    first_half = set(rng.permutation(lesions)[: len(lesions) // 2])
-    in_first = np.array([lesion in first_half for lesion in lesion_ids])
-    ece, sensitivity, specificity = [], [], []
-    for fit_mask in (in_first, ~in_first):
-        temperature = fit_temperature(logits[fit_mask], labels[fit_mask])
-        fit_probabilities = softmax(logits[fit_mask], temperature)
-        threshold = choose_melanoma_threshold(fit_probabilities[:, MELANOMA_INDEX], labels[fit_mask] == MELANOMA_INDEX)
-        held_out = softmax(logits[~fit_mask], temperature)
-        ece.append(expected_calibration_error(held_out, labels[~fit_mask]))
-        sens, spec = sensitivity_specificity(
-            held_out[:, MELANOMA_INDEX], labels[~fit_mask] == MELANOMA_INDEX, threshold
-        )
-        sensitivity.append(sens)
-        specificity.append(spec)
-    return {
-        "ece_after_calibration": float(np.mean(ece)),
-        "melanoma_sensitivity": float(np.mean(sensitivity)),
-        "melanoma_specificity": float(np.mean(specificity)),
+def evaluate_kind(
+    classifier: Classifier,
+    kind: PhotoKind,
+    images: np.ndarray,
+    labels: np.ndarray,
+    groups: list[str],
+    logits: np.ndarray,
+) -> dict[str, Any]:
+    """``logits``: this kind's network on these photos, from networks that never trained on them."""
+    outcomes = gate_outcomes(classifier, images)
+    passed = np.array([o in {k.value for k in PhotoKind} for o in outcomes])
+    served_kinds = [PhotoKind(o) for o, p in zip(outcomes, passed, strict=True) if p]
+    served_logits = logits[passed].copy()
+    other = np.array([k != kind for k in served_kinds], dtype=bool)
+    if other.any():  # taken for the other kind: scored by that kind's network, as served
+        other_kind = next(k for k in PhotoKind if k != kind)
+        served_logits[other] = classifier.logits(images[passed][other], other_kind)
+    probabilities = classifier.probabilities(served_logits, served_kinds)
+    predictions = [classifier.prediction(p, k) for p, k in zip(probabilities, served_kinds, strict=True)]
+    levels = np.array([p.risk for p in predictions])
+    alerts = np.array([p.melanoma_alert for p in predictions])
+    scored_codes = CLASS_CODES if kind == PhotoKind.DERMOSCOPIC else SHARED_CODES
+    held_out, held_out_levels, held_out_alerts = cross_fitted_probabilities(logits, labels, groups, kind)
+    uncalibrated = softmax(logits)
+    shipped = classifier.metadata.kinds[kind]
+    report = {
+        "gates": refusal_summary(outcomes),
+        "photo_kind_chosen": {k.value: float(np.mean([o == k.value for o in outcomes])) for k in PhotoKind},
+        "as_shipped": kind_metrics(probabilities, labels[passed], levels, alerts, scored_codes),
+        "cross_fitted": {
+            key: value
+            for key, value in kind_metrics(held_out, labels, held_out_levels, held_out_alerts, scored_codes).items()
+            if key not in ("confusion_matrix", "support", "per_class_recall", "balanced_accuracy_classes")
+        },
+        "ece_before_calibration": expected_calibration_error(uncalibrated, labels),
+        "settings": shipped.model_dump(),
     }
+    report["_plot"] = (uncalibrated, softmax(logits, shipped.temperature), labels)
+    return report
+
+
+def answers_cross_validated(
+    classifier: Classifier, logits: np.ndarray, phone: list[PhoneSample], folds: int = 5
+) -> dict[str, Any]:
+    """Phone photos with the patients' recorded answers, side by side with the photo alone: the triage is
+    fitted on four folds of patients and measured on the fifth, with the shipped clinical policy."""
+    kind = PhotoKind.CLINICAL
+    labels = np.array([s.label for s in phone])
+    photo = softmax(logits, classifier.metadata.kinds[kind].temperature)
+    answers = [patient_answers(s) for s in phone]
+    features = np.stack([answer_features(a) for a in answers])
+    fold_of = patient_folds(phone, folds, seed=0)
+    combined = np.zeros_like(photo)
+    for fold in range(folds):
+        fitted = fit_triage(photo[fold_of != fold], labels[fold_of != fold], features[fold_of != fold])
+        for index in np.flatnonzero(fold_of == fold):
+            combined[index] = fitted.combine(photo[index], answers[index])
+    policy = classifier.kind_policy(kind)
+    results: dict[str, Any] = {}
+    for name, probabilities, with_answers in (("photo_only", photo, False), ("with_answers", combined, True)):
+        assessments = [
+            assess_risk(p, policy, a if with_answers else None) for p, a in zip(probabilities, answers, strict=True)
+        ]
+        levels = np.array([a.risk for a in assessments])
+        alerts = np.array([a.melanoma_finding != MelanomaFinding.NONE for a in assessments])
+        figures = kind_metrics(probabilities, labels, levels, alerts, SHARED_CODES)
+        results[name] = {k: v for k, v in figures.items() if k not in ("confusion_matrix", "balanced_accuracy_classes")}
+    results["note"] = (
+        "out-of-fold photo probabilities; triage fitted on the other folds' patients; shipped clinical "
+        "thresholds and the clinical floors of models/policy.py"
+    )
+    return results
 
 
 def evaluate(
-    data_dir: Path, output_dir: Path, artifact_dir: Path = ARTIFACT_DIR, runtime: str | None = None
+    data_dir: Path,
+    phone_root: Path,
+    output_dir: Path,
+    artifact_dir: Path = ARTIFACT_DIR,
+    runtime: str | None = None,
+    limit: int = 0,
 ) -> dict[str, Any]:
     classifier = Classifier(artifact_dir, runtime=runtime)  # type: ignore[arg-type]
-    logits, labels = validation_logits(classifier, data_dir, artifact_dir)
-    lesion_ids = [s.lesion_id for s in validation_samples(data_dir, artifact_dir)]
-    uncalibrated = softmax(logits)
-    calibrated = softmax(logits, classifier.temperature)
+    ham = validation_samples(data_dir, artifact_dir)
+    phone = phone_validation_samples(phone_root, artifact_dir)
+    if limit:  # a slice for quick checks: every k-th photo
+        ham, phone = ham[:: max(1, len(ham) // limit)], phone[:: max(1, len(phone) // limit)]
+    ham_images = _prepared([image_path(data_dir, s) for s in ham])
+    with np.load(artifact_dir / CLINICAL_CV_FILE) as cross_validation:
+        by_id = dict(zip(cross_validation["ids"].tolist(), cross_validation["logits"], strict=True))
+    kinds = {
+        PhotoKind.DERMOSCOPIC: evaluate_kind(
+            classifier,
+            PhotoKind.DERMOSCOPIC,
+            ham_images,
+            np.array([s.label for s in ham]),
+            [s.lesion_id for s in ham],
+            classifier.logits(ham_images, PhotoKind.DERMOSCOPIC),
+        ),
+        PhotoKind.CLINICAL: evaluate_kind(
+            classifier,
+            PhotoKind.CLINICAL,
+            _prepared([s.path for s in phone]),
+            np.array([s.label for s in phone]),
+            [s.patient_id for s in phone],
+            np.stack([by_id[s.image_id] for s in phone]),
+        ),
+    }
+    pictures = negative_pictures(seed=1, crops_per_photo=4, generated=limit // 4 if limit else 30)
+    outcomes = gate_outcomes(classifier, np.stack([prepare_image(p.image) for p in pictures]))
+    not_lesions: dict[str, Any] = refusal_summary(outcomes)
+    not_lesions["refused_share_by_kind"] = {
+        kind: float(
+            np.mean(
+                [
+                    o not in {k.value for k in PhotoKind}
+                    for o, p in zip(outcomes, pictures, strict=True)
+                    if p.kind == kind
+                ]
+            )
+        )
+        for kind in sorted({p.kind for p in pictures})
+    }
+    not_lesions["note"] = (
+        "pictures made with another seed than the picture head's (other crops, other generated pictures); "
+        "their photo sources are the same, so training.picture_head_cross_validated_refusal in the artifact "
+        "metadata (held out by source) is the honest figure"
+    )
     report: dict[str, Any] = {
         "model_version": classifier.version,
         "runtime": classifier.runtime_name,
-        "split": "validation, by lesion_id (no lesion in training), stratified by class",
-        "lesions": len(set(lesion_ids)),
-        "temperature": classifier.temperature,
-        **classification_metrics(calibrated, labels, classifier.melanoma_alert_threshold),
-        "ece_before_calibration": expected_calibration_error(uncalibrated, labels),
-        "ece_after_calibration": expected_calibration_error(calibrated, labels),
-        "cross_fitted": cross_fitted_calibration(logits, labels, lesion_ids),
+        "lesions_dermoscopic": len({s.lesion_id for s in ham}),
+        "patients_clinical": len({s.patient_id for s in phone}),
+        "kinds": {k.value: {key: v for key, v in r.items() if key != "_plot"} for k, r in kinds.items()},
+        "not_lesions": not_lesions,
+        "clinical_with_answers": answers_cross_validated(
+            classifier, np.stack([by_id[s.image_id] for s in phone]), phone
+        ),
+        "picture_head_cross_validated_refusal": classifier.metadata.training.get(
+            "picture_head_cross_validated_refusal"
+        ),
         "test_time_views": list(classifier.views),
     }
-    if classifier.views != ("identity",):
-        # What the averaging over views buys, for the record: the same model on the photo alone.
-        classifier.views = ("identity",)
-        single, _ = validation_logits(classifier, data_dir, artifact_dir)
-        single_probabilities = softmax(single, fit_temperature(single, labels))
-        report["single_view"] = {
-            "balanced_accuracy": balanced_accuracy(labels, single_probabilities.argmax(axis=1)),
-            "accuracy": float((single_probabilities.argmax(axis=1) == labels).mean()),
-            "melanoma_roc_auc": roc_auc(single_probabilities[:, MELANOMA_INDEX], labels == MELANOMA_INDEX),
-        }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    _plot_confusion_matrix(np.array(report["confusion_matrix"]["counts"]), output_dir / "confusion_matrix.png")
-    _plot_reliability(uncalibrated, calibrated, labels, output_dir / "reliability.png")
+    for kind, result in kinds.items():
+        matrix = np.array(result["as_shipped"]["confusion_matrix"]["counts"])
+        _plot_confusion_matrix(matrix, output_dir / f"confusion_matrix_{kind.value}.png", kind.value)
+    _plot_reliability({k.value: r["_plot"] for k, r in kinds.items()}, output_dir / "reliability.png")
     return report
 
 
@@ -134,7 +261,7 @@ def _finite(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def _plot_confusion_matrix(matrix: np.ndarray, path: Path) -> None:
+def _plot_confusion_matrix(matrix: np.ndarray, path: Path, kind: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,63 +283,83 @@ def _plot_confusion_matrix(matrix: np.ndarray, path: Path) -> None:
     axes.set_xticks(range(len(CLASS_CODES)), CLASS_CODES)
     axes.set_yticks(range(len(CLASS_CODES)), CLASS_CODES)
     axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title("Confusion matrix (validation; row-normalised)")
+    axes.set_ylabel("true (PAD-UFES-20's SCC counted as akiec)" if kind == "clinical" else "true")
+    axes.set_title(f"Confusion matrix, {kind} photos (validation; row-normalised)")
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def _plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, path: Path, bins: int = 15) -> None:
+def _plot_reliability(
+    by_kind: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, bins: int = 15
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5.5, 5.5))
-    for probabilities, name in ((before, "before"), (after, "after temperature scaling")):
-        # Bins holding fewer than 5 images are too noisy to draw.
-        points = [(c, a) for share, c, a in reliability_bins(probabilities, labels, bins) if share * len(labels) >= 5]
-        centres = [c for c, _ in points]
-        accuracies = [a for _, a in points]
-        ece = expected_calibration_error(probabilities, labels, bins)
-        axes.plot(centres, accuracies, marker="o", label=f"{name} (ECE {ece:.3f})")
+    for kind, (before, after, labels) in by_kind.items():
+        for probabilities, name in ((before, "before"), (after, "after temperature")):
+            points = [
+                (c, a) for share, c, a in reliability_bins(probabilities, labels, bins) if share * len(labels) >= 5
+            ]
+            ece = expected_calibration_error(probabilities, labels, bins)
+            axes.plot(
+                [c for c, _ in points], [a for _, a in points], marker="o", label=f"{kind}, {name} (ECE {ece:.3f})"
+            )
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     axes.set_xlabel("confidence (top class probability)")
     axes.set_ylabel("accuracy")
-    axes.set_title("Reliability diagram (validation)")
-    axes.legend(loc="upper left")
+    axes.set_title("Reliability per photo kind (validation)")
+    axes.legend(loc="upper left", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "balanced_accuracy",
+        "melanoma_sensitivity",
+        "melanoma_specificity",
+        "malignant_told_low",
+        "benign_told_low",
+        "ece",
+    )
+    return {
+        "model_version": report["model_version"],
+        **{
+            kind: {
+                "refused": result["gates"]["refused_share"],
+                "as_shipped": {k: result["as_shipped"][k] for k in keys},
+                "cross_fitted": {k: result["cross_fitted"][k] for k in keys},
+            }
+            for kind, result in report["kinds"].items()
+        },
+        "not_lesions_refused": report["not_lesions"]["refused_share"],
+        "clinical_with_answers": {
+            name: {k: report["clinical_with_answers"][name][k] for k in keys} for name in ("photo_only", "with_answers")
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--phone-data-dir", type=Path, default=None)
     parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
     parser.add_argument("--output", type=Path, default=Path("models/evaluation"))
     parser.add_argument("--runtime", choices=RUNTIMES, default=None)
+    parser.add_argument("--limit", type=int, default=0, help="about this many photos of each kind (quick check)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = resolve_data_dir(args.data_dir)
-    report = evaluate(data_dir, args.output, args.artifact_dir, args.runtime)
-    summary = {
-        k: report[k]
-        for k in (
-            "model_version",
-            "accuracy",
-            "balanced_accuracy",
-            "melanoma_roc_auc",
-            "melanoma_sensitivity",
-            "melanoma_specificity",
-            "ece_before_calibration",
-            "ece_after_calibration",
-            "cross_fitted",
-        )
-    }
-    print(json.dumps(summary, indent=2))
+    report = evaluate(
+        data_dir, resolve_phone_data_root(args.phone_data_dir), args.output, args.artifact_dir, args.runtime, args.limit
+    )
+    print(json.dumps(summary(report), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""The inference library the workers use: load the shipped artifact once, classify photos warm.
+"""The inference library the workers use: load the shipped artifact once, screen and classify photos warm.
+
+The artifact holds a network per photo kind and a shared picture head:
+- ``features``: the frozen ImageNet MobileNetV3-Small, cut at its 1024-wide embedding; the *picture head*
+  (a logistic regression on that embedding) tells a dermoscopic image, an ordinary (clinical) close-up, a
+  picture that is not a lesion, and a lesion too small in the frame apart.
+- per kind, a MobileNetV3-Small fine-tuned for that kind (dermoscopy: HAM10000; clinical: PAD-UFES-20's
+  phone photos and lesion crops); its logits, averaged over the artifact's test-time views and calibrated
+  with the kind's temperature, rank the 7 classes.
 
 TensorFlow is imported only when the Keras runtime is chosen; the default LiteRT runtime needs
 ``ai-edge-litert`` alone.
@@ -16,16 +24,21 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel
 
 from models.metrics import softmax
-from models.policy import assess_risk
+from models.policy import KindPolicy, assess_risk
 from models.preprocessing import INPUT_SIZE, prepare_image, to_model_input
-from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX, RiskLevel
+from models.triage import TriageModel
+from shared.answers import PatientAnswers
+from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 METADATA_FILE = "metadata.json"
 Runtime = Literal["litert", "keras"]
 RUNTIMES: tuple[Runtime, ...] = ("litert", "keras")
+# What the picture head tells apart, in the order of its outputs.
+PICTURE_CLASSES: tuple[str, ...] = ("dermoscopic", "clinical", "not_a_lesion", "lesion_too_small")
 
 
 # Test-time views of a batch (N, H, W, C). A lesion has no canonical orientation, so the model's
@@ -36,6 +49,49 @@ VIEWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "flip_up_down": lambda batch: np.ascontiguousarray(batch[:, ::-1]),
     "rotate_180": lambda batch: np.ascontiguousarray(batch[:, ::-1, ::-1]),
 }
+
+
+class KindSettings(BaseModel):
+    """The network, calibration and policy of one photo kind, fitted on that kind's validation photos."""
+
+    network_files: dict[Runtime, str]
+    temperature: float
+    melanoma_alert_threshold: float
+    low_risk_below: float  # calibrated malignant probability under which a benign-looking photo is LOW
+    min_sharpness: float  # models.quality sharpness under which the photo is refused as blurred
+    # Measured on this kind's validation photos (cross-fitted where the thresholds were fitted on them):
+    # of 100 malignant or pre-malignant lesions, how many this model tells LOW risk. Patients read it.
+    malignant_told_low_per_100: float
+
+
+class GateSettings(BaseModel):
+    min_brightness: float
+    max_brightness: float
+    max_saturated_share: float
+    refusal_probability: float  # picture-head probability of not_a_lesion / lesion_too_small that refuses
+
+
+class ArtifactMetadata(BaseModel):
+    version: str
+    architecture: str
+    class_codes: list[str]
+    class_names: list[str]
+    input_size: int
+    preprocessing: str
+    features_files: dict[Runtime, str]
+    heads_file: str
+    triage_file: str | None = None  # models/triage.py's weights; None: answers cannot change a result
+    default_runtime: Runtime
+    test_time_views: list[str]
+    kinds: dict[PhotoKind, KindSettings]
+    gates: GateSettings
+    picture_classes: list[str]
+    training: dict[str, Any]
+
+    def model_files(self) -> list[str]:
+        networks = {name for kind in self.kinds.values() for name in kind.network_files.values()}
+        extra = [self.triage_file] if self.triage_file else []
+        return sorted({*networks, *self.features_files.values(), self.heads_file, *extra})
 
 
 @dataclass(frozen=True)
@@ -50,14 +106,21 @@ class Prediction:
     ranking: list[RankedClass]  # all seven classes, most probable first; probabilities sum to 1
     risk: RiskLevel
     melanoma_alert: bool
+    melanoma_finding: MelanomaFinding
     melanoma_probability: float
+    malignant_probability: float
+    photo_kind: PhotoKind
     model_version: str
+    answers_used: list[str]  # the patient's answers that went into this result (empty: photo only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ranking": [{"code": c.code, "name": c.name, "probability": round(c.probability, 6)} for c in self.ranking],
             "risk": self.risk.value,
             "melanoma_alert": self.melanoma_alert,
+            "melanoma_finding": self.melanoma_finding.value,
+            "photo_kind": self.photo_kind.value,
+            "answers_used": self.answers_used,
             "model_version": self.model_version,
         }
 
@@ -71,16 +134,15 @@ def artifact_version(artifact_dir: Path, model_files: Sequence[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_metadata(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, Any]:
-    metadata: dict[str, Any] = json.loads((artifact_dir / METADATA_FILE).read_text())
-    return metadata
+def read_metadata(artifact_dir: Path = ARTIFACT_DIR) -> ArtifactMetadata:
+    return ArtifactMetadata.model_validate(json.loads((artifact_dir / METADATA_FILE).read_text()))
 
 
-class LogitsRuntime(Protocol):
-    def logits(self, batch: np.ndarray) -> np.ndarray: ...
+class NetworkRuntime(Protocol):
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-class LiteRTRuntime:
+class LiteRTNetwork:
     """One interpreter per process; the lock makes it safe to share between threads."""
 
     def __init__(self, model_path: Path, threads: int) -> None:
@@ -89,74 +151,169 @@ class LiteRTRuntime:
         self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        output = self._interpreter.get_output_details()[0]
+        self._output, self._output_size = output["index"], int(output["shape"][-1])
         self._lock = threading.Lock()
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
         outputs = []
         with self._lock:
             for image in batch:
                 self._interpreter.set_tensor(self._input, image[None])
                 self._interpreter.invoke()
                 outputs.append(self._interpreter.get_tensor(self._output)[0].copy())
-        return np.stack(outputs) if outputs else np.zeros((0, len(CLASS_CODES)), np.float32)
+        return np.stack(outputs) if outputs else np.zeros((0, self._output_size), np.float32)
 
 
-class KerasRuntime:
+class KerasNetwork:
     def __init__(self, model_path: Path) -> None:
         import keras
 
         self._model = keras.saving.load_model(model_path, compile=False)
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) == 0:
-            return np.zeros((0, len(CLASS_CODES)), np.float32)
-        return np.asarray(self._model.predict_on_batch(batch))
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model.predict_on_batch(batch), dtype=np.float32)
+
+
+def _load_network(path: Path, runtime: Runtime, threads: int) -> NetworkRuntime:
+    if runtime == "litert":
+        return LiteRTNetwork(path, threads)
+    if runtime == "keras":
+        return KerasNetwork(path)
+    raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
+
+
+@dataclass(frozen=True)
+class PictureHead:
+    """Multinomial logistic regression on the standardised ImageNet embedding."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coefficients: np.ndarray  # (classes, 1024)
+    intercepts: np.ndarray  # (classes,)
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        scores = ((embeddings - self.mean) / self.scale) @ self.coefficients.T + self.intercepts
+        return softmax(scores)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "picture_mean": self.mean,
+            "picture_scale": self.scale,
+            "picture_coefficients": self.coefficients,
+            "picture_intercepts": self.intercepts,
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> PictureHead:
+        with np.load(path) as arrays:
+            return cls(
+                arrays["picture_mean"],
+                arrays["picture_scale"],
+                arrays["picture_coefficients"],
+                arrays["picture_intercepts"],
+            )
 
 
 class Classifier:
-    """Loads the artifact once; ``classify_images`` is the call the workers and the CLI make."""
+    """Loads the artifact once; the worker and ``skinsense classify`` call it through models.screening."""
 
     def __init__(self, artifact_dir: Path = ARTIFACT_DIR, runtime: Runtime | None = None, threads: int = 1):
         self.metadata = read_metadata(artifact_dir)
-        self.version: str = self.metadata["version"]
-        self.temperature: float = float(self.metadata["temperature"])
-        self.melanoma_alert_threshold: float = float(self.metadata["melanoma_alert_threshold"])
-        if tuple(self.metadata["class_codes"]) != CLASS_CODES or self.metadata["input_size"] != INPUT_SIZE:
+        self.version = self.metadata.version
+        if tuple(self.metadata.class_codes) != CLASS_CODES or self.metadata.input_size != INPUT_SIZE:
             raise ValueError(f"{artifact_dir}: artifact classes or input size do not match this code")
-        self.views: tuple[str, ...] = tuple(self.metadata.get("test_time_views", ["identity"]))
-        self.runtime_name: Runtime = runtime or self.metadata["default_runtime"]
-        model_path = artifact_dir / self.metadata["files"][self.runtime_name]
-        self._runtime: LogitsRuntime
-        if self.runtime_name == "litert":
-            self._runtime = LiteRTRuntime(model_path, threads)
-        elif self.runtime_name == "keras":
-            self._runtime = KerasRuntime(model_path)
-        else:
-            raise ValueError(f"unknown runtime {self.runtime_name!r}; choose one of {RUNTIMES}")
+        if tuple(self.metadata.picture_classes) != PICTURE_CLASSES:
+            raise ValueError(f"{artifact_dir}: picture classes do not match this code")
+        self.views: tuple[str, ...] = tuple(self.metadata.test_time_views)
+        self.runtime_name: Runtime = runtime or self.metadata.default_runtime
+        loaded: dict[str, NetworkRuntime] = {}
 
-    def logits(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Model logits, averaged over the artifact's test-time views of each image."""
+        def network(files: dict[Runtime, str]) -> NetworkRuntime:
+            name = files[self.runtime_name]
+            if name not in loaded:  # kinds may share a network: load it once
+                loaded[name] = _load_network(artifact_dir / name, self.runtime_name, threads)
+            return loaded[name]
+
+        self._features = network(self.metadata.features_files)
+        self._networks = {kind: network(settings.network_files) for kind, settings in self.metadata.kinds.items()}
+        self.picture_head = PictureHead.load(artifact_dir / self.metadata.heads_file)
+        triage_file = self.metadata.triage_file
+        self.triage = TriageModel.load(artifact_dir / triage_file) if triage_file else None
+
+    def embeddings(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """ImageNet embeddings (N, 1024) of prepared images."""
+        return self._features.run(to_model_input(prepared))
+
+    def picture_probabilities(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """(N, 4) probabilities over PICTURE_CLASSES."""
+        return self.picture_head.probabilities(self.embeddings(prepared))
+
+    def logits(self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind) -> np.ndarray:
+        """Lesion logits of the kind's network, averaged over the artifact's test-time views of each image."""
         batch = to_model_input(prepared)
-        return np.mean([self._runtime.logits(VIEWS[name](batch)) for name in self.views], axis=0)
+        network = self._networks[kind]
+        return np.asarray(np.mean([network.run(VIEWS[name](batch)) for name in self.views], axis=0))
 
-    def probabilities(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        return softmax(self.logits(prepared), self.temperature)
+    def probabilities(self, logits: np.ndarray, kinds: Sequence[PhotoKind]) -> np.ndarray:
+        temperatures = np.array([self.metadata.kinds[kind].temperature for kind in kinds])[:, None]
+        return softmax(logits / temperatures)
 
-    def classify_prepared(self, prepared: Sequence[np.ndarray] | np.ndarray) -> list[Prediction]:
-        return [self._prediction(p) for p in self.probabilities(prepared)]
+    def classify_prepared(
+        self,
+        prepared: Sequence[np.ndarray] | np.ndarray,
+        kinds: Sequence[PhotoKind],
+        answers: Sequence[PatientAnswers | None] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for prepared images of known kinds (the gates have already passed them)."""
+        images = to_model_input(prepared)
+        predictions: list[Prediction | None] = [None] * len(images)
+        for kind in set(kinds):
+            chosen = [i for i, k in enumerate(kinds) if k == kind]
+            probabilities = self.probabilities(self.logits(images[chosen], kind), [kind] * len(chosen))
+            for index, row in zip(chosen, probabilities, strict=True):
+                predictions[index] = self.prediction(row, kind, answers[index] if answers else None)
+        return [p for p in predictions if p is not None]
 
-    def classify_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
-        return self.classify_prepared([prepare_image(image) for image in images])
+    def classify_images(self, images: Sequence[Image.Image], kinds: Sequence[PhotoKind]) -> list[Prediction]:
+        return self.classify_prepared([prepare_image(image) for image in images], kinds)
 
-    def _prediction(self, probabilities: np.ndarray) -> Prediction:
+    def kind_policy(self, kind: PhotoKind) -> KindPolicy:
+        settings = self.metadata.kinds[kind]
+        return KindPolicy(settings.melanoma_alert_threshold, settings.low_risk_below)
+
+    def prediction(
+        self, photo_probabilities: np.ndarray, kind: PhotoKind, answers: PatientAnswers | None = None
+    ) -> Prediction:
+        """The result of one photo from its calibrated photo-only probabilities and, where given, the answers.
+
+        Unknown answers change nothing: with none known this is exactly the photo-only result.
+        """
+        used = answers.known() if answers is not None and self.triage is not None else []
+        probabilities = (
+            self.triage.combine(photo_probabilities, answers)
+            if used and answers and self.triage
+            else photo_probabilities
+        )
         order = np.argsort(-probabilities, kind="stable")
         ranking = [RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order]
-        assessment = assess_risk(probabilities, self.melanoma_alert_threshold)
+        assessment = assess_risk(probabilities, self.kind_policy(kind), answers)
         return Prediction(
             ranking=ranking,
             risk=assessment.risk,
-            melanoma_alert=assessment.melanoma_alert,
+            melanoma_alert=assessment.melanoma_finding != MelanomaFinding.NONE,
+            melanoma_finding=assessment.melanoma_finding,
             melanoma_probability=float(probabilities[MELANOMA_INDEX]),
+            malignant_probability=assessment.malignant_probability,
+            photo_kind=kind,
             model_version=self.version,
+            answers_used=used,
         )
+
+    def prediction_from_ranking(
+        self, ranking: Sequence[dict[str, Any]], kind: PhotoKind, answers: PatientAnswers | None
+    ) -> Prediction:
+        """Recompute a stored photo-only result (``Prediction.to_dict()['ranking']``) with the answers."""
+        by_code = {entry["code"]: float(entry["probability"]) for entry in ranking}
+        probabilities = np.array([by_code[code] for code in CLASS_CODES])
+        return self.prediction(probabilities / probabilities.sum(), kind, answers)

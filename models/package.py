@@ -1,10 +1,15 @@
-"""Turn a training run into the shipped artifact under models/artifact/.
+"""Turn training runs into the shipped artifact under models/artifact/ (``python -m models.package``).
 
-Writes the Keras model (logits, no optimizer state), its LiteRT (TFLite fp32) conversion, and one
-metadata file: class order and names, input size, preprocessing, the temperature fitted on the
-validation split, the melanoma alert threshold chosen there, the default runtime and the version
-(content hash of the model files). The validation image ids travel with it so evaluation is
-reproducible without the run directory.
+Writes, for both runtimes (Keras and LiteRT fp32):
+- ``dermoscopic``: the dermoscopy network (a HAM10000 run; logits over the 7 classes);
+- ``clinical``: the phone-photo network (a PAD-UFES-20 run trained on every phone patient);
+- ``features``: the frozen ImageNet MobileNetV3-Small cut at its 1024-wide embedding;
+and ``heads.npz`` (the picture head, fitted here), and ``metadata.json``: per photo kind the temperature,
+the melanoma alert threshold and the LOW-risk threshold, fitted here on that kind's validation logits
+(HAM10000's validation split through the served dermoscopy network; for phone photos, the out-of-fold
+logits of the patient-grouped cross-validation runs, since the shipped phone network has seen every
+phone patient), the gates' thresholds, and the version (content hash of the model files). The
+validation ids and the phone cross-validation logits travel with it so evaluation is reproducible.
 """
 
 from __future__ import annotations
@@ -14,136 +19,269 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from PIL import Image
 
-from models.calibration import fit_temperature
-from models.data import Sample, labels_of, load_prepared_images, read_samples, resolve_data_dir
-from models.inference import ARTIFACT_DIR, METADATA_FILE, VIEWS, Classifier, artifact_version
-from models.metrics import softmax
-from models.policy import (
-    HIGH_MALIGNANT_PROBABILITY,
-    MEDIUM_MALIGNANT_PROBABILITY,
-    TARGET_MELANOMA_SENSITIVITY,
-    choose_melanoma_threshold,
+from models.data import Sample, image_path, read_samples, resolve_data_dir
+from models.inference import (
+    ARTIFACT_DIR,
+    METADATA_FILE,
+    PICTURE_CLASSES,
+    VIEWS,
+    ArtifactMetadata,
+    GateSettings,
+    KindSettings,
+    LiteRTNetwork,
+    artifact_version,
 )
-from models.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION
-from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX
+from models.kind_fit import cross_fitted_probabilities, fit_kind, malignant_told_low_share
+from models.metrics import softmax
+from models.pad_ufes import PhoneSample, patient_answers, read_phone_samples, resolve_phone_data_root
+from models.picture_training import (
+    REFUSAL_PROBABILITY,
+    build_picture_examples,
+    cross_validated_probabilities,
+    fit_picture_head,
+    refused,
+)
+from models.policy import HIGH_MALIGNANT_PROBABILITY, MAX_MALIGNANT_TOLD_LOW, MELANOMA_SENSITIVITY
+from models.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, prepare_image, to_model_input
+from models.quality import MAX_BRIGHTNESS, MAX_SATURATED_SHARE, MIN_BRIGHTNESS, measure_quality
+from models.triage import answer_features, fit_triage
+from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind
 
 log = logging.getLogger(__name__)
-KERAS_FILE = "model.keras"
-LITERT_FILE = "model.tflite"
 SPLIT_FILE = "validation_split.json"
+CLINICAL_CV_FILE = "clinical_cross_validation.npz"
+FILES = {
+    "dermoscopic": {"litert": "dermoscopic.tflite", "keras": "dermoscopic.keras"},
+    "clinical": {"litert": "clinical.tflite", "keras": "clinical.keras"},
+    "features": {"litert": "features.tflite", "keras": "features.keras"},
+}
+HEADS_FILE = "heads.npz"
+TRIAGE_FILE = "triage.npz"
 # Logits averaged over these views of each photo (see models.inference.VIEWS).
 DEFAULT_VIEWS = ("identity", "flip_left_right", "flip_up_down", "rotate_180")
+# The sharpness floor of a kind: this share of its validation photos is sharper than it.
+SHARP_SHARE = 0.99
 
 
-def export_models(keras_model_paths: Sequence[Path], artifact_dir: Path) -> None:
-    """Save the model (several runs become one model averaging their logits) for both runtimes."""
+def average_models(paths: Sequence[Path]) -> Any:
+    """One Keras model averaging the logits of several trained runs."""
     import keras
+
+    members = [keras.saving.load_model(path, compile=False) for path in paths]
+    image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    logits = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")(image) for i, m in enumerate(members)]
+    return keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
+
+
+def export_network(model: Any, artifact_dir: Path, files: dict[str, str]) -> None:
     import tensorflow as tf
 
-    members = [keras.saving.load_model(path, compile=False) for path in keras_model_paths]
-    if len(members) == 1:
-        model = members[0]
-    else:
-        image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
-        logits = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")(image) for i, m in enumerate(members)]
-        model = keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
-    model.save(artifact_dir / KERAS_FILE)
-
+    model.save(artifact_dir / files["keras"])
     # Batch 1: the workers classify one photo per invoke; a fixed shape lets XNNPACK plan once.
     signature = [tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="image")]
-    model.export(str(artifact_dir / LITERT_FILE), format="litert", input_signature=signature, verbose=False)
+    model.export(str(artifact_dir / files["litert"]), format="litert", input_signature=signature, verbose=False)
 
 
-def validation_samples(data_dir: Path, artifact_dir: Path) -> list[Sample]:
+def _prepared(paths: Sequence[Path]) -> np.ndarray:
+    def load(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            return prepare_image(image)
+
+    return np.stack([load(path) for path in paths])
+
+
+def validation_samples(data_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[Sample]:
     wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["validation"]
     by_id = {s.image_id: s for s in read_samples(data_dir)}
     return [by_id[image_id] for image_id in wanted]
 
 
-def validation_logits(classifier: Classifier, data_dir: Path, artifact_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    samples = validation_samples(data_dir, artifact_dir)
-    images = load_prepared_images(data_dir, samples)
-    return classifier.logits(images), labels_of(samples)
+def phone_validation_samples(phone_root: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[PhoneSample]:
+    """The whole phone photos, in the order of the artifact's cross-validation logits."""
+    wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["phone_validation"]
+    by_id = {s.image_id: s for s in read_phone_samples(phone_root, include_crops=False)}
+    return [by_id[image_id] for image_id in wanted]
+
+
+def averaged_logits(network: LiteRTNetwork, prepared: np.ndarray, views: Sequence[str]) -> np.ndarray:
+    batch = to_model_input(prepared)
+    return np.asarray(np.mean([network.run(VIEWS[name](batch)) for name in views], axis=0))
+
+
+def cross_validation_logits(cv_runs: Sequence[Path], phone: list[PhoneSample]) -> np.ndarray:
+    """Each phone photo's logits from the cross-validation run that held its patient out."""
+    by_id: dict[str, np.ndarray] = {}
+    for run in cv_runs:
+        with np.load(run / "held_out_logits.npz") as held_out:
+            by_id.update(zip(held_out["phone_ids"].tolist(), held_out["phone_logits"], strict=True))
+    missing = [s.image_id for s in phone if s.image_id not in by_id]
+    if missing:
+        raise SystemExit(f"{len(missing)} phone photos have no cross-validation logits (e.g. {missing[0]})")
+    return np.stack([by_id[s.image_id] for s in phone])
 
 
 def package(
-    run_dirs: Sequence[Path],
+    dermoscopic_run: Path,
+    clinical_run: Path,
+    clinical_cv_runs: Sequence[Path],
     data_dir: Path,
+    phone_root: Path,
+    imagenet_weights: Path,
     artifact_dir: Path = ARTIFACT_DIR,
-    default_runtime: str = "litert",
-    views: Sequence[str] = DEFAULT_VIEWS,
-) -> None:
+) -> ArtifactMetadata:
+    import keras
+
+    from models.features import build_feature_model
+
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    run_configs = [json.loads((run_dir / "train_config.json").read_text()) for run_dir in run_dirs]
-    splits = [json.loads((run_dir / "split.json").read_text())["validation"] for run_dir in run_dirs]
-    if any(split != splits[0] for split in splits):
-        raise SystemExit("the runs were validated on different splits: an ensemble of them has no honest validation")
-    (artifact_dir / SPLIT_FILE).write_text(json.dumps({"validation": splits[0]}) + "\n")
-    export_models([run_dir / "model.keras" for run_dir in run_dirs], artifact_dir)
-    model_files = {"litert": LITERT_FILE, "keras": KERAS_FILE}
-    metadata: dict[str, Any] = {
-        "version": artifact_version(artifact_dir, list(model_files.values())),
-        "architecture": "MobileNetV3-Small 1.0 (ImageNet start), 7-class head; outputs logits"
-        + (f" averaged over {len(run_dirs)} training runs" if len(run_dirs) > 1 else ""),
-        "class_codes": list(CLASS_CODES),
-        "class_names": [CLASS_NAMES[c] for c in CLASS_CODES],
-        "input_size": INPUT_SIZE,
-        "preprocessing": PREPROCESSING_DESCRIPTION,
-        "files": model_files,
-        "default_runtime": default_runtime,
-        "test_time_views": list(views),
-        "temperature": 1.0,
-        "melanoma_alert_threshold": 0.5,
-        "risk_policy": {
-            "high_malignant_probability": HIGH_MALIGNANT_PROBABILITY,
-            "medium_malignant_probability": MEDIUM_MALIGNANT_PROBABILITY,
-            "target_melanoma_sensitivity": TARGET_MELANOMA_SENSITIVITY,
-        },
-        "training": {
-            "runs": [c["config"] for c in run_configs],
-            "data_fingerprint": run_configs[0]["data_fingerprint"],
-            "class_weights": run_configs[0]["class_weights"],
-        },
-    }
-    _write_metadata(artifact_dir, metadata)
-    # Calibrate through the serving runtime itself, on the validation split.
-    classifier = Classifier(artifact_dir, runtime=default_runtime)  # type: ignore[arg-type]
-    logits, labels = validation_logits(classifier, data_dir, artifact_dir)
-    temperature = fit_temperature(logits, labels)
-    probabilities = softmax(logits, temperature)
-    threshold = choose_melanoma_threshold(probabilities[:, MELANOMA_INDEX], labels == MELANOMA_INDEX)
-    metadata["temperature"] = round(temperature, 6)
-    metadata["melanoma_alert_threshold"] = round(threshold, 6)
-    _write_metadata(artifact_dir, metadata)
-    log.info(
-        "artifact %s: temperature %.3f, melanoma alert threshold %.4f", metadata["version"], temperature, threshold
+    split = json.loads((dermoscopic_run / "split.json").read_text())
+    phone = [s for s in read_phone_samples(phone_root, include_crops=False)]
+    (artifact_dir / SPLIT_FILE).write_text(
+        json.dumps({"validation": split["validation"], "phone_validation": [s.image_id for s in phone]}) + "\n"
     )
+    for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run)):
+        export_network(keras.saving.load_model(run / "model.keras", compile=False), artifact_dir, FILES[kind])
+    export_network(build_feature_model(imagenet_weights), artifact_dir, FILES["features"])
+    dermoscopic = LiteRTNetwork(artifact_dir / FILES["dermoscopic"]["litert"], threads=2)
+    features = LiteRTNetwork(artifact_dir / FILES["features"]["litert"], threads=2)
 
+    # The picture head, with grouped cross-validated refusal rates for the record.
+    by_id = {s.image_id: s for s in read_samples(data_dir)}
+    ham_train = [by_id[i] for i in split["train"]]
+    ham_validation = validation_samples(data_dir, artifact_dir)
+    examples = build_picture_examples(lambda batch: features.run(to_model_input(batch)), data_dir, ham_train, phone)
+    embeddings, targets, groups, sources = examples.arrays()
+    out_of_fold = cross_validated_probabilities(embeddings, targets, groups)
+    picture_head = fit_picture_head(embeddings, targets)
+    np.savez(artifact_dir / HEADS_FILE, **cast(dict[str, Any], picture_head.arrays()))
+    oof_refused = refused(out_of_fold)
+    gate_figures = {str(source): float(oof_refused[sources == source].mean()) for source in sorted(set(sources))}
+    clinical_rows = sources == "pad"
+    gate_figures["pad_chosen_as_clinical"] = float(
+        (out_of_fold[clinical_rows, 1] > out_of_fold[clinical_rows, 0]).mean()
+    )
+    log.info("picture head, cross-validated: %s", gate_figures)
 
-def _write_metadata(artifact_dir: Path, metadata: dict[str, Any]) -> None:
-    (artifact_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    # Per kind: calibration and policy on that kind's validation logits.
+    ham_images = _prepared([image_path(data_dir, s) for s in ham_validation])
+    phone_images = _prepared([s.path for s in phone])
+    phone_logits = cross_validation_logits(clinical_cv_runs, phone)
+    np.savez(artifact_dir / CLINICAL_CV_FILE, ids=np.array([s.image_id for s in phone]), logits=phone_logits)
+    kind_data = {
+        PhotoKind.DERMOSCOPIC: (
+            averaged_logits(dermoscopic, ham_images, DEFAULT_VIEWS),
+            ham_images,
+            np.array([s.label for s in ham_validation]),
+            [s.lesion_id for s in ham_validation],
+        ),
+        PhotoKind.CLINICAL: (
+            phone_logits,
+            phone_images,
+            np.array([s.label for s in phone]),
+            [s.patient_id for s in phone],
+        ),
+    }
+    kinds: dict[PhotoKind, KindSettings] = {}
+    for kind, (logits, images, labels, kind_groups) in kind_data.items():
+        fit = fit_kind(logits, labels, kind)
+        _, levels, _ = cross_fitted_probabilities(logits, labels, kind_groups, kind)
+        sharpness = np.array([measure_quality(image).sharpness for image in images])
+        kinds[kind] = KindSettings(
+            network_files=FILES[kind.value],  # type: ignore[arg-type]
+            temperature=round(fit.temperature, 6),
+            melanoma_alert_threshold=round(fit.policy.melanoma_alert_threshold, 6),
+            low_risk_below=round(fit.policy.low_risk_below, 6),
+            min_sharpness=round(float(np.quantile(sharpness, 1 - SHARP_SHARE)), 3),
+            malignant_told_low_per_100=round(100 * malignant_told_low_share(levels, labels), 1),
+        )
+        log.info("%s: %s", kind.value, kinds[kind])
+
+    # The answers' triage, fitted on every phone photo's out-of-fold probabilities and recorded answers.
+    phone_probabilities = softmax(phone_logits, kinds[PhotoKind.CLINICAL].temperature)
+    answer_matrix = np.stack([answer_features(patient_answers(s)) for s in phone])
+    fit_triage(phone_probabilities, np.array([s.label for s in phone]), answer_matrix).save(artifact_dir / TRIAGE_FILE)
+
+    model_files = sorted({name for files in FILES.values() for name in files.values()} | {HEADS_FILE, TRIAGE_FILE})
+    runs = {
+        kind: json.loads((run / "train_config.json").read_text())
+        for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run))
+    }
+    metadata = ArtifactMetadata(
+        version=artifact_version(artifact_dir, model_files),
+        architecture=(
+            "per photo kind a MobileNetV3-Small 1.0 (ImageNet start) fine-tuned for that kind, 7-class logits "
+            "(dermoscopic: HAM10000, two runs averaged; clinical: PAD-UFES-20 phone photos and lesion crops); "
+            "features: the frozen ImageNet MobileNetV3-Small's 1024-wide embedding with a logistic-regression "
+            "picture head"
+        ),
+        class_codes=list(CLASS_CODES),
+        class_names=[CLASS_NAMES[c] for c in CLASS_CODES],
+        input_size=INPUT_SIZE,
+        preprocessing=PREPROCESSING_DESCRIPTION,
+        features_files=FILES["features"],  # type: ignore[arg-type]
+        heads_file=HEADS_FILE,
+        triage_file=TRIAGE_FILE,
+        default_runtime="litert",
+        test_time_views=list(DEFAULT_VIEWS),
+        kinds=kinds,
+        gates=GateSettings(
+            min_brightness=MIN_BRIGHTNESS,
+            max_brightness=MAX_BRIGHTNESS,
+            max_saturated_share=MAX_SATURATED_SHARE,
+            refusal_probability=REFUSAL_PROBABILITY,
+        ),
+        picture_classes=list(PICTURE_CLASSES),
+        training={
+            "runs": {kind: run["config"] for kind, run in runs.items()},
+            "data_fingerprint": runs["dermoscopic"]["data_fingerprint"],
+            "clinical_data_fingerprint": runs["clinical"].get("data_fingerprint"),
+            "clinical_cross_validation_runs": [str(run) for run in clinical_cv_runs],
+            "risk_policy": {
+                "high_malignant_probability": HIGH_MALIGNANT_PROBABILITY,
+                "max_malignant_told_low": {k.value: v for k, v in MAX_MALIGNANT_TOLD_LOW.items()},
+                "melanoma_sensitivity": {k.value: v for k, v in MELANOMA_SENSITIVITY.items()},
+            },
+            "picture_head_cross_validated_refusal": gate_figures,
+        },
+    )
+    (artifact_dir / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n")
+    log.info("artifact %s written to %s", metadata.version, artifact_dir)
+    return metadata
 
 
 def main(argv: list[str] | None = None) -> None:
+    from shared.config import get_settings
+
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dermoscopic-run", type=Path, default=Path("models/runs/dermoscopic"))
+    parser.add_argument("--clinical-run", type=Path, default=Path("models/runs/clinical"))
     parser.add_argument(
-        "--run-dir",
-        type=Path,
-        nargs="+",
-        default=[Path("models/runs/latest")],
-        help="one run, or several: shipped as one model averaging their logits",
+        "--clinical-cv-runs", type=Path, nargs="+", default=[Path(f"models/runs/clinical_fold{k}") for k in range(5)]
     )
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--phone-data-dir", type=Path, default=None)
+    parser.add_argument("--imagenet-weights", type=Path, default=None)
     parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
-    parser.add_argument("--views", nargs="+", choices=sorted(VIEWS), default=list(DEFAULT_VIEWS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = resolve_data_dir(args.data_dir)
-    package(args.run_dir, data_dir, args.artifact_dir, views=args.views)
+    weights = args.imagenet_weights or get_settings().imagenet_weights
+    if weights is None:
+        raise SystemExit("set SKINSENSE_IMAGENET_WEIGHTS or pass --imagenet-weights")
+    package(
+        args.dermoscopic_run,
+        args.clinical_run,
+        args.clinical_cv_runs,
+        data_dir,
+        resolve_phone_data_root(args.phone_data_dir),
+        weights,
+        args.artifact_dir,
+    )
 
 
 if __name__ == "__main__":

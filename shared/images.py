@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import warnings
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # Telegram's own limit for bots downloading files is 20 MB; ours is lower: a lesion photo never needs
@@ -57,26 +56,3 @@ def decode_image(data: bytes) -> Image.Image:
             "too_small", f"the image is only {width}x{height} pixels; we need at least {MIN_SIDE} pixels on each side"
         )
     return image
-
-
-def skin_fraction(prepared: np.ndarray) -> float:
-    """Share of pixels whose colour falls in a broad skin range (YCbCr rule of Chai & Ngan, widened).
-
-    A cheap guard against photos that are plainly not of skin (a document, a landscape, a pet); it is
-    deliberately permissive, since dermoscopy and phone photos of lesions vary widely in colour.
-    """
-    rgb = prepared.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
-    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
-    skin = (cr >= 133) & (cr <= 185) & (cb >= 70) & (cb <= 155)
-    return float(skin.mean())
-
-
-# Measured on the 8,512 HAM10000 images: 6 fall below 0.05 (0.07 %); greyscale images, documents and
-# screenshots score 0.
-MIN_SKIN_FRACTION = 0.05
-
-
-def looks_like_skin(prepared: np.ndarray) -> bool:
-    return skin_fraction(prepared) >= MIN_SKIN_FRACTION

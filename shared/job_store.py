@@ -52,6 +52,8 @@ class ClassifiedPhoto(Protocol):
     def melanoma_alert(self) -> bool: ...
     @property
     def model_version(self) -> str: ...
+    @property
+    def photo_kind(self) -> PhotoKind: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 
@@ -147,7 +149,6 @@ class JobStore:
         prediction: ClassifiedPhoto,
         *,
         image_sha256: str,
-        photo_kind: PhotoKind | None = None,
     ) -> Job:
         with self._changing(job_id, JobStatus.DONE) as job:
             job.image_sha256 = image_sha256
@@ -156,7 +157,7 @@ class JobStore:
             job.ranking = prediction.to_dict()["ranking"]
             job.risk = prediction.risk
             job.melanoma_alert = prediction.melanoma_alert
-            job.photo_kind = photo_kind
+            job.photo_kind = prediction.photo_kind
         return job
 
     def mark_rejected(self, job_id: uuid.UUID, refusal: Refusal, *, image_sha256: str | None = None) -> Job:

@@ -41,3 +41,17 @@ class PhotoKind(StrEnum):
 
     DERMOSCOPIC = "dermoscopic"  # taken through a dermatoscope: magnified, lit, often a dark round vignette
     CLINICAL = "clinical"  # an ordinary close-up, as a phone takes it
+
+
+class MelanomaFinding(StrEnum):
+    """What a melanoma alert means for this photo (models/policy.py says why both exist)."""
+
+    NONE = "none"  # no alert
+    CANNOT_RULE_OUT = "cannot_rule_out"  # alert, but another class is the most likely
+    LIKELY = "likely"  # alert, and melanoma is the most likely class
+
+
+def melanoma_finding(melanoma_alert: bool, top_code: str) -> MelanomaFinding:
+    if not melanoma_alert:
+        return MelanomaFinding.NONE
+    return MelanomaFinding.LIKELY if top_code == MELANOMA else MelanomaFinding.CANNOT_RULE_OUT

@@ -6,7 +6,7 @@ from html import escape
 from typing import Any
 
 from shared.images import MAX_FILE_BYTES
-from shared.labels import RiskLevel
+from shared.labels import MelanomaFinding, RiskLevel, melanoma_finding
 from shared.outcomes import FailureCode, RefusalCode
 
 MAX_FILE_MB = MAX_FILE_BYTES // (1024 * 1024)  # the file size limit, as patients read it
@@ -110,10 +110,17 @@ RISK_ADVICE: dict[RiskLevel, str] = {
     ),
 }
 
-MELANOMA_ALERT = (
-    "⚠️ MELANOMA ALERT: the model finds signs that can indicate melanoma. This is not a diagnosis, but "
-    "please book a dermatologist appointment promptly."
-)
+# The melanoma headline follows the policy's finding, so it never contradicts the ranking below it.
+MELANOMA_HEADLINE: dict[MelanomaFinding, str] = {
+    MelanomaFinding.LIKELY: (
+        "⚠️ Signs of melanoma: melanoma is the most likely type for this spot. This is not a diagnosis, but "
+        "please book a dermatologist appointment promptly."
+    ),
+    MelanomaFinding.CANNOT_RULE_OUT: (
+        "⚠️ Melanoma cannot be ruled out: another type is more likely (see below), but the model sees enough "
+        "signs of melanoma that a dermatologist should look at this spot promptly."
+    ),
+}
 
 
 def rejection(code: RefusalCode, max_mb: int) -> str:
@@ -145,8 +152,9 @@ def _ranking_lines(ranking: list[dict[str, Any]], limit: int) -> list[str]:
 def result(ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool) -> str:
     """The patient's result (Telegram HTML)."""
     parts = []
-    if melanoma_alert:
-        parts.append(f"<b>{MELANOMA_ALERT}</b>")
+    finding = melanoma_finding(melanoma_alert, ranking[0]["code"])
+    if finding != MelanomaFinding.NONE:
+        parts.append(f"<b>{MELANOMA_HEADLINE[finding]}</b>")
     parts.append("<b>Most likely lesion types</b>\n" + "\n".join(_ranking_lines(ranking, 3)))
     parts.append(f"<b>{RISK_ADVICE[risk]}</b>")
     parts.append(f"<i>{DISCLAIMER}</i>")
@@ -157,7 +165,11 @@ def clinician_alert(
     job_id: str, ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool, model_version: str
 ) -> str:
     """Caption for the photo forwarded to clinicians (Telegram HTML; a caption holds 1,024 characters)."""
-    heading = "MELANOMA ALERT" if melanoma_alert else "High-risk result"
+    heading = {
+        MelanomaFinding.LIKELY: "MELANOMA ALERT (melanoma likely)",
+        MelanomaFinding.CANNOT_RULE_OUT: "MELANOMA ALERT (melanoma cannot be ruled out)",
+        MelanomaFinding.NONE: "High-risk result",
+    }[melanoma_finding(melanoma_alert, ranking[0]["code"])]
     lines = [
         f"<b>SkinSense: {heading}</b>",
         f"Risk: {risk.value}",

@@ -5,11 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from models.data import Sample, image_path, read_samples
 from models.inference import ARTIFACT_DIR, Classifier
+from models.pad_ufes import PhoneSample, read_phone_samples
+from models.screening import screen_photo
 from shared.config import get_settings
+from shared.images import UnreadableImage
 from shared.labels import RiskLevel
 from tests.auxil.services import postgres_server, redis_server
 
@@ -30,6 +32,20 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def samples(data_dir: Path) -> list[Sample]:
     return read_samples(data_dir)
+
+
+@pytest.fixture(scope="session")
+def phone_data_root(data_dir: Path) -> Path:
+    """The folder holding PAD-UFES-20 (pad_ufes/), beside HAM10000; tests that need it skip when absent."""
+    root = data_dir.parent
+    if not (root / "pad_ufes" / "metadata.csv").is_file():
+        pytest.skip(f"no PAD-UFES-20 phone photos at {root / 'pad_ufes'}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def phone_samples(phone_data_root: Path) -> list[PhoneSample]:
+    return read_phone_samples(phone_data_root)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +95,10 @@ def photos_by_risk(data_dir: Path, classifier: Classifier) -> dict[str, Path]:
     chosen: dict[str, Path] = {}
     for sample in validation_samples(data_dir, ARTIFACT_DIR):
         path = image_path(data_dir, sample)
-        prediction = classifier.classify_images([Image.open(path)])[0]
+        try:
+            prediction = screen_photo(path.read_bytes(), classifier)
+        except UnreadableImage:
+            continue
         if prediction.melanoma_alert and "alert" not in chosen:
             chosen["alert"] = path
         if prediction.risk == RiskLevel.LOW and "low" not in chosen:

@@ -161,16 +161,16 @@ def test_flood_control_on_the_download_hands_the_job_back_alive(
     assert job is not None and job.status == JobStatus.QUEUED, "not counted as a worker lost on it"
 
 
-def test_a_photo_that_is_not_skin_is_refused_with_its_text(sandbox: SandboxUser, flow: ClassificationFlow) -> None:
+def test_a_photo_that_is_not_a_lesion_is_refused_with_its_text(sandbox: SandboxUser, flow: ClassificationFlow) -> None:
     page = Image.new("L", (640, 480), 235)
     page.paste(20, (50, 50, 590, 70))
     data = io.BytesIO()
     page.save(data, "PNG")
     request = patient_sends(sandbox, flow, 2006, data.getvalue())
     assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
-    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_SKIN, MAX_FILE_MB)
+    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB)
     job = flow.jobs.load(request.job_id)
-    assert job is not None and job.error_code is RefusalCode.NOT_SKIN and job.image_sha256
+    assert job is not None and job.error_code is RefusalCode.NOT_A_LESION and job.image_sha256
 
 
 def test_an_unknown_file_is_refused_as_download_failed(sandbox: SandboxUser, flow: ClassificationFlow) -> None:

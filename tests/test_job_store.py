@@ -20,8 +20,9 @@ from tests.auxil.database import migrated_engine
 class FixedPrediction:
     """A prediction with a chosen risk (a value, like models' Prediction; the last test stores a real one)."""
 
-    def __init__(self, risk: RiskLevel) -> None:
+    def __init__(self, risk: RiskLevel, photo_kind: PhotoKind = PhotoKind.CLINICAL) -> None:
         self.risk = risk
+        self.photo_kind = photo_kind
         self.melanoma_alert = risk == RiskLevel.HIGH
         self.model_version = "test-model"
 
@@ -43,9 +44,7 @@ def test_a_job_goes_from_queued_to_done_and_replied(store: JobStore) -> None:
     assert job.status == JobStatus.QUEUED
     running = store.mark_running(job.id)
     assert running.status == JobStatus.RUNNING and running.delivery_attempts == 1 and running.started_at
-    done = store.mark_done(
-        job.id, FixedPrediction(RiskLevel.HIGH), image_sha256="ab" * 32, photo_kind=PhotoKind.CLINICAL
-    )
+    done = store.mark_done(job.id, FixedPrediction(RiskLevel.HIGH, PhotoKind.CLINICAL), image_sha256="ab" * 32)
     assert (done.status, done.risk, done.melanoma_alert, done.photo_kind) == (
         JobStatus.DONE,
         RiskLevel.HIGH,

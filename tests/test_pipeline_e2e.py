@@ -274,14 +274,14 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(
         assert downloads == [], "refused from the metadata alone, without downloading"
 
 
-def test_photo_that_is_not_skin_is_refused_kindly(stack: RunningStack) -> None:
+def test_photo_that_is_not_a_lesion_is_refused_kindly(stack: RunningStack) -> None:
     chat = 1400
     page = Image.new("L", (640, 480), 235)
     page.paste(20, (50, 50, 590, 70))
     sent = stack.user.send_photo(chat, _png(page))
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == messages.rejection(RefusalCode.NOT_SKIN, MAX_FILE_MB)
-    assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).error_code == "not_skin"
+    assert reply["text"] == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB)
+    assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).error_code == "not_a_lesion"
 
 
 def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:

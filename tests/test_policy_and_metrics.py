@@ -7,8 +7,8 @@ import pytest
 
 from models.calibration import fit_temperature
 from models.metrics import balanced_accuracy, expected_calibration_error, roc_auc, softmax
-from models.policy import assess_risk, choose_melanoma_threshold
-from shared.labels import CLASS_CODES, RiskLevel
+from models.policy import KindPolicy, assess_risk, choose_low_risk_threshold, choose_melanoma_threshold
+from shared.labels import CLASS_CODES, MelanomaFinding, RiskLevel
 
 
 def probabilities(**by_code: float) -> np.ndarray:
@@ -18,21 +18,45 @@ def probabilities(**by_code: float) -> np.ndarray:
     return vector
 
 
+POLICY = KindPolicy(melanoma_alert_threshold=0.3, low_risk_below=0.2)
+
+
 def test_melanoma_over_threshold_is_alert_and_high_risk() -> None:
-    assessment = assess_risk(probabilities(mel=0.2), melanoma_alert_threshold=0.15)
-    assert assessment.melanoma_alert and assessment.risk == RiskLevel.HIGH
+    assessment = assess_risk(probabilities(mel=0.2), KindPolicy(melanoma_alert_threshold=0.15, low_risk_below=0.2))
+    assert assessment.melanoma_finding != MelanomaFinding.NONE and assessment.risk == RiskLevel.HIGH
+
+
+def test_an_alert_led_by_another_class_says_melanoma_cannot_be_ruled_out() -> None:
+    led_by_mole = assess_risk(probabilities(mel=0.35), POLICY)  # nevus takes the remaining 0.65
+    assert led_by_mole.melanoma_finding == MelanomaFinding.CANNOT_RULE_OUT and led_by_mole.risk == RiskLevel.HIGH
+    led_by_melanoma = assess_risk(probabilities(mel=0.7), POLICY)
+    assert led_by_melanoma.melanoma_finding == MelanomaFinding.LIKELY
 
 
 def test_likely_bcc_or_akiec_is_never_low_risk() -> None:
-    assert assess_risk(probabilities(bcc=0.6), 0.3).risk == RiskLevel.HIGH
-    assert assess_risk(probabilities(akiec=0.3, bkl=0.5), 0.3).risk == RiskLevel.MEDIUM
-    assert assess_risk(probabilities(bcc=0.35, bkl=0.3), 0.3).risk == RiskLevel.MEDIUM
-    assert assess_risk(probabilities(akiec=0.25, bkl=0.3), 0.3).risk == RiskLevel.MEDIUM
+    assert assess_risk(probabilities(bcc=0.6), POLICY).risk == RiskLevel.HIGH
+    assert assess_risk(probabilities(akiec=0.3, bkl=0.5), POLICY).risk == RiskLevel.MEDIUM
+    assert assess_risk(probabilities(bcc=0.35, bkl=0.3), POLICY).risk == RiskLevel.MEDIUM
+    assert assess_risk(probabilities(akiec=0.25, bkl=0.3), POLICY).risk == RiskLevel.MEDIUM
+
+
+def test_low_risk_needs_the_malignant_mass_under_the_kinds_threshold() -> None:
+    assert assess_risk(probabilities(bcc=0.1, akiec=0.05), POLICY).risk == RiskLevel.LOW
+    strict = KindPolicy(melanoma_alert_threshold=0.3, low_risk_below=0.1)
+    assert assess_risk(probabilities(bcc=0.1, akiec=0.05), strict).risk == RiskLevel.MEDIUM
 
 
 def test_clearly_benign_is_low_risk_without_alert() -> None:
-    assessment = assess_risk(probabilities(mel=0.02, bcc=0.02, akiec=0.01), 0.3)
-    assert assessment.risk == RiskLevel.LOW and not assessment.melanoma_alert
+    assessment = assess_risk(probabilities(mel=0.02, bcc=0.02, akiec=0.01), POLICY)
+    assert assessment.risk == RiskLevel.LOW and assessment.melanoma_finding == MelanomaFinding.NONE
+
+
+def test_low_risk_threshold_lets_at_most_the_allowed_share_of_malignant_lesions_under_it() -> None:
+    rng = np.random.default_rng(2)
+    malignant = rng.uniform(0.0, 1.0, 200)
+    threshold = choose_low_risk_threshold(malignant, np.ones(200, bool), max_missed=0.05)
+    assert (malignant < threshold).mean() <= 0.05
+    assert (malignant <= threshold).mean() > 0.05  # any higher threshold lets more through
 
 
 def test_threshold_meets_the_sensitivity_target_with_best_specificity() -> None:

@@ -12,6 +12,7 @@ from models.data import Sample, image_path, load_prepared_images
 from models.inference import Classifier
 from models.preprocessing import INPUT_SIZE, prepare_image, to_model_input
 from shared.images import decode_image
+from shared.labels import PhotoKind
 
 
 def test_training_loader_and_serving_decode_give_identical_inputs(data_dir: Path, samples: list[Sample]) -> None:
@@ -28,8 +29,8 @@ def test_classifier_scores_what_prepare_image_produces(
 ) -> None:
     path = image_path(data_dir, samples[0])
     prepared = prepare_image(Image.open(path))
-    from_images = classifier.classify_images([Image.open(path)])[0]
-    from_prepared = classifier.classify_prepared([prepared])[0]
+    from_images = classifier.classify_images([Image.open(path)], [PhotoKind.DERMOSCOPIC])[0]
+    from_prepared = classifier.classify_prepared([prepared], [PhotoKind.DERMOSCOPIC])[0]
     assert from_images == from_prepared
     assert np.array_equal(to_model_input([prepared])[0], prepared.astype(np.float32))
 
@@ -37,10 +38,13 @@ def test_classifier_scores_what_prepare_image_produces(
 def test_litert_and_keras_runtimes_agree(data_dir: Path, samples: list[Sample], classifier: Classifier) -> None:
     prepared = load_prepared_images(data_dir, samples[:8])
     keras_classifier = Classifier(runtime="keras")
-    litert_logits = Classifier(runtime="litert").logits(prepared)
-    keras_logits = keras_classifier.logits(prepared)
-    np.testing.assert_allclose(litert_logits, keras_logits, atol=1e-3, rtol=1e-3)
-    assert (litert_logits.argmax(1) == keras_logits.argmax(1)).all()
+    litert = Classifier(runtime="litert")
+    for kind in PhotoKind:
+        litert_logits, keras_logits = litert.logits(prepared, kind), keras_classifier.logits(prepared, kind)
+        np.testing.assert_allclose(litert_logits, keras_logits, atol=1e-3, rtol=1e-3)
+        assert (litert_logits.argmax(1) == keras_logits.argmax(1)).all()
+    litert_pictures = litert.picture_probabilities(prepared)
+    np.testing.assert_allclose(litert_pictures, keras_classifier.picture_probabilities(prepared), atol=1e-3)
 
 
 def test_exif_orientation_is_applied() -> None:
