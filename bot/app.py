@@ -16,7 +16,12 @@ log = logging.getLogger(__name__)
 
 async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     await application.bot.set_my_commands(
-        [BotCommand("start", "What SkinSense is"), BotCommand("help", "How to take and send a photo")]
+        [
+            BotCommand("start", "What SkinSense is"),
+            BotCommand("help", "How to take and send a photo"),
+            BotCommand("privacy", "What is stored, and your consent"),
+            BotCommand("delete", "Erase everything about you"),
+        ]
     )
 
 

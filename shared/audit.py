@@ -90,3 +90,39 @@ class Job(SQLModel, table=True):
     replied_at: datetime | None = _timestamp()
     # {clinician chat id (staff, configured by the clinic): ISO time notified}
     clinicians_notified: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
+    # The questionnaire (health data, under the patient's consent; erased by /delete): the answers as
+    # shared.answers.PatientAnswers fields (None: unknown), when the questionnaire closed (answered, skipped or
+    # timed out), the photo-only ranking (``ranking`` is then the final one, photo and answers combined) and
+    # which answers the final result used.
+    answers: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    answers_closed_at: datetime | None = _timestamp()
+    photo_ranking: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    answers_used: list[str] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class ConsentDecision(StrEnum):
+    AGREED = "agreed"
+
+
+class Consent(SQLModel, table=True):
+    """A patient's explicit consent (GDPR Art. 9) to one version of the privacy text. A refusal stores nothing:
+    no row is the proof that nothing was analysed."""
+
+    __tablename__ = "consents"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    chat_ref: str = Field(index=True, max_length=64)
+    text_version: str = Field(max_length=32)
+    decision: ConsentDecision = Field(sa_column=Column(StoredEnum(ConsentDecision, 16), nullable=False))
+    decided_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PatientProfile(SQLModel, table=True):
+    """What the patient told us about themselves, remembered for their next photo (they can change it)."""
+
+    __tablename__ = "patient_profiles"
+
+    chat_ref: str = Field(primary_key=True, max_length=64)
+    age_range: str | None = Field(default=None, max_length=8)  # shared.questionnaire.AgeRange
+    sex: str | None = Field(default=None, max_length=8)  # shared.answers.Sex
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     model_threads: int = 1
     worker_concurrency: int = 2
     task_time_limit_s: int = 90
+    # How long the result waits for the questionnaire once the photo is analysed; then it goes out with the
+    # answers given so far (none: the photo-only result).
+    questionnaire_timeout_s: float = 120
 
     # Flower and the local sandbox
     flower_port: int = 5555

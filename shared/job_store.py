@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from shared.answers import PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal
@@ -55,6 +56,13 @@ class ClassifiedPhoto(Protocol):
     @property
     def photo_kind(self) -> PhotoKind: ...
     def to_dict(self) -> dict[str, Any]: ...
+
+
+class CombinedPrediction(ClassifiedPhoto, Protocol):
+    """What mark_combined needs: a prediction that says which answers it used."""
+
+    @property
+    def answers_used(self) -> list[str]: ...
 
 
 class JobStore:
@@ -155,6 +163,7 @@ class JobStore:
             job.finished_at = utc_now()
             job.model_version = prediction.model_version
             job.ranking = prediction.to_dict()["ranking"]
+            job.photo_ranking = job.ranking  # the photo alone; ``ranking`` becomes the combined one at the end
             job.risk = prediction.risk
             job.melanoma_alert = prediction.melanoma_alert
             job.photo_kind = prediction.photo_kind
@@ -181,6 +190,36 @@ class JobStore:
             if job.status not in FINAL_STATUSES or job.replied_at is not None:
                 raise IllegalTransition(job_id, job.status, "replied" if job.replied_at is None else "replied twice")
             job.replied_at = utc_now()
+        return job
+
+    # The questionnaire (answers meet the photo's result; see worker/flow.py)
+
+    def record_answers(self, job_id: uuid.UUID, answers: PatientAnswers, *, close: bool) -> Job:
+        """The patient's answers so far; ``close``: the questionnaire is over (answered or skipped). Answers
+        that come after it closed (a timeout) change nothing: the job is returned as it is."""
+        with self._changing(job_id) as job:
+            if job.answers_closed_at is None:
+                job.answers = answers.model_dump(mode="json")
+                if close:
+                    job.answers_closed_at = utc_now()
+        return job
+
+    def close_answers(self, job_id: uuid.UUID) -> Job:
+        """The questionnaire closes with what was answered (the worker's timeout); once."""
+        with self._changing(job_id) as job:
+            if job.answers_closed_at is None:
+                job.answers_closed_at = utc_now()
+        return job
+
+    def mark_combined(self, job_id: uuid.UUID, prediction: CombinedPrediction) -> Job:
+        """The final result, photo and answers combined; the photo-only ranking stays in ``photo_ranking``."""
+        with self._changing(job_id) as job:
+            if job.status != JobStatus.DONE or job.photo_ranking is None:
+                raise IllegalTransition(job_id, job.status, "a combined result")
+            job.ranking = prediction.to_dict()["ranking"]
+            job.risk = prediction.risk
+            job.melanoma_alert = prediction.melanoma_alert
+            job.answers_used = list(prediction.answers_used)
         return job
 
     def mark_clinician_notified(self, job_id: uuid.UUID, chat_id: int) -> Job:

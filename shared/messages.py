@@ -5,9 +5,11 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from shared.answers import BodySite, Sex
 from shared.images import MAX_FILE_BYTES
 from shared.labels import MelanomaFinding, RiskLevel, melanoma_finding
 from shared.outcomes import FailureCode, RefusalCode
+from shared.questionnaire import AgeRange, ProfileChoice, Question, YesNo
 
 MAX_FILE_MB = MAX_FILE_BYTES // (1024 * 1024)  # the file size limit, as patients read it
 
@@ -22,7 +24,7 @@ START = (
     "Send me a sharp, close-up photo of one skin spot or mole (as a photo, or as a JPEG/PNG file) and I will "
     "give you an early, honest read: the most likely types of lesion, a risk level and what to do next.\n\n"
     f"{DISCLAIMER}\n\n"
-    "Privacy: I keep no copy of your photo; the audit log holds only a fingerprint of it and the result.\n\n"
+    "Privacy: I keep no copy of your photo; see /privacy for what is stored and /delete to erase it.\n\n"
     "Type /help for tips."
 )
 
@@ -178,3 +180,100 @@ def clinician_alert(
         f"Model: {escape(model_version)}",
     ]
     return "\n".join(lines)
+
+
+# --- Consent (GDPR Art. 9: health data needs explicit consent) ------------------------------------------------
+# A change to PRIVACY means a new PRIVACY_VERSION: every patient is asked again before their next photo.
+PRIVACY_VERSION = "2026-11-25"
+
+PRIVACY = (
+    "<b>Before we start: your privacy</b>\n\n"
+    "<b>What SkinSense is:</b> a screening aid that gives an early read of a photo of a skin spot and a few "
+    "answers you give. <b>What it is not:</b> a diagnosis or a doctor.\n\n"
+    "<b>What we store:</b> your answers to a few short questions (age range, sex, where the spot is, how it "
+    "changed), the result, and a fingerprint of the photo (a code computed from it that cannot be turned back "
+    "into the photo). <b>We never store the photo itself.</b> You are identified only by a code derived from "
+    "this chat, not by your name or number.\n\n"
+    "<b>Who sees it:</b> when a result is high risk, the photo and the result are sent to the clinic's "
+    "clinicians so that they can follow up.\n\n"
+    "<b>How long:</b> until you erase it, or for as long as the clinic's records policy requires.\n\n"
+    "<b>Erasing everything:</b> send /delete at any time: your consent, answers and results are erased at "
+    "once. /privacy shows this text again.\n\n"
+    f"Version {PRIVACY_VERSION}. Do you agree that SkinSense analyses your photos and answers as described?"
+)
+
+CONSENT_AGREE_BUTTON = "I agree"
+CONSENT_DECLINE_BUTTON = "No thanks"
+
+CONSENT_GIVEN = "Thank you. Send a close-up photo of one skin spot whenever you are ready."
+CONSENT_GIVEN_PHOTO_PENDING = "Thank you. I am analysing the photo you sent."
+CONSENT_DECLINED = (
+    "Understood: nothing was analysed and nothing about you was stored. If you change your mind, send /start."
+)
+PRIVACY_AGREED = "You agreed to this text on {date}. Send /delete to erase everything about you."
+
+DELETED = (
+    "Done: your consent, answers and results are erased ({jobs} analyses). SkinSense will ask for your "
+    "consent again before it analyses anything."
+)
+
+# --- The questionnaire (skippable; while the photo is analysed) ---------------------------------------------
+
+
+def _question_texts() -> dict[Question, str]:
+    return {
+        Question.CONFIRM_PROFILE: "Last time you told me: {profile}. Is that still right?",
+        Question.AGE: "How old are you?",
+        Question.SEX: "What is your sex?",
+        Question.BODY_SITE: "Where on the body is the spot?",
+        Question.GREW: "Has the spot grown recently?",
+        Question.CHANGED: "Has it changed in shape or colour?",
+        Question.BLEEDS: "Does it bleed?",
+        Question.ITCHES: "Does it itch?",
+        Question.HURTS: "Does it hurt?",
+        Question.RAISED: "Is it raised above the skin?",
+    }
+
+
+QUESTIONNAIRE_INTRO = (
+    "While I analyse your photo, a few quick questions help me read it better (tap a button; "
+    '"Don\'t know" is always fine, "Skip" ends the questions).'
+)
+QUESTION_TEXTS: dict[Question, str] = _question_texts()
+QUESTIONNAIRE_STEP = "{intro}\n\n<b>Question {number} of {total}</b>\n{question}"
+QUESTIONNAIRE_DONE = "Thank you for your answers. Your result follows in a moment."
+QUESTIONNAIRE_SKIPPED = "Questions skipped. Your result, from the photo alone, follows in a moment."
+QUESTIONNAIRE_CLOSED = "These questions are closed."
+
+DONT_KNOW_BUTTON = "Don't know"
+SKIP_BUTTON = "Skip"
+YES_NO_BUTTONS: dict[YesNo, str] = {YesNo.YES: "Yes", YesNo.NO: "No"}
+PROFILE_BUTTONS: dict[ProfileChoice, str] = {ProfileChoice.KEEP: "Yes, still right", ProfileChoice.CHANGE: "Change"}
+AGE_BUTTONS: dict[AgeRange, str] = {
+    AgeRange.UNDER_20: "under 20",
+    AgeRange.TWENTIES: "20-29",
+    AgeRange.THIRTIES: "30-39",
+    AgeRange.FORTIES: "40-49",
+    AgeRange.FIFTIES: "50-59",
+    AgeRange.SIXTIES: "60-69",
+    AgeRange.SEVENTIES: "70-79",
+    AgeRange.EIGHTY_PLUS: "80 or over",
+}
+SEX_BUTTONS: dict[Sex, str] = {Sex.FEMALE: "Female", Sex.MALE: "Male"}
+BODY_SITE_BUTTONS: dict[BodySite, str] = {site: site.value.capitalize() for site in BodySite}
+
+
+def remembered_profile(age_range: AgeRange | None, sex: Sex | None) -> str:
+    """ "age 40-49, female" (what the patient told us last time)."""
+    parts = []
+    if age_range is not None:
+        parts.append(f"age {AGE_BUTTONS[age_range]}")
+    if sex is not None:
+        parts.append(SEX_BUTTONS[sex].lower())
+    return ", ".join(parts)
+
+
+def question_step(question: Question, number: int, total: int, profile: str = "") -> str:
+    """One step of the questionnaire (Telegram HTML)."""
+    text = QUESTION_TEXTS[question].format(profile=escape(profile))
+    return QUESTIONNAIRE_STEP.format(intro=QUESTIONNAIRE_INTRO, number=number, total=total, question=text)

@@ -21,10 +21,12 @@ WORKER_QUEUES: tuple[str, ...] = (CLASSIFY_QUEUE, CLINICIANS_QUEUE)
 # Stable names: messages already queued in Redis (append-only file) carry them across deploys.
 CLASSIFY_TASK = "worker.tasks.classify_photo"
 NOTIFY_CLINICIANS_TASK = "worker.tasks.notify_clinicians"
+FINALIZE_TASK = "worker.tasks.finalize_result"
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
     NOTIFY_CLINICIANS_TASK: {"queue": CLINICIANS_QUEUE},
+    FINALIZE_TASK: {"queue": CLASSIFY_QUEUE},  # the model combines the answers with the photo
 }
 
 
@@ -34,6 +36,22 @@ class ClassifyPhotoRequest(BaseModel):
     status_message_id: int  # the "analysing..." message the worker edits into the result
     file_id: str
     media_kind: MediaKind
+
+
+class FinalizeResultRequest(BaseModel):
+    """Combine the stored photo-only result with the patient's answers and reply (once). Queued by whichever
+    side finishes second: the bot when the questionnaire closes after the analysis, or the worker (with a
+    countdown: the questionnaire's timeout) when the analysis finishes first."""
+
+    job_id: uuid.UUID
+    chat_id: int  # as in ClassifyPhotoRequest: on the broker only, never in the audit DB
+    status_message_id: int
+    file_id: str  # for the clinicians' alert
+    media_kind: MediaKind
+
+    @classmethod
+    def for_photo(cls, request: ClassifyPhotoRequest) -> FinalizeResultRequest:
+        return cls.model_validate(request.model_dump())
 
 
 class NotifyCliniciansRequest(BaseModel):
@@ -77,3 +95,10 @@ def enqueue_classification(request: ClassifyPhotoRequest, app: Celery | None = N
 def enqueue_clinician_alert(request: NotifyCliniciansRequest, app: Celery | None = None) -> None:
     """Queue the forwarding of a high-risk result to the clinicians (routed to the ``clinicians`` queue)."""
     (app or producer_app()).send_task(NOTIFY_CLINICIANS_TASK, args=[request.model_dump(mode="json")])
+
+
+def enqueue_finalization(
+    request: FinalizeResultRequest, app: Celery | None = None, *, countdown_s: float | None = None
+) -> None:
+    """Queue the final result (photo and answers); ``countdown_s``: not before that many seconds."""
+    (app or producer_app()).send_task(FINALIZE_TASK, args=[request.model_dump(mode="json")], countdown=countdown_s)

@@ -16,7 +16,9 @@ from PIL import Image
 from telegram.error import RetryAfter
 
 from models.inference import Classifier
+from models.screening import screen_photo
 from shared import messages
+from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import JobStatus, MediaKind
 from shared.config import Settings
 from shared.job_store import JobStore
@@ -25,6 +27,7 @@ from shared.outcomes import FailureCode, RefusalCode
 from shared.queue import (
     CLINICIANS_QUEUE,
     ClassifyPhotoRequest,
+    FinalizeResultRequest,
     NotifyCliniciansRequest,
     create_celery_app,
     enqueue_clinician_alert,
@@ -33,7 +36,7 @@ from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
-from worker.flow import MAX_DELIVERY_ATTEMPTS, ClassificationFlow
+from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow
 from worker.telegram import TelegramClient
 
 TOKEN = "6262:flow-test-token"
@@ -60,7 +63,19 @@ def telegram(sandbox: SandboxUser) -> Iterator[TelegramClient]:
 
 
 @pytest.fixture
-def flow(telegram: TelegramClient, classifier: Classifier, tmp_path: Path, redis_url: str) -> ClassificationFlow:
+def awaited() -> list[FinalizeResultRequest]:
+    """The finalizations the flow queued for later (the questionnaire's timeout)."""
+    return []
+
+
+@pytest.fixture
+def flow(
+    telegram: TelegramClient,
+    classifier: Classifier,
+    tmp_path: Path,
+    redis_url: str,
+    awaited: list[FinalizeResultRequest],
+) -> ClassificationFlow:
     broker = create_celery_app(Settings(redis_url=redis_url))
     redis.Redis.from_url(redis_url).delete(CLINICIANS_QUEUE)
     return ClassificationFlow(
@@ -69,15 +84,21 @@ def flow(telegram: TelegramClient, classifier: Classifier, tmp_path: Path, redis
         jobs=JobStore(migrated_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")),
         clinician_chat_ids=CLINICIANS,
         alert_clinicians=lambda request: enqueue_clinician_alert(request, broker),
+        await_answers=awaited.append,
     )
 
 
-def patient_sends(sandbox: SandboxUser, flow: ClassificationFlow, chat: int, data: bytes) -> ClassifyPhotoRequest:
-    """What the bot does for a photo: the job row, the "analysing..." message, the request."""
+def patient_sends(
+    sandbox: SandboxUser, flow: ClassificationFlow, chat: int, data: bytes, *, skips_questions: bool = True
+) -> ClassifyPhotoRequest:
+    """What the bot does for a photo: the job row, the "analysing..." message, the request; and, unless told
+    otherwise, the patient skips the questionnaire before the analysis starts."""
     sent = sandbox.send_photo(chat, data)
     job = flow.jobs.record_received(
         chat_ref="f" * 32, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
     )
+    if skips_questions:
+        flow.jobs.record_answers(job.id, PatientAnswers(), close=True)
     status_message_id = flow.telegram.send_text(chat, messages.ANALYSING)
     return ClassifyPhotoRequest(
         job_id=job.id,
@@ -198,3 +219,72 @@ def test_a_job_missing_from_the_audit_database_is_dropped(flow: ClassificationFl
         job_id=uuid.uuid4(), chat_id=1, status_message_id=1, file_id="x", media_kind=MediaKind.PHOTO
     )
     assert flow.classify_and_reply(request) == "missing"
+
+
+EVERY_ANSWER = PatientAnswers(
+    age=65,
+    sex=Sex.MALE,
+    body_site=BodySite.BACK,
+    grew=True,
+    changed=True,
+    bleeds=True,
+    itches=False,
+    hurts=False,
+    raised=True,
+)
+
+
+def test_a_skipped_questionnaire_gives_the_photo_only_ranking(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    awaited: list[FinalizeResultRequest],
+) -> None:
+    data = photos_by_risk["low"].read_bytes()
+    request = patient_sends(sandbox, flow, 2101, data)
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    assert awaited == [], "the questionnaire closed first: no timeout to wait for"
+    job = flow.jobs.load(request.job_id)
+    photo_only = screen_photo(data, flow.classifier).to_dict()["ranking"]
+    assert job is not None and job.ranking == job.photo_ranking == photo_only and job.answers_used == []
+
+
+def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_them(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    awaited: list[FinalizeResultRequest],
+) -> None:
+    request = patient_sends(sandbox, flow, 2102, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS
+    assert answer(sandbox, 2102) == messages.ANALYSING, "no reply before the answers"
+    assert [r.job_id for r in awaited] == [request.job_id], "the timeout is queued"
+    flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)  # the bot, at the last answer
+    assert flow.finalize(awaited[0]) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.photo_ranking is not None and job.photo_kind is not None and job.risk is not None
+    assert job.ranking is not None
+    expected = flow.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, EVERY_ANSWER)
+    assert job.ranking == expected.to_dict()["ranking"] and job.answers_used == expected.answers_used
+    assert job.answers == EVERY_ANSWER.model_dump(mode="json")
+    assert answer(sandbox, 2102) == plain_text(messages.result(job.ranking, job.risk, bool(job.melanoma_alert)), "HTML")
+    assert flow.finalize(awaited[0]) == "duplicate", "the timeout firing later changes nothing"
+
+
+def test_the_timeout_finalizes_with_the_answers_given_so_far(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    awaited: list[FinalizeResultRequest],
+) -> None:
+    request = patient_sends(sandbox, flow, 2103, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS
+    partial = PatientAnswers(age=45, sex=Sex.FEMALE)
+    flow.jobs.record_answers(request.job_id, partial, close=False)
+    assert flow.finalize(awaited[0]) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.answers_closed_at is not None and job.photo_ranking and job.photo_kind
+    expected = flow.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, partial)
+    assert job.ranking == expected.to_dict()["ranking"]
+    late = flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)
+    assert late.answers == partial.model_dump(mode="json"), "answers after the timeout change nothing"

@@ -1,4 +1,9 @@
-"""The classification flow, on its own: download, check, classify, store, reply, forward to clinicians.
+"""The classification flow, on its own: download, check, classify, store, wait for the patient's answers,
+combine, reply, forward to clinicians.
+
+The photo and the questionnaire meet in the job row: the photo-only result is stored when the analysis ends,
+the answers when the questionnaire closes. Whichever comes second leads to ``finalize`` (the worker calls it
+at once; the bot queues it), and a delayed ``finalize`` queued by the analysis is the questionnaire's timeout.
 
 It takes its collaborators explicitly (Telegram client, classifier, job store, the clinicians' chats and how
 to queue their alert), so it runs the same inside a Celery task and in a test process. It raises PTB's
@@ -19,15 +24,17 @@ from models.screening import screen_photo
 from shared import messages
 from shared.audit import Job, JobStatus, MediaKind
 from shared.images import MAX_FILE_BYTES, UnreadableImage
-from shared.job_store import JobStore
+from shared.job_store import IllegalTransition, JobStore
 from shared.labels import RiskLevel
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, Refusal, RefusalCode
-from shared.queue import ClassifyPhotoRequest, NotifyCliniciansRequest
+from shared.questionnaire import answers_from_record
+from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, NotifyCliniciansRequest
 from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
 MAX_DELIVERY_ATTEMPTS = 3  # a photo whose analysis killed this many worker processes is failed, not retried
+AWAITING_ANSWERS = "awaiting_answers"  # analysed; the result goes out when the questionnaire closes
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,12 @@ class ClassificationFlow:
     clinician_chat_ids: Sequence[int]
     alert_clinicians: Callable[[NotifyCliniciansRequest], None]
 
+    # The questionnaire's timeout: finalize this job later with whatever was answered by then.
+    await_answers: Callable[[FinalizeResultRequest], None]
+
     def classify_and_reply(self, request: ClassifyPhotoRequest) -> str:
-        """Analyse the photo unless an earlier delivery did, and give the patient the answer once."""
+        """Analyse the photo unless an earlier delivery did. A refusal is answered at once; a result waits for
+        the questionnaire (or its timeout), unless the questionnaire closed first: then it is answered now."""
         job = self.jobs.load(request.job_id)
         if job is None:
             log.warning("job %s: not in the audit database; dropped", request.job_id)
@@ -55,14 +66,53 @@ class ClassificationFlow:
             return JobStatus.FAILED.value
         if job.status not in (JobStatus.DONE, JobStatus.REJECTED):
             job = self._analyse(request, job)
-        if job.status == JobStatus.DONE and job.risk == RiskLevel.HIGH and self.clinician_chat_ids:
+        finalization = FinalizeResultRequest.for_photo(request)
+        if job.status == JobStatus.DONE:
+            # Read after our own commit: of the bot closing the questionnaire and us storing the result, the
+            # second to commit sees the first, so at least one side finalizes (finalize is idempotent).
+            job = self.jobs.load(job.id) or job
+            if job.answers_closed_at is None:
+                self.await_answers(finalization)
+                log.info("job %s: analysed; waiting for the questionnaire", job.id)
+                return AWAITING_ANSWERS
+            return self.finalize(finalization)
+        self._reply(request, _patient_text(job))
+        self.jobs.mark_replied(job.id)
+        return job.status.value
+
+    def finalize(self, request: FinalizeResultRequest) -> str:
+        """Combine the photo-only result with the answers (those given so far, if the questionnaire timed out),
+        store it, alert the clinicians if it is high risk, and answer the patient; once."""
+        job = self.jobs.load(request.job_id)
+        if job is None:
+            log.warning("job %s: not in the audit database (erased?); nothing to finalize", request.job_id)
+            return "missing"
+        if job.replied_at is not None:
+            return "duplicate"
+        if job.status != JobStatus.DONE:
+            return job.status.value  # not analysed yet (the worker finalizes it), or refused (already answered)
+        if job.answers_closed_at is None:
+            job = self.jobs.close_answers(job.id)
+            log.info("job %s: questionnaire timed out; finalizing with the answers given", job.id)
+        assert job.photo_ranking is not None and job.photo_kind is not None
+        prediction = self.classifier.prediction_from_ranking(
+            job.photo_ranking, job.photo_kind, answers_from_record(job.answers)
+        )
+        job = self.jobs.mark_combined(job.id, prediction)
+        if job.risk == RiskLevel.HIGH and self.clinician_chat_ids:
             # Before the patient's reply: if we die in between, the redelivered task queues it again and
             # the alert skips clinicians already told.
             self.alert_clinicians(
                 NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind)
             )
         self._reply(request, _patient_text(job))
-        self.jobs.mark_replied(job.id)
+        try:
+            self.jobs.mark_replied(job.id)
+        except IllegalTransition:
+            current = self.jobs.load(job.id)
+            if current is not None and current.replied_at is not None:
+                return "duplicate"  # a concurrent finalize answered the same text first
+            raise
         return job.status.value
 
     def _analyse(self, request: ClassifyPhotoRequest, job: Job) -> Job:
@@ -90,7 +140,7 @@ class ClassificationFlow:
         log.info("job %s: rejected (%s)", job.id, refusal.code)
         return self.jobs.mark_rejected(job.id, refusal, image_sha256=image_sha256)
 
-    def _reply(self, request: ClassifyPhotoRequest, text: str) -> None:
+    def _reply(self, request: ClassifyPhotoRequest | FinalizeResultRequest, text: str) -> None:
         """Edit the "analysing..." message into the answer; if it is gone, send a new message."""
         try:
             self.telegram.edit_text(request.chat_id, request.status_message_id, text)
@@ -100,7 +150,7 @@ class ClassificationFlow:
             log.info("job %s: edit failed (%s); sending a new message", request.job_id, error.message)
             self.telegram.send_text(request.chat_id, text)
 
-    def fail(self, request: ClassifyPhotoRequest, code: FailureCode, reason: str) -> None:
+    def fail(self, request: ClassifyPhotoRequest | FinalizeResultRequest, code: FailureCode, reason: str) -> None:
         """Record the failure and, best effort, turn the patient's "analysing..." message into an apology."""
         self.jobs.mark_failed(request.job_id, code, reason)
         try:

@@ -26,10 +26,13 @@ from shared.job_store import get_job_store
 from shared.outcomes import FailureCode
 from shared.queue import (
     CLASSIFY_TASK,
+    FINALIZE_TASK,
     NOTIFY_CLINICIANS_TASK,
     ClassifyPhotoRequest,
+    FinalizeResultRequest,
     NotifyCliniciansRequest,
     enqueue_clinician_alert,
+    enqueue_finalization,
 )
 from worker.celery_app import app, task
 from worker.flow import ClassificationFlow
@@ -54,6 +57,9 @@ def get_flow() -> ClassificationFlow:
             jobs=get_job_store(),
             clinician_chat_ids=settings.clinician_chat_ids,
             alert_clinicians=lambda request: enqueue_clinician_alert(request, app),
+            await_answers=lambda request: enqueue_finalization(
+                request, app, countdown_s=settings.questionnaire_timeout_s
+            ),
         )
     return _flow
 
@@ -114,7 +120,25 @@ def classify_photo(self: TelegramTask, request: ClassifyPhotoRequest) -> str:
         raise
 
 
-def _fail_unexpectedly(flow: ClassificationFlow, request: ClassifyPhotoRequest, error: Exception) -> None:
+@task(name=FINALIZE_TASK, bind=True, base=TelegramTask, pydantic=True)
+def finalize_result(self: TelegramTask, request: FinalizeResultRequest) -> str:
+    flow = get_flow()
+    try:
+        return self.run_with_retries(flow.finalize, request)
+    except Retry:
+        raise
+    except TelegramError as error:
+        if not is_transient(error):
+            _fail_unexpectedly(flow, request, error)
+        raise
+    except Exception as error:
+        _fail_unexpectedly(flow, request, error)
+        raise
+
+
+def _fail_unexpectedly(
+    flow: ClassificationFlow, request: ClassifyPhotoRequest | FinalizeResultRequest, error: Exception
+) -> None:
     log.error("job %s: failed with %s", request.job_id, type(error).__name__)
     with contextlib.suppress(Exception):  # the database itself may be what failed
         flow.fail(request, FailureCode.INTERNAL_ERROR, type(error).__name__)

@@ -7,7 +7,7 @@ answers ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": ..., "d
 ``/file/bot<token>/<file_path>``. Long polling with getUpdates, or webhooks with setWebhook.
 
 Control endpoints under ``/sandbox/`` let a test or a developer play a patient: send a photo, a
-document, text or any other message, read what the bot sent (with edit history) and inject faults.
+document, text or any other message, tap an inline button, read what the bot sent (with edit history) and inject faults.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Sandbox:
         app.router.add_post("/sandbox/chats/{chat_id}/document", self.control.document)
         app.router.add_post("/sandbox/chats/{chat_id}/text", self.control.text)
         app.router.add_post("/sandbox/chats/{chat_id}/message", self.control.message)
+        app.router.add_post("/sandbox/chats/{chat_id}/callback", self.control.callback)
         app.router.add_get("/sandbox/chats/{chat_id}/messages", self.control.messages)
         app.router.add_post("/sandbox/faults", self.control.faults)
         app.router.add_get("/sandbox/calls", self.control.calls)

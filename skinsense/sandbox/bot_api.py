@@ -177,7 +177,8 @@ class BotApi:
         if message["from"]["id"] != BOT_USER_ID:
             raise BotApiError(400, "Bad Request: message can't be edited")
         text = _text(p, "text", MAX_TEXT, "message text")
-        if text == message.get("text"):
+        markup = p.get("reply_markup")  # like Telegram: an edit without it removes the inline keyboard
+        if text == message.get("text") and markup == message.get("reply_markup"):
             raise BotApiError(
                 400,
                 "Bad Request: message is not modified: specified new message content and "
@@ -185,6 +186,10 @@ class BotApi:
             )
         message.setdefault("edits", []).append(message.get("text"))
         message["text"] = text
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
         message["edit_date"] = int(time.time())
         return {k: v for k, v in message.items() if k != "edits"}
 

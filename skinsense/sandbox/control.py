@@ -49,6 +49,12 @@ class Control:
         chat_id = int(request.match_info["chat_id"])
         return web.json_response(await self.state.user_message(chat_id, await request.json()))
 
+    async def callback(self, request: web.Request) -> web.Response:
+        """The patient taps an inline button: ``{"message_id": ..., "data": ...}`` (the button's callback data)."""
+        chat_id = int(request.match_info["chat_id"])
+        body = await request.json()
+        return web.json_response(await self.state.callback_query(chat_id, int(body["message_id"]), str(body["data"])))
+
     async def messages(self, request: web.Request) -> web.Response:
         chat_id = int(request.match_info["chat_id"])
         messages = [{**m, "from_bot": m["from"]["id"] == BOT_USER_ID} for m in self.state.messages.get(chat_id, [])]

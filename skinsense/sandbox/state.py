@@ -99,6 +99,7 @@ class SandboxState:
     next_update_id: int = 1
     message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    callback_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # chat id -> messages
     files: dict[str, StoredFile] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -133,6 +134,25 @@ class SandboxState:
             self.next_update_id += 1
             self.changed.notify_all()
         return message
+
+    async def callback_query(self, chat_id: int, message_id: int, data: str) -> dict[str, Any]:
+        """A tap on an inline button under one of the bot's messages; Telegram sends it as a callback query."""
+        message = self.find_message(chat_id, message_id)
+        buttons = [b for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
+        if data not in [b.get("callback_data") for b in buttons]:
+            raise BotApiError(400, "Bad Request: no such button under this message")
+        query = {
+            "id": str(next(self.callback_ids)),
+            "from": self.user(chat_id),
+            "message": {k: v for k, v in message.items() if k != "edits"},
+            "chat_instance": str(chat_id),
+            "data": data,
+        }
+        async with self.changed:
+            self.updates.append({"update_id": self.next_update_id, "callback_query": query})
+            self.next_update_id += 1
+            self.changed.notify_all()
+        return query
 
     def photo_sizes(self, data: bytes) -> list[dict[str, Any]]:
         """Like Telegram: a thumbnail and the full size, largest last."""

@@ -52,6 +52,35 @@ class SandboxUser:
 
         return wait_until(reply, timeout_s, what=f"the bot's reply to message {message_id} in chat {chat_id}")
 
+    def tap(self, chat_id: int, message_id: int, label: str) -> dict[str, Any]:
+        """Tap the inline button labelled ``label`` under one of the bot's messages (a callback query)."""
+        message = next(m for m in self.bot_messages(chat_id) if m["message_id"] == message_id)
+        data = button_data(message, label)
+        assert data is not None, f"no button {label!r} under message {message_id}: {message.get('reply_markup')}"
+        return self._post(f"/sandbox/chats/{chat_id}/callback", json={"message_id": message_id, "data": data})
+
+    def wait_for_button(self, chat_id: int, label: str, after_id: int = 0, timeout_s: float = 60) -> dict[str, Any]:
+        """The first bot message after ``after_id`` that shows a button labelled ``label``."""
+
+        def find() -> dict[str, Any] | None:
+            for message in self.bot_messages(chat_id):
+                if message["message_id"] > after_id and button_data(message, label) is not None:
+                    return message
+            return None
+
+        return wait_until(find, timeout_s, what=f"a button {label!r} in chat {chat_id}")
+
+    def wait_for_text(self, chat_id: int, message_id: int, text: str, timeout_s: float = 60) -> dict[str, Any]:
+        """The bot's message once it reads ``text`` (after an edit)."""
+
+        def find() -> dict[str, Any] | None:
+            for message in self.bot_messages(chat_id):
+                if message["message_id"] == message_id and message.get("text") == text:
+                    return message
+            return None
+
+        return wait_until(find, timeout_s, what=f"message {message_id} to read {text!r}")
+
     def calls(self, method: str | None = None) -> list[dict[str, Any]]:
         response = self.http.get("/sandbox/calls", params={"method": method} if method else None)
         response.raise_for_status()
@@ -64,3 +93,12 @@ class SandboxUser:
         response = self.http.post(path, **kwargs)
         response.raise_for_status()
         return dict(response.json())
+
+
+def button_data(message: dict[str, Any], label: str) -> str | None:
+    """The callback data of the inline button labelled ``label`` under a message, if it has one."""
+    for row in message.get("reply_markup", {}).get("inline_keyboard", []):
+        for button in row:
+            if button.get("text") == label:
+                return str(button["callback_data"])
+    return None

@@ -1,0 +1,123 @@
+"""Consent first (GDPR Art. 9): nothing is analysed, and nothing about the patient stored, before they agree
+to the current version of the privacy text. /privacy shows it at any time; /delete erases everything.
+
+The gate runs before every other message handler (group -1). A photo sent before consent is held in memory
+only (bot/state.py) and analysed, without being resent, once the patient taps "I agree"; "No thanks" drops it.
+Callback data: ``consent|agree|<text version>`` and ``consent|decline|<text version>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from enum import StrEnum
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.ext import ApplicationHandlerStop, ContextTypes
+
+from bot.intake import chat_ref_of, incoming_image, take_image
+from bot.state import MAX_PENDING_PHOTOS, pending_photos, questionnaires
+from shared import messages
+from shared.patients import get_patient_store
+
+log = logging.getLogger(__name__)
+CALLBACK_PATTERN = r"^consent\|"
+
+
+class ConsentChoice(StrEnum):
+    AGREE = "agree"
+    DECLINE = "decline"
+
+
+def consent_keyboard() -> InlineKeyboardMarkup:
+    version = messages.PRIVACY_VERSION
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(messages.CONSENT_AGREE_BUTTON, callback_data=f"consent|agree|{version}"),
+                InlineKeyboardButton(messages.CONSENT_DECLINE_BUTTON, callback_data=f"consent|decline|{version}"),
+            ]
+        ]
+    )
+
+
+async def has_consented(chat_id: int) -> bool:
+    consent = await asyncio.to_thread(get_patient_store().consent, chat_ref_of(chat_id), messages.PRIVACY_VERSION)
+    return consent is not None
+
+
+async def ask_for_consent(message: Message) -> None:
+    # Not quoted: the photo it may follow is not answered yet (its result will quote it).
+    await message.reply_text(
+        messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard(), do_quote=False
+    )
+
+
+async def consent_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Any message from a patient who has not agreed to the current text: the privacy question instead."""
+    message = update.effective_message
+    if message is None or await has_consented(message.chat_id):
+        return  # on to the handlers of group 0
+    held = pending_photos(context.bot_data).setdefault(message.chat_id, [])
+    already_asked = bool(held)
+    if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS:
+        held.append(message)  # in memory only: its file id, until the patient decides
+    if not (already_asked and incoming_image(message) is not None):  # one question for a whole album
+        await ask_for_consent(message)
+    raise ApplicationHandlerStop
+
+
+async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A tap on "I agree" or "No thanks"."""
+    query = update.callback_query
+    chat = update.effective_chat
+    if query is None or query.data is None or chat is None:
+        return
+    await query.answer()
+    _, choice, version = query.data.split("|", 2)
+    if version != messages.PRIVACY_VERSION:  # a button under an older text: show the current one
+        await query.edit_message_text(messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
+        return
+    held = pending_photos(context.bot_data).pop(chat.id, [])
+    chat_ref = chat_ref_of(chat.id)
+    if ConsentChoice(choice) == ConsentChoice.DECLINE:
+        await asyncio.to_thread(get_patient_store().withdraw_consent, chat_ref)
+        await query.edit_message_text(messages.CONSENT_DECLINED)
+        log.info("consent declined; %d held photo(s) dropped", len(held))
+        return
+    await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)
+    await query.edit_message_text(messages.CONSENT_GIVEN_PHOTO_PENDING if held else messages.CONSENT_GIVEN)
+    log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
+    for message in held:
+        await take_image(message, context)
+
+
+async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/privacy: the privacy text at any time; with the buttons while the patient has not agreed to it."""
+    message = update.effective_message
+    if message is not None:
+        consent = await asyncio.to_thread(
+            get_patient_store().consent, chat_ref_of(message.chat_id), messages.PRIVACY_VERSION
+        )
+        if consent is None:
+            await ask_for_consent(message)
+        else:
+            agreed = messages.PRIVACY_AGREED.format(date=consent.decided_at.strftime("%Y-%m-%d"))
+            await message.reply_text(f"{messages.PRIVACY}\n\n{agreed}", parse_mode=ParseMode.HTML, do_quote=False)
+    raise ApplicationHandlerStop
+
+
+async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/delete: erase every row about this patient, and forget what the bot holds in memory for them."""
+    message = update.effective_message
+    if message is not None:
+        erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(message.chat_id))
+        pending_photos(context.bot_data).pop(message.chat_id, None)
+        open_questionnaires = questionnaires(context.bot_data)
+        for job_id, questionnaire in list(open_questionnaires.items()):
+            if questionnaire.finalization.chat_id == message.chat_id:
+                del open_questionnaires[job_id]
+        await message.reply_text(messages.DELETED.format(jobs=erased))
+        log.info("patient erased: %d job(s)", erased)
+    raise ApplicationHandlerStop

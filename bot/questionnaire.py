@@ -1,0 +1,235 @@
+"""The questionnaire, asked with inline buttons while the worker analyses the photo.
+
+One message per photo, edited from question to question. Every question has "Don't know", the questionnaire
+"Skip" (which gives the photo-only result). Each tap saves the answers so far on the job row; when the
+questionnaire closes (last answer or Skip) the bot queues the final result if the analysis is already done;
+otherwise the worker finalizes when it is (worker/flow.py). Age and sex are remembered for the next photo.
+
+Callback data: ``q|<job id hex>|<question>|<value>`` (at most 64 bytes, as Telegram allows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.state import questionnaires
+from shared import messages
+from shared.answers import BodySite, PatientAnswers, Sex
+from shared.audit import JobStatus
+from shared.job_store import get_job_store
+from shared.patients import get_patient_store
+from shared.questionnaire import (
+    DONT_KNOW,
+    SPOT_QUESTIONS,
+    AgeRange,
+    ProfileChoice,
+    Question,
+    YesNo,
+    sex_from_token,
+    site_from_token,
+    site_token,
+)
+from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, enqueue_finalization
+
+log = logging.getLogger(__name__)
+CALLBACK_PREFIX = "q"
+CALLBACK_PATTERN = r"^q\|"
+SKIP = "skip"
+
+
+@dataclass
+class Questionnaire:
+    """One photo's questionnaire in progress."""
+
+    finalization: FinalizeResultRequest
+    chat_ref: str
+    questions: list[Question]
+    remembered_age: AgeRange | None = None
+    remembered_sex: Sex | None = None
+    step: int = 0
+    message_id: int | None = None
+    age_range: AgeRange | None = None
+    sex: Sex | None = None
+    body_site: BodySite | None = None
+    spot: dict[Question, bool] = field(default_factory=dict)
+    asked_profile: bool = False  # age and sex were asked this time (so they are remembered afresh)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.finalization.job_id
+
+    @property
+    def current(self) -> Question | None:
+        return self.questions[self.step] if self.step < len(self.questions) else None
+
+    def answers(self) -> PatientAnswers:
+        return PatientAnswers(
+            age=None if self.age_range is None else self.age_range.representative_age,
+            sex=self.sex,
+            body_site=self.body_site,
+            **{question.value: value for question, value in self.spot.items()},
+        )
+
+    def record(self, question: Question, value: str) -> None:
+        """The patient's tap on ``question`` (already checked to be the current one); moves to the next."""
+        if question == Question.CONFIRM_PROFILE:
+            if ProfileChoice(value) == ProfileChoice.KEEP:
+                self.age_range, self.sex = self.remembered_age, self.remembered_sex
+            else:
+                self.questions[self.step + 1 : self.step + 1] = [Question.AGE, Question.SEX]
+        elif value == DONT_KNOW:
+            pass
+        elif question == Question.AGE:
+            self.age_range = AgeRange(value)
+        elif question == Question.SEX:
+            self.sex = sex_from_token(value)
+        elif question == Question.BODY_SITE:
+            self.body_site = site_from_token(value)
+        else:
+            self.spot[question] = YesNo(value) == YesNo.YES
+        if question in (Question.AGE, Question.SEX):
+            self.asked_profile = True
+        self.step += 1
+
+
+def _button(questionnaire: Questionnaire, question: Question | str, value: str, label: str) -> InlineKeyboardButton:
+    data = f"{CALLBACK_PREFIX}|{questionnaire.job_id.hex}|{question}|{value}"
+    return InlineKeyboardButton(label, callback_data=data)
+
+
+def keyboard(questionnaire: Questionnaire, question: Question) -> InlineKeyboardMarkup:
+    def rows(buttons: list[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
+        return [buttons[i : i + width] for i in range(0, len(buttons), width)]
+
+    def b(value: str, label: str) -> InlineKeyboardButton:
+        return _button(questionnaire, question, value, label)
+
+    dont_know = b(DONT_KNOW, messages.DONT_KNOW_BUTTON)
+    skip = _button(questionnaire, SKIP, "-", messages.SKIP_BUTTON)
+    if question == Question.CONFIRM_PROFILE:
+        layout = [[b(choice.value, label) for choice, label in messages.PROFILE_BUTTONS.items()], [skip]]
+    elif question == Question.AGE:
+        layout = [*rows([b(age.value, label) for age, label in messages.AGE_BUTTONS.items()], 4), [dont_know, skip]]
+    elif question == Question.SEX:
+        layout = [[b(sex.value, label) for sex, label in messages.SEX_BUTTONS.items()], [dont_know, skip]]
+    elif question == Question.BODY_SITE:
+        sites = [b(site_token(site), label) for site, label in messages.BODY_SITE_BUTTONS.items()]
+        layout = [*rows(sites, 3), [dont_know, skip]]
+    else:
+        layout = [[*(b(answer.value, label) for answer, label in messages.YES_NO_BUTTONS.items()), dont_know], [skip]]
+    return InlineKeyboardMarkup(layout)
+
+
+def step_text(questionnaire: Questionnaire, question: Question) -> str:
+    profile = messages.remembered_profile(questionnaire.remembered_age, questionnaire.remembered_sex)
+    return messages.question_step(question, questionnaire.step + 1, len(questionnaire.questions), profile)
+
+
+async def start_questionnaire(context: ContextTypes.DEFAULT_TYPE, request: ClassifyPhotoRequest, chat_ref: str) -> None:
+    """Ask the first question about a photo whose analysis is already queued."""
+    profile = await asyncio.to_thread(get_patient_store().profile, chat_ref)
+    remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
+    remembered_sex = Sex(profile.sex) if profile and profile.sex else None
+    if remembered_age is None and remembered_sex is None:
+        questions = [Question.AGE, Question.SEX, *SPOT_QUESTIONS]
+    else:
+        questions = [Question.CONFIRM_PROFILE, *SPOT_QUESTIONS]
+    questionnaire = Questionnaire(
+        FinalizeResultRequest.for_photo(request), chat_ref, questions, remembered_age, remembered_sex
+    )
+    first = questions[0]
+    sent = await context.bot.send_message(
+        request.chat_id,
+        step_text(questionnaire, first),
+        parse_mode=ParseMode.HTML,
+        reply_markup=keyboard(questionnaire, first),
+    )
+    questionnaire.message_id = sent.message_id
+    questionnaires(context.bot_data)[questionnaire.job_id] = questionnaire
+
+
+async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A tap on one of the questionnaire's buttons."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    await query.answer()
+    _, job_hex, question_token, value = query.data.split("|", 3)
+    questionnaire = questionnaires(context.bot_data).get(uuid.UUID(job_hex))
+    if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
+        await _edit(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+        return
+    if question_token == SKIP:
+        await close_questionnaire(context, questionnaire, skipped=True)
+        return
+    if question_token != questionnaire.current:
+        return  # a second tap on an earlier question
+    questionnaire.record(Question(question_token), value)
+    following = questionnaire.current
+    if following is None:
+        await close_questionnaire(context, questionnaire, skipped=False)
+        return
+    try:
+        await asyncio.to_thread(
+            get_job_store().record_answers, questionnaire.job_id, questionnaire.answers(), close=False
+        )
+    except LookupError:  # the patient erased everything meanwhile
+        questionnaires(context.bot_data).pop(questionnaire.job_id, None)
+        await _edit(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+        return
+    await _edit(
+        query.edit_message_text(
+            step_text(questionnaire, following),
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard(questionnaire, following),
+        )
+    )
+
+
+async def close_questionnaire(
+    context: ContextTypes.DEFAULT_TYPE, questionnaire: Questionnaire, *, skipped: bool
+) -> None:
+    """Save the final answers (none when skipped), remember age and sex, and queue the result if the photo is
+    already analysed (otherwise the worker finalizes it when the analysis ends)."""
+    questionnaires(context.bot_data).pop(questionnaire.job_id, None)
+    answers = PatientAnswers() if skipped else questionnaire.answers()
+    chat_id = questionnaire.finalization.chat_id
+    try:
+        job = await asyncio.to_thread(get_job_store().record_answers, questionnaire.job_id, answers, close=True)
+    except LookupError:
+        job = None
+    if job is not None and questionnaire.asked_profile and not skipped:
+        await asyncio.to_thread(
+            get_patient_store().remember_profile, questionnaire.chat_ref, questionnaire.age_range, questionnaire.sex
+        )
+    if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.replied_at is not None:
+        text = messages.QUESTIONNAIRE_CLOSED  # erased, refused, or answered already (the timeout)
+    else:
+        text = messages.QUESTIONNAIRE_SKIPPED if skipped else messages.QUESTIONNAIRE_DONE
+    if questionnaire.message_id is not None:
+        await _edit(context.bot.edit_message_text(text, chat_id=chat_id, message_id=questionnaire.message_id))
+    if job is not None and job.status == JobStatus.DONE and job.replied_at is None:
+        # The analysis finished first and is waiting for us: the result goes out now.
+        try:
+            await asyncio.to_thread(enqueue_finalization, questionnaire.finalization)
+        except Exception as error:  # the worker's timeout still answers the patient
+            log.error("job %s: could not queue the final result: %s", job.id, type(error).__name__)
+    log.info("job %s: questionnaire %s", questionnaire.job_id, "skipped" if skipped else "answered")
+
+
+async def _edit(edit: Awaitable[object]) -> None:
+    """Await an edit; "message is not modified" (a double tap) is not an error."""
+    try:
+        await edit
+    except BadRequest as error:
+        if "not modified" not in error.message:
+            raise

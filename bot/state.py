@@ -1,0 +1,33 @@
+"""What the bot keeps in memory between updates, in ``bot_data`` (never in module globals), typed.
+
+Nothing here is written to disk: a photo sent before consent is held only as its Telegram message (its
+file id, no image bytes) until the patient answers the privacy question, and is forgotten on "No thanks",
+/delete or a restart; a questionnaire in progress lives here until it closes (its answers are also saved on
+the job row at each tap, so a restart loses only the buttons; the worker's timeout still answers the patient).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, cast
+
+from telegram import Message
+
+if TYPE_CHECKING:
+    from bot.questionnaire import Questionnaire
+
+MAX_PENDING_PHOTOS = 10  # per chat, before consent (an album is at most 10)
+
+
+def _bucket(bot_data: dict[Any, Any], name: str) -> dict[Any, Any]:
+    return cast(dict[Any, Any], bot_data.setdefault(name, {}))
+
+
+def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[Message]]:
+    """chat id -> the photo (or file) messages that arrived before the patient consented."""
+    return _bucket(bot_data, "pending_photos")
+
+
+def questionnaires(bot_data: dict[Any, Any]) -> dict[uuid.UUID, Questionnaire]:
+    """job id -> the questionnaire in progress for that photo."""
+    return _bucket(bot_data, "questionnaires")

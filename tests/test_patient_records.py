@@ -1,0 +1,123 @@
+"""Consent, remembered age and sex, /delete's erasure and the questionnaire's answers on the job row, on a
+migrated SQLite database; the questionnaire's steps as the bot walks them."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.questionnaire import Questionnaire
+from shared.answers import BodySite, PatientAnswers, Sex
+from shared.audit import Consent, Job, MediaKind, PatientProfile
+from shared.job_store import JobStore
+from shared.patients import PatientStore
+from shared.questionnaire import DONT_KNOW, SPOT_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
+from shared.queue import FinalizeResultRequest
+from tests.auxil.database import migrated_engine
+
+CHAT = "c" * 32
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[PatientStore, JobStore]:
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'patients.sqlite3'}")
+    return PatientStore(engine), JobStore(engine)
+
+
+def test_consent_is_per_text_version_and_recorded_once(stores: tuple[PatientStore, JobStore]) -> None:
+    patients, _ = stores
+    assert patients.consent(CHAT, "v1") is None
+    first = patients.record_consent(CHAT, "v1")
+    assert patients.record_consent(CHAT, "v1").id == first.id
+    assert patients.consent(CHAT, "v1") is not None and first.decided_at is not None
+    assert patients.consent(CHAT, "v2") is None, "a new text version asks again"
+    patients.withdraw_consent(CHAT)
+    assert patients.consent(CHAT, "v1") is None
+
+
+def test_delete_erases_jobs_answers_profile_and_consent_of_that_patient_only(
+    stores: tuple[PatientStore, JobStore],
+) -> None:
+    patients, jobs = stores
+    other = "d" * 32
+    for chat_ref in (CHAT, other):
+        patients.record_consent(chat_ref, "v1")
+        patients.remember_profile(chat_ref, AgeRange.FORTIES, Sex.FEMALE)
+        job = jobs.record_received(chat_ref=chat_ref, media_kind=MediaKind.PHOTO, file_unique_id="u")
+        jobs.record_answers(job.id, PatientAnswers(age=45, bleeds=True), close=True)
+    assert patients.erase_patient(CHAT) == 1
+    with Session(jobs._engine) as session:
+        assert [job.chat_ref for job in session.exec(select(Job)).all()] == [other]
+        assert [consent.chat_ref for consent in session.exec(select(Consent)).all()] == [other]
+        assert [profile.chat_ref for profile in session.exec(select(PatientProfile)).all()] == [other]
+
+
+def test_answers_after_the_questionnaire_closed_change_nothing(stores: tuple[PatientStore, JobStore]) -> None:
+    _, jobs = stores
+    job = jobs.record_received(chat_ref=CHAT, media_kind=MediaKind.PHOTO, file_unique_id="u")
+    jobs.record_answers(job.id, PatientAnswers(age=45), close=False)
+    closed = jobs.close_answers(job.id)  # the worker's timeout
+    assert closed.answers_closed_at is not None and closed.answers == PatientAnswers(age=45).model_dump(mode="json")
+    late = jobs.record_answers(job.id, PatientAnswers(age=45, bleeds=True), close=True)
+    assert late.answers == PatientAnswers(age=45).model_dump(mode="json")
+    assert late.answers_closed_at == closed.answers_closed_at
+
+
+def _questionnaire(questions: list[Question], **remembered: object) -> Questionnaire:
+    request = FinalizeResultRequest(
+        job_id=uuid.uuid4(), chat_id=1, status_message_id=2, file_id="f", media_kind=MediaKind.PHOTO
+    )
+    return Questionnaire(request, CHAT, questions, **remembered)  # type: ignore[arg-type]
+
+
+def test_every_answer_lands_in_the_patient_answers() -> None:
+    questionnaire = _questionnaire([Question.AGE, Question.SEX, *SPOT_QUESTIONS])
+    taps = [AgeRange.SIXTIES.value, Sex.MALE.value, site_token(BodySite.LOWER_EXTREMITY)]
+    taps += [YesNo.YES.value, YesNo.NO.value, YesNo.YES.value, DONT_KNOW, YesNo.NO.value, YesNo.YES.value]
+    for value in taps:
+        assert questionnaire.current is not None
+        questionnaire.record(questionnaire.current, value)
+    assert questionnaire.current is None
+    assert questionnaire.answers() == PatientAnswers(
+        age=65,
+        sex=Sex.MALE,
+        body_site=BodySite.LOWER_EXTREMITY,
+        grew=True,
+        changed=False,
+        bleeds=True,
+        itches=None,
+        hurts=False,
+        raised=True,
+    )
+
+
+def test_all_dont_know_gives_no_answers() -> None:
+    questionnaire = _questionnaire([Question.AGE, Question.SEX, *SPOT_QUESTIONS])
+    while questionnaire.current is not None:
+        questionnaire.record(questionnaire.current, DONT_KNOW)
+    assert questionnaire.answers() == PatientAnswers() and questionnaire.answers().known() == []
+
+
+def test_remembered_age_and_sex_are_kept_or_asked_again() -> None:
+    kept = _questionnaire([Question.CONFIRM_PROFILE, *SPOT_QUESTIONS], remembered_age=AgeRange.FORTIES)
+    kept.record(Question.CONFIRM_PROFILE, ProfileChoice.KEEP.value)
+    assert kept.current == Question.BODY_SITE and kept.answers().age == 45 and not kept.asked_profile
+    changed = _questionnaire([Question.CONFIRM_PROFILE, *SPOT_QUESTIONS], remembered_sex=Sex.FEMALE)
+    changed.record(Question.CONFIRM_PROFILE, ProfileChoice.CHANGE.value)
+    assert changed.current == Question.AGE and len(changed.questions) == 2 + 1 + len(SPOT_QUESTIONS)
+    changed.record(Question.AGE, AgeRange.TWENTIES.value)
+    changed.record(Question.SEX, Sex.MALE.value)
+    assert changed.answers().sex == Sex.MALE and changed.asked_profile
+
+
+def test_every_button_fits_telegrams_callback_data_limit() -> None:
+    from bot.questionnaire import keyboard
+
+    questionnaire = _questionnaire([Question.AGE])
+    for question in Question:
+        for row in keyboard(questionnaire, question).inline_keyboard:
+            for button in row:
+                assert button.callback_data is not None and len(str(button.callback_data).encode()) <= 64
