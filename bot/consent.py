@@ -118,6 +118,6 @@ async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         for job_id, questionnaire in list(open_questionnaires.items()):
             if questionnaire.finalization.chat_id == message.chat_id:
                 del open_questionnaires[job_id]
-        await message.reply_text(messages.DELETED.format(jobs=erased))
+        await message.reply_text(messages.DELETED.format(jobs=erased), do_quote=True)
         log.info("patient erased: %d job(s)", erased)
     raise ApplicationHandlerStop

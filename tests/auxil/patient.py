@@ -41,8 +41,11 @@ def send_photo_skipping_questions(user: SandboxUser, chat_id: int, data: bytes, 
     return sent
 
 
-def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int, labels: list[str]) -> None:
-    """Tap one button per question, in order (each tap waits for the next question or the end)."""
+def answer_questionnaire(
+    user: SandboxUser, chat_id: int, photo_message_id: int, labels: list[str]
+) -> dict[str, Any]:
+    """Tap one button per question, in order (each tap waits for the next question or the end); returns the
+    questionnaire message as it reads afterwards."""
     questions = questionnaire_for(user, chat_id, photo_message_id)
     for label in labels:
         current = next(m for m in user.bot_messages(chat_id) if m["message_id"] == questions["message_id"])
@@ -54,3 +57,4 @@ def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int,
             return bool(message.get("text") != before)
 
         wait_until(moved_on, 30, what=f"the questionnaire to move on after {label!r}")
+    return next(m for m in user.bot_messages(chat_id) if m["message_id"] == questions["message_id"])

@@ -36,7 +36,9 @@ class RunningStack:
 
 
 @contextlib.contextmanager
-def running_stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[RunningStack]:
+def running_stack(
+    redis_url: str, database_url: str, log_dir: Path, questionnaire_timeout_s: float = 20
+) -> Iterator[RunningStack]:
     port = free_port()
     env = child_env(
         telegram_token=BOT_TOKEN,
@@ -46,6 +48,7 @@ def running_stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[
         clinician_chat_ids=",".join(map(str, CLINICIANS)),
         chat_hash_key=CHAT_HASH_KEY,
         worker_concurrency=1,
+        questionnaire_timeout_s=questionnaire_timeout_s,  # a photo whose questions nobody answers is not stuck
         log_level="INFO",
     )
     children: list[ChildProcess] = []

@@ -1,0 +1,224 @@
+"""The patient conversation end to end on the real stack (sandbox, bot process, redis-server, a prefork Celery
+worker, SQLite): consent first, the questionnaire while the worker analyses, and a result that combines them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from models.inference import Classifier
+from shared import messages
+from shared.answers import BodySite, PatientAnswers, Sex
+from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
+from shared.labels import PhotoKind, RiskLevel
+from skinsense.sandbox import plain_text
+from tests.auxil.patient import answer_questionnaire, consent, questionnaire_for, skip_questionnaire
+from tests.auxil.services import wait_until
+from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
+
+pytestmark = pytest.mark.e2e
+QUESTIONNAIRE_TIMEOUT_S = 20  # the stack's; long enough to tap every question on a busy machine
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    log_dir = tmp_path_factory.mktemp("conversation")
+    with running_stack(
+        redis_url, f"sqlite:///{log_dir / 'audit.sqlite3'}", log_dir, questionnaire_timeout_s=QUESTIONNAIRE_TIMEOUT_S
+    ) as running:
+        yield running
+
+
+def rows_about(stack: RunningStack, chat: int) -> list[object]:
+    chat_ref = chat_reference(chat, CHAT_HASH_KEY)
+    with Session(stack.engine) as session:
+        jobs: list[object] = list(session.exec(select(Job).where(Job.chat_ref == chat_ref)).all())
+        consents = list(session.exec(select(Consent).where(Consent.chat_ref == chat_ref)).all())
+        profiles = list(session.exec(select(PatientProfile).where(PatientProfile.chat_ref == chat_ref)).all())
+    return [*jobs, *consents, *profiles]
+
+
+def answered_job(stack: RunningStack, file_unique_id: str) -> Job:
+    def find() -> Job | None:
+        with Session(stack.engine) as session:
+            job = session.exec(select(Job).where(Job.telegram_file_unique_id == file_unique_id)).first()
+        return job if job is not None and job.replied_at is not None else None
+
+    return wait_until(find, 90, what="the job to be answered")
+
+
+def classify_cli(path: Path) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "skinsense.cli", "classify", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return dict(json.loads(completed.stdout.splitlines()[0]))
+
+
+def result_text(job: Job) -> str:
+    assert job.ranking is not None and job.risk is not None
+    return plain_text(messages.result(job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert)), "HTML")
+
+
+def test_a_photo_before_consent_is_not_analysed_until_i_agree_and_needs_no_resending(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 1301
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    prompt = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=sent["message_id"])
+    assert prompt["text"] == plain_text(messages.PRIVACY, "HTML")
+    time.sleep(1.0)  # a worker that wrongly got the photo would be downloading it by now
+    assert rows_about(stack, chat) == [], "nothing recorded before consent"
+    assert stack.user.replies_to(chat, sent["message_id"]) == [], "no analysis started"
+    assert not [
+        c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["photo"][-1]["file_id"]
+    ]
+
+    stack.user.tap(chat, prompt["message_id"], messages.CONSENT_AGREE_BUTTON)
+    stack.user.wait_for_text(chat, prompt["message_id"], messages.CONSENT_GIVEN_PHOTO_PENDING)
+    skip_questionnaire(stack.user, chat, sent["message_id"])
+    reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+    job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert reply["text"] == result_text(job), stack.logs()
+    assert len([m for m in stack.user.messages(chat) if m.get("photo") and not m["from_bot"]]) == 1, "sent once"
+    (agreed,) = [row for row in rows_about(stack, chat) if isinstance(row, Consent)]
+    assert agreed.text_version == messages.PRIVACY_VERSION and agreed.decided_at is not None
+
+
+def test_no_thanks_stores_nothing_and_analyses_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1302
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    prompt = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=sent["message_id"])
+    stack.user.tap(chat, prompt["message_id"], messages.CONSENT_DECLINE_BUTTON)
+    stack.user.wait_for_text(chat, prompt["message_id"], messages.CONSENT_DECLINED)
+    time.sleep(1.0)
+    assert rows_about(stack, chat) == []
+    assert stack.user.replies_to(chat, sent["message_id"]) == []
+    assert not [
+        c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["photo"][-1]["file_id"]
+    ]
+    again = stack.user.send_text(chat, "hello")
+    stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=again["message_id"])
+
+
+def test_privacy_shows_the_text_any_time(stack: RunningStack) -> None:
+    chat = 1303
+    sent = stack.user.send_text(chat, "/privacy")
+    prompt = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=sent["message_id"])
+    assert prompt["text"] == plain_text(messages.PRIVACY, "HTML")
+    consent(stack.user, chat)
+    later = stack.user.send_text(chat, "/privacy")
+
+    def shown() -> dict[str, Any] | None:
+        return next((m for m in stack.user.bot_messages(chat) if m["message_id"] > later["message_id"]), None)
+
+    text = wait_until(shown, 30, what="the privacy text")
+    assert (
+        text["text"].startswith(plain_text(messages.PRIVACY, "HTML")) and "You agreed to this text on" in text["text"]
+    )
+    assert "reply_markup" not in text, "no buttons once agreed"
+
+
+EVERY_ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]
+EVERY_ANSWER = PatientAnswers(
+    age=45,
+    sex=Sex.FEMALE,
+    body_site=BodySite.BACK,
+    grew=True,
+    changed=True,
+    bleeds=True,
+    itches=False,
+    hurts=False,
+    raised=True,
+)
+
+
+def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
+    stack: RunningStack, photos_by_risk: dict[str, Path], classifier: Classifier
+) -> None:
+    chat = 1304
+    path = photos_by_risk["alert"]
+    consent(stack.user, chat)
+    sent = stack.user.send_photo(chat, path.read_bytes())
+    questions = answer_questionnaire(stack.user, chat, sent["message_id"], EVERY_ANSWER_TAPS)
+    assert questions["text"] == plain_text(messages.QUESTIONNAIRE_DONE, "HTML")
+    reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+    job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.answers == EVERY_ANSWER.model_dump(mode="json"), "the audit row holds the answers"
+    photo_only = classify_cli(path)
+    assert job.photo_ranking == photo_only["ranking"], "the photo-only ranking is kept for the audit"
+    combined = classifier.prediction_from_ranking(
+        photo_only["ranking"], PhotoKind(photo_only["photo_kind"]), EVERY_ANSWER
+    )
+    assert job.ranking == combined.to_dict()["ranking"] and job.answers_used == combined.answers_used
+    assert (job.risk, job.melanoma_alert) == (combined.risk, combined.melanoma_alert)
+    assert reply["text"] == result_text(job), stack.logs()
+
+    # Age and sex are remembered for the next photo; the patient keeps them and knows nothing else.
+    second = stack.user.send_photo(chat, path.read_bytes())
+    questions = questionnaire_for(stack.user, chat, second["message_id"])
+    assert "age 40-49, female" in questions["text"]
+    answer_questionnaire(stack.user, chat, second["message_id"], ["Yes, still right"] + ["Don't know"] * 7)
+    stack.user.wait_for_reply(chat, second["message_id"], timeout_s=90)
+    remembered = answered_job(stack, second["photo"][-1]["file_unique_id"])
+    assert remembered.answers == PatientAnswers(age=45, sex=Sex.FEMALE).model_dump(mode="json")
+
+
+def test_skip_and_all_dont_know_give_exactly_the_photo_only_ranking_of_classify(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 1305
+    path = photos_by_risk["alert"]
+    expected = classify_cli(path)
+    consent(stack.user, chat)
+    skipped = stack.user.send_photo(chat, path.read_bytes())
+    skip_questionnaire(stack.user, chat, skipped["message_id"])
+    dont_know = stack.user.send_photo(chat, path.read_bytes())
+    answer_questionnaire(stack.user, chat, dont_know["message_id"], ["Don't know"] * 9)
+    for sent in (skipped, dont_know):
+        reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+        job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+        assert job.ranking == job.photo_ranking == expected["ranking"]
+        assert (job.risk, job.melanoma_alert, job.answers_used) == (expected["risk"], expected["melanoma_alert"], [])
+        assert reply["text"] == result_text(job)
+    assert answered_job(stack, skipped["photo"][-1]["file_unique_id"]).answers == PatientAnswers().model_dump()
+
+
+def test_unanswered_questions_time_out_into_the_photo_only_result(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 1306
+    consent(stack.user, chat)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    questionnaire_for(stack.user, chat, sent["message_id"])
+    reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=QUESTIONNAIRE_TIMEOUT_S + 60)
+    job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.status == JobStatus.DONE and job.answers_closed_at is not None and job.ranking == job.photo_ranking
+    assert reply["text"] == result_text(job)
+
+
+def test_delete_erases_everything_about_the_patient(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1307
+    consent(stack.user, chat)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    answer_questionnaire(stack.user, chat, sent["message_id"], ["30-39", "Male"])
+    skip_questionnaire(stack.user, chat, sent["message_id"])
+    stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+    assert rows_about(stack, chat)
+    command = stack.user.send_text(chat, "/delete")
+    reply = stack.user.wait_for_reply(chat, command["message_id"], final=False)
+    assert reply["text"] == messages.DELETED.format(jobs=1)
+    assert rows_about(stack, chat) == []
+    again = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=again["message_id"])
