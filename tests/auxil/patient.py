@@ -41,9 +41,7 @@ def send_photo_skipping_questions(user: SandboxUser, chat_id: int, data: bytes, 
     return sent
 
 
-def answer_questionnaire(
-    user: SandboxUser, chat_id: int, photo_message_id: int, labels: list[str]
-) -> dict[str, Any]:
+def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int, labels: list[str]) -> dict[str, Any]:
     """Tap one button per question, in order (each tap waits for the next question or the end); returns the
     questionnaire message as it reads afterwards."""
     questions = questionnaire_for(user, chat_id, photo_message_id)
