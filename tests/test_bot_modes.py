@@ -14,6 +14,8 @@ from shared import messages
 from shared.audit import Job, JobStatus
 from shared.db import build_engine
 from skinsense.migrate import upgrade_database
+from skinsense.sandbox import plain_text
+from tests.auxil.patient import consent
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
@@ -56,9 +58,9 @@ def test_webhook_mode_receives_updates_pushed_by_the_bot_api(sandbox: SandboxUse
         assert registered["secret_token"] == "hook-secret"
         sent = sandbox.send_text(3001, "/start")
         wait_until(
-            lambda: [m for m in sandbox.bot_messages(3001) if m["text"] == messages.START],
+            lambda: [m for m in sandbox.bot_messages(3001) if m["text"] == plain_text(messages.PRIVACY, "HTML")],
             60,
-            what="the /start reply through the webhook",
+            what="the /start reply (consent first) through the webhook",
         )
         assert sandbox.calls("getUpdates") == [], "no polling in webhook mode"
         assert sent["message_id"]
@@ -74,6 +76,7 @@ def test_broker_down_tells_the_patient_to_resend_and_records_the_failure(sandbox
         wait_until(lambda: sandbox.calls("getUpdates"), 60, what="the bot polling")
         photo = io.BytesIO()
         Image.new("RGB", (200, 150), (190, 140, 120)).save(photo, "JPEG")
+        consent(sandbox, 3002)  # the consent needs no broker
         sent = sandbox.send_photo(3002, photo.getvalue())
         wait_until(
             lambda: [m for m in sandbox.replies_to(3002, sent["message_id"]) if m["text"] == messages.ENQUEUE_FAILED],

@@ -31,6 +31,7 @@ from shared.messages import MAX_FILE_MB
 from shared.outcomes import RefusalCode
 from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classification
 from skinsense.sandbox import plain_text
+from tests.auxil.patient import consent, send_photo_skipping_questions, skip_questionnaire
 from tests.auxil.services import postgres_database, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 from worker.flow import MAX_DELIVERY_ATTEMPTS
@@ -90,7 +91,7 @@ def classify_cli(path: Path) -> dict[str, Any]:
 def test_photo_gets_the_ranking_that_classify_gives(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
     path = photos_by_risk["alert"]
     chat = 1001
-    sent = stack.user.send_photo(chat, path.read_bytes())
+    sent = send_photo_skipping_questions(stack.user, chat, path.read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     expected = classify_cli(path)
     expected_text = plain_text(
@@ -110,7 +111,7 @@ def test_photo_gets_the_ranking_that_classify_gives(stack: RunningStack, photos_
 def test_audit_row_is_complete_and_pseudonymous(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
     chat = 1002
     data = photos_by_risk["low"].read_bytes()
-    sent = stack.user.send_photo(chat, data)
+    sent = send_photo_skipping_questions(stack.user, chat, data)
     stack.user.wait_for_reply(chat, sent["message_id"])
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.status == JobStatus.DONE and job.error_code is None
@@ -123,9 +124,9 @@ def test_audit_row_is_complete_and_pseudonymous(stack: RunningStack, photos_by_r
 
 
 def test_clinicians_get_the_alert_exactly_for_high_risk(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
-    low = stack.user.send_photo(1003, photos_by_risk["low"].read_bytes())
+    low = send_photo_skipping_questions(stack.user, 1003, photos_by_risk["low"].read_bytes())
     stack.user.wait_for_reply(1003, low["message_id"])
-    high = stack.user.send_photo(1004, photos_by_risk["alert"].read_bytes())
+    high = send_photo_skipping_questions(stack.user, 1004, photos_by_risk["alert"].read_bytes())
     stack.user.wait_for_reply(1004, high["message_id"])
     high_job = finished_job(stack, high["photo"][-1]["file_unique_id"])
     low_job = finished_job(stack, low["photo"][-1]["file_unique_id"])
@@ -148,7 +149,7 @@ def test_clinicians_get_the_alert_exactly_for_high_risk(stack: RunningStack, pho
 
 def test_redelivered_task_replies_once(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
     chat = 1005
-    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    sent = send_photo_skipping_questions(stack.user, chat, photos_by_risk["low"].read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     redelivery = ClassifyPhotoRequest(
@@ -164,16 +165,18 @@ def test_redelivered_task_replies_once(stack: RunningStack, photos_by_risk: dict
         c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]
     ]
     assert len(edits) == 1
-    assert len(stack.user.bot_messages(chat)) == 1
+    assert len(stack.user.replies_to(chat, sent["message_id"])) == 1
 
 
 def test_flood_control_is_waited_out_and_the_reply_arrives(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
     chat = 1006
+    consent(stack.user, chat)
+    # No taps after this (they edit messages too): the result goes out at the questionnaire's timeout.
     stack.user.inject_fault("editMessageText", count=1, retry_after=2)
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
-    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=120)
     attempts = [
         c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]
     ]
@@ -184,9 +187,12 @@ def test_flood_control_is_waited_out_and_the_reply_arrives(
 
 def test_album_photos_each_get_their_own_result(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
     chat = 1007
+    consent(stack.user, chat)
     sent = [
         stack.user.send_photo(chat, photos_by_risk[k].read_bytes(), media_group_id="album-1") for k in ("low", "alert")
     ]
+    for message in sent:
+        skip_questionnaire(stack.user, chat, message["message_id"])
     for message in sent:
         assert "Most likely lesion types" in stack.user.wait_for_reply(chat, message["message_id"])["text"]
 
@@ -212,11 +218,13 @@ def test_album_photos_each_get_their_own_result(stack: RunningStack, photos_by_r
 )
 def test_non_photo_messages_get_a_short_help_reply(stack: RunningStack, fields: dict[str, Any]) -> None:
     chat = 1100 + len(str(fields))
+    consent(stack.user, chat)
     sent = stack.user.send_message(chat, fields)
     assert stack.user.wait_for_reply(chat, sent["message_id"], final=False)["text"] == messages.NOT_A_PHOTO
 
 
 def test_start_and_help_explain_the_screening_aid(stack: RunningStack) -> None:
+    consent(stack.user, 1200)
     for command, expected in (("/start", messages.START), ("/help", messages.help_text(MAX_FILE_MB))):
         sent = stack.user.send_text(1200, command)
 
@@ -261,6 +269,7 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(
         "text_as_jpeg": b"hello, this is not a photo",
     }[name]
     chat = 1300 + len(name)
+    consent(stack.user, chat)
     sent = stack.user.send_document(chat, content, file_name, mime_type)
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     assert reply["text"] == plain_text(messages.rejection(RefusalCode(code), MAX_FILE_MB), None), stack.logs()
@@ -276,6 +285,7 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(
 
 def test_photo_that_is_not_a_lesion_is_refused_kindly(stack: RunningStack) -> None:
     chat = 1400
+    consent(stack.user, chat)
     page = Image.new("L", (640, 480), 235)
     page.paste(20, (50, 50, 590, 70))
     sent = stack.user.send_photo(chat, _png(page))
@@ -286,6 +296,7 @@ def test_photo_that_is_not_a_lesion_is_refused_kindly(stack: RunningStack) -> No
 
 def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
     chat = 1401
+    consent(stack.user, chat)
     sent = stack.user.send_photo(chat, _png(Image.new("RGB", (20, 20), (200, 150, 130))))
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     assert reply["text"] == messages.rejection(RefusalCode.TOO_SMALL, MAX_FILE_MB)
@@ -354,8 +365,10 @@ def test_download_retries_are_not_mistaken_for_lost_workers(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
     chat = 1600
+    consent(stack.user, chat)
     stack.user.inject_fault("getFile", count=MAX_DELIVERY_ATTEMPTS, retry_after=1)
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    skip_questionnaire(stack.user, chat, sent["message_id"])
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     assert "Most likely lesion types" in reply["text"], stack.logs()
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
