@@ -121,3 +121,13 @@ def test_every_button_fits_telegrams_callback_data_limit() -> None:
         for row in keyboard(questionnaire, question).inline_keyboard:
             for button in row:
                 assert button.callback_data is not None and len(str(button.callback_data).encode()) <= 64
+
+
+def test_every_question_and_answer_has_its_patient_text() -> None:
+    from shared import messages
+
+    assert set(messages.QUESTION_TEXTS) == set(Question)
+    assert set(messages.AGE_BUTTONS) == set(AgeRange) and set(messages.SEX_BUTTONS) == set(Sex)
+    assert set(messages.BODY_SITE_BUTTONS) == set(BodySite) and set(messages.YES_NO_BUTTONS) == set(YesNo)
+    assert set(messages.PROFILE_BUTTONS) == set(ProfileChoice)
+    assert messages.PRIVACY_VERSION in messages.PRIVACY, "the patient sees which version they agree to"
