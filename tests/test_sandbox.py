@@ -131,3 +131,22 @@ def test_structured_parameters_arrive_json_encoded_in_forms(sandbox: str) -> Non
         data={"chat_id": "506", "text": "second", "reply_parameters": json.dumps({"message_id": sent["message_id"]})},
     ).json()
     assert reply["result"]["reply_to_message"]["message_id"] == sent["message_id"]
+
+
+def test_a_tap_on_an_inline_button_is_a_callback_query_and_an_edit_without_keyboard_removes_it(sandbox: str) -> None:
+    chat = 505
+    keyboard = {"inline_keyboard": [[{"text": "I agree", "callback_data": "consent|agree|v1"}]]}
+    sent = httpx.post(
+        method_url(sandbox, "sendMessage"), json={"chat_id": chat, "text": "ok?", "reply_markup": keyboard}
+    ).json()["result"]
+    user = SandboxUser(sandbox)
+    query = user.tap(chat, sent["message_id"], "I agree")
+    assert query["data"] == "consent|agree|v1" and query["message"]["message_id"] == sent["message_id"]
+    updates = httpx.get(method_url(sandbox, "getUpdates")).json()["result"]
+    assert any(u.get("callback_query", {}).get("id") == query["id"] for u in updates)
+    with pytest.raises(httpx.HTTPStatusError):
+        user._post(f"/sandbox/chats/{chat}/callback", json={"message_id": sent["message_id"], "data": "forged"})
+    edited = httpx.post(
+        method_url(sandbox, "editMessageText"), json={"chat_id": chat, "message_id": sent["message_id"], "text": "done"}
+    ).json()["result"]
+    assert "reply_markup" not in edited

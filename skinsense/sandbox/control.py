@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from skinsense.sandbox.state import BOT_USER_ID, Fault, SandboxState
+from skinsense.sandbox.state import BOT_USER_ID, BotApiError, Fault, SandboxState
 
 
 class Control:
@@ -53,7 +53,11 @@ class Control:
         """The patient taps an inline button: ``{"message_id": ..., "data": ...}`` (the button's callback data)."""
         chat_id = int(request.match_info["chat_id"])
         body = await request.json()
-        return web.json_response(await self.state.callback_query(chat_id, int(body["message_id"]), str(body["data"])))
+        try:
+            query = await self.state.callback_query(chat_id, int(body["message_id"]), str(body["data"]))
+        except BotApiError as error:
+            return web.json_response({"ok": False, "description": error.description}, status=error.status)
+        return web.json_response(query)
 
     async def messages(self, request: web.Request) -> web.Response:
         chat_id = int(request.match_info["chat_id"])
