@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -32,7 +33,8 @@ HELP = (
     "How to use SkinSense:\n"
     "1. Take a close-up photo of one spot in good light, in focus, filling most of the picture.\n"
     "2. Send it here as a photo (or as a JPEG/PNG file up to {max_mb} MB).\n"
-    "3. Wait a few seconds for the result.\n\n"
+    "3. Answer a few quick questions with the buttons while it is analysed (or tap Skip).\n"
+    "4. The result follows in a few seconds.\n\n"
     "The model was trained on dermatoscope images; ordinary phone photos are harder for it, so treat the "
     "result as a first hint only.\n\n"
     f"{DISCLAIMER}"
@@ -151,16 +153,34 @@ def _ranking_lines(ranking: list[dict[str, Any]], limit: int) -> list[str]:
     return [f"{entry['probability']:.0%}  {escape(entry['name'])}" for entry in ranking[:limit]]
 
 
-def result(ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool) -> str:
-    """The patient's result (Telegram HTML)."""
+def result(
+    ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool, answers_used: Sequence[str] = ()
+) -> str:
+    """The patient's result (Telegram HTML); ``answers_used``: the questionnaire's answers it combined."""
     parts = []
     finding = melanoma_finding(melanoma_alert, ranking[0]["code"])
     if finding != MelanomaFinding.NONE:
         parts.append(f"<b>{MELANOMA_HEADLINE[finding]}</b>")
     parts.append("<b>Most likely lesion types</b>\n" + "\n".join(_ranking_lines(ranking, 3)))
     parts.append(f"<b>{RISK_ADVICE[risk]}</b>")
+    if answers_used:
+        parts.append(ANSWERS_USED.format(answers=", ".join(ANSWER_NAMES.get(name, name) for name in answers_used)))
     parts.append(f"<i>{DISCLAIMER}</i>")
     return "\n\n".join(parts)
+
+
+ANSWERS_USED = "This result combines the photo with your answers about: {answers}."
+ANSWER_NAMES: dict[str, str] = {
+    "age": "age",
+    "sex": "sex",
+    "body_site": "where the spot is",
+    "grew": "growth",
+    "changed": "change in shape or colour",
+    "bleeds": "bleeding",
+    "itches": "itching",
+    "hurts": "pain",
+    "raised": "whether it is raised",
+}
 
 
 def clinician_alert(

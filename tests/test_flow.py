@@ -267,7 +267,8 @@ def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_the
     expected = flow.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, EVERY_ANSWER)
     assert job.ranking == expected.to_dict()["ranking"] and job.answers_used == expected.answers_used
     assert job.answers == EVERY_ANSWER.model_dump(mode="json")
-    assert answer(sandbox, 2102) == plain_text(messages.result(job.ranking, job.risk, bool(job.melanoma_alert)), "HTML")
+    text = messages.result(job.ranking, job.risk, bool(job.melanoma_alert), expected.answers_used)
+    assert answer(sandbox, 2102) == plain_text(text, "HTML")
     assert flow.finalize(awaited[0]) == "duplicate", "the timeout firing later changes nothing"
 
 

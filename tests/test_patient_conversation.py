@@ -68,7 +68,8 @@ def classify_cli(path: Path) -> dict[str, Any]:
 
 def result_text(job: Job) -> str:
     assert job.ranking is not None and job.risk is not None
-    return plain_text(messages.result(job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert)), "HTML")
+    text = messages.result(job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert), job.answers_used or ())
+    return plain_text(text, "HTML")
 
 
 def test_a_photo_before_consent_is_not_analysed_until_i_agree_and_needs_no_resending(

@@ -131,3 +131,9 @@ def test_every_question_and_answer_has_its_patient_text() -> None:
     assert set(messages.BODY_SITE_BUTTONS) == set(BodySite) and set(messages.YES_NO_BUTTONS) == set(YesNo)
     assert set(messages.PROFILE_BUTTONS) == set(ProfileChoice)
     assert messages.PRIVACY_VERSION in messages.PRIVACY, "the patient sees which version they agree to"
+
+
+def test_every_answer_has_its_name_in_the_result() -> None:
+    from shared import messages
+
+    assert set(messages.ANSWER_NAMES) == set(PatientAnswers.model_fields)

@@ -186,4 +186,4 @@ def _patient_text(job: Job) -> str:
         assert isinstance(job.error_code, RefusalCode)
         return messages.rejection(job.error_code, MAX_FILE_MB)
     assert job.ranking is not None and job.risk is not None
-    return messages.result(job.ranking, job.risk, bool(job.melanoma_alert))
+    return messages.result(job.ranking, job.risk, bool(job.melanoma_alert), job.answers_used or ())
