@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from shared.answers import BodySite, Sex
+from shared.answers import BodySite, PatientAnswers, Sex
 from shared.images import MAX_FILE_BYTES
 from shared.labels import MelanomaFinding, RiskLevel, melanoma_finding
 from shared.outcomes import FailureCode, RefusalCode
@@ -184,7 +184,12 @@ ANSWER_NAMES: dict[str, str] = {
 
 
 def clinician_alert(
-    job_id: str, ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool, model_version: str
+    job_id: str,
+    ranking: list[dict[str, Any]],
+    risk: RiskLevel,
+    melanoma_alert: bool,
+    model_version: str,
+    answers: PatientAnswers | None = None,
 ) -> str:
     """Caption for the photo forwarded to clinicians (Telegram HTML; a caption holds 1,024 characters)."""
     heading = {
@@ -199,7 +204,17 @@ def clinician_alert(
         f"Job: <code>{escape(job_id)}</code>",
         f"Model: {escape(model_version)}",
     ]
+    known = {} if answers is None else answers.model_dump(mode="json", exclude_none=True)
+    if known:
+        given = ", ".join(f"{ANSWER_NAMES[name]}: {_answer_value(value)}" for name, value in known.items())
+        lines.append(f"Patient's answers: {escape(given)}")
     return "\n".join(lines)
+
+
+def _answer_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 # --- Consent (GDPR Art. 9: health data needs explicit consent) ------------------------------------------------

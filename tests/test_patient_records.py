@@ -137,3 +137,16 @@ def test_every_answer_has_its_name_in_the_result() -> None:
     from shared import messages
 
     assert set(messages.ANSWER_NAMES) == set(PatientAnswers.model_fields)
+
+
+def test_clinicians_read_the_answers_the_patient_gave() -> None:
+    from shared import messages
+    from shared.labels import RiskLevel
+
+    ranking = [
+        {"code": "mel", "name": "Melanoma", "probability": 0.6},
+        {"code": "nv", "name": "Nevus", "probability": 0.4},
+    ]
+    caption = messages.clinician_alert("j", ranking, RiskLevel.HIGH, True, "m", PatientAnswers(age=45, bleeds=True))
+    assert caption.endswith("Patient's answers: age: 45, bleeding: yes")
+    assert "answers" not in messages.clinician_alert("j", ranking, RiskLevel.HIGH, True, "m", PatientAnswers())

@@ -165,7 +165,12 @@ class ClassificationFlow:
         if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH or job.ranking is None:
             return 0
         caption = messages.clinician_alert(
-            str(job.id), job.ranking, job.risk, bool(job.melanoma_alert), job.model_version or "unknown"
+            str(job.id),
+            job.ranking,
+            job.risk,
+            bool(job.melanoma_alert),
+            job.model_version or "unknown",
+            answers_from_record(job.answers),
         )
         notified = job.clinicians_notified or {}
         sent = 0
