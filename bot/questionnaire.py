@@ -179,10 +179,13 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await close_questionnaire(context, questionnaire, skipped=False)
         return
     try:
-        await asyncio.to_thread(
+        job = await asyncio.to_thread(
             get_job_store().record_answers, questionnaire.job_id, questionnaire.answers(), close=False
         )
     except LookupError:  # the patient erased everything meanwhile
+        job = None
+    if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.answers_closed_at is not None:
+        # Erased, refused (the patient already has the reason) or timed out: no point in asking on.
         questionnaires(context.bot_data).pop(questionnaire.job_id, None)
         await _edit(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
         return
