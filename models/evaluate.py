@@ -59,7 +59,7 @@ def gate_outcomes(classifier: Classifier, images: np.ndarray) -> list[str]:
     outcomes = []
     for image in images:
         try:
-            outcomes.append(gate_prepared(image, classifier).value)
+            outcomes.append(gate_prepared(image, classifier)[0].value)
         except UnreadableImage as refusal:
             outcomes.append(refusal.code)
     return outcomes

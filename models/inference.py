@@ -184,7 +184,7 @@ def _load_network(path: Path, runtime: Runtime, threads: int) -> NetworkRuntime:
 
 
 @dataclass(frozen=True)
-class PictureHead:
+class EmbeddingHead:
     """Multinomial logistic regression on the standardised ImageNet embedding."""
 
     mean: np.ndarray
@@ -196,23 +196,29 @@ class PictureHead:
         scores = ((embeddings - self.mean) / self.scale) @ self.coefficients.T + self.intercepts
         return softmax(scores)
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
         return {
-            "picture_mean": self.mean,
-            "picture_scale": self.scale,
-            "picture_coefficients": self.coefficients,
-            "picture_intercepts": self.intercepts,
+            f"{name}_mean": self.mean,
+            f"{name}_scale": self.scale,
+            f"{name}_coefficients": self.coefficients,
+            f"{name}_intercepts": self.intercepts,
         }
 
     @classmethod
-    def load(cls, path: Path) -> PictureHead:
+    def load(cls, path: Path, name: str) -> EmbeddingHead:
         with np.load(path) as arrays:
-            return cls(
-                arrays["picture_mean"],
-                arrays["picture_scale"],
-                arrays["picture_coefficients"],
-                arrays["picture_intercepts"],
-            )
+            return cls(*(arrays[f"{name}_{part}"] for part in ("mean", "scale", "coefficients", "intercepts")))
+
+
+# The two heads in heads.npz: what the picture is, and the phone-photo lesion head.
+PICTURE_HEAD, PHONE_HEAD = "picture", "phone"
+PROBABILITY_FLOOR = 1e-6  # a class a head never saw (df and vasc on phone photos) keeps this probability
+
+
+def blend_logits(network_logits: np.ndarray, head_probabilities: np.ndarray) -> np.ndarray:
+    """The phone photos' logits: the phone network and the embedding head, averaged with equal weights as
+    log-probabilities (measured better than either alone: see the model card)."""
+    return np.asarray(0.5 * network_logits + 0.5 * np.log(np.maximum(head_probabilities, PROBABILITY_FLOOR)))
 
 
 class Classifier:
@@ -237,7 +243,8 @@ class Classifier:
 
         self._features = network(self.metadata.features_files)
         self._networks = {kind: network(settings.network_files) for kind, settings in self.metadata.kinds.items()}
-        self.picture_head = PictureHead.load(artifact_dir / self.metadata.heads_file)
+        self.picture_head = EmbeddingHead.load(artifact_dir / self.metadata.heads_file, PICTURE_HEAD)
+        self.phone_head = EmbeddingHead.load(artifact_dir / self.metadata.heads_file, PHONE_HEAD)
         triage_file = self.metadata.triage_file
         self.triage = TriageModel.load(artifact_dir / triage_file) if triage_file else None
 
@@ -249,11 +256,22 @@ class Classifier:
         """(N, 4) probabilities over PICTURE_CLASSES."""
         return self.picture_head.probabilities(self.embeddings(prepared))
 
-    def logits(self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind) -> np.ndarray:
-        """Lesion logits of the kind's network, averaged over the artifact's test-time views of each image."""
+    def network_logits(self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind) -> np.ndarray:
+        """Logits of the kind's network, averaged over the artifact's test-time views of each image."""
         batch = to_model_input(prepared)
         network = self._networks[kind]
         return np.asarray(np.mean([network.run(VIEWS[name](batch)) for name in self.views], axis=0))
+
+    def logits(
+        self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind, embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Lesion logits of photos of one kind (before the kind's temperature). Phone photos blend their
+        network with the phone head on the ImageNet embedding (computed here unless the gates already did)."""
+        logits = self.network_logits(prepared, kind)
+        if kind != PhotoKind.CLINICAL:
+            return logits
+        embeddings = self.embeddings(prepared) if embeddings is None else embeddings
+        return blend_logits(logits, self.phone_head.probabilities(embeddings))
 
     def probabilities(self, logits: np.ndarray, kinds: Sequence[PhotoKind]) -> np.ndarray:
         temperatures = np.array([self.metadata.kinds[kind].temperature for kind in kinds])[:, None]
@@ -264,13 +282,16 @@ class Classifier:
         prepared: Sequence[np.ndarray] | np.ndarray,
         kinds: Sequence[PhotoKind],
         answers: Sequence[PatientAnswers | None] | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> list[Prediction]:
         """Predictions for prepared images of known kinds (the gates have already passed them)."""
         images = to_model_input(prepared)
         predictions: list[Prediction | None] = [None] * len(images)
         for kind in set(kinds):
             chosen = [i for i, k in enumerate(kinds) if k == kind]
-            probabilities = self.probabilities(self.logits(images[chosen], kind), [kind] * len(chosen))
+            chosen_embeddings = embeddings[chosen] if embeddings is not None else None
+            logits = self.logits(images[chosen], kind, chosen_embeddings)
+            probabilities = self.probabilities(logits, [kind] * len(chosen))
             for index, row in zip(chosen, probabilities, strict=True):
                 predictions[index] = self.prediction(row, kind, answers[index] if answers else None)
         return [p for p in predictions if p is not None]

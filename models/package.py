@@ -28,21 +28,31 @@ from models.data import Sample, image_path, read_samples, resolve_data_dir
 from models.inference import (
     ARTIFACT_DIR,
     METADATA_FILE,
+    PHONE_HEAD,
     PICTURE_CLASSES,
+    PICTURE_HEAD,
     VIEWS,
     ArtifactMetadata,
     GateSettings,
     KindSettings,
     LiteRTNetwork,
     artifact_version,
+    blend_logits,
 )
 from models.kind_fit import cross_fitted_probabilities, fit_kind, malignant_told_low_share
 from models.metrics import softmax
-from models.pad_ufes import PhoneSample, patient_answers, read_phone_samples, resolve_phone_data_root
+from models.pad_ufes import (
+    PhoneSample,
+    patient_answers,
+    patient_folds,
+    read_phone_samples,
+    resolve_phone_data_root,
+)
 from models.picture_training import (
     REFUSAL_PROBABILITY,
     build_picture_examples,
     cross_validated_probabilities,
+    fit_embedding_head,
     fit_picture_head,
     refused,
 )
@@ -61,6 +71,8 @@ FILES = {
     "features": {"litert": "features.tflite", "keras": "features.keras"},
 }
 HEADS_FILE = "heads.npz"
+PHONE_FOLDS = 5
+PHONE_HEAD_C = 0.003  # inverse L2 strength of the phone head (grouped cross-validation, see the model card)
 TRIAGE_FILE = "triage.npz"
 # Logits averaged over these views of each photo (see models.inference.VIEWS).
 DEFAULT_VIEWS = ("identity", "flip_left_right", "flip_up_down", "rotate_180")
@@ -158,7 +170,6 @@ def package(
     embeddings, targets, groups, sources = examples.arrays()
     out_of_fold = cross_validated_probabilities(embeddings, targets, groups)
     picture_head = fit_picture_head(embeddings, targets)
-    np.savez(artifact_dir / HEADS_FILE, **cast(dict[str, Any], picture_head.arrays()))
     oof_refused = refused(out_of_fold)
     gate_figures = {str(source): float(oof_refused[sources == source].mean()) for source in sorted(set(sources))}
     clinical_rows = sources == "pad"
@@ -170,7 +181,21 @@ def package(
     # Per kind: calibration and policy on that kind's validation logits.
     ham_images = _prepared([image_path(data_dir, s) for s in ham_validation])
     phone_images = _prepared([s.path for s in phone])
-    phone_logits = cross_validation_logits(clinical_cv_runs, phone)
+    # Phone photos: the phone network's out-of-fold logits blended with the phone head's out-of-fold
+    # probabilities (each fitted without the photo's patient), then the shipped head on every patient.
+    phone_labels = np.array([s.label for s in phone])
+    phone_embeddings = features.run(to_model_input(phone_images))
+    head_fold = patient_folds(phone, PHONE_FOLDS, seed=0)
+    head_out_of_fold = np.zeros((len(phone), len(CLASS_CODES)))
+    for fold in range(PHONE_FOLDS):
+        fitted = fit_embedding_head(
+            phone_embeddings[head_fold != fold], phone_labels[head_fold != fold], len(CLASS_CODES), PHONE_HEAD_C
+        )
+        head_out_of_fold[head_fold == fold] = fitted.probabilities(phone_embeddings[head_fold == fold])
+    phone_head = fit_embedding_head(phone_embeddings, phone_labels, len(CLASS_CODES), PHONE_HEAD_C)
+    heads = {**picture_head.arrays(PICTURE_HEAD), **phone_head.arrays(PHONE_HEAD)}
+    np.savez(artifact_dir / HEADS_FILE, **cast(dict[str, Any], heads))
+    phone_logits = blend_logits(cross_validation_logits(clinical_cv_runs, phone), head_out_of_fold)
     np.savez(artifact_dir / CLINICAL_CV_FILE, ids=np.array([s.image_id for s in phone]), logits=phone_logits)
     kind_data = {
         PhotoKind.DERMOSCOPIC: (
@@ -215,9 +240,9 @@ def package(
         version=artifact_version(artifact_dir, model_files),
         architecture=(
             "per photo kind a MobileNetV3-Small 1.0 (ImageNet start) fine-tuned for that kind, 7-class logits "
-            "(dermoscopic: HAM10000, two runs averaged; clinical: PAD-UFES-20 phone photos and lesion crops); "
-            "features: the frozen ImageNet MobileNetV3-Small's 1024-wide embedding with a logistic-regression "
-            "picture head"
+            "(dermoscopic: HAM10000, two runs averaged; clinical: PAD-UFES-20 phone photos and lesion crops, "
+            "blended with a logistic-regression phone head on the ImageNet embedding); features: the frozen "
+            "ImageNet MobileNetV3-Small's 1024-wide embedding with a logistic-regression picture head"
         ),
         class_codes=list(CLASS_CODES),
         class_names=[CLASS_NAMES[c] for c in CLASS_CODES],

@@ -19,7 +19,7 @@ from PIL import Image
 
 from models.augment import phone_style
 from models.data import Sample, image_path
-from models.inference import PICTURE_CLASSES, PictureHead
+from models.inference import PICTURE_CLASSES, EmbeddingHead
 from models.negatives import negative_pictures, skin_without_lesion
 from models.pad_ufes import PhoneSample
 from models.preprocessing import prepare_image
@@ -88,16 +88,29 @@ def build_picture_examples(
     return examples
 
 
-def fit_picture_head(embeddings: np.ndarray, targets: np.ndarray) -> PictureHead:
+def fit_embedding_head(
+    embeddings: np.ndarray, targets: np.ndarray, classes: int, regularisation: float
+) -> EmbeddingHead:
+    """Class-balanced logistic regression on standardised embeddings; a class absent from ``targets`` gets
+    a score no photo reaches (the blend floors its probability)."""
     from sklearn.linear_model import LogisticRegression
 
     mean = embeddings.mean(axis=0)
     scale = embeddings.std(axis=0) + 1e-6
-    counts = np.bincount(targets, minlength=len(PICTURE_CLASSES))
-    weights = (len(targets) / (len(PICTURE_CLASSES) * counts))[targets]
-    model = LogisticRegression(C=REGULARISATION, max_iter=3000)
+    counts = np.bincount(targets, minlength=classes)
+    present = np.flatnonzero(counts)
+    weights = (len(targets) / (len(present) * np.maximum(counts, 1)))[targets]
+    model = LogisticRegression(C=regularisation, max_iter=3000)
     model.fit((embeddings - mean) / scale, targets, sample_weight=weights)
-    return PictureHead(mean, scale, model.coef_.astype(np.float32), model.intercept_.astype(np.float32))
+    coefficients = np.zeros((classes, embeddings.shape[1]), np.float32)
+    intercepts = np.full(classes, -30.0, np.float32)
+    coefficients[model.classes_] = model.coef_
+    intercepts[model.classes_] = model.intercept_
+    return EmbeddingHead(mean.astype(np.float32), scale.astype(np.float32), coefficients, intercepts)
+
+
+def fit_picture_head(embeddings: np.ndarray, targets: np.ndarray) -> EmbeddingHead:
+    return fit_embedding_head(embeddings, targets, len(PICTURE_CLASSES), REGULARISATION)
 
 
 def cross_validated_probabilities(

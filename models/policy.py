@@ -41,10 +41,13 @@ from shared.labels import (
 
 HIGH_MALIGNANT_PROBABILITY = 0.5
 TARGET_MELANOMA_SENSITIVITY = 0.90
-# PAD-UFES-20 has 15 melanoma photos: 0.90 there would rest on one or two photos. The threshold is set for
-# 0.90 all the same, and the measured (cross-fitted) sensitivity is reported as it is.
-PHONE_MELANOMA_SENSITIVITY = 0.90
-MAX_MALIGNANT_TOLD_LOW: dict[PhotoKind, float] = {PhotoKind.DERMOSCOPIC: 0.03, PhotoKind.CLINICAL: 0.06}
+# PAD-UFES-20 has 15 melanoma photos: asking 0.90 of them (14 of 15) pushed the phone threshold to a
+# melanoma probability of 0.006 and cost half the specificity. The product target on phone photos is 0.80;
+# 0.85 keeps a margin over it, and the measured (cross-fitted) figures are reported as they are.
+PHONE_MELANOMA_SENSITIVITY = 0.85
+# Phone photos: 0.06 was the first choice; it told only 28 % of benign phone lesions LOW, so the margin was
+# moved to 0.08, still under the 10 % target (cross-fitted figures in the model card).
+MAX_MALIGNANT_TOLD_LOW: dict[PhotoKind, float] = {PhotoKind.DERMOSCOPIC: 0.03, PhotoKind.CLINICAL: 0.08}
 MELANOMA_SENSITIVITY: dict[PhotoKind, float] = {
     PhotoKind.DERMOSCOPIC: TARGET_MELANOMA_SENSITIVITY,
     PhotoKind.CLINICAL: PHONE_MELANOMA_SENSITIVITY,

@@ -23,15 +23,16 @@ _DERMOSCOPIC = PICTURE_CLASSES.index("dermoscopic")
 _CLINICAL = PICTURE_CLASSES.index("clinical")
 
 
-def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> PhotoKind:
-    """The photo's kind, or UnreadableImage with the first gate that refuses it."""
+def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> tuple[PhotoKind, np.ndarray]:
+    """The photo's kind and ImageNet embedding, or UnreadableImage with the first gate that refuses it."""
     gates = classifier.metadata.gates
     quality = measure_quality(prepared)
     if quality.brightness < gates.min_brightness:
         raise UnreadableImage("too_dark", f"the photo is too dark (mean brightness {quality.brightness:.0f} of 255)")
     if quality.brightness > gates.max_brightness or quality.saturated_share > gates.max_saturated_share:
         raise UnreadableImage("too_bright", f"the photo is washed out ({quality.saturated_share:.0%} blown to white)")
-    picture = classifier.picture_probabilities([prepared])[0]
+    embedding = classifier.embeddings([prepared])
+    picture = classifier.picture_head.probabilities(embedding)[0]
     refusing = max((_NOT_A_LESION, _TOO_SMALL), key=lambda index: picture[index])
     if picture[refusing] >= gates.refusal_probability:
         if refusing == _NOT_A_LESION:
@@ -40,13 +41,13 @@ def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> PhotoKind:
     kind = PhotoKind.DERMOSCOPIC if picture[_DERMOSCOPIC] >= picture[_CLINICAL] else PhotoKind.CLINICAL
     if quality.sharpness < classifier.metadata.kinds[kind].min_sharpness:
         raise UnreadableImage("blurry", f"the photo is out of focus (sharpness {quality.sharpness:.1f})")
-    return kind
+    return kind, embedding
 
 
 def screen_prepared(prepared: np.ndarray, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:
     """Gate and classify one prepared image (uint8, 224x224x3), with the patient's answers where known."""
-    kind = gate_prepared(prepared, classifier)
-    return classifier.classify_prepared([prepared], [kind], [answers])[0]
+    kind, embedding = gate_prepared(prepared, classifier)
+    return classifier.classify_prepared([prepared], [kind], [answers], embedding)[0]
 
 
 def screen_photo(data: bytes, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:
