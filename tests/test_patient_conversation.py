@@ -163,6 +163,7 @@ def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
         photo_only["ranking"], PhotoKind(photo_only["photo_kind"]), EVERY_ANSWER
     )
     assert job.ranking == combined.to_dict()["ranking"] and job.answers_used == combined.answers_used
+    assert job.answers_used and set(job.answers_used) <= set(EVERY_ANSWER.known()), "the result uses the answers"
     assert (job.risk, job.melanoma_alert) == (combined.risk, combined.melanoma_alert)
     assert reply["text"] == result_text(job), stack.logs()
 
