@@ -25,11 +25,11 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from models.data import image_path, resolve_data_dir
+from models.data import Sample, image_path, resolve_data_dir
 from models.inference import ARTIFACT_DIR, RUNTIMES, Classifier
 from models.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
 from models.metrics import (
@@ -52,6 +52,7 @@ from shared.images import UnreadableImage
 from shared.labels import CLASS_CODES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel
 
 log = logging.getLogger(__name__)
+SampleT = TypeVar("SampleT", Sample, PhoneSample)
 
 
 def gate_outcomes(classifier: Classifier, images: np.ndarray) -> list[str]:
@@ -190,8 +191,8 @@ def evaluate(
     classifier = Classifier(artifact_dir, runtime=runtime)  # type: ignore[arg-type]
     ham = validation_samples(data_dir, artifact_dir)
     phone = phone_validation_samples(phone_root, artifact_dir)
-    if limit:  # a slice for quick checks: every k-th photo
-        ham, phone = ham[:: max(1, len(ham) // limit)], phone[:: max(1, len(phone) // limit)]
+    if limit:  # a slice for quick checks
+        ham, phone = _stratified_slice(ham, limit), _stratified_slice(phone, limit)
     ham_images = _prepared([image_path(data_dir, s) for s in ham])
     with np.load(artifact_dir / CLINICAL_CV_FILE) as cross_validation:
         by_id = dict(zip(cross_validation["ids"].tolist(), cross_validation["logits"], strict=True))
@@ -255,6 +256,16 @@ def evaluate(
         _plot_confusion_matrix(matrix, output_dir / f"confusion_matrix_{kind.value}.png", kind.value)
     _plot_reliability({k.value: r["_plot"] for k, r in kinds.items()}, output_dir / "reliability.png")
     return report
+
+
+def _stratified_slice(samples: list[SampleT], limit: int) -> list[SampleT]:
+    """About ``limit`` samples, every class kept with at least 8 (so that each half of a cross-fit has some)."""
+    chosen: list[SampleT] = []
+    for label in sorted({s.label for s in samples}):
+        of_class = [s for s in samples if s.label == label]
+        count = min(len(of_class), max(8, round(limit * len(of_class) / len(samples))))
+        chosen += of_class[:: max(1, len(of_class) // count)][:count]
+    return chosen
 
 
 def _finite(value: float) -> float | None:

@@ -38,7 +38,9 @@ METADATA_FILE = "metadata.json"
 Runtime = Literal["litert", "keras"]
 RUNTIMES: tuple[Runtime, ...] = ("litert", "keras")
 # What the picture head tells apart, in the order of its outputs.
-PICTURE_CLASSES: tuple[str, ...] = ("dermoscopic", "clinical", "not_a_lesion", "lesion_too_small")
+PICTURE_CLASSES: tuple[str, ...] = ("dermoscopic", "clinical", "not_a_lesion", "lesion_too_small", "blurry")
+# The picture classes that refuse a photo; each is also the refusal's stable code.
+REFUSING_PICTURES: tuple[str, ...] = ("not_a_lesion", "lesion_too_small", "blurry")
 
 
 # Test-time views of a batch (N, H, W, C). A lesion has no canonical orientation, so the model's
@@ -68,7 +70,7 @@ class GateSettings(BaseModel):
     min_brightness: float
     max_brightness: float
     max_saturated_share: float
-    refusal_probability: float  # picture-head probability of not_a_lesion / lesion_too_small that refuses
+    refusal_probability: float  # picture-head probability of a refusing picture class that refuses
 
 
 class ArtifactMetadata(BaseModel):
@@ -253,7 +255,7 @@ class Classifier:
         return self._features.run(to_model_input(prepared))
 
     def picture_probabilities(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, 4) probabilities over PICTURE_CLASSES."""
+        """(N, 5) probabilities over PICTURE_CLASSES."""
         return self.picture_head.probabilities(self.embeddings(prepared))
 
     def network_logits(self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind) -> np.ndarray:

@@ -3,7 +3,8 @@ or lesions too small in the frame. A logistic regression on the frozen ImageNet 
 - dermoscopic: HAM10000's training split (its validation split stays out, to measure the gates on);
 - clinical: PAD-UFES-20's phone photos, and HAM10000 images made phone-like at a normal framing;
 - not a lesion: models.negatives' pictures and the lesion-free skin in the corners of the phone photos;
-- lesion too small: the same photos with the lesion shrunk into a wide frame of skin.
+- lesion too small: the same photos with the lesion shrunk into a wide frame of skin;
+- blurry: the same photos out of focus.
 Every example has a group (lesion, patient or picture source) for cross-validation by group.
 """
 
@@ -15,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from models.augment import phone_style
 from models.data import Sample, image_path
-from models.inference import PICTURE_CLASSES, EmbeddingHead
+from models.inference import PICTURE_CLASSES, REFUSING_PICTURES, EmbeddingHead
 from models.negatives import negative_pictures, skin_without_lesion
 from models.pad_ufes import PhoneSample
 from models.preprocessing import prepare_image
@@ -30,6 +31,7 @@ REFUSAL_PROBABILITY = 0.35
 REGULARISATION = 0.01  # inverse L2 strength of the logistic regression on standardised embeddings
 TOO_SMALL_FRAME = (5.0, 9.0)  # the lesion's picture is 1/5 to 1/9 of the frame's side
 NORMAL_FRAME = (1.2, 2.2)
+BLUR_RADIUS = (2.5, 6.0)  # px at the model's 224 px
 SYNTHETIC_HAM_IMAGES = 700
 
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -83,9 +85,16 @@ def build_picture_examples(
     for image, group in synthetic_sources:
         examples.add(embed, [phone_style(image, rng, TOO_SMALL_FRAME)], "lesion_too_small", group, "small")
         examples.add(embed, [phone_style(image, rng, NORMAL_FRAME)], "clinical", group, "framed")
+        examples.add(embed, [_blurred(image, rng)], "blurry", group, "blurred")
     for picture in negative_pictures(seed):
         examples.add(embed, [picture.image], "not_a_lesion", picture.group, f"negative:{picture.kind}")
     return examples
+
+
+def _blurred(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Out of focus as a shaking hand or a missed focus leaves it: Gaussian blur of 2.5-6 px at 224 px."""
+    scale = max(image.size) / 224
+    return image.filter(ImageFilter.GaussianBlur(rng.uniform(*BLUR_RADIUS) * scale))
 
 
 def fit_embedding_head(
@@ -127,5 +136,5 @@ def cross_validated_probabilities(
 
 
 def refused(probabilities: np.ndarray) -> np.ndarray:
-    refusing = [PICTURE_CLASSES.index("not_a_lesion"), PICTURE_CLASSES.index("lesion_too_small")]
+    refusing = [PICTURE_CLASSES.index(name) for name in REFUSING_PICTURES]
     return np.asarray(probabilities[:, refusing].max(axis=1) >= REFUSAL_PROBABILITY)

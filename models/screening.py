@@ -2,23 +2,27 @@
 and ``skinsense classify`` share, so the bot and the command line can never disagree about a file.
 
 The gates run before the model's answer is used, cheapest first: the file (shared.images), then light
-(too dark, too bright), then the picture head (not a lesion, lesion too small in the frame; else the
-photo's kind), then focus, with the kind's own sharpness floor (dermoscopy is softer than phone photos).
+(too dark, too bright), then the picture head (not a lesion, lesion too small in the frame, blurred;
+else the photo's kind), then a sharpness floor per kind for what the head lets through.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from models.inference import PICTURE_CLASSES, Classifier, Prediction
+from models.inference import PICTURE_CLASSES, REFUSING_PICTURES, Classifier, Prediction
 from models.preprocessing import prepare_image
 from models.quality import measure_quality
 from shared.answers import PatientAnswers
 from shared.images import UnreadableImage, decode_image
 from shared.labels import PhotoKind
 
-_NOT_A_LESION = PICTURE_CLASSES.index("not_a_lesion")
-_TOO_SMALL = PICTURE_CLASSES.index("lesion_too_small")
+_REFUSING = {PICTURE_CLASSES.index(name): name for name in REFUSING_PICTURES}
+_REASONS = {
+    "not_a_lesion": "no skin lesion found",
+    "lesion_too_small": "the lesion is too small in the frame",
+    "blurry": "the photo is out of focus",
+}
 _DERMOSCOPIC = PICTURE_CLASSES.index("dermoscopic")
 _CLINICAL = PICTURE_CLASSES.index("clinical")
 
@@ -33,11 +37,10 @@ def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> tuple[PhotoKi
         raise UnreadableImage("too_bright", f"the photo is washed out ({quality.saturated_share:.0%} blown to white)")
     embedding = classifier.embeddings([prepared])
     picture = classifier.picture_head.probabilities(embedding)[0]
-    refusing = max((_NOT_A_LESION, _TOO_SMALL), key=lambda index: picture[index])
+    refusing = max(_REFUSING, key=lambda index: picture[index])
     if picture[refusing] >= gates.refusal_probability:
-        if refusing == _NOT_A_LESION:
-            raise UnreadableImage("not_a_lesion", f"no skin lesion found (p={picture[refusing]:.2f})")
-        raise UnreadableImage("lesion_too_small", f"the lesion is too small in the frame (p={picture[refusing]:.2f})")
+        code = _REFUSING[refusing]
+        raise UnreadableImage(code, f"{_REASONS[code]} (p={picture[refusing]:.2f})")
     kind = PhotoKind.DERMOSCOPIC if picture[_DERMOSCOPIC] >= picture[_CLINICAL] else PhotoKind.CLINICAL
     if quality.sharpness < classifier.metadata.kinds[kind].min_sharpness:
         raise UnreadableImage("blurry", f"the photo is out of focus (sharpness {quality.sharpness:.1f})")

@@ -60,8 +60,10 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
             "melanoma_alert",
             "melanoma_finding",
             "photo_kind",
+            "answers_used",
             "model_version",
         }
+        assert record["answers_used"] == []
         assert record["photo_kind"] == "dermoscopic", record
         threshold = metadata.kinds[PhotoKind(record["photo_kind"])].melanoma_alert_threshold
         ranking = record["ranking"]

@@ -43,7 +43,7 @@ def test_augmentations_give_model_inputs_and_skin_instead_of_black(phone_samples
 
 def test_evaluation_reports_each_photo_kind_on_a_slice(data_dir: Path, phone_data_root: Path, tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "models.evaluate", "--limit", "12", "--output", str(tmp_path)],
+        [sys.executable, "-m", "models.evaluate", "--limit", "40", "--output", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,
