@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         cells = " ".join(f"{r.get(f'{s}_ms_median', '-'):>6}/{r.get(f'{s}_ms_p95', '-'):<6}" for s in stages)
         print(f"{r['runtime']:<8} {r['load_s']:>7} {cells} {r['peak_rss_mb']:>12}")
-    fastest = min(results, key=lambda r: float(r["total_ms_median"]))
+    fastest = min(results, key=lambda r: float(r["model_ms_median"]))
     print(
         f"fastest: {fastest['runtime']} (artifact default: "
         f"{json.loads((ARTIFACT_DIR / 'metadata.json').read_text())['default_runtime']})"
