@@ -21,7 +21,11 @@ from typing import Any
 
 import httpx
 
+from shared import messages
+from shared.audit import chat_reference
 from shared.config import Settings, get_settings
+from shared.db import build_engine
+from shared.patients import PatientStore
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
 from skinsense.stack import Stack, wait_for_port, worker_command
@@ -31,6 +35,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def consent_all(database_url: str, chats: range) -> None:
+    """Every benchmark patient has agreed to the privacy text already (as the bot records it)."""
+    patients = PatientStore(build_engine(database_url))
+    key = Settings().chat_hash_key.get_secret_value()
+    for chat in chats:
+        patients.record_consent(chat_reference(chat, key), messages.PRIVACY_VERSION)
 
 
 def main() -> None:
@@ -56,8 +68,13 @@ def main() -> None:
         SKINSENSE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         SKINSENSE_DATABASE_URL=f"sqlite:///{workdir / 'audit.sqlite3'}",
         SKINSENSE_LOG_LEVEL="WARNING",
+        # Patients who never answer the questionnaire: the photo-only result goes out as soon as it is ready
+        # (one more task, finalize, than a patient who skipped before the analysis ended).
+        SKINSENSE_QUESTIONNAIRE_TIMEOUT_S="0",
     )
     upgrade_database(f"sqlite:///{workdir / 'audit.sqlite3'}")  # bot and workers expect the migrated schema
+    chats = range(100_000, 100_000 + len(photos))
+    consent_all(f"sqlite:///{workdir / 'audit.sqlite3'}", chats)
     try:
         stack.start(
             "redis",
@@ -75,7 +92,7 @@ def main() -> None:
         time.sleep(5)  # let the worker processes load their models
         sent_at: dict[int, float] = {}
         started = time.time()
-        for chat, photo in enumerate(photos, start=100_000):
+        for chat, photo in zip(chats, photos, strict=True):
             sent_at[chat] = time.time()
             http.post(f"/sandbox/chats/{chat}/photo", content=photo.read_bytes()).raise_for_status()
         # The sandbox logs each Bot API call with its time: the worker's edit is the result arriving.
