@@ -128,7 +128,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         top = job.ranking[0]["code"] if job.ranking else "-"
         print(
             f"{job.received_at:%Y-%m-%d %H:%M:%S} {job.id} {job.status.value:<8} {job.risk or '-':<6} "
-            f"top={top:<5} alert={job.melanoma_alert} clinicians={len(job.clinicians_notified or {})} "
+            f"top={top:<5} alert={job.melanoma_alert} answers_used={len(job.answers_used or [])} "
+            f"clinicians={len(job.clinicians_notified or {})} "
             f"{job.error_code or ''}"
         )
     return 0
