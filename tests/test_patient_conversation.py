@@ -19,6 +19,7 @@ from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
 from shared.labels import PhotoKind, RiskLevel
+from shared.patients import PatientStore
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import answer_questionnaire, consent, questionnaire_for, skip_questionnaire
 from tests.auxil.services import wait_until
@@ -224,3 +225,15 @@ def test_delete_erases_everything_about_the_patient(stack: RunningStack, photos_
     assert rows_about(stack, chat) == []
     again = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=again["message_id"])
+
+
+def test_a_consent_to_an_older_privacy_text_asks_again(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 1308
+    PatientStore(stack.engine).record_consent(chat_reference(chat, CHAT_HASH_KEY), "2000-01-01")
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    prompt = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=sent["message_id"])
+    assert messages.PRIVACY_VERSION in prompt["text"]
+    assert not [row for row in rows_about(stack, chat) if isinstance(row, Job)], "not analysed on the old consent"
+    stack.user.tap(chat, prompt["message_id"], messages.CONSENT_AGREE_BUTTON)
+    skip_questionnaire(stack.user, chat, sent["message_id"])
+    assert "Most likely lesion types" in stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
