@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Development-only defaults, refused outside development (see Settings._refuse_unsafe_defaults).
 DEVELOPMENT_CHAT_HASH_KEY = "development-only-chat-hash-key"
 DEVELOPMENT_FLOWER_PASSWORD = "skinsense"
+# Passwords that appear in examples (.env.example, the README) or are empty: refused in production too.
+EXAMPLE_FLOWER_PASSWORDS = frozenset({"", DEVELOPMENT_FLOWER_PASSWORD, "change-me", "changeme", "admin", "password"})
 
 
 class Settings(BaseSettings):
@@ -48,6 +50,7 @@ class Settings(BaseSettings):
 
     # Flower and the local sandbox
     flower_port: int = 5555
+    flower_address: str = "127.0.0.1"  # compose's Flower container listens on 0.0.0.0, published on loopback
     flower_user: str = "admin"
     flower_password: SecretStr = SecretStr(DEVELOPMENT_FLOWER_PASSWORD)
     sandbox_port: int = 8081
@@ -77,8 +80,8 @@ class Settings(BaseSettings):
                 raise ValueError("SKINSENSE_TELEGRAM_TOKEN is required in production")
             if self.chat_hash_key.get_secret_value() == DEVELOPMENT_CHAT_HASH_KEY:
                 raise ValueError("set SKINSENSE_CHAT_HASH_KEY to a secret in production")
-            if self.flower_password.get_secret_value() == DEVELOPMENT_FLOWER_PASSWORD:
-                raise ValueError("set SKINSENSE_FLOWER_PASSWORD in production")
+            if self.flower_password.get_secret_value() in EXAMPLE_FLOWER_PASSWORDS:
+                raise ValueError("set SKINSENSE_FLOWER_PASSWORD to a secret (not an example value) in production")
         return self
 
     @property

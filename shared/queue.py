@@ -81,6 +81,12 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+def private_repr(job_id: uuid.UUID) -> dict[str, str]:
+    """What Celery shows of a task's arguments (its events, hence Flower, and its logs): the job id only. The
+    chat id and the Telegram file id travel to the worker in the message body but are never displayed."""
+    return {"argsrepr": f"(job {job_id})", "kwargsrepr": "{}"}
+
+
 @lru_cache
 def producer_app() -> Celery:
     """The process's app for enqueueing, built on first use from the settings."""
@@ -89,16 +95,22 @@ def producer_app() -> Celery:
 
 def enqueue_classification(request: ClassifyPhotoRequest, app: Celery | None = None) -> None:
     """Queue a photo for classification (routed to the ``classify`` queue); raises if the broker is down."""
-    (app or producer_app()).send_task(CLASSIFY_TASK, args=[request.model_dump(mode="json")])
+    (app or producer_app()).send_task(
+        CLASSIFY_TASK, args=[request.model_dump(mode="json")], **private_repr(request.job_id)
+    )
 
 
 def enqueue_clinician_alert(request: NotifyCliniciansRequest, app: Celery | None = None) -> None:
     """Queue the forwarding of a high-risk result to the clinicians (routed to the ``clinicians`` queue)."""
-    (app or producer_app()).send_task(NOTIFY_CLINICIANS_TASK, args=[request.model_dump(mode="json")])
+    (app or producer_app()).send_task(
+        NOTIFY_CLINICIANS_TASK, args=[request.model_dump(mode="json")], **private_repr(request.job_id)
+    )
 
 
 def enqueue_finalization(
     request: FinalizeResultRequest, app: Celery | None = None, *, countdown_s: float | None = None
 ) -> None:
     """Queue the final result (photo and answers); ``countdown_s``: not before that many seconds."""
-    (app or producer_app()).send_task(FINALIZE_TASK, args=[request.model_dump(mode="json")], countdown=countdown_s)
+    (app or producer_app()).send_task(
+        FINALIZE_TASK, args=[request.model_dump(mode="json")], countdown=countdown_s, **private_repr(request.job_id)
+    )

@@ -52,11 +52,11 @@ def flower_command(settings: Settings) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "celery",
+        "skinsense.flower_server",  # celery's own `flower`, with /metrics behind the basic auth
         "-A",
         "worker.celery_app",
         "flower",
-        "--address=127.0.0.1",
+        f"--address={settings.flower_address}",
         f"--port={settings.flower_port}",
     ]
 

@@ -73,3 +73,36 @@ def test_dockerfile_and_env_example_exist() -> None:
     example = (REPO / ".env.example").read_text()
     for name in ("SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "POSTGRES_PASSWORD"):
         assert name in example
+
+
+def test_flower_refuses_an_unset_or_example_password() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from shared.config import Settings
+
+    flower = compose()["services"]["flower"]
+    assert flower["command"] == ["skinsense", "flower"], "the command that checks the settings and guards /metrics"
+    environment = flower["environment"]
+    # compose itself refuses to start while the password is unset or empty (`:?`)
+    assert "${SKINSENSE_FLOWER_PASSWORD:?" in environment["SKINSENSE_FLOWER_PASSWORD"]
+    assert "${SKINSENSE_FLOWER_PASSWORD:?" in environment["FLOWER_BASIC_AUTH"]
+    example = dict(
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert example["SKINSENSE_ENVIRONMENT"] == "production"
+    assert "FLOWER_BASIC_AUTH" not in example, "no example password to copy"
+    filled = {**example, "SKINSENSE_TELEGRAM_TOKEN": "1:x", "SKINSENSE_CHAT_HASH_KEY": "k" * 32}
+    for password in (example["SKINSENSE_FLOWER_PASSWORD"], "change-me", "skinsense"):
+        values = {
+            key.removeprefix("SKINSENSE_").lower(): value
+            for key, value in filled.items()
+            if key.startswith("SKINSENSE_")
+        }
+        values["flower_password"] = password
+        with pytest.raises(ValidationError, match="SKINSENSE_FLOWER_PASSWORD"):
+            Settings.model_validate(values)
+    values["flower_password"] = "a-real-secret-of-ops"
+    assert Settings.model_validate(values).flower_password.get_secret_value() == "a-real-secret-of-ops"

@@ -303,34 +303,83 @@ def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.REJECTED
 
 
-def test_flower_sees_the_worker_behind_basic_auth(stack: RunningStack, tmp_path: Path) -> None:
+FLOWER_AUTH = ("ops", "e2e-flower-secret")
+
+
+@pytest.fixture(scope="module")
+def flower_url(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Flower as `skinsense flower` runs it, on the stack's broker, once it lists the stack's worker."""
     import httpx
 
-    from shared.config import Settings
-    from skinsense.stack import flower_command
+    from skinsense.stack import flower_command, flower_environment
     from tests.auxil.services import ChildProcess, free_port, port_open
 
     port = free_port()
-    settings = Settings(flower_port=port, flower_user="ops", flower_password="e2e-flower-secret")  # type: ignore[arg-type]
-    env = {**stack.env, "FLOWER_BASIC_AUTH": "ops:e2e-flower-secret"}
-    flower = ChildProcess("flower", flower_command(settings), env, tmp_path)
+    settings = Settings(flower_port=port, flower_user=FLOWER_AUTH[0], flower_password=FLOWER_AUTH[1])  # type: ignore[arg-type]
+    env = {**stack.env, **flower_environment(settings)}
+    flower = ChildProcess("flower", flower_command(settings), env, tmp_path_factory.mktemp("flower"))
     try:
         wait_until(lambda: port_open(port), 60, what="Flower")
-        api = f"http://127.0.0.1:{port}/api/workers"
-        assert httpx.get(api, timeout=10).status_code == 401
-        workers = wait_until(
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
             lambda: [
                 name
-                for name in httpx.get(api, auth=("ops", "e2e-flower-secret"), timeout=10).json()
+                for name in httpx.get(f"{url}/api/workers", auth=FLOWER_AUTH, timeout=10).json()
                 if name.startswith("e2e@")
             ],
             60,
             interval_s=1,
             what="Flower to list the worker",
         )
-        assert workers
+        yield url
     finally:
         flower.stop()
+
+
+def test_flower_sees_the_worker_behind_basic_auth(flower_url: str) -> None:
+    import httpx
+
+    api = f"{flower_url}/api/workers"
+    assert httpx.get(api, timeout=10).status_code == 401
+    workers = [name for name in httpx.get(api, auth=FLOWER_AUTH, timeout=10).json() if name.startswith("e2e@")]
+    assert workers
+
+
+def test_flower_metrics_need_the_password(flower_url: str) -> None:
+    import httpx
+
+    assert httpx.get(f"{flower_url}/metrics", timeout=10).status_code == 401
+    metrics = httpx.get(f"{flower_url}/metrics", auth=FLOWER_AUTH, timeout=10)
+    assert metrics.status_code == 200 and "flower_events_total" in metrics.text
+    assert httpx.get(f"{flower_url}/healthcheck", timeout=10).text == "OK", "compose's healthcheck needs no password"
+
+
+def test_flower_shows_job_ids_only_never_chat_or_file_ids(
+    stack: RunningStack, flower_url: str, photos_by_risk: dict[str, Path]
+) -> None:
+    import httpx
+
+    chat = 987_650_321  # a chat id that cannot occur by chance in a job id or a time
+    sent = send_photo_skipping_questions(stack.user, chat, photos_by_risk["alert"].read_bytes())
+    stack.user.wait_for_reply(chat, sent["message_id"])
+    job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
+    file_id = sent["photo"][-1]["file_id"]
+
+    def tasks_of_the_job() -> dict[str, Any] | None:
+        tasks = httpx.get(f"{flower_url}/api/tasks", auth=FLOWER_AUTH, timeout=10).json()
+        mine = {uuid: task for uuid, task in tasks.items() if str(job.id) in str(task.get("args"))}
+        names = {task["name"] for task in mine.values()}
+        # finalize_result too, when it went through the broker (it runs in process when the answers came first)
+        wanted = {"worker.tasks.classify_photo", "worker.tasks.notify_clinicians"}
+        return mine if wanted <= names else None
+
+    tasks = wait_until(tasks_of_the_job, 60, interval_s=1, what="Flower to list the job's tasks")
+    for task_id in tasks:  # the list and each task's own page
+        detail = httpx.get(f"{flower_url}/api/task/info/{task_id}", auth=FLOWER_AUTH, timeout=10)
+        assert detail.status_code == 200
+        shown = json.dumps(tasks[task_id]) + detail.text
+        assert str(chat) not in shown and file_id not in shown, shown
+        assert tasks[task_id]["args"] == f"(job {job.id})" and tasks[task_id]["kwargs"] == "{}"
 
 
 def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: RunningStack) -> None:

@@ -33,6 +33,7 @@ from shared.queue import (
     NotifyCliniciansRequest,
     enqueue_clinician_alert,
     enqueue_finalization,
+    private_repr,
 )
 from worker.celery_app import app, task
 from worker.flow import ClassificationFlow
@@ -40,6 +41,7 @@ from worker.telegram import TelegramClient, is_transient, retry_after_seconds
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+RequestT = TypeVar("RequestT", ClassifyPhotoRequest, FinalizeResultRequest, NotifyCliniciansRequest)
 
 _flow: ClassificationFlow | None = None
 
@@ -88,15 +90,17 @@ class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hin
 
     max_retries = 6
 
-    def run_with_retries(self, work: Callable[..., R], *args: Any) -> R:
+    def run_with_retries(self, work: Callable[[RequestT], R], request: RequestT) -> R:
+        # A retry is a new message: it shows the job id only, like the first (shared.queue.private_repr).
+        shown = private_repr(request.job_id)
         try:
-            return work(*args)
+            return work(request)
         except RetryAfter as error:
-            raise self.retry(exc=error, countdown=retry_after_seconds(error) + random.uniform(0, 1)) from None
+            raise self.retry(exc=error, countdown=retry_after_seconds(error) + random.uniform(0, 1), **shown) from None
         except TelegramError as error:
             if not is_transient(error):
                 raise
-            raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from None
+            raise self.retry(exc=error, countdown=retry_delay(self.request.retries), **shown) from None
 
 
 @task(name=CLASSIFY_TASK, bind=True, base=TelegramTask, pydantic=True)
