@@ -8,8 +8,6 @@ serving never imports training code).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -101,38 +99,15 @@ def _run_db(args: argparse.Namespace) -> int:
 
 
 def _audit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for standard output)")
+    from skinsense.audit_cli import add_arguments
+
+    add_arguments(parser)
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from sqlmodel import Session, col, select
+    from skinsense.audit_cli import run
 
-    from shared.audit import Job
-    from shared.db import get_engine
-
-    with Session(get_engine()) as session:
-        jobs = session.exec(select(Job).order_by(col(Job.received_at).desc()).limit(args.limit)).all()
-    columns = list(Job.model_fields)
-    if args.csv:
-        output = open(args.csv, "w", newline="") if args.csv != "-" else sys.stdout  # noqa: SIM115
-        writer = csv.writer(output)
-        writer.writerow(columns)
-        for job in jobs:
-            row = job.model_dump(mode="json")
-            writer.writerow([json.dumps(row[c]) if isinstance(row[c], list | dict) else row[c] for c in columns])
-        if output is not sys.stdout:
-            output.close()
-        return 0
-    for job in jobs:
-        top = job.ranking[0]["code"] if job.ranking else "-"
-        print(
-            f"{job.received_at:%Y-%m-%d %H:%M:%S} {job.id} {job.status.value:<8} {job.risk or '-':<6} "
-            f"top={top:<5} alert={job.melanoma_alert} answers_used={len(job.answers_used or [])} "
-            f"clinicians={len(job.clinicians_notified or {})} "
-            f"{job.error_code or ''}"
-        )
-    return 0
+    return run(args)
 
 
 # The model
@@ -183,7 +158,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("flower", "run Flower (basic auth from settings)", _run_flower),
     Command("sandbox", "run the local Bot API sandbox", _run_sandbox, _sandbox_arguments),
     Command("db", "db upgrade: migrate the audit database to the newest schema", _run_db, _db_arguments),
-    Command("audit", "list audit rows, or export them as CSV", _run_audit, _audit_arguments),
+    Command(
+        "audit",
+        "list audit rows, or export them as CSV or JSON lines",
+        _run_audit,
+        _audit_arguments,
+    ),
     Command("classify", "classify image files", _run_classify, _classify_arguments),
     Command("train", "train, package and evaluate the model (about 2 hours)", _run_train, _train_arguments),
     Command("evaluate", "evaluate the shipped model per photo kind", _run_evaluate, _pass_through, False),

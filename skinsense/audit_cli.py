@@ -1,0 +1,187 @@
+"""``skinsense audit``: list the audit rows, or export them as CSV or JSON lines, filtered by time, status and
+risk. Times are ISO 8601 with their offset (UTC). It never creates a database: a SQLite file that is not
+there is refused (exit code 2) with one line saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared.audit import Job, JobStatus
+from shared.labels import RiskLevel
+
+EXIT_REFUSED = 2
+LISTING_HEADER = (
+    f"{'received_at':<25} {'job':<36} {'status':<8} {'risk':<6} {'top':<9} {'alert':<5} "
+    f"{'answers_used':<14} {'clinicians':<12} error"
+)
+
+
+class AuditRefused(Exception):
+    """The command cannot run as asked; the message is the one line the operator reads."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=50, help="newest N rows (default 50; 0: all)")
+    parser.add_argument(
+        "--since",
+        type=_moment(end_of_day=False),
+        metavar="WHEN",
+        help="received at or after: a date (2026-05-01, from its start, UTC) or an ISO time (naive: UTC)",
+    )
+    parser.add_argument(
+        "--until",
+        type=_moment(end_of_day=True),
+        metavar="WHEN",
+        help="received before: an ISO time, or a date (that whole day included)",
+    )
+    parser.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this status")
+    parser.add_argument("--risk", choices=[r.value for r in RiskLevel], help="only results of this risk")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--csv", metavar="FILE", help="write CSV (a header row, then one row per job; '-': stdout)")
+    output.add_argument("--jsonl", metavar="FILE", help="write JSON lines (one object per job; '-': stdout)")
+
+
+def _moment(*, end_of_day: bool) -> Any:
+    def parse(text: str) -> datetime:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"not a date or an ISO 8601 time: {text!r}") from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        start = datetime.combine(day, time(), tzinfo=UTC)
+        return start + timedelta(days=1) if end_of_day else start
+
+    return parse
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        jobs = list(_select_jobs(args))
+    except AuditRefused as refusal:
+        print(f"skinsense audit: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
+    target: str | None = args.csv or args.jsonl
+    if target is None:
+        return _write_quietly(sys.stdout, _listing(jobs))
+    lines = _csv_lines(jobs) if args.csv else _json_lines(jobs)
+    if target == "-":
+        return _write_quietly(sys.stdout, lines)
+    with open(target, "w", newline="", encoding="utf-8") as output:
+        output.writelines(lines)
+    return 0
+
+
+def _select_jobs(args: argparse.Namespace) -> Iterator[Job]:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlmodel import Session, col, select
+
+    from shared.config import get_settings
+    from shared.db import get_engine
+
+    url = get_settings().database_url
+    _refuse_missing_sqlite_file(url)
+    query = select(Job).order_by(col(Job.received_at).desc())
+    if args.since is not None:
+        query = query.where(col(Job.received_at) >= args.since)
+    if args.until is not None:
+        query = query.where(col(Job.received_at) < args.until)
+    if args.status is not None:
+        query = query.where(col(Job.status) == JobStatus(args.status))
+    if args.risk is not None:
+        query = query.where(col(Job.risk) == RiskLevel(args.risk))
+    if args.limit > 0:
+        query = query.limit(args.limit)
+    try:
+        with Session(get_engine(url)) as session:
+            yield from session.exec(query).all()
+    except (OperationalError, ProgrammingError) as error:
+        raise AuditRefused(
+            f"cannot read the audit table ({type(error.orig).__name__}); run `skinsense db upgrade` first?"
+        ) from None
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if not path.is_file():
+        raise AuditRefused(f"no audit database at {path.resolve()} (SKINSENSE_DATABASE_URL={url}); nothing was created")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+def _record(job: Job) -> dict[str, Any]:
+    record = job.model_dump(mode="json")
+    for name, value in job.model_dump().items():
+        if isinstance(value, datetime):
+            record[name] = _iso(value)
+    return record
+
+
+def _listing(jobs: Iterable[Job]) -> Iterator[str]:
+    yield LISTING_HEADER + "\n"
+    for job in jobs:
+        top = job.ranking[0]["code"] if job.ranking else "-"
+        alert = "-" if job.melanoma_alert is None else ("yes" if job.melanoma_alert else "no")
+        received = _iso(job.received_at.replace(microsecond=0))
+        yield (
+            f"{received:<25} {job.id} {job.status.value:<8} {job.risk or '-':<6} top={top:<5} {alert:<5} "
+            f"answers_used={len(job.answers_used or []):<2} clinicians={len(job.clinicians_notified or {}):<2} "
+            f"{job.error_code or ''}".rstrip()
+            + "\n"
+        )
+
+
+def _csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
+    columns = list(Job.model_fields)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for cells in itertools.chain([columns], ([_cell(_record(job)[c]) for c in columns] for job in jobs)):
+        writer.writerow(cells)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def _json_lines(jobs: Iterable[Job]) -> Iterator[str]:
+    for job in jobs:
+        yield json.dumps(_record(job), ensure_ascii=False) + "\n"
+
+
+def _write_quietly(output: TextIO, lines: Iterable[str]) -> int:
+    """Write to standard output; a reader that went away (``| head``) ends the command quietly."""
+    try:
+        for line in lines:
+            output.write(line)
+        output.flush()
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, output.fileno())
+        return 1
+    return 0
