@@ -1,20 +1,24 @@
-"""Reproducible training of the SkinSense lesion classifier (``skinsense train`` / ``python -m models.train``).
+"""One training run of a SkinSense lesion network (``python -m models.train``; the shipped recipe of several
+runs is models/recipe.py, ``skinsense train``).
 
-One network for both kinds of photo: HAM10000 dermoscopy and PAD-UFES-20 phone lesions train together.
-HAM10000 is split by lesion (stratified by class); its validation split never trains. Of PAD-UFES-20,
-the network trains on the lesion crops of the patients who have no whole phone photo here; the whole
-phone photos (``pad_ufes/``) and every crop of their patients stay out, so that all 328 phone photos
-measure the network on patients it has never seen, without a cross-validation of hour-long runs.
+The data a run sees (TrainConfig):
+- HAM10000 (``use_ham``), split by lesion (stratified by class); its validation split never trains, and
+  ``phone_style_probability`` of its images are made phone-like (``augment.phone_style``);
+- PAD-UFES-20 (``phone_data_root``): with ``train_on_phone_photos`` the whole phone photos (``phone_repeat``
+  times an epoch) and the lesion crops pasted on skin (``augment.on_skin``, ``crop_repeat`` times), except
+  the patients of fold ``phone_fold`` of ``phone_folds`` (held out to measure on; 0 folds: every patient
+  trains). Without it, only the crops of patients who have no whole photo here train, and all the photos
+  measure the run (pad_ufes.phone_training_split).
+The shipped phone network is a phone-only run (``use_ham`` False) on every patient, with five fold runs for
+its figures; the shipped dermoscopy network, two HAM10000-only runs averaged.
 
-Each epoch sees every HAM10000 training image once (half of them made phone-like by
-``augment.phone_style``) and every lesion crop ``crop_repeat`` times, pasted on skin
-(``augment.on_skin``); class weights balance the classes over that mix. The ImageNet head trains first on the frozen
-backbone, then the whole network fine-tunes (batch normalisation stays frozen: its statistics are
-folded into the ported weights). Augmentation is numpy and Pillow, so any Keras backend can run it.
+Class weights balance the classes over the epoch's mix. The ImageNet head trains first on the frozen
+backbone, then the whole network fine-tunes (batch normalisation stays frozen: its statistics are folded
+into the ported weights). Augmentation is numpy and Pillow, so any Keras backend can run it.
 
 The run directory receives the Keras model (logits), the config, the data fingerprint, the split, the
-per-epoch history, and the held-out logits (HAM10000 validation; held-out phone photos when a fold is
-held out), each averaged over the four flips the server uses.
+per-epoch history, and the held-out logits (HAM10000 validation; held-out phone photos), each averaged
+over the four flips the server uses.
 """
 
 from __future__ import annotations
