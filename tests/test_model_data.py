@@ -59,3 +59,25 @@ def test_evaluation_reports_each_photo_kind_on_a_slice(data_dir: Path, phone_dat
                 assert key in result[section], (kind, section, key)
     assert report["not_lesions"]["refused_share"] > 0.5
     assert (tmp_path / "confusion_matrix_clinical.png").is_file() and (tmp_path / "reliability.png").is_file()
+
+
+def test_a_phone_training_run_holds_its_patients_out_and_writes_their_logits(
+    data_dir: Path, phone_data_root: Path, imagenet_weights: Path, tmp_path: Path
+) -> None:
+    """A tiny real run (a few images, one epoch per stage) of the phone recipe's fold runs."""
+    run_dir = tmp_path / "run"
+    arguments = ["--run-dir", str(run_dir), "--limit", "16", "--head-epochs", "1", "--finetune-epochs", "1"]
+    arguments += ["--phone-only", "--train-on-phone-photos", "--phone-folds", "5", "--phone-fold", "2"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "models.train", *arguments], capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    split = json.loads((run_dir / "split.json").read_text())
+    trained = {image_id.split("_")[1] for image_id in split["phone_train"]}
+    held_out = {image_id.split("_")[1] for image_id in split["phone_held_out"]}
+    assert held_out and not trained & held_out, "no patient both trains and measures"
+    with np.load(run_dir / "held_out_logits.npz") as logits:
+        assert logits["phone_logits"].shape == (len(split["phone_held_out"]), 7)
+        assert list(logits["phone_ids"]) == split["phone_held_out"]
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [entry["stage"] for entry in history] == ["head", "finetune"]
