@@ -20,6 +20,7 @@ from shared.job_store import get_job_store
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
+from shared.rate_limit import get_photo_rate_limit
 
 log = logging.getLogger(__name__)
 ACCEPTED_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"})
@@ -75,6 +76,11 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE) -> No
     """A photo or file from a patient who consented (also one held back until they did)."""
     image = incoming_image(message)
     if image is None:
+        return
+    limit = get_photo_rate_limit()
+    if not await asyncio.to_thread(limit.allow, chat_ref_of(message.chat_id)):
+        log.info("photo not analysed: the chat is over its limit of %d an hour", limit.per_hour)
+        await message.reply_text(messages.too_many_photos(limit.per_hour), do_quote=True)
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
         reason = f"document of type {image.mime_type or 'unknown'}"

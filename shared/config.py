@@ -36,6 +36,11 @@ class Settings(BaseSettings):
 
     # Infrastructure
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Starts every key this deployment writes in Redis (queues, events, rate limits): two stacks on one Redis
+    # with different prefixes never see each other's messages. Empty: the plain queue names.
+    redis_key_prefix: str = ""
+    # Photos one chat may send in any rolling hour (counted in Redis); 0: no limit.
+    photos_per_chat_per_hour: int = Field(default=30, ge=0)
     database_url: str = "sqlite:///var/skinsense.sqlite3"
     chat_hash_key: SecretStr = SecretStr(DEVELOPMENT_CHAT_HASH_KEY)
 

@@ -46,6 +46,16 @@ NOT_A_PHOTO = (
 
 ANALYSING = "Analysing your photo... this usually takes a few seconds."
 
+
+def too_many_photos(per_hour: int) -> str:
+    """A chat sent more photos in an hour than the per-chat limit allows (SKINSENSE_PHOTOS_PER_CHAT_PER_HOUR)."""
+    return (
+        f"Thank you for all your photos. I can analyse up to {per_hour} photos an hour for each person, so that "
+        "everyone gets a quick answer, and I did not analyse this one. Please send it again in a little while. "
+        "If a spot worries you, do not wait for me: see a doctor."
+    )
+
+
 ENQUEUE_FAILED = (
     "Sorry, SkinSense could not start the analysis right now. Nothing was lost: please send the photo "
     "again in a few minutes."

@@ -71,7 +71,8 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         task_default_queue=CLASSIFY_QUEUE,
         task_routes=TASK_ROUTES,
         # Longer than any task with its retries' countdowns, so Redis does not redeliver a running task.
-        broker_transport_options={"visibility_timeout": 3600},
+        # global_keyprefix: every Redis key (queues, unacked, events) starts with the deployment's prefix.
+        broker_transport_options={"visibility_timeout": 3600, "global_keyprefix": settings.redis_key_prefix},
         # The bot enqueues while a patient waits: if Redis is down, fail within seconds and say so.
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
         broker_connection_timeout=3,

@@ -10,8 +10,11 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
+from celery import Celery
+from kombu.entity import Queue
 
 from shared.audit import MediaKind
 from shared.config import Settings
@@ -68,3 +71,41 @@ def test_the_bot_never_imports_the_worker() -> None:
         cwd=REPO,
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_headers_show_the_job_id_only(redis_url: str) -> None:
+    prefix = f"repr-{uuid.uuid4().hex[:8]}:"
+    app = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=prefix))
+    request = ClassifyPhotoRequest(
+        job_id=uuid.uuid4(), chat_id=424_242_424, status_message_id=8, file_id="AgAD-secret", media_kind=MediaKind.PHOTO
+    )
+    enqueue_classification(request, app)
+    (message,) = queued_messages(redis_url, prefix + CLASSIFY_QUEUE)
+    headers = message["headers"]
+    assert headers["argsrepr"] == f"(job {request.job_id})" and headers["kwargsrepr"] == "{}"  # type: ignore[index]
+    assert "424242424" not in json.dumps(headers) and "AgAD-secret" not in json.dumps(headers)
+
+
+def test_two_deployments_with_different_key_prefixes_never_share_queues(redis_url: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    clinic_a = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=f"a-{tag}:"))
+    clinic_b = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=f"b-{tag}:"))
+    for_a = NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="file-a", media_kind=MediaKind.PHOTO)
+    for_b = NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="file-b", media_kind=MediaKind.PHOTO)
+    enqueue_clinician_alert(for_a, clinic_a)
+    enqueue_clinician_alert(for_b, clinic_b)
+
+    def received(app: Celery) -> list[uuid.UUID]:
+        """What a consumer of this deployment takes off its clinicians queue (through Celery's own transport)."""
+        jobs = []
+        with app.connection_for_read() as connection:
+            queue: Any = Queue(CLINICIANS_QUEUE).bind(connection.default_channel)  # type: ignore[no-untyped-call]
+            while (message := queue.get(no_ack=True)) is not None:
+                args, _kwargs, _embed = message.decode()
+                jobs.append(NotifyCliniciansRequest.model_validate(args[0]).job_id)
+        return jobs
+
+    assert received(clinic_a) == [for_a.job_id]
+    assert received(clinic_b) == [for_b.job_id]
+    keys = {str(key) for key in redis.Redis.from_url(redis_url, decode_responses=True).keys(f"*{tag}*")}
+    assert all(key.startswith((f"a-{tag}:", f"b-{tag}:")) for key in keys), keys

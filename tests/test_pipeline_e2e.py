@@ -74,7 +74,7 @@ def finished_job(stack: RunningStack, file_unique_id: str) -> Job:
 
 
 def broker_app(stack: RunningStack) -> Celery:
-    return create_celery_app(Settings(redis_url=stack.redis_url))
+    return create_celery_app(stack.settings())
 
 
 def classify_cli(path: Path) -> dict[str, Any]:
@@ -380,6 +380,28 @@ def test_flower_shows_job_ids_only_never_chat_or_file_ids(
         shown = json.dumps(tasks[task_id]) + detail.text
         assert str(chat) not in shown and file_id not in shown, shown
         assert tasks[task_id]["args"] == f"(job {job.id})" and tasks[task_id]["kwargs"] == "{}"
+
+
+def test_chat_over_its_hourly_photo_limit_gets_a_kind_message_and_no_job(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    from shared.rate_limit import PhotoRateLimit
+
+    chat = 1900  # a chat of its own: it stays over the limit for the rest of the module
+    consent(stack.user, chat)
+    limit = PhotoRateLimit.from_settings(stack.settings())
+    assert limit.per_hour == 30, "the default"
+    chat_ref = chat_reference(chat, CHAT_HASH_KEY)
+    while limit.allow(chat_ref):  # the chat already sent its 30 photos this hour
+        pass
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    assert reply["text"] == messages.too_many_photos(30)
+    with Session(stack.engine) as session:
+        assert session.exec(select(Job).where(Job.chat_ref == chat_ref)).all() == [], "not analysed, not stored"
+    assert not [
+        c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["photo"][-1]["file_id"]
+    ]
 
 
 def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: RunningStack) -> None:

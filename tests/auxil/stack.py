@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,11 @@ class RunningStack:
     worker: ChildProcess
     bot: ChildProcess
     sandbox: ChildProcess
+    key_prefix: str = ""  # SKINSENSE_REDIS_KEY_PREFIX: each stack its own, on the tests' one Redis
+
+    def settings(self) -> Settings:
+        """The stack's broker settings, for a test that enqueues or counts as the bot does."""
+        return Settings(redis_url=self.redis_url, redis_key_prefix=self.key_prefix, chat_hash_key=CHAT_HASH_KEY)  # type: ignore[arg-type]
 
     def logs(self) -> str:
         return "\n".join(f"----- {c.name} -----\n{c.output()[-4000:]}" for c in (self.worker, self.bot, self.sandbox))
@@ -40,7 +46,9 @@ def running_stack(
     redis_url: str, database_url: str, log_dir: Path, questionnaire_timeout_s: float = 20
 ) -> Iterator[RunningStack]:
     port = free_port()
+    key_prefix = f"stack-{uuid.uuid4().hex[:8]}:"
     env = child_env(
+        redis_key_prefix=key_prefix,
         telegram_token=BOT_TOKEN,
         telegram_api_url=f"http://127.0.0.1:{port}",
         redis_url=redis_url,
@@ -70,7 +78,7 @@ def running_stack(
         user = SandboxUser(f"http://127.0.0.1:{port}")
         wait_until(lambda: "ready." in worker.output(), 90, what="the Celery worker")
         wait_until(lambda: user.calls("getUpdates"), 60, what="the bot polling")
-        yield RunningStack(user, engine, redis_url, database_url, env, worker, bot, sandbox)
+        yield RunningStack(user, engine, redis_url, database_url, env, worker, bot, sandbox, key_prefix)
     finally:
         for child in reversed(children):
             child.stop()
