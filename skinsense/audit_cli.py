@@ -23,7 +23,7 @@ from shared.labels import RiskLevel
 EXIT_REFUSED = 2
 LISTING_HEADER = (
     f"{'received_at':<25} {'job':<36} {'status':<8} {'risk':<6} {'top':<9} {'alert':<5} "
-    f"{'answers_used':<14} {'clinicians':<12} error"
+    f"{'answers_used':<15} {'clinicians':<13} error"
 )
 
 
@@ -132,11 +132,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _record(job: Job) -> dict[str, Any]:
-    record = job.model_dump(mode="json")
-    for name, value in job.model_dump().items():
-        if isinstance(value, datetime):
-            record[name] = _iso(value)
-    return record
+    """Every column, in the table's order; times ISO 8601 with their offset."""
+    values = job.model_dump(mode="json")
+    return {
+        name: _iso(moment) if isinstance(moment := getattr(job, name), datetime) else values[name]
+        for name in Job.model_fields
+    }
 
 
 def _listing(jobs: Iterable[Job]) -> Iterator[str]:

@@ -103,6 +103,7 @@ def test_csv_and_json_lines_carry_every_column_and_times_with_offset(database_ur
     target = tmp_path / "audit.jsonl"
     assert audit(database_url, "--jsonl", str(target)).returncode == 0
     records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert list(records[0]) == list(Job.model_fields), "every column, in the table's order"
     assert [r["status"] for r in records] == ["done", "rejected", "done"]
     assert records[1]["risk"] is None and records[1]["error_code"] == "not_an_image"
     assert datetime.fromisoformat(records[0]["received_at"]).utcoffset() == timedelta(0)
