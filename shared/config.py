@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     photos_per_chat_per_hour: int = Field(default=30, ge=0)
     database_url: str = "sqlite:///var/skinsense.sqlite3"
     chat_hash_key: SecretStr = SecretStr(DEVELOPMENT_CHAT_HASH_KEY)
+    # Patient data older than this is erased daily, leaving tombstones (shared/retention.py); at least six
+    # months, the EU AI Act's minimum for logs of high-risk systems.
+    retention_days: int = Field(default=183, ge=183)
 
     # Workers and model
     model_runtime: Literal["litert", "keras"] | None = None  # None: the artifact's default (the fastest)

@@ -22,11 +22,13 @@ WORKER_QUEUES: tuple[str, ...] = (CLASSIFY_QUEUE, CLINICIANS_QUEUE)
 CLASSIFY_TASK = "worker.tasks.classify_photo"
 NOTIFY_CLINICIANS_TASK = "worker.tasks.notify_clinicians"
 FINALIZE_TASK = "worker.tasks.finalize_result"
+PURGE_TASK = "worker.tasks.purge_expired_patient_data"  # daily, from the beat (worker/celery_app.py)
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
     NOTIFY_CLINICIANS_TASK: {"queue": CLINICIANS_QUEUE},
     FINALIZE_TASK: {"queue": CLASSIFY_QUEUE},  # the model combines the answers with the photo
+    PURGE_TASK: {"queue": CLINICIANS_QUEUE},  # light work, off the patients' queue
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from shared.audit import Job, JobStatus
 from shared.labels import RiskLevel
+from shared.retention import MINIMUM_RETENTION_DAYS
 
 EXIT_REFUSED = 2
 LISTING_HEADER = (
@@ -32,6 +33,20 @@ class AuditRefused(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "purge"],
+        default="list",
+        help="list (default) or export rows; purge: erase patient data past retention, keeping tombstones",
+    )
+    parser.add_argument(
+        "--older-than",
+        type=int,
+        metavar="DAYS",
+        help=f"purge: received (or given, updated) more than DAYS ago (default SKINSENSE_RETENTION_DAYS; "
+        f"at least {MINIMUM_RETENTION_DAYS})",
+    )
     parser.add_argument("--limit", type=int, default=50, help="newest N rows (default 50; 0: all)")
     parser.add_argument(
         "--since",
@@ -69,6 +84,8 @@ def _moment(*, end_of_day: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "purge":
+        return _purge(args.older_than)
     try:
         jobs = list(_select_jobs(args))
     except AuditRefused as refusal:
@@ -112,6 +129,31 @@ def _select_jobs(args: argparse.Namespace) -> Iterator[Job]:
         raise AuditRefused(
             f"cannot read the audit table ({type(error.orig).__name__}); run `skinsense db upgrade` first?"
         ) from None
+
+
+def _purge(older_than_days: int | None) -> int:
+    from shared.config import get_settings
+    from shared.db import get_engine
+    from shared.retention import purge_patient_data
+
+    settings = get_settings()
+    days = settings.retention_days if older_than_days is None else older_than_days
+    try:
+        if days < MINIMUM_RETENTION_DAYS:
+            raise AuditRefused(
+                f"--older-than {days}: audit rows are kept at least {MINIMUM_RETENTION_DAYS} days "
+                "(the EU AI Act's six months for logs of high-risk systems)"
+            )
+        _refuse_missing_sqlite_file(settings.database_url)
+        counts = purge_patient_data(get_engine(settings.database_url), older_than_days=days)
+    except AuditRefused as refusal:
+        print(f"skinsense audit: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(
+        f"purged patient data older than {days} days: {counts.jobs_tombstoned} jobs left as tombstones, "
+        f"{counts.consents_deleted} consents and {counts.profiles_deleted} profiles deleted"
+    )
+    return 0
 
 
 def _refuse_missing_sqlite_file(url: str) -> None:

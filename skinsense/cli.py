@@ -63,6 +63,19 @@ def _run_worker(args: argparse.Namespace) -> NoReturn:
     os.execv(command[0], command)
 
 
+def _beat_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schedule", default="var/celerybeat-schedule", help="where beat remembers its last runs")
+
+
+def _run_beat(args: argparse.Namespace) -> NoReturn:
+    from pathlib import Path
+
+    from skinsense.stack import beat_command
+
+    command = beat_command(Path(args.schedule))
+    os.execv(command[0], command)
+
+
 def _run_flower(args: argparse.Namespace) -> NoReturn:
     from skinsense.stack import flower_command, flower_environment
 
@@ -152,15 +165,16 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("up", "run the whole stack: migrate, Redis, sandbox (no token), worker, bot, Flower", _run_up),
+    Command("up", "run the whole stack: migrate, Redis, sandbox (no token), worker, beat, bot, Flower", _run_up),
     Command("bot", "run the Telegram bot", _run_bot),
     Command("worker", "run a Celery worker", _run_worker, _worker_arguments),
+    Command("beat", "run Celery beat: the daily retention purge (one per deployment)", _run_beat, _beat_arguments),
     Command("flower", "run Flower (basic auth from settings)", _run_flower),
     Command("sandbox", "run the local Bot API sandbox", _run_sandbox, _sandbox_arguments),
     Command("db", "db upgrade: migrate the audit database to the newest schema", _run_db, _db_arguments),
     Command(
         "audit",
-        "list audit rows, or export them as CSV or JSON lines",
+        "list audit rows, export them (CSV, JSON lines), or purge patient data past retention",
         _run_audit,
         _audit_arguments,
     ),

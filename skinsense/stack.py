@@ -1,5 +1,5 @@
 """``skinsense up``: the whole stack in the foreground (the audit database migrated first, Redis if none
-answers, sandbox when there is no token, worker, bot, Flower). Ctrl-C stops everything cleanly."""
+answers, sandbox when there is no token, worker, beat, bot, Flower). Ctrl-C stops everything cleanly."""
 
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ def worker_command(
     if hostname:
         command += ["--hostname", hostname]
     return command
+
+
+def beat_command(schedule_file: Path = Path("var/celerybeat-schedule")) -> list[str]:
+    """Celery beat: queues the periodic tasks of worker/celery_app.py (the daily retention purge). One per
+    deployment; ``schedule_file``: where it remembers the last runs."""
+    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "-s", str(schedule_file)]
 
 
 def flower_command(settings: Settings) -> list[str]:
@@ -158,6 +165,7 @@ def run_up() -> int:
                 flush=True,
             )
         stack.start("worker", worker_command(settings))
+        stack.start("beat", beat_command())
         stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
         stack.start("flower", flower_command(settings), flower_environment(settings))
         return stack.watch()

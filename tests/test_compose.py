@@ -14,7 +14,7 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
 
 
-LONG_RUNNING = {"redis", "postgres", "worker", "bot", "flower"}
+LONG_RUNNING = {"redis", "postgres", "worker", "beat", "bot", "flower"}
 
 
 def test_all_services_are_there_with_healthchecks() -> None:
@@ -31,7 +31,7 @@ def test_bot_and_workers_start_after_the_one_shot_migration() -> None:
     assert services["migrate"]["command"] == ["skinsense", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("worker", "bot"):
+    for name in ("worker", "beat", "bot"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
 
@@ -58,6 +58,7 @@ def test_workers_scale_and_run_the_worker_command() -> None:
     assert worker["deploy"]["replicas"] >= 2
     assert worker["command"] == ["skinsense", "worker"]
     assert compose()["services"]["bot"]["command"] == ["skinsense", "bot"]
+    assert compose()["services"]["beat"]["command"][:2] == ["skinsense", "beat"], "the daily retention purge"
 
 
 def test_flower_needs_auth_and_listens_on_loopback_only() -> None:

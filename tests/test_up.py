@@ -1,4 +1,4 @@
-"""``skinsense up`` with no token: starts Redis, the sandbox, a worker, the bot and Flower; Ctrl-C stops all."""
+"""``skinsense up`` with no token: starts Redis, the sandbox, a worker, beat, the bot and Flower; Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def test_up_runs_the_stack_on_the_sandbox_and_stops_cleanly(tmp_path: Path, data
         reply = user.wait_for_reply(77, sent["message_id"], timeout_s=120)
         assert "Most likely lesion types" in reply["text"], log_path.read_text()[-3000:]
         wait_until(lambda: port_open(flower_port), 60, what="Flower")
+        wait_until(lambda: any((tmp_path / "var").glob("celerybeat-schedule*")), 60, what="beat (retention purge)")
     finally:
         up.send_signal(signal.SIGINT)  # what Ctrl-C does
         code = up.wait(timeout=90)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from celery.schedules import crontab
 from celery.signals import setup_logging
 
 from shared.config import get_settings
 from shared.logs import configure_logging
-from shared.queue import create_celery_app
+from shared.queue import PURGE_TASK, create_celery_app
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,6 +29,10 @@ app.conf.update(
     task_soft_time_limit=max(settings.task_time_limit_s - 15, 10),
     worker_send_task_events=True,  # events for Flower
     broker_connection_retry_on_startup=True,
+    # `skinsense beat` (one per deployment) queues the retention purge once a day; it is idempotent.
+    beat_schedule={
+        "purge-expired-patient-data": {"task": PURGE_TASK, "schedule": crontab(hour=3, minute=17)},
+    },
 )
 app.set_current()
 # The workers log in the one format of shared/logs.py, with its token filter, instead of Celery's own set-up.

@@ -28,6 +28,7 @@ from shared.queue import (
     CLASSIFY_TASK,
     FINALIZE_TASK,
     NOTIFY_CLINICIANS_TASK,
+    PURGE_TASK,
     ClassifyPhotoRequest,
     FinalizeResultRequest,
     NotifyCliniciansRequest,
@@ -151,3 +152,16 @@ def _fail_unexpectedly(
 @task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask, pydantic=True)
 def notify_clinicians(self: TelegramTask, request: NotifyCliniciansRequest) -> int:
     return self.run_with_retries(get_flow().notify_clinicians, request)
+
+
+@task(name=PURGE_TASK)
+def purge_expired_patient_data() -> dict[str, int]:
+    """Retention (shared/retention.py): erase patient data older than SKINSENSE_RETENTION_DAYS, keep tombstones."""
+    from dataclasses import asdict
+
+    from shared.db import get_engine
+    from shared.retention import purge_patient_data
+
+    counts = purge_patient_data(get_engine(), older_than_days=get_settings().retention_days)
+    log.info("retention purge: %s", counts)
+    return asdict(counts)

@@ -1,0 +1,65 @@
+"""Retention: patient data past the retention period is erased; each job leaves a tombstone.
+
+A tombstone keeps what says that the system ran and how, and nothing about the patient: the job id, its times,
+status, outcome code, media kind, model version, risk level and alert flag, and how many delivery attempts it
+took. Erased: the chat reference, Telegram's file id, the image fingerprint, the rankings, the answers and
+which of them were used, the refusal's free text and which clinicians were told. Consent and remembered
+age/sex rows older than the retention are deleted (the patient is asked again on their next message).
+``skinsense audit purge`` and the workers' daily beat task (``worker.tasks.purge_expired``) both call
+:func:`purge_patient_data`; it is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import null
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, delete, update
+
+from shared.audit import Consent, Job, PatientProfile, utc_now
+
+# What a tombstone's chat reference reads: no chat can hash to it (references are 32 hex digits).
+PURGED_CHAT_REF = "purged"
+# The EU AI Act (Art. 19, 26(6)) keeps logs of high-risk systems at least six months.
+MINIMUM_RETENTION_DAYS = 183
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    jobs_tombstoned: int
+    consents_deleted: int
+    profiles_deleted: int
+
+
+def retention_cutoff(older_than_days: int, now: datetime | None = None) -> datetime:
+    return (now or utc_now()) - timedelta(days=older_than_days)
+
+
+def purge_patient_data(engine: Engine, *, older_than_days: int, now: datetime | None = None) -> PurgeCounts:
+    """Erase the patient data of jobs received, consents given and profiles updated before the cutoff."""
+    cutoff = retention_cutoff(older_than_days, now)
+    with Session(engine) as session:
+        # null(): SQL NULL, also in the JSON columns (None would store the JSON text 'null').
+        jobs = session.exec(
+            update(Job)
+            .where(col(Job.received_at) < cutoff, col(Job.chat_ref) != PURGED_CHAT_REF)
+            .values(
+                chat_ref=PURGED_CHAT_REF,
+                telegram_file_unique_id=null(),
+                image_sha256=null(),
+                error_reason=null(),
+                ranking=null(),
+                photo_ranking=null(),
+                answers=null(),
+                answers_used=null(),
+                clinicians_notified=null(),
+            )
+        )
+        consents = session.exec(delete(Consent).where(col(Consent.decided_at) < cutoff))
+        profiles = session.exec(delete(PatientProfile).where(col(PatientProfile.updated_at) < cutoff))
+        session.commit()
+        return PurgeCounts(
+            jobs_tombstoned=jobs.rowcount, consents_deleted=consents.rowcount, profiles_deleted=profiles.rowcount
+        )
