@@ -41,9 +41,23 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     return application
 
 
+def serve_bot_metrics_and_health(settings: Settings) -> None:
+    """/metrics (the bot's own registry) and /health/ready (broker and audit database answer)."""
+    if settings.bot_metrics_port == 0:
+        return
+    from shared.metrics import broker_reachable, database_reachable, serve_metrics_and_health
+
+    def readiness() -> list[str]:
+        checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url))
+        return [problem for problem in checks if problem]
+
+    serve_metrics_and_health(settings.metrics_address, settings.bot_metrics_port, readiness)
+
+
 def run_bot(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     application = build_application(settings)
+    serve_bot_metrics_and_health(settings)
     if settings.webhook_url:
         log.info("bot starting (webhook mode)")
         application.run_webhook(

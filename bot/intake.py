@@ -13,11 +13,12 @@ from telegram.ext import ContextTypes
 
 from bot.questionnaire import start_questionnaire
 from shared import messages
-from shared.audit import MediaKind, chat_reference, utc_now
+from shared.audit import JobStatus, MediaKind, chat_reference, utc_now
 from shared.config import get_settings
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.job_store import get_job_store
 from shared.messages import MAX_FILE_MB
+from shared.metrics import PHOTOS_RECEIVED, count_job
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
 from shared.rate_limit import get_photo_rate_limit
@@ -81,6 +82,7 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE) -> No
     if not await asyncio.to_thread(limit.allow, chat_ref_of(message.chat_id)):
         log.info("photo not analysed: the chat is over its limit of %d an hour", limit.per_hour)
         await message.reply_text(messages.too_many_photos(limit.per_hour), do_quote=True)
+        PHOTOS_RECEIVED.labels(result="limited").inc()
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
         reason = f"document of type {image.mime_type or 'unknown'}"
@@ -119,8 +121,11 @@ async def accept_image(message: Message, image: IncomingImage, context: ContextT
         await asyncio.to_thread(store.mark_failed, job.id, FailureCode.ENQUEUE_FAILED, reason)
         await status_message.edit_text(messages.failure(FailureCode.ENQUEUE_FAILED))
         await asyncio.to_thread(store.mark_replied, job.id)
+        PHOTOS_RECEIVED.labels(result="enqueue_failed").inc()
+        count_job(JobStatus.FAILED.value, FailureCode.ENQUEUE_FAILED.value)
         return
     await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
+    PHOTOS_RECEIVED.labels(result="queued").inc()
     log.info("job %s: queued", job.id)
     await start_questionnaire(context, request, chat_ref)
 
@@ -136,4 +141,6 @@ async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> No
     )
     await message.reply_text(messages.rejection(refusal.code, MAX_FILE_MB), do_quote=True)
     await asyncio.to_thread(store.mark_replied, job.id)
+    PHOTOS_RECEIVED.labels(result="refused").inc()
+    count_job(JobStatus.REJECTED.value, refusal.code.value)
     log.info("job %s: rejected (%s)", job.id, refusal.code)

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # answers given so far (none: the photo-only result).
     questionnaire_timeout_s: float = 120
 
+    # Metrics and health (shared/metrics.py): /metrics, /health/live, /health/ready; port 0: not served
+    metrics_address: str = "127.0.0.1"  # compose's containers: 0.0.0.0 (reached by Prometheus on their network)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    bot_metrics_port: int = Field(default=9102, ge=0, le=65535)
+
     # Flower and the local sandbox
     flower_port: int = 5555
     flower_address: str = "127.0.0.1"  # compose's Flower container listens on 0.0.0.0, published on loopback

@@ -29,7 +29,7 @@ def worker_command(
     command = [
         sys.executable,
         "-m",
-        "celery",
+        "skinsense.worker_process",  # celery, with PROMETHEUS_MULTIPROC_DIR set for the prefork children
         "-A",
         "worker.celery_app",
         "worker",

@@ -14,7 +14,7 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
 
 
-LONG_RUNNING = {"redis", "postgres", "worker", "beat", "bot", "flower"}
+LONG_RUNNING = {"redis", "postgres", "worker", "beat", "bot", "flower", "prometheus"}
 
 
 def test_all_services_are_there_with_healthchecks() -> None:
@@ -34,6 +34,30 @@ def test_bot_and_workers_start_after_the_one_shot_migration() -> None:
     for name in ("worker", "beat", "bot"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
+
+
+def test_bot_and_workers_are_healthy_when_their_readiness_endpoint_says_so() -> None:
+    from shared.config import Settings
+
+    services, settings = compose()["services"], Settings()
+    for name, port in (("worker", settings.worker_metrics_port), ("bot", settings.bot_metrics_port)):
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/health/ready" in test, name
+        assert services[name]["environment"]["SKINSENSE_METRICS_ADDRESS"] == "0.0.0.0", name
+
+
+def test_prometheus_is_optional_and_scrapes_the_workers_and_the_bot() -> None:
+    from shared.config import Settings
+
+    prometheus, settings = compose()["services"]["prometheus"], Settings()
+    assert prometheus["profiles"] == ["metrics"], "only with --profile metrics"
+    assert all(port.startswith("127.0.0.1:") for port in prometheus["ports"])
+    (config_mount,) = [v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro")]
+    config = yaml.safe_load((REPO / config_mount.split(":")[0]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (workers,) = jobs["skinsense-worker"]["dns_sd_configs"]
+    assert workers["names"] == ["worker"] and workers["port"] == settings.worker_metrics_port, "every replica"
+    assert jobs["skinsense-bot"]["static_configs"][0]["targets"] == [f"bot:{settings.bot_metrics_port}"]
 
 
 def test_redis_keeps_an_append_only_file_on_a_volume() -> None:

@@ -24,6 +24,8 @@ def test_up_runs_the_stack_on_the_sandbox_and_stops_cleanly(tmp_path: Path, data
         flower_port=flower_port,
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
         worker_concurrency=1,
+        worker_metrics_port=free_port(),
+        bot_metrics_port=free_port(),
     )
     log_path = tmp_path / "up.log"
     with log_path.open("wb") as log:

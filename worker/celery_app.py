@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from celery.schedules import crontab
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
 
 from shared.config import get_settings
 from shared.logs import configure_logging
@@ -42,3 +42,22 @@ setup_logging.connect(configure_logging, weak=False)
 def task(**options: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """``app.task`` with a type (Celery has none): the decorated function keeps its signature for mypy."""
     return cast(Callable[[Callable[P, R]], Callable[P, R]], app.task(**options))
+
+
+def _serve_metrics_and_health(**_: Any) -> None:
+    """In the worker's main process (before the pool forks): /metrics sums the children's values
+    (PROMETHEUS_MULTIPROC_DIR, set by the worker command); /health/ready: a child has its model loaded, and
+    the broker and the audit database answer."""
+    if settings.worker_metrics_port == 0:
+        return
+    from shared.metrics import broker_reachable, database_reachable, model_loaded, serve_metrics_and_health
+
+    def readiness() -> list[str]:
+        problems = [] if model_loaded() else ["model: not loaded yet"]
+        checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url))
+        return problems + [problem for problem in checks if problem]
+
+    serve_metrics_and_health(settings.metrics_address, settings.worker_metrics_port, readiness)
+
+
+worker_init.connect(_serve_metrics_and_health, weak=False)

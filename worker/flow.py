@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 
 from telegram.error import BadRequest, TelegramError
 
 from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
-from shared.audit import Job, JobStatus, MediaKind
+from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.images import MAX_FILE_BYTES, UnreadableImage
 from shared.job_store import IllegalTransition, JobStore
 from shared.labels import RiskLevel
 from shared.messages import MAX_FILE_MB
+from shared.metrics import PHOTO_TO_REPLY, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
 from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, NotifyCliniciansRequest
@@ -77,7 +80,7 @@ class ClassificationFlow:
                 return AWAITING_ANSWERS
             return self.finalize(finalization)
         self._reply(request, _patient_text(job))
-        self.jobs.mark_replied(job.id)
+        self._mark_replied(job.id)
         return job.status.value
 
     def finalize(self, request: FinalizeResultRequest) -> str:
@@ -95,9 +98,10 @@ class ClassificationFlow:
             job = self.jobs.close_answers(job.id)
             log.info("job %s: questionnaire timed out; finalizing with the answers given", job.id)
         assert job.photo_ranking is not None and job.photo_kind is not None
-        prediction = self.classifier.prediction_from_ranking(
-            job.photo_ranking, job.photo_kind, answers_from_record(job.answers)
-        )
+        with timed("combine"):
+            prediction = self.classifier.prediction_from_ranking(
+                job.photo_ranking, job.photo_kind, answers_from_record(job.answers)
+            )
         job = self.jobs.mark_combined(job.id, prediction)
         if job.risk == RiskLevel.HIGH and self.clinician_chat_ids:
             # Before the patient's reply: if we die in between, the redelivered task queues it again and
@@ -107,7 +111,7 @@ class ClassificationFlow:
             )
         self._reply(request, _patient_text(job))
         try:
-            self.jobs.mark_replied(job.id)
+            self._mark_replied(job.id)
         except IllegalTransition:
             current = self.jobs.load(job.id)
             if current is not None and current.replied_at is not None:
@@ -118,7 +122,8 @@ class ClassificationFlow:
     def _analyse(self, request: ClassifyPhotoRequest, job: Job) -> Job:
         job = self.jobs.mark_running(job.id)
         try:
-            data = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
+            with timed("download"):
+                data = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
         except FileTooLarge:
             return self._reject(job, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB"), None)
         except TelegramError as error:
@@ -130,7 +135,8 @@ class ClassificationFlow:
             return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
         image_sha256 = hashlib.sha256(data).hexdigest()
         try:
-            prediction = screen_photo(data, self.classifier)
+            with timed("screening"):  # decode, gates and model: one call (models/screening.py)
+                prediction = screen_photo(data, self.classifier)
         except UnreadableImage as error:
             # An unknown code is a bug (a gate without its patient text): ValueError, failed as internal_error.
             return self._reject(job, Refusal(RefusalCode(error.code), error.reason), image_sha256)
@@ -142,6 +148,10 @@ class ClassificationFlow:
 
     def _reply(self, request: ClassifyPhotoRequest | FinalizeResultRequest, text: str) -> None:
         """Edit the "analysing..." message into the answer; if it is gone, send a new message."""
+        with timed("reply"):
+            self._edit_or_send(request, text)
+
+    def _edit_or_send(self, request: ClassifyPhotoRequest | FinalizeResultRequest, text: str) -> None:
         try:
             self.telegram.edit_text(request.chat_id, request.status_message_id, text)
         except BadRequest as error:
@@ -155,9 +165,17 @@ class ClassificationFlow:
         self.jobs.mark_failed(request.job_id, code, reason)
         try:
             self._reply(request, messages.failure(code))
-            self.jobs.mark_replied(request.job_id)
+            self._mark_replied(request.job_id)
         except Exception:  # the failure is recorded; telling the patient is best effort
             log.warning("job %s: could not tell the patient about the failure", request.job_id)
+
+    def _mark_replied(self, job_id: uuid.UUID) -> Job:
+        """The patient has the answer: record it, count the outcome and the photo-to-reply time."""
+        job = self.jobs.mark_replied(job_id)
+        count_job(job.status.value, None if job.error_code is None else job.error_code.value)
+        received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
+        PHOTO_TO_REPLY.observe(max((utc_now() - received).total_seconds(), 0.0))
+        return job
 
     def notify_clinicians(self, request: NotifyCliniciansRequest) -> int:
         """Send the photo, ranking and job id to each clinician chat not yet told; returns how many were told now."""

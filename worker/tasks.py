@@ -23,6 +23,7 @@ from models.inference import Classifier
 from shared.audit import JobStatus
 from shared.config import get_settings
 from shared.job_store import get_job_store
+from shared.metrics import MODEL_INFO, RETRIES, TELEGRAM_FLOOD_CONTROL
 from shared.outcomes import FailureCode
 from shared.queue import (
     CLASSIFY_TASK,
@@ -54,6 +55,7 @@ def get_flow() -> ClassificationFlow:
         settings = get_settings()
         classifier = Classifier(runtime=settings.model_runtime, threads=settings.model_threads)
         log.info("model %s loaded (%s runtime)", classifier.version, classifier.runtime_name)
+        MODEL_INFO.labels(version=classifier.version, runtime=classifier.runtime_name).set(1)
         _flow = ClassificationFlow(
             telegram=TelegramClient.open(settings),
             classifier=classifier,
@@ -97,10 +99,13 @@ class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hin
         try:
             return work(request)
         except RetryAfter as error:
+            TELEGRAM_FLOOD_CONTROL.labels(process="worker").inc()
+            RETRIES.labels(cause="flood_control").inc()
             raise self.retry(exc=error, countdown=retry_after_seconds(error) + random.uniform(0, 1), **shown) from None
         except TelegramError as error:
             if not is_transient(error):
                 raise
+            RETRIES.labels(cause="network").inc()
             raise self.retry(exc=error, countdown=retry_delay(self.request.retries), **shown) from None
 
 

@@ -58,6 +58,8 @@ def running_stack(
         worker_concurrency=1,
         questionnaire_timeout_s=questionnaire_timeout_s,  # a photo whose questions nobody answers is not stuck
         log_level="INFO",
+        worker_metrics_port=free_port(),
+        bot_metrics_port=free_port(),
     )
     children: list[ChildProcess] = []
     try:

@@ -1,0 +1,172 @@
+"""Prometheus metrics and the health endpoints of the bot and the workers.
+
+Labels never identify a patient: outcome and code come from shared/outcomes.py, stage, cause and queue are
+fixed words, model version and runtime describe the software. The workers are prefork: each child process
+writes its values into ``PROMETHEUS_MULTIPROC_DIR`` (set by the worker command, skinsense/stack.py) and the
+worker's main process serves their sum (prometheus-client's multiprocess mode). The bot is one process and
+serves its own registry.
+
+Each process serves ``/metrics``, ``/health/live`` (the process answers) and ``/health/ready`` (200 when
+ready, 503 with the reasons otherwise; JSON either way) from a small HTTP server on a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from time import perf_counter
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Photo-to-reply: from the bot's job row (photo received) to the patient's reply, in seconds.
+LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# Worker side
+JOBS = Counter(
+    "skinsense_jobs_total",
+    "Jobs answered, by outcome (done, rejected, failed) and code (none: a result)",
+    ["outcome", "code"],
+)
+PHOTO_TO_REPLY = Histogram(
+    "skinsense_photo_to_reply_seconds",
+    "From the photo's arrival at the bot to the patient's reply",
+    buckets=LATENCY_BUCKETS,
+)
+STAGE = Histogram(
+    "skinsense_stage_seconds",
+    "Time per stage of a photo: download, screening (decode, gates and model), combine, reply",
+    ["stage"],
+    buckets=STAGE_BUCKETS,
+)
+RETRIES = Counter("skinsense_task_retries_total", "Task retries, by cause (flood_control, network)", ["cause"])
+TELEGRAM_FLOOD_CONTROL = Counter(
+    "skinsense_telegram_flood_control_total", "Telegram 429 answers (RetryAfter), by process (bot, worker)", ["process"]
+)
+MODEL_INFO = Gauge(
+    "skinsense_model_info",
+    "The model a worker process serves (1 per loaded model)",
+    ["version", "runtime"],
+    multiprocess_mode="max",
+)
+# Bot side
+PHOTOS_RECEIVED = Counter(
+    "skinsense_bot_photos_total",
+    "Photos and image files at the bot, by what it did (queued, limited, refused, enqueue_failed)",
+    ["result"],
+)
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    """Observe the block's wall time as ``stage`` (also when it raises)."""
+    start = perf_counter()
+    try:
+        yield
+    finally:
+        STAGE.labels(stage=stage).observe(perf_counter() - start)
+
+
+def count_job(outcome: str, code: str | None) -> None:
+    JOBS.labels(outcome=outcome, code=code or "none").inc()
+
+
+def exposition_registry() -> CollectorRegistry | None:
+    """The registry to serve: the children's values in multiprocess mode, else the process's own (None)."""
+    if not os.environ.get(MULTIPROCESS_ENV):
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def model_loaded() -> bool:
+    """Whether a model is loaded: in multiprocess mode, by any child process of this worker."""
+    registry = exposition_registry()
+    families = registry.collect() if registry is not None else MODEL_INFO.collect()
+    return any(
+        sample.value >= 1 for family in families if family.name == "skinsense_model_info" for sample in family.samples
+    )
+
+
+def broker_reachable(redis_url: str) -> str | None:
+    """None when Redis answers a PING within two seconds; else why not."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as error:
+        return f"broker: {type(error).__name__}"
+    return None
+
+
+def database_reachable(database_url: str) -> str | None:
+    from sqlalchemy import text
+
+    from shared.db import get_engine
+
+    try:
+        with get_engine(database_url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:
+        return f"database: {type(error).__name__}"
+    return None
+
+
+ReadinessCheck = Callable[[], list[str]]  # the reasons it is not ready; empty: ready
+
+
+def serve_metrics_and_health(address: str, port: int, readiness: ReadinessCheck) -> ThreadingHTTPServer | None:
+    """Serve /metrics, /health/live and /health/ready on a daemon thread; returns the server, or None when the
+    port is taken (logged: the process serves patients all the same)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                registry = exposition_registry()
+                body = generate_latest(registry) if registry is not None else generate_latest()
+                self._answer(200, body, CONTENT_TYPE_LATEST)
+            elif path == "/health/live":
+                self._answer(200, b'{"live": true}\n', "application/json")
+            elif path == "/health/ready":
+                problems = readiness()
+                status = 200 if not problems else 503
+                body = json.dumps({"ready": not problems, "problems": problems}).encode() + b"\n"
+                self._answer(status, body, "application/json")
+            else:
+                self._answer(404, b"not found\n", "text/plain")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes every few seconds would drown the logs
+
+    try:
+        server = ThreadingHTTPServer((address, port), Handler)
+    except OSError as error:
+        log.error("metrics and health not served: cannot listen on %s:%d (%s)", address, port, error.strerror)
+        return None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-and-health", daemon=True).start()
+    log.info("metrics and health on http://%s:%d (/metrics, /health/ready)", address, server.server_address[1])
+    return server
