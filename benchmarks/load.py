@@ -1,0 +1,274 @@
+"""Load benchmark: the real stack on free ports (benchmarks/pipeline.py's set-up), photos at steady rates and as
+a burst, then the bare decode+gates+model throughput on the same cores. Prints figures, asserts nothing; never
+run by the tests or CI.
+
+Per phase: photo-to-reply p50/p95/p99 (the patient's message to the worker's edit, as the sandbox logged them),
+throughput (photos answered per second of the phase), backlog (photos sent but not answered when the phase's
+sending ended, and at most while it ran), worker wall time per photo per stage (the workers' own metrics) and
+CPU seconds per photo of the whole stack (bot, workers, sandbox, Redis; from /proc).
+
+    python benchmarks/load.py --seconds 10 --rates 5,10,20,40 --burst 200 --concurrency 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.config import Settings, get_settings
+from skinsense.migrate import upgrade_database
+from skinsense.sandbox import SANDBOX_TOKEN
+from skinsense.stack import Stack, wait_for_port, worker_command
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+from pipeline import consent_all, free_port
+
+STAGES = ("download", "screening", "combine", "reply")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
+
+
+def stack_cpu_seconds(roots: Sequence[int]) -> float:
+    """utime + stime of the given processes and all their descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    wanted = set(roots)
+    changed = True
+    while changed:
+        found = {pid for pid, ppid in parent.items() if ppid in wanted} - wanted
+        changed = bool(found)
+        wanted |= found
+    return sum(cpu.get(pid, 0.0) for pid in wanted)
+
+
+def stage_sums(worker_metrics: str) -> dict[str, tuple[float, float]]:
+    """{stage: (seconds in all, count)} from the workers' /metrics."""
+    sums: dict[str, list[float]] = {stage: [0.0, 0.0] for stage in STAGES}
+    for family in text_string_to_metric_families(httpx.get(worker_metrics, timeout=10).text):
+        for sample in family.samples:
+            stage = sample.labels.get("stage")
+            if stage in sums and sample.name == "skinsense_stage_seconds_sum":
+                sums[stage][0] = sample.value
+            elif stage in sums and sample.name == "skinsense_stage_seconds_count":
+                sums[stage][1] = sample.value
+    return {stage: (total, count) for stage, (total, count) in sums.items()}
+
+
+class Phase:
+    def __init__(self, name: str, photos: list[bytes], chats: range, rate: float | None) -> None:
+        self.name, self.photos, self.chats, self.rate = name, photos, chats, rate
+        self.sent_at: dict[int, float] = {}
+        self.max_backlog = 0
+
+
+def answered(http: httpx.Client, chats: range) -> dict[int, float]:
+    """When each chat's "Analysing..." was edited (the first edit per chat after its photo)."""
+    times: dict[int, float] = {}
+    for call in http.get("/sandbox/calls", params={"method": "editMessageText"}).json():
+        chat = int(call["parameters"]["chat_id"])
+        if chat in chats:
+            times[chat] = max(times.get(chat, 0.0), float(call["time"]))
+    return times
+
+
+def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, roots: Sequence[int]) -> dict[str, Any]:
+    stages_before, cpu_before = stage_sums(worker_metrics), stack_cpu_seconds(roots)
+    stop_sampling = threading.Event()
+
+    def sample_backlog() -> None:
+        with httpx.Client(base_url=str(http.base_url), timeout=30) as sampler:
+            while not stop_sampling.wait(0.5):
+                done = len(answered(sampler, phase.chats))
+                phase.max_backlog = max(phase.max_backlog, len(phase.sent_at) - done)
+
+    sampler = threading.Thread(target=sample_backlog, daemon=True)
+    sampler.start()
+    started = time.time()
+    for index, (chat, photo) in enumerate(zip(phase.chats, phase.photos, strict=True)):
+        if phase.rate is not None:
+            delay = started + index / phase.rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        phase.sent_at[chat] = time.time()
+        http.post(f"/sandbox/chats/{chat}/photo", content=photo).raise_for_status()
+    sending_ended = time.time()
+    backlog_at_end = len(phase.sent_at) - len(answered(http, phase.chats))
+    deadline = time.time() + 300
+    replies = answered(http, phase.chats)
+    while len(replies) < len(phase.sent_at) and time.time() < deadline:
+        time.sleep(0.5)
+        replies = answered(http, phase.chats)
+    stop_sampling.set()
+    sampler.join()
+    cpu = stack_cpu_seconds(roots) - cpu_before
+    stages_after = stage_sums(worker_metrics)
+    latencies = [replies[chat] - sent for chat, sent in phase.sent_at.items() if chat in replies]
+    last = max(replies.values(), default=sending_ended)
+    stage_ms = {
+        stage: 1000 * (stages_after[stage][0] - stages_before[stage][0]) / count
+        for stage in STAGES
+        if (count := stages_after[stage][1] - stages_before[stage][1]) > 0
+    }
+    return {
+        "phase": phase.name,
+        "sent": len(phase.sent_at),
+        "answered": len(replies),
+        "offered_per_s": len(phase.sent_at) / max(sending_ended - started, 1e-9),
+        "throughput_per_s": len(replies) / max(last - started, 1e-9),
+        "p50_ms": 1000 * percentile(latencies, 0.50) if latencies else float("nan"),
+        "p95_ms": 1000 * percentile(latencies, 0.95) if latencies else float("nan"),
+        "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan"),
+        "backlog_end": backlog_at_end,
+        "backlog_max": max(phase.max_backlog, backlog_at_end),
+        "cpu_s_per_photo": cpu / max(len(replies), 1),
+        "stage_ms": stage_ms,
+    }
+
+
+_bare_classifier: Any = None
+
+
+def _load_model() -> None:
+    from models.inference import Classifier
+
+    global _bare_classifier
+    settings = get_settings()
+    _bare_classifier = Classifier(runtime=settings.model_runtime, threads=settings.model_threads)
+
+
+def _screen_many(photos: list[bytes]) -> int:
+    from models.screening import screen_photo
+    from shared.images import UnreadableImage
+
+    for data in photos:
+        with contextlib.suppress(UnreadableImage):
+            screen_photo(data, _bare_classifier)
+    return len(photos)
+
+
+def bare_throughput(photos: list[bytes], processes: int, seconds: float) -> float:
+    """decode + gates + model (models.screening.screen_photo, as the worker calls it) in ``processes`` processes
+    with a warm model each, nothing else: photos per second."""
+    with multiprocessing.get_context("fork").Pool(processes, initializer=_load_model) as pool:
+        pool.map(_screen_many, [photos[:2]] * processes)  # warm-up
+        chunks = [photos[i : i + 8] for i in range(0, len(photos), 8)]
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            done += sum(pool.map(_screen_many, chunks))
+        return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="5,10,20,40", help="steady rates, photos per second")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each steady phase")
+    parser.add_argument("--burst", type=int, default=200, help="photos sent at once after the steady phases")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (and bare processes)")
+    parser.add_argument("--bare-seconds", type=float, default=10)
+    args = parser.parse_args()
+    data_dir = get_settings().data_dir
+    if data_dir is None:
+        raise SystemExit("set SKINSENSE_DATA_DIR")
+    rates = [float(rate) for rate in args.rates.split(",")]
+    pool = [p.read_bytes() for p in sorted((data_dir / "images").glob("*.jpg"))[:400]]
+    phases: list[Phase] = []
+    first_chat = 200_000
+    for rate in rates:
+        count = int(rate * args.seconds)
+        phases.append(
+            Phase(
+                f"{rate:g}/s", [pool[i % len(pool)] for i in range(count)], range(first_chat, first_chat + count), rate
+            )
+        )
+        first_chat += count
+    if args.burst:
+        burst_photos = [pool[i % len(pool)] for i in range(args.burst)]
+        phases.append(Phase(f"burst {args.burst}", burst_photos, range(first_chat, first_chat + args.burst), None))
+        first_chat += args.burst
+
+    redis_port, sandbox_port, metrics_port = free_port(), free_port(), free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="skinsense-load-"))
+    database_url = f"sqlite:///{workdir / 'audit.sqlite3'}"
+    api = f"http://127.0.0.1:{sandbox_port}"
+    stack = Stack()
+    stack.environment.update(
+        SKINSENSE_TELEGRAM_TOKEN=SANDBOX_TOKEN,
+        SKINSENSE_TELEGRAM_API_URL=api,
+        SKINSENSE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        SKINSENSE_DATABASE_URL=database_url,
+        SKINSENSE_LOG_LEVEL="WARNING",
+        SKINSENSE_QUESTIONNAIRE_TIMEOUT_S="0",  # patients who never answer: the result goes out when ready
+        SKINSENSE_PHOTOS_PER_CHAT_PER_HOUR="0",
+        SKINSENSE_WORKER_METRICS_PORT=str(metrics_port),
+        SKINSENSE_BOT_METRICS_PORT=str(free_port()),
+    )
+    upgrade_database(database_url)
+    consent_all(database_url, range(200_000, first_chat))
+    results: list[dict[str, Any]] = []
+    try:
+        stack.start(
+            "redis",
+            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+        )
+        stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
+        wait_for_port(redis_port)
+        wait_for_port(sandbox_port)
+        command = worker_command(Settings(), concurrency=args.concurrency)
+        stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
+        stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
+        http = httpx.Client(base_url=api, timeout=30)
+        while not http.get("/sandbox/calls", params={"method": "getUpdates"}).json():
+            time.sleep(0.2)
+        health = f"http://127.0.0.1:{metrics_port}/health/ready"
+        while httpx.get(health, timeout=10).status_code != 200:  # models loaded, broker and database answer
+            time.sleep(0.5)
+        roots = [process.pid for _, process in stack.processes]
+        for phase in phases:
+            results.append(run_phase(http, phase, f"http://127.0.0.1:{metrics_port}/metrics", roots))
+            print(f"  {phase.name}: done", file=sys.stderr, flush=True)
+    finally:
+        stack.stop()
+    bare = bare_throughput(pool[:64], args.concurrency, args.bare_seconds)
+
+    print(f"cores: {os.cpu_count()}, worker processes: {args.concurrency}, steady phases of {args.seconds:g} s")
+    header = f"{'phase':<10} {'sent':>5} {'offered/s':>9} {'answered/s':>10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"
+    print(header + f" {'backlog end/max':>15} {'CPU s/photo':>11}  worker stage ms/photo")
+    for r in results:
+        stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in r["stage_ms"].items())
+        print(
+            f"{r['phase']:<10} {r['sent']:>5} {r['offered_per_s']:>9.1f} {r['throughput_per_s']:>10.1f} "
+            f"{r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} {r['p99_ms']:>7.0f} "
+            f"{str(r['backlog_end']) + '/' + str(r['backlog_max']):>15} {r['cpu_s_per_photo']:>11.3f}  {stages}"
+        )
+    saturation = max(r["throughput_per_s"] for r in results)
+    print(f"bare decode+gates+model, {args.concurrency} processes: {bare:.1f} photos/s")
+    print(f"best pipeline throughput {saturation:.1f} photos/s; ratio to bare {saturation / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
