@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from time import perf_counter
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,41 @@ def database_reachable(database_url: str) -> str | None:
     return None
 
 
+class QueueDepthCollector:
+    """``skinsense_queue_depth{queue}``: messages waiting in each worker queue, read from Redis at scrape time
+    (kombu keeps a queue as a Redis list under the deployment's key prefix and the queue's name)."""
+
+    def __init__(self, redis_url: str, key_prefix: str, queues: tuple[str, ...]) -> None:
+        self.redis_url, self.key_prefix, self.queues = redis_url, key_prefix, queues
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        import redis
+
+        depth = GaugeMetricFamily("skinsense_queue_depth", "Messages waiting in each worker queue", labels=["queue"])
+        try:
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                for queue in self.queues:
+                    depth.add_metric([queue], float(client.llen(f"{self.key_prefix}{queue}")))
+            finally:
+                client.close()
+        except Exception as error:  # the broker is away: readiness says so; the rest of /metrics still answers
+            log.warning("queue depth not read: %s", type(error).__name__)
+            return
+        yield depth
+
+
 ReadinessCheck = Callable[[], list[str]]  # the reasons it is not ready; empty: ready
 
 
-def serve_metrics_and_health(address: str, port: int, readiness: ReadinessCheck) -> ThreadingHTTPServer | None:
+def serve_metrics_and_health(
+    address: str, port: int, readiness: ReadinessCheck, queue_depth: QueueDepthCollector | None = None
+) -> ThreadingHTTPServer | None:
     """Serve /metrics, /health/live and /health/ready on a daemon thread; returns the server, or None when the
     port is taken (logged: the process serves patients all the same)."""
+    extra = CollectorRegistry(auto_describe=False)
+    if queue_depth is not None:
+        extra.register(queue_depth)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -140,7 +170,7 @@ def serve_metrics_and_health(address: str, port: int, readiness: ReadinessCheck)
             if path == "/metrics":
                 registry = exposition_registry()
                 body = generate_latest(registry) if registry is not None else generate_latest()
-                self._answer(200, body, CONTENT_TYPE_LATEST)
+                self._answer(200, body + generate_latest(extra), CONTENT_TYPE_LATEST)
             elif path == "/health/live":
                 self._answer(200, b'{"live": true}\n', "application/json")
             elif path == "/health/ready":

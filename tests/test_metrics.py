@@ -7,6 +7,7 @@ import io
 import json
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,18 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.metrics import broker_reachable, database_reachable, serve_metrics_and_health
+from shared.audit import MediaKind
+from shared.config import Settings
+from shared.metrics import QueueDepthCollector, broker_reachable, database_reachable, serve_metrics_and_health
 from shared.outcomes import RefusalCode
+from shared.queue import (
+    CLASSIFY_QUEUE,
+    CLINICIANS_QUEUE,
+    WORKER_QUEUES,
+    NotifyCliniciansRequest,
+    create_celery_app,
+    enqueue_clinician_alert,
+)
 from tests.auxil.patient import consent, send_photo_skipping_questions
 from tests.auxil.services import free_port, wait_until
 from tests.auxil.stack import RunningStack, running_stack
@@ -115,6 +126,8 @@ def test_metric_values_move_as_photos_go_through(stack: RunningStack, data_dir: 
         assert value(worker_after, count, stage=stage) == value(worker_before, count, stage=stage) + photos, stage
     (model,) = [labels for (name, labels), v in worker_after.items() if name == "skinsense_model_info" and v == 1]
     assert {key for key, _ in model} == {"version", "runtime"}
+    depth = {dict(labels)["queue"]: v for (name, labels), v in worker_after.items() if name == "skinsense_queue_depth"}
+    assert depth == dict.fromkeys(WORKER_QUEUES, 0.0), "every queue reported, drained once the photos were answered"
 
     bot_after = scrape(bot_port)
     queued = "skinsense_bot_photos_total"
@@ -141,3 +154,17 @@ def test_readiness_names_an_unreachable_broker_and_database() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_queue_depth_counts_the_messages_waiting_in_each_queue(redis_url: str) -> None:
+    """On the tests' own Redis, with a deployment prefix no worker consumes: what waits is what is counted."""
+    prefix = f"depth-{uuid.uuid4().hex[:8]}:"
+    app = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=prefix))
+    for _ in range(3):
+        enqueue_clinician_alert(
+            NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="waiting", media_kind=MediaKind.PHOTO), app
+        )
+    (family,) = QueueDepthCollector(redis_url, prefix, WORKER_QUEUES).collect()
+    depth = {sample.labels["queue"]: sample.value for sample in family.samples}
+    assert depth == {CLASSIFY_QUEUE: 0, CLINICIANS_QUEUE: 3}
+    assert list(QueueDepthCollector("redis://127.0.0.1:1/0", prefix, WORKER_QUEUES).collect()) == []

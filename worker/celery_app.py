@@ -10,7 +10,7 @@ from celery.signals import setup_logging, worker_init
 
 from shared.config import get_settings
 from shared.logs import configure_logging
-from shared.queue import PURGE_TASK, create_celery_app
+from shared.queue import PURGE_TASK, WORKER_QUEUES, create_celery_app
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,14 +50,21 @@ def _serve_metrics_and_health(**_: Any) -> None:
     the broker and the audit database answer."""
     if settings.worker_metrics_port == 0:
         return
-    from shared.metrics import broker_reachable, database_reachable, model_loaded, serve_metrics_and_health
+    from shared.metrics import (
+        QueueDepthCollector,
+        broker_reachable,
+        database_reachable,
+        model_loaded,
+        serve_metrics_and_health,
+    )
 
     def readiness() -> list[str]:
         problems = [] if model_loaded() else ["model: not loaded yet"]
         checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url))
         return problems + [problem for problem in checks if problem]
 
-    serve_metrics_and_health(settings.metrics_address, settings.worker_metrics_port, readiness)
+    queue_depth = QueueDepthCollector(settings.redis_url, settings.redis_key_prefix, WORKER_QUEUES)
+    serve_metrics_and_health(settings.metrics_address, settings.worker_metrics_port, readiness, queue_depth)
 
 
 worker_init.connect(_serve_metrics_and_health, weak=False)
