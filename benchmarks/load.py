@@ -5,7 +5,8 @@ run by the tests or CI.
 Per phase: photo-to-reply p50/p95/p99 (the patient's message to the worker's edit, as the sandbox logged them),
 throughput (photos answered per second of the phase), backlog (photos sent but not answered when the phase's
 sending ended, and at most while it ran), worker wall time per photo per stage (the workers' own metrics) and
-CPU seconds per photo of the whole stack (bot, workers, sandbox, Redis; from /proc).
+CPU seconds per photo of the whole stack (bot, workers, sandbox, Redis; from /proc), and the largest resident
+set among the worker's processes after each phase (memory over many photos).
 
     python benchmarks/load.py --seconds 10 --rates 5,10,20,40 --burst 200 --concurrency 2
 """
@@ -41,6 +42,30 @@ STAGES = ("download", "screening", "combine", "reply")
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
+
+
+def descendants(root: int) -> set[int]:
+    """The process and all its descendants (Linux /proc)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found = {root}
+    while grown := {pid for pid, ppid in parent.items() if ppid in found} - found:
+        found |= grown
+    return found
+
+
+def worker_rss_mb(worker_pid: int) -> float:
+    """The largest resident set of the worker's processes (the main process and its pool), in MB."""
+    sizes = [0.0]
+    for pid in descendants(worker_pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+    return max(sizes)
 
 
 def stack_cpu_seconds(roots: Sequence[int]) -> float:
@@ -248,8 +273,11 @@ def main() -> None:
         while httpx.get(health, timeout=10).status_code != 200:  # models loaded, broker and database answer
             time.sleep(0.5)
         roots = [process.pid for _, process in stack.processes]
+        worker_pid = next(process.pid for name, process in stack.processes if name == "worker")
+        rss_at_start = worker_rss_mb(worker_pid)
         for phase in phases:
             results.append(run_phase(http, phase, f"http://127.0.0.1:{metrics_port}/metrics", roots))
+            results[-1]["worker_rss_mb"] = worker_rss_mb(worker_pid)
             print(f"  {phase.name}: done", file=sys.stderr, flush=True)
     finally:
         stack.stop()
@@ -257,14 +285,19 @@ def main() -> None:
 
     print(f"cores: {os.cpu_count()}, worker processes: {args.concurrency}, steady phases of {args.seconds:g} s")
     header = f"{'phase':<10} {'sent':>5} {'offered/s':>9} {'answered/s':>10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"
-    print(header + f" {'backlog end/max':>15} {'CPU s/photo':>11}  worker stage ms/photo")
+    print(header + f" {'backlog end/max':>15} {'CPU s/photo':>11} {'RSS MB':>6}  worker stage ms/photo")
     for r in results:
         stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in r["stage_ms"].items())
         print(
             f"{r['phase']:<10} {r['sent']:>5} {r['offered_per_s']:>9.1f} {r['throughput_per_s']:>10.1f} "
             f"{r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} {r['p99_ms']:>7.0f} "
-            f"{str(r['backlog_end']) + '/' + str(r['backlog_max']):>15} {r['cpu_s_per_photo']:>11.3f}  {stages}"
+            f"{str(r['backlog_end']) + '/' + str(r['backlog_max']):>15} {r['cpu_s_per_photo']:>11.3f} "
+            f"{r['worker_rss_mb']:>6.0f}  {stages}"
         )
+    print(
+        f"largest worker process RSS: {rss_at_start:.0f} MB once ready, {results[-1]['worker_rss_mb']:.0f} MB after "
+        f"{sum(r['sent'] for r in results)} photos"
+    )
     saturation = max(r["throughput_per_s"] for r in results)
     print(f"bare decode+gates+model, {args.concurrency} processes: {bare:.1f} photos/s")
     print(f"best pipeline throughput {saturation:.1f} photos/s; ratio to bare {saturation / bare:.2f}")
