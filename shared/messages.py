@@ -229,7 +229,7 @@ def _answer_value(value: object) -> str:
 
 # --- Consent (GDPR Art. 9: health data needs explicit consent) ------------------------------------------------
 # A change to PRIVACY means a new PRIVACY_VERSION: every patient is asked again before their next photo.
-PRIVACY_VERSION = "2026-11-25"
+PRIVACY_VERSION = "2026-11-26"
 
 PRIVACY = (
     "<b>Before we start: your privacy</b>\n\n"
@@ -241,7 +241,9 @@ PRIVACY = (
     "this chat, not by your name or number.\n\n"
     "<b>Who sees it:</b> when a result is high risk, the photo and the result are sent to the clinic's "
     "clinicians so that they can follow up.\n\n"
-    "<b>How long:</b> until you erase it, or for as long as the clinic's records policy requires.\n\n"
+    "<b>How long:</b> your answers, results and the photo's fingerprint are erased automatically when the "
+    "clinic's retention period ends (at least six months after the analysis, as the law on such systems "
+    "asks), leaving only an anonymous record that an analysis took place; sooner if you erase them.\n\n"
     "<b>Erasing everything:</b> send /delete at any time: your consent, answers and results are erased at "
     "once. /privacy shows this text again.\n\n"
     f"Version {PRIVACY_VERSION}. Do you agree that SkinSense analyses your photos and answers as described?"
