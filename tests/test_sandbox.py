@@ -43,6 +43,13 @@ def test_wrong_token_is_401_in_bot_api_shape(sandbox: str) -> None:
     assert response.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
 
 
+def test_a_malformed_control_call_is_a_400_that_says_so(sandbox: str) -> None:
+    for path, body in (("/sandbox/chats/1001/text", b"hello"), ("/sandbox/chats/x/text", b'{"text": "hi"}')):
+        response = httpx.post(sandbox + path, content=body)
+        assert response.status_code == 400, path
+        assert response.json()["ok"] is False and "malformed request" in response.json()["description"]
+
+
 def test_unknown_method_is_404(sandbox: str) -> None:
     response = httpx.post(method_url(sandbox, "launchRocket"))
     assert response.status_code == 404 and response.json()["ok"] is False

@@ -15,13 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from skinsense.sandbox.bot_api import BotApi
 from skinsense.sandbox.control import Control
 from skinsense.sandbox.state import SandboxState, plain_text
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 __all__ = ["SANDBOX_TOKEN", "Sandbox", "add_arguments", "plain_text", "run"]
 log = logging.getLogger(__name__)
@@ -44,7 +48,7 @@ class Sandbox:
                 await self._webhook_task
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_malformed_control_request])
         app.router.add_route("*", "/bot{token}/{method}", self.bot_api.handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self.bot_api.download)
         app.router.add_post("/sandbox/chats/{chat_id}/photo", self.control.photo)
@@ -59,6 +63,19 @@ class Sandbox:
         app.on_startup.append(self._start_background)
         app.on_cleanup.append(self._stop_background)
         return app
+
+
+@web.middleware
+async def _malformed_control_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A control call with a body or chat id it cannot read is the caller's mistake: 400 saying what was
+    expected, not a 500 from deep in the handler."""
+    try:
+        return await handler(request)
+    except (json.JSONDecodeError, KeyError, ValueError) as error:
+        if not request.path.startswith("/sandbox/"):
+            raise
+        description = f"malformed request ({type(error).__name__}: {error}); see skinsense/sandbox/control.py"
+        return web.json_response({"ok": False, "description": description}, status=400)
 
 
 SANDBOX_TOKEN = "123456:SANDBOX-local-token"
