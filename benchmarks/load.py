@@ -28,13 +28,13 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.config import Settings, get_settings
+from shared.config import get_settings
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
-from skinsense.stack import Stack, wait_for_port, worker_command
+from skinsense.stack import Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
-from pipeline import consent_all, free_port
+from pipeline import consent_all, free_port, start_stack
 
 STAGES = ("download", "screening", "combine", "reply")
 
@@ -256,19 +256,7 @@ def main() -> None:
     consent_all(database_url, range(200_000, first_chat))
     results: list[dict[str, Any]] = []
     try:
-        stack.start(
-            "redis",
-            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-        )
-        stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
-        wait_for_port(redis_port)
-        wait_for_port(sandbox_port)
-        command = worker_command(Settings(), concurrency=args.concurrency)
-        stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
-        stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
-        http = httpx.Client(base_url=api, timeout=30)
-        while not http.get("/sandbox/calls", params={"method": "getUpdates"}).json():
-            time.sleep(0.2)
+        http = start_stack(stack, redis_port, sandbox_port, args.concurrency)
         health = f"http://127.0.0.1:{metrics_port}/health/ready"
         while httpx.get(health, timeout=10).status_code != 200:  # models loaded, broker and database answer
             time.sleep(0.5)

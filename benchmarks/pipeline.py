@@ -45,6 +45,25 @@ def consent_all(database_url: str, chats: range) -> None:
         patients.record_consent(chat_reference(chat, key), messages.PRIVACY_VERSION)
 
 
+def start_stack(stack: Stack, redis_port: int, sandbox_port: int, concurrency: int) -> httpx.Client:
+    """Redis, the sandbox, the workers and the bot on ``stack`` (its environment set); returns a client of the
+    sandbox once the bot polls it."""
+    stack.start(
+        "redis",
+        ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+    )
+    stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
+    wait_for_port(redis_port)
+    wait_for_port(sandbox_port)
+    command = worker_command(Settings(), concurrency=concurrency)
+    stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
+    stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
+    http = httpx.Client(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=30)
+    while not http.get("/sandbox/calls", params={"method": "getUpdates"}).json():
+        time.sleep(0.2)
+    return http
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200)
@@ -76,19 +95,7 @@ def main() -> None:
     chats = range(100_000, 100_000 + len(photos))
     consent_all(f"sqlite:///{workdir / 'audit.sqlite3'}", chats)
     try:
-        stack.start(
-            "redis",
-            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-        )
-        stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
-        wait_for_port(redis_port)
-        wait_for_port(sandbox_port)
-        command = worker_command(Settings(), concurrency=args.concurrency)
-        stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
-        stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
-        http = httpx.Client(base_url=api, timeout=30)
-        while not http.get("/sandbox/calls", params={"method": "getUpdates"}).json():
-            time.sleep(0.2)
+        http = start_stack(stack, redis_port, sandbox_port, args.concurrency)
         time.sleep(5)  # let the worker processes load their models
         sent_at: dict[int, float] = {}
         started = time.time()
