@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.preprocessing import prepare_image
+from models.preprocessing import INPUT_SIZE, prepare_image
 from shared.labels import CLASS_CODES
 
 
@@ -58,15 +59,21 @@ def split_by_lesion(samples: list[Sample], validation_fraction: float, seed: int
     return train, validation
 
 
-def load_prepared_images(data_dir: Path, samples: list[Sample], workers: int = 4) -> np.ndarray:
-    """All samples' model inputs as one uint8 array (N, 224, 224, 3), via the shared prepare_image."""
+def load_prepared(paths: Sequence[Path], workers: int = 4) -> np.ndarray:
+    """The model inputs of image files as one uint8 array (N, 224, 224, 3), via the shared prepare_image."""
 
-    def load(sample: Sample) -> np.ndarray:
-        with Image.open(image_path(data_dir, sample)) as image:
+    def load(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
             return prepare_image(image)
 
     with ThreadPoolExecutor(workers) as pool:
-        return np.stack(list(pool.map(load, samples)))
+        prepared = list(pool.map(load, paths))
+    return np.stack(prepared) if prepared else np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+
+
+def load_prepared_images(data_dir: Path, samples: list[Sample], workers: int = 4) -> np.ndarray:
+    """All samples' model inputs (see load_prepared)."""
+    return load_prepared([image_path(data_dir, sample) for sample in samples], workers)
 
 
 def data_fingerprint(data_dir: Path, samples: list[Sample]) -> str:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from models.data import Sample, image_path, resolve_data_dir
+from models.data import Sample, load_prepared, load_prepared_images, resolve_data_dir
 from models.inference import ARTIFACT_DIR, RUNTIMES, Classifier
 from models.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
 from models.metrics import (
@@ -42,7 +42,7 @@ from models.metrics import (
     softmax,
 )
 from models.negatives import negative_pictures
-from models.package import CLINICAL_CV_FILE, _prepared, phone_validation_samples, validation_samples
+from models.package import CLINICAL_CV_FILE, phone_validation_samples, validation_samples
 from models.pad_ufes import SHARED_CODES, PhoneSample, patient_answers, patient_folds, resolve_phone_data_root
 from models.policy import assess_risk
 from models.preprocessing import prepare_image
@@ -193,7 +193,7 @@ def evaluate(
     phone = phone_validation_samples(phone_root, artifact_dir)
     if limit:  # a slice for quick checks
         ham, phone = _stratified_slice(ham, limit), _stratified_slice(phone, limit)
-    ham_images = _prepared([image_path(data_dir, s) for s in ham])
+    ham_images = load_prepared_images(data_dir, ham)
     with np.load(artifact_dir / CLINICAL_CV_FILE) as cross_validation:
         by_id = dict(zip(cross_validation["ids"].tolist(), cross_validation["logits"], strict=True))
     kinds = {
@@ -208,7 +208,7 @@ def evaluate(
         PhotoKind.CLINICAL: evaluate_kind(
             classifier,
             PhotoKind.CLINICAL,
-            _prepared([s.path for s in phone]),
+            load_prepared([s.path for s in phone]),
             np.array([s.label for s in phone]),
             [s.patient_id for s in phone],
             np.stack([by_id[s.image_id] for s in phone]),

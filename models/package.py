@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from PIL import Image
 
-from models.data import Sample, image_path, read_samples, resolve_data_dir
+from models.data import Sample, load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.inference import (
     ARTIFACT_DIR,
     METADATA_FILE,
@@ -57,7 +56,7 @@ from models.picture_training import (
     refused,
 )
 from models.policy import HIGH_MALIGNANT_PROBABILITY, MAX_MALIGNANT_TOLD_LOW, MELANOMA_SENSITIVITY
-from models.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, prepare_image, to_model_input
+from models.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, to_model_input
 from models.quality import MAX_BRIGHTNESS, MAX_SATURATED_SHARE, MIN_BRIGHTNESS, measure_quality
 from models.triage import answer_features, fit_triage
 from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind
@@ -97,14 +96,6 @@ def export_network(model: Any, artifact_dir: Path, files: dict[str, str]) -> Non
     # Batch 1: the workers classify one photo per invoke; a fixed shape lets XNNPACK plan once.
     signature = [tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="image")]
     model.export(str(artifact_dir / files["litert"]), format="litert", input_signature=signature, verbose=False)
-
-
-def _prepared(paths: Sequence[Path]) -> np.ndarray:
-    def load(path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            return prepare_image(image)
-
-    return np.stack([load(path) for path in paths])
 
 
 def validation_samples(data_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[Sample]:
@@ -152,7 +143,7 @@ def package(
 
     artifact_dir.mkdir(parents=True, exist_ok=True)
     split = json.loads((dermoscopic_run / "split.json").read_text())
-    phone = [s for s in read_phone_samples(phone_root, include_crops=False)]
+    phone = read_phone_samples(phone_root, include_crops=False)
     (artifact_dir / SPLIT_FILE).write_text(
         json.dumps({"validation": split["validation"], "phone_validation": [s.image_id for s in phone]}) + "\n"
     )
@@ -179,8 +170,8 @@ def package(
     log.info("picture head, cross-validated: %s", gate_figures)
 
     # Per kind: calibration and policy on that kind's validation logits.
-    ham_images = _prepared([image_path(data_dir, s) for s in ham_validation])
-    phone_images = _prepared([s.path for s in phone])
+    ham_images = load_prepared_images(data_dir, ham_validation)
+    phone_images = load_prepared([s.path for s in phone])
     # Phone photos: the phone network's out-of-fold logits blended with the phone head's out-of-fold
     # probabilities (each fitted without the photo's patient), then the shipped head on every patient.
     phone_labels = np.array([s.label for s in phone])

@@ -37,10 +37,16 @@ import numpy as np
 from PIL import Image
 
 from models.augment import augment, on_skin, phone_style
-from models.data import data_fingerprint, image_path, read_samples, split_by_lesion
+from models.data import (
+    data_fingerprint,
+    image_path,
+    load_prepared,
+    load_prepared_images,
+    read_samples,
+    split_by_lesion,
+)
 from models.metrics import balanced_accuracy
 from models.pad_ufes import PhoneSample, phone_training_split, read_phone_samples
-from models.preprocessing import prepare_image
 from shared.labels import CLASS_CODES
 
 log = logging.getLogger(__name__)
@@ -205,13 +211,8 @@ def train(config: TrainConfig) -> Path:
 
     with ThreadPoolExecutor(config.loader_threads) as pool:
         sources = list(pool.map(_load_rgb, [image_path(data_dir, s) for s in train_samples] + [s.path for s in phone]))
-        validation_images = np.stack(
-            list(pool.map(lambda p: prepare_image(_load_rgb(p)), [image_path(data_dir, s) for s in validation_samples]))
-            or [np.zeros((0, 0, 3), np.uint8)]
-        )[: len(validation_samples)]
-        held_out_images = (
-            np.stack([prepare_image(_load_rgb(s.path)) for s in held_out_phone]) if held_out_phone else None
-        )
+    validation_images = load_prepared_images(data_dir, validation_samples, config.loader_threads)
+    held_out_images = load_prepared([s.path for s in held_out_phone], config.loader_threads)
     items = [TrainingImage(i, s.label, "dermoscopic") for i, s in enumerate(train_samples)]
     for offset, sample in enumerate(phone, start=len(train_samples)):
         if sample.is_crop:
@@ -268,7 +269,7 @@ def train(config: TrainConfig) -> Path:
             if len(validation_samples):
                 logits = np.asarray(self.model.predict(validation_images.astype(np.float32), batch_size=64, verbose=0))
                 entry["val_balanced_accuracy"] = balanced_accuracy(validation_labels, logits.argmax(1))
-            if held_out_images is not None:
+            if len(held_out_images):
                 phone_logits = np.asarray(self.model.predict(held_out_images.astype(np.float32), verbose=0))
                 entry["phone_balanced_accuracy"] = balanced_accuracy(held_out_labels, phone_logits.argmax(1))
             history.append(entry)
@@ -298,7 +299,7 @@ def train(config: TrainConfig) -> Path:
     if len(validation_samples):
         held_out["validation_ids"] = np.array([s.image_id for s in validation_samples])
         held_out["validation_logits"] = flip_averaged_logits(model, validation_images)
-    if held_out_images is not None:
+    if len(held_out_images):
         held_out["phone_ids"] = np.array([s.image_id for s in held_out_phone])
         held_out["phone_logits"] = flip_averaged_logits(model, held_out_images)
     np.savez(run_dir / "held_out_logits.npz", **held_out)
