@@ -173,4 +173,7 @@ def run_up() -> int:
         log.info("Ctrl-C: stopping")
         return 0
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the stop short: it would leave the children running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()

@@ -49,3 +49,31 @@ def test_up_runs_the_stack_on_the_sandbox_and_stops_cleanly(tmp_path: Path, data
     assert code == 0, log_path.read_text()[-3000:]
     for port in (redis_port, sandbox_port, flower_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
+
+
+def test_a_second_signal_while_stopping_still_stops_everything(tmp_path: Path) -> None:
+    redis_port, sandbox_port, flower_port = free_port(), free_port(), free_port()
+    env = child_env(
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        sandbox_port=sandbox_port,
+        flower_port=flower_port,
+        database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        worker_concurrency=1,
+        worker_metrics_port=free_port(),
+        bot_metrics_port=free_port(),
+    )
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "skinsense.cli", "up"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: port_open(flower_port), 90, what="Flower, the last process up starts")
+    finally:
+        up.send_signal(signal.SIGINT)  # Ctrl-C, then an impatient second one while the stack stops
+        wait_until(lambda: "Ctrl-C: stopping" in log_path.read_text(), 30, what="the stop to begin")
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=90)
+    assert code == 0, log_path.read_text()[-3000:]
+    for port in (redis_port, sandbox_port, flower_port):
+        assert not port_open(port), f"port {port} still open after the second signal"
