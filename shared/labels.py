@@ -11,20 +11,24 @@ class LesionClass:
     code: str
     name: str
     malignant: bool  # malignant or pre-malignant: never to be called low risk when likely
+    everyday_name: str  # what a patient calls it; shown first, the medical name after it
 
 
 LESION_CLASSES: tuple[LesionClass, ...] = (
-    LesionClass("akiec", "Actinic keratosis / intraepithelial carcinoma", malignant=True),
-    LesionClass("bcc", "Basal cell carcinoma", malignant=True),
-    LesionClass("bkl", "Benign keratosis", malignant=False),
-    LesionClass("df", "Dermatofibroma", malignant=False),
-    LesionClass("mel", "Melanoma", malignant=True),
-    LesionClass("nv", "Melanocytic nevus", malignant=False),
-    LesionClass("vasc", "Vascular lesion", malignant=False),
+    LesionClass(
+        "akiec", "Actinic keratosis / intraepithelial carcinoma", True, "Sun-damage patch that can turn into cancer"
+    ),
+    LesionClass("bcc", "Basal cell carcinoma", True, "Slow-growing skin cancer"),
+    LesionClass("bkl", "Benign keratosis", False, "Harmless age spot or wart-like growth"),
+    LesionClass("df", "Dermatofibroma", False, "Harmless firm bump"),
+    LesionClass("mel", "Melanoma", True, "Melanoma, a serious skin cancer"),
+    LesionClass("nv", "Melanocytic nevus", False, "Ordinary mole"),
+    LesionClass("vasc", "Vascular lesion", False, "Blood-vessel spot"),
 )
 
 CLASS_CODES: tuple[str, ...] = tuple(c.code for c in LESION_CLASSES)
 CLASS_NAMES: dict[str, str] = {c.code: c.name for c in LESION_CLASSES}
+EVERYDAY_NAMES: dict[str, str] = {c.code: c.everyday_name for c in LESION_CLASSES}
 MELANOMA = "mel"
 MELANOMA_INDEX = CLASS_CODES.index(MELANOMA)
 MALIGNANT_CODES: frozenset[str] = frozenset(c.code for c in LESION_CLASSES if c.malignant)
