@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only defaults, refused outside development (see Settings._refuse_unsafe_defaults).
 DEVELOPMENT_CHAT_HASH_KEY = "development-only-chat-hash-key"
+# A Fernet key (32 bytes, url-safe base64): the bytes spell "development-only-delivery-key!!!".
+DEVELOPMENT_DELIVERY_KEY = "ZGV2ZWxvcG1lbnQtb25seS1kZWxpdmVyeS1rZXkhISE="
 DEVELOPMENT_FLOWER_PASSWORD = "skinsense"
 # Passwords that appear in examples (.env.example, the README) or are empty: refused in production too.
 EXAMPLE_FLOWER_PASSWORDS = frozenset({"", DEVELOPMENT_FLOWER_PASSWORD, "change-me", "changeme", "admin", "password"})
@@ -43,6 +45,9 @@ class Settings(BaseSettings):
     photos_per_chat_per_hour: int = Field(default=30, ge=0)
     database_url: str = "sqlite:///var/skinsense.sqlite3"
     chat_hash_key: SecretStr = SecretStr(DEVELOPMENT_CHAT_HASH_KEY)
+    # Fernet key(s) sealing what is needed to answer a patient (chat id, message ids, file id) wherever it is
+    # stored (shared/sealing.py); comma-separated, the first seals and all unseal (key rotation).
+    delivery_key: SecretStr = SecretStr(DEVELOPMENT_DELIVERY_KEY)
     # Patient data older than this is erased daily, leaving tombstones (shared/retention.py); at least six
     # months, the EU AI Act's minimum for logs of high-risk systems.
     retention_days: int = Field(default=183, ge=183)
@@ -86,6 +91,14 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("delivery_key")
+    @classmethod
+    def _delivery_keys_are_fernet_keys(cls, value: SecretStr) -> SecretStr:
+        from shared.sealing import parse_keys  # shared.sealing reads these settings
+
+        parse_keys(value)
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment == "production":
@@ -93,6 +106,8 @@ class Settings(BaseSettings):
                 raise ValueError("SKINSENSE_TELEGRAM_TOKEN is required in production")
             if self.chat_hash_key.get_secret_value() == DEVELOPMENT_CHAT_HASH_KEY:
                 raise ValueError("set SKINSENSE_CHAT_HASH_KEY to a secret in production")
+            if DEVELOPMENT_DELIVERY_KEY in value_list(self.delivery_key):
+                raise ValueError("set SKINSENSE_DELIVERY_KEY to secret Fernet key(s) in production")
             if self.flower_password.get_secret_value() in EXAMPLE_FLOWER_PASSWORDS:
                 raise ValueError("set SKINSENSE_FLOWER_PASSWORD to a secret (not an example value) in production")
         return self
@@ -105,6 +120,11 @@ class Settings(BaseSettings):
     @property
     def bot_file_base(self) -> str:
         return f"{self.telegram_api_url}/file/bot"
+
+
+def value_list(secret: SecretStr) -> list[str]:
+    """The comma-separated values of a secret setting."""
+    return [part.strip() for part in secret.get_secret_value().split(",") if part.strip()]
 
 
 @lru_cache

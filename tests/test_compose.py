@@ -96,7 +96,7 @@ def test_dockerfile_and_env_example_exist() -> None:
     assert "pip install ." in dockerfile
     assert "COPY migrations ./migrations" in dockerfile, "the image runs `skinsense db upgrade`"
     example = (REPO / ".env.example").read_text()
-    for name in ("SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "POSTGRES_PASSWORD"):
+    for name in ("SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_DELIVERY_KEY", "POSTGRES_PASSWORD"):
         assert name in example
 
 
@@ -119,7 +119,12 @@ def test_flower_refuses_an_unset_or_example_password() -> None:
     )
     assert example["SKINSENSE_ENVIRONMENT"] == "production"
     assert "FLOWER_BASIC_AUTH" not in example, "no example password to copy"
-    filled = {**example, "SKINSENSE_TELEGRAM_TOKEN": "1:x", "SKINSENSE_CHAT_HASH_KEY": "k" * 32}
+    filled = {
+        **example,
+        "SKINSENSE_TELEGRAM_TOKEN": "1:x",
+        "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
+        "SKINSENSE_DELIVERY_KEY": "bm90LXRoZS1kZXZlbG9wbWVudC1kZWxpdmVyeS1rZXk=",  # a Fernet key (32 bytes)
+    }
     for password in (example["SKINSENSE_FLOWER_PASSWORD"], "change-me", "skinsense"):
         values = {
             key.removeprefix("SKINSENSE_").lower(): value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from shared.config import Settings
@@ -36,13 +37,15 @@ def test_token_is_not_shown_in_reprs(tmp_env: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "missing", ["SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_FLOWER_PASSWORD"]
+    "missing",
+    ["SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_DELIVERY_KEY", "SKINSENSE_FLOWER_PASSWORD"],
 )
 def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, missing: str) -> None:
     production = {
         "SKINSENSE_ENVIRONMENT": "production",
         "SKINSENSE_TELEGRAM_TOKEN": "1:x",
         "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
+        "SKINSENSE_DELIVERY_KEY": Fernet.generate_key().decode(),
         "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
     }
     for key, value in production.items():
@@ -50,3 +53,5 @@ def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, mi
             tmp_env.setenv(key, value)
     with pytest.raises(ValidationError):
         Settings()
+    tmp_env.setenv(missing, production[missing])
+    assert Settings().environment == "production"  # each one alone was what it refused

@@ -1,0 +1,98 @@
+"""Sealing: small JSON payloads encrypted and authenticated (Fernet: AES-128-CBC + HMAC-SHA256) with the
+deployment's key, SKINSENSE_DELIVERY_KEY, for what must be stored but never readable at rest: the chat id,
+message ids and Telegram file id the workers need to answer a patient.
+
+The setting holds one or more Fernet keys, comma-separated: the first seals, every one unseals
+(``MultiFernet``), so a key is rotated by putting the new one first and dropping the old one once nothing
+sealed with it remains (a delivery lives minutes; a clinician alert until it is sent). Generate a key with
+``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``.
+
+    from shared.sealing import seal, unseal
+    token = seal(Delivery(chat_id=..., ...))      # str, safe to store
+    delivery = unseal(token, Delivery)            # validated model back; SealBroken if tampered or wrong key
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from pydantic import BaseModel, SecretStr
+
+from shared.config import get_settings, value_list
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class SealBroken(Exception):
+    """A sealed token that none of the configured keys opens: tampered with, truncated, or sealed under a key
+    that is no longer configured. Never carries the token (it may be logged)."""
+
+
+def parse_keys(setting: SecretStr | str) -> list[str]:
+    """The Fernet keys in SKINSENSE_DELIVERY_KEY (comma-separated, first one seals); ValueError if one is not a
+    Fernet key (32 url-safe base64-encoded bytes)."""
+    keys = value_list(setting if isinstance(setting, SecretStr) else SecretStr(setting))
+    if not keys:
+        raise ValueError("SKINSENSE_DELIVERY_KEY holds no key")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"SKINSENSE_DELIVERY_KEY: key {position} is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
+    return keys
+
+
+class Sealer:
+    """Seals and unseals JSON payloads with a list of keys: the first seals, all unseal."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("a sealer needs at least one key")
+        self._fernet = MultiFernet([Fernet(key) for key in keys])
+
+    def seal(self, payload: BaseModel | Mapping[str, Any]) -> str:
+        data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+        plain = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+        return self._fernet.encrypt(plain).decode("ascii")
+
+    def unseal_dict(self, token: str) -> dict[str, Any]:
+        try:
+            plain = self._fernet.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            raise SealBroken("sealed data could not be opened with the configured keys") from None
+        data = json.loads(plain)
+        if not isinstance(data, dict):
+            raise SealBroken("sealed data is not a JSON object")
+        return data
+
+    def unseal(self, token: str, model: type[ModelT]) -> ModelT:
+        return model.model_validate(self.unseal_dict(token))
+
+    def reseal(self, token: str) -> str:
+        """The same payload sealed under the current (first) key: for rotating stored tokens."""
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except (InvalidToken, UnicodeEncodeError):
+            raise SealBroken("sealed data could not be opened with the configured keys") from None
+
+
+@lru_cache
+def get_sealer() -> Sealer:
+    """The process's sealer, with the keys of SKINSENSE_DELIVERY_KEY."""
+    return Sealer(parse_keys(get_settings().delivery_key))
+
+
+def seal(payload: BaseModel | Mapping[str, Any]) -> str:
+    """``payload`` sealed with the deployment's current key (SKINSENSE_DELIVERY_KEY)."""
+    return get_sealer().seal(payload)
+
+
+def unseal(token: str, model: type[ModelT]) -> ModelT:
+    """The payload of ``token`` as ``model``; SealBroken if no configured key opens it."""
+    return get_sealer().unseal(token, model)
