@@ -110,6 +110,66 @@ def test_injected_flood_control_answers_429_with_retry_after(sandbox: str) -> No
     assert accepted.json() == {"ok": True, "result": True}
 
 
+def test_count_faults_answer_5xx_or_execute_and_lose_the_response(sandbox: str) -> None:
+    user = SandboxUser(sandbox)
+    user.clear_faults()
+    user.inject_fault("sendMessage", count=1, kind="5xx", status=502)
+    failed = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 507, "text": "never sent"})
+    assert failed.status_code == 502 and failed.json()["ok"] is False
+    user.inject_fault("sendMessage", count=1, kind="drop")
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 507, "text": "sent, answer lost"})
+    assert [m["text"] for m in user.bot_messages(507)] == ["sent, answer lost"]
+    assert user.fault_report()["injected"] == {"sendMessage": {"429": 0, "5xx": 1, "drop": 1}}
+
+
+def test_rate_faults_are_seeded_reproducible_counted_and_cleared(sandbox: str) -> None:
+    user = SandboxUser(sandbox)
+
+    def outcomes() -> list[str]:
+        results = []
+        for _ in range(60):
+            try:
+                response = httpx.post(method_url(sandbox, "sendChatAction"), json={"chat_id": 508, "action": "typing"})
+                results.append(str(response.status_code))
+            except httpx.RemoteProtocolError:
+                results.append("dropped")
+        return results
+
+    user.clear_faults()
+    user.inject_fault_rates("*", rate_429=0.3, rate_5xx=0.2, rate_drop=0.2, retry_after=3, seed=11)
+    first = outcomes()
+    report = user.fault_report()
+    user.clear_faults()
+    user.inject_fault_rates("sendChatAction", rate_429=0.3, rate_5xx=0.2, rate_drop=0.2, retry_after=3, seed=11)
+    assert outcomes() == first, "the same seed gives the same faults"
+    assert {"200", "429", "dropped"} <= set(first) and ({"502", "503"} & set(first))
+    counted = report["injected"]["sendChatAction"]
+    assert counted == {
+        "429": first.count("429"),
+        "5xx": first.count("502") + first.count("503"),
+        "drop": first.count("dropped"),
+    }
+    refused = next(c for c in user.calls("sendChatAction") if c.get("fault") == "429")
+    assert refused["method"] == "sendChatAction"
+    user.clear_faults()
+    assert user.fault_report()["total"] == {"429": 0, "5xx": 0, "drop": 0}
+    assert all(outcome == "200" for outcome in outcomes()[:10])
+
+
+def test_download_faults_answer_429_or_5xx_then_the_file(sandbox: str) -> None:
+    user = SandboxUser(sandbox)
+    user.clear_faults()
+    photo = user.send_photo(509, b"downloadable")["photo"][-1]
+    info = httpx.post(method_url(sandbox, "getFile"), json={"file_id": photo["file_id"]}).json()["result"]
+    user.inject_fault("download", count=1, retry_after=2)
+    user.inject_fault("download", count=1, kind="5xx", status=503)
+    url = f"{sandbox}/file/bot{TOKEN}/{info['file_path']}"
+    assert [httpx.get(url).status_code for _ in range(2)] == [429, 503]
+    assert httpx.get(url).content == b"downloadable"
+    assert user.fault_report()["injected"]["download"] == {"429": 1, "5xx": 1, "drop": 0}
+
+
 def test_files_are_fetched_with_get_file_then_downloaded(sandbox: str, tmp_path: Path) -> None:
     photo = SandboxUser(sandbox).send_photo(504, b"raw photo bytes")["photo"][-1]
     info = httpx.post(method_url(sandbox, "getFile"), json={"file_id": photo["file_id"]}).json()["result"]

@@ -3,7 +3,8 @@
 It follows the published Bot API (https://core.telegram.org/bots/api): methods at
 ``/bot<token>/<method>`` taking parameters as query string, URL-encoded form, JSON or multipart;
 answers ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": ..., "description": ...}``;
-401 for a wrong token, 429 with ``parameters.retry_after`` when a fault is injected; files at
+401 for a wrong token, 429 with ``parameters.retry_after``, 5xx, or a lost response when a fault is injected
+(skinsense/sandbox/control.py: counts or seeded rates per method); files at
 ``/file/bot<token>/<file_path>``. Long polling with getUpdates, or webhooks with setWebhook.
 
 Control endpoints under ``/sandbox/`` let a test or a developer play a patient: send a photo, a
@@ -58,6 +59,9 @@ class Sandbox:
         app.router.add_post("/sandbox/chats/{chat_id}/callback", self.control.callback)
         app.router.add_get("/sandbox/chats/{chat_id}/messages", self.control.messages)
         app.router.add_post("/sandbox/faults", self.control.faults)
+        app.router.add_get("/sandbox/faults", self.control.fault_report)
+        app.router.add_delete("/sandbox/faults", self.control.clear_faults)
+        app.router.add_post("/sandbox/faults/clear", self.control.clear_faults)
         app.router.add_get("/sandbox/calls", self.control.calls)
         app.router.add_get("/sandbox/health", self.control.health)
         app.on_startup.append(self._start_background)

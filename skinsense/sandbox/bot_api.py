@@ -7,16 +7,19 @@ import contextlib
 import json
 import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import BodyPartReader, ClientSession, ClientTimeout, web
 
 from skinsense.sandbox.state import (
     BOT_USER_ID,
+    DOWNLOAD,
     MAX_CAPTION,
     MAX_DOWNLOAD_BYTES,
     MAX_TEXT,
     BotApiError,
+    InjectedFault,
     SandboxState,
     bot_user,
     plain_text,
@@ -79,28 +82,24 @@ class BotApi:
             if request.match_info["token"] != self.state.token:
                 raise BotApiError(401, "Unauthorized")
             parameters, uploads = await read_parameters(request)
-            self.state.calls.append(
-                {"method": method, "parameters": {k: v for k, v in parameters.items()}, "time": time.time()}
-            )
-            self._raise_injected_fault(method)
+            call: dict[str, Any] = {"method": method, "parameters": dict(parameters), "time": time.time()}
+            self.state.calls.append(call)
+            fault = self.state.fault_for(method)
+            if fault is not None:
+                call["fault"] = fault.kind
+                _raise_before_executing(fault)
             handler = getattr(self, f"method_{method.lower()}", None)
             if handler is None:
                 raise BotApiError(404, "Not Found")
             result = await handler({k: _decode(v) for k, v in parameters.items()}, uploads)
+            if fault is not None:  # a dropped response: the call took effect, the caller never learns it
+                return _lose_response(request)
             return web.json_response({"ok": True, "result": result})
         except BotApiError as error:
             body: dict[str, Any] = {"ok": False, "error_code": error.status, "description": error.description}
             if error.parameters:
                 body["parameters"] = error.parameters
             return web.json_response(body, status=error.status)
-
-    def _raise_injected_fault(self, method: str) -> None:
-        for fault in self.state.faults:
-            if fault.method.lower() == method.lower() and fault.remaining > 0:
-                fault.remaining -= 1
-                raise BotApiError(
-                    429, f"Too Many Requests: retry after {fault.retry_after}", {"retry_after": fault.retry_after}
-                )
 
     async def method_getme(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         return bot_user()
@@ -244,8 +243,20 @@ class BotApi:
         if request.match_info["token"] != self.state.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         path = request.match_info["path"]
+        fault = self.state.fault_for(DOWNLOAD)
+        self.state.calls.append({"method": DOWNLOAD, "parameters": {"file_path": path}, "time": time.time()})
+        if fault is not None:
+            self.state.calls[-1]["fault"] = fault.kind
+            try:
+                _raise_before_executing(fault)
+            except BotApiError as error:
+                body = {"ok": False, "error_code": error.status, "description": error.description}
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+                return web.json_response(body, status=error.status, headers=headers)
         for stored in self.state.files.values():
             if stored.file_path == path:
+                if fault is not None:
+                    return _lose_response(request)
                 return web.Response(body=stored.data, content_type="application/octet-stream")
         return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
 
@@ -272,6 +283,23 @@ class BotApi:
                         self.state.updates = [u for u in self.state.updates if u is not update]
                 else:
                     await asyncio.sleep(1)
+
+
+def _raise_before_executing(fault: InjectedFault) -> None:
+    """429 and 5xx faults answer before the call is executed, as Telegram's front end does."""
+    if fault.kind == "429":
+        raise BotApiError(
+            429, f"Too Many Requests: retry after {fault.retry_after}", {"retry_after": fault.retry_after}
+        )
+    if fault.kind == "5xx":
+        raise BotApiError(fault.status, HTTPStatus(fault.status).phrase)
+
+
+def _lose_response(request: web.Request) -> web.Response:
+    """Closes the connection without an answer (the caller sees the server disconnect)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=200)
 
 
 def _truthy(value: Any) -> bool:

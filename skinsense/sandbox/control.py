@@ -1,4 +1,19 @@
-"""Control endpoints (``/sandbox/...``): play a patient, read what the bot sent, inject faults."""
+"""Control endpoints (``/sandbox/...``): play a patient, read what the bot sent, inject faults.
+
+Faults (``method`` is a Bot API method name, case-insensitive, ``download`` for file downloads, or ``*`` for all
+of them in rate faults):
+
+- ``POST /sandbox/faults {"method", "count": 1, "retry_after": 1}``: the next ``count`` calls answer 429.
+  With ``"kind": "5xx"`` (and ``"status": 503``) they answer a 5xx instead; with ``"kind": "drop"`` they are
+  executed and the connection is then closed without an answer.
+- ``POST /sandbox/faults {"method", "rate_429": 0.2, "rate_5xx": 0.1, "rate_drop": 0.15, "retry_after": 1,
+  "statuses": [502, 503], "seed": 7}``: every call fails at random with these rates (replaces the method's
+  earlier rates; a specific method's rates win over ``*``); ``seed`` reseeds the generator for a reproducible run.
+- ``GET /sandbox/faults``: faults injected so far per method and kind (``429``, ``5xx``, ``drop``), and the
+  faults still armed.
+- ``DELETE /sandbox/faults`` (or ``POST /sandbox/faults/clear``, optional ``{"seed": n}``): no more faults,
+  counters back to zero.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from skinsense.sandbox.state import BOT_USER_ID, BotApiError, Fault, SandboxState
+from skinsense.sandbox.state import BOT_USER_ID, FAULT_KINDS, BotApiError, Fault, RateFault, SandboxState
 
 
 class Control:
@@ -66,7 +81,37 @@ class Control:
 
     async def faults(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.state.faults.append(Fault(body["method"], int(body.get("count", 1)), int(body.get("retry_after", 1))))
+        method = str(body["method"])
+        if body.get("seed") is not None:
+            self.state.fault_random.seed(int(body["seed"]))
+        retry_after = int(body.get("retry_after", 1))
+        if any(f"rate_{kind}" in body for kind in FAULT_KINDS):
+            rates = RateFault(
+                method,
+                rate_429=_rate(body, "rate_429"),
+                rate_5xx=_rate(body, "rate_5xx"),
+                rate_drop=_rate(body, "rate_drop"),
+                retry_after=retry_after,
+                statuses=tuple(int(s) for s in body.get("statuses", (502, 503))),
+            )
+            if rates.rate_429 + rates.rate_5xx + rates.rate_drop > 1 or not all(500 <= s < 600 for s in rates.statuses):
+                raise ValueError("the rates must add up to at most 1 and statuses be 5xx")
+            self.state.rate_faults[method.lower()] = rates
+        else:
+            kind = str(body.get("kind", "429"))
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"kind must be one of {FAULT_KINDS}")
+            status = int(body.get("status", 503))
+            self.state.faults.append(Fault(method, int(body.get("count", 1)), retry_after, kind, status))
+        return web.json_response({"ok": True})
+
+    async def fault_report(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.fault_report())
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        seed = body.get("seed") if isinstance(body, dict) else None
+        self.state.clear_faults(None if seed is None else int(seed))
         return web.json_response({"ok": True})
 
     async def calls(self, request: web.Request) -> web.Response:
@@ -76,3 +121,10 @@ class Control:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "pending_updates": len(self.state.updates)})
+
+
+def _rate(body: dict[str, Any], name: str) -> float:
+    rate = float(body.get(name, 0.0))
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1")
+    return rate

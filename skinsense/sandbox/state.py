@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import io
 import itertools
+import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
@@ -85,11 +87,43 @@ class StoredFile:
     file_path: str
 
 
+FAULT_KINDS = ("429", "5xx", "drop")
+DOWNLOAD = "download"  # the fault "method" name of file downloads (``/file/bot<token>/<path>``)
+EVERY_METHOD = "*"  # a rate fault for every Bot API method and the file downloads
+
+
 @dataclass
 class Fault:
+    """The next ``remaining`` calls of ``method`` fail with this kind of fault (count-based, deterministic)."""
+
     method: str
     remaining: int
     retry_after: int
+    kind: str = "429"
+    status: int = 503
+
+
+@dataclass
+class RateFault:
+    """Each call of ``method`` fails at random: a 429 (``retry_after``) with ``rate_429``, a 5xx (one of
+    ``statuses``) with ``rate_5xx``, or is executed and its response lost (connection closed) with ``rate_drop``.
+    The draws come from the sandbox's seeded generator, so a run is reproducible."""
+
+    method: str
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_drop: float = 0.0
+    retry_after: int = 1
+    statuses: tuple[int, ...] = (502, 503)
+
+
+@dataclass
+class InjectedFault:
+    """What to do to one call: answer ``status`` before executing it, or (``drop``) execute it and lose the answer."""
+
+    kind: str
+    status: int = 0
+    retry_after: int = 0
 
 
 @dataclass
@@ -103,9 +137,58 @@ class SandboxState:
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # chat id -> messages
     files: dict[str, StoredFile] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    rate_faults: dict[str, RateFault] = field(default_factory=dict)  # lower-case method name -> its rates
+    fault_random: random.Random = field(default_factory=lambda: random.Random(0))
+    injected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (method, kind) -> faults injected
     calls: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    # --- faults ---------------------------------------------------------------------------------------
+    def fault_for(self, method: str) -> InjectedFault | None:
+        """The fault to inject into this call of ``method`` (or ``download``), if any; counted."""
+        injected = self._count_fault(method) or self._rate_fault(method)
+        if injected is not None:
+            self.injected[(method, injected.kind)] += 1
+        return injected
+
+    def _count_fault(self, method: str) -> InjectedFault | None:
+        for fault in self.faults:
+            if fault.method.lower() == method.lower() and fault.remaining > 0:
+                fault.remaining -= 1
+                return InjectedFault(fault.kind, 429 if fault.kind == "429" else fault.status, fault.retry_after)
+        return None
+
+    def _rate_fault(self, method: str) -> InjectedFault | None:
+        rates = self.rate_faults.get(method.lower()) or self.rate_faults.get(EVERY_METHOD)
+        if rates is None:
+            return None
+        draw = self.fault_random.random()
+        if draw < rates.rate_429:
+            return InjectedFault("429", 429, rates.retry_after)
+        if draw < rates.rate_429 + rates.rate_5xx:
+            return InjectedFault("5xx", self.fault_random.choice(rates.statuses))
+        if draw < rates.rate_429 + rates.rate_5xx + rates.rate_drop:
+            return InjectedFault("drop")
+        return None
+
+    def clear_faults(self, seed: int | None = None) -> None:
+        self.faults.clear()
+        self.rate_faults.clear()
+        self.injected.clear()
+        if seed is not None:
+            self.fault_random.seed(seed)
+
+    def fault_report(self) -> dict[str, Any]:
+        injected: dict[str, dict[str, int]] = {}
+        for (method, kind), count in sorted(self.injected.items()):
+            injected.setdefault(method, dict.fromkeys(FAULT_KINDS, 0))[kind] = count
+        return {
+            "injected": injected,
+            "total": {kind: sum(c for (_, k), c in self.injected.items() if k == kind) for kind in FAULT_KINDS},
+            "count_faults": [vars(f) for f in self.faults if f.remaining > 0],
+            "rate_faults": [{**vars(r), "statuses": list(r.statuses)} for r in self.rate_faults.values()],
+        }
 
     # --- the patient's side ---------------------------------------------------------------------------
     def user(self, chat_id: int) -> dict[str, Any]:

@@ -86,8 +86,39 @@ class SandboxUser:
         response.raise_for_status()
         return list(response.json())
 
-    def inject_fault(self, method: str, count: int = 1, retry_after: int = 1) -> None:
-        self._post("/sandbox/faults", json={"method": method, "count": count, "retry_after": retry_after})
+    def inject_fault(
+        self, method: str, count: int = 1, retry_after: int = 1, kind: str = "429", status: int = 503
+    ) -> None:
+        """The next ``count`` calls of ``method`` fail: ``kind`` 429 (``retry_after``), 5xx (``status``) or drop
+        (executed, then the connection closed without an answer)."""
+        self._post(
+            "/sandbox/faults",
+            json={"method": method, "count": count, "retry_after": retry_after, "kind": kind, "status": status},
+        )
+
+    def inject_fault_rates(
+        self,
+        method: str = "*",
+        *,
+        rate_429: float = 0.0,
+        rate_5xx: float = 0.0,
+        rate_drop: float = 0.0,
+        retry_after: int = 1,
+        seed: int | None = None,
+    ) -> None:
+        """Every call of ``method`` (``*``: all methods and downloads) fails at random with these rates."""
+        body = {"method": method, "rate_429": rate_429, "rate_5xx": rate_5xx, "rate_drop": rate_drop}
+        self._post("/sandbox/faults", json={**body, "retry_after": retry_after, "seed": seed})
+
+    def fault_report(self) -> dict[str, Any]:
+        """Faults injected so far: ``{"injected": {method: {"429": n, "5xx": n, "drop": n}}, "total": {...}}``."""
+        response = self.http.get("/sandbox/faults")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def clear_faults(self) -> None:
+        response = self.http.delete("/sandbox/faults")
+        response.raise_for_status()
 
     def _post(self, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.http.post(path, **kwargs)
