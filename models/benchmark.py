@@ -25,6 +25,9 @@ import numpy as np
 
 from models.inference import ARTIFACT_DIR, RUNTIMES
 
+# total: decode, gates and model of one photo (models.screening); explanation: its picture (models.explain)
+STAGES = ("decode", "quality", "picture", "model", "total", "explanation")
+
 
 def _photos(count: int) -> list[bytes]:
     """JPEG bytes of lesion photos: HAM10000 and PAD-UFES-20 alternately if there, else a generated image."""
@@ -58,6 +61,7 @@ def _decode(data: bytes) -> np.ndarray:
 
 def measure(runtime: str, images: int, threads: int) -> dict[str, Any]:
     started = time.perf_counter()
+    from models.explain import explanation_picture
     from models.inference import Classifier
     from models.quality import measure_quality
     from models.screening import screen_photo
@@ -67,7 +71,7 @@ def measure(runtime: str, images: int, threads: int) -> dict[str, Any]:
     classifier = Classifier(ARTIFACT_DIR, runtime=runtime, threads=threads)  # type: ignore[arg-type]
     load_s = time.perf_counter() - started
     photos = _photos(images)
-    stages: dict[str, list[float]] = {name: [] for name in ("decode", "quality", "picture", "model", "total")}
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
 
     def timed(stage: str, work: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -82,7 +86,10 @@ def measure(runtime: str, images: int, threads: int) -> dict[str, Any]:
             timed("picture", functools.partial(classifier.picture_probabilities, [prepared]))
             timed("model", functools.partial(classifier.classify_prepared, [prepared], [PhotoKind.CLINICAL]))
             with contextlib.suppress(UnreadableImage):
-                timed("total", functools.partial(screen_photo, data, classifier))
+                prediction = timed("total", functools.partial(screen_photo, data, classifier))
+                ranking = prediction.to_dict()["ranking"]
+                picture = functools.partial(explanation_picture, data, classifier, ranking, prediction.photo_kind)
+                timed("explanation", picture)
         if round_ == 0:
             stages = {name: [] for name in stages}
     return {
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             check=True,
         )
         results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
-    stages = ("decode", "quality", "picture", "model", "total")
+    stages = STAGES
     print(f"per photo, median / p95 ms, {args.threads} thread(s); photos: {results[0]['photos']}")
     print(f"{'runtime':<8} {'load s':>7} " + " ".join(f"{s:>13}" for s in stages) + f" {'peak RSS MB':>12}")
     for r in results:

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from models.explain import ExplanationHead
 from models.metrics import softmax
 from models.policy import KindPolicy, assess_risk
 from models.preprocessing import INPUT_SIZE, prepare_image, to_model_input
@@ -83,6 +84,8 @@ class ArtifactMetadata(BaseModel):
     features_files: dict[Runtime, str]
     heads_file: str
     triage_file: str | None = None  # models/triage.py's weights; None: answers cannot change a result
+    # models/explain.py's head weights; the kinds' networks then also output their last feature map
+    explanation_file: str | None = None
     default_runtime: Runtime
     test_time_views: list[str]
     kinds: dict[PhotoKind, KindSettings]
@@ -92,7 +95,7 @@ class ArtifactMetadata(BaseModel):
 
     def model_files(self) -> list[str]:
         networks = {name for kind in self.kinds.values() for name in kind.network_files.values()}
-        extra = [self.triage_file] if self.triage_file else []
+        extra = [name for name in (self.triage_file, self.explanation_file) if name]
         return sorted({*networks, *self.features_files.values(), self.heads_file, *extra})
 
 
@@ -141,7 +144,13 @@ def read_metadata(artifact_dir: Path = ARTIFACT_DIR) -> ArtifactMetadata:
 
 
 class NetworkRuntime(Protocol):
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The first output (logits, or the embedding) of each image in the batch."""
+        ...
+
+    def run_with_feature_map(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One image's logits and last feature map (networks exported by models/explain.py)."""
+        ...
 
 
 class LiteRTNetwork:
@@ -153,8 +162,11 @@ class LiteRTNetwork:
         self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
-        output = self._interpreter.get_output_details()[0]
-        self._output, self._output_size = output["index"], int(output["shape"][-1])
+        # By rank, not position: the converter orders outputs by name. Rank 2: logits or embedding;
+        # rank 4: the feature map that models/explain.py exports beside the logits.
+        outputs = {len(detail["shape"]): detail for detail in self._interpreter.get_output_details()}
+        self._output, self._output_size = outputs[2]["index"], int(outputs[2]["shape"][-1])
+        self._feature_map = outputs[4]["index"] if 4 in outputs else None
         self._lock = threading.Lock()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -166,6 +178,15 @@ class LiteRTNetwork:
                 outputs.append(self._interpreter.get_tensor(self._output)[0].copy())
         return np.stack(outputs) if outputs else np.zeros((0, self._output_size), np.float32)
 
+    def run_with_feature_map(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._feature_map is None:
+            raise ValueError("this network has no feature-map output (export it with models/explain.py)")
+        with self._lock:
+            self._interpreter.set_tensor(self._input, image[None])
+            self._interpreter.invoke()
+            logits = self._interpreter.get_tensor(self._output)[0].copy()
+            return logits, self._interpreter.get_tensor(self._feature_map)[0].copy()
+
 
 class KerasNetwork:
     def __init__(self, model_path: Path) -> None:
@@ -174,7 +195,15 @@ class KerasNetwork:
         self._model = keras.saving.load_model(model_path, compile=False)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._model.predict_on_batch(batch), dtype=np.float32)
+        outputs = self._model.predict_on_batch(batch)
+        first = outputs[0] if isinstance(outputs, list | tuple) else outputs
+        return np.asarray(first, dtype=np.float32)
+
+    def run_with_feature_map(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self._model.predict_on_batch(image[None])
+        if not isinstance(outputs, list | tuple) or len(outputs) < 2:
+            raise ValueError("this network has no feature-map output (export it with models/explain.py)")
+        return np.asarray(outputs[0][0], np.float32), np.asarray(outputs[1][0], np.float32)
 
 
 def _load_network(path: Path, runtime: Runtime, threads: int) -> NetworkRuntime:
@@ -249,6 +278,12 @@ class Classifier:
         self.phone_head = EmbeddingHead.load(artifact_dir / self.metadata.heads_file, PHONE_HEAD)
         triage_file = self.metadata.triage_file
         self.triage = TriageModel.load(artifact_dir / triage_file) if triage_file else None
+        explanation_file = self.metadata.explanation_file
+        self.explanation_heads = (
+            {kind: ExplanationHead.load(artifact_dir / explanation_file, kind.value) for kind in self._networks}
+            if explanation_file
+            else {}
+        )
 
     def embeddings(self, prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """ImageNet embeddings (N, 1024) of prepared images."""
@@ -263,6 +298,14 @@ class Classifier:
         batch = to_model_input(prepared)
         network = self._networks[kind]
         return np.asarray(np.mean([network.run(VIEWS[name](batch)) for name in self.views], axis=0))
+
+    def activation_map(self, prepared: np.ndarray, kind: PhotoKind, class_index: int) -> np.ndarray:
+        """Where in one prepared image the kind's network found what raises ``class_index`` (models/explain.py):
+        a (7, 7) map in [0, 1], on the photo as the network saw it (the identity view)."""
+        if kind not in self.explanation_heads:
+            raise ValueError(f"artifact {self.version} ships no explanation head for {kind} photos")
+        _, feature_map = self._networks[kind].run_with_feature_map(to_model_input(prepared)[0])
+        return self.explanation_heads[kind].activation_map(feature_map, class_index)
 
     def logits(
         self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind, embeddings: np.ndarray | None = None

@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 
 from models.data import Sample, load_prepared, load_prepared_images, read_samples, resolve_data_dir
+from models.explain import EXPLANATION_FILE, explainable_network
 from models.inference import (
     ARTIFACT_DIR,
     METADATA_FILE,
@@ -147,8 +148,13 @@ def package(
     (artifact_dir / SPLIT_FILE).write_text(
         json.dumps({"validation": split["validation"], "phone_validation": [s.image_id for s in phone]}) + "\n"
     )
+    explanation: dict[str, np.ndarray] = {}
     for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run)):
-        export_network(keras.saving.load_model(run / "model.keras", compile=False), artifact_dir, FILES[kind])
+        # Served with its last feature map beside the logits, for the explanation picture (models/explain.py).
+        network, head = explainable_network(keras.saving.load_model(run / "model.keras", compile=False))
+        export_network(network, artifact_dir, FILES[kind])
+        explanation.update(head.arrays(kind))
+    np.savez(artifact_dir / EXPLANATION_FILE, **explanation)  # type: ignore[arg-type]
     export_network(build_feature_model(imagenet_weights), artifact_dir, FILES["features"])
     dermoscopic = LiteRTNetwork(artifact_dir / FILES["dermoscopic"]["litert"], threads=2)
     features = LiteRTNetwork(artifact_dir / FILES["features"]["litert"], threads=2)
@@ -222,7 +228,9 @@ def package(
     answer_matrix = np.stack([answer_features(patient_answers(s)) for s in phone])
     fit_triage(phone_probabilities, np.array([s.label for s in phone]), answer_matrix).save(artifact_dir / TRIAGE_FILE)
 
-    model_files = sorted({name for files in FILES.values() for name in files.values()} | {HEADS_FILE, TRIAGE_FILE})
+    model_files = sorted(
+        {name for files in FILES.values() for name in files.values()} | {HEADS_FILE, TRIAGE_FILE, EXPLANATION_FILE}
+    )
     runs = {
         kind: json.loads((run / "train_config.json").read_text())
         for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run))
@@ -242,6 +250,7 @@ def package(
         features_files=FILES["features"],  # type: ignore[arg-type]
         heads_file=HEADS_FILE,
         triage_file=TRIAGE_FILE,
+        explanation_file=EXPLANATION_FILE,
         default_runtime="litert",
         test_time_views=list(DEFAULT_VIEWS),
         kinds=kinds,
