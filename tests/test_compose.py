@@ -26,6 +26,20 @@ def test_all_services_are_there_with_healthchecks() -> None:
         assert "image" in service or "build" in service, name
 
 
+def test_every_long_running_service_is_restarted_when_it_exits() -> None:
+    services = compose()["services"]
+    for name in LONG_RUNNING:
+        assert services[name]["restart"] in ("unless-stopped", "always"), name
+    assert services["migrate"]["restart"] == "no", "a failed migration must stop the deployment, not loop"
+
+
+def test_a_stopped_worker_finishes_its_running_tasks_first() -> None:
+    from shared.config import Settings
+
+    grace = compose()["services"]["worker"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > Settings().task_time_limit_s
+
+
 def test_bot_and_workers_start_after_the_one_shot_migration() -> None:
     services = compose()["services"]
     assert services["migrate"]["command"] == ["skinsense", "db", "upgrade"]
@@ -62,7 +76,9 @@ def test_prometheus_is_optional_and_scrapes_the_workers_and_the_bot() -> None:
 
 def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
     redis = compose()["services"]["redis"]
-    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec", "at most a second of queue lost on a crash"
     assert any(v.endswith(":/data") for v in redis["volumes"])
     assert "redis-data" in compose()["volumes"]
 
