@@ -321,7 +321,8 @@ def ensure_redis(stack: Stack, settings: Settings) -> None:
 
 SANDBOX_HOWTO = """
 No SKINSENSE_TELEGRAM_TOKEN is set: the bot talks to the local Bot API sandbox at {api}.
-Play a patient (chat id 1001) from another terminal:
+Web chat (play patients and clinicians in a browser): open {api}/
+Or play a patient (chat id 1001) from another terminal:
   curl -s -X POST --data-binary @photo.jpg {api}/sandbox/chats/1001/photo
   curl -s -X POST -H 'Content-Type: application/json' -d '{{"text": "/start"}}' {api}/sandbox/chats/1001/text
   curl -s {api}/sandbox/chats/1001/messages          # what the bot answered

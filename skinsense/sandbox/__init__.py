@@ -9,6 +9,7 @@ answers ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": ..., "d
 
 Control endpoints under ``/sandbox/`` let a test or a developer play a patient: send a photo, a
 document, text or any other message, tap an inline button, read what the bot sent (with edit history) and inject faults.
+The web chat at ``/`` (skinsense/sandbox/webchat) does the same in a browser.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
 from skinsense.sandbox.bot_api import BotApi
 from skinsense.sandbox.control import Control
 from skinsense.sandbox.state import SandboxState, plain_text
+from skinsense.sandbox.webchat import add_web_chat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 
 
 class Sandbox:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, clinician_chat_ids: Iterable[int] = ()) -> None:
         self.state = SandboxState(token)
+        self.clinician_chat_ids = list(clinician_chat_ids)  # the web chat lists them as clinician chats
         self.bot_api = BotApi(self.state)
         self.control = Control(self.state)
         self._webhook_task: asyncio.Task[None] | None = None
@@ -64,6 +67,7 @@ class Sandbox:
         app.router.add_post("/sandbox/faults/clear", self.control.clear_faults)
         app.router.add_get("/sandbox/calls", self.control.calls)
         app.router.add_get("/sandbox/health", self.control.health)
+        add_web_chat(app, self.state, self.clinician_chat_ids)
         app.on_startup.append(self._start_background)
         app.on_cleanup.append(self._stop_background)
         return app
@@ -94,9 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from shared.config import get_settings
 
-    port = args.port or get_settings().sandbox_port
-    log.info("Bot API sandbox on http://%s:%d", args.host, port)
+    settings = get_settings()
+    port = args.port or settings.sandbox_port
+    log.info("Bot API sandbox on http://%s:%d (web chat: open it in a browser)", args.host, port)
     web.run_app(
-        Sandbox(args.token).application(), host=args.host, port=port, print=None, access_log=None, shutdown_timeout=1.0
+        Sandbox(args.token, settings.clinician_chat_ids).application(),
+        host=args.host,
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=1.0,
     )
     return 0
