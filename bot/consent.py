@@ -108,16 +108,55 @@ async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     raise ApplicationHandlerStop
 
 
+class DeleteChoice(StrEnum):
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
+
+
+DELETE_CALLBACK_PATTERN = r"^delete\|"
+
+
+def delete_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(messages.DELETE_CONFIRM_BUTTON, callback_data=f"delete|{DeleteChoice.CONFIRM}"),
+                InlineKeyboardButton(messages.DELETE_CANCEL_BUTTON, callback_data=f"delete|{DeleteChoice.CANCEL}"),
+            ]
+        ]
+    )
+
+
 async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/delete: erase every row about this patient, and forget what the bot holds in memory for them."""
+    """/delete: asks first (with or without consent); the "Erase everything" button erases."""
     message = update.effective_message
     if message is not None:
-        erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(message.chat_id))
-        pending_photos(context.bot_data).pop(message.chat_id, None)
-        open_questionnaires = questionnaires(context.bot_data)
-        for job_id, questionnaire in list(open_questionnaires.items()):
-            if questionnaire.finalization.chat_id == message.chat_id:
-                del open_questionnaires[job_id]
-        await message.reply_text(messages.DELETED.format(jobs=erased), do_quote=True)
-        log.info("patient erased: %d job(s)", erased)
+        jobs = await asyncio.to_thread(get_patient_store().job_count, chat_ref_of(message.chat_id))
+        await message.reply_text(
+            messages.DELETE_CONFIRM.format(jobs=jobs),
+            parse_mode=ParseMode.HTML,
+            reply_markup=delete_keyboard(),
+            do_quote=True,
+        )
     raise ApplicationHandlerStop
+
+
+async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "Erase everything": erase every row about this patient (tombstones stay, unlinkable), and forget what the
+    bot holds in memory for them. "Keep my data": nothing happens."""
+    query = update.callback_query
+    chat = update.effective_chat
+    if query is None or query.data is None or chat is None:
+        return
+    await query.answer()
+    if query.data.split("|", 1)[1] != DeleteChoice.CONFIRM:
+        await query.edit_message_text(messages.DELETE_CANCELLED)
+        return
+    erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(chat.id))
+    pending_photos(context.bot_data).pop(chat.id, None)
+    open_questionnaires = questionnaires(context.bot_data)
+    for job_id, questionnaire in list(open_questionnaires.items()):
+        if questionnaire.finalization.chat_id == chat.id:
+            del open_questionnaires[job_id]
+    await query.edit_message_text(messages.DELETED.format(jobs=erased))
+    log.info("patient erased: %d job(s) tombstoned", erased)

@@ -1,7 +1,7 @@
 """One small handler per intent, registered in one place.
 
-Group -1 holds /privacy, /delete and the consent gate (which stops every other message from a patient who
-has not agreed); group 0 the handlers of a consenting patient's messages and the buttons' callbacks."""
+Group -1 holds /about, /privacy, /history, /delete and the consent gate (which stops every other message from a
+patient who has not agreed); group 0 the handlers of a consenting patient's messages and the buttons' callbacks."""
 
 from __future__ import annotations
 
@@ -9,10 +9,19 @@ import logging
 from typing import Any
 
 from telegram import Update
+from telegram.constants import ParseMode
 from telegram.error import RetryAfter
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
-from bot import consent, questionnaire
+from bot import consent, history, questionnaire
 from bot.intake import on_image_document, on_photo
 from shared import messages
 from shared.messages import MAX_FILE_MB
@@ -31,6 +40,13 @@ async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(messages.help_text(MAX_FILE_MB))
 
 
+async def on_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/about: what SkinSense is and is not, and the full disclaimer; answered with or without consent."""
+    if update.effective_message:
+        await update.effective_message.reply_text(messages.ABOUT, parse_mode=ParseMode.HTML, do_quote=False)
+    raise ApplicationHandlerStop
+
+
 async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Text, stickers, voice, video and anything else: a short, kind pointer to what works."""
     if update.effective_message:
@@ -45,10 +61,14 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    application.add_handler(CommandHandler("about", on_about), group=-1)
     application.add_handler(CommandHandler("privacy", consent.on_privacy), group=-1)
+    application.add_handler(CommandHandler("history", history.on_history), group=-1)
     application.add_handler(CommandHandler("delete", consent.on_delete), group=-1)
     application.add_handler(MessageHandler(filters.ALL, consent.consent_gate), group=-1)
     application.add_handler(CallbackQueryHandler(consent.on_consent_choice, pattern=consent.CALLBACK_PATTERN))
+    application.add_handler(CallbackQueryHandler(consent.on_delete_choice, pattern=consent.DELETE_CALLBACK_PATTERN))
+    application.add_handler(CallbackQueryHandler(history.on_history_choice, pattern=history.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(questionnaire.on_answer, pattern=questionnaire.CALLBACK_PATTERN))
     application.add_handler(CommandHandler("start", on_start))
     application.add_handler(CommandHandler("help", on_help))

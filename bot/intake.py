@@ -139,7 +139,8 @@ async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> No
         file_unique_id=image.file_unique_id,
         refusal=refusal,
     )
-    await message.reply_text(messages.rejection(refusal.code, MAX_FILE_MB), do_quote=True)
+    sent = messages.sent_name(image.kind, image.mime_type)
+    await message.reply_text(messages.rejection(refusal.code, MAX_FILE_MB, sent), do_quote=True)
     await asyncio.to_thread(store.mark_replied, job.id)
     PHOTOS_RECEIVED.labels(result="refused").inc()
     count_job(JobStatus.REJECTED.value, refusal.code.value)

@@ -59,3 +59,10 @@ class PatientAnswers(BaseModel):
     def known(self) -> list[str]:
         """The names of the answers given, in a fixed order (for ``answers_used`` and the audit)."""
         return [name for name, value in self.model_dump().items() if value is not None]
+
+
+class AnswerEffect(StrEnum):
+    """Which way one answer moved this photo's result (models/answer_effects.py)."""
+
+    RAISED = "raised"
+    LOWERED = "lowered"

@@ -98,6 +98,11 @@ class Job(SQLModel, table=True):
     answers_closed_at: datetime | None = _timestamp()
     photo_ranking: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     answers_used: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    # What the patient read with the result, so /history shows it again as it was: which answers raised or
+    # lowered the risk ({answer: shared.answers.AnswerEffect}; health data, erased with the answers), and the
+    # measured reliability quoted for this photo kind (the artifact's malignant_told_low_per_100).
+    answer_effects: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
+    malignant_told_low_per_100: float | None = None
 
 
 class ConsentDecision(StrEnum):

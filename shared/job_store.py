@@ -13,7 +13,7 @@ told may run again when its task is redelivered. Any other move raises IllegalTr
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared.answers import PatientAnswers
+from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal
@@ -198,7 +198,7 @@ class JobStore:
         """The patient's answers so far; ``close``: the questionnaire is over (answered or skipped). Answers
         that come after it closed (a timeout) change nothing: the job is returned as it is."""
         with self._changing(job_id) as job:
-            if job.answers_closed_at is None:
+            if job.answers_closed_at is None and job.replied_at is None:  # replied: answered, or erased (/delete)
                 job.answers = answers.model_dump(mode="json")
                 if close:
                     job.answers_closed_at = utc_now()
@@ -211,8 +211,16 @@ class JobStore:
                 job.answers_closed_at = utc_now()
         return job
 
-    def mark_combined(self, job_id: uuid.UUID, prediction: CombinedPrediction) -> Job:
-        """The final result, photo and answers combined; the photo-only ranking stays in ``photo_ranking``."""
+    def mark_combined(
+        self,
+        job_id: uuid.UUID,
+        prediction: CombinedPrediction,
+        *,
+        answer_effects: Mapping[str, AnswerEffect] | None = None,
+        malignant_told_low_per_100: float | None = None,
+    ) -> Job:
+        """The final result, photo and answers combined; the photo-only ranking stays in ``photo_ranking``.
+        ``answer_effects`` and ``malignant_told_low_per_100``: what the patient reads with it (worker/replies.py)."""
         with self._changing(job_id) as job:
             if job.status != JobStatus.DONE or job.photo_ranking is None:
                 raise IllegalTransition(job_id, job.status, "a combined result")
@@ -220,6 +228,8 @@ class JobStore:
             job.risk = prediction.risk
             job.melanoma_alert = prediction.melanoma_alert
             job.answers_used = list(prediction.answers_used)
+            job.answer_effects = {name: effect.value for name, effect in (answer_effects or {}).items()}
+            job.malignant_told_low_per_100 = malignant_told_low_per_100
         return job
 
     def mark_clinician_notified(self, job_id: uuid.UUID, chat_id: int) -> Job:

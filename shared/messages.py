@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from shared.answers import BodySite, PatientAnswers, Sex
+from shared.answers import AnswerEffect, BodySite, PatientAnswers, Sex
+from shared.audit import MediaKind
 from shared.images import MAX_FILE_BYTES
-from shared.labels import MelanomaFinding, RiskLevel, melanoma_finding
+from shared.labels import (
+    CLASS_NAMES,
+    EVERYDAY_NAMES,
+    MALIGNANT_CODES,
+    MelanomaFinding,
+    PhotoKind,
+    RiskLevel,
+    melanoma_finding,
+)
 from shared.outcomes import FailureCode, RefusalCode
 from shared.questionnaire import AgeRange, ProfileChoice, Question, YesNo
 
@@ -40,6 +51,22 @@ HELP = (
     f"{DISCLAIMER}"
 )
 
+ABOUT = (
+    "<b>About SkinSense</b>\n\n"
+    "SkinSense is a screening aid: it reads a photo of one skin spot, and the answers you give, and says which "
+    "types of spot it looks most like, how likely each is, and how soon a doctor should see it.\n\n"
+    "<b>What it is not:</b> a diagnosis. Only a doctor who examines the spot, often with a dermatoscope or a "
+    "biopsy, can diagnose it. SkinSense can be wrong both ways: it can call a harmless spot high risk, and it "
+    "can miss a skin cancer. Each result says how often it missed cancers on photos like yours in its tests.\n\n"
+    "<b>How it works:</b> a neural network trained on thousands of dermatoscope photos and on phone photos of "
+    "lesions whose diagnosis is known. It first judges what kind of photo it was given, then uses the model "
+    "and the risk thresholds measured for that kind. Phone photos are harder for it than dermatoscope "
+    "photos.\n\n"
+    f"{DISCLAIMER}\n\n"
+    "If the spot bleeds and the bleeding will not stop, go to urgent care now.\n\n"
+    "/history shows your past results, /privacy what is stored, /delete erases everything about you."
+)
+
 NOT_A_PHOTO = (
     "I can only read photos of skin lesions. Please send a photo of the spot (or a JPEG/PNG file). Type /help for tips."
 )
@@ -66,79 +93,73 @@ ANALYSIS_FAILED = (
     "If a spot worries you, do not wait for us: see a doctor."
 )
 
+ERASED_IN_PROGRESS = "This photo was not analysed: you erased your data with /delete."
+
 # Reasons a photo is refused, by the stable codes used in the audit trail.
 REJECTION_ADVICE: dict[RefusalCode, str] = {
     RefusalCode.TOO_LARGE: (
-        "The file is larger than {max_mb} MB. Please send it as a photo (Telegram compresses it), or a "
-        "smaller JPEG/PNG file."
+        "It is larger than {max_mb} MB. Please send it as a photo (Telegram compresses it), or a smaller JPEG/PNG file."
     ),
-    RefusalCode.NOT_AN_IMAGE: (
-        "This file is not an image I can read. Please send a photo of the spot, or a JPEG/PNG file."
+    RefusalCode.NOT_AN_IMAGE: ("It is not an image I can read. Please send a photo of the spot, or a JPEG/PNG file."),
+    RefusalCode.UNSUPPORTED_FORMAT: (
+        "I cannot read its image format. Please send it as a photo instead, or as a JPEG or PNG file."
     ),
-    RefusalCode.UNSUPPORTED_FORMAT: "I cannot read this image format. Please send a JPEG or PNG photo.",
-    RefusalCode.CORRUPT: "This image seems damaged or incomplete. Please take or export the photo again and resend it.",
-    RefusalCode.EMPTY: "This file is empty. Please send the photo again.",
+    RefusalCode.CORRUPT: "It seems damaged or incomplete. Please take or export the photo again and resend it.",
+    RefusalCode.EMPTY: "It is empty. Please send the photo again.",
     RefusalCode.TOO_MANY_PIXELS: (
-        "This image is far too large (in pixels) to be a photo of a spot. Please send an ordinary photo."
+        "It is far too large (in pixels) to be a photo of a spot. Please send an ordinary photo."
     ),
-    RefusalCode.TOO_SMALL: "This image is too small to analyse. Please send a sharper, larger close-up photo.",
+    RefusalCode.TOO_SMALL: "It is too small to analyse. Please send a sharper, larger close-up photo.",
     RefusalCode.NOT_SKIN: (
-        "This does not look like a close-up photo of skin. Please send a sharp, well-lit close-up of the "
+        "It does not look like a close-up photo of skin. Please send a sharp, well-lit close-up of the "
         "spot, filling most of the picture."
     ),
     RefusalCode.NOT_A_LESION: (
-        "I could not find a skin spot in this photo. Please send a close-up of one spot or mole on the skin, "
+        "I could not find a skin spot in it. Please send a close-up of one spot or mole on the skin, "
         "with the spot in the middle of the picture."
     ),
     RefusalCode.BLURRY: (
-        "This photo is too blurred to judge the spot. Please hold the phone still, let it focus on the spot "
+        "It is too blurred to judge the spot. Please hold the phone still, let it focus on the spot "
         "(tap the spot on the screen), and take the photo again."
     ),
     RefusalCode.TOO_DARK: (
-        "This photo is too dark to judge the spot. Please take it again in good light, such as near a window "
+        "It is too dark to judge the spot. Please take it again in good light, such as near a window "
         "in daylight, without covering the spot with a shadow."
     ),
     RefusalCode.TOO_BRIGHT: (
-        "This photo is too bright (washed out) to judge the spot. Please take it again out of direct sunlight"
+        "It is too bright (washed out) to judge the spot. Please take it again out of direct sunlight"
         " and without the flash shining straight on the skin."
     ),
     RefusalCode.LESION_TOO_SMALL: (
-        "The spot is too small in this photo to judge it. Please move closer so that the spot fills a good "
+        "The spot is too small in the picture to judge it. Please move closer so that the spot fills a good "
         "part of the picture (it should still be sharp), and take the photo again."
     ),
-    RefusalCode.DOWNLOAD_FAILED: "I could not download this file from Telegram. Please send the photo again.",
-}
-
-RISK_ADVICE: dict[RiskLevel, str] = {
-    RiskLevel.HIGH: (
-        "HIGH risk. Please see a doctor or dermatologist soon, within two weeks; show them this photo. "
-        "If the spot is bleeding, growing fast or changing, go sooner."
-    ),
-    RiskLevel.MEDIUM: (
-        "MEDIUM risk. A malignant or pre-malignant lesion cannot be ruled out. Please have it checked by a "
-        "doctor in the coming weeks."
-    ),
-    RiskLevel.LOW: (
-        "LOW risk. The spot looks most like a benign lesion. Keep an eye on it: if it changes in size, shape "
-        "or colour, bleeds or itches, see a doctor. Low risk is not no risk."
-    ),
-}
-
-# The melanoma headline follows the policy's finding, so it never contradicts the ranking below it.
-MELANOMA_HEADLINE: dict[MelanomaFinding, str] = {
-    MelanomaFinding.LIKELY: (
-        "⚠️ Signs of melanoma: melanoma is the most likely type for this spot. This is not a diagnosis, but "
-        "please book a dermatologist appointment promptly."
-    ),
-    MelanomaFinding.CANNOT_RULE_OUT: (
-        "⚠️ Melanoma cannot be ruled out: another type is more likely (see below), but the model sees enough "
-        "signs of melanoma that a dermatologist should look at this spot promptly."
-    ),
+    RefusalCode.DOWNLOAD_FAILED: "I could not download it from Telegram. Please send the photo again.",
 }
 
 
-def rejection(code: RefusalCode, max_mb: int) -> str:
-    return "Sorry, I cannot analyse this file. " + REJECTION_ADVICE[code].format(max_mb=max_mb)
+# What a refusal calls a file, by its MIME type (a photo sent as a photo is "this photo").
+SENT_FILE_NAMES: dict[str, str] = {
+    "application/pdf": "this PDF",
+    "image/heic": "this HEIC photo",
+    "image/heif": "this HEIF photo",
+    "image/gif": "this GIF",
+    "image/svg+xml": "this SVG drawing",
+}
+SENT_FILE_FAMILIES: dict[str, str] = {"image": "this image file", "video": "this video", "audio": "this audio file"}
+
+
+def sent_name(media_kind: MediaKind, mime_type: str | None = None) -> str:
+    """ "this photo", "this PDF", "this file": what the patient sent, as a refusal names it."""
+    if media_kind == MediaKind.PHOTO:
+        return "this photo"
+    mime = (mime_type or "").lower()
+    return SENT_FILE_NAMES.get(mime) or SENT_FILE_FAMILIES.get(mime.split("/")[0], "this file")
+
+
+def rejection(code: RefusalCode, max_mb: int, sent: str = "this file") -> str:
+    """A refusal that names what was sent (``sent``: "this photo", "this PDF", "this file")."""
+    return f"Sorry, I cannot analyse {sent}. " + REJECTION_ADVICE[code].format(max_mb=max_mb)
 
 
 # What the patient reads when the analysis failed on our side, by failure code.
@@ -148,6 +169,7 @@ FAILURE_TEXT: dict[FailureCode, str] = {
     FailureCode.TELEGRAM_UNAVAILABLE: ANALYSIS_FAILED,
     FailureCode.INTERNAL_ERROR: ANALYSIS_FAILED,
     FailureCode.WORKER_LOST: ANALYSIS_FAILED,
+    FailureCode.ERASED: ERASED_IN_PROGRESS,
 }
 
 
@@ -159,27 +181,94 @@ def help_text(max_mb: int) -> str:
     return HELP.format(max_mb=max_mb)
 
 
-def _ranking_lines(ranking: list[dict[str, Any]], limit: int) -> list[str]:
+def _ranking_lines(ranking: Sequence[Mapping[str, Any]], limit: int) -> list[str]:
     return [f"{entry['probability']:.0%}  {escape(entry['name'])}" for entry in ranking[:limit]]
 
 
-def result(
-    ranking: list[dict[str, Any]], risk: RiskLevel, melanoma_alert: bool, answers_used: Sequence[str] = ()
-) -> str:
-    """The patient's result (Telegram HTML); ``answers_used``: the questionnaire's answers it combined."""
-    parts = []
-    finding = melanoma_finding(melanoma_alert, ranking[0]["code"])
-    if finding != MelanomaFinding.NONE:
-        parts.append(f"<b>{MELANOMA_HEADLINE[finding]}</b>")
-    parts.append("<b>Most likely lesion types</b>\n" + "\n".join(_ranking_lines(ranking, 3)))
-    parts.append(f"<b>{RISK_ADVICE[risk]}</b>")
-    if answers_used:
-        parts.append(ANSWERS_USED.format(answers=", ".join(ANSWER_NAMES.get(name, name) for name in answers_used)))
-    parts.append(f"<i>{DISCLAIMER}</i>")
-    return "\n\n".join(parts)
+# --- The patient's result ------------------------------------------------------------------------------------
+# Plain language first: a headline that follows the policy (models/policy.py), the three most likely types by
+# their everyday and medical names, the risk with what to do, how soon and where, which answers moved it, what
+# kind of photo it was and how reliable SkinSense measured itself on that kind, and a one-line disclaimer.
+
+SHORT_DISCLAIMER = (
+    "A screening aid, not a diagnosis: if a spot worries you, see a doctor whatever this says. More: /about"
+)
 
 
-ANSWERS_USED = "This result combines the photo with your answers about: {answers}."
+def everyday_name(code: str) -> str:
+    """ "an ordinary mole": the class's everyday name (shared/labels.py) as it reads inside a sentence."""
+    name = EVERYDAY_NAMES[code][:1].lower() + EVERYDAY_NAMES[code][1:]
+    if name.startswith(CLASS_NAMES[code].lower()):
+        return name  # "melanoma, a serious skin cancer": a name, not a thing to count
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def lesion_name(code: str) -> str:
+    """ "an ordinary mole (melanocytic nevus)": the everyday name, then the medical one when it differs."""
+    everyday, medical = everyday_name(code), CLASS_NAMES[code].lower()
+    return everyday if medical in everyday.lower() else f"{everyday} ({medical})"
+
+
+# (headline, explanation): the explanation names the most likely type as {top}.
+MELANOMA_HEADLINE: dict[MelanomaFinding, tuple[str, str]] = {
+    MelanomaFinding.LIKELY: (
+        "⚠️ Signs of melanoma",
+        "Melanoma, the most serious skin cancer, is the most likely type for this spot. This is not a diagnosis, "
+        "but please have a dermatologist look at it promptly.",
+    ),
+    MelanomaFinding.CANNOT_RULE_OUT: (
+        "⚠️ Melanoma cannot be ruled out",
+        "The most likely type is {top}, but the photo shows enough signs of melanoma that a dermatologist "
+        "should look at this spot promptly.",
+    ),
+}
+RISK_HEADLINE: dict[RiskLevel, tuple[str, str]] = {
+    RiskLevel.HIGH: (
+        "⚠️ Signs of a skin cancer or pre-cancer",
+        "The most likely type is {top}. Taken together, skin cancers and pre-cancers are more likely than not "
+        "for this spot.",
+    ),
+    RiskLevel.MEDIUM: (
+        "This spot should be checked by a doctor",
+        "The most likely type is {top}, but a skin cancer or pre-cancer cannot be ruled out.",
+    ),
+    RiskLevel.LOW: ("This spot looks harmless", "It looks most like {top}."),
+}
+MEDIUM_MALIGNANT_TOP = "The most likely type is {top}."  # MEDIUM led by a malignant type: nothing to rule out
+
+RISK_ADVICE: dict[RiskLevel, str] = {
+    RiskLevel.HIGH: (
+        "<b>Risk: HIGH.</b> Please see a dermatologist, or your GP (family doctor) who can refer you, within "
+        "two weeks, and show them this photo. Go sooner if the spot grows fast or changes."
+    ),
+    RiskLevel.MEDIUM: (
+        "<b>Risk: MEDIUM.</b> Please have the spot checked by your GP (family doctor) or a dermatologist in the "
+        "coming weeks, within about a month."
+    ),
+    RiskLevel.LOW: (
+        "<b>Risk: LOW.</b> No appointment is needed for this result, but keep an eye on the spot: if it changes "
+        "in size, shape or colour, bleeds or itches, see your GP. Low risk is not no risk."
+    ),
+}
+URGENT_CARE = "If the spot bleeds and the bleeding will not stop, go to urgent care now."
+
+PHOTO_KIND_SEEN: dict[PhotoKind, str] = {
+    PhotoKind.DERMOSCOPIC: "SkinSense judged this to be a dermatoscope photo (taken through a skin magnifier).",
+    PhotoKind.CLINICAL: "SkinSense judged this to be an ordinary phone photo (not taken through a dermatoscope).",
+}
+PHOTO_KIND_PLURAL: dict[PhotoKind, str] = {
+    PhotoKind.DERMOSCOPIC: "dermatoscope photos",
+    PhotoKind.CLINICAL: "phone photos",
+}
+RELIABILITY = (
+    "On {kind} like this one, SkinSense misses about {missed} in 100 skin cancers and pre-cancers (it called "
+    "them low risk in its tests)."
+)
+
+ANSWERS_USED = "This result combines the photo with your answers ({answers})."
+ANSWERS_RAISED = "Raised the risk: {answers}."
+ANSWERS_LOWERED = "Lowered it: {answers}."
+ANSWERS_BARELY_MOVED = "They changed the risk very little."
 ANSWER_NAMES: dict[str, str] = {
     "age": "age",
     "sex": "sex",
@@ -191,6 +280,103 @@ ANSWER_NAMES: dict[str, str] = {
     "hurts": "pain",
     "raised": "whether it is raised",
 }
+# An answer as the patient gave it, in "Raised the risk: it grew, it bleeds.": {answer: (if yes, if no)}.
+ANSWER_GIVEN: dict[str, tuple[str, str]] = {
+    "grew": ("it grew", "it did not grow"),
+    "changed": ("it changed", "it did not change"),
+    "bleeds": ("it bleeds", "it does not bleed"),
+    "itches": ("it itches", "it does not itch"),
+    "hurts": ("it hurts", "it does not hurt"),
+    "raised": ("it is raised", "it is flat"),
+}
+ANSWER_ABOUT_YOU: dict[str, str] = {"age": "your age", "sex": "your sex", "body_site": "where the spot is"}
+
+
+def _answer_given(name: str, answers: Mapping[str, Any] | None) -> str:
+    value = None if answers is None else answers.get(name)
+    if name in ANSWER_GIVEN and isinstance(value, bool):
+        return ANSWER_GIVEN[name][0 if value else 1]
+    return ANSWER_ABOUT_YOU.get(name, ANSWER_NAMES.get(name, name))
+
+
+@dataclass(frozen=True)
+class PatientResult:
+    """What a patient's result says, from the job row (so /history can show it again exactly)."""
+
+    ranking: Sequence[Mapping[str, Any]]  # Prediction.to_dict()["ranking"]: most probable first
+    risk: RiskLevel
+    melanoma_alert: bool
+    photo_kind: PhotoKind | None = None
+    malignant_told_low_per_100: float | None = None  # measured on this photo kind (the artifact's evaluation)
+    answers_used: Sequence[str] = ()
+    answer_effects: Mapping[str, str] = field(default_factory=dict)  # {answer: shared.answers.AnswerEffect}
+    answers: Mapping[str, Any] | None = None  # the answers as given (PatientAnswers fields)
+
+    @property
+    def finding(self) -> MelanomaFinding:
+        return melanoma_finding(self.melanoma_alert, str(self.ranking[0]["code"]))
+
+
+def result_headline(view: PatientResult) -> str:
+    """The bold headline and its sentence (Telegram HTML); it follows the policy and never contradicts the list."""
+    top_code = str(view.ranking[0]["code"])
+    top = escape(lesion_name(top_code))
+    if view.finding != MelanomaFinding.NONE:
+        headline, explanation = MELANOMA_HEADLINE[view.finding]
+    else:
+        headline, explanation = RISK_HEADLINE[view.risk]
+        if view.risk == RiskLevel.MEDIUM and top_code in MALIGNANT_CODES:
+            explanation = MEDIUM_MALIGNANT_TOP
+    return f"<b>{headline}</b>\n{explanation.format(top=top)}"
+
+
+def _ranking_section(view: PatientResult) -> str:
+    lines = [f"{entry['probability']:.0%}  {escape(lesion_name(str(entry['code'])))}" for entry in view.ranking[:3]]
+    return "<b>What it looks most like</b>\n" + "\n".join(lines)
+
+
+def _answers_section(view: PatientResult) -> str | None:
+    if not view.answers_used:
+        return None
+    parts = [ANSWERS_USED.format(answers=", ".join(ANSWER_NAMES.get(name, name) for name in view.answers_used))]
+    for effect, text in ((AnswerEffect.RAISED, ANSWERS_RAISED), (AnswerEffect.LOWERED, ANSWERS_LOWERED)):
+        names = [_answer_given(name, view.answers) for name, moved in view.answer_effects.items() if moved == effect]
+        if names:
+            parts.append(text.format(answers=", ".join(names)))
+    if len(parts) == 1:
+        parts.append(ANSWERS_BARELY_MOVED)
+    return " ".join(parts)
+
+
+def _photo_section(view: PatientResult) -> str | None:
+    if view.photo_kind is None:
+        return None
+    parts = [PHOTO_KIND_SEEN[view.photo_kind]]
+    if view.malignant_told_low_per_100 is not None:
+        missed = round(view.malignant_told_low_per_100)
+        parts.append(
+            RELIABILITY.format(
+                kind=PHOTO_KIND_PLURAL[view.photo_kind], missed="fewer than 1" if missed < 1 else str(missed)
+            )
+        )
+    return " ".join(parts)
+
+
+def result_body(view: PatientResult) -> str:
+    """The result without its disclaimer (Telegram HTML): what an album's combined reply repeats per photo."""
+    parts = [
+        result_headline(view),
+        _ranking_section(view),
+        f"{RISK_ADVICE[view.risk]} {URGENT_CARE}",
+        _answers_section(view),
+        _photo_section(view),
+    ]
+    return "\n\n".join(part for part in parts if part)
+
+
+def result(view: PatientResult) -> str:
+    """The patient's result (Telegram HTML), with the short disclaimer once."""
+    return f"{result_body(view)}\n\n<i>{SHORT_DISCLAIMER}</i>"
 
 
 def clinician_alert(
@@ -259,10 +445,54 @@ CONSENT_DECLINED = (
 )
 PRIVACY_AGREED = "You agreed to this text on {date}. Send /delete to erase everything about you."
 
+DELETE_CONFIRM = (
+    "<b>Erase everything about you?</b>\n\n"
+    "This erases your consent, your answers, your remembered age and sex, and all your results "
+    "({jobs} analyses), for good: they cannot be brought back. SkinSense keeps only an anonymous record that "
+    "analyses took place (when, and how they ended), which no one can link to you."
+)
+DELETE_CONFIRM_BUTTON = "Erase everything"
+DELETE_CANCEL_BUTTON = "Keep my data"
+DELETE_CANCELLED = "Nothing was erased."
 DELETED = (
     "Done: your consent, answers and results are erased ({jobs} analyses). SkinSense will ask for your "
     "consent again before it analyses anything."
 )
+
+# --- /history ---------------------------------------------------------------------------------------------------
+HISTORY_EMPTY = "You have no results stored. Send a close-up photo of a skin spot to get one."
+HISTORY_HEADING = "<b>Your results</b> (newest first; tap a number to see one in full)"
+HISTORY_ENTRY = "{number}. {date}: {risk} risk, {top} ({kind})"
+HISTORY_GONE = "This result is no longer stored (it was erased)."
+HISTORY_RESULT_HEADING = "<b>Your result for the photo you sent on {date}</b>"
+PHOTO_KIND_SHORT: dict[PhotoKind, str] = {
+    PhotoKind.DERMOSCOPIC: "dermatoscope photo",
+    PhotoKind.CLINICAL: "phone photo",
+}
+
+
+def sent_on(moment: datetime) -> str:
+    """ "26 Nov 2026, 14:05 UTC": when a photo was sent, as the patient reads it."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+
+
+def history_entry(number: int, received_at: datetime, view: PatientResult) -> str:
+    kind = "photo" if view.photo_kind is None else PHOTO_KIND_SHORT[view.photo_kind]
+    top = everyday_name(str(view.ranking[0]["code"]))
+    return HISTORY_ENTRY.format(
+        number=number, date=sent_on(received_at), risk=view.risk.value.upper(), top=escape(top), kind=kind
+    )
+
+
+def history(entries: Sequence[str]) -> str:
+    return HISTORY_EMPTY if not entries else "\n".join([HISTORY_HEADING, *entries])
+
+
+def past_result(received_at: datetime, view: PatientResult) -> str:
+    """A result shown again from /history (Telegram HTML)."""
+    return f"{HISTORY_RESULT_HEADING.format(date=sent_on(received_at))}\n\n{result(view)}"
+
 
 # --- The questionnaire (skippable; while the photo is analysed) ---------------------------------------------
 

@@ -34,6 +34,7 @@ class FailureCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     WORKER_LOST = "worker_lost"
     ENQUEUE_FAILED = "enqueue_failed"
+    ERASED = "erased"  # the patient sent /delete while it was in progress: nothing analyses or answers it
 
 
 OutcomeCode = RefusalCode | FailureCode

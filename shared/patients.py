@@ -1,19 +1,25 @@
 """What the bot keeps about a patient beyond their jobs: their consent and their remembered age and sex; and
-/delete, which erases everything about them. Every row is keyed by the pseudonymous chat reference
+/history and /delete, which erases everything about them. Every row is keyed by the pseudonymous chat reference
 (shared.audit.chat_reference), never the chat id."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, select, update
 
 from shared.answers import Sex
-from shared.audit import Consent, ConsentDecision, Job, PatientProfile, utc_now
+from shared.audit import Consent, ConsentDecision, Job, JobStatus, PatientProfile, utc_now
+from shared.outcomes import FailureCode
 from shared.questionnaire import AgeRange
+from shared.retention import tombstone_values
+
+HISTORY_LENGTH = 10  # /history lists this many results, newest first
+UNFINISHED_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class PatientStore:
@@ -71,14 +77,55 @@ class PatientStore:
     # /delete
 
     def erase_patient(self, chat_ref: str) -> int:
-        """Erase every row about this patient: jobs (with their answers and results), profile and consent.
-        Returns how many jobs were erased."""
+        """/delete: erase everything about this patient: profile, consent, and of each job its answers, results
+        and photo fingerprint. Each job leaves a tombstone no one can link back to the patient (its id, times
+        and outcome: shared/retention.py); one still in progress is closed as ERASED, so that nothing analyses
+        or answers it any more. Returns how many jobs were erased."""
+        now = utc_now()
         with self._session() as session:
-            jobs = session.exec(delete(Job).where(col(Job.chat_ref) == chat_ref))
+            mine = col(Job.chat_ref) == chat_ref
+            session.exec(
+                update(Job)
+                .where(mine, col(Job.status).in_(UNFINISHED_STATUSES))
+                .values(status=JobStatus.FAILED, error_code=FailureCode.ERASED, finished_at=now)
+            )
+            session.exec(update(Job).where(mine, col(Job.replied_at).is_(None)).values(replied_at=now))
+            jobs = session.exec(update(Job).where(mine).values(**tombstone_values()))
             session.exec(delete(PatientProfile).where(col(PatientProfile.chat_ref) == chat_ref))
             session.exec(delete(Consent).where(col(Consent.chat_ref) == chat_ref))
             session.commit()
             return int(jobs.rowcount)
+
+    def job_count(self, chat_ref: str) -> int:
+        """How many jobs (analyses, refusals) are stored about this patient."""
+        with self._session() as session:
+            return len(session.exec(select(Job.id).where(Job.chat_ref == chat_ref)).all())
+
+    # /history
+
+    def results(self, chat_ref: str, limit: int = HISTORY_LENGTH) -> list[Job]:
+        """The patient's answered results (analysed photos), newest first."""
+        with self._session() as session:
+            statement = (
+                select(Job)
+                .where(
+                    Job.chat_ref == chat_ref,
+                    Job.status == JobStatus.DONE,
+                    col(Job.replied_at).is_not(None),
+                    col(Job.ranking).is_not(None),
+                )
+                .order_by(col(Job.received_at).desc())
+                .limit(limit)
+            )
+            return list(session.exec(statement).all())
+
+    def result(self, chat_ref: str, job_id: uuid.UUID) -> Job | None:
+        """One of this patient's results (None if it is not theirs, or erased)."""
+        with self._session() as session:
+            job = session.get(Job, job_id)
+        if job is None or job.chat_ref != chat_ref or job.status != JobStatus.DONE or job.ranking is None:
+            return None
+        return job
 
 
 @lru_cache

@@ -2,9 +2,10 @@
 
 A tombstone keeps what says that the system ran and how, and nothing about the patient: the job id, its times,
 status, outcome code, media kind, model version, risk level and alert flag, and how many delivery attempts it
-took. Erased: the chat reference, Telegram's file id, the image fingerprint, the rankings, the answers and
-which of them were used, the refusal's free text and which clinicians were told. Consent and remembered
-age/sex rows older than the retention are deleted (the patient is asked again on their next message).
+took. Erased: the chat reference, Telegram's file id, the image fingerprint, the rankings, the answers, which
+of them were used and how they moved the risk, the refusal's free text and which clinicians were told.
+Consent and remembered age/sex rows older than the retention are deleted (the patient is asked again on
+their next message).
 ``skinsense audit purge`` and the workers' daily beat task (``worker.tasks.purge_expired``) both call
 :func:`purge_patient_data`; it is idempotent.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import null
 from sqlalchemy.engine import Engine
@@ -33,6 +35,23 @@ class PurgeCounts:
     profiles_deleted: int
 
 
+def tombstone_values() -> dict[str, Any]:
+    """What a job row becomes when its patient data is erased (here, and by /delete: shared/patients.py)."""
+    # null(): SQL NULL, also in the JSON columns (None would store the JSON text 'null').
+    return {
+        "chat_ref": PURGED_CHAT_REF,
+        "telegram_file_unique_id": null(),
+        "image_sha256": null(),
+        "error_reason": null(),
+        "ranking": null(),
+        "photo_ranking": null(),
+        "answers": null(),
+        "answers_used": null(),
+        "answer_effects": null(),
+        "clinicians_notified": null(),
+    }
+
+
 def retention_cutoff(older_than_days: int, now: datetime | None = None) -> datetime:
     return (now or utc_now()) - timedelta(days=older_than_days)
 
@@ -41,21 +60,10 @@ def purge_patient_data(engine: Engine, *, older_than_days: int, now: datetime | 
     """Erase the patient data of jobs received, consents given and profiles updated before the cutoff."""
     cutoff = retention_cutoff(older_than_days, now)
     with Session(engine) as session:
-        # null(): SQL NULL, also in the JSON columns (None would store the JSON text 'null').
         jobs = session.exec(
             update(Job)
             .where(col(Job.received_at) < cutoff, col(Job.chat_ref) != PURGED_CHAT_REF)
-            .values(
-                chat_ref=PURGED_CHAT_REF,
-                telegram_file_unique_id=null(),
-                image_sha256=null(),
-                error_reason=null(),
-                ranking=null(),
-                photo_ranking=null(),
-                answers=null(),
-                answers_used=null(),
-                clinicians_notified=null(),
-            )
+            .values(**tombstone_values())
         )
         consents = session.exec(delete(Consent).where(col(Consent.decided_at) < cutoff))
         profiles = session.exec(delete(PatientProfile).where(col(PatientProfile.updated_at) < cutoff))

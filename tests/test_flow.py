@@ -15,6 +15,7 @@ import redis
 from PIL import Image
 from telegram.error import RetryAfter
 
+from models.answer_effects import answer_effects
 from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
@@ -22,6 +23,7 @@ from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import JobStatus, MediaKind
 from shared.config import Settings
 from shared.job_store import JobStore
+from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, RefusalCode
 from shared.queue import (
@@ -32,6 +34,7 @@ from shared.queue import (
     create_celery_app,
     enqueue_clinician_alert,
 )
+from shared.results import patient_result
 from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
@@ -127,7 +130,10 @@ def test_a_low_risk_photo_gets_its_result_and_no_alert(
     assert flow.classify_and_reply(request) == JobStatus.DONE.value
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.replied_at is not None and job.ranking is not None and job.risk is not None
-    assert answer(sandbox, 2001) == plain_text(messages.result(job.ranking, job.risk, bool(job.melanoma_alert)), "HTML")
+    assert answer(sandbox, 2001) == plain_text(messages.result(patient_result(job)), "HTML")
+    assert job.photo_kind is not None
+    measured = flow.classifier.metadata.kinds[PhotoKind(job.photo_kind)].malignant_told_low_per_100
+    assert job.malignant_told_low_per_100 == measured and f"about {round(measured)} in 100" in answer(sandbox, 2001)
     assert queued_alerts(redis_url) == []
 
 
@@ -189,7 +195,7 @@ def test_a_photo_that_is_not_a_lesion_is_refused_with_its_text(sandbox: SandboxU
     page.save(data, "PNG")
     request = patient_sends(sandbox, flow, 2006, data.getvalue())
     assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
-    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB)
+    assert answer(sandbox, 2006) == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB, "this photo")
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.error_code is RefusalCode.NOT_A_LESION and job.image_sha256
 
@@ -267,8 +273,9 @@ def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_the
     expected = flow.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, EVERY_ANSWER)
     assert job.ranking == expected.to_dict()["ranking"] and job.answers_used == expected.answers_used
     assert job.answers == EVERY_ANSWER.model_dump(mode="json")
-    text = messages.result(job.ranking, job.risk, bool(job.melanoma_alert), expected.answers_used)
-    assert answer(sandbox, 2102) == plain_text(text, "HTML")
+    effects = answer_effects(flow.classifier, job.photo_ranking, job.photo_kind, EVERY_ANSWER)
+    assert job.answer_effects == {name: effect.value for name, effect in effects.items()}
+    assert answer(sandbox, 2102) == plain_text(messages.result(patient_result(job)), "HTML")
     assert flow.finalize(awaited[0]) == "duplicate", "the timeout firing later changes nothing"
 
 

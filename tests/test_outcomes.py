@@ -38,6 +38,7 @@ def test_stored_code_values_never_change() -> None:
         "internal_error",
         "worker_lost",
         "enqueue_failed",
+        "erased",
     ]
 
 
@@ -51,7 +52,7 @@ def test_every_refusal_code_has_its_own_patient_text(code: RefusalCode) -> None:
 @pytest.mark.parametrize("code", list(FailureCode))
 def test_every_failure_code_has_its_patient_text(code: FailureCode) -> None:
     assert set(messages.FAILURE_TEXT) == set(FailureCode)
-    assert messages.failure(code) in (messages.ANALYSIS_FAILED, messages.ENQUEUE_FAILED)
+    assert messages.failure(code) in (messages.ANALYSIS_FAILED, messages.ENQUEUE_FAILED, messages.ERASED_IN_PROGRESS)
 
 
 def test_every_risk_level_has_its_advice() -> None:

@@ -18,8 +18,9 @@ from models.inference import Classifier
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
-from shared.labels import PhotoKind, RiskLevel
+from shared.labels import PhotoKind
 from shared.patients import PatientStore
+from shared.results import patient_result
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import answer_questionnaire, consent, questionnaire_for, skip_questionnaire
 from tests.auxil.services import wait_until
@@ -68,9 +69,7 @@ def classify_cli(path: Path) -> dict[str, Any]:
 
 
 def result_text(job: Job) -> str:
-    assert job.ranking is not None and job.risk is not None
-    text = messages.result(job.ranking, RiskLevel(job.risk), bool(job.melanoma_alert), job.answers_used or ())
-    return plain_text(text, "HTML")
+    return plain_text(messages.result(patient_result(job)), "HTML")
 
 
 def test_a_photo_before_consent_is_not_analysed_until_i_agree_and_needs_no_resending(
@@ -220,8 +219,9 @@ def test_delete_erases_everything_about_the_patient(stack: RunningStack, photos_
     stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
     assert rows_about(stack, chat)
     command = stack.user.send_text(chat, "/delete")
-    reply = stack.user.wait_for_reply(chat, command["message_id"], final=False)
-    assert reply["text"] == messages.DELETED.format(jobs=1)
+    question = stack.user.wait_for_button(chat, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    stack.user.tap(chat, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
+    stack.user.wait_for_text(chat, question["message_id"], messages.DELETED.format(jobs=1))
     assert rows_about(stack, chat) == []
     again = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=again["message_id"])

@@ -13,11 +13,13 @@ from sqlmodel import Session, select
 
 from bot.questionnaire import Questionnaire
 from shared.answers import BodySite, PatientAnswers, Sex
-from shared.audit import Consent, Job, MediaKind, PatientProfile
+from shared.audit import Consent, Job, JobStatus, MediaKind, PatientProfile
 from shared.job_store import JobStore
+from shared.outcomes import FailureCode
 from shared.patients import PatientStore
 from shared.questionnaire import DONT_KNOW, SPOT_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
 from shared.queue import FinalizeResultRequest
+from shared.retention import PURGED_CHAT_REF
 from tests.auxil.database import migrated_engine
 from tests.auxil.services import postgres_database
 
@@ -59,9 +61,15 @@ def test_delete_erases_jobs_answers_profile_and_consent_of_that_patient_only(
         jobs.record_answers(job.id, PatientAnswers(age=45, bleeds=True), close=True)
     assert patients.erase_patient(CHAT) == 1
     with Session(jobs._engine) as session:
-        assert [job.chat_ref for job in session.exec(select(Job)).all()] == [other]
+        assert sorted(job.chat_ref for job in session.exec(select(Job)).all()) == sorted([other, PURGED_CHAT_REF])
+        tombstone = session.exec(select(Job).where(Job.chat_ref == PURGED_CHAT_REF)).one()
+        assert tombstone.answers is None and tombstone.telegram_file_unique_id is None, "nothing links it back"
+        assert (tombstone.status, tombstone.error_code) == (JobStatus.FAILED, FailureCode.ERASED), "in progress"
+        assert tombstone.replied_at is not None, "nothing answers it any more"
         assert [consent.chat_ref for consent in session.exec(select(Consent)).all()] == [other]
         assert [profile.chat_ref for profile in session.exec(select(PatientProfile)).all()] == [other]
+    late = jobs.record_answers(tombstone.id, PatientAnswers(age=45), close=True)
+    assert late.answers is None, "a questionnaire still open cannot write answers back into a tombstone"
 
 
 def test_answers_after_the_questionnaire_closed_change_nothing(stores: tuple[PatientStore, JobStore]) -> None:

@@ -22,11 +22,12 @@ from celery import Celery
 from PIL import Image
 from sqlmodel import Session, select
 
+from models.inference import read_metadata
 from shared import messages
 from shared.audit import Job, JobStatus, MediaKind, chat_reference
 from shared.config import Settings
 from shared.images import MAX_FILE_BYTES
-from shared.labels import RiskLevel
+from shared.labels import PhotoKind, RiskLevel
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import RefusalCode
 from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classification
@@ -94,9 +95,15 @@ def test_photo_gets_the_ranking_that_classify_gives(stack: RunningStack, photos_
     sent = send_photo_skipping_questions(stack.user, chat, path.read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     expected = classify_cli(path)
-    expected_text = plain_text(
-        messages.result(expected["ranking"], RiskLevel(expected["risk"]), expected["melanoma_alert"]), "HTML"
+    kind = PhotoKind(expected["photo_kind"])
+    expected_result = messages.PatientResult(
+        ranking=expected["ranking"],
+        risk=RiskLevel(expected["risk"]),
+        melanoma_alert=expected["melanoma_alert"],
+        photo_kind=kind,
+        malignant_told_low_per_100=read_metadata().kinds[kind].malignant_told_low_per_100,
     )
+    expected_text = plain_text(messages.result(expected_result), "HTML")
     assert reply["text"] == expected_text, stack.logs()
     assert reply["edits"] == [messages.ANALYSING], "the 'analysing' message itself is edited into the result"
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
@@ -272,7 +279,8 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(
     consent(stack.user, chat)
     sent = stack.user.send_document(chat, content, file_name, mime_type)
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == plain_text(messages.rejection(RefusalCode(code), MAX_FILE_MB), None), stack.logs()
+    sent_as = "this PDF" if name == "pdf" else "this image file"
+    assert reply["text"] == plain_text(messages.rejection(RefusalCode(code), MAX_FILE_MB, sent_as), None), stack.logs()
     job = finished_job(stack, sent["document"]["file_unique_id"])
     assert (job.status, job.error_code) == (JobStatus.REJECTED, code)
     assert job.error_reason
@@ -290,7 +298,7 @@ def test_photo_that_is_not_a_lesion_is_refused_kindly(stack: RunningStack) -> No
     page.paste(20, (50, 50, 590, 70))
     sent = stack.user.send_photo(chat, _png(page))
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB)
+    assert reply["text"] == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB, "this photo")
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).error_code == "not_a_lesion"
 
 
@@ -299,7 +307,7 @@ def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
     consent(stack.user, chat)
     sent = stack.user.send_photo(chat, _png(Image.new("RGB", (20, 20), (200, 150, 130))))
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert reply["text"] == messages.rejection(RefusalCode.TOO_SMALL, MAX_FILE_MB)
+    assert reply["text"] == messages.rejection(RefusalCode.TOO_SMALL, MAX_FILE_MB, "this photo")
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.REJECTED
 
 

@@ -33,6 +33,7 @@ from shared.metrics import PHOTO_TO_REPLY, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
 from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, NotifyCliniciansRequest
+from worker import replies
 from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class ClassificationFlow:
                 log.info("job %s: analysed; waiting for the questionnaire", job.id)
                 return AWAITING_ANSWERS
             return self.finalize(finalization)
-        self._reply(request, _patient_text(job))
+        self._reply(request, replies.patient_text(job))
         self._mark_replied(job.id)
         return job.status.value
 
@@ -98,18 +99,23 @@ class ClassificationFlow:
             job = self.jobs.close_answers(job.id)
             log.info("job %s: questionnaire timed out; finalizing with the answers given", job.id)
         assert job.photo_ranking is not None and job.photo_kind is not None
+        answers = answers_from_record(job.answers)
         with timed("combine"):
-            prediction = self.classifier.prediction_from_ranking(
-                job.photo_ranking, job.photo_kind, answers_from_record(job.answers)
-            )
-        job = self.jobs.mark_combined(job.id, prediction)
+            prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
+            details = replies.result_details(self.classifier, job, job.photo_kind, answers)
+        job = self.jobs.mark_combined(
+            job.id,
+            prediction,
+            answer_effects=details.answer_effects,
+            malignant_told_low_per_100=details.malignant_told_low_per_100,
+        )
         if job.risk == RiskLevel.HIGH and self.clinician_chat_ids:
             # Before the patient's reply: if we die in between, the redelivered task queues it again and
             # the alert skips clinicians already told.
             self.alert_clinicians(
                 NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind)
             )
-        self._reply(request, _patient_text(job))
+        self._reply(request, replies.patient_text(job))
         try:
             self._mark_replied(job.id)
         except IllegalTransition:
@@ -202,11 +208,3 @@ class ClassificationFlow:
             self.jobs.mark_clinician_notified(job.id, chat_id)  # saved per chat, so a retry skips it
             sent += 1
         return sent
-
-
-def _patient_text(job: Job) -> str:
-    if job.status == JobStatus.REJECTED:
-        assert isinstance(job.error_code, RefusalCode)
-        return messages.rejection(job.error_code, MAX_FILE_MB)
-    assert job.ranking is not None and job.risk is not None
-    return messages.result(job.ranking, job.risk, bool(job.melanoma_alert), job.answers_used or ())

@@ -1,0 +1,63 @@
+"""/history: the patient's past results (date, risk, most likely type, photo kind), newest first, the last
+HISTORY_LENGTH; a button per result shows it again in full, as it was sent.
+
+Callback data: ``history|<job id hex>``. The job must belong to the chat that taps (checked by its chat
+reference), so a forged button cannot show anyone else's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.ext import ApplicationHandlerStop, ContextTypes
+
+from bot.intake import chat_ref_of
+from shared import messages
+from shared.patients import get_patient_store
+from shared.results import patient_result
+
+CALLBACK_PREFIX = "history"
+CALLBACK_PATTERN = r"^history\|"
+BUTTONS_PER_ROW = 5
+
+
+async def on_history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/history: the list, with a button per result (answered with or without consent: without, it is empty)."""
+    message = update.effective_message
+    if message is not None:
+        jobs = await asyncio.to_thread(get_patient_store().results, chat_ref_of(message.chat_id))
+        entries = [
+            messages.history_entry(number, job.received_at, patient_result(job))
+            for number, job in enumerate(jobs, start=1)
+        ]
+        buttons = [
+            InlineKeyboardButton(str(number), callback_data=f"{CALLBACK_PREFIX}|{job.id.hex}")
+            for number, job in enumerate(jobs, start=1)
+        ]
+        rows = [buttons[i : i + BUTTONS_PER_ROW] for i in range(0, len(buttons), BUTTONS_PER_ROW)]
+        await message.reply_text(
+            messages.history(entries),
+            parse_mode=ParseMode.HTML,
+            reply_markup=InlineKeyboardMarkup(rows) if rows else None,
+            do_quote=False,
+        )
+    raise ApplicationHandlerStop
+
+
+async def on_history_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A tap on a result's number: that result in full, as a new message."""
+    query = update.callback_query
+    chat = update.effective_chat
+    if query is None or query.data is None or chat is None:
+        return
+    await query.answer()
+    try:
+        job_id = uuid.UUID(query.data.split("|", 1)[1])
+    except ValueError:
+        return  # not a button of ours
+    job = await asyncio.to_thread(get_patient_store().result, chat_ref_of(chat.id), job_id)
+    text = messages.HISTORY_GONE if job is None else messages.past_result(job.received_at, patient_result(job))
+    await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)

@@ -1,0 +1,195 @@
+"""What the patient gets back, end to end on the real stack (sandbox, bot process, redis-server, a prefork
+Celery worker, SQLite): the result's wording, /about, /history and /delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from models.data import image_path
+from models.inference import ARTIFACT_DIR, Classifier
+from models.screening import screen_photo
+from shared import messages
+from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
+from shared.images import UnreadableImage
+from shared.labels import MELANOMA, MelanomaFinding
+from shared.results import patient_result
+from shared.retention import PURGED_CHAT_REF
+from skinsense.sandbox import plain_text
+from tests.auxil.patient import answer_questionnaire, consent, send_photo_skipping_questions
+from tests.auxil.services import wait_until
+from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    log_dir = tmp_path_factory.mktemp("results")
+    with running_stack(redis_url, f"sqlite:///{log_dir / 'audit.sqlite3'}", log_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def alert_photos(data_dir: Path, classifier: Classifier) -> dict[MelanomaFinding, Path]:
+    """Validation photos (never trained on) on which the shipped model raises the melanoma alert, one led by
+    melanoma and one led by another class: chosen by the model itself, not hard-coded."""
+    from models.package import validation_samples  # training-side code: only where needed
+
+    chosen: dict[MelanomaFinding, Path] = {}
+    for sample in validation_samples(data_dir, ARTIFACT_DIR):
+        path = image_path(data_dir, sample)
+        try:
+            prediction = screen_photo(path.read_bytes(), classifier)
+        except UnreadableImage:
+            continue
+        chosen.setdefault(prediction.melanoma_finding, path)
+        if MelanomaFinding.LIKELY in chosen and MelanomaFinding.CANNOT_RULE_OUT in chosen:
+            return chosen
+    pytest.fail("the validation split has no alert led by melanoma, or none led by another class")
+
+
+def answered_job(stack: RunningStack, file_unique_id: str) -> Job:
+    def find() -> Job | None:
+        with Session(stack.engine) as session:
+            job = session.exec(select(Job).where(Job.telegram_file_unique_id == file_unique_id)).first()
+        return job if job is not None and job.replied_at is not None else None
+
+    return wait_until(find, 90, what="the job to be answered")
+
+
+def bot_message_after(stack: RunningStack, chat: int, message_id: int, starting: str = "") -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        for message in stack.user.bot_messages(chat):
+            if message["message_id"] > message_id and message.get("text", "").startswith(starting):
+                return message
+        return None
+
+    return wait_until(find, 60, what=f"a bot message starting {starting!r}")
+
+
+@pytest.mark.parametrize("finding", [MelanomaFinding.LIKELY, MelanomaFinding.CANNOT_RULE_OUT])
+def test_an_alert_reads_as_the_policy_says_with_plain_names_advice_and_reliability(
+    stack: RunningStack, alert_photos: dict[MelanomaFinding, Path], classifier: Classifier, finding: MelanomaFinding
+) -> None:
+    chat = 3100 if finding == MelanomaFinding.LIKELY else 3101
+    sent = send_photo_skipping_questions(stack.user, chat, alert_photos[finding].read_bytes())
+    text = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
+    job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.ranking is not None and job.photo_kind is not None
+    assert text == plain_text(messages.result(patient_result(job)), "HTML"), stack.logs()
+    headline = text.splitlines()[0]
+    if finding == MelanomaFinding.LIKELY:
+        assert job.ranking[0]["code"] == MELANOMA
+        assert headline == "⚠️ Signs of melanoma" and "cannot be ruled out" not in text
+    else:
+        assert job.ranking[0]["code"] != MELANOMA
+        assert headline == "⚠️ Melanoma cannot be ruled out" and "Signs of melanoma" not in text
+        assert f"The most likely type is {messages.lesion_name(job.ranking[0]['code'])}" in text
+    assert messages.lesion_name(job.ranking[0]["code"]) in text, "the everyday name, then the medical one"
+    assert "Risk: HIGH." in text and "dermatologist" in text and "urgent care" in text
+    measured = classifier.metadata.kinds[job.photo_kind].malignant_told_low_per_100
+    assert f"misses about {round(measured)} in 100 skin cancers" in text, "the figure from the artifact"
+    assert messages.PHOTO_KIND_SEEN[job.photo_kind] in text
+    assert text.count("not a diagnosis") == 1 + (finding == MelanomaFinding.LIKELY) and text.endswith("/about")
+
+
+def test_the_answers_that_moved_the_risk_are_named(
+    stack: RunningStack, alert_photos: dict[MelanomaFinding, Path]
+) -> None:
+    chat = 3102
+    consent(stack.user, chat)
+    sent = stack.user.send_photo(chat, alert_photos[MelanomaFinding.CANNOT_RULE_OUT].read_bytes())
+    taps = ["70-79", "Male", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]  # grew, changed and bleeds
+    answer_questionnaire(stack.user, chat, sent["message_id"], taps)
+    text = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
+    job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert job.answer_effects, "the worker worked out which answers moved the risk"
+    assert "Raised the risk:" in text or "Lowered it:" in text
+    assert text == plain_text(messages.result(patient_result(job)), "HTML")
+
+
+def test_about_answers_before_consent_with_the_full_disclaimer(stack: RunningStack) -> None:
+    chat = 3103
+    sent = stack.user.send_text(chat, "/about")
+    about = bot_message_after(stack, chat, sent["message_id"], "About SkinSense")
+    assert about["text"] == plain_text(messages.ABOUT, "HTML") and messages.DISCLAIMER in about["text"]
+    assert "reply_markup" not in about, "no consent question for /about"
+
+
+def rows_about(stack: RunningStack, chat: int) -> list[object]:
+    chat_ref = chat_reference(chat, CHAT_HASH_KEY)
+    with Session(stack.engine) as session:
+        jobs: list[object] = list(session.exec(select(Job).where(Job.chat_ref == chat_ref)).all())
+        consents = list(session.exec(select(Consent).where(Consent.chat_ref == chat_ref)).all())
+        profiles = list(session.exec(select(PatientProfile).where(PatientProfile.chat_ref == chat_ref)).all())
+    return [*jobs, *consents, *profiles]
+
+
+def test_history_lists_results_and_delete_erases_them_for_good(
+    stack: RunningStack, alert_photos: dict[MelanomaFinding, Path], photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 3104
+    sent_ids = []
+    for path in (photos_by_risk["low"], alert_photos[MelanomaFinding.LIKELY]):
+        sent = send_photo_skipping_questions(stack.user, chat, path.read_bytes())
+        stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+        sent_ids.append(answered_job(stack, sent["photo"][-1]["file_unique_id"]).id)
+
+    command = stack.user.send_text(chat, "/history")
+    listing = bot_message_after(stack, chat, command["message_id"], "Your results")
+    lines = listing["text"].splitlines()
+    assert lines[1].startswith("1. ") and "HIGH risk" in lines[1], "newest first"
+    assert lines[2].startswith("2. ") and "LOW risk" in lines[2] and len(lines) == 3
+    assert "dermatoscope photo" in lines[1] or "phone photo" in lines[1]
+    stack.user.tap(chat, listing["message_id"], "2")
+    full = bot_message_after(stack, chat, listing["message_id"], "Your result for the photo you sent on")
+    with Session(stack.engine) as session:
+        oldest = session.get(Job, sent_ids[0])
+    assert oldest is not None
+    assert full["text"] == plain_text(messages.past_result(oldest.received_at, patient_result(oldest)), "HTML")
+
+    command = stack.user.send_text(chat, "/delete")
+    question = stack.user.wait_for_button(chat, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    assert "2 analyses" in question["text"] and rows_about(stack, chat), "nothing erased before the tap"
+    stack.user.tap(chat, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
+    stack.user.wait_for_text(chat, question["message_id"], messages.DELETED.format(jobs=2))
+    assert rows_about(stack, chat) == [], "answers, results, consent and remembered age/sex are gone"
+    with Session(stack.engine) as session:
+        tombstones = [session.get(Job, job_id) for job_id in sent_ids]
+    for tombstone in tombstones:
+        assert tombstone is not None and tombstone.chat_ref == PURGED_CHAT_REF and tombstone.status == JobStatus.DONE
+        assert tombstone.ranking is None and tombstone.photo_ranking is None and tombstone.answers is None
+        assert tombstone.image_sha256 is None and tombstone.telegram_file_unique_id is None
+        assert tombstone.received_at is not None and tombstone.replied_at is not None, "times and outcome stay"
+
+    command = stack.user.send_text(chat, "/history")
+    empty = bot_message_after(stack, chat, command["message_id"], messages.HISTORY_EMPTY)
+    assert "reply_markup" not in empty
+    stack.user.tap(chat, listing["message_id"], "1")  # an old button, after the erasure
+    bot_message_after(stack, chat, empty["message_id"], messages.HISTORY_GONE)
+
+
+def test_keep_my_data_erases_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 3105
+    sent = send_photo_skipping_questions(stack.user, chat, photos_by_risk["low"].read_bytes())
+    stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+    command = stack.user.send_text(chat, "/delete")
+    question = stack.user.wait_for_button(chat, messages.DELETE_CANCEL_BUTTON, after_id=command["message_id"])
+    stack.user.tap(chat, question["message_id"], messages.DELETE_CANCEL_BUTTON)
+    stack.user.wait_for_text(chat, question["message_id"], messages.DELETE_CANCELLED)
+    assert len([row for row in rows_about(stack, chat) if isinstance(row, Job)]) == 1
+
+
+def test_history_and_delete_answer_a_patient_who_never_consented(stack: RunningStack) -> None:
+    chat = 3106
+    command = stack.user.send_text(chat, "/history")
+    bot_message_after(stack, chat, command["message_id"], messages.HISTORY_EMPTY)
+    command = stack.user.send_text(chat, "/delete")
+    question = stack.user.wait_for_button(chat, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    assert "0 analyses" in question["text"]
+    assert not [m for m in stack.user.bot_messages(chat) if messages.CONSENT_AGREE_BUTTON in str(m.get("reply_markup"))]

@@ -1,0 +1,114 @@
+"""The patient's result text: plain language first, one headline that follows the policy, what to do and
+where, what moved the risk, and how reliable SkinSense measured itself on this kind of photo."""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.answer_effects import answer_effects
+from models.inference import Classifier
+from shared import messages
+from shared.answers import AnswerEffect, PatientAnswers
+from shared.labels import CLASS_CODES, CLASS_NAMES, MALIGNANT_CODES, MELANOMA, PhotoKind, RiskLevel
+from skinsense.sandbox import plain_text
+
+
+def ranking(*leading: tuple[str, float]) -> list[dict[str, Any]]:
+    """A full ranking led by ``leading``; the rest share what is left."""
+    rest = [code for code in CLASS_CODES if code not in dict(leading)]
+    left = (1 - sum(p for _, p in leading)) / len(rest)
+    entries = [*leading, *((code, left) for code in rest)]
+    return [{"code": code, "name": CLASS_NAMES[code], "probability": p} for code, p in entries]
+
+
+def text_of(view: messages.PatientResult) -> str:
+    return plain_text(messages.result(view), "HTML")
+
+
+def test_an_alert_led_by_melanoma_says_signs_of_melanoma_never_cannot_be_ruled_out() -> None:
+    view = messages.PatientResult(ranking(("mel", 0.55), ("nv", 0.3)), RiskLevel.HIGH, melanoma_alert=True)
+    text = text_of(view)
+    assert text.startswith("⚠️ Signs of melanoma\n")
+    assert "cannot be ruled out" not in text
+    assert "55%  melanoma, the most serious skin cancer\n" in text
+
+
+def test_an_alert_led_by_another_class_says_melanoma_cannot_be_ruled_out_and_names_the_leader() -> None:
+    view = messages.PatientResult(ranking(("nv", 0.47), ("mel", 0.34)), RiskLevel.HIGH, melanoma_alert=True)
+    text = text_of(view)
+    assert text.startswith(
+        "⚠️ Melanoma cannot be ruled out\nThe most likely type is an ordinary mole (melanocytic nevus)"
+    )
+    assert "Signs of melanoma" not in text and "MELANOMA ALERT" not in text
+    assert "47%  an ordinary mole (melanocytic nevus)\n34%  melanoma, the most serious skin cancer" in text
+
+
+@pytest.mark.parametrize(("top", "risk", "alert"), list(product(CLASS_CODES, list(RiskLevel), [False, True])))
+def test_no_headline_contradicts_the_ranking_or_the_risk(top: str, risk: RiskLevel, alert: bool) -> None:
+    if alert and risk != RiskLevel.HIGH:
+        pytest.skip("the policy makes every melanoma alert HIGH risk")
+    if risk == RiskLevel.LOW and top in MALIGNANT_CODES:
+        pytest.skip("the policy never calls a ranking led by a malignant type LOW risk")
+    text = text_of(messages.PatientResult(ranking((top, 0.6)), risk, melanoma_alert=alert))
+    headline = text.splitlines()[0]
+    assert ("Signs of melanoma" in headline) == (alert and top == MELANOMA)
+    assert ("Melanoma cannot be ruled out" in headline) == (alert and top != MELANOMA)
+    assert f"Risk: {risk.value.upper()}." in text and text.count("Risk: ") == 1
+    assert "urgent care" in text and ("GP" in text or "dermatologist" in text)
+    assert text.count(messages.SHORT_DISCLAIMER) == 1 and messages.DISCLAIMER not in text
+    if top in MALIGNANT_CODES:
+        assert "cannot be ruled out" not in text or alert, "a cancer that leads is not merely 'not ruled out'"
+    if risk != RiskLevel.LOW:
+        assert "harmless" not in headline
+
+
+def test_every_class_has_an_everyday_name_before_its_medical_name() -> None:
+    assert messages.lesion_name("nv") == "an ordinary mole (melanocytic nevus)"
+    assert messages.lesion_name("mel") == "melanoma, a serious skin cancer"
+    for code in CLASS_CODES:
+        name = messages.lesion_name(code)
+        assert CLASS_NAMES[code].lower() in name and not name.startswith(CLASS_NAMES[code])
+
+
+@pytest.mark.parametrize("kind", list(PhotoKind))
+def test_the_reliability_sentence_quotes_the_artifacts_measured_figure(kind: PhotoKind, classifier: Classifier) -> None:
+    measured = classifier.metadata.kinds[kind].malignant_told_low_per_100
+    view = messages.PatientResult(
+        ranking(("nv", 0.9)), RiskLevel.LOW, False, photo_kind=kind, malignant_told_low_per_100=measured
+    )
+    text = text_of(view)
+    assert messages.PHOTO_KIND_SEEN[kind] in text
+    assert (
+        f"On {messages.PHOTO_KIND_PLURAL[kind]} like this one, SkinSense misses about {round(measured)} in 100" in text
+    )
+
+
+def test_the_answers_that_raised_or_lowered_the_risk_are_named() -> None:
+    view = messages.PatientResult(
+        ranking(("nv", 0.6)),
+        RiskLevel.MEDIUM,
+        False,
+        answers_used=("age", "grew", "bleeds", "itches"),
+        answer_effects={"grew": "raised", "bleeds": "raised", "age": "lowered"},
+        answers={"age": 25, "grew": True, "bleeds": True, "itches": False},
+    )
+    text = text_of(view)
+    assert "Raised the risk: it grew, it bleeds. Lowered it: your age." in text
+    assert "itch" not in text.split("Raised the risk")[1], "an answer that moved nothing is not called a cause"
+
+
+def test_bleeding_growth_and_change_raise_the_risk_of_a_mole(classifier: Classifier) -> None:
+    """Measured on the real triage model: the answers that point to a cancer are reported as raising it."""
+    photo = np.array([0.02, 0.02, 0.05, 0.01, 0.05, 0.84, 0.01])
+    photo_ranking = [
+        {"code": c, "name": CLASS_NAMES[c], "probability": float(p)} for c, p in zip(CLASS_CODES, photo, strict=True)
+    ]
+    worrying = PatientAnswers(grew=True, changed=True, bleeds=True)
+    effects = answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, worrying)
+    assert effects and set(effects.values()) == {AnswerEffect.RAISED}
+    assert answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, PatientAnswers()) == {}
+    assert answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, None) == {}
