@@ -146,7 +146,7 @@ SENT_FILE_NAMES: dict[str, str] = {
     "image/gif": "this GIF",
     "image/svg+xml": "this SVG drawing",
 }
-SENT_FILE_FAMILIES: dict[str, str] = {"image": "this image file", "video": "this video", "audio": "this audio file"}
+SENT_FILE_FAMILIES: dict[str, str] = {"video": "this video", "audio": "this audio file"}
 
 
 def sent_name(media_kind: MediaKind, mime_type: str | None = None) -> str:
@@ -250,6 +250,7 @@ RISK_ADVICE: dict[RiskLevel, str] = {
         "in size, shape or colour, bleeds or itches, see your GP. Low risk is not no risk."
     ),
 }
+RANKING_HEADING = "What it looks most like"
 URGENT_CARE = "If the spot bleeds and the bleeding will not stop, go to urgent care now."
 
 PHOTO_KIND_SEEN: dict[PhotoKind, str] = {
@@ -332,7 +333,7 @@ def result_headline(view: PatientResult) -> str:
 
 def _ranking_section(view: PatientResult) -> str:
     lines = [f"{entry['probability']:.0%}  {escape(lesion_name(str(entry['code'])))}" for entry in view.ranking[:3]]
-    return "<b>What it looks most like</b>\n" + "\n".join(lines)
+    return f"<b>{RANKING_HEADING}</b>\n" + "\n".join(lines)
 
 
 def _answers_section(view: PatientResult) -> str | None:

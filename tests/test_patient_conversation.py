@@ -236,4 +236,4 @@ def test_a_consent_to_an_older_privacy_text_asks_again(stack: RunningStack, phot
     assert not [row for row in rows_about(stack, chat) if isinstance(row, Job)], "not analysed on the old consent"
     stack.user.tap(chat, prompt["message_id"], messages.CONSENT_AGREE_BUTTON)
     skip_questionnaire(stack.user, chat, sent["message_id"])
-    assert "Most likely lesion types" in stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
+    assert messages.RANKING_HEADING in stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]

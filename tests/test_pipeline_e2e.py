@@ -201,7 +201,7 @@ def test_album_photos_each_get_their_own_result(stack: RunningStack, photos_by_r
     for message in sent:
         skip_questionnaire(stack.user, chat, message["message_id"])
     for message in sent:
-        assert "Most likely lesion types" in stack.user.wait_for_reply(chat, message["message_id"])["text"]
+        assert messages.RANKING_HEADING in stack.user.wait_for_reply(chat, message["message_id"])["text"]
 
 
 @pytest.mark.parametrize(
@@ -279,7 +279,7 @@ def test_bad_documents_get_a_clear_reason_and_are_audited(
     consent(stack.user, chat)
     sent = stack.user.send_document(chat, content, file_name, mime_type)
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    sent_as = "this PDF" if name == "pdf" else "this image file"
+    sent_as = "this PDF" if name == "pdf" else "this file"
     assert reply["text"] == plain_text(messages.rejection(RefusalCode(code), MAX_FILE_MB, sent_as), None), stack.logs()
     job = finished_job(stack, sent["document"]["file_unique_id"])
     assert (job.status, job.error_code) == (JobStatus.REJECTED, code)
@@ -449,7 +449,7 @@ def test_download_retries_are_not_mistaken_for_lost_workers(
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     skip_questionnaire(stack.user, chat, sent["message_id"])
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
-    assert "Most likely lesion types" in reply["text"], stack.logs()
+    assert messages.RANKING_HEADING in reply["text"], stack.logs()
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.status == JobStatus.DONE
     assert job.delivery_attempts == MAX_DELIVERY_ATTEMPTS + 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import messages
 from shared.config import Settings
 from skinsense.processes import stop_process_group
 from skinsense.stack import RestartPolicy, Stack, ensure_redis, redis_persistence_warning
@@ -46,7 +47,7 @@ def test_up_runs_the_stack_on_the_sandbox_and_stops_cleanly(tmp_path: Path, data
         photo = next((data_dir / "images").glob("*.jpg")).read_bytes()
         sent = send_photo_skipping_questions(user, 77, photo)
         reply = user.wait_for_reply(77, sent["message_id"], timeout_s=120)
-        assert "Most likely lesion types" in reply["text"], log_path.read_text()[-3000:]
+        assert messages.RANKING_HEADING in reply["text"], log_path.read_text()[-3000:]
         wait_until(lambda: port_open(flower_port), 60, what="Flower")
         wait_until(lambda: any((tmp_path / "var").glob("celerybeat-schedule*")), 60, what="beat (retention purge)")
     finally:
