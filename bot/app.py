@@ -10,6 +10,7 @@ from telegram.ext import Application
 
 from bot.handlers import register_handlers
 from shared.config import Settings, get_settings
+from shared.telegram_calls import TelegramCallLimiter, telegram_request
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         .token(settings.telegram_token.get_secret_value())
         .base_url(settings.bot_api_base)
         .base_file_url(settings.bot_file_base)
+        # Every call (the "Analysing..." reply included) retried where safe, under the deployment's shared limiter.
+        .rate_limiter(TelegramCallLimiter.from_settings(settings, process="bot"))
+        .request(telegram_request())
+        .get_updates_request(telegram_request(pool_size=1))
         .concurrent_updates(8)
         .post_init(_post_init)
         .build()

@@ -10,7 +10,6 @@ from typing import Any
 
 from telegram import Update
 from telegram.constants import ParseMode
-from telegram.error import RetryAfter
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -25,7 +24,6 @@ from bot import consent, history, questionnaire
 from bot.intake import on_image_document, on_photo
 from shared import messages
 from shared.messages import MAX_FILE_MB
-from shared.metrics import TELEGRAM_FLOOD_CONTROL
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +54,6 @@ async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     # The whole traceback: shared.logs' filter blanks the token out of it (request URLs carry the token).
     log.error("error while handling an update", exc_info=context.error)
-    if isinstance(context.error, RetryAfter):
-        TELEGRAM_FLOOD_CONTROL.labels(process="bot").inc()
 
 
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

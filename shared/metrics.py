@@ -50,7 +50,11 @@ STAGE = Histogram(
     ["stage"],
     buckets=STAGE_BUCKETS,
 )
-RETRIES = Counter("skinsense_task_retries_total", "Task retries, by cause (flood_control, network)", ["cause"])
+RETRIES = Counter(
+    "skinsense_task_retries_total",
+    "Retries of tasks and of Telegram calls (shared/telegram_calls.py), by cause (flood_control, network)",
+    ["cause"],
+)
 TELEGRAM_FLOOD_CONTROL = Counter(
     "skinsense_telegram_flood_control_total", "Telegram 429 answers (RetryAfter), by process (bot, worker)", ["process"]
 )

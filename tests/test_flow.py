@@ -59,8 +59,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
 
 
 @pytest.fixture(scope="module")
-def telegram(sandbox: SandboxUser) -> Iterator[TelegramClient]:
-    client = TelegramClient.open(Settings(telegram_token=TOKEN, telegram_api_url=sandbox.api_url))  # type: ignore[arg-type]
+def telegram(sandbox: SandboxUser, redis_url: str) -> Iterator[TelegramClient]:
+    settings = Settings(telegram_token=TOKEN, telegram_api_url=sandbox.api_url, redis_url=redis_url)  # type: ignore[arg-type]
+    client = TelegramClient.open(settings)
     yield client
     client.close()
 
@@ -163,13 +164,32 @@ def test_a_redelivered_request_is_answered_once(
     assert len(edits) == 1
 
 
-def test_flood_control_on_the_reply_is_raised_for_the_task_and_the_retry_does_not_analyse_again(
+def test_flood_control_on_the_reply_is_waited_out_and_the_reply_sent_once(
     sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
 ) -> None:
     request = patient_sends(sandbox, flow, 2004, photos_by_risk["low"].read_bytes())
-    sandbox.inject_fault("editMessageText", count=1, retry_after=3)
-    with pytest.raises(RetryAfter):
-        flow.classify_and_reply(request)
+    sandbox.inject_fault("editMessageText", count=1, retry_after=2)
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    edits = [
+        c for c in sandbox.calls("editMessageText") if int(c["parameters"]["message_id"]) == request.status_message_id
+    ]
+    assert [c.get("fault") for c in edits] == ["429", None]
+    assert edits[1]["time"] - edits[0]["time"] >= 2.0, "retry_after is honoured"
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.delivery_attempts == 1 and job.replied_at is not None
+
+
+def test_flood_control_past_the_limiters_patience_is_raised_for_the_task_and_the_retry_does_not_analyse_again(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    request = patient_sends(sandbox, flow, 2008, photos_by_risk["low"].read_bytes())
+    flow.telegram.limiter.max_flood_waits = 0  # the limiter gives up at once: the Celery task retries instead
+    try:
+        sandbox.inject_fault("editMessageText", count=1, retry_after=1)
+        with pytest.raises(RetryAfter):
+            flow.classify_and_reply(request)
+    finally:
+        flow.telegram.limiter.max_flood_waits = 10
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.status == JobStatus.DONE and job.replied_at is None
     assert flow.classify_and_reply(request) == JobStatus.DONE.value
@@ -177,15 +197,18 @@ def test_flood_control_on_the_reply_is_raised_for_the_task_and_the_retry_does_no
     assert job is not None and job.delivery_attempts == 1 and job.replied_at is not None
 
 
-def test_flood_control_on_the_download_hands_the_job_back_alive(
-    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+@pytest.mark.parametrize("kind", ["429", "5xx", "drop"])
+def test_faults_on_get_file_or_the_download_are_retried_and_the_photo_analysed(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], kind: str
 ) -> None:
-    request = patient_sends(sandbox, flow, 2005, photos_by_risk["low"].read_bytes())
-    sandbox.inject_fault("getFile", count=1, retry_after=1)
-    with pytest.raises(RetryAfter):
-        flow.classify_and_reply(request)
+    chat = {"429": 2005, "5xx": 2009, "drop": 2010}[kind]
+    request = patient_sends(sandbox, flow, chat, photos_by_risk["low"].read_bytes())
+    sandbox.inject_fault("getFile", count=1, retry_after=1, kind=kind)
+    sandbox.inject_fault("download", count=2, retry_after=1, kind=kind)
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    assert messages.RANKING_HEADING in answer(sandbox, chat)
     job = flow.jobs.load(request.job_id)
-    assert job is not None and job.status == JobStatus.QUEUED, "not counted as a worker lost on it"
+    assert job is not None and job.status == JobStatus.DONE and job.error_code is None
 
 
 def test_a_photo_that_is_not_a_lesion_is_refused_with_its_text(sandbox: SandboxUser, flow: ClassificationFlow) -> None:

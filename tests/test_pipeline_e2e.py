@@ -445,10 +445,11 @@ def test_download_retries_are_not_mistaken_for_lost_workers(
 ) -> None:
     chat = 1600
     consent(stack.user, chat)
-    stack.user.inject_fault("getFile", count=MAX_DELIVERY_ATTEMPTS, retry_after=1)
+    # Each try meets more 429s than the worker's limiter waits out (10), so the task itself is retried.
+    stack.user.inject_fault("getFile", count=11 * MAX_DELIVERY_ATTEMPTS, retry_after=1)
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     skip_questionnaire(stack.user, chat, sent["message_id"])
-    reply = stack.user.wait_for_reply(chat, sent["message_id"])
+    reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=120)
     assert messages.RANKING_HEADING in reply["text"], stack.logs()
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.status == JobStatus.DONE

@@ -1,26 +1,27 @@
-"""The workers' Telegram client: python-telegram-bot's ``Bot``, driven from synchronous Celery tasks.
+"""The workers' Telegram client: python-telegram-bot's ``ExtBot``, driven from synchronous Celery tasks.
 
-Each worker process owns one event loop and one ``Bot`` on it (``TelegramClient.open``, called from
-``worker_process_init``, so never in the prefork parent); every call runs on that loop to completion. PTB's
-typed errors come through unchanged, and worker/tasks.py maps them onto the retry policy (``is_transient``):
-``RetryAfter`` waits what Telegram says, ``NetworkError``/``TimedOut`` (network trouble, 5xx) back off,
-``BadRequest``/``Forbidden`` are never retried. The token never reaches a log line (shared/logs.py).
+Each worker process owns one event loop and one ``ExtBot`` on it (``TelegramClient.open``, called from
+``worker_process_init``, so never in the prefork parent); every call runs on that loop to completion. Every
+call, the file download included, goes through the deployment's one retry policy and shared limiter
+(shared/telegram_calls.py: 429 waits exactly ``retry_after`` in every process, network errors and 5xx are
+retried where that is safe). What still fails comes through as PTB's typed errors, and worker/tasks.py maps
+them onto task retries (``is_transient``); ``BadRequest``/``Forbidden`` are never retried. The token never
+reaches a log line (shared/logs.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections.abc import Coroutine
-from datetime import timedelta
 from typing import Any, TypeVar
 
-from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
-from telegram.request import HTTPXRequest
+from telegram.ext import ExtBot
 
 from shared.config import Settings
+from shared.telegram_calls import FILE_DOWNLOAD, TelegramCallLimiter, telegram_request
+from shared.telegram_calls import retry_after_seconds as retry_after_seconds
 
 T = TypeVar("T")
 
@@ -34,18 +35,12 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, RetryAfter) or (isinstance(error, NetworkError) and not isinstance(error, BadRequest))
 
 
-def retry_after_seconds(error: RetryAfter) -> float:
-    with warnings.catch_warnings():  # PTB 22 warns that the int form will become a timedelta
-        warnings.simplefilter("ignore")
-        value = error.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
 class TelegramClient:
     """The few Bot API calls the worker makes, each run to completion on this process's event loop."""
 
-    def __init__(self, bot: Bot, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, bot: ExtBot[None], limiter: TelegramCallLimiter, loop: asyncio.AbstractEventLoop) -> None:
         self.bot = bot
+        self.limiter = limiter
         self._loop = loop
 
     @classmethod
@@ -53,23 +48,29 @@ class TelegramClient:
         if settings.telegram_token is None:
             raise RuntimeError("SKINSENSE_TELEGRAM_TOKEN is not set")
         loop = asyncio.new_event_loop()
-        bot = Bot(
+        limiter = TelegramCallLimiter.from_settings(settings, process="worker")
+        bot: ExtBot[None] = ExtBot(
             settings.telegram_token.get_secret_value(),
             base_url=settings.bot_api_base,
             base_file_url=settings.bot_file_base,
-            request=HTTPXRequest(connect_timeout=10, read_timeout=30, write_timeout=30),
+            request=telegram_request(pool_size=4),
+            rate_limiter=limiter,
         )
-        return cls(bot, loop)
+        # Only the limiter: bot.initialize() would call getMe, and a worker must start while Telegram is away.
+        loop.run_until_complete(limiter.initialize())
+        return cls(bot, limiter, loop)
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(call)
 
     def download_file(self, file_id: str, max_bytes: int) -> bytes:
-        """getFile, then the download; refuses a file over ``max_bytes`` before downloading when it can."""
+        """getFile, then the download; refuses a file over ``max_bytes`` before downloading when it can.
+        A 429 or 5xx on either is retried (PTB raises on any status but 2xx, so an error page is never
+        taken for the photo); what still fails is a ``TelegramError``, never bytes to decode."""
         telegram_file = self._run(self.bot.get_file(file_id))
         if (telegram_file.file_size or 0) > max_bytes:
             raise FileTooLarge(f"file of {telegram_file.file_size} bytes is over the limit")
-        data = bytes(self._run(telegram_file.download_as_bytearray()))
+        data = bytes(self._run(self.limiter.call(FILE_DOWNLOAD, telegram_file.download_as_bytearray)))
         if len(data) > max_bytes:
             raise FileTooLarge(f"file of {len(data)} bytes is over the limit")
         return data
@@ -89,4 +90,5 @@ class TelegramClient:
 
     def close(self) -> None:
         self._run(self.bot.shutdown())
+        self._run(self.limiter.shutdown())
         self._loop.close()

@@ -250,7 +250,9 @@ class BotApi:
             try:
                 _raise_before_executing(fault)
             except BotApiError as error:
-                body = {"ok": False, "error_code": error.status, "description": error.description}
+                body: dict[str, Any] = {"ok": False, "error_code": error.status, "description": error.description}
+                if error.parameters:
+                    body["parameters"] = error.parameters
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
                 return web.json_response(body, status=error.status, headers=headers)
         for stored in self.state.files.values():

@@ -1,0 +1,177 @@
+"""The one retry policy and shared limiter of every Telegram call (shared/telegram_calls.py), against the sandbox
+and a real Redis: 429 waits exactly retry_after and pauses every process, sends are repeated only when they
+never arrived, 4xx are never repeated, the per-chat budget spaces messages out."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+from telegram.error import BadRequest
+from telegram.ext import ExtBot
+
+from shared.telegram_calls import OutcomeUnknown, TelegramCallLimiter, telegram_request
+from tests.auxil.sandbox_user import SandboxUser
+from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+
+TOKEN = "7373:telegram-calls-token"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
+    port = free_port()
+    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
+    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("calls-sandbox"))
+    try:
+        wait_until(lambda: port_open(port), 30, what="sandbox")
+        yield SandboxUser(f"http://127.0.0.1:{port}")
+    finally:
+        child.stop()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A deployment of its own per test: pauses and budgets of one test never hold another."""
+    return f"test-{uuid.uuid4().hex[:8]}:"
+
+
+def a_process(sandbox: SandboxUser, redis_url: str, key_prefix: str, name: str) -> ExtBot[None]:
+    """What the bot and each worker build: an ExtBot with its own limiter and Redis connection."""
+    limiter = TelegramCallLimiter(redis_url=redis_url, key_prefix=key_prefix, chat_hash_key="k", process=name)
+    return ExtBot(
+        TOKEN,
+        base_url=f"{sandbox.api_url}/bot",
+        base_file_url=f"{sandbox.api_url}/file/bot",
+        request=telegram_request(),
+        rate_limiter=limiter,
+    )
+
+
+def run(*bots: ExtBot[None], work: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        for bot in bots:
+            assert bot.rate_limiter is not None
+            await bot.rate_limiter.initialize()
+        try:
+            return await work()
+        finally:
+            for bot in bots:
+                await bot.shutdown()
+                assert bot.rate_limiter is not None
+                await bot.rate_limiter.shutdown()
+
+    return asyncio.run(main())
+
+
+def sent_texts(sandbox: SandboxUser, chat: int) -> list[str]:
+    return [str(m.get("text")) for m in sandbox.bot_messages(chat)]
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_429_in_one_process_pauses_the_other_for_exactly_retry_after(
+    sandbox: SandboxUser, redis_url: str, key_prefix: str
+) -> None:
+    first, second = (a_process(sandbox, redis_url, key_prefix, name) for name in ("bot", "worker"))
+    sandbox.inject_fault("sendMessage", count=1, retry_after=3)
+    floods_before = counter("skinsense_telegram_flood_control_total", process="bot")
+
+    async def work() -> None:
+        told = asyncio.create_task(first.send_message(4001, "held by flood control"))
+        await asyncio.to_thread(
+            wait_until, lambda: [c for c in sandbox.calls("sendMessage") if c.get("fault") == "429"], 20, what="429"
+        )
+        await asyncio.sleep(0.5)  # the pause is in Redis by now
+        await second.send_chat_action(4002, "typing")
+        await told
+
+    run(first, second, work=work)
+    refused = next(c for c in sandbox.calls("sendMessage") if c.get("fault") == "429")
+    retried = [c for c in sandbox.calls("sendMessage") if int(c["parameters"]["chat_id"]) == 4001][-1]
+    other = [c for c in sandbox.calls("sendChatAction") if int(c["parameters"]["chat_id"]) == 4002][-1]
+    assert retried["time"] - refused["time"] >= 3.0 - 0.05, "the told process waits retry_after"
+    assert other["time"] - refused["time"] >= 3.0 - 0.05, "the other process waits too"
+    assert sent_texts(sandbox, 4001) == ["held by flood control"]
+    assert counter("skinsense_telegram_flood_control_total", process="bot") == floods_before + 1
+    pause = redis.Redis.from_url(redis_url).pttl(f"{key_prefix}skinsense:telegram:paused-until")
+    assert pause == -2 or 0 < pause <= 1000, "the pause key expires just after the pause"
+
+
+def test_a_send_refused_by_a_5xx_is_sent_again_once_delivered(
+    sandbox: SandboxUser, redis_url: str, key_prefix: str
+) -> None:
+    bot = a_process(sandbox, redis_url, key_prefix, "bot")
+    sandbox.inject_fault("sendMessage", count=2, kind="5xx", status=502)
+    retries_before = counter("skinsense_task_retries_total", cause="network")
+    run(bot, work=lambda: bot.send_message(4003, "after two 502s"))
+    assert sent_texts(sandbox, 4003) == ["after two 502s"]
+    assert counter("skinsense_task_retries_total", cause="network") == retries_before + 2
+
+
+def test_a_send_whose_answer_was_lost_is_not_repeated(sandbox: SandboxUser, redis_url: str, key_prefix: str) -> None:
+    bot = a_process(sandbox, redis_url, key_prefix, "bot")
+    sandbox.inject_fault("sendMessage", count=1, kind="drop")
+    with pytest.raises(OutcomeUnknown):
+        run(bot, work=lambda: bot.send_message(4004, "delivered, answer lost"))
+    assert sent_texts(sandbox, 4004) == ["delivered, answer lost"], "no blind duplicate"
+
+
+def test_an_edit_whose_answer_was_lost_is_repeated(sandbox: SandboxUser, redis_url: str, key_prefix: str) -> None:
+    bot = a_process(sandbox, redis_url, key_prefix, "bot")
+
+    async def work() -> Any:
+        message = await bot.send_message(4005, "analysing")
+        sandbox.inject_fault("editMessageText", count=1, kind="drop")
+        sandbox.inject_fault("editMessageText", count=1, kind="5xx")
+        try:
+            return await bot.edit_message_text("the result", chat_id=4005, message_id=message.message_id)
+        except BadRequest as error:  # the lost first edit did take effect
+            return error.message
+
+    outcome = run(bot, work=work)
+    assert sent_texts(sandbox, 4005) == ["the result"]
+    assert "not modified" in str(outcome)
+
+
+def test_a_bad_request_is_not_repeated(sandbox: SandboxUser, redis_url: str, key_prefix: str) -> None:
+    bot = a_process(sandbox, redis_url, key_prefix, "bot")
+    before = len(sandbox.calls("editMessageText"))
+    with pytest.raises(BadRequest):
+        run(bot, work=lambda: bot.edit_message_text("x", chat_id=4006, message_id=987654))
+    assert len(sandbox.calls("editMessageText")) == before + 1
+
+
+def test_messages_to_one_chat_are_spaced_by_the_shared_budget(
+    sandbox: SandboxUser, redis_url: str, key_prefix: str
+) -> None:
+    first, second = (a_process(sandbox, redis_url, key_prefix, name) for name in ("bot", "worker"))
+
+    async def work() -> None:
+        sends = [bot.send_message(4007, f"message {n}") for n, bot in enumerate([first, second] * 3)]
+        await asyncio.gather(*sends)
+
+    run(first, second, work=work)
+    times = sorted(c["time"] for c in sandbox.calls("sendMessage") if int(c["parameters"]["chat_id"]) == 4007)
+    assert len(times) == 6
+    # A burst of three, then one a second, whichever process sends: the sixth leaves 3 s after the first.
+    assert times[5] - times[0] >= 3.0 - 0.05
+
+
+def test_without_redis_the_calls_still_go_out(sandbox: SandboxUser) -> None:
+    limiter = TelegramCallLimiter(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", key_prefix="", chat_hash_key="k", process="bot"
+    )
+    bot: ExtBot[None] = ExtBot(
+        TOKEN, base_url=f"{sandbox.api_url}/bot", request=telegram_request(), rate_limiter=limiter
+    )
+    sandbox.inject_fault("sendMessage", count=1, retry_after=1)
+    run(bot, work=lambda: bot.send_message(4008, "no redis"))
+    assert sent_texts(sandbox, 4008) == ["no redis"]
