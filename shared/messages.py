@@ -251,6 +251,9 @@ RISK_ADVICE: dict[RiskLevel, str] = {
     ),
 }
 RANKING_HEADING = "What it looks most like"
+EXPLANATION_CAPTION = (
+    "Why: warm colours on your photo show the areas that weighed most for {top}; the bars show how likely each type is."
+)
 URGENT_CARE = "If the spot bleeds and the bleeding will not stop, go to urgent care now."
 
 PHOTO_KIND_SEEN: dict[PhotoKind, str] = {

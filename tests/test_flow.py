@@ -16,6 +16,7 @@ from PIL import Image
 from telegram.error import RetryAfter
 
 from models.answer_effects import answer_effects
+from models.explain import CHART_WIDTH, PANEL
 from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
@@ -40,6 +41,7 @@ from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow
+from worker.replies import explanation_caption
 from worker.telegram import TelegramClient
 
 TOKEN = "6262:flow-test-token"
@@ -114,7 +116,22 @@ def patient_sends(
 
 
 def answer(sandbox: SandboxUser, chat: int) -> str:
-    return str(sandbox.bot_messages(chat)[-1]["text"])
+    """The bot's last text in the chat (the result, refusal or apology; an explanation picture may follow)."""
+    return str([m for m in sandbox.bot_messages(chat) if "text" in m][-1]["text"])
+
+
+def pictures(sandbox: SandboxUser, chat: int) -> list[Image.Image]:
+    """The photos the bot sent to the chat (explanation pictures), downloaded as the patient would."""
+    found: list[Image.Image] = []
+    for message in sandbox.bot_messages(chat):
+        if message.get("photo"):
+            found.append(Image.open(io.BytesIO(download(sandbox, message["photo"][-1]["file_id"]))))
+    return found
+
+
+def download(sandbox: SandboxUser, file_id: str) -> bytes:
+    described = sandbox.http.get(f"/bot{TOKEN}/getFile", params={"file_id": file_id}).json()["result"]
+    return sandbox.http.get(f"/file/bot{TOKEN}/{described['file_path']}").content
 
 
 def queued_alerts(redis_url: str) -> list[NotifyCliniciansRequest]:
@@ -135,6 +152,15 @@ def test_a_low_risk_photo_gets_its_result_and_no_alert(
     assert job.photo_kind is not None
     measured = flow.classifier.metadata.kinds[PhotoKind(job.photo_kind)].malignant_told_low_per_100
     assert job.malignant_told_low_per_100 == measured and f"about {round(measured)} in 100" in answer(sandbox, 2001)
+    (picture,) = pictures(sandbox, 2001)
+    assert picture.format == "JPEG" and picture.size == (PANEL + CHART_WIDTH, PANEL), "the explanation picture"
+    messages_in_order = sandbox.bot_messages(2001)
+    assert "text" in messages_in_order[-2] and messages_in_order[-1].get("photo"), "the picture follows the result"
+    assert messages_in_order[-1]["caption"] == plain_text(explanation_caption(job), "HTML")
+    actions = [c["parameters"] for c in sandbox.calls("sendChatAction")]
+    assert {"chat_id": 2001, "action": "upload_photo"} in [
+        {"chat_id": int(a["chat_id"]), "action": a["action"]} for a in actions
+    ], "the patient sees the picture being prepared"
     assert queued_alerts(redis_url) == []
 
 
@@ -289,7 +315,9 @@ def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_the
     assert answer(sandbox, 2102) == messages.ANALYSING, "no reply before the answers"
     assert [r.job_id for r in awaited] == [request.job_id], "the timeout is queued"
     flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)  # the bot, at the last answer
+    assert flow.kept_photos.take(request.job_id) is not None, "kept for its picture"  # as if another process
     assert flow.finalize(awaited[0]) == JobStatus.DONE.value
+    assert len(pictures(sandbox, 2102)) == 1, "the photo is downloaded again for its picture"
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.photo_ranking is not None and job.photo_kind is not None and job.risk is not None
     assert job.ranking is not None

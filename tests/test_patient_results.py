@@ -3,14 +3,17 @@ Celery worker, SQLite): the result's wording, /about, /history and /delete."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlmodel import Session, select
 
 from models.data import image_path
+from models.explain import CHART_WIDTH, PANEL
 from models.inference import ARTIFACT_DIR, Classifier
 from models.screening import screen_photo
 from shared import messages
@@ -22,7 +25,7 @@ from shared.retention import PURGED_CHAT_REF
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import answer_questionnaire, consent, send_photo_skipping_questions
 from tests.auxil.services import wait_until
-from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
+from tests.auxil.stack import BOT_TOKEN, CHAT_HASH_KEY, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +99,26 @@ def test_an_alert_reads_as_the_policy_says_with_plain_names_advice_and_reliabili
     assert f"misses about {round(measured)} in 100 skin cancers" in text, "the figure from the artifact"
     assert messages.PHOTO_KIND_SEEN[job.photo_kind] in text
     assert text.count("not a diagnosis") == 1 + (finding == MelanomaFinding.LIKELY) and text.endswith("/about")
+
+    picture = explanation_picture_after(stack, chat, sent["message_id"])
+    assert picture.format == "JPEG" and picture.size == (PANEL + CHART_WIDTH, PANEL)
+    picture.load()  # the whole image decodes
+
+
+def explanation_picture_after(stack: RunningStack, chat: int, photo_message_id: int) -> Image.Image:
+    """The explanation picture the bot sent after its result for a photo, downloaded as the patient would."""
+    result = stack.user.wait_for_reply(chat, photo_message_id, timeout_s=90)
+
+    def sent() -> dict[str, Any] | None:
+        return next(
+            (m for m in stack.user.bot_messages(chat) if m["message_id"] > result["message_id"] and m.get("photo")),
+            None,
+        )
+
+    message = wait_until(sent, 60, what="the explanation picture")
+    http = stack.user.http
+    described = http.get(f"/bot{BOT_TOKEN}/getFile", params={"file_id": message["photo"][-1]["file_id"]}).json()
+    return Image.open(io.BytesIO(http.get(f"/file/bot{BOT_TOKEN}/{described['result']['file_path']}").content))
 
 
 def test_the_answers_that_moved_the_risk_are_named(

@@ -16,9 +16,10 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from models.inference import Classifier
@@ -51,6 +52,8 @@ class ClassificationFlow:
 
     # The questionnaire's timeout: finalize this job later with whatever was answered by then.
     await_answers: Callable[[FinalizeResultRequest], None]
+    # Analysed photos kept for their explanation picture (worker/replies.py).
+    kept_photos: replies.KeptPhotos = field(default_factory=replies.KeptPhotos)
 
     def classify_and_reply(self, request: ClassifyPhotoRequest) -> str:
         """Analyse the photo unless an earlier delivery did. A refusal is answered at once; a result waits for
@@ -116,6 +119,7 @@ class ClassificationFlow:
                 NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind)
             )
         self._reply(request, replies.patient_text(job))
+        self._send_explanation(request, job)
         try:
             self._mark_replied(job.id)
         except IllegalTransition:
@@ -124,6 +128,24 @@ class ClassificationFlow:
                 return "duplicate"  # a concurrent finalize answered the same text first
             raise
         return job.status.value
+
+    def _send_explanation(self, request: FinalizeResultRequest, job: Job) -> None:
+        """The explanation picture, after the result's text (worker/replies.py). Before the job is marked
+        replied, so that Telegram's transient errors retry it with the task (the text edit is then a no-op)."""
+        self.telegram.send_chat_action(request.chat_id, ChatAction.UPLOAD_PHOTO)
+        photo = self.kept_photos.take(job.id)
+        if photo is None:
+            try:
+                with timed("download"):
+                    photo = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
+            except (TelegramError, FileTooLarge) as error:
+                if is_transient(error):
+                    raise
+                log.warning("job %s: photo gone before its explanation picture (%s)", job.id, type(error).__name__)
+                return
+        picture = replies.explanation(self.classifier, photo, job)
+        if picture is not None:
+            self.telegram.send_picture(request.chat_id, picture, replies.explanation_caption(job))
 
     def _analyse(self, request: ClassifyPhotoRequest, job: Job) -> Job:
         job = self.jobs.mark_running(job.id)
@@ -140,6 +162,7 @@ class ClassificationFlow:
             reason = f"Telegram refused the download: {error.message}"[:500]
             return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
         image_sha256 = hashlib.sha256(data).hexdigest()
+        self.kept_photos.keep(job.id, data)
         try:
             with timed("screening"):  # decode, gates and model: one call (models/screening.py)
                 prediction = screen_photo(data, self.classifier)

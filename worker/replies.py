@@ -4,17 +4,25 @@ wording lives in shared/messages.py), and the details the result quotes that onl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from models.answer_effects import answer_effects
+from models.explain import explanation_picture
 from models.inference import Classifier
 from shared import messages
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind
 from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
+from shared.metrics import timed
 from shared.outcomes import RefusalCode
 from shared.results import patient_result
+
+log = logging.getLogger(__name__)
+KEPT_PHOTOS = 4  # photos kept in memory per worker process for their explanation picture (10 MB at most each)
 
 
 @dataclass(frozen=True)
@@ -40,3 +48,38 @@ def patient_text(job: Job) -> str:
         assert isinstance(job.error_code, RefusalCode)
         return messages.rejection(job.error_code, MAX_FILE_MB, messages.sent_name(MediaKind(job.media_kind)))
     return messages.result(patient_result(job))
+
+
+def explanation_caption(job: Job) -> str:
+    assert job.ranking is not None
+    return messages.EXPLANATION_CAPTION.format(top=messages.everyday_name(str(job.ranking[0]["code"])))
+
+
+def explanation(classifier: Classifier, photo: bytes, job: Job) -> bytes | None:
+    """The explanation picture (JPEG) of an analysed job's photo, or None if it cannot be drawn: the result has
+    already gone out, so a picture that fails is logged, never the patient's problem."""
+    assert job.ranking is not None and job.photo_kind is not None
+    try:
+        with timed("explanation"):
+            return explanation_picture(photo, classifier, job.ranking, PhotoKind(job.photo_kind))
+    except Exception as error:  # the text result stands on its own
+        log.warning("job %s: no explanation picture (%s)", job.id, type(error).__name__)
+        return None
+
+
+@dataclass
+class KeptPhotos:
+    """The last few analysed photos of this worker process, by job id, so that a result finalized right after
+    its analysis (the questionnaire closed first) draws its picture without downloading the photo again; a
+    result finalized later (the timeout, another process) downloads it again. Memory only, never on disk."""
+
+    capacity: int = KEPT_PHOTOS
+    _photos: OrderedDict[uuid.UUID, bytes] = field(default_factory=OrderedDict)
+
+    def keep(self, job_id: uuid.UUID, photo: bytes) -> None:
+        self._photos[job_id] = photo
+        while len(self._photos) > self.capacity:
+            self._photos.popitem(last=False)
+
+    def take(self, job_id: uuid.UUID) -> bytes | None:
+        return self._photos.pop(job_id, None)

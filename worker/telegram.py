@@ -88,6 +88,15 @@ class TelegramClient:
     def send_document(self, chat_id: int, file_id: str, caption: str) -> None:
         self._run(self.bot.send_document(chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML))
 
+    def send_picture(self, chat_id: int, picture: bytes, caption: str) -> int:
+        """Uploads a picture we made (the explanation picture) as a photo; returns its message id."""
+        message = self._run(self.bot.send_photo(chat_id, picture, caption=caption, parse_mode=ParseMode.HTML))
+        return message.message_id
+
+    def send_chat_action(self, chat_id: int, action: str) -> None:
+        """ "upload_photo" and the like: what the patient sees the bot doing while it prepares a reply."""
+        self._run(self.bot.send_chat_action(chat_id, action))
+
     def close(self) -> None:
         self._run(self.bot.shutdown())
         self._run(self.limiter.shutdown())
