@@ -24,7 +24,9 @@ from shared.queue import ClassifyPhotoRequest, enqueue_classification
 from shared.rate_limit import get_photo_rate_limit
 
 log = logging.getLogger(__name__)
-ACCEPTED_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"})
+ACCEPTED_IMAGE_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/heic", "image/heif"}
+)
 
 
 @dataclass(frozen=True)

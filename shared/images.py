@@ -13,7 +13,26 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 # 50 megapixels is far beyond any phone camera; anything above is treated as a decompression bomb.
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 64
-ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO"})
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO", "HEIF"})
+# HEIC/HEIF (iPhones' photos, sent as files) are ISO media files whose first box is "ftyp" with one of these brands.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+
+
+def _register_heif() -> bool:
+    """Teach Pillow HEIC/HEIF through pillow-heif (libheif), where it is installed; False where it is not."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_READABLE = _register_heif()
+
+
+def is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
 
 
 class UnreadableImage(Exception):
@@ -31,6 +50,8 @@ def decode_image(data: bytes) -> Image.Image:
         raise UnreadableImage("empty", "the file is empty")
     if len(data) > MAX_FILE_BYTES:
         raise UnreadableImage("too_large", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    if not HEIF_READABLE and is_heif(data):
+        raise UnreadableImage("unsupported_format", "a HEIC/HEIF photo, and no HEIF decoder is installed here")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -9,7 +9,10 @@ import zlib
 import pytest
 from PIL import Image
 
-from shared.images import MAX_FILE_BYTES, UnreadableImage, decode_image
+from shared import images, messages
+from shared.audit import MediaKind
+from shared.images import MAX_FILE_BYTES, UnreadableImage, decode_image, is_heif
+from shared.outcomes import RefusalCode
 
 
 def encoded(image: Image.Image, fmt: str = "JPEG") -> bytes:
@@ -52,3 +55,24 @@ def test_bad_files_are_refused_with_a_reason(content: bytes, code: str) -> None:
 def test_good_photo_decodes_fully() -> None:
     image = decode_image(encoded(Image.new("RGB", (320, 240), (180, 120, 100))))
     assert image.size == (320, 240)
+
+
+def test_an_iphone_heic_photo_decodes_like_any_other() -> None:
+    image = Image.new("RGB", (320, 240), (180, 120, 100))
+    data = encoded(image, "HEIF")
+    assert is_heif(data), "an ISO media file of the HEIF family"
+    decoded = decode_image(data)
+    assert (decoded.format, decoded.size) == ("HEIF", (320, 240))
+
+
+def test_where_no_heif_decoder_is_installed_a_heic_photo_is_asked_as_a_photo_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Platforms without libheif wheels: the refusal says to send it as a photo (RefusalCode.UNSUPPORTED_FORMAT)."""
+    data = encoded(Image.new("RGB", (320, 240), (180, 120, 100)), "HEIF")
+    monkeypatch.setattr(images, "HEIF_READABLE", False)
+    with pytest.raises(UnreadableImage) as caught:
+        decode_image(data)
+    assert caught.value.code == "unsupported_format" and "HEIC" in caught.value.reason
+    assert "send it as a photo instead" in messages.rejection(RefusalCode.UNSUPPORTED_FORMAT, 10, "this HEIC photo")
+    assert messages.sent_name(MediaKind.DOCUMENT, "image/heic") == "this HEIC photo"

@@ -23,7 +23,7 @@ from shared.labels import MELANOMA, MelanomaFinding
 from shared.results import patient_result
 from shared.retention import PURGED_CHAT_REF
 from skinsense.sandbox import plain_text
-from tests.auxil.patient import answer_questionnaire, consent, send_photo_skipping_questions
+from tests.auxil.patient import answer_questionnaire, consent, send_photo_skipping_questions, skip_questionnaire
 from tests.auxil.services import wait_until
 from tests.auxil.stack import BOT_TOKEN, CHAT_HASH_KEY, RunningStack, running_stack
 
@@ -216,3 +216,17 @@ def test_history_and_delete_answer_a_patient_who_never_consented(stack: RunningS
     question = stack.user.wait_for_button(chat, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
     assert "0 analyses" in question["text"]
     assert not [m for m in stack.user.bot_messages(chat) if messages.CONSENT_AGREE_BUTTON in str(m.get("reply_markup"))]
+
+
+def test_an_iphone_heic_file_is_analysed(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+    chat = 3107
+    consent(stack.user, chat)
+    heic = io.BytesIO()
+    Image.open(photos_by_risk["low"]).save(heic, "HEIF", quality=95)
+    sent = stack.user.send_document(chat, heic.getvalue(), "IMG_0042.HEIC", "image/heic")
+    skip_questionnaire(stack.user, chat, sent["message_id"])
+    text = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
+    assert messages.RANKING_HEADING in text, stack.logs()
+    job = answered_job(stack, sent["document"]["file_unique_id"])
+    assert job.status == JobStatus.DONE and text == plain_text(messages.result(patient_result(job)), "HTML")
+    assert explanation_picture_after(stack, chat, sent["message_id"]).format == "JPEG"
