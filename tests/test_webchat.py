@@ -31,14 +31,13 @@ from shared.audit import Job
 from shared.questionnaire import AgeRange
 from skinsense.sandbox import plain_text
 from skinsense.sandbox.webchat import STATIC_DIR
-from tests.auxil.patient import questionnaire_for
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from tests.auxil.stack import CLINICIANS, RunningStack, running_stack
 
 T = TypeVar("T")
 TOKEN = "2222:webchat-test-token"
-PAGE_WAIT_S = 60  # generous: the machine running the suite may be busy
+PAGE_WAIT_S = 120  # generous: the machine running the suite may be busy (timeouts, never timings asserted)
 
 
 # ---- the browser -------------------------------------------------------------------------------------------
@@ -186,7 +185,7 @@ def sent_by_patient(user: SandboxUser, chat_id: int, kind: str, count: int = 1) 
         found = [m for m in user.messages(chat_id) if kind in m and not m["from_bot"]]
         return found[:count] if len(found) >= count else None
 
-    return wait_until(arrived, 30, what=f"{count} {kind} message(s) from the page in chat {chat_id}")
+    return wait_until(arrived, PAGE_WAIT_S, what=f"{count} {kind} message(s) from the page in chat {chat_id}")
 
 
 def bot_call(sandbox: str, method: str, **parameters: Any) -> dict[str, Any]:
@@ -322,6 +321,28 @@ def test_the_page_sends_text_albums_and_files_presses_buttons_and_shows_edits_li
     assert browser.title == "SkinSense sandbox chat", "no script from a message ran"
 
 
+def test_the_bots_telegram_html_is_shown_formatted_and_nothing_in_it_runs(
+    sandbox: str, browser: webdriver.Chrome
+) -> None:
+    chat = 2004
+    html = (
+        '🩺 <b>Question 1</b> of <i>9</i>: <a href="javascript:document.title=2">not a link</a>, '
+        '<a href="https://example.org/help">help</a>, <code>&lt;img src=x onerror=alert(1)&gt;</code>'
+    )
+    sent = bot_call(sandbox, "sendMessage", chat_id=chat, text=html, parse_mode="HTML")
+    assert sent["text"] == "🩺 Question 1 of 9: not a link, help, <img src=x onerror=alert(1)>"
+    assert sent["entities"][0] == {"type": "bold", "offset": 3, "length": 10}, "offsets in UTF-16 code units"
+    browser.get(f"{sandbox}/#{chat}")
+    shown = wait_for(browser, lambda: bubble(browser, sent["message_id"]), "the formatted message")
+    assert bubble_text(shown) == normalised(sent["text"])
+    assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text strong")] == ["Question 1"]
+    assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text em")] == ["9"]
+    assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text code")] == ["<img src=x onerror=alert(1)>"]
+    links = shown.find_elements(By.CSS_SELECTOR, ".text a")
+    assert [(a.text, a.get_attribute("href")) for a in links] == [("help", "https://example.org/help")]
+    assert shown.find_elements(By.TAG_NAME, "img") == [] and browser.title == "SkinSense sandbox chat"
+
+
 # ---- the whole stack: a patient's photo to a result, all from the page ---------------------------------------
 
 
@@ -355,7 +376,7 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
     try:
         browser.get(f"{user.api_url}/#{chat}")
         type_and_send(browser, "/start")
-        agree = user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON)
+        agree = user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, timeout_s=PAGE_WAIT_S)
         press(browser, agree["message_id"], messages.CONSENT_AGREE_BUTTON)
         consented = messages.CONSENT_GIVEN
         wait_for(
@@ -364,13 +385,14 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
 
         attach_and_send(browser, photos_by_risk["alert"])
         sent = sent_by_patient(user, chat, "photo")[0]
-        questions = questionnaire_for(user, chat, sent["message_id"])
+        # The questionnaire: the first message after the photo with a "Skip" button (tests/auxil/patient.py)
+        questions = user.wait_for_button(chat, messages.SKIP_BUTTON, after_id=sent["message_id"], timeout_s=PAGE_WAIT_S)
         for label in ANSWER_TAPS:
             press(browser, questions["message_id"], label)
         done = plain_text(messages.QUESTIONNAIRE_DONE, "HTML")
         wait_for(browser, lambda: bubble_reading(browser, questions["message_id"], done), "the questionnaire to close")
 
-        reply = user.wait_for_reply(chat, sent["message_id"], timeout_s=120)
+        reply = user.wait_for_reply(chat, sent["message_id"], timeout_s=PAGE_WAIT_S)
         shown = wait_for(browser, lambda: bubble_reading(browser, reply["message_id"], reply["text"]), "the result")
         assert "edited" in shown.text, "the 'Analysing' message was edited into the result, live"
         with Session(stack.engine) as session:
@@ -388,7 +410,7 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
 
         # The melanoma alert reaches the clinicians: their chat, picked in the sidebar, shows it with the photo.
         clinician = CLINICIANS[0]
-        alert = wait_until(lambda: user.bot_messages(clinician), 60, what="the clinician alert")[-1]
+        alert = wait_until(lambda: user.bot_messages(clinician), PAGE_WAIT_S, what="the clinician alert")[-1]
         chat_link = f"button[data-chat-id='{clinician}']"
         wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, chat_link), "the clinician chat")[0].click()
         shown_alert = wait_for(browser, lambda: bubble(browser, alert["message_id"]), "the alert in the page")

@@ -22,7 +22,7 @@ from skinsense.sandbox.state import (
     InjectedFault,
     SandboxState,
     bot_user,
-    plain_text,
+    formatted_text,
 )
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,8 @@ class BotApi:
 
     async def method_sendmessage(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         chat_id = _int(p, "chat_id")
-        text = _text(p, "text", MAX_TEXT, "message text")
-        content: dict[str, Any] = {"text": text}
+        text, entities = _text(p, "text", MAX_TEXT, "message text")
+        content: dict[str, Any] = {"text": text, **({"entities": entities} if entities else {})}
         reply_to = _reply_to(p)
         if reply_to is not None:
             content["reply_to_message"] = self.state.find_message(chat_id, reply_to)
@@ -175,7 +175,7 @@ class BotApi:
         message = self.state.find_message(_int(p, "chat_id"), _int(p, "message_id"))
         if message["from"]["id"] != BOT_USER_ID:
             raise BotApiError(400, "Bad Request: message can't be edited")
-        text = _text(p, "text", MAX_TEXT, "message text")
+        text, entities = _text(p, "text", MAX_TEXT, "message text")
         markup = p.get("reply_markup")  # like Telegram: an edit without it removes the inline keyboard
         if text == message.get("text") and markup == message.get("reply_markup"):
             raise BotApiError(
@@ -185,6 +185,10 @@ class BotApi:
             )
         message.setdefault("edits", []).append(message.get("text"))
         message["text"] = text
+        if entities:
+            message["entities"] = entities
+        else:
+            message.pop("entities", None)
         if markup is None:
             message.pop("reply_markup", None)
         else:
@@ -197,7 +201,9 @@ class BotApi:
         data = self._input_file(p, uploads, "photo")
         content: dict[str, Any] = {"photo": self.state.photo_sizes(data)}
         if p.get("caption"):
-            content["caption"] = _text(p, "caption", MAX_CAPTION, "message caption")
+            content["caption"], entities = _text(p, "caption", MAX_CAPTION, "message caption")
+            if entities:
+                content["caption_entities"] = entities
         return self.state.bot_message(chat_id, content)
 
     async def method_senddocument(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
@@ -208,7 +214,9 @@ class BotApi:
             "document": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": len(data)}
         }
         if p.get("caption"):
-            content["caption"] = _text(p, "caption", MAX_CAPTION, "message caption")
+            content["caption"], entities = _text(p, "caption", MAX_CAPTION, "message caption")
+            if entities:
+                content["caption_entities"] = entities
         return self.state.bot_message(chat_id, content)
 
     async def method_sendchataction(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
@@ -308,14 +316,15 @@ def _truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
-def _text(p: dict[str, Any], name: str, limit: int, what: str) -> str:
+def _text(p: dict[str, Any], name: str, limit: int, what: str) -> tuple[str, list[dict[str, Any]]]:
+    """The text (or caption) as the message shows it, and its formatting entities (parse_mode HTML)."""
     raw = p.get(name)
     if raw is None or str(raw).strip() == "":
         raise BotApiError(400, f"Bad Request: {what} is empty")
-    text = plain_text(str(raw), p.get("parse_mode"))
+    text, entities = formatted_text(str(raw), p.get("parse_mode"))
     if len(text) > limit:
         raise BotApiError(400, f"Bad Request: {what} is too long")
-    return text
+    return text, entities
 
 
 def _reply_to(p: dict[str, Any]) -> int | None:

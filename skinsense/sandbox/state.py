@@ -10,7 +10,6 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -46,37 +45,89 @@ class BotApiError(Exception):
         self.parameters = parameters
 
 
+# Telegram-HTML tags and the message entity each becomes (https://core.telegram.org/bots/api#formatting-options)
+_ENTITY_TYPES = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "code": "code",
+    "pre": "pre",
+    "a": "text_link",
+    "tg-spoiler": "spoiler",
+    "blockquote": "blockquote",
+}
+
+
+def _utf16_length(text: str) -> int:
+    """Entity offsets and lengths count UTF-16 code units, as Telegram does."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 class _HtmlChecker(HTMLParser):
-    """Checks Telegram-HTML the way the server does (known tags, balanced) and collects the plain text."""
+    """Checks Telegram-HTML the way the server does (known tags, balanced), collects the plain text and the
+    formatting as message entities, as Telegram returns them."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
+        super().__init__(convert_charrefs=True)  # the data arrives with &lt; &amp; ... already decoded
+        self.stack: list[tuple[str, dict[str, str | None], int]] = []  # tag, attributes, offset where it began
         self.text: list[str] = []
+        self.length = 0
+        self.entities: list[dict[str, Any]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in HTML_TAGS:
             raise BotApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"')
-        self.stack.append(tag)
+        self.stack.append((tag, dict(attrs), self.length))
 
     def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
+        if not self.stack or self.stack[-1][0] != tag:
             raise BotApiError(400, f'Bad Request: can\'t parse entities: Unexpected end tag "{tag}"')
-        self.stack.pop()
+        _, attrs, offset = self.stack.pop()
+        if tag == "code" and self.stack and self.stack[-1][0] == "pre":  # <pre><code class="language-x">: one entity
+            language = (attrs.get("class") or "").removeprefix("language-")
+            if language:
+                self.stack[-1][1]["language"] = language
+            return
+        entity_type = _ENTITY_TYPES.get(tag)
+        if tag == "span" and attrs.get("class") == "tg-spoiler":
+            entity_type = "spoiler"
+        if tag == "blockquote" and "expandable" in attrs:
+            entity_type = "expandable_blockquote"
+        length = self.length - offset
+        if entity_type is None or length == 0 or (tag == "a" and not attrs.get("href")):
+            return
+        entity: dict[str, Any] = {"type": entity_type, "offset": offset, "length": length}
+        if tag == "a":
+            entity["url"] = attrs["href"]
+        if tag == "pre" and attrs.get("language"):
+            entity["language"] = attrs["language"]
+        self.entities.append(entity)
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        self.length += _utf16_length(data)
 
 
-def plain_text(text: str, parse_mode: str | None) -> str:
+def formatted_text(text: str, parse_mode: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """The text a message shows and its formatting entities, from text in ``parse_mode`` (HTML or none)."""
     if (parse_mode or "").upper() != "HTML":
-        return text
+        return text, []
     checker = _HtmlChecker()
     checker.feed(text)
     checker.close()
     if checker.stack:
-        raise BotApiError(400, f'Bad Request: can\'t parse entities: unclosed tag "{checker.stack[-1]}"')
-    return unescape("".join(checker.text))
+        raise BotApiError(400, f'Bad Request: can\'t parse entities: unclosed tag "{checker.stack[-1][0]}"')
+    return "".join(checker.text), sorted(checker.entities, key=lambda e: (e["offset"], -e["length"]))
+
+
+def plain_text(text: str, parse_mode: str | None) -> str:
+    return formatted_text(text, parse_mode)[0]
 
 
 @dataclass
