@@ -25,6 +25,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlmodel import Session, select
 
+from models.explain import CHART_WIDTH, PANEL
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Job
@@ -402,10 +403,16 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
         assert job.answers == ANSWERS.model_dump(mode="json"), "the answers pressed in the page reached the audit"
 
         assert shown_picture(browser, sent["photo"][-1]["file_id"]) == Image.open(photos_by_risk["alert"]).size
-        # Pictures the bot sent with the result (the explanation picture): each is shown.
-        for picture in [m for m in user.bot_messages(chat) if "photo" in m]:
-            width, height = shown_picture(browser, picture["photo"][-1]["file_id"])
-            assert (width, height) == (picture["photo"][-1]["width"], picture["photo"][-1]["height"])
+
+        # The explanation picture, sent after the result: shown whole, with its caption.
+        def explanation_picture() -> dict[str, Any] | None:
+            later = [m for m in user.bot_messages(chat) if m["message_id"] > reply["message_id"] and "photo" in m]
+            return later[0] if later else None
+
+        picture = wait_until(explanation_picture, PAGE_WAIT_S, what="the explanation picture")
+        assert shown_picture(browser, picture["photo"][-1]["file_id"]) == (PANEL + CHART_WIDTH, PANEL)
+        shown_picture_bubble = bubble(browser, picture["message_id"])
+        assert shown_picture_bubble is not None and bubble_text(shown_picture_bubble) == normalised(picture["caption"])
         browser.save_screenshot(str(tmp_path / "webchat-patient.png"))
 
         # The melanoma alert reaches the clinicians: their chat, picked in the sidebar, shows it with the photo.
