@@ -328,20 +328,32 @@ def test_the_bots_telegram_html_is_shown_formatted_and_nothing_in_it_runs(
     chat = 2004
     html = (
         '🩺 <b>Question 1</b> of <i>9</i>: <a href="javascript:document.title=2">not a link</a>, '
-        '<a href="https://example.org/help">help</a>, <code>&lt;img src=x onerror=alert(1)&gt;</code>'
+        '<a href="https://example.org/help">help</a>, <code>&lt;img src=x onerror=alert(1)&gt;</code>. '
+        "<i>More: /about or https://example.org/more.</i>"
     )
     sent = bot_call(sandbox, "sendMessage", chat_id=chat, text=html, parse_mode="HTML")
-    assert sent["text"] == "🩺 Question 1 of 9: not a link, help, <img src=x onerror=alert(1)>"
+    assert sent["text"] == (
+        "🩺 Question 1 of 9: not a link, help, <img src=x onerror=alert(1)>. More: /about or https://example.org/more."
+    )
     assert sent["entities"][0] == {"type": "bold", "offset": 3, "length": 10}, "offsets in UTF-16 code units"
     browser.get(f"{sandbox}/#{chat}")
     shown = wait_for(browser, lambda: bubble(browser, sent["message_id"]), "the formatted message")
     assert bubble_text(shown) == normalised(sent["text"])
     assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text strong")] == ["Question 1"]
-    assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text em")] == ["9"]
+    assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text em")] == [
+        "9",
+        "More: /about or https://example.org/more.",
+    ]
     assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text code")] == ["<img src=x onerror=alert(1)>"]
     links = shown.find_elements(By.CSS_SELECTOR, ".text a")
-    assert [(a.text, a.get_attribute("href")) for a in links] == [("help", "https://example.org/help")]
+    assert [(a.text, a.get_attribute("href")) for a in links] == [
+        ("help", "https://example.org/help"),
+        ("https://example.org/more", "https://example.org/more"),  # found in the text, like Telegram's apps do
+    ]
     assert shown.find_elements(By.TAG_NAME, "img") == [] and browser.title == "SkinSense sandbox chat"
+    shown.find_element(By.CSS_SELECTOR, ".text em .command").click()  # a /command in the text sends it
+    command = sent_by_patient(SandboxUser(sandbox), chat, "text")[0]
+    assert command["text"] == "/about" and command["entities"] == [{"type": "bot_command", "offset": 0, "length": 6}]
 
 
 # ---- the whole stack: a patient's photo to a result, all from the page ---------------------------------------

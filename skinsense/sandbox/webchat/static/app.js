@@ -17,6 +17,7 @@ const page = {
   rendered: new Map(), // key -> {signature, element}
   pending: [], // files attached, not yet sent
   poll: null, // AbortController of the running long poll
+  sending: Promise.resolve(), // the sends in progress, in order
 };
 
 const $ = (id) => document.getElementById(id);
@@ -106,35 +107,34 @@ function newMediaGroupId() {
 }
 
 // Sends what is in the composer: attached files (photos as one album, other files as documents; the text is the
-// caption of the first), or else the text.
-async function sendComposer() {
+// caption of the first), or else the text. The composer empties at once; sends go out one after another, in order.
+function sendComposer() {
   if (page.chatId === null) return;
   const text = $("text").value.trim();
   const files = page.pending.slice();
   if (!files.length && !text) return;
   const asFiles = $("as-files").checked;
+  $("text").value = "";
+  clearTray();
+  $("text").focus();
+  page.sending = page.sending
+    .then(() => sendMessages(text, files, asFiles))
+    .then(() => scrollToBottom(true))
+    .catch((error) => showToast("Not sent: " + error.message));
+}
+
+async function sendMessages(text, files, asFiles) {
   const photos = files.filter((file) => !asFiles && PHOTO_TYPES.has(file.type));
   const documents = files.filter((file) => !photos.includes(file));
-  $("send").disabled = true;
-  try {
-    let caption = text;
-    for (const [batch, send] of [[photos, sendPhoto], [documents, sendDocument]]) {
-      const group = batch.length > 1 ? newMediaGroupId() : null;
-      for (const file of batch) {
-        await send(file, caption, group);
-        caption = "";
-      }
+  let caption = text;
+  for (const [batch, send] of [[photos, sendPhoto], [documents, sendDocument]]) {
+    const group = batch.length > 1 ? newMediaGroupId() : null;
+    for (const file of batch) {
+      await send(file, caption, group);
+      caption = "";
     }
-    if (!files.length) await sendText(text);
-    $("text").value = "";
-    clearTray();
-    scrollToBottom(true);
-  } catch (error) {
-    showToast("Not sent: " + error.message);
-  } finally {
-    $("send").disabled = false;
-    $("text").focus();
   }
+  if (!files.length) await sendText(text);
 }
 
 // ---- attachments -------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ function formattedText(text, entities) {
       const entity = rest.shift();
       const entityEnd = entity.offset + entity.length;
       if (entity.offset < position || entityEnd > end) continue; // overlapping: keep the first
-      parent.append(text.slice(position, entity.offset));
+      appendPlain(parent, text.slice(position, entity.offset));
       const nested = rest.filter((other) => other.offset + other.length <= entityEnd && other.offset < entityEnd);
       rest = rest.filter((other) => !nested.includes(other));
       const node = entityElement(entity, text.slice(entity.offset, entityEnd));
@@ -209,8 +209,30 @@ function formattedText(text, entities) {
       parent.append(node);
       position = entityEnd;
     }
-    parent.append(text.slice(position, end));
+    appendPlain(parent, text.slice(position, end));
   }
+}
+
+// Like Telegram's apps: /commands and web addresses in plain text can be clicked (not inside code or links).
+const AUTO_DETECTED = /(https?:\/\/[^\s<>"]*[^\s<>".,;:!?)]|(?<![\w/])\/[A-Za-z0-9_]{1,32}\b)/g;
+
+function appendPlain(parent, text) {
+  const literal = ["A", "CODE", "PRE"].includes(parent.nodeName) || (parent.classList && parent.classList.contains("command"));
+  if (literal) {
+    parent.append(text);
+    return;
+  }
+  let position = 0;
+  for (const match of text.matchAll(AUTO_DETECTED)) {
+    parent.append(text.slice(position, match.index));
+    const found = match[0];
+    const type = found.startsWith("/") ? "bot_command" : "url";
+    const node = entityElement({type}, found);
+    node.textContent = found;
+    parent.append(node);
+    position = match.index + found.length;
+  }
+  parent.append(text.slice(position));
 }
 
 function entityElement(entity, content) {
