@@ -1,7 +1,9 @@
 """One small handler per intent, registered in one place.
 
-Group -1 holds /about, /privacy, /history, /delete and the consent gate (which stops every other message from a
-patient who has not agreed); group 0 the handlers of a consenting patient's messages and the buttons' callbacks."""
+Group -2 holds the clinicians' buttons and commands (bot/clinicians.py: clinician chats are not patients);
+group -1 holds /about, /privacy, /history, /delete and the consent gate (which stops every other message
+from a patient who has not agreed); group 0 the handlers of a consenting patient's messages and the
+buttons' callbacks."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from telegram.ext import (
 )
 
 from bot import consent, history, questionnaire
+from bot.clinicians import CLINICIAN_COMMANDS, register_clinician_handlers
 from bot.intake import on_image_document, on_photo
 from shared import messages
 from shared.messages import MAX_FILE_MB
@@ -57,6 +60,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    register_clinician_handlers(application, group=-2)  # clinicians are not patients: before the consent gate
     application.add_handler(CommandHandler("about", on_about), group=-1)
     application.add_handler(CommandHandler("privacy", consent.on_privacy), group=-1)
     application.add_handler(CommandHandler("history", history.on_history), group=-1)
@@ -68,6 +72,7 @@ def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) ->
     application.add_handler(CallbackQueryHandler(questionnaire.on_answer, pattern=questionnaire.CALLBACK_PATTERN))
     application.add_handler(CommandHandler("start", on_start))
     application.add_handler(CommandHandler("help", on_help))
+    application.add_handler(CommandHandler(CLINICIAN_COMMANDS, on_help))  # from a patient: the patient's help
     application.add_handler(MessageHandler(filters.PHOTO, on_photo))
     application.add_handler(MessageHandler(filters.Document.ALL, on_image_document))
     application.add_handler(MessageHandler(filters.ALL, on_unsupported))

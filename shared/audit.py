@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, String, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from shared.labels import PhotoKind, RiskLevel
@@ -131,3 +131,101 @@ class PatientProfile(SQLModel, table=True):
     age_range: str | None = Field(default=None, max_length=8)  # shared.questionnaire.AgeRange
     sex: str | None = Field(default=None, max_length=8)  # shared.answers.Sex
     updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# --- Clinician alerts (shared/clinicians.py) ------------------------------------------------------------------
+
+
+class AlertState(StrEnum):
+    """Where a high-risk alert stands with the clinicians: open, claimed by one of them, or resolved."""
+
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+
+
+class AlertResolution(StrEnum):
+    NO_ACTION = "no_action"  # "Reviewed: no action needed"
+    APPOINTMENT = "appointment"  # "Needs an appointment": the patient is told (consent permitting)
+    BETTER_PHOTO = "better_photo"  # "Ask for a better photo": likewise
+
+
+class ClinicianAlert(SQLModel, table=True):
+    """The outbox row of one high-risk result, written in the same transaction as the result, and then the
+    alert's life with the clinicians. Photos of one patient within an hour share a thread: the first alert is
+    its root, which holds the thread's state (claim, resolution, reminder, escalation)."""
+
+    __tablename__ = "clinician_alerts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    job_id: uuid.UUID = Field(unique=True)
+    chat_ref: str = Field(index=True, max_length=64)  # the patient, pseudonymous (as on the job)
+    thread_id: uuid.UUID = Field(index=True)  # the root alert's id (its own for a root)
+    forwarded: bool = True  # False: over the per-patient forwarding limit, kept for /case but not sent
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+    # Sealed (shared/sealing.py), erased once the alert is resolved or the patient erased: the photo's Telegram
+    # file id and media kind, to send it; the patient's chat id, to contact them for the clinician.
+    sealed_photo: str | None = Field(default=None, max_length=1024)
+    sealed_contact: str | None = Field(default=None, max_length=1024)
+    sent_at: datetime | None = _timestamp()  # every clinician chat has it
+    state: AlertState = Field(
+        default=AlertState.OPEN, sa_column=Column(StoredEnum(AlertState, 16), nullable=False, index=True)
+    )
+    claimed_at: datetime | None = _timestamp()
+    claimed_by: str | None = Field(default=None, max_length=128)  # clinician's name as Telegram shows it
+    resolved_at: datetime | None = _timestamp()
+    resolved_by: str | None = Field(default=None, max_length=128)
+    resolution: AlertResolution | None = Field(default=None, sa_column=Column(StoredEnum(AlertResolution, 16)))
+    patient_told_at: datetime | None = _timestamp()
+    reminded_at: datetime | None = _timestamp()  # not claimed in time: sent again to every clinician
+    escalated_at: datetime | None = _timestamp()  # not resolved in time: sent to the lead chat
+
+
+class AlertDeliveryKind(StrEnum):
+    ALERT = "alert"
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
+
+
+class ClinicianAlertDelivery(SQLModel, table=True):
+    """One alert in one clinician chat, sent exactly once where Telegram allows it: the attempt is recorded
+    before the call and the message ids after it. An attempt left without message ids (the process died, or
+    the response was lost) has an unknown outcome: the next attempt says it may be a repeat."""
+
+    __tablename__ = "clinician_alert_deliveries"
+
+    alert_id: uuid.UUID = Field(primary_key=True)
+    chat_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))  # staff, not a patient
+    kind: AlertDeliveryKind = Field(sa_column=Column(StoredEnum(AlertDeliveryKind, 16), primary_key=True))
+    attempts: int = 0
+    attempt_started_at: datetime | None = _timestamp()  # set while an attempt is in flight (or was lost)
+    possibly_repeated: bool = False  # an earlier attempt's outcome was unknown when this one was sent
+    photo_message_id: int | None = None
+    message_id: int | None = None  # the text with the buttons, edited as the alert's state changes
+    sent_at: datetime | None = _timestamp()
+
+
+class ClinicianActionKind(StrEnum):
+    CLAIM = "claim"
+    NO_ACTION = "no_action"
+    APPOINTMENT = "appointment"
+    BETTER_PHOTO = "better_photo"
+
+
+class ClinicianAction(SQLModel, table=True):
+    """Every press of an alert's buttons (and every refused one): who, what, when, and whether it counted."""
+
+    __tablename__ = "clinician_actions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    alert_id: uuid.UUID | None = Field(default=None, index=True)  # None: the data named no alert we know
+    action: str = Field(max_length=32)  # a ClinicianActionKind, or what forged data asked for
+    # A clinician's chat and Telegram user id (staff, configured); for a refused press from a patient's chat,
+    # the chat's pseudonymous reference instead, never its id.
+    chat: str = Field(max_length=64)
+    user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    user_name: str | None = Field(default=None, max_length=128)
+    outcome: str = Field(max_length=32)  # done, already_claimed, already_resolved, refused, unknown_alert
+    at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))

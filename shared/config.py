@@ -31,6 +31,22 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
     clinician_chat_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # In clinician group chats, only these Telegram users may press an alert's buttons or use its commands
+    # (in a private clinician chat the chat is the clinician). Empty: nobody in a group chat.
+    clinician_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    clinician_lead_chat_id: int | None = None  # alerts not resolved in time are escalated here
+    # The closed loop (shared/clinicians.py): an alert nobody claimed within this many working hours is sent
+    # again to every clinician as a reminder; one not resolved within this many working days goes to the lead.
+    clinician_claim_within_hours: float = Field(default=4, gt=0)
+    clinician_resolve_within_days: float = Field(default=2, gt=0)
+    clinician_working_hours: str = "08:00-18:00"  # local time of the clinic; 00:00-24:00: around the clock
+    clinician_working_days: str = "mon-fri"  # e.g. "mon-fri", "mon,wed,fri", "mon-sun"
+    clinician_timezone: str = "UTC"  # the clinic's IANA time zone, e.g. Europe/Berlin
+    # High-risk photos of one patient within this many seconds of the first share one alert thread; at most
+    # this many of them are forwarded per thread (the rest are listed, not sent: the patient still gets results).
+    clinician_thread_window_s: int = Field(default=3600, gt=0)
+    clinician_forwards_per_thread: int = Field(default=3, ge=1)
+    clinician_sweep_interval_s: float = Field(default=60, gt=0)  # beat: unsent alerts, reminders, escalations
     webhook_url: str | None = None  # public HTTPS URL; when set the bot runs a webhook instead of polling
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
@@ -77,7 +93,7 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     imagenet_weights: Path | None = None
 
-    @field_validator("clinician_chat_ids", mode="before")
+    @field_validator("clinician_chat_ids", "clinician_user_ids", mode="before")
     @classmethod
     def _split_chat_ids(cls, value: object) -> object:
         if isinstance(value, str):

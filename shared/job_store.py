@@ -17,15 +17,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import object_session
 from sqlmodel import Session
 
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal
+
+if TYPE_CHECKING:
+    from shared.clinicians import NewClinicianAlert
 
 LEGAL_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
@@ -218,9 +222,11 @@ class JobStore:
         *,
         answer_effects: Mapping[str, AnswerEffect] | None = None,
         malignant_told_low_per_100: float | None = None,
+        clinician_alert: NewClinicianAlert | None = None,
     ) -> Job:
         """The final result, photo and answers combined; the photo-only ranking stays in ``photo_ranking``.
-        ``answer_effects`` and ``malignant_told_low_per_100``: what the patient reads with it (worker/replies.py)."""
+        ``answer_effects`` and ``malignant_told_low_per_100``: what the patient reads with it (worker/replies.py).
+        A high-risk result commits together with its ``clinician_alert`` outbox row (shared/clinicians.py)."""
         with self._changing(job_id) as job:
             if job.status != JobStatus.DONE or job.photo_ranking is None:
                 raise IllegalTransition(job_id, job.status, "a combined result")
@@ -230,6 +236,8 @@ class JobStore:
             job.answers_used = list(prediction.answers_used)
             job.answer_effects = {name: effect.value for name, effect in (answer_effects or {}).items()}
             job.malignant_told_low_per_100 = malignant_told_low_per_100
+            if clinician_alert is not None and job.risk == RiskLevel.HIGH:
+                clinician_alert.add_to(object_session(job), job)  # type: ignore[arg-type]
         return job
 
     def mark_clinician_notified(self, job_id: uuid.UUID, chat_id: int) -> Job:

@@ -383,34 +383,6 @@ def result(view: PatientResult) -> str:
     return f"{result_body(view)}\n\n<i>{SHORT_DISCLAIMER}</i>"
 
 
-def clinician_alert(
-    job_id: str,
-    ranking: list[dict[str, Any]],
-    risk: RiskLevel,
-    melanoma_alert: bool,
-    model_version: str,
-    answers: PatientAnswers | None = None,
-) -> str:
-    """Caption for the photo forwarded to clinicians (Telegram HTML; a caption holds 1,024 characters)."""
-    heading = {
-        MelanomaFinding.LIKELY: "MELANOMA ALERT (melanoma likely)",
-        MelanomaFinding.CANNOT_RULE_OUT: "MELANOMA ALERT (melanoma cannot be ruled out)",
-        MelanomaFinding.NONE: "High-risk result",
-    }[melanoma_finding(melanoma_alert, ranking[0]["code"])]
-    lines = [
-        f"<b>SkinSense: {heading}</b>",
-        f"Risk: {risk.value}",
-        *_ranking_lines(ranking, 7),
-        f"Job: <code>{escape(job_id)}</code>",
-        f"Model: {escape(model_version)}",
-    ]
-    known = {} if answers is None else answers.model_dump(mode="json", exclude_none=True)
-    if known:
-        given = ", ".join(f"{ANSWER_NAMES[name]}: {_answer_value(value)}" for name, value in known.items())
-        lines.append(f"Patient's answers: {escape(given)}")
-    return "\n".join(lines)
-
-
 def _answer_value(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -419,7 +391,7 @@ def _answer_value(value: object) -> str:
 
 # --- Consent (GDPR Art. 9: health data needs explicit consent) ------------------------------------------------
 # A change to PRIVACY means a new PRIVACY_VERSION: every patient is asked again before their next photo.
-PRIVACY_VERSION = "2026-11-26"
+PRIVACY_VERSION = "2026-11-26.2"
 
 PRIVACY = (
     "<b>Before we start: your privacy</b>\n\n"
@@ -430,7 +402,8 @@ PRIVACY = (
     "into the photo). <b>We never store the photo itself.</b> You are identified only by a code derived from "
     "this chat, not by your name or number.\n\n"
     "<b>Who sees it:</b> when a result is high risk, the photo and the result are sent to the clinic's "
-    "clinicians so that they can follow up.\n\n"
+    "clinicians so that they can follow up; they may send you a message here, for example to suggest an "
+    "appointment or to ask for a better photo.\n\n"
     "<b>How long:</b> your answers, results and the photo's fingerprint are erased automatically when the "
     "clinic's retention period ends (at least six months after the analysis, as the law on such systems "
     "asks), leaving only an anonymous record that an analysis took place; sooner if you erase them.\n\n"
@@ -558,3 +531,194 @@ def question_step(question: Question, number: int, total: int, profile: str = ""
     """One step of the questionnaire (Telegram HTML)."""
     text = QUESTION_TEXTS[question].format(profile=escape(profile))
     return QUESTIONNAIRE_STEP.format(intro=QUESTIONNAIRE_INTRO, number=number, total=total, question=text)
+
+
+# --- Clinicians: alerts, their buttons and commands (shared/clinicians.py, bot/clinicians.py) ----------------
+# Privacy texts whose wording covers a clinician's message to the patient (see PRIVACY: "they may send you a
+# message here"); a patient who agreed only to an older text is not contacted, and the clinician is told.
+PRIVACY_VERSIONS_COVERING_CONTACT: frozenset[str] = frozenset({PRIVACY_VERSION})
+
+CLINICIAN_BUTTONS: dict[str, str] = {  # by shared.audit.ClinicianActionKind value
+    "claim": "I'll review",
+    "no_action": "Reviewed: no action needed",
+    "appointment": "Needs an appointment",
+    "better_photo": "Ask for a better photo",
+}
+RESOLUTION_TEXT: dict[str, str] = {  # by shared.audit.AlertResolution value
+    "no_action": "reviewed, no action needed",
+    "appointment": "needs an appointment",
+    "better_photo": "a better photo was asked for",
+}
+
+# To the patient, when a clinician asks for it (and their consent covers it).
+PATIENT_APPOINTMENT = (
+    "A message from the clinic's team about the photo you sent on {date}: a clinician looked at it and would "
+    "like you to have the spot examined. Please book an appointment with a doctor or dermatologist in the "
+    "next two weeks, and show them the photo. This is a precaution, not a diagnosis.\n\n"
+    "If the spot bleeds, grows fast or changes, go sooner."
+)
+PATIENT_BETTER_PHOTO = (
+    "A message from the clinic's team about the photo you sent on {date}: a clinician looked at it and would "
+    "like a clearer photo to judge the spot. When you can, please send a new close-up here: in daylight, in "
+    "focus (tap the spot on the screen), with the spot filling a good part of the picture.\n\n"
+    "If the spot worries you in the meantime, see a doctor."
+)
+
+# Answers to a clinician's press (a short pop-up: answerCallbackQuery holds 200 characters).
+PRESS_REFUSED = "Only the clinic's clinicians can use these buttons."
+PRESS_UNKNOWN = "This alert no longer exists (the patient may have erased their data)."
+PRESS_CLAIMED = "It is yours: the other clinicians see that you are reviewing it."
+PRESS_ALREADY_CLAIMED = "Already taken by {who}."
+PRESS_RESOLVED = "Recorded: {resolution}."
+PRESS_ALREADY_RESOLVED = "Already resolved by {who} ({resolution})."
+PRESS_PATIENT_TOLD = "Recorded: {resolution}. The patient was sent a message."
+PRESS_NO_CONSENT = "Recorded: {resolution}. No message could be sent: the patient has not agreed to be contacted."
+PRESS_NO_CONTACT = "Recorded: {resolution}. No message could be sent: the patient can no longer be reached here."
+
+COMMAND_REFUSED = "Only the clinic's clinicians can use this command."
+CLINICIAN_HELP = (
+    "SkinSense clinician commands:\n"
+    "/pending: alerts not resolved yet, oldest first\n"
+    "/case JOB_ID: one alert in full, with the patient's earlier results\n"
+    "/stats: alerts today and this week, median times to review"
+)
+CASE_USAGE = "Send /case followed by the job id shown in an alert, e.g. /case 3f2a...."
+CASE_NOT_FOUND = "No alert for job {job_id} (it may have been erased at the patient's request)."
+NOTHING_PENDING = "No alert is waiting: every alert is resolved."
+
+_HEADINGS: dict[str, str] = {
+    "likely": "MELANOMA ALERT (melanoma likely)",
+    "cannot_rule_out": "MELANOMA ALERT (melanoma cannot be ruled out)",
+    "none": "High-risk result",
+}
+_KIND_PREFIX: dict[str, str] = {
+    "alert": "",
+    "reminder": "⏰ REMINDER: not claimed yet. ",
+    "escalation": "⚠️ ESCALATED: not resolved in time. ",
+}
+POSSIBLY_REPEATED = "(This may repeat a message that already reached you: a network error hid whether it arrived.)"
+
+
+def _when(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h {minutes % 60:02d} min" if hours < 48 else f"{hours // 24} days {hours % 24} h"
+
+
+def _clinician_ranking(ranking: list[dict[str, Any]]) -> list[str]:
+    """Classes above 1 %, most likely first (no "0%" lines)."""
+    return [f"{entry['probability']:.0%}  {escape(entry['name'])}" for entry in ranking if entry["probability"] > 0.01]
+
+
+def _why_high(view: Any) -> str:
+    from shared.labels import MALIGNANT_CODES
+
+    malignant = sum(e["probability"] for e in view.ranking if e["code"] in MALIGNANT_CODES)
+    melanoma = next((e["probability"] for e in view.ranking if e["code"] == "mel"), 0.0)
+    finding = melanoma_finding(view.melanoma_alert, view.ranking[0]["code"])
+    if finding == MelanomaFinding.LIKELY:
+        return f"melanoma is the most likely class ({melanoma:.0%})"
+    if finding == MelanomaFinding.CANNOT_RULE_OUT:
+        return f"melanoma {melanoma:.0%} is above the alert threshold (malignant classes together {malignant:.0%})"
+    return f"malignant or pre-malignant classes together {malignant:.0%} (50% or more is high risk)"
+
+
+def _answers_line(answers: PatientAnswers) -> str:
+    known = answers.model_dump(mode="json", exclude_none=True)
+    if not known:
+        return "Patient's answers: none given"
+    given = ", ".join(f"{ANSWER_NAMES[name]}: {_answer_value(value)}" for name, value in known.items())
+    return f"Patient's answers: {escape(given)}"
+
+
+def clinician_state(view: Any) -> str:
+    """One line: who has the alert, and how it ended."""
+    if view.state == "resolved":
+        resolution = RESOLUTION_TEXT[str(view.resolution)]
+        return f"✅ Resolved by {escape(view.resolved_by or '?')} at {_when(view.resolved_at)}: {resolution}"
+    if view.state == "claimed":
+        return f"👩‍⚕️ Being reviewed by {escape(view.claimed_by or '?')} (since {_when(view.claimed_at)})"
+    return "🔴 Open: nobody has claimed it yet"
+
+
+def clinician_alert(view: Any, *, kind: str = "alert", possibly_repeated: bool = False) -> str:
+    """The alert's text, under its photo (Telegram HTML, at most 4,096 characters): heading, state, ranking,
+    risk and why, photo kind, answers, the patient's pseudonym and history, the thread, job and model."""
+    heading = _HEADINGS[melanoma_finding(view.melanoma_alert, view.ranking[0]["code"]).value]
+    earlier = view.earlier_results
+    history = (
+        "no earlier results"
+        if not earlier
+        else f"{len(earlier)} earlier result{'s' if len(earlier) > 1 else ''}: "
+        + ", ".join(f"{r.risk or 'refused'} ({r.received_at:%Y-%m-%d})" for r in earlier[:8])
+        + (" ..." if len(earlier) > 8 else "")
+    )
+    lines = [
+        f"<b>{_KIND_PREFIX[kind]}SkinSense: {heading}</b>",
+        clinician_state(view),
+        "",
+        f"<b>Risk: {view.risk.upper()}</b>, because {_why_high(view)}",
+        *_clinician_ranking(view.ranking),
+        f"Photo: {view.photo_kind or 'unknown kind'}",
+        _answers_line(view.answers),
+        f"Patient: {view.patient_ref}, {history}",
+    ]
+    if len(view.thread_photos) > 1:
+        forwarded = sum(1 for p in view.thread_photos if p.forwarded)
+        held = len(view.thread_photos) - forwarded
+        lines.append(
+            f"Thread: {len(view.thread_photos)} high-risk photos from this patient within the hour"
+            + (f" ({held} not forwarded, to avoid a flood: /case JOB_ID shows them)" if held else "")
+        )
+        lines += [f"  • <code>{p.job_id}</code>{'' if p.forwarded else ' (not forwarded)'}" for p in view.thread_photos]
+    lines += [
+        f"Job: <code>{view.job_id}</code>",
+        f"Model: {escape(view.model_version)}",
+        f"Alert sent: {_when(view.created_at)}",
+    ]
+    if possibly_repeated:
+        lines.append(f"<i>{POSSIBLY_REPEATED}</i>")
+    return "\n".join(lines)
+
+
+def clinician_photo_caption(view: Any, *, kind: str = "alert", possibly_repeated: bool = False) -> str:
+    """The caption of the forwarded photo (at most 1,024 characters); the details follow in the text below it.
+    A later photo of a thread says which thread it belongs to."""
+    heading = _HEADINGS[melanoma_finding(view.melanoma_alert, view.ranking[0]["code"]).value]
+    if view.is_root:
+        caption = f"{_KIND_PREFIX[kind]}SkinSense: {heading}, patient {view.patient_ref}. Details below."
+    else:
+        number = next((i for i, p in enumerate(view.thread_photos, 1) if p.job_id == view.job_id), 0)
+        ranking = "; ".join(line.replace("  ", " ") for line in _clinician_ranking(view.ranking)[:3])
+        caption = (
+            f"Photo {number} of patient {view.patient_ref}'s thread (same hour): {heading}, risk {view.risk.upper()}."
+            f" {ranking}. Job {view.job_id}. Use the buttons of the thread's first alert."
+        )
+    return caption + (f"\n{POSSIBLY_REPEATED}" if possibly_repeated else "")
+
+
+def pending_list(lines: list[tuple[str, str, str, float]]) -> str:
+    """/pending: (job id, patient, state line, age in seconds) per unresolved thread, oldest first."""
+    if not lines:
+        return NOTHING_PENDING
+    rows = [f"<b>{len(lines)} alert{'s' if len(lines) > 1 else ''} waiting</b> (oldest first)"]
+    for job_id, patient, state, age in lines:
+        rows.append(f"• {_age(age)} old, {escape(patient)}, {escape(state)}\n  /case <code>{job_id}</code>")
+    return "\n".join(rows)[:4096]
+
+
+def clinician_stats(today: int, week: int, median_claim_s: float | None, median_resolution_s: float | None) -> str:
+    def shown(seconds: float | None) -> str:
+        return "no review yet" if seconds is None else _age(seconds)
+
+    return (
+        f"<b>Alerts</b>: {today} today, {week} in the last 7 days\n"
+        f"Median time to claim: {shown(median_claim_s)}\n"
+        f"Median time to resolution: {shown(median_resolution_s)} (alerts of the last 30 days)"
+    )

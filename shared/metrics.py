@@ -65,6 +65,15 @@ MODEL_INFO = Gauge(
     multiprocess_mode="max",
 )
 # Bot side
+# Clinician review times: from a high-risk alert to its claim ("I'll review") and to its resolution, in seconds
+# (observed by the bot, which handles the buttons; `skinsense audit review-times` reports the same from the DB).
+REVIEW_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400)
+CLINICIAN_REVIEW = Histogram(
+    "skinsense_clinician_review_seconds",
+    "From a clinician alert to its claim (step=claim) and to its resolution (step=resolution)",
+    ["step"],
+    buckets=REVIEW_BUCKETS,
+)
 PHOTOS_RECEIVED = Counter(
     "skinsense_bot_photos_total",
     "Photos and image files at the bot, by what it did (queued, limited, refused, enqueue_failed)",

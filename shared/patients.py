@@ -14,6 +14,7 @@ from sqlmodel import Session, col, delete, select, update
 
 from shared.answers import Sex
 from shared.audit import Consent, ConsentDecision, Job, JobStatus, PatientProfile, utc_now
+from shared.clinicians import erase_patient_alerts
 from shared.outcomes import FailureCode
 from shared.questionnaire import AgeRange
 from shared.retention import tombstone_values
@@ -83,6 +84,7 @@ class PatientStore:
         or answers it any more. Returns how many jobs were erased."""
         now = utc_now()
         with self._session() as session:
+            erase_patient_alerts(session, chat_ref)  # their clinician alerts, with the sealed photo and contact
             mine = col(Job.chat_ref) == chat_ref
             session.exec(
                 update(Job)

@@ -23,12 +23,14 @@ CLASSIFY_TASK = "worker.tasks.classify_photo"
 NOTIFY_CLINICIANS_TASK = "worker.tasks.notify_clinicians"
 FINALIZE_TASK = "worker.tasks.finalize_result"
 PURGE_TASK = "worker.tasks.purge_expired_patient_data"  # daily, from the beat (worker/celery_app.py)
+CLINICIAN_SWEEP_TASK = "worker.tasks.sweep_clinician_alerts"  # beat: unsent alerts, reminders, escalations
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
     NOTIFY_CLINICIANS_TASK: {"queue": CLINICIANS_QUEUE},
     FINALIZE_TASK: {"queue": CLASSIFY_QUEUE},  # the model combines the answers with the photo
     PURGE_TASK: {"queue": CLINICIANS_QUEUE},  # light work, off the patients' queue
+    CLINICIAN_SWEEP_TASK: {"queue": CLINICIANS_QUEUE},
 }
 
 
@@ -57,9 +59,9 @@ class FinalizeResultRequest(BaseModel):
 
 
 class NotifyCliniciansRequest(BaseModel):
+    """Send this job's clinician alert (its outbox row holds the rest, sealed: shared/clinicians.py)."""
+
     job_id: uuid.UUID
-    file_id: str
-    media_kind: MediaKind
 
 
 def create_celery_app(settings: Settings | None = None) -> Celery:

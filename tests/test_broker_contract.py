@@ -44,7 +44,7 @@ def test_each_kind_of_work_lands_on_its_own_queue_as_a_typed_request(redis_url: 
     classification = ClassifyPhotoRequest(
         job_id=uuid.uuid4(), chat_id=7, status_message_id=8, file_id="file-1", media_kind=MediaKind.PHOTO
     )
-    alert = NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="file-2", media_kind=MediaKind.DOCUMENT)
+    alert = NotifyCliniciansRequest(job_id=uuid.uuid4())
     enqueue_classification(classification, app)
     enqueue_clinician_alert(alert, app)
 
@@ -90,8 +90,8 @@ def test_two_deployments_with_different_key_prefixes_never_share_queues(redis_ur
     tag = uuid.uuid4().hex[:8]
     clinic_a = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=f"a-{tag}:"))
     clinic_b = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=f"b-{tag}:"))
-    for_a = NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="file-a", media_kind=MediaKind.PHOTO)
-    for_b = NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="file-b", media_kind=MediaKind.PHOTO)
+    for_a = NotifyCliniciansRequest(job_id=uuid.uuid4())
+    for_b = NotifyCliniciansRequest(job_id=uuid.uuid4())
     enqueue_clinician_alert(for_a, clinic_a)
     enqueue_clinician_alert(for_b, clinic_b)
 

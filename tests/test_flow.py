@@ -4,6 +4,7 @@ database, the real model and the tests' own Redis: fast enough to run on every c
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import uuid
@@ -22,7 +23,9 @@ from models.screening import screen_photo
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import JobStatus, MediaKind
+from shared.clinicians import AlertStore
 from shared.config import Settings
+from shared.db import build_engine
 from shared.job_store import JobStore
 from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
@@ -40,6 +43,7 @@ from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from worker.clinician_alerts import ClinicianAlertSender
 from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow
 from worker.replies import explanation_caption
 from worker.telegram import TelegramClient
@@ -165,17 +169,41 @@ def test_a_low_risk_photo_gets_its_result_and_no_alert(
 
 
 def test_a_high_risk_photo_queues_one_alert_and_each_clinician_is_told_once(
-    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], redis_url: str
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    telegram: TelegramClient,
+    photos_by_risk: dict[str, Path],
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     request = patient_sends(sandbox, flow, 2002, photos_by_risk["alert"].read_bytes())
     flow.classify_and_reply(request)
     (alert,) = queued_alerts(redis_url)
     assert alert.job_id == request.job_id
-    assert flow.notify_clinicians(alert) == len(CLINICIANS)
-    assert flow.notify_clinicians(alert) == 0, "a retried alert skips clinicians already told"
+    alerts = ClinicianAlertSender(
+        telegram, AlertStore(build_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")), CLINICIANS
+    )
+    assert alerts.notify_clinicians(alert.job_id) == len(CLINICIANS)
+    assert alerts.notify_clinicians(alert.job_id) == 0, "a retried alert skips clinicians already told"
     for clinician in CLINICIANS:
-        (forwarded,) = [m for m in sandbox.bot_messages(clinician) if str(request.job_id) in m.get("caption", "")]
-        assert forwarded["photo"] and "MELANOMA ALERT" in forwarded["caption"]
+        (forwarded,) = [m for m in sandbox.bot_messages(clinician) if str(request.job_id) in m.get("text", "")]
+        assert forwarded["reply_to_message"]["photo"] and "MELANOMA ALERT" in forwarded["text"]
+
+
+def test_a_high_risk_result_whose_alert_cannot_be_queued_is_still_answered_and_its_outbox_row_kept(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], tmp_path: Path
+) -> None:
+    def broker_down(request: NotifyCliniciansRequest) -> None:
+        raise ConnectionError("the broker is away")
+
+    offline = dataclasses.replace(flow, alert_clinicians=broker_down)
+    request = patient_sends(sandbox, offline, 2010, photos_by_risk["alert"].read_bytes())
+    assert offline.classify_and_reply(request) == JobStatus.DONE.value, (
+        "the finished result is not turned into a failure"
+    )
+    assert "MELANOMA" in answer(sandbox, 2010) or "melanoma" in answer(sandbox, 2010)
+    store = AlertStore(build_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}"))
+    assert store.unsent_jobs() == [request.job_id], "beat's sweep finds it and sends it"
 
 
 def test_a_redelivered_request_is_answered_once(

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.audit import MediaKind
 from shared.config import Settings
 from shared.metrics import QueueDepthCollector, broker_reachable, database_reachable, serve_metrics_and_health
 from shared.outcomes import RefusalCode
@@ -161,9 +160,7 @@ def test_queue_depth_counts_the_messages_waiting_in_each_queue(redis_url: str) -
     prefix = f"depth-{uuid.uuid4().hex[:8]}:"
     app = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=prefix))
     for _ in range(3):
-        enqueue_clinician_alert(
-            NotifyCliniciansRequest(job_id=uuid.uuid4(), file_id="waiting", media_kind=MediaKind.PHOTO), app
-        )
+        enqueue_clinician_alert(NotifyCliniciansRequest(job_id=uuid.uuid4()), app)
     (family,) = QueueDepthCollector(redis_url, prefix, WORKER_QUEUES).collect()
     depth = {sample.labels["queue"]: sample.value for sample in family.samples}
     assert depth == {CLASSIFY_QUEUE: 0, CLINICIANS_QUEUE: 3}

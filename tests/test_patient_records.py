@@ -158,12 +158,12 @@ def test_every_answer_has_its_name_in_the_result() -> None:
 
 def test_clinicians_read_the_answers_the_patient_gave() -> None:
     from shared import messages
-    from shared.labels import RiskLevel
+    from tests.test_clinician_alerts import alert_view
 
     ranking = [
         {"code": "mel", "name": "Melanoma", "probability": 0.6},
         {"code": "nv", "name": "Nevus", "probability": 0.4},
     ]
-    caption = messages.clinician_alert("j", ranking, RiskLevel.HIGH, True, "m", PatientAnswers(age=45, bleeds=True))
-    assert caption.endswith("Patient's answers: age: 45, bleeding: yes")
-    assert "answers" not in messages.clinician_alert("j", ranking, RiskLevel.HIGH, True, "m", PatientAnswers())
+    text = messages.clinician_alert(alert_view(ranking, PatientAnswers(age=45, bleeds=True)))
+    assert "Patient's answers: age: 45, bleeding: yes" in text
+    assert "Patient's answers: none given" in messages.clinician_alert(alert_view(ranking, PatientAnswers()))

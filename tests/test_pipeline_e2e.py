@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from celery import Celery
 from PIL import Image
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.inference import read_metadata
 from shared import messages
-from shared.audit import Job, JobStatus, MediaKind, chat_reference
+from shared.audit import ClinicianAlertDelivery, Job, JobStatus, MediaKind, chat_reference
 from shared.config import Settings
 from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind, RiskLevel
@@ -139,17 +139,19 @@ def test_clinicians_get_the_alert_exactly_for_high_risk(stack: RunningStack, pho
     low_job = finished_job(stack, low["photo"][-1]["file_unique_id"])
 
     def alerts(chat: int, job_id: uuid.UUID) -> list[dict[str, Any]]:
-        return [m for m in stack.user.bot_messages(chat) if str(job_id) in m.get("caption", "")]
+        return [m for m in stack.user.bot_messages(chat) if str(job_id) in m.get("text", "")]
 
     for clinician in CLINICIANS:
         forwarded = wait_until(functools.partial(alerts, clinician, high_job.id), 60, what="the clinician alert")
         assert len(forwarded) == 1
-        assert "MELANOMA ALERT" in forwarded[0]["caption"] and forwarded[0]["photo"]
+        assert "MELANOMA ALERT" in forwarded[0]["text"] and forwarded[0]["reply_to_message"]["photo"]
         # The low-risk photo went through the same queue first and was never forwarded.
         assert alerts(clinician, low_job.id) == []
-    assert set(finished_job(stack, high["photo"][-1]["file_unique_id"]).clinicians_notified or {}) == {
-        str(c) for c in CLINICIANS
-    }
+    with Session(stack.engine) as session:
+        told = session.exec(
+            select(ClinicianAlertDelivery.chat_id).where(col(ClinicianAlertDelivery.message_id).is_not(None))
+        ).all()
+    assert set(CLINICIANS) <= set(told)
     # The patients get their explanation pictures (captioned), never the clinicians' alert.
     assert alerts(1003, low_job.id) == [] and alerts(1004, high_job.id) == [], "alerts go to clinicians only"
 

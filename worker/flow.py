@@ -25,7 +25,8 @@ from telegram.error import BadRequest, TelegramError
 from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
-from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.audit import Job, JobStatus, utc_now
+from shared.clinicians import NewClinicianAlert, ThreadPolicy
 from shared.images import MAX_FILE_BYTES, UnreadableImage
 from shared.job_store import IllegalTransition, JobStore
 from shared.labels import RiskLevel
@@ -54,6 +55,7 @@ class ClassificationFlow:
     await_answers: Callable[[FinalizeResultRequest], None]
     # Analysed photos kept for their explanation picture (worker/replies.py).
     kept_photos: replies.KeptPhotos = field(default_factory=replies.KeptPhotos)
+    clinician_threads: ThreadPolicy = field(default_factory=ThreadPolicy)  # a patient's alerts within the hour
 
     def classify_and_reply(self, request: ClassifyPhotoRequest) -> str:
         """Analyse the photo unless an earlier delivery did. A refusal is answered at once; a result waits for
@@ -106,18 +108,24 @@ class ClassificationFlow:
         with timed("combine"):
             prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
             details = replies.result_details(self.classifier, job, job.photo_kind, answers)
+        alert = None
+        if self.clinician_chat_ids:
+            alert = NewClinicianAlert(request.file_id, request.media_kind, request.chat_id, self.clinician_threads)
+        # A high-risk result commits with its alert's outbox row: the alert is never lost, whatever follows.
         job = self.jobs.mark_combined(
             job.id,
             prediction,
             answer_effects=details.answer_effects,
             malignant_told_low_per_100=details.malignant_told_low_per_100,
+            clinician_alert=alert,
         )
-        if job.risk == RiskLevel.HIGH and self.clinician_chat_ids:
-            # Before the patient's reply: if we die in between, the redelivered task queues it again and
-            # the alert skips clinicians already told.
-            self.alert_clinicians(
-                NotifyCliniciansRequest(job_id=job.id, file_id=request.file_id, media_kind=request.media_kind)
-            )
+        if job.risk == RiskLevel.HIGH and alert is not None:
+            try:
+                self.alert_clinicians(NotifyCliniciansRequest(job_id=job.id))
+            except Exception as error:  # the broker is away: beat's sweep sends the outbox row later
+                log.warning(
+                    "job %s: clinician alert not queued (%s); the sweep will send it", job.id, type(error).__name__
+                )
         self._reply(request, replies.patient_text(job))
         self._send_explanation(request, job)
         try:
@@ -205,29 +213,3 @@ class ClassificationFlow:
         received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
         PHOTO_TO_REPLY.observe(max((utc_now() - received).total_seconds(), 0.0))
         return job
-
-    def notify_clinicians(self, request: NotifyCliniciansRequest) -> int:
-        """Send the photo, ranking and job id to each clinician chat not yet told; returns how many were told now."""
-        job = self.jobs.load(request.job_id)
-        if job is None or job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH or job.ranking is None:
-            return 0
-        caption = messages.clinician_alert(
-            str(job.id),
-            job.ranking,
-            job.risk,
-            bool(job.melanoma_alert),
-            job.model_version or "unknown",
-            answers_from_record(job.answers),
-        )
-        notified = job.clinicians_notified or {}
-        sent = 0
-        for chat_id in self.clinician_chat_ids:
-            if str(chat_id) in notified:
-                continue
-            if request.media_kind == MediaKind.PHOTO:
-                self.telegram.send_photo(chat_id, request.file_id, caption)
-            else:
-                self.telegram.send_document(chat_id, request.file_id, caption)
-            self.jobs.mark_clinician_notified(job.id, chat_id)  # saved per chat, so a retry skips it
-            sent += 1
-        return sent

@@ -21,12 +21,14 @@ from telegram.error import RetryAfter, TelegramError
 
 from models.inference import Classifier
 from shared.audit import JobStatus
+from shared.clinicians import ThreadPolicy, WorkingCalendar, get_alert_store
 from shared.config import get_settings
 from shared.job_store import get_job_store
 from shared.metrics import MODEL_INFO, RETRIES, TELEGRAM_FLOOD_CONTROL
 from shared.outcomes import FailureCode
 from shared.queue import (
     CLASSIFY_TASK,
+    CLINICIAN_SWEEP_TASK,
     FINALIZE_TASK,
     NOTIFY_CLINICIANS_TASK,
     PURGE_TASK,
@@ -38,6 +40,7 @@ from shared.queue import (
     private_repr,
 )
 from worker.celery_app import app, task
+from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep
 from worker.flow import ClassificationFlow
 from worker.telegram import TelegramClient, is_transient, retry_after_seconds
 
@@ -65,8 +68,26 @@ def get_flow() -> ClassificationFlow:
             await_answers=lambda request: enqueue_finalization(
                 request, app, countdown_s=settings.questionnaire_timeout_s
             ),
+            clinician_threads=ThreadPolicy.from_settings(settings),
         )
     return _flow
+
+
+_clinician_alerts: ClinicianAlertSender | None = None
+
+
+def get_clinician_alerts() -> ClinicianAlertSender:
+    """This process's alert sender, sharing the flow's Telegram client."""
+    global _clinician_alerts
+    if _clinician_alerts is None:
+        settings = get_settings()
+        _clinician_alerts = ClinicianAlertSender(
+            telegram=get_flow().telegram,
+            alerts=get_alert_store(),
+            clinician_chat_ids=settings.clinician_chat_ids,
+            lead_chat_id=settings.clinician_lead_chat_id,
+        )
+    return _clinician_alerts
 
 
 def _set_up_worker_process(**_: Any) -> None:
@@ -156,7 +177,28 @@ def _fail_unexpectedly(
 
 @task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask, pydantic=True)
 def notify_clinicians(self: TelegramTask, request: NotifyCliniciansRequest) -> int:
-    return self.run_with_retries(get_flow().notify_clinicians, request)
+    """One job's clinician alert (worker/clinician_alerts.py); exactly once per clinician chat where Telegram
+    allows it. Retries exhausted are harmless: beat's sweep queues the alert again."""
+    alerts = get_clinician_alerts()
+    return self.run_with_retries(lambda r: alerts.notify_clinicians(r.job_id), request)
+
+
+@task(name=CLINICIAN_SWEEP_TASK)
+def sweep_clinician_alerts() -> dict[str, int]:
+    """Beat, every SKINSENSE_CLINICIAN_SWEEP_INTERVAL_S: reminders and escalations due, and every alert with
+    deliveries still to make queued again (a broker hiccup never loses one). Safe if it runs twice."""
+    from dataclasses import asdict
+
+    settings = get_settings()
+    sweep = ClinicianAlertSweep(
+        alerts=get_alert_store(),
+        calendar=WorkingCalendar.from_settings(settings),
+        claim_within_hours=settings.clinician_claim_within_hours,
+        resolve_within_days=settings.clinician_resolve_within_days,
+        lead_chat_id=settings.clinician_lead_chat_id,
+        queue_alert=lambda job_id: enqueue_clinician_alert(NotifyCliniciansRequest(job_id=job_id), app),
+    )
+    return asdict(sweep.run())
 
 
 @task(name=PURGE_TASK)

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from telegram import InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import ExtBot
@@ -75,18 +76,45 @@ class TelegramClient:
             raise FileTooLarge(f"file of {len(data)} bytes is over the limit")
         return data
 
-    def edit_text(self, chat_id: int, message_id: int, text: str) -> None:
-        self._run(self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML))
+    def edit_text(
+        self, chat_id: int, message_id: int, text: str, reply_markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        self._run(
+            self.bot.edit_message_text(
+                text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML, reply_markup=reply_markup
+            )
+        )
 
-    def send_text(self, chat_id: int, text: str) -> int:
-        """Sends a message; returns its id."""
-        return self._run(self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)).message_id
+    def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """Sends a message (with buttons, or as a reply, if given); returns its id."""
+        return self._run(
+            self.bot.send_message(
+                chat_id,
+                text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=reply_markup,
+                reply_parameters=_reply_parameters(reply_to),
+            )
+        ).message_id
 
-    def send_photo(self, chat_id: int, file_id: str, caption: str) -> None:
-        self._run(self.bot.send_photo(chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML))
+    def send_photo(self, chat_id: int, file_id: str, caption: str, reply_to: int | None = None) -> int:
+        """Sends a photo by its Telegram file id; returns the message id."""
+        message = self.bot.send_photo(
+            chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML, reply_parameters=_reply_parameters(reply_to)
+        )
+        return self._run(message).message_id
 
-    def send_document(self, chat_id: int, file_id: str, caption: str) -> None:
-        self._run(self.bot.send_document(chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML))
+    def send_document(self, chat_id: int, file_id: str, caption: str, reply_to: int | None = None) -> int:
+        message = self.bot.send_document(
+            chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML, reply_parameters=_reply_parameters(reply_to)
+        )
+        return self._run(message).message_id
 
     def send_picture(self, chat_id: int, picture: bytes, caption: str) -> int:
         """Uploads a picture we made (the explanation picture) as a photo; returns its message id."""
@@ -101,3 +129,8 @@ class TelegramClient:
         self._run(self.bot.shutdown())
         self._run(self.limiter.shutdown())
         self._loop.close()
+
+
+def _reply_parameters(message_id: int | None) -> ReplyParameters | None:
+    # allow_sending_without_reply: a deleted original must not stop an alert
+    return None if message_id is None else ReplyParameters(message_id, allow_sending_without_reply=True)

@@ -204,6 +204,7 @@ class BotApi:
             content["caption"], entities = _text(p, "caption", MAX_CAPTION, "message caption")
             if entities:
                 content["caption_entities"] = entities
+        self._reply(chat_id, p, content)
         return self.state.bot_message(chat_id, content)
 
     async def method_senddocument(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
@@ -217,7 +218,14 @@ class BotApi:
             content["caption"], entities = _text(p, "caption", MAX_CAPTION, "message caption")
             if entities:
                 content["caption_entities"] = entities
+        self._reply(chat_id, p, content)
         return self.state.bot_message(chat_id, content)
+
+    def _reply(self, chat_id: int, p: dict[str, Any], content: dict[str, Any]) -> None:
+        """A media message sent as a reply carries the message it answers, as a text does."""
+        reply_to = _reply_to(p)
+        if reply_to is not None:
+            content["reply_to_message"] = self.state.find_message(chat_id, reply_to)
 
     async def method_sendchataction(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
         _int(p, "chat_id")

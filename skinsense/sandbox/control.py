@@ -52,12 +52,14 @@ class Control:
 
     async def text(self, request: web.Request) -> web.Response:
         chat_id = int(request.match_info["chat_id"])
-        text = (await request.json())["text"]
+        body = await request.json()
+        text = body["text"]
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
             command = text.split()[0]
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
-        return web.json_response(await self.state.user_message(chat_id, content))
+        from_id = None if body.get("from_id") is None else int(body["from_id"])  # a member of a group chat
+        return web.json_response(await self.state.user_message(chat_id, content, from_id))
 
     async def message(self, request: web.Request) -> web.Response:
         """Any other kind of message (sticker, voice, video...), given as its Bot API fields."""
@@ -65,11 +67,15 @@ class Control:
         return web.json_response(await self.state.user_message(chat_id, await request.json()))
 
     async def callback(self, request: web.Request) -> web.Response:
-        """The patient taps an inline button: ``{"message_id": ..., "data": ...}`` (the button's callback data)."""
+        """The patient taps an inline button: ``{"message_id": ..., "data": ...}`` (the button's callback data);
+        optional ``from_id`` (who taps, in a group chat) and ``forged`` (any data, as a custom client sends)."""
         chat_id = int(request.match_info["chat_id"])
         body = await request.json()
+        from_id = None if body.get("from_id") is None else int(body["from_id"])
         try:
-            query = await self.state.callback_query(chat_id, int(body["message_id"]), str(body["data"]))
+            query = await self.state.callback_query(
+                chat_id, int(body["message_id"]), str(body["data"]), from_id, bool(body.get("forged", False))
+            )
         except BotApiError as error:
             return web.json_response({"ok": False, "description": error.description}, status=error.status)
         return web.json_response(query)

@@ -246,6 +246,8 @@ class SandboxState:
         return {"id": chat_id, "is_bot": False, "first_name": f"Patient {chat_id}"}
 
     def chat(self, chat_id: int) -> dict[str, Any]:
+        if chat_id < 0:  # like Telegram: groups have negative ids (a clinicians' group chat, say)
+            return {"id": chat_id, "type": "supergroup", "title": f"Group {chat_id}"}
         return {"id": chat_id, "type": "private", "first_name": f"Patient {chat_id}"}
 
     def store_file(self, data: bytes, folder: str, extension: str) -> StoredFile:
@@ -254,10 +256,11 @@ class SandboxState:
         self.files[stored.file_id] = stored
         return stored
 
-    async def user_message(self, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
+    async def user_message(self, chat_id: int, content: dict[str, Any], from_id: int | None = None) -> dict[str, Any]:
+        """A message in ``chat_id`` from user ``from_id`` (default: the private chat's own user)."""
         message = {
             "message_id": next(self.message_ids),
-            "from": self.user(chat_id),
+            "from": self.user(chat_id if from_id is None else from_id),
             "chat": self.chat(chat_id),
             "date": int(time.time()),
             **content,
@@ -269,15 +272,19 @@ class SandboxState:
             self.changed.notify_all()
         return message
 
-    async def callback_query(self, chat_id: int, message_id: int, data: str) -> dict[str, Any]:
-        """A tap on an inline button under one of the bot's messages; Telegram sends it as a callback query."""
+    async def callback_query(
+        self, chat_id: int, message_id: int, data: str, from_id: int | None = None, forged: bool = False
+    ) -> dict[str, Any]:
+        """A tap on an inline button under one of the bot's messages; Telegram sends it as a callback query.
+        ``from_id``: who taps (a member of a group chat); ``forged``: data no button carries, as a custom client
+        can send under any of the bot's messages."""
         message = self.find_message(chat_id, message_id)
         buttons = [b for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
-        if data not in [b.get("callback_data") for b in buttons]:
+        if not forged and data not in [b.get("callback_data") for b in buttons]:
             raise BotApiError(400, "Bad Request: no such button under this message")
         query = {
             "id": str(next(self.callback_ids)),
-            "from": self.user(chat_id),
+            "from": self.user(chat_id if from_id is None else from_id),
             "message": {k: v for k, v in message.items() if k != "edits"},
             "chat_instance": str(chat_id),
             "data": data,

@@ -22,8 +22,9 @@ class SandboxUser:
             f"/sandbox/chats/{chat_id}/document", content=data, params={"file_name": file_name, "mime_type": mime_type}
         )
 
-    def send_text(self, chat_id: int, text: str) -> dict[str, Any]:
-        return self._post(f"/sandbox/chats/{chat_id}/text", json={"text": text})
+    def send_text(self, chat_id: int, text: str, from_id: int | None = None) -> dict[str, Any]:
+        """A text (or command) in ``chat_id``; ``from_id``: which member sends it, in a group chat."""
+        return self._post(f"/sandbox/chats/{chat_id}/text", json={"text": text, "from_id": from_id})
 
     def send_message(self, chat_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         return self._post(f"/sandbox/chats/{chat_id}/message", json=fields)
@@ -52,12 +53,19 @@ class SandboxUser:
 
         return wait_until(reply, timeout_s, what=f"the bot's reply to message {message_id} in chat {chat_id}")
 
-    def tap(self, chat_id: int, message_id: int, label: str) -> dict[str, Any]:
-        """Tap the inline button labelled ``label`` under one of the bot's messages (a callback query)."""
+    def tap(self, chat_id: int, message_id: int, label: str, from_id: int | None = None) -> dict[str, Any]:
+        """Tap the inline button labelled ``label`` under one of the bot's messages (a callback query);
+        ``from_id``: which member taps, in a group chat."""
         message = next(m for m in self.bot_messages(chat_id) if m["message_id"] == message_id)
         data = button_data(message, label)
         assert data is not None, f"no button {label!r} under message {message_id}: {message.get('reply_markup')}"
-        return self._post(f"/sandbox/chats/{chat_id}/callback", json={"message_id": message_id, "data": data})
+        body = {"message_id": message_id, "data": data, "from_id": from_id}
+        return self._post(f"/sandbox/chats/{chat_id}/callback", json=body)
+
+    def forge_callback(self, chat_id: int, message_id: int, data: str) -> dict[str, Any]:
+        """What a custom client can do: send any callback data under one of the bot's messages."""
+        body = {"message_id": message_id, "data": data, "forged": True}
+        return self._post(f"/sandbox/chats/{chat_id}/callback", json=body)
 
     def wait_for_button(self, chat_id: int, label: str, after_id: int = 0, timeout_s: float = 60) -> dict[str, Any]:
         """The first bot message after ``after_id`` that shows a button labelled ``label``."""

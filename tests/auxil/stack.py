@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from shared.config import Settings
-from skinsense.stack import worker_command
+from skinsense.stack import beat_command, worker_command
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
@@ -43,11 +43,17 @@ class RunningStack:
 
 @contextlib.contextmanager
 def running_stack(
-    redis_url: str, database_url: str, log_dir: Path, questionnaire_timeout_s: float = 20
+    redis_url: str,
+    database_url: str,
+    log_dir: Path,
+    questionnaire_timeout_s: float = 20,
+    beat: bool = False,
+    **settings_overrides: object,
 ) -> Iterator[RunningStack]:
+    """``beat``: also run Celery beat (its periodic work); ``settings_overrides``: more SKINSENSE_ settings."""
     port = free_port()
     key_prefix = f"stack-{uuid.uuid4().hex[:8]}:"
-    env = child_env(
+    base: dict[str, object] = dict(
         redis_key_prefix=key_prefix,
         telegram_token=BOT_TOKEN,
         telegram_api_url=f"http://127.0.0.1:{port}",
@@ -61,6 +67,7 @@ def running_stack(
         worker_metrics_port=free_port(),
         bot_metrics_port=free_port(),
     )
+    env = child_env(**{**base, **settings_overrides})
     children: list[ChildProcess] = []
     try:
         sandbox = ChildProcess(
@@ -77,6 +84,8 @@ def running_stack(
         children.append(worker)
         bot = ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), env, log_dir)
         children.append(bot)
+        if beat:
+            children.append(ChildProcess("beat", beat_command(log_dir / "celerybeat-schedule"), env, log_dir))
         user = SandboxUser(f"http://127.0.0.1:{port}")
         wait_until(lambda: "ready." in worker.output(), 90, what="the Celery worker")
         wait_until(lambda: user.calls("getUpdates"), 60, what="the bot polling")

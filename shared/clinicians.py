@@ -1,0 +1,774 @@
+"""Clinician alerts, shared by the worker (which sends them) and the bot (which handles the clinicians' buttons
+and commands): the outbox row written with a high-risk result, per-chat deliveries recorded so each alert is
+sent exactly once where Telegram allows it, claims and resolutions, threads, the closed loop's reminders and
+escalations on a working-time calendar, and what /pending, /case, /stats and `skinsense audit` read.
+
+Every state change is one conditional UPDATE (``... WHERE state = 'open'``), so two clinicians pressing at
+once, or beat running twice, change a row once: the loser sees rowcount 0 and reads who won.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, delete, select
+
+from shared.answers import PatientAnswers
+from shared.audit import (
+    AlertDeliveryKind,
+    AlertResolution,
+    AlertState,
+    ClinicianAction,
+    ClinicianActionKind,
+    ClinicianAlert,
+    ClinicianAlertDelivery,
+    Job,
+    JobStatus,
+    MediaKind,
+    utc_now,
+)
+from shared.config import Settings
+from shared.labels import PhotoKind, RiskLevel
+from shared.questionnaire import answers_from_record
+
+CALLBACK_PREFIX = "clin"
+CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}\|"
+# An attempt older than this with no outcome recorded belongs to a process that died while sending: its
+# outcome is unknown and the next attempt may go (saying it may be a repeat). Longer than a Telegram call
+# with its timeouts (worker/telegram.py: 30 s read, 30 s write).
+ATTEMPT_LEASE = timedelta(seconds=90)
+RESOLUTION_OF_ACTION: dict[ClinicianActionKind, AlertResolution] = {
+    ClinicianActionKind.NO_ACTION: AlertResolution.NO_ACTION,
+    ClinicianActionKind.APPOINTMENT: AlertResolution.APPOINTMENT,
+    ClinicianActionKind.BETTER_PHOTO: AlertResolution.BETTER_PHOTO,
+}
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite gives back naive UTC times; PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def patient_reference(chat_ref: str) -> str:
+    """What clinicians call a patient: short, stable, pseudonymous (the start of the chat's keyed hash)."""
+    return f"P-{chat_ref[:8]}"
+
+
+# --- Sealed secrets --------------------------------------------------------------------------------------------
+
+
+class SealedPhoto(BaseModel):
+    file_id: str
+    media_kind: MediaKind
+
+
+class SealedContact(BaseModel):
+    chat_id: int
+
+
+# --- The outbox row, written with the result -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """High-risk photos of one patient within ``window_s`` of the thread's first share one alert thread; at
+    most ``forwards`` of them are forwarded (settings: clinician_thread_window_s, clinician_forwards_per_thread)."""
+
+    window_s: int = 3600
+    forwards: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ThreadPolicy:
+        return cls(settings.clinician_thread_window_s, settings.clinician_forwards_per_thread)
+
+
+@dataclass(frozen=True)
+class NewClinicianAlert:
+    """What the finalize step gives ``JobStore.mark_combined`` so that a high-risk result and its alert commit
+    together: the photo to forward and the patient's chat (both sealed in the row), and the threading policy."""
+
+    file_id: str
+    media_kind: MediaKind
+    patient_chat_id: int | None
+    threads: ThreadPolicy = ThreadPolicy()
+
+    def add_to(self, session: Session, job: Job) -> ClinicianAlert:
+        """The alert's outbox row in ``session`` (the result's transaction); once per job."""
+        from shared.sealing import seal
+
+        existing = session.exec(select(ClinicianAlert).where(ClinicianAlert.job_id == job.id)).first()
+        if existing is not None:
+            return existing
+        now = utc_now()
+        root = session.exec(
+            select(ClinicianAlert)
+            .where(
+                ClinicianAlert.chat_ref == job.chat_ref,
+                col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
+                col(ClinicianAlert.state) != AlertState.RESOLVED,
+                col(ClinicianAlert.created_at) >= now - timedelta(seconds=self.threads.window_s),
+            )
+            .order_by(col(ClinicianAlert.created_at))
+        ).first()
+        alert = ClinicianAlert(
+            job_id=job.id,
+            chat_ref=job.chat_ref,
+            thread_id=uuid.uuid4(),
+            created_at=now,
+            sealed_photo=seal(SealedPhoto(file_id=self.file_id, media_kind=self.media_kind)),
+            sealed_contact=None if self.patient_chat_id is None else seal(SealedContact(chat_id=self.patient_chat_id)),
+        )
+        if root is None:
+            alert.thread_id = alert.id
+        else:
+            alert.thread_id = root.id
+            forwarded = session.exec(
+                select(func.count())
+                .select_from(ClinicianAlert)
+                .where(ClinicianAlert.thread_id == root.id, col(ClinicianAlert.forwarded).is_(True))
+            ).one()
+            alert.forwarded = int(forwarded) < self.threads.forwards
+        session.add(alert)
+        return alert
+
+
+# --- What a clinician reads -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EarlierResult:
+    received_at: datetime
+    risk: RiskLevel | None
+
+
+@dataclass(frozen=True)
+class ThreadPhoto:
+    job_id: uuid.UUID
+    risk: RiskLevel | None
+    forwarded: bool
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert with all a clinician reads about it: the result, the patient's answers and history, and the
+    state of its thread (held by the thread's root)."""
+
+    alert_id: uuid.UUID
+    thread_id: uuid.UUID
+    job_id: uuid.UUID
+    patient_ref: str
+    created_at: datetime
+    ranking: list[dict[str, Any]]
+    risk: RiskLevel
+    melanoma_alert: bool
+    photo_kind: PhotoKind | None
+    answers: PatientAnswers
+    model_version: str
+    earlier_results: list[EarlierResult]
+    thread_photos: list[ThreadPhoto]  # the thread's photos, oldest first (this one included)
+    state: AlertState
+    claimed_by: str | None
+    claimed_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    resolution: AlertResolution | None
+    reminded_at: datetime | None
+    escalated_at: datetime | None
+
+    @property
+    def is_root(self) -> bool:
+        return self.alert_id == self.thread_id
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A delivery this process now owns (recorded before any Telegram call)."""
+
+    alert_id: uuid.UUID
+    chat_id: int
+    kind: AlertDeliveryKind
+    possibly_repeated: bool  # an earlier attempt's outcome is unknown: say so in what is sent
+    photo_message_id: int | None  # the photo part already went out (only the text is left)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of a press: whether it changed the alert, and the alert as it is now."""
+
+    changed: bool
+    alert: ClinicianAlert
+
+
+@dataclass(frozen=True)
+class ReviewTime:
+    thread_id: uuid.UUID
+    job_id: uuid.UUID
+    created_at: datetime
+    claimed_at: datetime | None
+    resolved_at: datetime | None
+    resolution: AlertResolution | None
+    claimed_by: str | None
+    resolved_by: str | None
+
+    @property
+    def to_claim_s(self) -> float | None:
+        return None if self.claimed_at is None else (aware(self.claimed_at) - aware(self.created_at)).total_seconds()
+
+    @property
+    def to_resolution_s(self) -> float | None:
+        if self.resolved_at is None:
+            return None
+        return (aware(self.resolved_at) - aware(self.created_at)).total_seconds()
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The ``fraction`` quantile (nearest rank), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+# --- Working time ---------------------------------------------------------------------------------------------
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    """The clinic's working hours (local time, the same each working day) and working days."""
+
+    opens: time
+    closes_minutes: int  # minutes after midnight; 1440: midnight at the end of the day
+    days: frozenset[int]  # Monday 0 .. Sunday 6
+    zone: ZoneInfo
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkingCalendar:
+        return cls.parse(settings.clinician_working_hours, settings.clinician_working_days, settings.clinician_timezone)
+
+    @classmethod
+    def parse(cls, hours: str, days: str, zone: str) -> WorkingCalendar:
+        start_text, end_text = (part.strip() for part in hours.split("-", 1))
+        start_hour, start_minute = (int(x) for x in start_text.split(":"))
+        end_hour, end_minute = (int(x) for x in end_text.split(":"))
+        closes = end_hour * 60 + end_minute
+        if not 0 <= start_hour * 60 + start_minute < closes <= 24 * 60:
+            raise ValueError(f"working hours {hours!r}: expected HH:MM-HH:MM, opening before closing")
+        chosen: set[int] = set()
+        for part in days.lower().replace(" ", "").split(","):
+            first, _, last = part.partition("-")
+            start, end = WEEKDAYS.index(first[:3]), WEEKDAYS.index((last or first)[:3])
+            chosen.update(range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)])
+        return cls(time(start_hour, start_minute), closes, frozenset(chosen), ZoneInfo(zone))
+
+    @property
+    def day_seconds(self) -> float:
+        return (self.closes_minutes - (self.opens.hour * 60 + self.opens.minute)) * 60.0
+
+    def working_seconds(self, start: datetime, end: datetime) -> float:
+        """Working time between two moments."""
+        start, end = aware(start), aware(end)
+        if end <= start:
+            return 0.0
+        total = 0.0
+        day: date = start.astimezone(self.zone).date() - timedelta(days=1)
+        last = end.astimezone(self.zone).date()
+        while day <= last:
+            if day.weekday() in self.days:
+                opening = datetime.combine(day, self.opens, tzinfo=self.zone)
+                closing = datetime.combine(day, time(), tzinfo=self.zone) + timedelta(minutes=self.closes_minutes)
+                overlap = (min(end, closing) - max(start, opening)).total_seconds()
+                total += max(overlap, 0.0)
+            day += timedelta(days=1)
+        return total
+
+
+# --- The store --------------------------------------------------------------------------------------------------
+
+
+class AlertStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            yield session
+
+    def load(self, alert_id: uuid.UUID) -> ClinicianAlert | None:
+        with self._session() as session:
+            return session.get(ClinicianAlert, alert_id)
+
+    def for_job(self, job_id: uuid.UUID) -> ClinicianAlert | None:
+        with self._session() as session:
+            return session.exec(select(ClinicianAlert).where(ClinicianAlert.job_id == job_id)).first()
+
+    def thread(self, thread_id: uuid.UUID) -> list[ClinicianAlert]:
+        with self._session() as session:
+            statement = (
+                select(ClinicianAlert)
+                .where(ClinicianAlert.thread_id == thread_id)
+                .order_by(col(ClinicianAlert.created_at), col(ClinicianAlert.id))
+            )
+            return list(session.exec(statement).all())
+
+    def view(self, alert_id: uuid.UUID) -> AlertView | None:
+        """The alert as a clinician reads it; None if it (or its job) was erased."""
+        with self._session() as session:
+            alert = session.get(ClinicianAlert, alert_id)
+            if alert is None:
+                return None
+            job = session.get(Job, alert.job_id)
+            root = session.get(ClinicianAlert, alert.thread_id) or alert
+            if job is None or job.ranking is None or job.risk is None:
+                return None
+            earlier = session.exec(
+                select(Job.received_at, Job.risk)
+                .where(
+                    Job.chat_ref == job.chat_ref,
+                    col(Job.received_at) < job.received_at,
+                    Job.status == JobStatus.DONE,
+                )
+                .order_by(col(Job.received_at).desc())
+            ).all()
+            thread_rows = session.exec(
+                select(ClinicianAlert.job_id, Job.risk, ClinicianAlert.forwarded)
+                .join(Job, col(Job.id) == col(ClinicianAlert.job_id))
+                .where(ClinicianAlert.thread_id == root.id)
+                .order_by(col(ClinicianAlert.created_at), col(ClinicianAlert.id))
+            ).all()
+            return AlertView(
+                alert_id=alert.id,
+                thread_id=alert.thread_id,
+                job_id=job.id,
+                patient_ref=patient_reference(job.chat_ref),
+                created_at=aware(alert.created_at),
+                ranking=job.ranking,
+                risk=job.risk,
+                melanoma_alert=bool(job.melanoma_alert),
+                photo_kind=job.photo_kind,
+                answers=answers_from_record(job.answers),
+                model_version=job.model_version or "unknown",
+                earlier_results=[EarlierResult(aware(received), _risk(risk)) for received, risk in earlier],
+                thread_photos=[ThreadPhoto(job_id, _risk(risk), forwarded) for job_id, risk, forwarded in thread_rows],
+                state=root.state,
+                claimed_by=root.claimed_by,
+                claimed_at=None if root.claimed_at is None else aware(root.claimed_at),
+                resolved_by=root.resolved_by,
+                resolved_at=None if root.resolved_at is None else aware(root.resolved_at),
+                resolution=root.resolution,
+                reminded_at=root.reminded_at,
+                escalated_at=root.escalated_at,
+            )
+
+    # Sending, exactly once where Telegram allows it
+
+    def unsent_jobs(self, limit: int = 100) -> list[uuid.UUID]:
+        """The jobs of alerts with deliveries still to make (the sweep queues them), oldest first."""
+        with self._session() as session:
+            statement = (
+                select(ClinicianAlert.job_id)
+                .where(col(ClinicianAlert.sent_at).is_(None))
+                .order_by(col(ClinicianAlert.created_at))
+                .limit(limit)
+            )
+            return list(session.exec(statement).all())
+
+    def deliveries(self, alert_ids: Sequence[uuid.UUID]) -> list[ClinicianAlertDelivery]:
+        with self._session() as session:
+            statement = select(ClinicianAlertDelivery).where(col(ClinicianAlertDelivery.alert_id).in_(alert_ids))
+            return list(session.exec(statement).all())
+
+    def begin_attempt(self, alert_id: uuid.UUID, chat_id: int, kind: AlertDeliveryKind) -> Attempt | None:
+        """Record an attempt to send this delivery before sending it; None when there is nothing to do here
+        (already sent, or another process is sending it right now)."""
+        with self._session() as session:
+            try:
+                session.add(ClinicianAlertDelivery(alert_id=alert_id, chat_id=chat_id, kind=kind))
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # the row exists: an earlier attempt
+        now = utc_now()
+        key = _delivery_key(alert_id, chat_id, kind)
+        with self._session() as session:
+            claimed = session.exec(
+                update(ClinicianAlertDelivery)
+                .where(*key)
+                .where(col(ClinicianAlertDelivery.message_id).is_(None))
+                .where(
+                    col(ClinicianAlertDelivery.attempt_started_at).is_(None)
+                    | (col(ClinicianAlertDelivery.attempt_started_at) < now - ATTEMPT_LEASE)
+                )
+                .values(
+                    # An attempt still marked as started is one whose process died mid-call: outcome unknown.
+                    possibly_repeated=col(ClinicianAlertDelivery.possibly_repeated)
+                    | col(ClinicianAlertDelivery.attempt_started_at).is_not(None),
+                    attempt_started_at=now,
+                    attempts=col(ClinicianAlertDelivery.attempts) + 1,
+                )
+            )
+            session.commit()
+            if claimed.rowcount != 1:
+                return None
+            delivery = session.exec(select(ClinicianAlertDelivery).where(*key)).one()
+            return Attempt(alert_id, chat_id, kind, delivery.possibly_repeated, delivery.photo_message_id)
+
+    def record_photo_sent(self, attempt: Attempt, photo_message_id: int) -> None:
+        self._update_delivery(attempt, photo_message_id=photo_message_id)
+
+    def record_sent(self, attempt: Attempt, message_id: int) -> None:
+        self._update_delivery(attempt, message_id=message_id, sent_at=utc_now(), attempt_started_at=None)
+
+    def record_failed(self, attempt: Attempt, *, outcome_known: bool) -> None:
+        """The call failed. Known (Telegram refused it: nothing was sent): the next attempt is a plain one.
+        Unknown (a timeout, a lost response): it may have arrived, so the next one says it may be a repeat."""
+        if outcome_known:
+            self._update_delivery(attempt, attempt_started_at=None)
+        else:
+            self._update_delivery(attempt, attempt_started_at=None, possibly_repeated=True)
+
+    def _update_delivery(self, attempt: Attempt, **values: Any) -> None:
+        with self._session() as session:
+            session.exec(
+                update(ClinicianAlertDelivery)
+                .where(*_delivery_key(attempt.alert_id, attempt.chat_id, attempt.kind))
+                .values(**values)
+            )
+            session.commit()
+
+    def mark_sent(self, alert_id: uuid.UUID) -> None:
+        """Every delivery of this alert is made (until a reminder or an escalation asks for more)."""
+        with self._session() as session:
+            session.exec(update(ClinicianAlert).where(col(ClinicianAlert.id) == alert_id).values(sent_at=utc_now()))
+            session.commit()
+
+    # Presses
+
+    def claim(self, thread_id: uuid.UUID, who: str) -> Decision | None:
+        """ "I'll review": only an open alert can be claimed; None if the alert is gone (erased)."""
+        now = utc_now()
+        return self._decide(
+            thread_id,
+            update(ClinicianAlert)
+            .where(col(ClinicianAlert.id) == thread_id, col(ClinicianAlert.state) == AlertState.OPEN)
+            .values(state=AlertState.CLAIMED, claimed_at=now, claimed_by=who),
+        )
+
+    def resolve(self, thread_id: uuid.UUID, resolution: AlertResolution, who: str) -> Decision | None:
+        """A resolution (by whoever presses, claimed or not); only once. An unclaimed alert counts as claimed
+        by the resolver at the same moment."""
+        now = utc_now()
+        statement = (
+            update(ClinicianAlert)
+            .where(col(ClinicianAlert.id) == thread_id, col(ClinicianAlert.state) != AlertState.RESOLVED)
+            .values(
+                state=AlertState.RESOLVED,
+                resolved_at=now,
+                resolved_by=who,
+                resolution=resolution,
+                claimed_at=func.coalesce(col(ClinicianAlert.claimed_at), now),
+                claimed_by=func.coalesce(col(ClinicianAlert.claimed_by), who),
+            )
+        )
+        return self._decide(thread_id, statement)
+
+    def _decide(self, thread_id: uuid.UUID, statement: Any) -> Decision | None:
+        with self._session() as session:
+            changed = session.exec(statement).rowcount == 1
+            session.commit()
+            alert = session.get(ClinicianAlert, thread_id)
+            return None if alert is None else Decision(changed, alert)
+
+    def contact(self, thread_id: uuid.UUID) -> SealedContact | None:
+        """The patient's chat, unsealed, while the thread holds it."""
+        from shared.sealing import SealBroken, unseal
+
+        root = self.load(thread_id)
+        if root is None or root.sealed_contact is None:
+            return None
+        try:
+            return unseal(root.sealed_contact, SealedContact)
+        except SealBroken:
+            return None
+
+    def record_patient_told(self, thread_id: uuid.UUID) -> None:
+        with self._session() as session:
+            session.exec(
+                update(ClinicianAlert).where(col(ClinicianAlert.id) == thread_id).values(patient_told_at=utc_now())
+            )
+            session.commit()
+
+    def erase_secrets(self, thread_id: uuid.UUID) -> None:
+        """A resolved thread needs neither the photo nor the patient's chat any more."""
+        with self._session() as session:
+            session.exec(
+                update(ClinicianAlert)
+                .where(col(ClinicianAlert.thread_id) == thread_id)
+                .values(sealed_photo=None, sealed_contact=None)
+            )
+            session.commit()
+
+    def erase_resolved_secrets(self, older_than: timedelta = timedelta(minutes=10)) -> int:
+        """The sweep's safety net: secrets left on threads resolved a while ago (a bot that died in between)."""
+        with self._session() as session:
+            resolved = select(ClinicianAlert.id).where(
+                col(ClinicianAlert.state) == AlertState.RESOLVED,
+                col(ClinicianAlert.resolved_at) < utc_now() - older_than,
+            )
+            result = session.exec(
+                update(ClinicianAlert)
+                .where(col(ClinicianAlert.thread_id).in_(resolved))
+                .where(col(ClinicianAlert.sealed_photo).is_not(None) | col(ClinicianAlert.sealed_contact).is_not(None))
+                .values(sealed_photo=None, sealed_contact=None)
+            )
+            session.commit()
+            return int(result.rowcount)
+
+    def record_action(
+        self,
+        *,
+        alert_id: uuid.UUID | None,
+        action: str,
+        chat: str,
+        user_id: int | None,
+        user_name: str | None,
+        outcome: str,
+    ) -> ClinicianAction:
+        with self._session() as session:
+            row = ClinicianAction(
+                alert_id=alert_id,
+                action=action[:32],
+                chat=chat[:64],
+                user_id=user_id,
+                user_name=None if user_name is None else user_name[:128],
+                outcome=outcome,
+            )
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return row
+
+    def actions(self, since: datetime | None = None) -> list[ClinicianAction]:
+        with self._session() as session:
+            statement = select(ClinicianAction).order_by(col(ClinicianAction.at))
+            if since is not None:
+                statement = statement.where(col(ClinicianAction.at) >= since)
+            return list(session.exec(statement).all())
+
+    # The closed loop
+
+    def mark_reminders_due(
+        self, calendar: WorkingCalendar, within_hours: float, now: datetime | None = None
+    ) -> list[uuid.UUID]:
+        """Threads sent but not claimed within ``within_hours`` working hours: marked for a reminder (and to
+        be sent again); each once, however often this runs."""
+        now = now or utc_now()
+        limit = within_hours * 3600
+        with self._session() as session:
+            candidates = session.exec(
+                select(ClinicianAlert).where(
+                    col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
+                    col(ClinicianAlert.state) == AlertState.OPEN,
+                    col(ClinicianAlert.reminded_at).is_(None),
+                )
+            ).all()
+        due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit]
+        return [
+            thread_id
+            for thread_id in due
+            if self._mark(
+                update(ClinicianAlert)
+                .where(
+                    col(ClinicianAlert.id) == thread_id,
+                    col(ClinicianAlert.state) == AlertState.OPEN,
+                    col(ClinicianAlert.reminded_at).is_(None),
+                )
+                .values(reminded_at=now, sent_at=None)
+            )
+        ]
+
+    def mark_escalations_due(
+        self, calendar: WorkingCalendar, within_days: float, now: datetime | None = None
+    ) -> list[uuid.UUID]:
+        """Threads not resolved within ``within_days`` working days: marked for the lead chat; each once."""
+        now = now or utc_now()
+        limit = within_days * calendar.day_seconds
+        with self._session() as session:
+            candidates = session.exec(
+                select(ClinicianAlert).where(
+                    col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
+                    col(ClinicianAlert.state) != AlertState.RESOLVED,
+                    col(ClinicianAlert.escalated_at).is_(None),
+                )
+            ).all()
+        due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit]
+        return [
+            thread_id
+            for thread_id in due
+            if self._mark(
+                update(ClinicianAlert)
+                .where(
+                    col(ClinicianAlert.id) == thread_id,
+                    col(ClinicianAlert.state) != AlertState.RESOLVED,
+                    col(ClinicianAlert.escalated_at).is_(None),
+                )
+                .values(escalated_at=now, sent_at=None)
+            )
+        ]
+
+    def _mark(self, statement: Any) -> bool:
+        with self._session() as session:
+            changed = session.exec(statement).rowcount == 1
+            session.commit()
+            return bool(changed)
+
+    # What clinicians and auditors read
+
+    def pending(self) -> list[ClinicianAlert]:
+        """Unresolved threads (their roots), oldest first."""
+        with self._session() as session:
+            statement = (
+                select(ClinicianAlert)
+                .where(
+                    col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
+                    col(ClinicianAlert.state) != AlertState.RESOLVED,
+                )
+                .order_by(col(ClinicianAlert.created_at))
+            )
+            return list(session.exec(statement).all())
+
+    def count_since(self, since: datetime) -> int:
+        with self._session() as session:
+            statement = select(func.count()).select_from(ClinicianAlert).where(col(ClinicianAlert.created_at) >= since)
+            return int(session.exec(statement).one())
+
+    def review_times(self, since: datetime | None = None, until: datetime | None = None) -> list[ReviewTime]:
+        """Each thread's times from alert to claim and to resolution, oldest first."""
+        with self._session() as session:
+            statement = (
+                select(ClinicianAlert)
+                .where(col(ClinicianAlert.thread_id) == col(ClinicianAlert.id))
+                .order_by(col(ClinicianAlert.created_at))
+            )
+            if since is not None:
+                statement = statement.where(col(ClinicianAlert.created_at) >= since)
+            if until is not None:
+                statement = statement.where(col(ClinicianAlert.created_at) < until)
+            return [
+                ReviewTime(
+                    a.id, a.job_id, a.created_at, a.claimed_at, a.resolved_at, a.resolution, a.claimed_by, a.resolved_by
+                )
+                for a in session.exec(statement).all()
+            ]
+
+
+def erase_patient_alerts(session: Session, chat_ref: str) -> None:
+    """/delete: the patient's alerts and their deliveries go with their jobs (the clinicians' own actions stay,
+    naming an alert id only)."""
+    alert_ids = select(ClinicianAlert.id).where(ClinicianAlert.chat_ref == chat_ref)
+    session.exec(delete(ClinicianAlertDelivery).where(col(ClinicianAlertDelivery.alert_id).in_(alert_ids)))
+    session.exec(delete(ClinicianAlert).where(col(ClinicianAlert.chat_ref) == chat_ref))
+
+
+def _risk(value: object) -> RiskLevel | None:
+    return None if value is None else RiskLevel(str(value))
+
+
+def _delivery_key(alert_id: uuid.UUID, chat_id: int, kind: AlertDeliveryKind) -> tuple[Any, ...]:
+    return (
+        col(ClinicianAlertDelivery.alert_id) == alert_id,
+        col(ClinicianAlertDelivery.chat_id) == chat_id,
+        col(ClinicianAlertDelivery.kind) == kind,
+    )
+
+
+@lru_cache
+def get_alert_store() -> AlertStore:
+    """The process's alert store, on the configured audit database."""
+    from shared.db import get_engine
+
+    return AlertStore(get_engine())
+
+
+# --- Who may act ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClinicianAllowList:
+    """Clinician chats, and in group chats the clinicians' user ids (settings). The lead chat counts too."""
+
+    chat_ids: frozenset[int]
+    user_ids: frozenset[int]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClinicianAllowList:
+        chats = set(settings.clinician_chat_ids)
+        if settings.clinician_lead_chat_id is not None:
+            chats.add(settings.clinician_lead_chat_id)
+        return cls(frozenset(chats), frozenset(settings.clinician_user_ids))
+
+    def is_clinician_chat(self, chat_id: int) -> bool:
+        return chat_id in self.chat_ids
+
+    def allows(self, chat_id: int, user_id: int | None) -> bool:
+        """A private clinician chat is the clinician (its id is theirs); in a group, the user must be listed."""
+        if chat_id not in self.chat_ids or user_id is None:
+            return False
+        return user_id == chat_id or user_id in self.user_ids
+
+
+def parse_callback(data: str) -> tuple[ClinicianActionKind, uuid.UUID] | None:
+    """``clin|<action>|<alert id>``; None for anything else (forged data included)."""
+    parts = data.split("|")
+    if len(parts) != 3 or parts[0] != CALLBACK_PREFIX:
+        return None
+    try:
+        return ClinicianActionKind(parts[1]), uuid.UUID(parts[2])
+    except ValueError:
+        return None
+
+
+def callback_data(action: ClinicianActionKind, thread_id: uuid.UUID) -> str:
+    return f"{CALLBACK_PREFIX}|{action.value}|{thread_id}"
+
+
+def alert_keyboard(view: AlertView) -> Any:
+    """The buttons under a thread's alert, by its state (none once resolved; a thread's later photos have none:
+    the thread is acted on as one). Returns a PTB InlineKeyboardMarkup, or None."""
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from shared import messages
+
+    if view.state == AlertState.RESOLVED:
+        return None
+
+    def button(action: ClinicianActionKind) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            messages.CLINICIAN_BUTTONS[action.value], callback_data=callback_data(action, view.thread_id)
+        )
+
+    rows = [] if view.state == AlertState.CLAIMED else [[button(ClinicianActionKind.CLAIM)]]
+    rows += [
+        [button(ClinicianActionKind.NO_ACTION)],
+        [button(ClinicianActionKind.APPOINTMENT), button(ClinicianActionKind.BETTER_PHOTO)],
+    ]
+    return InlineKeyboardMarkup(rows)

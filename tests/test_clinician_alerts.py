@@ -1,0 +1,308 @@
+"""Clinician alerts in this process: the outbox row written with the result, exactly-once sending against the
+real Bot API sandbox (with its dropped-response and 429 faults), threads and the forwarding limit, claims and
+resolutions, and the closed loop's marks; on a real (migrated) SQLite audit database and the real model."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram.error import NetworkError, RetryAfter
+
+from models.inference import Classifier
+from models.screening import screen_photo
+from shared import messages
+from shared.answers import PatientAnswers
+from shared.audit import AlertResolution, AlertState, JobStatus, MediaKind
+from shared.clinicians import (
+    AlertStore,
+    AlertView,
+    NewClinicianAlert,
+    ThreadPolicy,
+    WorkingCalendar,
+    percentile,
+)
+from shared.config import Settings
+from shared.job_store import JobStore
+from shared.labels import PhotoKind, RiskLevel
+from tests.auxil.database import migrated_engine
+from tests.auxil.sandbox_user import SandboxUser, button_data
+from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from worker.clinician_alerts import ClinicianAlertSender
+from worker.telegram import TelegramClient
+
+TOKEN = "6363:clinician-alerts-test-token"
+CLINICIANS = (9201, 9202)
+DEFAULT_THREADS = ThreadPolicy()
+AROUND_THE_CLOCK = WorkingCalendar.parse("00:00-24:00", "mon-sun", "UTC")
+
+
+def alert_view(ranking: list[dict[str, Any]], answers: PatientAnswers, **changes: Any) -> AlertView:
+    """An alert as the store would build it, for the texts' tests."""
+    job_id = uuid.uuid4()
+    fields: dict[str, Any] = {
+        "alert_id": job_id,
+        "thread_id": job_id,
+        "job_id": job_id,
+        "patient_ref": "P-0123abcd",
+        "created_at": datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        "ranking": ranking,
+        "risk": RiskLevel.HIGH,
+        "melanoma_alert": True,
+        "photo_kind": PhotoKind.CLINICAL,
+        "answers": answers,
+        "model_version": "m1",
+        "earlier_results": [],
+        "thread_photos": [],
+        "state": AlertState.OPEN,
+        "claimed_by": None,
+        "claimed_at": None,
+        "resolved_by": None,
+        "resolved_at": None,
+        "resolution": None,
+        "reminded_at": None,
+        "escalated_at": None,
+    }
+    return AlertView(**{**fields, **changes})
+
+
+def test_the_alert_text_lists_the_classes_above_one_percent_and_says_why_it_is_high_risk() -> None:
+    ranking = [
+        {"code": "mel", "name": "Melanoma", "probability": 0.62},
+        {"code": "nv", "name": "Melanocytic nevus", "probability": 0.3},
+        {"code": "bkl", "name": "Benign keratosis", "probability": 0.075},
+        {"code": "df", "name": "Dermatofibroma", "probability": 0.004},
+        {"code": "vasc", "name": "Vascular lesion", "probability": 0.001},
+    ]
+    text = messages.clinician_alert(alert_view(ranking, PatientAnswers(age=60)))
+    assert "62%  Melanoma" in text and "8%  Benign keratosis" in text
+    assert "Dermatofibroma" not in text and "Vascular" not in text
+    assert not [line for line in text.splitlines() if line.startswith("0%")], "no 0% lines"
+    assert "because melanoma is the most likely class" in text
+    assert "Photo: clinical" in text and "P-0123abcd, no earlier results" in text
+    assert "Open: nobody has claimed it yet" in text
+
+
+def test_working_time_counts_only_the_clinics_working_hours() -> None:
+    calendar = WorkingCalendar.parse("08:00-18:00", "mon-fri", "Europe/Berlin")
+    friday_evening = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)  # 17:00 in Berlin: one working hour left
+    monday_morning = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)  # 11:00 in Berlin: three working hours in
+    assert calendar.working_seconds(friday_evening, monday_morning) == 4 * 3600
+    assert calendar.day_seconds == 10 * 3600
+    assert (
+        AROUND_THE_CLOCK.working_seconds(friday_evening, monday_morning)
+        == (monday_morning - friday_evening).total_seconds()
+    )
+    assert percentile([5, 1, 3, 2, 4], 0.95) == 5 and percentile([], 0.5) is None
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
+    port = free_port()
+    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
+    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("alerts-sandbox"))
+    try:
+        wait_until(lambda: port_open(port), 30, what="sandbox")
+        yield SandboxUser(f"http://127.0.0.1:{port}")
+    finally:
+        child.stop()
+
+
+@pytest.fixture(scope="module")
+def telegram(sandbox: SandboxUser) -> Iterator[TelegramClient]:
+    client = TelegramClient.open(Settings(telegram_token=TOKEN, telegram_api_url=sandbox.api_url))  # type: ignore[arg-type]
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[JobStore, AlertStore]:
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'alerts.sqlite3'}")
+    return JobStore(engine), AlertStore(engine)
+
+
+@pytest.fixture
+def sender(telegram: TelegramClient, stores: tuple[JobStore, AlertStore], sandbox: SandboxUser) -> ClinicianAlertSender:
+    sandbox.clear_faults()
+    return ClinicianAlertSender(telegram=telegram, alerts=stores[1], clinician_chat_ids=CLINICIANS)
+
+
+def finished_result(
+    sandbox: SandboxUser,
+    jobs: JobStore,
+    classifier: Classifier,
+    photo: Path,
+    chat_ref: str,
+    threads: ThreadPolicy = DEFAULT_THREADS,
+) -> uuid.UUID:
+    """A patient's photo through the job store as the worker records it: received, analysed, combined (with
+    its alert's outbox row in the same transaction when it is high risk)."""
+    data = photo.read_bytes()
+    sent = sandbox.send_photo(4242, data)
+    job = jobs.record_received(
+        chat_ref=chat_ref, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
+    )
+    jobs.mark_running(job.id)
+    prediction = screen_photo(data, classifier)
+    jobs.mark_done(job.id, prediction, image_sha256="0" * 64)
+    combined = classifier.prediction_from_ranking(
+        prediction.to_dict()["ranking"], prediction.photo_kind, PatientAnswers()
+    )
+    alert = NewClinicianAlert(sent["photo"][-1]["file_id"], MediaKind.PHOTO, 4242, threads)
+    jobs.mark_combined(job.id, combined, clinician_alert=alert)
+    return job.id
+
+
+def alert_texts(sandbox: SandboxUser, chat: int, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [m for m in sandbox.bot_messages(chat) if f"Job: {job_id}" in m.get("text", "")]
+
+
+def test_a_high_risk_result_commits_with_its_alert_and_a_low_risk_one_has_none(
+    sandbox: SandboxUser, stores: tuple[JobStore, AlertStore], classifier: Classifier, photos_by_risk: dict[str, Path]
+) -> None:
+    jobs, alerts = stores
+    high = finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "a" * 32)
+    low = finished_result(sandbox, jobs, classifier, photos_by_risk["low"], "a" * 32)
+    alert = alerts.for_job(high)
+    assert alert is not None and alert.state == AlertState.OPEN and alert.thread_id == alert.id
+    assert alert.sealed_photo and "sandbox-file" not in alert.sealed_photo, "the file id is sealed at rest"
+    assert alert.sealed_contact and "4242" not in alert.sealed_contact
+    assert alerts.for_job(low) is None
+    assert alerts.unsent_jobs() == [high]
+
+
+def test_each_clinician_chat_gets_the_alert_once_with_its_four_buttons(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "b" * 32)
+    assert sender.notify_clinicians(job_id) == len(CLINICIANS)
+    assert sender.notify_clinicians(job_id) == 0, "a redelivered task sends nothing again"
+    assert stores[1].unsent_jobs() == []
+    for chat in CLINICIANS:
+        (text,) = alert_texts(sandbox, chat, job_id)
+        assert text["reply_to_message"]["photo"], "the details and buttons sit under the photo"
+        for label in messages.CLINICIAN_BUTTONS.values():
+            assert button_data(text, label) is not None, label
+        assert messages.POSSIBLY_REPEATED not in text["text"]
+
+
+def test_a_lost_response_is_resent_marked_as_a_possible_repeat_and_a_refused_call_plainly(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "c" * 32)
+    # The first clinician's text is executed but its response lost; then the resend meets flood control.
+    sandbox.inject_fault("sendMessage", count=1, kind="drop")
+    with pytest.raises(NetworkError):
+        sender.notify_clinicians(job_id)
+    assert len(alert_texts(sandbox, CLINICIANS[0], job_id)) == 1, "it did arrive"
+    sandbox.inject_fault("sendMessage", count=1, kind="429", retry_after=1)
+    with pytest.raises(RetryAfter):
+        sender.notify_clinicians(job_id)  # the task retries later
+    assert sender.notify_clinicians(job_id) == 2
+    first, repeated = alert_texts(sandbox, CLINICIANS[0], job_id)
+    assert messages.POSSIBLY_REPEATED in repeated["text"] and messages.POSSIBLY_REPEATED not in first["text"]
+    assert first["reply_to_message"]["message_id"] == repeated["reply_to_message"]["message_id"], "the photo went once"
+    (other,) = alert_texts(sandbox, CLINICIANS[1], job_id)
+    assert messages.POSSIBLY_REPEATED not in other["text"]
+    assert sender.notify_clinicians(job_id) == 0
+
+    # A call Telegram refused (429) sent nothing: its resend is a plain one.
+    refused = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "9" * 32)
+    sandbox.inject_fault("sendMessage", count=1, kind="429", retry_after=1)
+    with pytest.raises(RetryAfter):
+        sender.notify_clinicians(refused)
+    sender.notify_clinicians(refused)
+    for chat in CLINICIANS:
+        (text,) = alert_texts(sandbox, chat, refused)
+        assert messages.POSSIBLY_REPEATED not in text["text"]
+
+
+def test_three_high_risk_photos_within_the_hour_make_one_thread_and_the_limit_holds_back_the_rest(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    jobs, alerts = stores
+    threads = ThreadPolicy(window_s=3600, forwards=2)
+    job_ids = [finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "d" * 32, threads) for _ in range(3)]
+    for job_id in job_ids:
+        sender.notify_clinicians(job_id)
+    first = alerts.for_job(job_ids[0])
+    assert first is not None
+    thread = alerts.thread(first.id)
+    assert [a.job_id for a in thread] == job_ids and {a.thread_id for a in thread} == {first.id}
+    assert [a.forwarded for a in thread] == [True, True, False], "two forwarded, the third held back"
+    for chat in CLINICIANS:
+        with_buttons = [
+            m
+            for m in sandbox.bot_messages(chat)
+            if m.get("reply_markup") and any(str(j) in m.get("text", "") for j in job_ids)
+        ]
+        assert len(with_buttons) == 1, "one alert with buttons for the thread"
+        assert "3 high-risk photos from this patient" in with_buttons[0]["text"]
+        assert "1 not forwarded" in with_buttons[0]["text"]
+        second_photo = [m for m in sandbox.bot_messages(chat) if str(job_ids[1]) in m.get("caption", "")]
+        assert (
+            len(second_photo) == 1
+            and second_photo[0]["reply_to_message"]["message_id"] == with_buttons[0]["message_id"]
+        )
+        assert not [m for m in sandbox.bot_messages(chat) if str(job_ids[2]) in m.get("caption", "")]
+    assert alerts.unsent_jobs() == []
+
+
+def test_a_claim_and_a_resolution_each_count_once(
+    sandbox: SandboxUser, stores: tuple[JobStore, AlertStore], classifier: Classifier, photos_by_risk: dict[str, Path]
+) -> None:
+    jobs, alerts = stores
+    alert = alerts.for_job(finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "e" * 32))
+    assert alert is not None
+    first = alerts.claim(alert.id, "Dr A")
+    second = alerts.claim(alert.id, "Dr B")
+    assert first is not None and first.changed and second is not None and not second.changed
+    assert second.alert.claimed_by == "Dr A"
+    resolved = alerts.resolve(alert.id, AlertResolution.APPOINTMENT, "Dr B")
+    again = alerts.resolve(alert.id, AlertResolution.NO_ACTION, "Dr A")
+    assert resolved is not None and resolved.changed and again is not None and not again.changed
+    assert (again.alert.resolved_by, again.alert.resolution) == ("Dr B", AlertResolution.APPOINTMENT)
+    assert alerts.contact(alert.id) is not None and alerts.contact(alert.id).chat_id == 4242  # type: ignore[union-attr]
+    alerts.erase_secrets(alert.id)
+    assert alerts.contact(alert.id) is None
+    (times,) = alerts.review_times()
+    assert (
+        times.to_claim_s is not None and times.to_resolution_s is not None and times.to_resolution_s >= times.to_claim_s
+    )
+
+
+def test_reminders_and_escalations_are_marked_once_however_often_the_sweep_runs(
+    sandbox: SandboxUser, stores: tuple[JobStore, AlertStore], classifier: Classifier, photos_by_risk: dict[str, Path]
+) -> None:
+    jobs, alerts = stores
+    alert = alerts.for_job(finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "f" * 32))
+    assert alert is not None
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=5)
+    assert alerts.mark_reminders_due(AROUND_THE_CLOCK, 4, now=soon) == []
+    assert alerts.mark_reminders_due(AROUND_THE_CLOCK, 4, now=later) == [alert.id]
+    assert alerts.mark_reminders_due(AROUND_THE_CLOCK, 4, now=later) == [], "beat running twice reminds once"
+    assert alerts.mark_escalations_due(AROUND_THE_CLOCK, 2, now=later) == []
+    two_days = datetime.now(UTC) + timedelta(days=2, minutes=1)
+    assert alerts.mark_escalations_due(AROUND_THE_CLOCK, 2, now=two_days) == [alert.id]
+    assert alerts.mark_escalations_due(AROUND_THE_CLOCK, 2, now=two_days) == []
+    claimed = alerts.load(alert.id)
+    assert claimed is not None and claimed.reminded_at is not None and claimed.escalated_at is not None
+    assert claimed.sent_at is None, "marked to be sent again (to the lead chat)"
+    assert jobs.load(claimed.job_id) is not None and jobs.load(claimed.job_id).status == JobStatus.DONE  # type: ignore[union-attr]

@@ -1,0 +1,212 @@
+"""Sending clinician alerts from the outbox (shared/clinicians.py), exactly once per clinician chat where
+Telegram allows it, and the closed loop's periodic sweep.
+
+An alert is the patient's photo (its caption names the patient's pseudonym) with, as a reply under it, the text
+that carries the details and the buttons; a later photo of the same patient within the hour is sent as a reply
+to the thread's first alert, without buttons, and the first alert's text is edited to list it.
+
+Exactly once: each (alert, chat, kind) delivery records its attempt before the Telegram call and the message
+id after it. When a call's outcome is unknown (a timeout, a lost response, a process that died mid-call) the
+next attempt goes out marked "this may repeat a message that already reached you" instead of as a silent
+duplicate; when Telegram refused the call (429, 400, 403) nothing arrived and the next attempt is a plain one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+
+from shared import messages
+from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKind
+from shared.clinicians import AlertStore, AlertView, Attempt, SealedPhoto, WorkingCalendar, alert_keyboard
+from worker.telegram import TelegramClient
+
+log = logging.getLogger(__name__)
+# A delivery Telegram keeps refusing (the bot was removed from the chat, a chat id that does not exist) is
+# given up after this many attempts, and logged, rather than tried by every sweep forever.
+MAX_DELIVERY_ATTEMPTS = 8
+
+
+def outcome_known(error: BaseException) -> bool:
+    """Telegram answered and did not execute the call: flood control, a bad request, a forbidden chat. Anything
+    else (a timeout, a lost connection, a 5xx) may have been executed."""
+    return isinstance(error, RetryAfter | BadRequest | Forbidden)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    reminded: int
+    escalated: int
+    queued: int
+    secrets_erased: int
+
+
+@dataclass(frozen=True)
+class ClinicianAlertSender:
+    telegram: TelegramClient
+    alerts: AlertStore
+    clinician_chat_ids: Sequence[int]
+    lead_chat_id: int | None = None
+
+    def notify_clinicians(self, job_id: uuid.UUID) -> int:
+        """Make this job's alert's missing deliveries; returns how many were made now. Raises Telegram's error
+        of a failed one (the task retries; what was sent stays sent)."""
+        alert = self.alerts.for_job(job_id)
+        if alert is None or alert.sent_at is not None:
+            return 0
+        view = self.alerts.view(alert.id)
+        if view is None:
+            return 0  # the job was erased in between
+        root = alert if view.is_root else self.alerts.load(alert.thread_id)
+        wanted = self._wanted(alert, root or alert, view)
+        done = {
+            (d.chat_id, d.kind)
+            for d in self.alerts.deliveries([alert.id])
+            if d.message_id is not None or d.attempts >= MAX_DELIVERY_ATTEMPTS
+        }
+        made = 0
+        for chat_id, kind in wanted:
+            if (chat_id, kind) in done:
+                continue
+            attempt = self.alerts.begin_attempt(alert.id, chat_id, kind)
+            if attempt is None:
+                continue  # sent meanwhile, or another process is sending it right now
+            self._deliver(attempt, alert, view)
+            made += 1
+        finished = {(d.chat_id, d.kind) for d in self.alerts.deliveries([alert.id]) if d.message_id is not None}
+        if all(key in finished for key in wanted):
+            self.alerts.mark_sent(alert.id)
+        if not view.is_root:
+            self.refresh_thread(view.thread_id)  # the first alert lists the thread's photos
+        return made
+
+    def _wanted(
+        self, alert: ClinicianAlert, root: ClinicianAlert, view: AlertView
+    ) -> list[tuple[int, AlertDeliveryKind]]:
+        if not alert.forwarded:
+            return []  # over the per-patient limit: listed in the thread's first alert, not sent
+        wanted = [(chat_id, AlertDeliveryKind.ALERT) for chat_id in self.clinician_chat_ids]
+        if view.is_root and root.reminded_at is not None and root.state == AlertState.OPEN:
+            wanted += [(chat_id, AlertDeliveryKind.REMINDER) for chat_id in self.clinician_chat_ids]
+        if view.is_root and root.escalated_at is not None and root.state != AlertState.RESOLVED and self.lead_chat_id:
+            wanted.append((self.lead_chat_id, AlertDeliveryKind.ESCALATION))
+        return wanted
+
+    def _deliver(self, attempt: Attempt, alert: ClinicianAlert, view: AlertView) -> None:
+        photo = _unsealed_photo(alert)
+        thread_message = None if view.is_root else self._thread_message(view.thread_id, attempt.chat_id)
+        try:
+            photo_message_id = attempt.photo_message_id
+            if photo_message_id is None and photo is not None:
+                caption = messages.clinician_photo_caption(
+                    view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated
+                )
+                send = self.telegram.send_photo if photo.media_kind == MediaKind.PHOTO else self.telegram.send_document
+                photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
+                self.alerts.record_photo_sent(attempt, photo_message_id)
+            if view.is_root or photo_message_id is None:
+                text = messages.clinician_alert(
+                    view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated
+                )
+                keyboard = alert_keyboard(view) if view.is_root else None
+                message_id = self.telegram.send_text(
+                    attempt.chat_id, text, reply_markup=keyboard, reply_to=photo_message_id or thread_message
+                )
+            else:
+                message_id = photo_message_id  # a thread's later photo: its caption is the message
+        except TelegramError as error:
+            known = outcome_known(error)
+            self.alerts.record_failed(attempt, outcome_known=known)
+            log.warning(
+                "alert %s: %s to a clinician chat failed (%s; %s)",
+                alert.id,
+                attempt.kind.value,
+                type(error).__name__,
+                "not sent" if known else "outcome unknown",
+            )
+            raise
+        self.alerts.record_sent(attempt, message_id)
+        log.info(
+            "alert %s: %s sent to a clinician chat%s",
+            alert.id,
+            attempt.kind.value,
+            " (marked as a possible repeat)" if attempt.possibly_repeated else "",
+        )
+
+    def _thread_message(self, thread_id: uuid.UUID, chat_id: int) -> int | None:
+        for delivery in self.alerts.deliveries([thread_id]):
+            if delivery.chat_id == chat_id and delivery.kind == AlertDeliveryKind.ALERT:
+                return delivery.message_id
+        return None
+
+    def refresh_thread(self, thread_id: uuid.UUID) -> int:
+        """Edit the thread's alert text in every chat that has it to its current state; returns the edits made.
+        Best effort: an edit that fails is logged (the next change edits again)."""
+        view = self.alerts.view(thread_id)
+        if view is None:
+            return 0
+        edited = 0
+        for delivery in self.alerts.deliveries([thread_id]):
+            if delivery.message_id is None:
+                continue
+            text = messages.clinician_alert(
+                view, kind=delivery.kind.value, possibly_repeated=delivery.possibly_repeated
+            )
+            try:
+                self.telegram.edit_text(delivery.chat_id, delivery.message_id, text, reply_markup=alert_keyboard(view))
+                edited += 1
+            except BadRequest as error:
+                if "not modified" not in error.message:
+                    log.warning("alert %s: edit failed (%s)", thread_id, error.message)
+            except TelegramError as error:
+                log.warning("alert %s: edit failed (%s)", thread_id, type(error).__name__)
+        return edited
+
+
+def _unsealed_photo(alert: ClinicianAlert) -> SealedPhoto | None:
+    from shared.sealing import SealBroken, unseal
+
+    if alert.sealed_photo is None:
+        return None
+    try:
+        return unseal(alert.sealed_photo, SealedPhoto)
+    except SealBroken:
+        log.error("alert %s: the photo's sealed file id cannot be opened (key rotated away?)", alert.id)
+        return None
+
+
+@dataclass(frozen=True)
+class ClinicianAlertSweep:
+    """Beat's periodic work, safe if it runs twice: mark reminders and escalations that are due (each once),
+    erase secrets of resolved threads, and queue every alert with deliveries still to make."""
+
+    alerts: AlertStore
+    calendar: WorkingCalendar
+    claim_within_hours: float
+    resolve_within_days: float
+    lead_chat_id: int | None
+    queue_alert: Callable[[uuid.UUID], None]  # by job id
+
+    def run(self) -> SweepReport:
+        reminded = self.alerts.mark_reminders_due(self.calendar, self.claim_within_hours)
+        escalated = (
+            self.alerts.mark_escalations_due(self.calendar, self.resolve_within_days)
+            if self.lead_chat_id is not None
+            else []
+        )
+        erased = self.alerts.erase_resolved_secrets()
+        unsent = self.alerts.unsent_jobs()
+        for job_id in unsent:
+            self.queue_alert(job_id)
+        if reminded or escalated or unsent:
+            log.info(
+                "clinician sweep: %d reminded, %d escalated, %d alert(s) queued",
+                len(reminded),
+                len(escalated),
+                len(unsent),
+            )
+        return SweepReport(len(reminded), len(escalated), len(unsent), erased)
