@@ -306,3 +306,12 @@ def test_reminders_and_escalations_are_marked_once_however_often_the_sweep_runs(
     assert claimed is not None and claimed.reminded_at is not None and claimed.escalated_at is not None
     assert claimed.sent_at is None, "marked to be sent again (to the lead chat)"
     assert jobs.load(claimed.job_id) is not None and jobs.load(claimed.job_id).status == JobStatus.DONE  # type: ignore[union-attr]
+
+
+def test_the_beat_sweeps_clinician_alerts_on_the_clinicians_queue() -> None:
+    from shared.queue import CLINICIAN_SWEEP_TASK, CLINICIANS_QUEUE, TASK_ROUTES
+    from worker.celery_app import app
+
+    (entry,) = [entry for entry in app.conf.beat_schedule.values() if entry["task"] == CLINICIAN_SWEEP_TASK]
+    assert entry["schedule"] == Settings().clinician_sweep_interval_s
+    assert TASK_ROUTES[CLINICIAN_SWEEP_TASK]["queue"] == CLINICIANS_QUEUE

@@ -155,8 +155,7 @@ def test_the_beat_queues_the_purge_daily_for_the_workers() -> None:
     from shared.queue import CLINICIANS_QUEUE, PURGE_TASK, TASK_ROUTES
     from worker.celery_app import app
 
-    (entry,) = app.conf.beat_schedule.values()
-    assert entry["task"] == PURGE_TASK
+    (entry,) = [entry for entry in app.conf.beat_schedule.values() if entry["task"] == PURGE_TASK]
     schedule = entry["schedule"]
     assert isinstance(schedule, crontab) and len(schedule.hour) == 1 and len(schedule.minute) == 1, "once a day"
     assert TASK_ROUTES[PURGE_TASK]["queue"] == CLINICIANS_QUEUE
