@@ -23,6 +23,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from shared import messages
 from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKind
 from shared.clinicians import AlertStore, AlertView, Attempt, SealedPhoto, WorkingCalendar, alert_keyboard
+from shared.telegram_calls import NotDelivered
 from worker.telegram import TelegramClient
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ MAX_DELIVERY_ATTEMPTS = 8
 
 
 def outcome_known(error: BaseException) -> bool:
-    """Telegram answered and did not execute the call: flood control, a bad request, a forbidden chat. Anything
-    else (a timeout, a lost connection, a 5xx) may have been executed."""
-    return isinstance(error, RetryAfter | BadRequest | Forbidden)
+    """Nothing was sent: Telegram refused the call (flood control, a bad request, a forbidden chat) or it never
+    reached Telegram (shared.telegram_calls.NotDelivered). Anything else (a lost answer, a timeout) may have
+    been executed."""
+    return isinstance(error, RetryAfter | BadRequest | Forbidden | NotDelivered)
 
 
 @dataclass(frozen=True)
