@@ -103,6 +103,8 @@ class Job(SQLModel, table=True):
     # measured reliability quoted for this photo kind (the artifact's malignant_told_low_per_100).
     answer_effects: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
     malignant_told_low_per_100: float | None = None
+    # The patient sent this photo before (same SHA-256): that job, whose result this one repeats.
+    same_photo_as: uuid.UUID | None = None
 
 
 class ConsentDecision(StrEnum):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
@@ -171,6 +171,40 @@ class JobStore:
             job.risk = prediction.risk
             job.melanoma_alert = prediction.melanoma_alert
             job.photo_kind = prediction.photo_kind
+        return job
+
+    def earlier_result(self, job: Job, image_sha256: str) -> Job | None:
+        """The patient's latest answered result for the same photo (same SHA-256), other than ``job``."""
+        with self._session() as session:
+            statement = (
+                select(Job)
+                .where(
+                    Job.chat_ref == job.chat_ref,
+                    Job.image_sha256 == image_sha256,
+                    Job.status == JobStatus.DONE,
+                    col(Job.replied_at).is_not(None),
+                    col(Job.photo_ranking).is_not(None),
+                    Job.id != job.id,
+                )
+                .order_by(col(Job.received_at).desc())
+            )
+            return session.exec(statement).first()
+
+    def mark_same_photo(self, job_id: uuid.UUID, earlier: Job, *, image_sha256: str) -> Job:
+        """A photo the patient sent before: DONE with the earlier job's result and answers (the questionnaire is
+        closed: its answers are the earlier ones), without running the model again."""
+        with self._changing(job_id, JobStatus.DONE) as job:
+            job.image_sha256 = image_sha256
+            job.finished_at = utc_now()
+            job.same_photo_as = earlier.id
+            job.model_version = earlier.model_version
+            job.ranking = earlier.photo_ranking
+            job.photo_ranking = earlier.photo_ranking
+            job.risk = earlier.risk
+            job.melanoma_alert = earlier.melanoma_alert
+            job.photo_kind = earlier.photo_kind
+            job.answers = earlier.answers
+            job.answers_closed_at = job.answers_closed_at or utc_now()
         return job
 
     def mark_rejected(self, job_id: uuid.UUID, refusal: Refusal, *, image_sha256: str | None = None) -> Job:

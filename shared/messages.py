@@ -466,6 +466,17 @@ def history(entries: Sequence[str]) -> str:
     return HISTORY_EMPTY if not entries else "\n".join([HISTORY_HEADING, *entries])
 
 
+SAME_PHOTO = (
+    "<b>You sent this same photo on {date}.</b> The same photo always gets the same result, so here it is "
+    "again. For a new look at the spot, take a new photo."
+)
+
+
+def same_photo_result(first_sent_at: datetime, view: PatientResult) -> str:
+    """The result of a photo the patient sent before (Telegram HTML)."""
+    return f"{SAME_PHOTO.format(date=sent_on(first_sent_at))}\n\n{result(view)}"
+
+
 def past_result(received_at: datetime, view: PatientResult) -> str:
     """A result shown again from /history (Telegram HTML)."""
     return f"{HISTORY_RESULT_HEADING.format(date=sent_on(received_at))}\n\n{result(view)}"

@@ -48,6 +48,7 @@ def tombstone_values() -> dict[str, Any]:
         "answers": null(),
         "answers_used": null(),
         "answer_effects": null(),
+        "same_photo_as": null(),
         "clinicians_notified": null(),
     }
 

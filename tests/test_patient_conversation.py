@@ -167,8 +167,9 @@ def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
     assert (job.risk, job.melanoma_alert) == (combined.risk, combined.melanoma_alert)
     assert reply["text"] == result_text(job), stack.logs()
 
-    # Age and sex are remembered for the next photo; the patient keeps them and knows nothing else.
-    second = stack.user.send_photo(chat, path.read_bytes())
+    # Age and sex are remembered for the next photo (another spot: the same photo again would get the same
+    # result); the patient keeps them and knows nothing else.
+    second = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     questions = questionnaire_for(stack.user, chat, second["message_id"])
     assert "age 40-49, female" in questions["text"]
     answer_questionnaire(stack.user, chat, second["message_id"], ["Yes, still right"] + ["Don't know"] * 7)
@@ -180,16 +181,17 @@ def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
 def test_skip_and_all_dont_know_give_exactly_the_photo_only_ranking_of_classify(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
-    chat = 1305
+    chat, other_chat = 1305, 1309  # two patients: one patient's same photo again would repeat its first result
     path = photos_by_risk["alert"]
     expected = classify_cli(path)
     consent(stack.user, chat)
+    consent(stack.user, other_chat)
     skipped = stack.user.send_photo(chat, path.read_bytes())
     skip_questionnaire(stack.user, chat, skipped["message_id"])
-    dont_know = stack.user.send_photo(chat, path.read_bytes())
-    answer_questionnaire(stack.user, chat, dont_know["message_id"], ["Don't know"] * 9)
+    dont_know = stack.user.send_photo(other_chat, path.read_bytes())
+    answer_questionnaire(stack.user, other_chat, dont_know["message_id"], ["Don't know"] * 9)
     for sent in (skipped, dont_know):
-        reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+        reply = stack.user.wait_for_reply(sent["chat"]["id"], sent["message_id"], timeout_s=90)
         job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
         assert job.ranking == job.photo_ranking == expected["ranking"]
         assert (job.risk, job.melanoma_alert, job.answers_used) == (expected["risk"], expected["melanoma_alert"], [])

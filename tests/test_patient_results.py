@@ -25,7 +25,7 @@ from shared.retention import PURGED_CHAT_REF
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import answer_questionnaire, consent, send_photo_skipping_questions, skip_questionnaire
 from tests.auxil.services import wait_until
-from tests.auxil.stack import BOT_TOKEN, CHAT_HASH_KEY, RunningStack, running_stack
+from tests.auxil.stack import BOT_TOKEN, CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -230,3 +230,24 @@ def test_an_iphone_heic_file_is_analysed(stack: RunningStack, photos_by_risk: di
     job = answered_job(stack, sent["document"]["file_unique_id"])
     assert job.status == JobStatus.DONE and text == plain_text(messages.result(patient_result(job)), "HTML")
     assert explanation_picture_after(stack, chat, sent["message_id"]).format == "JPEG"
+
+
+def test_the_same_photo_again_gets_its_earlier_result_said_to_be_the_same_photo(
+    stack: RunningStack, alert_photos: dict[MelanomaFinding, Path]
+) -> None:
+    chat = 3108
+    data = alert_photos[MelanomaFinding.CANNOT_RULE_OUT].read_bytes()
+    first = send_photo_skipping_questions(stack.user, chat, data)
+    first_text = stack.user.wait_for_reply(chat, first["message_id"], timeout_s=90)["text"]
+    first_job = answered_job(stack, first["photo"][-1]["file_unique_id"])
+
+    again = stack.user.send_photo(chat, data)
+    text = stack.user.wait_for_reply(chat, again["message_id"], timeout_s=90)["text"]
+    job = answered_job(stack, again["photo"][-1]["file_unique_id"])
+    assert job.same_photo_as == first_job.id and job.image_sha256 == first_job.image_sha256
+    assert text.startswith(f"You sent this same photo on {messages.sent_on(first_job.received_at)}.")
+    assert text.endswith(first_text), "the earlier result, word for word"
+    assert (job.ranking, job.risk, job.melanoma_alert) == (first_job.ranking, first_job.risk, first_job.melanoma_alert)
+    assert explanation_picture_after(stack, chat, again["message_id"]).format == "JPEG"
+    for clinician in CLINICIANS:  # told about the first one; the same photo again is not a new case
+        assert not [m for m in stack.user.bot_messages(clinician) if str(job.id) in m.get("caption", "")]

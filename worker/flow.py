@@ -109,7 +109,7 @@ class ClassificationFlow:
             prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
             details = replies.result_details(self.classifier, job, job.photo_kind, answers)
         alert = None
-        if self.clinician_chat_ids:
+        if self.clinician_chat_ids and job.same_photo_as is None:  # the same photo again is not a new case
             alert = NewClinicianAlert(request.file_id, request.media_kind, request.chat_id, self.clinician_threads)
         # A high-risk result commits with its alert's outbox row: the alert is never lost, whatever follows.
         job = self.jobs.mark_combined(
@@ -126,7 +126,10 @@ class ClassificationFlow:
                 log.warning(
                     "job %s: clinician alert not queued (%s); the sweep will send it", job.id, type(error).__name__
                 )
-        self._reply(request, replies.patient_text(job))
+        earlier = None if job.same_photo_as is None else self.jobs.load(job.same_photo_as)
+        self._reply(
+            request, replies.patient_text(job, same_photo_sent_at=None if earlier is None else earlier.received_at)
+        )
         self._send_explanation(request, job)
         try:
             self._mark_replied(job.id)
@@ -171,6 +174,10 @@ class ClassificationFlow:
             return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
         image_sha256 = hashlib.sha256(data).hexdigest()
         self.kept_photos.keep(job.id, data)
+        earlier = self.jobs.earlier_result(job, image_sha256)
+        if earlier is not None:  # the patient sent this photo before: its result again, said to be the same photo
+            log.info("job %s: the same photo as job %s", job.id, earlier.id)
+            return self.jobs.mark_same_photo(job.id, earlier, image_sha256=image_sha256)
         try:
             with timed("screening"):  # decode, gates and model: one call (models/screening.py)
                 prediction = screen_photo(data, self.classifier)

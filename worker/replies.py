@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from models.answer_effects import answer_effects
 from models.explain import explanation_picture
@@ -42,11 +43,14 @@ def result_details(classifier: Classifier, job: Job, kind: PhotoKind, answers: P
     )
 
 
-def patient_text(job: Job) -> str:
-    """The refusal or the result (Telegram HTML) of a finished job."""
+def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:
+    """The refusal or the result (Telegram HTML) of a finished job; ``same_photo_sent_at``: when the patient sent
+    this same photo before (its result is repeated, and said to be)."""
     if job.status == JobStatus.REJECTED:
         assert isinstance(job.error_code, RefusalCode)
         return messages.rejection(job.error_code, MAX_FILE_MB, messages.sent_name(MediaKind(job.media_kind)))
+    if same_photo_sent_at is not None:
+        return messages.same_photo_result(same_photo_sent_at, patient_result(job))
     return messages.result(patient_result(job))
 
 
