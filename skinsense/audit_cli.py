@@ -1,6 +1,7 @@
 """``skinsense audit``: list the audit rows, or export them as CSV or JSON lines, filtered by time, status and
-risk. Times are ISO 8601 with their offset (UTC). It never creates a database: a SQLite file that is not
-there is refused (exit code 2) with one line saying so.
+risk; ``clinician-actions`` and ``review-times`` report what clinicians did with the alerts and how long alerts
+waited (skinsense/audit_clinicians.py). Times are ISO 8601 with their offset (UTC). It never creates a
+database: a SQLite file that is not there is refused (exit code 2) with one line saying so.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from shared.retention import MINIMUM_RETENTION_DAYS
 EXIT_REFUSED = 2
 LISTING_HEADER = (
     f"{'received_at':<25} {'job':<36} {'status':<8} {'risk':<6} {'top':<9} {'alert':<5} "
-    f"{'answers_used':<15} {'clinicians':<13} error"
+    f"{'answers_used':<15} {'clinicians':<19} error"
 )
 
 
@@ -36,9 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "action",
         nargs="?",
-        choices=["list", "purge"],
+        choices=["list", "purge", "clinician-actions", "review-times"],
         default="list",
-        help="list (default) or export rows; purge: erase patient data past retention, keeping tombstones",
+        help="list (default) or export rows; purge: erase patient data past retention, keeping tombstones; "
+        "clinician-actions: every press of an alert's buttons; review-times: median and 95th percentile from "
+        "alert to claim and to resolution (--since/--until: when the alerts were sent)",
+    )
+    parser.add_argument(
+        "--per-alert", action="store_true", help="review-times: one row per alert thread instead of the summary"
     )
     parser.add_argument(
         "--older-than",
@@ -87,14 +93,25 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "purge":
         return _purge(args.older_than)
     try:
-        jobs = list(_select_jobs(args))
+        if args.action in ("clinician-actions", "review-times"):
+            lines = _clinician_report(args)
+        else:
+            jobs = list(_select_jobs(args))
+            lines = None
     except AuditRefused as refusal:
         print(f"skinsense audit: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
     target: str | None = args.csv or args.jsonl
+    if lines is not None:
+        if args.jsonl:
+            print("skinsense audit: --jsonl is for the job rows; use the table or --csv", file=sys.stderr)
+            return EXIT_REFUSED
+    elif target is None:
+        return _write_quietly(sys.stdout, _listing(jobs, _alert_states(jobs)))
+    else:
+        lines = _csv_lines(jobs) if args.csv else _json_lines(jobs)
     if target is None:
-        return _write_quietly(sys.stdout, _listing(jobs))
-    lines = _csv_lines(jobs) if args.csv else _json_lines(jobs)
+        return _write_quietly(sys.stdout, lines)
     if target == "-":
         return _write_quietly(sys.stdout, lines)
     with open(target, "w", newline="", encoding="utf-8") as output:
@@ -129,6 +146,63 @@ def _select_jobs(args: argparse.Namespace) -> Iterator[Job]:
         raise AuditRefused(
             f"cannot read the audit table ({type(error.orig).__name__}); run `skinsense db upgrade` first?"
         ) from None
+
+
+def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
+    """The clinician actions or the review-time report, read in full before anything is written."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from shared.clinicians import AlertStore
+    from shared.config import get_settings
+    from shared.db import get_engine
+    from skinsense import audit_clinicians
+
+    url = get_settings().database_url
+    _refuse_missing_sqlite_file(url)
+    store = AlertStore(get_engine(url))
+    try:
+        if args.action == "clinician-actions":
+            actions = [a for a in store.actions(args.since) if args.until is None or _aware(a.at) < args.until]
+            return audit_clinicians.action_lines(actions, as_csv=bool(args.csv))
+        times = store.review_times(args.since, args.until)
+    except (OperationalError, ProgrammingError) as error:
+        raise AuditRefused(
+            f"cannot read the clinician tables ({type(error.orig).__name__}); run `skinsense db upgrade` first?"
+        ) from None
+    return audit_clinicians.review_time_lines(times, as_csv=bool(args.csv), per_alert=args.per_alert)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _alert_states(jobs: list[Job]) -> dict[Any, str]:
+    """Each listed job's clinician alert state (open, claimed, resolved), for the listing's clinicians column."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlmodel import Session, col, select
+
+    from shared.audit import ClinicianAlert
+    from shared.config import get_settings
+    from shared.db import get_engine
+
+    if not jobs:
+        return {}
+    try:
+        with Session(get_engine(get_settings().database_url)) as session:
+            rows = session.exec(
+                select(ClinicianAlert.job_id, ClinicianAlert.thread_id, ClinicianAlert.state).where(
+                    col(ClinicianAlert.job_id).in_([job.id for job in jobs])
+                )
+            ).all()
+            roots = {
+                alert.id: alert.state.value
+                for alert in session.exec(
+                    select(ClinicianAlert).where(col(ClinicianAlert.id).in_({thread for _, thread, _ in rows}))
+                ).all()
+            }
+    except (OperationalError, ProgrammingError):
+        return {}  # an older schema: the column says "-"
+    return {job_id: roots.get(thread_id, str(state)) for job_id, thread_id, state in rows}
 
 
 def _purge(older_than_days: int | None) -> int:
@@ -182,7 +256,7 @@ def _record(job: Job) -> dict[str, Any]:
     }
 
 
-def _listing(jobs: Iterable[Job]) -> Iterator[str]:
+def _listing(jobs: Iterable[Job], alert_states: dict[Any, str]) -> Iterator[str]:
     yield LISTING_HEADER + "\n"
     for job in jobs:
         top = job.ranking[0]["code"] if job.ranking else "-"
@@ -190,7 +264,7 @@ def _listing(jobs: Iterable[Job]) -> Iterator[str]:
         received = _iso(job.received_at.replace(microsecond=0))
         yield (
             f"{received:<25} {job.id} {job.status.value:<8} {job.risk or '-':<6} top={top:<5} {alert:<5} "
-            f"answers_used={len(job.answers_used or []):<2} clinicians={len(job.clinicians_notified or {}):<2} "
+            f"answers_used={len(job.answers_used or []):<2} clinicians={alert_states.get(job.id, '-'):<8} "
             f"{job.error_code or ''}".rstrip()
             + "\n"
         )

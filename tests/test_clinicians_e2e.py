@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
 
 from shared import messages
@@ -134,6 +136,18 @@ def test_an_alert_has_its_buttons_and_a_claim_by_one_clinician_shows_in_every_ch
     assert alert.state == AlertState.CLAIMED and alert.claimed_by == "Patient 9001" and alert.claimed_at is not None
     (claim,) = actions(stack, alert.id)
     assert (claim.action, claim.chat, claim.user_id, claim.outcome) == ("claim", str(DOCTOR_A), DOCTOR_A, "done")
+    assert review_count(stack, "claim") >= 1, "the bot's review-time histogram saw the claim"
+
+
+def review_count(stack: RunningStack, step: str) -> float:
+    """skinsense_clinician_review_seconds_count{step} on the bot's /metrics."""
+    port = stack.env["SKINSENSE_BOT_METRICS_PORT"]
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "skinsense_clinician_review_seconds_count" and sample.labels.get("step") == step:
+                return sample.value
+    return 0.0
 
 
 def test_a_resolution_is_recorded_with_who_and_when_and_the_patient_is_told_kindly(
@@ -165,6 +179,7 @@ def test_a_resolution_is_recorded_with_who_and_when_and_the_patient_is_told_kind
         what="clinician A's copy to show the resolution",
     )
     assert not current(stack, DOCTOR_A, for_a["message_id"]).get("reply_markup"), "no buttons once resolved"
+    assert review_count(stack, "resolution") >= 1
     (resolution,) = actions(stack, alert.id)
     assert (resolution.action, resolution.user_id, resolution.outcome) == ("appointment", DOCTOR_B, "done")
 
