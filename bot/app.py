@@ -8,8 +8,11 @@ from typing import Any
 from telegram import BotCommand, Update
 from telegram.ext import Application
 
+from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore
 from bot.handlers import register_handlers
 from shared.config import Settings, get_settings
+from shared.db import get_engine
+from shared.sealing import Sealer, parse_keys
 from shared.telegram_calls import TelegramCallLimiter, telegram_request
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,12 @@ async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> 
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
     if settings.telegram_token is None:
         raise SystemExit("SKINSENSE_TELEGRAM_TOKEN is not set (use `skinsense up` to run on the local sandbox)")
+    # Durable intake (bot/durable_updates.py): each update recorded before Telegram is told it arrived.
+    inbound = InboundUpdateStore(get_engine(settings.database_url), Sealer(parse_keys(settings.delivery_key)))
     application = (
         Application.builder()
+        .application_class(DurableApplication, kwargs={"inbound": inbound})
+        .update_queue(DurableUpdateQueue(inbound))
         .token(settings.telegram_token.get_secret_value())
         .base_url(settings.bot_api_base)
         .base_file_url(settings.bot_file_base)

@@ -17,6 +17,7 @@ from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.intake import chat_ref_of, incoming_image, take_image
+from bot.questionnaire import answer_tap, edit_unless_unchanged
 from bot.state import MAX_PENDING_PHOTOS, pending_photos, questionnaires
 from shared import messages
 from shared.patients import get_patient_store
@@ -61,7 +62,8 @@ async def consent_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return  # on to the handlers of group 0
     held = pending_photos(context.bot_data).setdefault(message.chat_id, [])
     already_asked = bool(held)
-    if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS:
+    replayed = any(m.message_id == message.message_id for m in held)  # handled again (bot/durable_updates.py)
+    if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS and not replayed:
         held.append(message)  # in memory only: its file id, until the patient decides
     if not (already_asked and incoming_image(message) is not None):  # one question for a whole album
         await ask_for_consent(message)
@@ -74,7 +76,7 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     chat = update.effective_chat
     if query is None or query.data is None or chat is None:
         return
-    await query.answer()
+    await answer_tap(query)
     _, choice, version = query.data.split("|", 2)
     if version != messages.PRIVACY_VERSION:  # a button under an older text: show the current one
         await query.edit_message_text(messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
@@ -83,11 +85,13 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     chat_ref = chat_ref_of(chat.id)
     if ConsentChoice(choice) == ConsentChoice.DECLINE:
         await asyncio.to_thread(get_patient_store().withdraw_consent, chat_ref)
-        await query.edit_message_text(messages.CONSENT_DECLINED)
+        await edit_unless_unchanged(query.edit_message_text(messages.CONSENT_DECLINED))
         log.info("consent declined; %d held photo(s) dropped", len(held))
         return
     await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)
-    await query.edit_message_text(messages.CONSENT_GIVEN_PHOTO_PENDING if held else messages.CONSENT_GIVEN)
+    await edit_unless_unchanged(
+        query.edit_message_text(messages.CONSENT_GIVEN_PHOTO_PENDING if held else messages.CONSENT_GIVEN)
+    )
     log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
     for message in held:
         await take_image(message, context)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
@@ -162,11 +162,11 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     if query is None or query.data is None:
         return
-    await query.answer()
+    await answer_tap(query)
     _, job_hex, question_token, value = query.data.split("|", 3)
     questionnaire = questionnaires(context.bot_data).get(uuid.UUID(job_hex))
     if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
-        await _edit(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+        await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
         return
     if question_token == SKIP:
         await close_questionnaire(context, questionnaire, skipped=True)
@@ -187,9 +187,9 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.answers_closed_at is not None:
         # Erased, refused (the patient already has the reason) or timed out: no point in asking on.
         questionnaires(context.bot_data).pop(questionnaire.job_id, None)
-        await _edit(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+        await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
         return
-    await _edit(
+    await edit_unless_unchanged(
         query.edit_message_text(
             step_text(questionnaire, following),
             parse_mode=ParseMode.HTML,
@@ -219,7 +219,9 @@ async def close_questionnaire(
     else:
         text = messages.QUESTIONNAIRE_SKIPPED if skipped else messages.QUESTIONNAIRE_DONE
     if questionnaire.message_id is not None:
-        await _edit(context.bot.edit_message_text(text, chat_id=chat_id, message_id=questionnaire.message_id))
+        await edit_unless_unchanged(
+            context.bot.edit_message_text(text, chat_id=chat_id, message_id=questionnaire.message_id)
+        )
     if job is not None and job.status == JobStatus.DONE and job.replied_at is None:
         # The analysis finished first and is waiting for us: the result goes out now.
         try:
@@ -229,7 +231,16 @@ async def close_questionnaire(
     log.info("job %s: questionnaire %s", questionnaire.job_id, "skipped" if skipped else "answered")
 
 
-async def _edit(edit: Awaitable[object]) -> None:
+async def answer_tap(query: CallbackQuery) -> None:
+    """Stop the button's spinner. Best effort: on a replayed update (bot/durable_updates.py) Telegram may say
+    the query is too old, and the tap must still be handled."""
+    try:
+        await query.answer()
+    except BadRequest as error:
+        log.info("callback query not answered: %s", error.message)
+
+
+async def edit_unless_unchanged(edit: Awaitable[object]) -> None:
     """Await an edit; "message is not modified" (a double tap) is not an error."""
     try:
         await edit

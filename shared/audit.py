@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, String, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from shared.labels import PhotoKind, RiskLevel
@@ -231,3 +231,18 @@ class ClinicianAction(SQLModel, table=True):
     user_name: str | None = Field(default=None, max_length=128)
     outcome: str = Field(max_length=32)  # done, already_claimed, already_resolved, refused, unknown_alert
     at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class InboundUpdate(SQLModel, table=True):
+    """A Telegram update the bot received, recorded before Telegram is told it arrived (bot/durable_updates.py).
+
+    The raw update holds chat ids and texts, so it is kept only sealed (shared/sealing.py) and only until its
+    handlers have run; then just ``update_id`` and the times stay, for a day, so a redelivery is recognised."""
+
+    __tablename__ = "inbound_updates"
+
+    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    sealed_update: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    received_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    processed_at: datetime | None = _timestamp(index=True)
+    attempts: int = 0

@@ -1,0 +1,83 @@
+"""The durable update queue on its own, on a real migrated database: an update is recorded sealed before
+``put`` returns, a redelivery is not handled twice, a processed update keeps no payload, and with the database
+unreachable ``put`` refuses (so Telegram keeps the update) instead of dropping it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+from telegram import Update
+
+from bot.durable_updates import DurableUpdateQueue, InboundUpdateStore, UpdateNotRecorded
+from shared.audit import InboundUpdate
+from shared.config import Settings
+from shared.db import build_engine
+from shared.sealing import Sealer, parse_keys
+from tests.auxil.database import migrated_engine
+from tests.auxil.services import free_port
+
+CHAT_ID = 987654321
+
+
+def an_update(update_id: int) -> Update:
+    return Update.de_json(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": 5,
+                "date": 1795660000,
+                "chat": {"id": CHAT_ID, "type": "private", "first_name": "Patient"},
+                "from": {"id": CHAT_ID, "is_bot": False, "first_name": "Patient"},
+                "text": "a private word",
+            },
+        },
+        None,
+    )
+
+
+def a_store(url: str) -> InboundUpdateStore:
+    return InboundUpdateStore(build_engine(url), Sealer(parse_keys(Settings().delivery_key)))
+
+
+def test_an_update_is_recorded_sealed_and_handed_over_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    migrated_engine(url)
+    store = a_store(url)
+    queue = DurableUpdateQueue(store)
+
+    async def deliver_three_times() -> list[object]:
+        for _ in range(3):  # a redelivery, e.g. the getUpdates offset not confirmed before a restart
+            await queue.put(an_update(41))
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    handed_over = asyncio.run(deliver_three_times())
+    assert [u.update_id for u in handed_over if isinstance(u, Update)] == [41]
+    with Session(store.engine) as session:
+        row = session.exec(select(InboundUpdate)).one()
+    assert row.sealed_update is not None and str(CHAT_ID) not in row.sealed_update
+    assert "a private word" not in row.sealed_update
+    assert [(update_id, payload["message"]["text"]) for update_id, payload in store.unprocessed()] == [
+        (41, "a private word")
+    ]
+
+    store.mark_processed(41)
+    queue.in_flight.discard(41)
+    asyncio.run(queue.put(an_update(41)))
+    assert queue.qsize() == 0, "an update already handled is not handled again"
+    with Session(store.engine) as session:
+        row = session.exec(select(InboundUpdate)).one()
+    assert row.sealed_update is None and row.processed_at is not None
+    assert list(store.unprocessed()) == []
+    assert store.forget_processed(older_than=timedelta(0)) == 1
+
+
+def test_with_the_database_unreachable_put_refuses_instead_of_dropping_the_update() -> None:
+    store = a_store(f"postgresql://skinsense@127.0.0.1:{free_port()}/nowhere")
+    queue = DurableUpdateQueue(store, record_tries=2)
+    with pytest.raises(UpdateNotRecorded):
+        asyncio.run(queue.put(an_update(42)))
+    assert queue.qsize() == 0 and not queue.in_flight
