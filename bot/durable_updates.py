@@ -196,14 +196,16 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
         update_id = update.update_id
         self._failed_for_now.discard(update_id)
         try:
-            await super().process_update(update)
-        finally:
-            if update_id in self._failed_for_now:
-                self._failed_for_now.discard(update_id)
-                self._schedule_retry(update)
-            else:
-                self._tries.pop(update_id, None)
-                await self._mark_processed(update_id)
+            await super().process_update(update)  # handlers' exceptions end in process_error, not here
+        except BaseException:  # cancelled by a shutdown: left unprocessed, replayed at the next start
+            self.durable_queue.in_flight.discard(update_id)
+            raise
+        if update_id in self._failed_for_now:
+            self._failed_for_now.discard(update_id)
+            self._schedule_retry(update)
+        else:
+            self._tries.pop(update_id, None)
+            await self._mark_processed(update_id)
 
     async def process_error(self, update: object | None, error: Exception, *args: Any, **kwargs: Any) -> bool:
         if isinstance(update, Update) and may_pass(error):

@@ -5,6 +5,7 @@ the bot killed with SIGKILL in the middle of a burst, in polling and in webhook 
 from __future__ import annotations
 
 import signal
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,27 @@ def assert_flood_waits_honoured(user: SandboxUser, retry_after: float) -> None:
             assert same[0]["time"] - call["time"] >= retry_after - 0.05, (call, same[0])
             checked += 1
     assert checked > 0, "no 429 on a send to check"
+
+
+def test_photos_sent_while_the_database_is_write_locked_are_answered_once_it_is_free(
+    stack: RunningStack, photos_by_risk: dict[str, Path], tmp_path: Path
+) -> None:
+    chats = consented_chats(stack, 54000, count=10)
+    bot = restart_bot(stack, tmp_path)
+    try:
+        wait_until(lambda: "polling mode" in bot.output(), 60, what="the bot polling")
+        database = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"), timeout=30)
+        database.execute("BEGIN EXCLUSIVE")  # no one else writes until the rollback (longer than busy_timeout)
+        try:
+            sent = {
+                chat: stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())["message_id"] for chat in chats
+            }
+            wait_until(lambda: "not recorded (OperationalError)" in bot.output(), 60, what="a refused insert")
+            assert analysing_sent(stack.user, chats) == 0, "nothing handled before it is recorded"
+        finally:
+            database.rollback()
+            database.close()
+        assert_every_photo_answered_once(stack.user, sent, logs_of(stack, bot))
+        assert_updates_erased_once_processed(stack)
+    finally:
+        bot.stop()
