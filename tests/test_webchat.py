@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ from shared.audit import Job
 from shared.questionnaire import AgeRange
 from skinsense.sandbox import plain_text
 from skinsense.sandbox.webchat import STATIC_DIR
+from skinsense.sandbox.webchat.routes import CHAT_ACTION_SHOWN_S
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from tests.auxil.stack import CLINICIANS, RunningStack, running_stack
@@ -129,6 +131,13 @@ def press(browser: webdriver.Chrome, message_id: int, label: str) -> None:
     wait_for(browser, lambda: bubble(browser, message_id) != before or None, f"the bot to answer {label!r}")
 
 
+def open_page(browser: webdriver.Chrome, api_url: str, chat_id: int) -> None:
+    """Open the web chat on one chat and wait until it shows that chat's messages."""
+    browser.get(f"{api_url}/#{chat_id}")
+    shown = f"body[data-shown-chat='{chat_id}']"
+    wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, shown), f"the page to show chat {chat_id}")
+
+
 def type_and_send(browser: webdriver.Chrome, text: str) -> None:
     box = browser.find_element(By.ID, "text")
     box.send_keys(text)
@@ -189,10 +198,11 @@ def sent_by_patient(user: SandboxUser, chat_id: int, kind: str, count: int = 1) 
     return wait_until(arrived, PAGE_WAIT_S, what=f"{count} {kind} message(s) from the page in chat {chat_id}")
 
 
-def bot_call(sandbox: str, method: str, **parameters: Any) -> dict[str, Any]:
+def bot_call(sandbox: str, method: str, **parameters: Any) -> Any:
+    """A Bot API call as the bot makes it; its result."""
     response = httpx.post(f"{sandbox}/bot{TOKEN}/{method}", json=parameters, timeout=30)
     response.raise_for_status()
-    return dict(response.json()["result"])
+    return response.json()["result"]
 
 
 def photo_file(folder: Path, name: str, size: tuple[int, int], colour: tuple[int, int, int]) -> Path:
@@ -246,12 +256,23 @@ def test_a_waiting_page_hears_of_a_bot_message_as_soon_as_it_is_sent(sandbox: st
     }.items()
 
 
+def test_the_bots_chat_action_is_shown_until_its_next_message(sandbox: str) -> None:
+    chat = 2005
+    asked_at = time.monotonic()
+    bot_call(sandbox, "sendChatAction", chat_id=chat, action="upload_photo")
+    while_shown = httpx.get(f"{sandbox}/sandbox/web/chats/{chat}", timeout=10).json()
+    if time.monotonic() - asked_at < CHAT_ACTION_SHOWN_S:  # Telegram shows an action for 5 s at most
+        assert while_shown["action"] == "upload_photo"
+    bot_call(sandbox, "sendMessage", chat_id=chat, text="here it is")
+    assert httpx.get(f"{sandbox}/sandbox/web/chats/{chat}", timeout=10).json()["action"] is None
+
+
 def test_the_page_sends_text_albums_and_files_presses_buttons_and_shows_edits_live(
     sandbox: str, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     chat = 2003
     user = SandboxUser(sandbox)
-    browser.get(f"{sandbox}/#{chat}")
+    open_page(browser, sandbox, chat)
     type_and_send(browser, "/start")
     sent_text = wait_until(lambda: user.messages(chat), 30, what="the text to reach the sandbox")[0]
     assert sent_text["text"] == "/start" and sent_text["entities"][0]["type"] == "bot_command"
@@ -336,7 +357,7 @@ def test_the_bots_telegram_html_is_shown_formatted_and_nothing_in_it_runs(
         "🩺 Question 1 of 9: not a link, help, <img src=x onerror=alert(1)>. More: /about or https://example.org/more."
     )
     assert sent["entities"][0] == {"type": "bold", "offset": 3, "length": 10}, "offsets in UTF-16 code units"
-    browser.get(f"{sandbox}/#{chat}")
+    open_page(browser, sandbox, chat)
     shown = wait_for(browser, lambda: bubble(browser, sent["message_id"]), "the formatted message")
     assert bubble_text(shown) == normalised(sent["text"])
     assert [e.text for e in shown.find_elements(By.CSS_SELECTOR, ".text strong")] == ["Question 1"]
@@ -387,7 +408,7 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
     chat = 3001
     user = stack.user
     try:
-        browser.get(f"{user.api_url}/#{chat}")
+        open_page(browser, user.api_url, chat)
         type_and_send(browser, "/start")
         agree = user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, timeout_s=PAGE_WAIT_S)
         press(browser, agree["message_id"], messages.CONSENT_AGREE_BUTTON)

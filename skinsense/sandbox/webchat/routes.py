@@ -18,6 +18,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 LONG_POLL_MAX_S = 30.0
 LONG_POLL_STEP_S = 0.2  # how often a waiting request looks for a change: the sandbox has no change events
 SUMMARY_CHARS = 60
+CHAT_ACTION_SHOWN_S = 5.0  # like Telegram: "typing…" shows for 5 s, or until the bot's next message
+_SENDING_METHODS = {"sendmessage", "sendphoto", "senddocument", "sendmediagroup", "sendvideo", "sendaudio"}
 
 # Only these are served with their own type (shown inline by the page); anything else is a download, so a
 # file a "patient" sent can never run as a page on the sandbox's origin.
@@ -88,8 +90,25 @@ class WebChat:
         messages = [{**m, "from_bot": m["from"]["id"] == BOT_USER_ID} for m in self.state.messages.get(chat_id, [])]
         chats = self._chats()
         content = json.dumps([messages, chats], sort_keys=True, default=str).encode()
+        action = self._chat_action(chat_id)
+        content += (action or "").encode()
         version = hashlib.blake2b(content, digest_size=8).hexdigest()
-        return {"version": version, "chat_id": chat_id, "messages": messages, "chats": chats}
+        return {"version": version, "chat_id": chat_id, "messages": messages, "chats": chats, "action": action}
+
+    def _chat_action(self, chat_id: int) -> str | None:
+        """What the bot says it is doing in this chat (sendChatAction: "typing", "upload_photo"...), if still shown."""
+        now = time.time()
+        for call in reversed(self.state.calls):
+            if now - call["time"] > CHAT_ACTION_SHOWN_S:
+                return None
+            method = str(call["method"]).lower()
+            if str(call["parameters"].get("chat_id")) != str(chat_id):
+                continue
+            if method in _SENDING_METHODS:
+                return None
+            if method == "sendchataction":
+                return str(call["parameters"].get("action", "typing"))
+        return None
 
     def _chats(self) -> list[dict[str, Any]]:
         chat_ids = sorted(set(self.state.messages) | set(self.clinician_chat_ids))

@@ -461,6 +461,21 @@ function renderMessages(messages) {
   scrollToBottom(false);
 }
 
+const CHAT_ACTIONS = {
+  typing: "typing…",
+  upload_photo: "sending a photo…",
+  upload_document: "sending a file…",
+  upload_video: "sending a video…",
+};
+
+function renderChatAction(action) {
+  const subtitle = $("chat-subtitle");
+  subtitle.classList.toggle("action", Boolean(action));
+  subtitle.textContent = action
+    ? "SkinSense is " + (CHAT_ACTIONS[action] || action.replace(/_/g, " ") + "…")
+    : "chat id " + page.chatId + (page.clinicianChatIds.includes(page.chatId) ? ": alerts for clinicians arrive here" : "");
+}
+
 // ---- chats -------------------------------------------------------------------------------------------------
 
 function chatName(chatId) {
@@ -502,8 +517,7 @@ function openChat(chatId) {
   page.rendered.clear();
   $("messages").replaceChildren();
   $("chat-title").textContent = chatName(chatId);
-  $("chat-subtitle").textContent =
-    "chat id " + chatId + (page.clinicianChatIds.includes(chatId) ? ": alerts for clinicians arrive here" : "");
+  renderChatAction(null);
   if (location.hash !== "#" + chatId) history.replaceState(null, "", "#" + chatId);
   renderChatList();
   if (page.poll) page.poll.abort(); // the loop starts over on the new chat at once
@@ -531,6 +545,8 @@ async function pollForever() {
       page.seenCounts.set(chatId, snapshot.messages.length);
       renderMessages(snapshot.messages);
       renderChatList();
+      renderChatAction(snapshot.action);
+      document.body.dataset.shownChat = String(chatId); // the chat's messages are on screen (tests wait for it)
     } catch (error) {
       if (error.name === "AbortError") continue;
       setConnection(false);
@@ -541,13 +557,20 @@ async function pollForever() {
 
 // ---- start -------------------------------------------------------------------------------------------------
 
+// The controls work from the first moment (nothing typed is lost); the chat opens once the settings are read.
 async function start() {
+  listen();
   try {
     const config = await control("/sandbox/web/config");
     page.clinicianChatIds = config.clinician_chat_ids;
   } catch (error) {
     showToast("Could not read the sandbox's settings: " + error.message);
   }
+  openChat(Number(location.hash.slice(1)) || FIRST_PATIENT_CHAT);
+  pollForever();
+}
+
+function listen() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     sendComposer();
@@ -590,8 +613,6 @@ async function start() {
     const chatId = Number(location.hash.slice(1));
     if (chatId && chatId !== page.chatId) openChat(chatId);
   });
-  openChat(Number(location.hash.slice(1)) || FIRST_PATIENT_CHAT);
-  pollForever();
 }
 
 start();
