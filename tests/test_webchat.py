@@ -34,7 +34,7 @@ from shared.questionnaire import AgeRange
 from skinsense.sandbox import plain_text
 from skinsense.sandbox.webchat import STATIC_DIR
 from skinsense.sandbox.webchat.routes import CHAT_ACTION_SHOWN_S
-from tests.auxil.sandbox_user import SandboxUser
+from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from tests.auxil.stack import CLINICIANS, RunningStack, running_stack
 
@@ -178,7 +178,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     child = ChildProcess(
         "sandbox",
         python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN),
-        child_env(clinician_chat_ids="9100"),
+        child_env(clinician_chat_ids="9100,-9200", clinician_user_ids="4242"),
         tmp_path_factory.mktemp("logs"),
     )
     try:
@@ -218,7 +218,8 @@ def test_the_page_and_its_scripts_need_nothing_from_outside(sandbox: str) -> Non
         served = httpx.get(f"{sandbox}/web/{name}", timeout=10)
         assert served.status_code == 200 and served.text == (STATIC_DIR / name).read_text()
         assert "http://" not in served.text and "https://" not in served.text and "//cdn" not in served.text, name
-    assert httpx.get(f"{sandbox}/sandbox/web/config", timeout=10).json()["clinician_chat_ids"] == [9100]
+    config = httpx.get(f"{sandbox}/sandbox/web/config", timeout=10).json()
+    assert (config["clinician_chat_ids"], config["clinician_user_ids"]) == ([-9200, 9100], [4242])
 
 
 def test_files_are_served_as_pictures_only_when_they_are_pictures(sandbox: str, tmp_path: Path) -> None:
@@ -330,7 +331,8 @@ def test_the_page_sends_text_albums_and_files_presses_buttons_and_shows_edits_li
 
     def taps() -> list[dict[str, Any]]:
         updates = httpx.get(f"{sandbox}/bot{TOKEN}/getUpdates", timeout=10).json()["result"]
-        return [u["callback_query"] for u in updates if "callback_query" in u]
+        queries = [u["callback_query"] for u in updates if "callback_query" in u]
+        return [q for q in queries if q["message"]["chat"]["id"] == chat]
 
     assert [(t["data"], t["message"]["message_id"]) for t in wait_until(taps, 30, what="the tap")] == [
         ("answer:yes", question["message_id"])
@@ -341,6 +343,33 @@ def test_the_page_sends_text_albums_and_files_presses_buttons_and_shows_edits_li
     assert edited.find_element(By.CSS_SELECTOR, "details.history summary").text == "edited"
     browser.save_screenshot(str(tmp_path / "webchat-sandbox.png"))
     assert browser.title == "SkinSense sandbox chat", "no script from a message ran"
+
+
+def test_in_a_group_chat_the_page_speaks_and_presses_as_a_listed_clinician(
+    sandbox: str, browser: webdriver.Chrome
+) -> None:
+    group = -9200
+    open_page(browser, sandbox, group)
+    assert browser.find_element(By.ID, "member-id").get_attribute("value") == "4242", "SKINSENSE_CLINICIAN_USER_IDS"
+    type_and_send(browser, "/pending")
+    said = sent_by_patient(SandboxUser(sandbox), group, "text")[0]
+    assert (said["from"]["id"], said["chat"]["type"]) == (4242, "supergroup")
+    shown = wait_for(browser, lambda: bubble(browser, said["message_id"]), "the group message")
+    assert shown.find_element(By.CLASS_NAME, "sender").text == "Patient 4242 (4242)"
+    question = bot_call(
+        sandbox,
+        "sendMessage",
+        chat_id=group,
+        text="Claim?",
+        reply_markup={"inline_keyboard": [[{"text": "Claim", "callback_data": "claim"}]]},
+    )
+    wait_for(browser, lambda: page_button(browser, question["message_id"], "Claim"), "the button").click()
+
+    def taps() -> list[dict[str, Any]]:
+        updates = httpx.get(f"{sandbox}/bot{TOKEN}/getUpdates", timeout=10).json()["result"]
+        return [u["callback_query"] for u in updates if u.get("callback_query", {}).get("data") == "claim"]
+
+    assert [tap["from"]["id"] for tap in wait_until(taps, 30, what="the tap")] == [4242]
 
 
 def test_the_bots_telegram_html_is_shown_formatted_and_nothing_in_it_runs(
@@ -448,15 +477,20 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
         assert shown_picture_bubble is not None and bubble_text(shown_picture_bubble) == normalised(picture["caption"])
         browser.save_screenshot(str(tmp_path / "webchat-patient.png"))
 
-        # The melanoma alert reaches the clinicians: their chat, picked in the sidebar, shows it with the photo.
-        clinician = CLINICIANS[0]
-        alert = wait_until(lambda: user.bot_messages(clinician), PAGE_WAIT_S, what="the clinician alert")[-1]
+        # The melanoma alert reaches the clinicians: their chat, picked in the sidebar, shows the patient's photo and
+        # the alert under it; the clinician claims it with its button, and the alert changes in the page.
+        clinician, claim = CLINICIANS[0], messages.CLINICIAN_BUTTONS["claim"]
+        alert = user.wait_for_button(clinician, claim, timeout_s=PAGE_WAIT_S)
         chat_link = f"button[data-chat-id='{clinician}']"
         wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, chat_link), "the clinician chat")[0].click()
-        shown_alert = wait_for(browser, lambda: bubble(browser, alert["message_id"]), "the alert in the page")
-        assert bubble_text(shown_alert) == normalised(alert.get("caption") or alert.get("text") or "")
-        if "photo" in alert:
-            shown_picture(browser, alert["photo"][-1]["file_id"])
+        wait_for(browser, lambda: bubble_reading(browser, alert["message_id"], alert["text"]), "the alert in the page")
+        alert_photo = next(m for m in user.bot_messages(clinician) if "photo" in m)
+        assert shown_picture(browser, alert_photo["photo"][-1]["file_id"]) == Image.open(photos_by_risk["alert"]).size
+        press(browser, alert["message_id"], claim)
+        claimed = next(m for m in user.bot_messages(clinician) if m["message_id"] == alert["message_id"])
+        assert claimed["text"] != alert["text"] and button_data(claimed, claim) is None, "the claim took effect"
+        shown_claim = wait_for(browser, lambda: bubble_reading(browser, alert["message_id"], claimed["text"]), "claim")
+        assert claim not in [b.text for b in shown_claim.find_elements(By.CSS_SELECTOR, "button.inline-button")]
         browser.save_screenshot(str(tmp_path / "webchat-clinician.png"))
     except BaseException:
         browser.save_screenshot(str(tmp_path / "webchat-failure.png"))

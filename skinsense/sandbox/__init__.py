@@ -35,9 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class Sandbox:
-    def __init__(self, token: str, clinician_chat_ids: Iterable[int] = ()) -> None:
+    def __init__(
+        self, token: str, clinician_chat_ids: Iterable[int] = (), clinician_user_ids: Iterable[int] = ()
+    ) -> None:
         self.state = SandboxState(token)
-        self.clinician_chat_ids = list(clinician_chat_ids)  # the web chat lists them as clinician chats
+        # The web chat lists the clinician chats, and in a group chat presses buttons as a listed clinician.
+        self.clinician_chat_ids = list(clinician_chat_ids)
+        self.clinician_user_ids = list(clinician_user_ids)
         self.bot_api = BotApi(self.state)
         self.control = Control(self.state)
         self._webhook_task: asyncio.Task[None] | None = None
@@ -67,7 +71,7 @@ class Sandbox:
         app.router.add_post("/sandbox/faults/clear", self.control.clear_faults)
         app.router.add_get("/sandbox/calls", self.control.calls)
         app.router.add_get("/sandbox/health", self.control.health)
-        add_web_chat(app, self.state, self.clinician_chat_ids)
+        add_web_chat(app, self.state, self.clinician_chat_ids, self.clinician_user_ids)
         app.on_startup.append(self._start_background)
         app.on_cleanup.append(self._stop_background)
         return app
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or settings.sandbox_port
     log.info("Bot API sandbox on http://%s:%d (web chat: open it in a browser)", args.host, port)
     web.run_app(
-        Sandbox(args.token, settings.clinician_chat_ids).application(),
+        Sandbox(args.token, settings.clinician_chat_ids, settings.clinician_user_ids).application(),
         host=args.host,
         port=port,
         print=None,

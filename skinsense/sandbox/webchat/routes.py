@@ -54,15 +54,24 @@ def message_summary(message: dict[str, Any]) -> str:
 
 
 class WebChat:
-    def __init__(self, state: SandboxState, clinician_chat_ids: Iterable[int] = ()) -> None:
+    def __init__(
+        self, state: SandboxState, clinician_chat_ids: Iterable[int] = (), clinician_user_ids: Iterable[int] = ()
+    ) -> None:
         self.state = state
         self.clinician_chat_ids = sorted(set(clinician_chat_ids))
+        self.clinician_user_ids = list(clinician_user_ids)
 
     async def index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def config(self, request: web.Request) -> web.Response:
-        return web.json_response({"clinician_chat_ids": self.clinician_chat_ids, "bot_name": bot_user()["first_name"]})
+        return web.json_response(
+            {
+                "clinician_chat_ids": self.clinician_chat_ids,
+                "clinician_user_ids": self.clinician_user_ids,
+                "bot_name": bot_user()["first_name"],
+            }
+        )
 
     async def chat(self, request: web.Request) -> web.Response:
         chat_id = int(request.match_info["chat_id"])
@@ -129,9 +138,15 @@ class WebChat:
         return chats
 
 
-def add_web_chat(app: web.Application, state: SandboxState, clinician_chat_ids: Iterable[int] = ()) -> WebChat:
-    """Serve the web chat on ``app`` (the sandbox's application), reading ``state``."""
-    web_chat = WebChat(state, clinician_chat_ids)
+def add_web_chat(
+    app: web.Application,
+    state: SandboxState,
+    clinician_chat_ids: Iterable[int] = (),
+    clinician_user_ids: Iterable[int] = (),
+) -> WebChat:
+    """Serve the web chat on ``app`` (the sandbox's application), reading ``state``. ``clinician_chat_ids``:
+    listed as clinician chats; ``clinician_user_ids``: who the page is, by default, in a group chat."""
+    web_chat = WebChat(state, clinician_chat_ids, clinician_user_ids)
     app.router.add_get("/", web_chat.index)
     app.router.add_static("/web/", STATIC_DIR)
     app.router.add_get("/sandbox/web/config", web_chat.config)

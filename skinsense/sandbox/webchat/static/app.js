@@ -11,6 +11,7 @@ const page = {
   chatId: null,
   version: "",
   clinicianChatIds: [],
+  clinicianUserIds: [],
   chats: [],
   seenCounts: new Map(), // chat id -> messages seen, for the unread badges
   openedChats: new Set(), // patient chats opened here that have no messages yet
@@ -72,11 +73,16 @@ function chatPath(what, query) {
   return "/sandbox/chats/" + page.chatId + "/" + what + params;
 }
 
+// In a group chat (negative id, like Telegram's) the page speaks as one member: the "member id" field.
+function member() {
+  return page.chatId < 0 ? {from_id: Number($("member-id").value) || 1} : {};
+}
+
 function sendText(text) {
   return control(chatPath("text"), {
     method: "POST",
     headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({text}),
+    body: JSON.stringify({text, ...member()}),
   });
 }
 
@@ -98,7 +104,7 @@ function pressButton(messageId, data) {
   return control(chatPath("callback"), {
     method: "POST",
     headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({message_id: messageId, data}),
+    body: JSON.stringify({message_id: messageId, data, ...member()}),
   });
 }
 
@@ -383,6 +389,9 @@ function bubbleElement(messages) {
     item.classList.add("album");
   }
   const bubble = element("div", "bubble");
+  if (first.chat && first.chat.id < 0 && !first.from_bot && first.from) {
+    bubble.append(element("div", "sender", first.from.first_name + " (" + first.from.id + ")"));
+  }
   if (first.reply_to_message) bubble.append(element("div", "reply-to", "↩ " + messageSummary(first.reply_to_message)));
   const photos = messages.filter((message) => message.photo);
   if (photos.length) {
@@ -479,6 +488,7 @@ function renderChatAction(action) {
 // ---- chats -------------------------------------------------------------------------------------------------
 
 function chatName(chatId) {
+  if (chatId < 0) return (page.clinicianChatIds.includes(chatId) ? "Clinicians' group " : "Group ") + chatId;
   return (page.clinicianChatIds.includes(chatId) ? "Clinician " : "Patient ") + chatId;
 }
 
@@ -510,7 +520,7 @@ function fillChatList(list, chatIds, byId) {
 }
 
 function openChat(chatId) {
-  if (!Number.isSafeInteger(chatId) || chatId === 0) return;
+  if (!Number.isSafeInteger(chatId) || chatId === 0) return; // negative: a group chat
   page.chatId = chatId;
   page.version = "";
   page.openedChats.add(chatId);
@@ -518,6 +528,8 @@ function openChat(chatId) {
   $("messages").replaceChildren();
   $("chat-title").textContent = chatName(chatId);
   renderChatAction(null);
+  $("member").hidden = chatId > 0;
+  if (chatId < 0 && !$("member-id").value) $("member-id").value = String(page.clinicianUserIds[0] || 1);
   if (location.hash !== "#" + chatId) history.replaceState(null, "", "#" + chatId);
   renderChatList();
   if (page.poll) page.poll.abort(); // the loop starts over on the new chat at once
@@ -563,6 +575,7 @@ async function start() {
   try {
     const config = await control("/sandbox/web/config");
     page.clinicianChatIds = config.clinician_chat_ids;
+    page.clinicianUserIds = config.clinician_user_ids || [];
   } catch (error) {
     showToast("Could not read the sandbox's settings: " + error.message);
   }
