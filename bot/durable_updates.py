@@ -37,7 +37,7 @@ from telegram.ext import Application
 
 from shared.audit import InboundUpdate, utc_now
 from shared.sealing import Sealer
-from shared.telegram_calls import NotDelivered
+from shared.telegram_calls import NotDelivered, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ class Recorded(enum.Enum):
 
 
 def may_pass(error: BaseException) -> bool:
-    """A failure worth handling the update again later: the database or Telegram was unreachable."""
-    if isinstance(error, (OperationalError, InterfaceError, PoolTimeout, RetryAfter, NotDelivered)):
+    """A failure worth handling the update again later: the database or Telegram was unreachable, or a call's
+    answer was lost (the handlers go on from where they stopped; a send whose answer was lost may show twice,
+    which beats a patient left without an answer)."""
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeout, RetryAfter, NotDelivered, OutcomeUnknown)):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
 

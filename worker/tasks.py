@@ -24,7 +24,7 @@ from shared.audit import JobStatus
 from shared.clinicians import ThreadPolicy, WorkingCalendar, get_alert_store
 from shared.config import get_settings
 from shared.job_store import get_job_store
-from shared.metrics import MODEL_INFO, RETRIES, TELEGRAM_FLOOD_CONTROL
+from shared.metrics import MODEL_INFO, RETRIES
 from shared.outcomes import FailureCode
 from shared.queue import (
     CLASSIFY_TASK,
@@ -119,8 +119,7 @@ class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hin
         shown = private_repr(request.job_id)
         try:
             return work(request)
-        except RetryAfter as error:
-            TELEGRAM_FLOOD_CONTROL.labels(process="worker").inc()
+        except RetryAfter as error:  # each 429 is already counted by shared/telegram_calls.py
             RETRIES.labels(cause="flood_control").inc()
             raise self.retry(exc=error, countdown=retry_after_seconds(error) + random.uniform(0, 1), **shown) from None
         except TelegramError as error:
