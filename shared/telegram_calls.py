@@ -5,7 +5,7 @@ whole deployment through Redis.
 the bot's ``ApplicationBuilder.rate_limiter`` and to the workers' ``ExtBot``); ``TelegramRequest`` is the HTTP
 layer under it, telling apart a request that never reached Telegram from one whose answer was lost.
 
-- **Staying under Telegram's limits** instead of provoking 429s: before each request that names a chat, one
+- **Staying under Telegram's limits** instead of provoking 429s: before each message sent or edited, one
   Redis script takes a slot from three GCRA buckets kept in Redis (about 30 messages a second overall, one a
   second per private chat with a small burst, 20 a minute per group), so every bot and worker process counts
   against the same budget. Chats appear in the keys only as keyed hashes.
@@ -168,6 +168,14 @@ def retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def counts_as_message(endpoint: str) -> bool:
+    """Telegram's limits are on messages a bot sends or edits; chat actions, button answers and reads are not."""
+    name = endpoint.lower()
+    if name == "sendchataction":
+        return False
+    return name.startswith(("send", "edit", "copymessage", "forwardmessage"))
+
+
 def may_repeat(endpoint: str, error: TelegramError) -> bool:
     """A network failure or 5xx worth trying again: the request never arrived, or repeating it is harmless."""
     if isinstance(error, RetryAfter):
@@ -232,7 +240,7 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         data: dict[str, Any],
         rate_limit_args: None,
     ) -> bool | JSONDict | list[JSONDict]:
-        buckets = self._buckets(data.get("chat_id"))
+        buckets = self._buckets(data.get("chat_id")) if counts_as_message(endpoint) else []
         flood_waits = network_attempts = 0
         while True:
             await self._wait_for_turn(buckets)
