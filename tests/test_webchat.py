@@ -33,7 +33,7 @@ from shared.audit import Job
 from shared.questionnaire import AgeRange
 from skinsense.sandbox import plain_text
 from skinsense.sandbox.webchat import STATIC_DIR
-from skinsense.sandbox.webchat.routes import CHAT_ACTION_SHOWN_S
+from skinsense.sandbox.webchat.routes import CHAT_ACTION_SHOWN_S, LISTED_CHATS
 from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from tests.auxil.stack import CLINICIANS, RunningStack, running_stack
@@ -255,6 +255,22 @@ def test_a_waiting_page_hears_of_a_bot_message_as_soon_as_it_is_sent(sandbox: st
     assert {"chat_id": 2002, "role": "patient", "summary": "news for the waiting page"}.items() <= {
         k: v for chat in answers[0]["chats"] if chat["chat_id"] == 2002 for k, v in chat.items()
     }.items()
+
+
+def test_the_chat_list_keeps_the_clinician_chats_and_the_most_recent_others(sandbox: str) -> None:
+    user = SandboxUser(sandbox)
+    for chat in range(5000, 5000 + LISTED_CHATS + 5):  # a load benchmark's thousands of patients, in small
+        user.send_text(chat, "hello")
+    listed = {c["chat_id"] for c in httpx.get(f"{sandbox}/sandbox/web/chats/5000", timeout=10).json()["chats"]}
+    assert {9100, -9200} <= listed, "the clinician chats, with messages or not"
+    assert set(range(5005, 5000 + LISTED_CHATS + 5)) <= listed and not listed & set(range(5000, 5005))
+    confirm_every_update(sandbox)  # as a bot would: the other tests read their callback queries from getUpdates
+
+
+def confirm_every_update(sandbox: str) -> None:
+    updates = bot_call(sandbox, "getUpdates")
+    while updates:
+        updates = bot_call(sandbox, "getUpdates", offset=updates[-1]["update_id"] + 1)
 
 
 def test_the_bots_chat_action_is_shown_until_its_next_message(sandbox: str) -> None:

@@ -18,6 +18,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 LONG_POLL_MAX_S = 30.0
 LONG_POLL_STEP_S = 0.2  # how often a waiting request looks for a change: the sandbox has no change events
 SUMMARY_CHARS = 60
+LISTED_CHATS = 200
 CHAT_ACTION_SHOWN_S = 5.0  # like Telegram: "typing…" shows for 5 s, or until the bot's next message
 _SENDING_METHODS = {"sendmessage", "sendphoto", "senddocument", "sendmediagroup", "sendvideo", "sendaudio"}
 
@@ -120,7 +121,14 @@ class WebChat:
         return None
 
     def _chats(self) -> list[dict[str, Any]]:
-        chat_ids = sorted(set(self.state.messages) | set(self.clinician_chat_ids))
+        """The clinician chats and the most recently active others (a load benchmark makes thousands)."""
+
+        def last_message_id(chat_id: int) -> int:
+            messages = self.state.messages[chat_id]
+            return int(messages[-1]["message_id"]) if messages else 0
+
+        recent = sorted(self.state.messages, key=last_message_id, reverse=True)
+        chat_ids = sorted(set(recent[:LISTED_CHATS]) | set(self.clinician_chat_ids))
         chats = []
         for chat_id in chat_ids:
             messages = self.state.messages.get(chat_id, [])
