@@ -11,11 +11,13 @@ from celery.signals import setup_logging, worker_init
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import CLINICIAN_SWEEP_TASK, PURGE_TASK, WORKER_QUEUES, create_celery_app
+from worker.broker_restart import keep_worker_alive_on_broker_restart
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 settings = get_settings()
+keep_worker_alive_on_broker_restart()  # kombu would stop the worker on a Redis restart
 
 app = create_celery_app(settings)
 app.conf.update(
