@@ -28,7 +28,7 @@ from shared.db import build_engine
 from shared.patients import PatientStore
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
-from skinsense.stack import Stack, wait_for_port, worker_command
+from skinsense.stack import Stack, redis_command, wait_for_port, worker_command
 
 
 def free_port() -> int:
@@ -45,13 +45,17 @@ def consent_all(database_url: str, chats: range) -> None:
         patients.record_consent(chat_reference(chat, key), messages.PRIVACY_VERSION)
 
 
-def start_stack(stack: Stack, redis_port: int, sandbox_port: int, concurrency: int) -> httpx.Client:
+def start_stack(
+    stack: Stack, redis_port: int, sandbox_port: int, concurrency: int, redis_dir: Path | None = None
+) -> httpx.Client:
     """Redis, the sandbox, the workers and the bot on ``stack`` (its environment set); returns a client of the
-    sandbox once the bot polls it."""
-    stack.start(
-        "redis",
-        ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-    )
+    sandbox once the bot polls it. ``redis_dir``: Redis keeps its append-only file there, as under `skinsense up`
+    (the chaos benchmark restarts it); else it keeps nothing."""
+    if redis_dir is None:
+        redis = ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"]
+    else:
+        redis = redis_command(redis_port, redis_dir)
+    stack.start("redis", [*redis, "--loglevel", "warning"])
     stack.start("sandbox", [sys.executable, "-m", "skinsense.cli", "sandbox", "--port", str(sandbox_port)])
     wait_for_port(redis_port)
     wait_for_port(sandbox_port)

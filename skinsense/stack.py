@@ -120,8 +120,9 @@ class Supervised:
 class Stack:
     """The stack's processes, each in its own process group, restarted by ``watch`` when one exits."""
 
-    def __init__(self, policy: RestartPolicy | None = None) -> None:
+    def __init__(self, policy: RestartPolicy | None = None, log_dir: Path | None = None) -> None:
         self.services: list[Supervised] = []
+        self.log_dir = log_dir  # None: the processes write to our own output; else one NAME.log each
         self.environment = dict(os.environ)
         self.policy = policy or RestartPolicy()
         self.adopted_redis: tuple[str, int] | None = None  # a Redis that answered before we started: watched
@@ -134,11 +135,15 @@ class Stack:
 
     def start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         log.info("starting %s", name)
-        service = Supervised(name, command, dict(extra_env or {}), self._spawn(command, extra_env), time.monotonic())
-        self.services.append(service)
+        process = self._spawn(name, command, extra_env)
+        self.services.append(Supervised(name, command, dict(extra_env or {}), process, time.monotonic()))
 
-    def _spawn(self, command: list[str], extra_env: dict[str, str] | None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, env={**self.environment, **(extra_env or {})}, start_new_session=True)
+    def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+        env = {**self.environment, **(extra_env or {})}
+        if self.log_dir is None:
+            return subprocess.Popen(command, env=env, start_new_session=True)
+        with (self.log_dir / f"{name}.log").open("ab") as log_file:  # appended to across restarts
+            return subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
     def service(self, name: str) -> Supervised:
         return next(service for service in self.services if service.name == name)
@@ -218,7 +223,7 @@ class Stack:
         service.restarts += 1
         service.restart_at = None
         log.warning("restarting %s (restart %d)", service.name, service.restarts)
-        service.process = self._spawn(service.command, service.extra_env)
+        service.process = self._spawn(service.name, service.command, service.extra_env)
         service.started_at = time.monotonic()
 
     def _watch_adopted_redis(self, now: float) -> None:

@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,8 +109,38 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
+@dataclass
+class PostgresCluster:
+    """A running throwaway cluster: its admin URL, and stop/start for tests (and the chaos benchmark) that take the
+    database away for a while."""
+
+    url: str
+    pg_ctl: str
+    data_dir: Path
+    options: str
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_server_user([self.pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        server_log = str(self.data_dir / "server.log")
+        subprocess.run(
+            _as_server_user(
+                [self.pg_ctl, "-D", str(self.data_dir), "-o", self.options, "-l", server_log, "-w", "-t", "60", "start"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+
+
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_cluster() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL cluster of our own: initdb in a temporary folder, a free port, trust auth on
     127.0.0.1 only; stopped and deleted afterwards. Never touches a server the tests did not start."""
     found = postgres_bin_dir()
@@ -119,7 +150,12 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(data_dir, "postgres", "postgres")
     port = free_port()
-    pg_ctl = str(bin_dir / "pg_ctl")
+    cluster = PostgresCluster(
+        f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        str(bin_dir / "pg_ctl"),
+        data_dir,
+        f"-p {port} -h 127.0.0.1 -k {data_dir} -c fsync=off -c full_page_writes=off",
+    )
     started = False
     try:
         subprocess.run(
@@ -130,24 +166,21 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        options = f"-p {port} -h 127.0.0.1 -k {data_dir} -c fsync=off -c full_page_writes=off"
-        server_log = str(data_dir / "server.log")
         started = True
-        subprocess.run(
-            _as_server_user([pg_ctl, "-D", str(data_dir), "-o", options, "-l", server_log, "-w", "-t", "60", "start"]),
-            check=True,
-            capture_output=True,
-            timeout=90,
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster
     finally:
         if started:
-            subprocess.run(
-                _as_server_user([pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "stop"]),
-                capture_output=True,
-                timeout=60,
-            )
+            with contextlib.suppress(subprocess.SubprocessError):
+                cluster.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """The admin URL of a throwaway PostgreSQL cluster of our own (``postgres_cluster``)."""
+    with postgres_cluster() as cluster:
+        yield cluster.url
 
 
 @contextlib.contextmanager

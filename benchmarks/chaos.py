@@ -1,0 +1,537 @@
+"""Chaos benchmark: the real stack on free ports, photos from distinct chats, one fault injected mid-load per run.
+
+Prints a table, asserts nothing; never run by CI (tests/test_chaos.py runs a bounded subset with assertions).
+Each fault gets a fresh stack (`benchmarks/pipeline.py`'s start_stack: redis-server with its append-only file,
+the sandbox with its fault controls, a prefork worker, the bot; supervised by skinsense.stack.Stack exactly as
+`skinsense up` does, so a killed process comes back), SQLite unless the fault needs PostgreSQL (or --postgres).
+Patients have agreed to the privacy text before (their consent rows), and never answer the questionnaire.
+
+Per fault: sent, answered (the patient's "Analysing..." became a final answer: result, refusal or apology),
+lost, duplicate patient replies (final answers beyond the first, per photo), duplicate clinician alerts (per
+job and clinician; and how many of them say they may be a repeat), audit rows in a wrong final state (not one
+row per photo, still queued or running, no reply recorded, or a high-risk result whose clinicians were not
+all told), and the time from the fault's end until every photo was answered.
+
+    python benchmarks/chaos.py --photos 400                  # every fault
+    python benchmarks/chaos.py --photos 100 --faults bot_killed,redis_restarted
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from shared import messages
+from shared.audit import chat_reference
+from shared.config import Settings
+from shared.db import build_engine
+from shared.outcomes import RefusalCode
+from skinsense.migrate import upgrade_database
+from skinsense.processes import stop_process_group
+from skinsense.sandbox import SANDBOX_TOKEN, plain_text
+from skinsense.stack import RestartPolicy, Stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.auxil, for PostgreSQL clusters
+from pipeline import consent_all, free_port, start_stack
+
+from tests.auxil.services import PostgresCluster, postgres_cluster
+
+CLINICIANS = (9001, 9002)
+CHAT_HASH_KEY = "chaos-benchmark-chat-hash-key"
+FIRST_CHAT = 700_000
+
+
+# --- what the patients and clinicians saw ---------------------------------------------------------------------
+
+
+def _final_texts() -> set[str]:
+    """Every fixed text that answers a photo for good (as the sandbox shows it): each refusal and failure text,
+    and any apology or give-up text in the catalogue. Results are recognised by their heading."""
+    texts = {messages.rejection(code, messages.MAX_FILE_MB) for code in RefusalCode}
+    texts |= set(messages.FAILURE_TEXT.values())
+    for name in dir(messages):
+        value = getattr(messages, name)
+        if isinstance(value, str) and any(word in name for word in ("APOLOG", "GAVE_UP", "GIVE_UP", "SORRY")):
+            texts.add(value)
+    return {plain_text(text, "HTML") for text in texts}
+
+
+FINAL_TEXTS = _final_texts()
+RESULT_HEADING = "Most likely lesion types"
+REPEAT_MARK = re.compile(r"possibl\w* (a )?(repeat|duplicate|resen)|may have been sent|sent before|again", re.I)
+
+
+def is_final_answer(text: str | None) -> bool:
+    return bool(text) and (RESULT_HEADING in str(text) or text in FINAL_TEXTS)
+
+
+@dataclass
+class Outcome:
+    sent: int = 0
+    answered: int = 0
+    duplicate_replies: int = 0
+    duplicate_alerts: int = 0
+    marked_repeats: int = 0
+    wrong_rows: int = 0
+    wrong_examples: list[str] = field(default_factory=list)
+    drain_s: float | None = None  # None: not every photo was answered before the deadline
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.answered
+
+
+def final_answers(chat_messages: list[dict[str, Any]], photo_message_id: int) -> int:
+    """How many times the patient got a final answer to the photo: each bot reply to it whose text became (or,
+    edited again, became another) final answer."""
+    count = 0
+    for message in chat_messages:
+        if not message["from_bot"] or message.get("reply_to_message", {}).get("message_id") != photo_message_id:
+            continue
+        history = [*message.get("edits", []), message.get("text")]
+        previous: str | None = None
+        for version in history:
+            if is_final_answer(version) and version != previous:
+                count += 1
+            previous = version
+    return count
+
+
+def answered_chats(http: httpx.Client, photos: dict[int, int]) -> set[int]:
+    """The chats whose photo got a final answer, from the sandbox's call log (one request): a send or edit of a
+    final text that was executed (a dropped response was executed; a 429 or 5xx was not)."""
+    done = set()
+    for method in ("editMessageText", "sendMessage"):
+        for call in http.get("/sandbox/calls", params={"method": method}).json():
+            parameters = call["parameters"]
+            chat = str(parameters.get("chat_id", ""))
+            if not chat.isdigit() or int(chat) not in photos or call.get("fault") in ("429", "5xx"):
+                continue
+            if is_final_answer(plain_text(str(parameters.get("text", "")), str(parameters.get("parse_mode", "")))):
+                done.add(int(chat))
+    return done
+
+
+def clinician_alerts(http: httpx.Client) -> tuple[int, int]:
+    """(duplicate alerts, of which marked as possibly repeated), per job id and clinician chat."""
+    duplicates = marked = 0
+    for clinician in CLINICIANS:
+        per_job: dict[str, list[str]] = {}
+        for message in http.get(f"/sandbox/chats/{clinician}/messages").json():
+            if not message["from_bot"]:
+                continue
+            body = str(message.get("text") or message.get("caption") or "")
+            for job_id in set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", body)):
+                per_job.setdefault(job_id, []).append(body)
+        for bodies in per_job.values():
+            duplicates += len(bodies) - 1
+            marked += sum(1 for body in bodies[1:] if REPEAT_MARK.search(body))
+    return duplicates, marked
+
+
+def wrong_audit_rows(database_url: str, chats: list[int]) -> list[str]:
+    """Why each photo's audit rows are not in a right final state (one line per wrong photo)."""
+    references = {chat_reference(chat, CHAT_HASH_KEY): chat for chat in chats}
+    rows_by_chat: dict[int, list[dict[str, Any]]] = {chat: [] for chat in chats}
+    engine = build_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            for found in connection.execute(text("SELECT * FROM jobs")).mappings():
+                if found["chat_ref"] in references:
+                    rows_by_chat[references[found["chat_ref"]]].append(dict(found))
+    finally:
+        engine.dispose()
+    problems = []
+    for chat, rows in rows_by_chat.items():
+        if len(rows) != 1:
+            problems.append(f"chat {chat}: {len(rows)} job rows for one photo")
+            continue
+        row = rows[0]
+        status = str(row["status"]).lower()
+        if status in ("queued", "running"):
+            problems.append(f"job {row['id']}: still {status}")
+        elif row.get("replied_at") is None:
+            problems.append(f"job {row['id']}: {status}, but no reply recorded")
+        elif status == "done" and (row.get("risk") == "high" or row.get("melanoma_alert")):
+            told = row.get("clinicians_notified") or {}
+            if isinstance(told, str):  # SQLite hands JSON columns back as text
+                told = json.loads(told) or {}
+            if {str(c) for c in CLINICIANS} - {str(c) for c in told}:
+                problems.append(f"job {row['id']}: high risk, clinicians told: {sorted(told)}")
+    return problems
+
+
+# --- the stack under test --------------------------------------------------------------------------------------
+
+
+class ChaosStack:
+    """One supervised stack (as under `skinsense up`) and the handles the faults need."""
+
+    def __init__(self, workdir: Path, database_url: str, concurrency: int, postgres: PostgresCluster | None) -> None:
+        self.workdir, self.database_url, self.postgres = workdir, database_url, postgres
+        self.redis_port, self.sandbox_port = free_port(), free_port()
+        (workdir / "redis").mkdir(parents=True, exist_ok=True)
+        self.stack = Stack(RestartPolicy(first_delay_s=1.0, max_delay_s=5.0, give_up_exits=0), log_dir=workdir)
+        self.stack.environment.update(
+            SKINSENSE_TELEGRAM_TOKEN=SANDBOX_TOKEN,
+            SKINSENSE_TELEGRAM_API_URL=f"http://127.0.0.1:{self.sandbox_port}",
+            SKINSENSE_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            SKINSENSE_DATABASE_URL=database_url,
+            SKINSENSE_CHAT_HASH_KEY=CHAT_HASH_KEY,
+            SKINSENSE_CLINICIAN_CHAT_IDS=",".join(map(str, CLINICIANS)),
+            SKINSENSE_LOG_LEVEL="INFO",
+            SKINSENSE_QUESTIONNAIRE_TIMEOUT_S="0",  # patients who never answer: the result goes out when ready
+            SKINSENSE_PHOTOS_PER_CHAT_PER_HOUR="0",
+            SKINSENSE_WORKER_METRICS_PORT=str(free_port()),
+            SKINSENSE_BOT_METRICS_PORT=str(free_port()),
+            PYTHONUNBUFFERED="1",
+        )
+        self.concurrency = concurrency
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.http: httpx.Client | None = None
+
+    def __enter__(self) -> ChaosStack:
+        try:
+            self.http = start_stack(
+                self.stack, self.redis_port, self.sandbox_port, self.concurrency, redis_dir=self.workdir / "redis"
+            )
+            health = f"http://127.0.0.1:{self.stack.environment['SKINSENSE_WORKER_METRICS_PORT']}/health/ready"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # models loaded, broker and database answer
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(health, timeout=5).status_code == 200:
+                        break
+                time.sleep(0.5)
+        except BaseException:
+            self.stack.stop()
+            raise
+        self._watcher = threading.Thread(target=self.stack.watch, args=(self._stopping, 0.2), daemon=True)
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        self.stack.stop()
+
+    @property
+    def api(self) -> httpx.Client:
+        assert self.http is not None
+        return self.http
+
+    def pid(self, name: str) -> int:
+        return int(self.stack.service(name).process.pid)
+
+    def wait_restarted(self, name: str, restarts_before: int, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            service = self.stack.service(name)
+            if service.restarts > restarts_before and service.process.poll() is None:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} was not restarted within {timeout_s} s")
+
+    def logs(self, tail: int = 3000) -> str:
+        parts = []
+        for log_file in sorted(self.workdir.glob("*.log")):
+            parts.append(f"----- {log_file.stem} -----\n{log_file.read_text(errors='replace')[-tail:]}")
+        return "\n".join(parts)
+
+
+# --- faults: each runs at its moment in the burst and returns when the fault has ended ------------------------
+
+
+def kill_and_await_restart(chaos: ChaosStack, name: str) -> None:
+    restarts = chaos.stack.service(name).restarts
+    os.kill(chaos.pid(name), signal.SIGKILL)
+    chaos.wait_restarted(name, restarts)
+
+
+def fault_bot_killed(chaos: ChaosStack) -> None:
+    kill_and_await_restart(chaos, "bot")
+
+
+def fault_worker_main_killed(chaos: ChaosStack) -> None:
+    kill_and_await_restart(chaos, "worker")
+
+
+def pool_children(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    children.append(int(entry.name))
+    return children
+
+
+def fault_worker_child_killed(chaos: ChaosStack) -> None:
+    children = pool_children(chaos.pid("worker"))
+    if not children:
+        raise RuntimeError("the worker has no pool processes")
+    os.kill(children[0], signal.SIGKILL)  # Celery's pool replaces it; its task comes back (acks_late)
+
+
+def fault_redis_restarted(chaos: ChaosStack) -> None:
+    """A clean restart (SIGTERM: the append-only file is flushed); the supervisor starts it again."""
+    restarts = chaos.stack.service("redis").restarts
+    stop_process_group(chaos.stack.service("redis").process)
+    chaos.wait_restarted("redis", restarts)
+
+
+def fault_broker_down_5s(chaos: ChaosStack) -> None:
+    """Redis away for 5 s while high-risk results are being finished (their clinician alerts queue)."""
+    service = chaos.stack.service("redis")
+    restarts = service.restarts
+    stop_process_group(service.process)
+    deadline = time.monotonic() + 10
+    while service.restart_at is None and time.monotonic() < deadline:  # the supervisor saw it go
+        time.sleep(0.02)
+    service.restart_at = time.monotonic() + 5  # ...and brings it back in 5 s rather than 1
+    chaos.wait_restarted("redis", restarts)
+
+
+def rate_fault(method: str = "*", seconds: float = 20, **rates: float) -> Callable[[ChaosStack], None]:
+    """Random 429/5xx/dropped responses on ``method`` (``*``: every Bot API method and the downloads) for a while."""
+
+    def fault(chaos: ChaosStack) -> None:
+        body = {"method": method, **rates, "retry_after": 1, "seed": 7}
+        chaos.api.post("/sandbox/faults", json=body).raise_for_status()
+        time.sleep(seconds)
+        chaos.api.delete("/sandbox/faults").raise_for_status()
+
+    return fault
+
+
+def postgres_stopped(seconds: float) -> Callable[[ChaosStack], None]:
+    def fault(chaos: ChaosStack) -> None:
+        assert chaos.postgres is not None
+        chaos.postgres.stop()
+        time.sleep(seconds)
+        chaos.postgres.start()
+
+    return fault
+
+
+def fault_sqlite_locked_15s(chaos: ChaosStack) -> None:
+    path = chaos.database_url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as connection:
+        connection.execute("BEGIN EXCLUSIVE")  # in WAL mode: no other writer until we are done
+        time.sleep(15)
+        connection.execute("ROLLBACK")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    inject: Callable[[ChaosStack], None]
+    postgres: bool = False
+    high_risk_photos: bool = False
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("bot_killed", "bot killed (kill -9) mid-burst, restarted", fault_bot_killed),
+    Fault("api_storm", "Bot API 20% 429, 12% 5xx on every method for 20 s", rate_fault(rate_429=0.2, rate_5xx=0.12)),
+    Fault("responses_lost", "15% of Bot API responses lost after execution, 20 s", rate_fault(rate_drop=0.15)),
+    Fault("worker_child_killed", "a worker pool process killed (kill -9)", fault_worker_child_killed),
+    Fault("worker_main_killed", "worker main process killed (kill -9), restarted", fault_worker_main_killed),
+    Fault("redis_restarted", "Redis restarted (SIGTERM, started again)", fault_redis_restarted),
+    Fault(
+        "broker_down_alerts",
+        "Redis down 5 s while high-risk results queue clinician alerts",
+        fault_broker_down_5s,
+        high_risk_photos=True,
+    ),
+    Fault("postgres_stopped", "PostgreSQL stopped 5 s", postgres_stopped(5), postgres=True),
+    Fault("sqlite_locked", "SQLite write-locked 15 s", fault_sqlite_locked_15s),
+    Fault("download_429", "30% 429 on the file download for 20 s", rate_fault(method="download", rate_429=0.3)),
+)
+
+
+# --- one run ---------------------------------------------------------------------------------------------------
+
+
+def wait_for_acknowledged(http: httpx.Client, chats: set[int], count: int, timeout_s: float) -> None:
+    """Until the bot has sent "Analysing..." to ``count`` of ``chats`` (the moment a fault lands mid-burst)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        calls = http.get("/sandbox/calls", params={"method": "sendMessage"}).json()
+        acknowledged = {
+            str(call["parameters"].get("chat_id"))
+            for call in calls
+            if call["parameters"].get("text") == messages.ANALYSING and call.get("fault") not in ("429", "5xx")
+        }
+        if len(acknowledged & {str(chat) for chat in chats}) >= count:
+            return
+        time.sleep(0.05)
+
+
+def lesion_photos(data_dir: Path, count: int, melanoma_only: bool = False) -> list[bytes]:
+    with (data_dir / "metadata.csv").open() as metadata:
+        rows = [r for r in csv.DictReader(metadata) if not melanoma_only or r["dx"] == "mel"]
+    paths = [data_dir / "images" / f"{r['image_id']}.jpg" for r in sorted(rows, key=lambda r: r["image_id"])]
+    paths = [p for p in paths if p.is_file()]
+    return [paths[i % len(paths)].read_bytes() for i in range(count)]
+
+
+@contextlib.contextmanager
+def database_for(fault: Fault, workdir: Path, use_postgres: bool) -> Iterator[tuple[str, PostgresCluster | None]]:
+    if fault.postgres or use_postgres:
+        with postgres_cluster() as cluster:
+            yield cluster.url, cluster
+    else:
+        yield f"sqlite:///{workdir / 'audit.sqlite3'}", None
+
+
+def run_fault(
+    fault: Fault,
+    photos: list[bytes],
+    *,
+    first_chat: int,
+    concurrency: int = 2,
+    drain_timeout_s: float = 180,
+    use_postgres: bool = False,
+    workdir: Path | None = None,
+    rate_per_s: float | None = None,
+) -> tuple[Outcome, str]:
+    """Send ``photos`` (one per chat; at ``rate_per_s``, or as one burst), inject the fault mid-burst (once the bot
+    has acknowledged a third of them with "Analysing..."), wait for every answer (at most ``drain_timeout_s``
+    after the fault ended), then score. Returns the outcome and the processes' logs."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"skinsense-chaos-{fault.name}-"))
+    chats = list(range(first_chat, first_chat + len(photos)))
+    with database_for(fault, workdir, use_postgres) as (database_url, cluster):
+        upgrade_database(database_url)
+        os.environ["SKINSENSE_CHAT_HASH_KEY"] = CHAT_HASH_KEY
+        consent_all(database_url, range(chats[0], chats[-1] + 1))
+        with ChaosStack(workdir, database_url, concurrency, cluster) as chaos:
+            sent: dict[int, int] = {}  # chat -> the photo's message id
+            fault_ended = threading.Event()
+            fault_error: list[BaseException] = []
+            ended_at: list[float] = []
+
+            def inject() -> None:
+                try:
+                    wait_for_acknowledged(chaos.api, set(chats), len(chats) // 3, timeout_s=120)
+                    fault.inject(chaos)
+                except BaseException as error:  # reported with the result, never hidden
+                    fault_error.append(error)
+                finally:
+                    ended_at.append(time.monotonic())
+                    fault_ended.set()
+
+            injector = threading.Thread(target=inject, daemon=True)
+            injector.start()
+            started = time.monotonic()
+            with httpx.Client(base_url=str(chaos.api.base_url), timeout=60) as sender:
+                for index, (chat, photo) in enumerate(zip(chats, photos, strict=True)):
+                    if rate_per_s:
+                        delay = started + index / rate_per_s - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                    sent[chat] = int(sender.post(f"/sandbox/chats/{chat}/photo", content=photo).json()["message_id"])
+            fault_ended.wait()
+            outcome = Outcome(sent=len(sent))
+            deadline = ended_at[0] + drain_timeout_s
+            answered = answered_chats(chaos.api, sent)
+            while len(answered) < len(sent) and time.monotonic() < deadline:
+                time.sleep(1)
+                answered = answered_chats(chaos.api, sent)
+            if len(answered) == len(sent):
+                outcome.drain_s = max(0.0, time.monotonic() - ended_at[0])
+            time.sleep(3)  # late duplicates, if any, have a moment to show
+            outcome.answered = len(answered_chats(chaos.api, sent))
+            for chat, photo_id in sent.items():
+                answers = final_answers(chaos.api.get(f"/sandbox/chats/{chat}/messages").json(), photo_id)
+                outcome.duplicate_replies += max(0, answers - 1)
+            outcome.duplicate_alerts, outcome.marked_repeats = clinician_alerts(chaos.api)
+            problems = wrong_audit_rows(database_url, chats)
+            outcome.wrong_rows, outcome.wrong_examples = len(problems), problems[:5]
+            if fault_error:
+                outcome.wrong_examples.insert(0, f"the fault itself failed: {fault_error[0]!r}")
+            return outcome, chaos.logs()
+
+
+def print_table(results: list[tuple[Fault, Outcome]]) -> None:
+    header = (
+        f"{'fault':<21} {'sent':>5} {'answered':>8} {'lost':>5} {'dup replies':>11} "
+        f"{'dup alerts (marked)':>19} {'wrong rows':>10} {'drain s':>8}"
+    )
+    print(header)
+    for fault, outcome in results:
+        drain = f"{outcome.drain_s:.1f}" if outcome.drain_s is not None else "never"
+        alerts = f"{outcome.duplicate_alerts} ({outcome.marked_repeats})"
+        print(
+            f"{fault.name:<21} {outcome.sent:>5} {outcome.answered:>8} {outcome.lost:>5} "
+            f"{outcome.duplicate_replies:>11} {alerts:>19} {outcome.wrong_rows:>10} {drain:>8}"
+        )
+    for fault, outcome in results:
+        for example in outcome.wrong_examples:
+            print(f"  {fault.name}: {example}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=400, help="photos per fault, each from its own chat")
+    parser.add_argument("--faults", default=",".join(f.name for f in FAULTS), help="comma-separated fault names")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--rate", type=float, default=None, help="photos sent per second (default: one burst)")
+    parser.add_argument("--drain-timeout", type=float, default=180, help="seconds to wait after the fault ended")
+    parser.add_argument("--postgres", action="store_true", help="every fault on PostgreSQL (default: SQLite)")
+    args = parser.parse_args()
+    data_dir = Settings().data_dir
+    if data_dir is None:
+        raise SystemExit("set SKINSENSE_DATA_DIR")
+    by_name = {fault.name: fault for fault in FAULTS}
+    wanted = [by_name[name] for name in args.faults.split(",") if name]
+    results: list[tuple[Fault, Outcome]] = []
+    first_chat = FIRST_CHAT + uuid.uuid4().int % 1000 * 10_000
+    for fault in wanted:
+        photos = lesion_photos(data_dir, args.photos, melanoma_only=fault.high_risk_photos)
+        print(f"{fault.name}: {fault.description} ...", file=sys.stderr, flush=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f"skinsense-chaos-{fault.name}-"))
+        outcome, _ = run_fault(
+            fault,
+            photos,
+            first_chat=first_chat,
+            concurrency=args.concurrency,
+            drain_timeout_s=args.drain_timeout,
+            use_postgres=args.postgres,
+            workdir=workdir,
+            rate_per_s=args.rate,
+        )
+        print(f"  logs in {workdir}", file=sys.stderr, flush=True)
+        results.append((fault, outcome))
+        first_chat += args.photos
+    pace = f"at {args.rate:g}/s" if args.rate else "as one burst"
+    print(f"photos per fault: {args.photos}, sent {pace}, the fault once a third were acknowledged; ", end="")
+    print(f"worker processes: {args.concurrency}")
+    print_table(results)
+    counts = Counter("ok" if o.lost == o.duplicate_replies == o.wrong_rows == 0 else "not ok" for _, o in results)
+    print(f"faults with 0 lost, 0 duplicate replies, 0 wrong rows: {counts['ok']} of {len(results)}")
+
+
+if __name__ == "__main__":
+    main()
