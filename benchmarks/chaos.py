@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import json
 import os
 import re
 import signal
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from shared import messages
 from shared.audit import chat_reference
@@ -67,8 +66,7 @@ FIRST_CHAT = 700_000
 def _final_texts() -> set[str]:
     """Every fixed text that answers a photo for good (as the sandbox shows it): each refusal and failure text,
     and any apology or give-up text in the catalogue. Results are recognised by their heading."""
-    texts = {messages.rejection(code, messages.MAX_FILE_MB) for code in RefusalCode}
-    texts |= set(messages.FAILURE_TEXT.values())
+    texts = set(messages.FAILURE_TEXT.values())
     for name in dir(messages):
         value = getattr(messages, name)
         if isinstance(value, str) and any(word in name for word in ("APOLOG", "GAVE_UP", "GIVE_UP", "SORRY")):
@@ -77,12 +75,15 @@ def _final_texts() -> set[str]:
 
 
 FINAL_TEXTS = _final_texts()
-RESULT_HEADING = "Most likely lesion types"
-REPEAT_MARK = re.compile(r"possibl\w* (a )?(repeat|duplicate|resen)|may have been sent|sent before|again", re.I)
+REFUSAL_OPENING = messages.rejection(next(iter(RefusalCode)), 1, "\0").split("\0")[0]  # "Sorry, I cannot analyse "
+REPEAT_MARK = plain_text(getattr(messages, "POSSIBLY_REPEATED", "may repeat a message"), "HTML")
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def is_final_answer(text: str | None) -> bool:
-    return bool(text) and (RESULT_HEADING in str(text) or text in FINAL_TEXTS)
+    return bool(text) and (
+        messages.RANKING_HEADING in str(text) or str(text).startswith(REFUSAL_OPENING) or text in FINAL_TEXTS
+    )
 
 
 @dataclass
@@ -133,32 +134,39 @@ def answered_chats(http: httpx.Client, photos: dict[int, int]) -> set[int]:
 
 
 def clinician_alerts(http: httpx.Client) -> tuple[int, int]:
-    """(duplicate alerts, of which marked as possibly repeated), per job id and clinician chat."""
+    """(duplicate alerts, of which said they may be a repeat): per clinician chat, job and kind of message (the
+    photo and the text with the buttons are one alert), every message beyond the first."""
     duplicates = marked = 0
     for clinician in CLINICIANS:
-        per_job: dict[str, list[str]] = {}
+        per_job: dict[tuple[str, bool], list[str]] = {}
         for message in http.get(f"/sandbox/chats/{clinician}/messages").json():
             if not message["from_bot"]:
                 continue
             body = str(message.get("text") or message.get("caption") or "")
-            for job_id in set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", body)):
-                per_job.setdefault(job_id, []).append(body)
+            job_ids = JOB_ID.findall(body)
+            if job_ids:  # the alert's own job comes first (later ones list the patient's other photos)
+                per_job.setdefault((job_ids[0], "photo" in message), []).append(body)
         for bodies in per_job.values():
             duplicates += len(bodies) - 1
-            marked += sum(1 for body in bodies[1:] if REPEAT_MARK.search(body))
+            marked += sum(1 for body in bodies[1:] if REPEAT_MARK in body)
     return duplicates, marked
 
 
 def wrong_audit_rows(database_url: str, chats: list[int]) -> list[str]:
-    """Why each photo's audit rows are not in a right final state (one line per wrong photo)."""
+    """Why each photo's audit rows are not in a right final state (one line per wrong photo): not one job row,
+    still queued or running, no reply recorded, or a high-risk result whose clinician alert was not sent."""
     references = {chat_reference(chat, CHAT_HASH_KEY): chat for chat in chats}
     rows_by_chat: dict[int, list[dict[str, Any]]] = {chat: [] for chat in chats}
+    alerts: dict[str, dict[str, Any]] = {}
     engine = build_engine(database_url)
     try:
         with engine.connect() as connection:
             for found in connection.execute(text("SELECT * FROM jobs")).mappings():
                 if found["chat_ref"] in references:
                     rows_by_chat[references[found["chat_ref"]]].append(dict(found))
+            if inspect(connection).has_table("clinician_alerts"):
+                for sent in connection.execute(text("SELECT job_id, forwarded, sent_at FROM clinician_alerts")):
+                    alerts[str(sent.job_id).replace("-", "")] = {"forwarded": sent.forwarded, "sent": sent.sent_at}
     finally:
         engine.dispose()
     problems = []
@@ -167,17 +175,18 @@ def wrong_audit_rows(database_url: str, chats: list[int]) -> list[str]:
             problems.append(f"chat {chat}: {len(rows)} job rows for one photo")
             continue
         row = rows[0]
-        status = str(row["status"]).lower()
+        job = str(row["id"]).replace("-", "")
+        status, risk = str(row["status"]).lower(), str(row.get("risk") or "").lower()
         if status in ("queued", "running"):
-            problems.append(f"job {row['id']}: still {status}")
+            problems.append(f"job {job}: still {status}")
         elif row.get("replied_at") is None:
-            problems.append(f"job {row['id']}: {status}, but no reply recorded")
-        elif status == "done" and (row.get("risk") == "high" or row.get("melanoma_alert")):
-            told = row.get("clinicians_notified") or {}
-            if isinstance(told, str):  # SQLite hands JSON columns back as text
-                told = json.loads(told) or {}
-            if {str(c) for c in CLINICIANS} - {str(c) for c in told}:
-                problems.append(f"job {row['id']}: high risk, clinicians told: {sorted(told)}")
+            problems.append(f"job {job}: {status}, but no reply recorded")
+        elif status == "done" and risk == "high" and not row.get("same_photo_as"):
+            alert = alerts.get(job)
+            if alert is None:
+                problems.append(f"job {job}: high risk, no clinician alert")
+            elif alert["forwarded"] and alert["sent"] is None:
+                problems.append(f"job {job}: high risk, its clinician alert not sent to every clinician")
     return problems
 
 

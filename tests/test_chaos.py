@@ -49,6 +49,11 @@ def run_and_check(fault: Fault, data_dir: Path, tmp_path: Path) -> Outcome:
     return outcome
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 9, intake: a photo handled but not yet marked processed is handled again after the restart "
+    "(a second job row and a second reply); remove this mark when it passes",
+)
 def test_bot_killed_mid_burst_loses_no_photo(data_dir: Path, tmp_path: Path) -> None:
     run_and_check(Fault("bot_killed", "bot killed (kill -9) mid-burst", fault_bot_killed), data_dir, tmp_path)
 
@@ -73,6 +78,11 @@ def test_a_429_and_5xx_storm_on_every_bot_api_method_loses_no_photo(data_dir: Pa
 
 
 @pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 9, delivery/intake: the bot drops updates and the worker fails tasks while the database is "
+    "away (no retry with backoff yet); remove this mark when it passes",
+)
 def test_the_database_away_for_a_few_seconds_loses_no_photo(data_dir: Path, tmp_path: Path) -> None:
     fault = Fault("postgres_stopped", "PostgreSQL stopped 3 s", postgres_stopped(3), postgres=True)
     run_and_check(fault, data_dir, tmp_path)
