@@ -698,12 +698,15 @@ def clinician_alert(view: Any, *, kind: str = "alert", possibly_repeated: bool =
     return "\n".join(lines)
 
 
-def clinician_photo_caption(view: Any, *, kind: str = "alert", possibly_repeated: bool = False) -> str:
+def clinician_photo_caption(
+    view: Any, *, kind: str = "alert", possibly_repeated: bool = False, with_picture: bool = False
+) -> str:
     """The caption of the forwarded photo (at most 1,024 characters); the details follow in the text below it.
     A later photo of a thread says which thread it belongs to."""
     heading = _HEADINGS[melanoma_finding(view.melanoma_alert, view.ranking[0]["code"]).value]
     if view.is_root:
-        caption = f"{_KIND_PREFIX[kind]}SkinSense: {heading}, patient {view.patient_ref}. Details below."
+        picture = " With the explanation picture (where the model looked)." if with_picture else ""
+        caption = f"{_KIND_PREFIX[kind]}SkinSense: {heading}, patient {view.patient_ref}.{picture} Details below."
     else:
         number = next((i for i, p in enumerate(view.thread_photos, 1) if p.job_id == view.job_id), 0)
         ranking = "; ".join(line.replace("  ", " ") for line in _clinician_ranking(view.ranking)[:3])

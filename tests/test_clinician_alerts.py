@@ -31,8 +31,16 @@ from shared.labels import PhotoKind, RiskLevel
 from shared.telegram_calls import OutcomeUnknown
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser, button_data
-from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
-from worker.clinician_alerts import ClinicianAlertSender
+from tests.auxil.services import (
+    ChildProcess,
+    child_env,
+    free_port,
+    port_open,
+    postgres_database,
+    python_command,
+    wait_until,
+)
+from worker.clinician_alerts import ClinicianAlertSender, explanation_for_clinicians
 from worker.telegram import TelegramClient
 
 TOKEN = "6363:clinician-alerts-test-token"
@@ -125,10 +133,18 @@ def telegram(sandbox: SandboxUser, redis_url: str) -> Iterator[TelegramClient]:
     client.close()
 
 
-@pytest.fixture
-def stores(tmp_path: Path) -> tuple[JobStore, AlertStore]:
-    engine = migrated_engine(f"sqlite:///{tmp_path / 'alerts.sqlite3'}")
-    return JobStore(engine), AlertStore(engine)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[JobStore, AlertStore]]:
+    """The job and alert stores on one migrated audit database: SQLite, and PostgreSQL (its row locking and
+    conditional updates are what two clinicians pressing at once meet in production)."""
+    if request.param == "sqlite":
+        engine = migrated_engine(f"sqlite:///{tmp_path / 'alerts.sqlite3'}")
+        yield JobStore(engine), AlertStore(engine)
+        return
+    with postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+        engine = migrated_engine(url)
+        yield JobStore(engine), AlertStore(engine)
+        engine.dispose()
 
 
 @pytest.fixture
@@ -318,3 +334,31 @@ def test_the_beat_sweeps_clinician_alerts_on_the_clinicians_queue() -> None:
     (entry,) = [entry for entry in app.conf.beat_schedule.values() if entry["task"] == CLINICIAN_SWEEP_TASK]
     assert entry["schedule"] == Settings().clinician_sweep_interval_s
     assert TASK_ROUTES[CLINICIAN_SWEEP_TASK]["queue"] == CLINICIANS_QUEUE
+
+
+def test_the_alert_shows_the_photo_and_its_explanation_picture_as_one_album_above_the_details(
+    sandbox: SandboxUser,
+    telegram: TelegramClient,
+    stores: tuple[JobStore, AlertStore],
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    sender = ClinicianAlertSender(
+        telegram,
+        stores[1],
+        CLINICIANS,
+        explain=lambda view, photo: explanation_for_clinicians(classifier, view, photo),
+    )
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "g" * 32)
+    earlier_uploads = len(sandbox.calls("sendMediaGroup"))  # the sandbox serves the whole module
+    assert sender.notify_clinicians(job_id) == len(CLINICIANS)
+    for chat in CLINICIANS:
+        (text,) = alert_texts(sandbox, chat, job_id)
+        first = text["reply_to_message"]
+        album = [m for m in sandbox.bot_messages(chat) if m.get("media_group_id") == first["media_group_id"]]
+        assert len(album) == 2 and all(m["photo"] for m in album), "the photo and the explanation picture"
+        assert "explanation picture" in first["caption"] and "caption" not in album[1]
+    uploads = sandbox.calls("sendMediaGroup")[earlier_uploads:]
+    assert len(uploads) == len(CLINICIANS)
+    assert "attach://" in str(uploads[0]["parameters"].get("media")), "drawn and uploaded for the first chat"
+    assert "attach://" not in str(uploads[-1]["parameters"].get("media")), "then sent again by its file id"

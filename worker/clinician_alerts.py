@@ -16,13 +16,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from models.inference import Classifier
 from shared import messages
 from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKind
 from shared.clinicians import AlertStore, AlertView, Attempt, SealedPhoto, WorkingCalendar, alert_keyboard
+from shared.images import MAX_FILE_BYTES
+from shared.labels import PhotoKind
+from shared.metrics import timed
 from shared.telegram_calls import NotDelivered
 from worker.telegram import TelegramClient
 
@@ -53,6 +57,10 @@ class ClinicianAlertSender:
     alerts: AlertStore
     clinician_chat_ids: Sequence[int]
     lead_chat_id: int | None = None
+    # The explanation picture of a photo (models/explain.py, with this worker's model); None: photo alone.
+    explain: Callable[[AlertView, bytes], bytes | None] | None = None
+    # This process's explanation pictures by alert: drawn once, uploaded once, then sent again by file id.
+    _pictures: dict[uuid.UUID, str | bytes] = field(default_factory=dict, repr=False)
 
     def notify_clinicians(self, job_id: uuid.UUID) -> int:
         """Make this job's alert's missing deliveries; returns how many were made now. Raises Telegram's error
@@ -82,6 +90,7 @@ class ClinicianAlertSender:
         finished = {(d.chat_id, d.kind) for d in self.alerts.deliveries([alert.id]) if d.message_id is not None}
         if all(key in finished for key in wanted):
             self.alerts.mark_sent(alert.id)
+            self._pictures.pop(alert.id, None)
         if not view.is_root:
             self.refresh_thread(view.thread_id)  # the first alert lists the thread's photos
         return made
@@ -104,11 +113,23 @@ class ClinicianAlertSender:
         try:
             photo_message_id = attempt.photo_message_id
             if photo_message_id is None and photo is not None:
+                picture = self._explanation(alert.id, view, photo) if view.is_root else None
                 caption = messages.clinician_photo_caption(
-                    view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated
+                    view,
+                    kind=attempt.kind.value,
+                    possibly_repeated=attempt.possibly_repeated,
+                    with_picture=picture is not None,
                 )
-                send = self.telegram.send_photo if photo.media_kind == MediaKind.PHOTO else self.telegram.send_document
-                photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
+                as_document = photo.media_kind == MediaKind.DOCUMENT
+                if picture is not None:  # one album: the patient's photo, and where the model looked
+                    album = self.telegram.send_album(
+                        attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document
+                    )
+                    photo_message_id = album[0][0]
+                    self._pictures[alert.id] = album[1][1] or picture
+                else:
+                    send = self.telegram.send_document if as_document else self.telegram.send_photo
+                    photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
                 self.alerts.record_photo_sent(attempt, photo_message_id)
             if view.is_root or photo_message_id is None:
                 text = messages.clinician_alert(
@@ -139,6 +160,23 @@ class ClinicianAlertSender:
             " (marked as a possible repeat)" if attempt.possibly_repeated else "",
         )
 
+    def _explanation(self, alert_id: uuid.UUID, view: AlertView, photo: SealedPhoto) -> str | bytes | None:
+        """The alert's explanation picture: its file id once uploaded, else drawn now (None if it cannot be:
+        the alert goes out with the photo alone, never later for want of a picture)."""
+        if alert_id in self._pictures:
+            return self._pictures[alert_id]
+        if self.explain is None:
+            return None
+        try:
+            data = self.telegram.download_file(photo.file_id, MAX_FILE_BYTES)
+            picture = self.explain(view, data)
+        except Exception as error:  # a photo Telegram no longer has, a model that cannot draw it
+            log.warning("alert %s: no explanation picture (%s)", alert_id, type(error).__name__)
+            return None
+        if picture is not None:
+            self._pictures[alert_id] = picture
+        return picture
+
     def _thread_message(self, thread_id: uuid.UUID, chat_id: int) -> int | None:
         for delivery in self.alerts.deliveries([thread_id]):
             if delivery.chat_id == chat_id and delivery.kind == AlertDeliveryKind.ALERT:
@@ -167,6 +205,16 @@ class ClinicianAlertSender:
             except TelegramError as error:
                 log.warning("alert %s: edit failed (%s)", thread_id, type(error).__name__)
         return edited
+
+
+def explanation_for_clinicians(classifier: Classifier, view: AlertView, photo: bytes) -> bytes | None:
+    """The explanation picture the patient got (models/explain.py), drawn for the alert."""
+    from models.explain import explanation_picture
+
+    if view.photo_kind is None:
+        return None
+    with timed("explanation"):
+        return explanation_picture(photo, classifier, view.ranking, PhotoKind(view.photo_kind))
 
 
 def _unsealed_photo(alert: ClinicianAlert) -> SealedPhoto | None:

@@ -40,7 +40,7 @@ from shared.queue import (
     private_repr,
 )
 from worker.celery_app import app, task
-from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep
+from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep, explanation_for_clinicians
 from worker.flow import ClassificationFlow
 from worker.telegram import TelegramClient, is_transient, retry_after_seconds
 
@@ -81,11 +81,13 @@ def get_clinician_alerts() -> ClinicianAlertSender:
     global _clinician_alerts
     if _clinician_alerts is None:
         settings = get_settings()
+        flow = get_flow()
         _clinician_alerts = ClinicianAlertSender(
-            telegram=get_flow().telegram,
+            telegram=flow.telegram,
             alerts=get_alert_store(),
             clinician_chat_ids=settings.clinician_chat_ids,
             lead_chat_id=settings.clinician_lead_chat_id,
+            explain=lambda view, photo: explanation_for_clinicians(flow.classifier, view, photo),
         )
     return _clinician_alerts
 

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from telegram import InlineKeyboardMarkup, ReplyParameters
+from telegram import InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import ExtBot
@@ -115,6 +115,26 @@ class TelegramClient:
             chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML, reply_parameters=_reply_parameters(reply_to)
         )
         return self._run(message).message_id
+
+    def send_album(
+        self,
+        chat_id: int,
+        items: list[str | bytes],
+        caption: str,
+        as_documents: bool = False,
+        reply_to: int | None = None,
+    ) -> list[tuple[int, str]]:
+        """Sends 2-10 photos (by file id, or uploaded bytes) as one media group, the caption under the first;
+        returns each message's id and its file id (so an uploaded picture can be sent again by id)."""
+        kind = InputMediaDocument if as_documents else InputMediaPhoto
+        media = [
+            kind(item, caption=caption if number == 0 else None, parse_mode=ParseMode.HTML)
+            for number, item in enumerate(items)
+        ]
+        sent = self._run(self.bot.send_media_group(chat_id, media, reply_parameters=_reply_parameters(reply_to)))
+        return [
+            (m.message_id, m.photo[-1].file_id if m.photo else m.document.file_id if m.document else "") for m in sent
+        ]
 
     def send_picture(self, chat_id: int, picture: bytes, caption: str) -> int:
         """Uploads a picture we made (the explanation picture) as a photo; returns its message id."""

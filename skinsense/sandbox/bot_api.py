@@ -221,6 +221,33 @@ class BotApi:
         self._reply(chat_id, p, content)
         return self.state.bot_message(chat_id, content)
 
+    async def method_sendmediagroup(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
+        """An album: 2-10 photos (or documents) sent as one group; a caption per item; returns the messages."""
+        chat_id = _int(p, "chat_id")
+        media = p.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise BotApiError(400, "Bad Request: media must be a list of 2-10 items")
+        kinds = {str(item.get("type")) for item in media if isinstance(item, dict)}
+        if len(kinds) != 1 or not kinds <= {"photo", "document"}:
+            raise BotApiError(400, "Bad Request: a media group holds photos, or documents, not both")
+        group_id = str(next(self.state.file_ids))
+        sent = []
+        for item in media:
+            data = self._input_file(item, uploads, "media")
+            if item["type"] == "photo":
+                content: dict[str, Any] = {"photo": self.state.photo_sizes(data)}
+            else:
+                stored = self.state.store_file(data, "documents", "bin")
+                content = {"document": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}}
+            content["media_group_id"] = group_id
+            if item.get("caption"):
+                content["caption"], entities = _text(item, "caption", MAX_CAPTION, "message caption")
+                if entities:
+                    content["caption_entities"] = entities
+            self._reply(chat_id, p, content)
+            sent.append(self.state.bot_message(chat_id, content))
+        return sent
+
     def _reply(self, chat_id: int, p: dict[str, Any], content: dict[str, Any]) -> None:
         """A media message sent as a reply carries the message it answers, as a text does."""
         reply_to = _reply_to(p)
