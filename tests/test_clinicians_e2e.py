@@ -8,6 +8,7 @@ few seconds here (the settings, shortened, around the clock).
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
 
@@ -58,9 +60,17 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
-def high_risk_photo(stack: RunningStack, chat: int, photos_by_risk: dict[str, Path]) -> uuid.UUID:
-    """A patient sends a high-risk photo and gets the result; returns its job id."""
-    sent = send_photo_skipping_questions(stack.user, chat, photos_by_risk["alert"].read_bytes())
+def high_risk_photo(stack: RunningStack, chat: int, photos_by_risk: dict[str, Path], variant: int = 0) -> uuid.UUID:
+    """A patient sends a high-risk photo and gets the result; returns its job id. ``variant``: another photo of
+    the same spot (mirrored, re-encoded), since the very same photo again only gets its earlier result."""
+    data = photos_by_risk["alert"].read_bytes()
+    if variant:
+        with Image.open(io.BytesIO(data)) as image:
+            mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if variant % 2 else image.copy()
+            buffer = io.BytesIO()
+            mirrored.save(buffer, "JPEG", quality=95 - variant)
+            data = buffer.getvalue()
+    sent = send_photo_skipping_questions(stack.user, chat, data)
     stack.user.wait_for_reply(chat, sent["message_id"])
 
     def job() -> Job | None:
@@ -69,7 +79,9 @@ def high_risk_photo(stack: RunningStack, chat: int, photos_by_risk: dict[str, Pa
             found = session.exec(statement).first()
             return found if found is not None and found.replied_at is not None else None
 
-    return wait_until(job, 60, what="the job to be answered").id
+    answered = wait_until(job, 60, what="the job to be answered")
+    assert answered.risk == "high", "a photo of the high-risk spot"
+    return answered.id
 
 
 def alert_message(stack: RunningStack, chat: int, job_id: uuid.UUID, reminder: bool = False) -> dict[str, Any]:
@@ -266,7 +278,7 @@ def test_three_high_risk_photos_in_an_hour_from_one_patient_give_one_thread(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
     patient = 3106
-    job_ids = [high_risk_photo(stack, patient, photos_by_risk) for _ in range(3)]
+    job_ids = [high_risk_photo(stack, patient, photos_by_risk, variant) for variant in range(3)]
     first = alert_message(stack, DOCTOR_A, job_ids[0])
     wait_until(
         lambda: "3 high-risk photos from this patient" in current(stack, DOCTOR_A, first["message_id"])["text"],
