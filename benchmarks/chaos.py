@@ -201,6 +201,8 @@ class ChaosStack:
         self.redis_port, self.sandbox_port = free_port(), free_port()
         (workdir / "redis").mkdir(parents=True, exist_ok=True)
         self.stack = Stack(RestartPolicy(first_delay_s=1.0, max_delay_s=5.0, give_up_exits=0), log_dir=workdir)
+        for name in [n for n in self.stack.environment if n.startswith("SKINSENSE_") and n != "SKINSENSE_DATA_DIR"]:
+            del self.stack.environment[name]  # the stack's settings are these alone, whoever runs it
         self.stack.environment.update(
             SKINSENSE_TELEGRAM_TOKEN=SANDBOX_TOKEN,
             SKINSENSE_TELEGRAM_API_URL=f"http://127.0.0.1:{self.sandbox_port}",
@@ -433,8 +435,7 @@ def run_fault(
     chats = list(range(first_chat, first_chat + len(photos)))
     with database_for(fault, workdir, use_postgres) as (database_url, cluster):
         upgrade_database(database_url)
-        os.environ["SKINSENSE_CHAT_HASH_KEY"] = CHAT_HASH_KEY
-        consent_all(database_url, range(chats[0], chats[-1] + 1))
+        consent_all(database_url, range(chats[0], chats[-1] + 1), CHAT_HASH_KEY)
         with ChaosStack(workdir, database_url, concurrency, cluster) as chaos:
             sent: dict[int, int] = {}  # chat -> the photo's message id
             fault_ended = threading.Event()

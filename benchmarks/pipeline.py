@@ -37,10 +37,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def consent_all(database_url: str, chats: range) -> None:
-    """Every benchmark patient has agreed to the privacy text already (as the bot records it)."""
+def consent_all(database_url: str, chats: range, chat_hash_key: str | None = None) -> None:
+    """Every benchmark patient has agreed to the privacy text already (as the bot records it; ``chat_hash_key``:
+    the stack's, when it is not the one in the environment)."""
     patients = PatientStore(build_engine(database_url))
-    key = Settings().chat_hash_key.get_secret_value()
+    key = chat_hash_key or Settings().chat_hash_key.get_secret_value()
     for chat in chats:
         patients.record_consent(chat_reference(chat, key), messages.PRIVACY_VERSION)
 

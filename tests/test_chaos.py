@@ -34,7 +34,7 @@ FIRST_CHAT = 810_000
 
 def run_and_check(fault: Fault, data_dir: Path, tmp_path: Path) -> Outcome:
     photos = lesion_photos(data_dir, PHOTOS)
-    outcome, logs = run_fault(fault, photos, first_chat=FIRST_CHAT, drain_timeout_s=120, workdir=tmp_path)
+    outcome, logs = run_fault(fault, photos, first_chat=FIRST_CHAT, drain_timeout_s=60, workdir=tmp_path)
     report = (
         f"{fault.description}: sent {outcome.sent}, answered {outcome.answered}, "
         f"duplicate replies {outcome.duplicate_replies}, wrong rows {outcome.wrong_rows}\n"
