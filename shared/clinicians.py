@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, select
 
 from shared.answers import PatientAnswers
 from shared.audit import (
@@ -45,6 +45,7 @@ from shared.labels import PhotoKind, RiskLevel
 from shared.questionnaire import answers_from_record
 
 CALLBACK_PREFIX = "clin"
+ERASED_PATIENT = "purged"  # an alert's patient reference once erased (as shared.retention.PURGED_CHAT_REF)
 CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}\|"
 # An attempt older than this with no outcome recorded belongs to a process that died while sending: its
 # outcome is unknown and the next attempt may go (saying it may be a repeat). Longer than a Telegram call
@@ -589,6 +590,7 @@ class AlertStore:
                     col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
                     col(ClinicianAlert.state) == AlertState.OPEN,
                     col(ClinicianAlert.reminded_at).is_(None),
+                    col(ClinicianAlert.chat_ref) != ERASED_PATIENT,
                 )
             ).all()
         due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit]
@@ -618,6 +620,7 @@ class AlertStore:
                     col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
                     col(ClinicianAlert.state) != AlertState.RESOLVED,
                     col(ClinicianAlert.escalated_at).is_(None),
+                    col(ClinicianAlert.chat_ref) != ERASED_PATIENT,
                 )
             ).all()
         due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit]
@@ -651,6 +654,7 @@ class AlertStore:
                 .where(
                     col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
                     col(ClinicianAlert.state) != AlertState.RESOLVED,
+                    col(ClinicianAlert.chat_ref) != ERASED_PATIENT,
                 )
                 .order_by(col(ClinicianAlert.created_at))
             )
@@ -682,11 +686,30 @@ class AlertStore:
 
 
 def erase_patient_alerts(session: Session, chat_ref: str) -> None:
-    """/delete: the patient's alerts and their deliveries go with their jobs (the clinicians' own actions stay,
-    naming an alert id only)."""
-    alert_ids = select(ClinicianAlert.id).where(ClinicianAlert.chat_ref == chat_ref)
-    session.exec(delete(ClinicianAlertDelivery).where(col(ClinicianAlertDelivery.alert_id).in_(alert_ids)))
-    session.exec(delete(ClinicianAlert).where(col(ClinicianAlert.chat_ref) == chat_ref))
+    """/delete: the patient's alerts keep only what the clinic's own audit needs (when each was sent, claimed
+    and resolved, by whom): the patient reference, photo and contact are erased, and the alert leaves the
+    clinicians' open work (no reminder, no escalation, not in /pending)."""
+    session.exec(
+        update(ClinicianAlert)
+        .where(col(ClinicianAlert.chat_ref) == chat_ref)
+        .values(
+            chat_ref=ERASED_PATIENT,
+            sealed_photo=None,
+            sealed_contact=None,
+            sent_at=func.coalesce(col(ClinicianAlert.sent_at), utc_now()),
+        )
+    )
+
+
+def tombstone_alerts(session: Session, cutoff: datetime) -> int:
+    """Retention: alerts sent before ``cutoff`` lose the patient reference, photo and contact (as their jobs do);
+    returns how many."""
+    result = session.exec(
+        update(ClinicianAlert)
+        .where(col(ClinicianAlert.created_at) < cutoff, col(ClinicianAlert.chat_ref) != ERASED_PATIENT)
+        .values(chat_ref=ERASED_PATIENT, sealed_photo=None, sealed_contact=None)
+    )
+    return int(result.rowcount)
 
 
 def _risk(value: object) -> RiskLevel | None:

@@ -362,3 +362,28 @@ def test_the_alert_shows_the_photo_and_its_explanation_picture_as_one_album_abov
     assert len(uploads) == len(CLINICIANS)
     assert "attach://" in str(uploads[0]["parameters"].get("media")), "drawn and uploaded for the first chat"
     assert "attach://" not in str(uploads[-1]["parameters"].get("media")), "then sent again by its file id"
+
+
+def test_delete_and_retention_leave_an_alert_without_its_patient_and_out_of_the_open_work(
+    sandbox: SandboxUser, classifier: Classifier, photos_by_risk: dict[str, Path], tmp_path: Path
+) -> None:
+    from shared.patients import PatientStore
+    from shared.retention import purge_patient_data
+
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'erase.sqlite3'}")
+    jobs, alerts = JobStore(engine), AlertStore(engine)
+    erased = alerts.for_job(finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "h" * 32))
+    kept = alerts.for_job(finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "i" * 32))
+    assert erased is not None and kept is not None
+    PatientStore(engine).erase_patient("h" * 32)
+    after = alerts.load(erased.id)
+    assert (
+        after is not None and after.chat_ref == "purged" and after.sealed_photo is None and after.sealed_contact is None
+    )
+    assert [a.id for a in alerts.pending()] == [kept.id] and alerts.unsent_jobs() == [kept.job_id], "not sent any more"
+    assert alerts.mark_reminders_due(AROUND_THE_CLOCK, 0.001, now=datetime.now(UTC) + timedelta(days=1)) == [kept.id]
+
+    purge_patient_data(engine, older_than_days=183, now=datetime.now(UTC) + timedelta(days=200))
+    purged = alerts.load(kept.id)
+    assert purged is not None and purged.chat_ref == "purged" and purged.sealed_contact is None
+    assert purged.reminded_at is not None, "the clinic's own record of the alert stays"
