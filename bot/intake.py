@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
+from bot.albums import join_album
 from bot.questionnaire import start_questionnaire
 from shared import messages
 from shared.audit import JobStatus, MediaKind, chat_reference, utc_now
@@ -103,10 +104,18 @@ async def accept_image(message: Message, image: IncomingImage, context: ContextT
         return
     store = get_job_store()
     chat_ref = chat_ref_of(message.chat_id)
+    album = join_album(message, context.bot_data)  # photos sent together: one reply (bot/albums.py)
     job = await asyncio.to_thread(
-        store.record_received, chat_ref=chat_ref, media_kind=image.kind, file_unique_id=image.file_unique_id
+        store.record_received,
+        chat_ref=chat_ref,
+        media_kind=image.kind,
+        file_unique_id=image.file_unique_id,
+        album_id=None if album is None else album.album_id,
     )
-    status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
+    if album is None:
+        status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
+    else:
+        status_message = await album.status_message(message)
     request = ClassifyPhotoRequest(
         job_id=job.id,
         chat_id=message.chat_id,
@@ -129,7 +138,8 @@ async def accept_image(message: Message, image: IncomingImage, context: ContextT
     await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
     PHOTOS_RECEIVED.labels(result="queued").inc()
     log.info("job %s: queued", job.id)
-    await start_questionnaire(context, request, chat_ref)
+    if album is None:  # an album asks no questions: its results are photo-only
+        await start_questionnaire(context, request, chat_ref)
 
 
 async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from telegram import Message
 
 if TYPE_CHECKING:
+    from bot.albums import Album
     from bot.questionnaire import Questionnaire
 
 MAX_PENDING_PHOTOS = 10  # per chat, before consent (an album is at most 10)
@@ -31,3 +32,8 @@ def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[Message]]:
 def questionnaires(bot_data: dict[Any, Any]) -> dict[uuid.UUID, Questionnaire]:
     """job id -> the questionnaire in progress for that photo."""
     return _bucket(bot_data, "questionnaires")
+
+
+def albums(bot_data: dict[Any, Any]) -> dict[tuple[int, str], Album]:
+    """(chat id, media group id) -> the album its photos join (bot/albums.py)."""
+    return _bucket(bot_data, "albums")

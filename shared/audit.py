@@ -105,6 +105,8 @@ class Job(SQLModel, table=True):
     malignant_told_low_per_100: float | None = None
     # The patient sent this photo before (same SHA-256): that job, whose result this one repeats.
     same_photo_as: uuid.UUID | None = None
+    # The photos sent together in one album share this (a random id the bot gives the album): one reply for all.
+    album_id: str | None = Field(default=None, index=True, max_length=32)
 
 
 class ConsentDecision(StrEnum):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
@@ -107,14 +107,20 @@ class JobStore:
 
     # The bot
 
-    def record_received(self, *, chat_ref: str, media_kind: MediaKind, file_unique_id: str | None) -> Job:
-        """A photo the bot accepted: QUEUED, about to be enqueued."""
+    def record_received(
+        self, *, chat_ref: str, media_kind: MediaKind, file_unique_id: str | None, album_id: str | None = None
+    ) -> Job:
+        """A photo the bot accepted: QUEUED, about to be enqueued. An album's photos share ``album_id`` and ask
+        no questions (their questionnaire is closed at once: see bot/albums.py)."""
         return self._add(
             Job(
                 chat_ref=chat_ref,
                 media_kind=media_kind,
                 telegram_file_unique_id=file_unique_id,
                 status=JobStatus.QUEUED,
+                album_id=album_id,
+                answers=None if album_id is None else PatientAnswers().model_dump(mode="json"),
+                answers_closed_at=None if album_id is None else utc_now(),
             )
         )
 
@@ -206,6 +212,34 @@ class JobStore:
             job.answers = earlier.answers
             job.answers_closed_at = job.answers_closed_at or utc_now()
         return job
+
+    # Albums (worker/albums.py): one reply for the photos sent together
+
+    def album(self, album_id: str) -> list[Job]:
+        """The album's photos, in the order they were received."""
+        with self._session() as session:
+            statement = select(Job).where(Job.album_id == album_id).order_by(col(Job.received_at), col(Job.id))
+            return list(session.exec(statement).all())
+
+    def claim_album_reply(self, album_id: str) -> list[uuid.UUID]:
+        """Marks the album's unanswered photos replied, atomically, and returns their ids: of two workers that
+        finish an album's last photos together, exactly one gets them (the other gets none) and replies."""
+        now = utc_now()
+        with self._session() as session:
+            unanswered = (col(Job.album_id) == album_id) & col(Job.replied_at).is_(None)
+            ids = list(session.exec(select(Job.id).where(unanswered)).all())
+            claimed = session.exec(update(Job).where(unanswered, col(Job.id).in_(ids)).values(replied_at=now))
+            if claimed.rowcount != len(ids):  # another worker claimed some meanwhile: it replies
+                session.rollback()
+                return []
+            session.commit()
+            return ids
+
+    def release_album_claim(self, job_ids: list[uuid.UUID]) -> None:
+        """The album's reply failed to go out: unclaim it, so that the task's retry sends it."""
+        with self._session() as session:
+            session.exec(update(Job).where(col(Job.id).in_(job_ids)).values(replied_at=None))
+            session.commit()
 
     def mark_rejected(self, job_id: uuid.UUID, refusal: Refusal, *, image_sha256: str | None = None) -> Job:
         with self._changing(job_id, JobStatus.REJECTED) as job:

@@ -264,8 +264,12 @@ PHOTO_KIND_PLURAL: dict[PhotoKind, str] = {
     PhotoKind.DERMOSCOPIC: "dermatoscope photos",
     PhotoKind.CLINICAL: "phone photos",
 }
+PHOTO_KIND_SHORT: dict[PhotoKind, str] = {
+    PhotoKind.DERMOSCOPIC: "dermatoscope photo",
+    PhotoKind.CLINICAL: "phone photo",
+}
 RELIABILITY = (
-    "On {kind} like this one, SkinSense misses about {missed} in 100 skin cancers and pre-cancers (it called "
+    "On {kind} like {these}, SkinSense misses about {missed} in 100 skin cancers and pre-cancers (it called "
     "them low risk in its tests)."
 )
 
@@ -360,7 +364,9 @@ def _photo_section(view: PatientResult) -> str | None:
         missed = round(view.malignant_told_low_per_100)
         parts.append(
             RELIABILITY.format(
-                kind=PHOTO_KIND_PLURAL[view.photo_kind], missed="fewer than 1" if missed < 1 else str(missed)
+                kind=PHOTO_KIND_PLURAL[view.photo_kind],
+                these="this one",
+                missed="fewer than 1" if missed < 1 else str(missed),
             )
         )
     return " ".join(parts)
@@ -376,6 +382,68 @@ def result_body(view: PatientResult) -> str:
         _photo_section(view),
     ]
     return "\n\n".join(part for part in parts if part)
+
+
+# --- An album: the photos sent together get one reply (and one explanation picture each) ---------------------
+ANALYSING_ALBUM = "Analysing your photos... this usually takes a few seconds. You will get one answer for all of them."
+ALBUM_HEADING = "<b>Your {count} photos</b>"
+ALBUM_ADVICE_HEADING = "<b>What to do</b> (for the highest risk among your photos)"
+ALBUM_PHOTO = "<b>Photo {number}: {headline}</b>\n{explanation}\n{ranking}\n{risk} risk, {kind}"
+ALBUM_REFUSED = "<b>Photo {number}:</b> {refusal}"
+ALBUM_PICTURE_CAPTION = "Photo {number}. {caption}"
+MAX_MESSAGE_LENGTH = 4000  # Telegram's limit is 4,096 characters; an album's reply is split under it
+
+
+@dataclass(frozen=True)
+class AlbumPhoto:
+    """One photo of an album as its reply shows it: its number, and its result or its refusal."""
+
+    number: int
+    result: PatientResult | None = None
+    refusal: str | None = None
+
+
+def _album_photo(photo: AlbumPhoto) -> str:
+    if photo.result is None:
+        return ALBUM_REFUSED.format(number=photo.number, refusal=photo.refusal or "")
+    view = photo.result
+    headline, explanation = result_headline(view).removeprefix("<b>").split("</b>\n", 1)
+    lines = [f"{e['probability']:.0%}  {escape(lesion_name(str(e['code'])))}" for e in view.ranking[:3]]
+    kind = "photo" if view.photo_kind is None else PHOTO_KIND_SHORT[view.photo_kind]
+    return ALBUM_PHOTO.format(
+        number=photo.number,
+        headline=headline,
+        explanation=explanation,
+        ranking="\n".join(lines),
+        risk=view.risk.value.upper(),
+        kind=kind,
+    )
+
+
+def album_result(photos: Sequence[AlbumPhoto]) -> list[str]:
+    """The one reply to an album (Telegram HTML), split into messages under Telegram's length limit."""
+    results = [photo.result for photo in photos if photo.result is not None]
+    sections = [ALBUM_HEADING.format(count=len(photos)), *(_album_photo(photo) for photo in photos)]
+    if results:
+        highest = max((view.risk for view in results), key=list(RiskLevel).index)
+        sections.append(f"{ALBUM_ADVICE_HEADING}\n{RISK_ADVICE[highest]} {URGENT_CARE}")
+        measured = {view.photo_kind: view.malignant_told_low_per_100 for view in results if view.photo_kind}
+        for kind, per_100 in measured.items():
+            if per_100 is not None:
+                missed = round(per_100)
+                sections.append(
+                    RELIABILITY.format(
+                        kind=PHOTO_KIND_PLURAL[kind], these="these", missed="fewer than 1" if missed < 1 else missed
+                    )
+                )
+    sections.append(f"<i>{SHORT_DISCLAIMER}</i>")
+    chunks: list[str] = []
+    for section in sections:
+        if chunks and len(chunks[-1]) + 2 + len(section) <= MAX_MESSAGE_LENGTH:
+            chunks[-1] = f"{chunks[-1]}\n\n{section}"
+        else:
+            chunks.append(section)
+    return chunks
 
 
 def result(view: PatientResult) -> str:
@@ -442,10 +510,6 @@ HISTORY_HEADING = "<b>Your results</b> (newest first; tap a number to see one in
 HISTORY_ENTRY = "{number}. {date}: {risk} risk, {top} ({kind})"
 HISTORY_GONE = "This result is no longer stored (it was erased)."
 HISTORY_RESULT_HEADING = "<b>Your result for the photo you sent on {date}</b>"
-PHOTO_KIND_SHORT: dict[PhotoKind, str] = {
-    PhotoKind.DERMOSCOPIC: "dermatoscope photo",
-    PhotoKind.CLINICAL: "phone photo",
-}
 
 
 def sent_on(moment: datetime) -> str:

@@ -50,6 +50,7 @@ def tombstone_values() -> dict[str, Any]:
         "answers_used": null(),
         "answer_effects": null(),
         "same_photo_as": null(),
+        "album_id": null(),
         "clinicians_notified": null(),
     }
 

@@ -251,3 +251,45 @@ def test_the_same_photo_again_gets_its_earlier_result_said_to_be_the_same_photo(
     assert explanation_picture_after(stack, chat, again["message_id"]).format == "JPEG"
     for clinician in CLINICIANS:  # told about the first one; the same photo again is not a new case
         assert not [m for m in stack.user.bot_messages(clinician) if str(job.id) in m.get("caption", "")]
+
+
+def not_a_lesion_png() -> bytes:
+    page = Image.new("L", (640, 480), 235)
+    page.paste(20, (50, 50, 590, 70))
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_album_gets_one_combined_reply_and_a_picture_per_analysed_photo(
+    stack: RunningStack, alert_photos: dict[MelanomaFinding, Path], photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 3109
+    consent(stack.user, chat)
+    photos = [photos_by_risk["low"].read_bytes(), alert_photos[MelanomaFinding.LIKELY].read_bytes(), not_a_lesion_png()]
+    sent = [stack.user.send_photo(chat, data, media_group_id="album-3109") for data in photos]
+
+    def combined() -> dict[str, Any] | None:
+        return next((m for m in stack.user.bot_messages(chat) if m.get("text", "").startswith("Your 3 photos")), None)
+
+    reply = wait_until(combined, 120, what="the album's one reply")
+    text = reply["text"]
+    assert reply.get("reply_to_message", {}).get("message_id") in {m["message_id"] for m in sent}
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("Photo ")] == [
+        "Photo 1",
+        "Photo 2",
+        "Photo 3",
+    ]
+    assert "Photo 3: Sorry, I cannot analyse this photo." in text, "the refused photo is in the same reply"
+    assert text.count(messages.SHORT_DISCLAIMER) == 1 and "What to do" in text and "Risk: HIGH." in text
+    after_photos = [m for m in stack.user.bot_messages(chat) if m["message_id"] > sent[0]["message_id"]]
+    texts = [m for m in after_photos if "text" in m]
+    assert texts == [reply], "one message for the album: no questionnaire, no reply per photo"
+    assert reply["edits"], "the album's 'analysing...' message became its reply"
+    pictures = [m for m in after_photos if m.get("photo")]
+    assert sorted(m["caption"].split(".")[0] for m in pictures) == ["Photo 1", "Photo 2"], "one per analysed photo"
+    with Session(stack.engine) as session:
+        jobs = session.exec(select(Job).where(Job.chat_ref == chat_reference(chat, CHAT_HASH_KEY))).all()
+    assert len(jobs) == 3 and len({job.album_id for job in jobs}) == 1 and jobs[0].album_id
+    assert all(job.replied_at is not None for job in jobs)
+    assert sorted(job.status for job in jobs) == sorted([JobStatus.DONE, JobStatus.DONE, JobStatus.REJECTED])

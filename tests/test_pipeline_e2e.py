@@ -194,18 +194,6 @@ def test_flood_control_is_waited_out_and_the_reply_arrives(
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).status == JobStatus.DONE
 
 
-def test_album_photos_each_get_their_own_result(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
-    chat = 1007
-    consent(stack.user, chat)
-    sent = [
-        stack.user.send_photo(chat, photos_by_risk[k].read_bytes(), media_group_id="album-1") for k in ("low", "alert")
-    ]
-    for message in sent:
-        skip_questionnaire(stack.user, chat, message["message_id"])
-    for message in sent:
-        assert messages.RANKING_HEADING in stack.user.wait_for_reply(chat, message["message_id"])["text"]
-
-
 @pytest.mark.parametrize(
     "fields",
     [

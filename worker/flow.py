@@ -40,6 +40,8 @@ from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
 MAX_DELIVERY_ATTEMPTS = 3  # a photo whose analysis killed this many worker processes is failed, not retried
+ALBUM_WAITING = "album_waiting"  # one photo of an album is done; the album's reply waits for the others
+ALBUM_ANSWERED = "album_answered"
 AWAITING_ANSWERS = "awaiting_answers"  # analysed; the result goes out when the questionnaire closes
 
 
@@ -85,6 +87,8 @@ class ClassificationFlow:
                 log.info("job %s: analysed; waiting for the questionnaire", job.id)
                 return AWAITING_ANSWERS
             return self.finalize(finalization)
+        if job.album_id is not None:
+            return self._answer_album(request, job)
         self._reply(request, replies.patient_text(job))
         self._mark_replied(job.id)
         return job.status.value
@@ -126,6 +130,8 @@ class ClassificationFlow:
                 log.warning(
                     "job %s: clinician alert not queued (%s); the sweep will send it", job.id, type(error).__name__
                 )
+        if job.album_id is not None:
+            return self._answer_album(request, job)
         earlier = None if job.same_photo_as is None else self.jobs.load(job.same_photo_as)
         self._reply(
             request, replies.patient_text(job, same_photo_sent_at=None if earlier is None else earlier.received_at)
@@ -140,7 +146,36 @@ class ClassificationFlow:
             raise
         return job.status.value
 
-    def _send_explanation(self, request: FinalizeResultRequest, job: Job) -> None:
+    def _answer_album(self, request: ClassifyPhotoRequest | FinalizeResultRequest, job: Job) -> str:
+        """One photo of an album is finished: its explanation picture now; once every photo is, the album's one
+        reply edits the album's "analysing..." message (whichever worker finishes last sends it, once)."""
+        assert job.album_id is not None
+        if job.status == JobStatus.DONE:
+            number = replies.album_number(self.jobs.album(job.album_id), job)
+            self._send_explanation(request, job, replies.album_picture_caption(number, job))
+        members = self.jobs.album(job.album_id)
+        if not all(replies.ready_for_album_reply(member) for member in members):
+            return ALBUM_WAITING
+        claimed = self.jobs.claim_album_reply(job.album_id)
+        if not claimed:
+            return "duplicate"  # another worker finished the album's last photo too, and replies
+        try:
+            texts = replies.album_texts(members, claimed)
+            self._reply(request, texts[0])
+            for text in texts[1:]:
+                self.telegram.send_text(request.chat_id, text)
+        except Exception:
+            self.jobs.release_album_claim(claimed)  # the task's retry sends it
+            raise
+        for member in members:
+            if member.id in claimed:
+                self._count_replied(member)
+        log.info("album of job %s: one reply for %d photo(s)", job.id, len(claimed))
+        return ALBUM_ANSWERED
+
+    def _send_explanation(
+        self, request: ClassifyPhotoRequest | FinalizeResultRequest, job: Job, caption: str | None = None
+    ) -> None:
         """The explanation picture, after the result's text (worker/replies.py). Before the job is marked
         replied, so that Telegram's transient errors retry it with the task (the text edit is then a no-op)."""
         self.telegram.send_chat_action(request.chat_id, ChatAction.UPLOAD_PHOTO)
@@ -156,7 +191,7 @@ class ClassificationFlow:
                 return
         picture = replies.explanation(self.classifier, photo, job)
         if picture is not None:
-            self.telegram.send_picture(request.chat_id, picture, replies.explanation_caption(job))
+            self.telegram.send_picture(request.chat_id, picture, caption or replies.explanation_caption(job))
 
     def _analyse(self, request: ClassifyPhotoRequest, job: Job) -> Job:
         job = self.jobs.mark_running(job.id)
@@ -216,7 +251,11 @@ class ClassificationFlow:
     def _mark_replied(self, job_id: uuid.UUID) -> Job:
         """The patient has the answer: record it, count the outcome and the photo-to-reply time."""
         job = self.jobs.mark_replied(job_id)
+        self._count_replied(job)
+        return job
+
+    @staticmethod
+    def _count_replied(job: Job) -> None:
         count_job(job.status.value, None if job.error_code is None else job.error_code.value)
         received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
         PHOTO_TO_REPLY.observe(max((utc_now() - received).total_seconds(), 0.0))
-        return job

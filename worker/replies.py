@@ -19,11 +19,11 @@ from shared.audit import Job, JobStatus, MediaKind
 from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
 from shared.metrics import timed
-from shared.outcomes import RefusalCode
+from shared.outcomes import FailureCode, RefusalCode
 from shared.results import patient_result
 
 log = logging.getLogger(__name__)
-KEPT_PHOTOS = 4  # photos kept in memory per worker process for their explanation picture (10 MB at most each)
+KEPT_PHOTOS = 10  # photos kept in memory per worker process for their explanation picture (an album)
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,41 @@ class KeptPhotos:
 
     def take(self, job_id: uuid.UUID) -> bytes | None:
         return self._photos.pop(job_id, None)
+
+
+# --- Albums: one reply for the photos sent together ------------------------------------------------------------
+
+
+def ready_for_album_reply(job: Job) -> bool:
+    """Finished as far as the album's reply goes: refused, failed, answered on its own, or its result combined."""
+    return (
+        job.replied_at is not None
+        or job.status in (JobStatus.REJECTED, JobStatus.FAILED)
+        or (job.status == JobStatus.DONE and job.answers_used is not None)
+    )
+
+
+def album_number(members: list[Job], job: Job) -> int:
+    """The photo's number in its album (the order the bot received them)."""
+    return next((number for number, member in enumerate(members, start=1) if member.id == job.id), len(members))
+
+
+def album_picture_caption(number: int, job: Job) -> str:
+    return messages.ALBUM_PICTURE_CAPTION.format(number=number, caption=explanation_caption(job))
+
+
+def album_texts(members: list[Job], claimed: list[uuid.UUID]) -> list[str]:
+    """The album's one reply (split under Telegram's length limit), for the photos in ``claimed``."""
+    photos = []
+    for number, member in enumerate(members, start=1):
+        if member.id not in claimed:
+            continue  # answered on its own (refused by the bot before analysis)
+        if member.status == JobStatus.DONE:
+            photos.append(messages.AlbumPhoto(number, result=patient_result(member)))
+        elif isinstance(member.error_code, RefusalCode):
+            sent = messages.sent_name(MediaKind(member.media_kind))
+            photos.append(messages.AlbumPhoto(number, refusal=messages.rejection(member.error_code, MAX_FILE_MB, sent)))
+        else:
+            code = member.error_code if isinstance(member.error_code, FailureCode) else FailureCode.INTERNAL_ERROR
+            photos.append(messages.AlbumPhoto(number, refusal=messages.failure(code)))
+    return messages.album_result(photos)

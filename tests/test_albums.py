@@ -1,0 +1,40 @@
+"""Albums on the job store (a migrated SQLite database): one reply for the photos sent together, sent once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.audit import MediaKind
+from shared.job_store import JobStore
+from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind, RiskLevel
+from shared.messages import MAX_MESSAGE_LENGTH, AlbumPhoto, PatientResult, album_result
+from tests.auxil.database import migrated_engine
+
+
+def test_an_albums_reply_is_claimed_once_and_can_be_released_for_a_retry(tmp_path: Path) -> None:
+    jobs = JobStore(migrated_engine(f"sqlite:///{tmp_path / 'albums.sqlite3'}"))
+    album = [
+        jobs.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id=f"u{i}", album_id="a" * 32)
+        for i in range(3)
+    ]
+    alone = jobs.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="alone")
+    assert all(job.answers_closed_at is not None for job in album), "an album asks no questions"
+    assert alone.answers_closed_at is None
+    assert [job.id for job in jobs.album("a" * 32)] == [job.id for job in album], "in the order received"
+
+    claimed = jobs.claim_album_reply("a" * 32)
+    assert sorted(claimed) == sorted(job.id for job in album)
+    assert jobs.claim_album_reply("a" * 32) == [], "the second worker to finish gets nothing to send"
+    jobs.release_album_claim(claimed)
+    assert sorted(jobs.claim_album_reply("a" * 32)) == sorted(claimed), "a failed send is sent again on retry"
+    loaded = jobs.load(alone.id)
+    assert loaded is not None and loaded.replied_at is None, "other jobs untouched"
+
+
+def test_a_ten_photo_album_is_split_under_telegrams_length_limit() -> None:
+    ranking = [{"code": code, "name": CLASS_NAMES[code], "probability": 1 / 7} for code in CLASS_CODES]
+    view = PatientResult(ranking, RiskLevel.HIGH, True, PhotoKind.CLINICAL, 3.3)
+    texts = album_result([AlbumPhoto(number, result=view) for number in range(1, 11)])
+    assert len(texts) > 1 and all(len(text) <= MAX_MESSAGE_LENGTH for text in texts)
+    joined = "\n\n".join(texts)
+    assert all(f"Photo {number}:" in joined for number in range(1, 11)) and joined.count("screening aid") == 1
