@@ -111,6 +111,7 @@ async def accept_image(message: Message, image: IncomingImage, context: ContextT
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
         album_id=None if album is None else album.album_id,
+        album_position=None if album is None else message.message_id,
     )
     if album is None:
         status_message = await message.reply_text(messages.ANALYSING, do_quote=True)

@@ -107,6 +107,7 @@ class Job(SQLModel, table=True):
     same_photo_as: uuid.UUID | None = None
     # The photos sent together in one album share this (a random id the bot gives the album): one reply for all.
     album_id: str | None = Field(default=None, index=True, max_length=32)
+    album_position: int | None = None  # orders an album's photos as sent (Telegram's message id: a counter)
 
 
 class ConsentDecision(StrEnum):

@@ -108,7 +108,13 @@ class JobStore:
     # The bot
 
     def record_received(
-        self, *, chat_ref: str, media_kind: MediaKind, file_unique_id: str | None, album_id: str | None = None
+        self,
+        *,
+        chat_ref: str,
+        media_kind: MediaKind,
+        file_unique_id: str | None,
+        album_id: str | None = None,
+        album_position: int | None = None,
     ) -> Job:
         """A photo the bot accepted: QUEUED, about to be enqueued. An album's photos share ``album_id`` and ask
         no questions (their questionnaire is closed at once: see bot/albums.py)."""
@@ -119,6 +125,7 @@ class JobStore:
                 telegram_file_unique_id=file_unique_id,
                 status=JobStatus.QUEUED,
                 album_id=album_id,
+                album_position=album_position,
                 answers=None if album_id is None else PatientAnswers().model_dump(mode="json"),
                 answers_closed_at=None if album_id is None else utc_now(),
             )
@@ -216,9 +223,10 @@ class JobStore:
     # Albums (worker/albums.py): one reply for the photos sent together
 
     def album(self, album_id: str) -> list[Job]:
-        """The album's photos, in the order they were received."""
+        """The album's photos, in the order the patient sent them."""
         with self._session() as session:
-            statement = select(Job).where(Job.album_id == album_id).order_by(col(Job.received_at), col(Job.id))
+            order = (col(Job.album_position), col(Job.received_at), col(Job.id))
+            statement = select(Job).where(Job.album_id == album_id).order_by(*order)
             return list(session.exec(statement).all())
 
     def claim_album_reply(self, album_id: str) -> list[uuid.UUID]:

@@ -51,6 +51,7 @@ def tombstone_values() -> dict[str, Any]:
         "answer_effects": null(),
         "same_photo_as": null(),
         "album_id": null(),
+        "album_position": null(),
         "clinicians_notified": null(),
     }
 

@@ -14,13 +14,15 @@ from tests.auxil.database import migrated_engine
 def test_an_albums_reply_is_claimed_once_and_can_be_released_for_a_retry(tmp_path: Path) -> None:
     jobs = JobStore(migrated_engine(f"sqlite:///{tmp_path / 'albums.sqlite3'}"))
     album = [
-        jobs.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id=f"u{i}", album_id="a" * 32)
-        for i in range(3)
+        jobs.record_received(
+            chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id=f"u{i}", album_id="a" * 32, album_position=p
+        )
+        for i, p in enumerate((12, 10, 11))  # recorded in another order than sent (concurrent updates)
     ]
     alone = jobs.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="alone")
     assert all(job.answers_closed_at is not None for job in album), "an album asks no questions"
     assert alone.answers_closed_at is None
-    assert [job.id for job in jobs.album("a" * 32)] == [job.id for job in album], "in the order received"
+    assert [job.id for job in jobs.album("a" * 32)] == [album[1].id, album[2].id, album[0].id], "in the order sent"
 
     claimed = jobs.claim_album_reply("a" * 32)
     assert sorted(claimed) == sorted(job.id for job in album)

@@ -102,7 +102,7 @@ def ready_for_album_reply(job: Job) -> bool:
 
 
 def album_number(members: list[Job], job: Job) -> int:
-    """The photo's number in its album (the order the bot received them)."""
+    """The photo's number in its album (the order the patient sent them)."""
     return next((number for number, member in enumerate(members, start=1) if member.id == job.id), len(members))
 
 
