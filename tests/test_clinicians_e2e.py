@@ -127,6 +127,30 @@ def actions(stack: RunningStack, alert_id: uuid.UUID | None = None) -> list[Clin
         return list(session.exec(statement).all())
 
 
+def test_a_lost_answer_to_an_alert_gives_a_resend_marked_as_a_possible_repeat_never_a_silent_duplicate(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """First in this module: the stack's first album (sendMediaGroup is only used for clinician alerts) is the
+    first clinician's, executed and its answer lost."""
+    stack.user.inject_fault("sendMediaGroup", count=1, kind="drop")
+    job_id = high_risk_photo(stack, 3100, photos_by_risk)
+    details = {chat: alert_message(stack, chat, job_id) for chat in (DOCTOR_A, DOCTOR_B, GROUP)}
+
+    def albums(chat: int) -> list[dict[str, Any]]:
+        return [m for m in stack.user.bot_messages(chat) if m.get("media_group_id") and m.get("caption")]
+
+    assert stack.user.fault_report()["injected"]["sendMediaGroup"]["drop"] == 1
+    lost, resent = albums(DOCTOR_A)
+    assert messages.POSSIBLY_REPEATED in resent["caption"] and messages.POSSIBLY_REPEATED not in lost["caption"]
+    assert details[DOCTOR_A]["reply_to_message"]["message_id"] == resent["message_id"]
+    for chat in (DOCTOR_B, GROUP):
+        (album,) = albums(chat)
+        assert messages.POSSIBLY_REPEATED not in album["caption"]
+    for chat in (DOCTOR_A, DOCTOR_B, GROUP):
+        texts = [m for m in stack.user.bot_messages(chat) if f"Job: {job_id}" in m.get("text", "")]
+        assert len([m for m in texts if not m["text"].startswith(("⏰", "⚠️"))]) == 1, "the details went once"
+
+
 def test_an_alert_has_its_buttons_and_a_claim_by_one_clinician_shows_in_every_chat(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
@@ -254,6 +278,8 @@ def test_an_unclaimed_alert_is_sent_again_as_a_reminder_and_an_unresolved_one_go
     for chat in (DOCTOR_A, DOCTOR_B, GROUP):
         reminder = alert_message(stack, chat, job_id, reminder=True)
         assert button_data(reminder, CLAIM) is not None, "a reminder can be claimed like the alert"
+        original = alert_message(stack, chat, job_id)
+        assert reminder["reply_to_message"]["message_id"] == original["message_id"], "it answers the alert it repeats"
     escalated = wait_until(
         lambda: [m for m in stack.user.bot_messages(LEAD) if f"Job: {job_id}" in m.get("text", "")],
         90,

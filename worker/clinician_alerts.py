@@ -110,6 +110,9 @@ class ClinicianAlertSender:
     def _deliver(self, attempt: Attempt, alert: ClinicianAlert, view: AlertView) -> None:
         photo = _unsealed_photo(alert)
         thread_message = None if view.is_root else self._thread_message(view.thread_id, attempt.chat_id)
+        if attempt.kind == AlertDeliveryKind.REMINDER:
+            # The chat has the photo already: the reminder (with the buttons) answers the alert it repeats.
+            photo, thread_message = None, self._thread_message(view.thread_id, attempt.chat_id)
         try:
             photo_message_id = attempt.photo_message_id
             if photo_message_id is None and photo is not None:
