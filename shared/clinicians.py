@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -113,6 +113,7 @@ class NewClinicianAlert:
         existing = session.exec(select(ClinicianAlert).where(ClinicianAlert.job_id == job.id)).first()
         if existing is not None:
             return existing
+        _lock_patient_threads(session, job.chat_ref)
         now = utc_now()
         root = session.exec(
             select(ClinicianAlert)
@@ -144,6 +145,14 @@ class NewClinicianAlert:
             alert.forwarded = int(forwarded) < self.threads.forwards
         session.add(alert)
         return alert
+
+
+def _lock_patient_threads(session: Session, chat_ref: str) -> None:
+    """Two results of one patient finishing at once must agree on the thread. PostgreSQL: a transaction-scoped
+    advisory lock per patient. SQLite: the result's own UPDATE (flushed before the query) already holds the
+    database's single write lock until commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"clinician-thread:{chat_ref}"})
 
 
 # --- What a clinician reads -------------------------------------------------------------------------------------

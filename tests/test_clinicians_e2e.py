@@ -21,12 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
 
 from shared import messages
-from shared.audit import AlertResolution, AlertState, ClinicianAction, ClinicianAlert, Job
+from shared.audit import AlertResolution, AlertState, ClinicianAction, ClinicianAlert, Consent, Job, chat_reference
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import consent, send_photo_skipping_questions
 from tests.auxil.sandbox_user import button_data
 from tests.auxil.services import wait_until
-from tests.auxil.stack import RunningStack, running_stack
+from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -327,3 +327,22 @@ def test_three_high_risk_photos_in_an_hour_from_one_patient_give_one_thread(
     )
     rows = [alert_row(stack, job_id) for job_id in job_ids]
     assert {row.thread_id for row in rows} == {rows[0].id}
+
+
+def test_a_patient_whose_consent_does_not_cover_contact_is_not_messaged_and_the_clinician_is_told(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    patient = 3107
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    with Session(stack.engine) as session:  # as if they had agreed only to a text that did not mention contact
+        for row in session.exec(select(Consent).where(Consent.chat_ref == chat_reference(patient, CHAT_HASH_KEY))):
+            row.text_version = "2026-01-01"
+            session.add(row)
+        session.commit()
+    before = len(stack.user.bot_messages(patient))
+    query = stack.user.tap(DOCTOR_A, alert_message(stack, DOCTOR_A, job_id)["message_id"], BETTER_PHOTO)
+    assert answer_to(stack, query) == messages.PRESS_NO_CONSENT.format(
+        resolution=messages.RESOLUTION_TEXT["better_photo"]
+    )
+    assert len(stack.user.bot_messages(patient)) == before, "nothing was sent to the patient"
+    assert alert_row(stack, job_id).resolution == AlertResolution.BETTER_PHOTO
