@@ -160,7 +160,7 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     pending_photos(context.bot_data).pop(chat.id, None)
     open_questionnaires = questionnaires(context.bot_data)
     for job_id, questionnaire in list(open_questionnaires.items()):
-        if questionnaire.finalization.chat_id == chat.id:
+        if questionnaire.chat_id == chat.id:
             del open_questionnaires[job_id]
     await query.edit_message_text(messages.DELETED.format(jobs=erased))
     log.info("patient erased: %d job(s) tombstoned", erased)

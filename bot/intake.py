@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
-from bot.albums import join_album
+from bot.albums import Album, join_album
 from bot.questionnaire import start_questionnaire
+from bot.state import questionnaires
 from shared import messages
-from shared.audit import JobStatus, MediaKind, chat_reference, utc_now
+from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
 from shared.config import get_settings
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
-from shared.job_store import get_job_store
+from shared.job_store import Delivery, get_job_store
 from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTOS_RECEIVED, count_job
 from shared.outcomes import FailureCode, Refusal, RefusalCode
@@ -67,20 +68,33 @@ def chat_ref_of(chat_id: int) -> str:
 async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is not None and message.photo:
-        await take_image(message, context)
+        await take_image(message, context, update_id=update.update_id)
 
 
 async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is not None and message.document is not None:
-        await take_image(message, context)
+        await take_image(message, context, update_id=update.update_id)
 
 
-async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A photo or file from a patient who consented (also one held back until they did)."""
+async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, update_id: int | None = None) -> None:
+    """A photo or file from a patient who consented (also one held back until they did).
+
+    Idempotent by ``update_id`` (the Telegram update that brought it): handling the same update again (a
+    durable update queue replaying it after a crash) gives one job, one "Analysing..." message and one enqueue,
+    going on from where the first handling stopped. Raises when the audit database cannot be written, so the
+    update is handled again later rather than dropped. Photos held until consent come with ``update_id=None``
+    (they live in memory only and are taken once)."""
     image = incoming_image(message)
     if image is None:
         return
+    store = get_job_store()
+    if update_id is not None:
+        earlier = await asyncio.to_thread(store.by_update, update_id)
+        if earlier is not None:
+            log.info("job %s: update handled before; going on from where it stopped", earlier.id)
+            await continue_job(message, context, earlier)
+            return
     limit = get_photo_rate_limit()
     if not await asyncio.to_thread(limit.allow, chat_ref_of(message.chat_id)):
         log.info("photo not analysed: the chat is over its limit of %d an hour", limit.per_hour)
@@ -89,61 +103,101 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
         reason = f"document of type {image.mime_type or 'unknown'}"
-        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason))
+        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason), update_id)
         return
-    await accept_image(message, image, context)
+    await accept_image(message, image, context, update_id)
 
 
-async def accept_image(message: Message, image: IncomingImage, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def accept_image(
+    message: Message, image: IncomingImage, context: ContextTypes.DEFAULT_TYPE, update_id: int | None = None
+) -> None:
     if image.file_size is not None and image.file_size > MAX_FILE_BYTES:
-        await reject(message, image, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB"))
+        refusal = Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB")
+        await reject(message, image, refusal, update_id)
         return
     if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
         reason = f"the image is only {image.width}x{image.height} pixels"
-        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason))
+        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), update_id)
         return
-    store = get_job_store()
-    chat_ref = chat_ref_of(message.chat_id)
     album = join_album(message, context.bot_data)  # photos sent together: one reply (bot/albums.py)
+    # The row first, with what the workers need to answer (sealed): from here on the job cannot be lost.
     job = await asyncio.to_thread(
-        store.record_received,
-        chat_ref=chat_ref,
-        media_kind=image.kind,
-        file_unique_id=image.file_unique_id,
+        get_job_store().record_received,
+        chat_ref=chat_ref_of(message.chat_id),
         album_id=None if album is None else album.album_id,
         album_position=None if album is None else message.message_id,
-    )
-    if album is None:
-        status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
-    else:
-        status_message = await album.status_message(message)
-    request = ClassifyPhotoRequest(
-        job_id=job.id,
-        chat_id=message.chat_id,
-        status_message_id=status_message.message_id,
-        file_id=image.file_id,
         media_kind=image.kind,
+        file_unique_id=image.file_unique_id,
+        delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id),
+        update_id=update_id,
     )
-    queued_at = utc_now()  # taken before sending: the task may start before send_task returns
-    try:
-        await asyncio.to_thread(enqueue_classification, request)
-    except Exception as error:  # broker down: record it and tell the patient to resend
-        log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
-        reason = f"broker unavailable ({type(error).__name__})"
-        await asyncio.to_thread(store.mark_failed, job.id, FailureCode.ENQUEUE_FAILED, reason)
-        await status_message.edit_text(messages.failure(FailureCode.ENQUEUE_FAILED))
-        await asyncio.to_thread(store.mark_replied, job.id)
-        PHOTOS_RECEIVED.labels(result="enqueue_failed").inc()
-        count_job(JobStatus.FAILED.value, FailureCode.ENQUEUE_FAILED.value)
+    await continue_job(message, context, job, album)
+
+
+async def continue_job(
+    message: Message, context: ContextTypes.DEFAULT_TYPE, job: Job, album: Album | None = None
+) -> None:
+    """The steps after the row, each skipped when an earlier handling of the update did it: the "Analysing..."
+    message (an album's photos share one), the enqueue, the questionnaire (none for an album: its questions are
+    closed when recorded)."""
+    store = get_job_store()
+    if job.replied_at is not None:
         return
-    await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
-    PHOTOS_RECEIVED.labels(result="queued").inc()
-    log.info("job %s: queued", job.id)
-    if album is None:  # an album asks no questions: its results are photo-only
-        await start_questionnaire(context, request, chat_ref)
+    if job.status == JobStatus.REJECTED and job.delivery is None:  # refused here; the reply was not recorded
+        assert isinstance(job.error_code, RefusalCode)
+        image = incoming_image(message)
+        sent = messages.sent_name(job.media_kind, None if image is None else image.mime_type)
+        await message.reply_text(messages.rejection(job.error_code, MAX_FILE_MB, sent), do_quote=True)
+        await asyncio.to_thread(store.mark_replied, job.id)
+        return
+    delivery = store.delivery_of(job)
+    if delivery is None:
+        log.error("job %s: no delivery data on the row; left to the reconciler", job.id)
+        return
+    if delivery.status_message_id is None:
+        if job.album_id is not None and album is None:  # a replay: the album's message, if it is still known
+            album = join_album(message, context.bot_data)
+        if album is None:
+            status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
+        else:
+            status_message = await album.status_message(message)
+        job = await asyncio.to_thread(store.set_status_message, job.id, status_message.message_id)
+        delivery = delivery.model_copy(update={"status_message_id": status_message.message_id})
+    if job.queued_at is None and job.status == JobStatus.QUEUED:
+        queued_at = utc_now()  # taken before sending: the task may start before send_task returns
+        try:
+            await asyncio.to_thread(enqueue_classification, ClassifyPhotoRequest(job_id=job.id))
+        except Exception as error:  # broker down: record it and tell the patient to resend
+            await tell_enqueue_failed(job, delivery, error, context)
+            return
+        job = await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
+        PHOTOS_RECEIVED.labels(result="queued").inc()
+        log.info("job %s: queued", job.id)
+    if (
+        job.answers_closed_at is None
+        and job.status not in (JobStatus.REJECTED, JobStatus.FAILED)
+        and job.id not in questionnaires(context.bot_data)
+    ):
+        await start_questionnaire(context, job.id, message.chat_id, job.chat_ref)
 
 
-async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> None:
+async def tell_enqueue_failed(
+    job: Job, delivery: Delivery, error: Exception, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    store = get_job_store()
+    log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
+    reason = f"broker unavailable ({type(error).__name__})"
+    await asyncio.to_thread(store.mark_failed, job.id, FailureCode.ENQUEUE_FAILED, reason)
+    assert delivery.status_message_id is not None
+    await context.bot.edit_message_text(
+        messages.failure(FailureCode.ENQUEUE_FAILED), chat_id=delivery.chat_id, message_id=delivery.status_message_id
+    )
+    await asyncio.to_thread(store.mark_replied, job.id)
+    PHOTOS_RECEIVED.labels(result="enqueue_failed").inc()
+    count_job(JobStatus.FAILED.value, FailureCode.ENQUEUE_FAILED.value)
+
+
+async def reject(message: Message, image: IncomingImage, refusal: Refusal, update_id: int | None = None) -> None:
     store = get_job_store()
     job = await asyncio.to_thread(
         store.record_refused,
@@ -151,7 +205,10 @@ async def reject(message: Message, image: IncomingImage, refusal: Refusal) -> No
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
         refusal=refusal,
+        update_id=update_id,
     )
+    if job.replied_at is not None:
+        return  # an earlier handling of this update answered it
     sent = messages.sent_name(image.kind, image.mime_type)
     await message.reply_text(messages.rejection(refusal.code, MAX_FILE_MB, sent), do_quote=True)
     await asyncio.to_thread(store.mark_replied, job.id)

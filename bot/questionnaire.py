@@ -38,7 +38,7 @@ from shared.questionnaire import (
     site_from_token,
     site_token,
 )
-from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, enqueue_finalization
+from shared.queue import FinalizeResultRequest, enqueue_finalization
 
 log = logging.getLogger(__name__)
 CALLBACK_PREFIX = "q"
@@ -50,7 +50,8 @@ SKIP = "skip"
 class Questionnaire:
     """One photo's questionnaire in progress."""
 
-    finalization: FinalizeResultRequest
+    job_id: uuid.UUID
+    chat_id: int  # in the bot's memory only, like the questionnaire itself
     chat_ref: str
     questions: list[Question]
     remembered_age: AgeRange | None = None
@@ -62,10 +63,6 @@ class Questionnaire:
     body_site: BodySite | None = None
     spot: dict[Question, bool] = field(default_factory=dict)
     asked_profile: bool = False  # age and sex were asked this time (so they are remembered afresh)
-
-    @property
-    def job_id(self) -> uuid.UUID:
-        return self.finalization.job_id
 
     @property
     def current(self) -> Question | None:
@@ -134,7 +131,9 @@ def step_text(questionnaire: Questionnaire, question: Question) -> str:
     return messages.question_step(question, questionnaire.step + 1, len(questionnaire.questions), profile)
 
 
-async def start_questionnaire(context: ContextTypes.DEFAULT_TYPE, request: ClassifyPhotoRequest, chat_ref: str) -> None:
+async def start_questionnaire(
+    context: ContextTypes.DEFAULT_TYPE, job_id: uuid.UUID, chat_id: int, chat_ref: str
+) -> None:
     """Ask the first question about a photo whose analysis is already queued."""
     profile = await asyncio.to_thread(get_patient_store().profile, chat_ref)
     remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
@@ -143,12 +142,10 @@ async def start_questionnaire(context: ContextTypes.DEFAULT_TYPE, request: Class
         questions = [Question.AGE, Question.SEX, *SPOT_QUESTIONS]
     else:
         questions = [Question.CONFIRM_PROFILE, *SPOT_QUESTIONS]
-    questionnaire = Questionnaire(
-        FinalizeResultRequest.for_photo(request), chat_ref, questions, remembered_age, remembered_sex
-    )
+    questionnaire = Questionnaire(job_id, chat_id, chat_ref, questions, remembered_age, remembered_sex)
     first = questions[0]
     sent = await context.bot.send_message(
-        request.chat_id,
+        chat_id,
         step_text(questionnaire, first),
         parse_mode=ParseMode.HTML,
         reply_markup=keyboard(questionnaire, first),
@@ -205,7 +202,7 @@ async def close_questionnaire(
     already analysed (otherwise the worker finalizes it when the analysis ends)."""
     questionnaires(context.bot_data).pop(questionnaire.job_id, None)
     answers = PatientAnswers() if skipped else questionnaire.answers()
-    chat_id = questionnaire.finalization.chat_id
+    chat_id = questionnaire.chat_id
     try:
         job = await asyncio.to_thread(get_job_store().record_answers, questionnaire.job_id, answers, close=True)
     except LookupError:
@@ -225,7 +222,7 @@ async def close_questionnaire(
     if job is not None and job.status == JobStatus.DONE and job.replied_at is None:
         # The analysis finished first and is waiting for us: the result goes out now.
         try:
-            await asyncio.to_thread(enqueue_finalization, questionnaire.finalization)
+            await asyncio.to_thread(enqueue_finalization, FinalizeResultRequest(job_id=job.id))
         except Exception as error:  # the worker's timeout still answers the patient
             log.error("job %s: could not queue the final result: %s", job.id, type(error).__name__)
     log.info("job %s: questionnaire %s", questionnaire.job_id, "skipped" if skipped else "answered")

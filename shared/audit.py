@@ -1,7 +1,9 @@
 """The audit trail: one row per job, holding what an auditor needs and nothing more.
 
-No photo, no raw chat id and no message text is stored: the chat is a keyed hash (HMAC-SHA256 with
-SKINSENSE_CHAT_HASH_KEY), the photo is its SHA-256 and Telegram's file_unique_id.
+No photo, no plain chat id and no message text is stored: the chat is a keyed hash (HMAC-SHA256 with
+SKINSENSE_CHAT_HASH_KEY), the photo is its SHA-256 and Telegram's file_unique_id. What the workers need to
+answer the patient (chat id, the "Analysing..." message, Telegram's file id) is kept sealed
+(shared/sealing.py, SKINSENSE_DELIVERY_KEY) in ``delivery`` until the answer is delivered, then erased.
 """
 
 from __future__ import annotations
@@ -108,6 +110,17 @@ class Job(SQLModel, table=True):
     # The photos sent together in one album share this (a random id the bot gives the album): one reply for all.
     album_id: str | None = Field(default=None, index=True, max_length=32)
     album_position: int | None = None  # orders an album's photos as sent (Telegram's message id: a counter)
+    # Delivery (shared/job_store.py): the job row is the source of truth for answering the patient; the broker
+    # carries job ids only. ``delivery``: shared.job_store.Delivery, sealed; NULL once the patient is answered.
+    # ``update_id``: the Telegram update that brought the photo (intake is idempotent by it; NULL for rows from
+    # before, and for photos held until consent). ``due_at``: when the job's next step is overdue (the
+    # reconciler then queues it again, counting ``requeues``); NULL once answered. ``slow_notice_at``: when the
+    # patient was told it takes longer than usual (once).
+    delivery: str | None = Field(default=None, sa_column=Column(Text))
+    update_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True, unique=True))
+    due_at: datetime | None = _timestamp(index=True)
+    requeues: int = 0
+    slow_notice_at: datetime | None = _timestamp()
 
 
 class ConsentDecision(StrEnum):

@@ -72,10 +72,21 @@ class Settings(BaseSettings):
     model_runtime: Literal["litert", "keras"] | None = None  # None: the artifact's default (the fastest)
     model_threads: int = 1
     worker_concurrency: int = 2
-    task_time_limit_s: int = 90
+    # Hard time limit of a task (the soft one is 15 s less). A photo takes well under a second; the limit also
+    # bounds how long a job held by a dead worker waits before the reconciler queues it again (+5 s).
+    task_time_limit_s: int = 45
     # How long the result waits for the questionnaire once the photo is analysed; then it goes out with the
     # answers given so far (none: the photo-only result).
     questionnaire_timeout_s: float = 120
+
+    # The reconciler (worker.tasks.reconcile_jobs, queued by the beat): every reconcile_interval_s it queues
+    # again the jobs overdue (queued and not started for queued_deadline_s, running past the task time limit,
+    # analysed but not finalized after the questionnaire's timeout), at most reconcile_max_tries times; then
+    # the patient gets an apology. A patient still waiting slow_notice_after_s after the photo is told once.
+    reconcile_interval_s: float = Field(default=10, gt=0)
+    queued_deadline_s: float = Field(default=30, gt=0)
+    reconcile_max_tries: int = Field(default=3, ge=0)
+    slow_notice_after_s: float = Field(default=20, gt=0)
 
     # Metrics and health (shared/metrics.py): /metrics, /health/live, /health/ready; port 0: not served
     metrics_address: str = "127.0.0.1"  # compose's containers: 0.0.0.0 (reached by Prometheus on their network)
@@ -127,6 +138,11 @@ class Settings(BaseSettings):
             if self.flower_password.get_secret_value() in EXAMPLE_FLOWER_PASSWORDS:
                 raise ValueError("set SKINSENSE_FLOWER_PASSWORD to a secret (not an example value) in production")
         return self
+
+    @property
+    def running_deadline_s(self) -> float:
+        """A job running longer than this is held by a dead worker (the task's hard limit has passed)."""
+        return self.task_time_limit_s + 5
 
     @property
     def bot_api_base(self) -> str:

@@ -8,25 +8,39 @@
 
 ``mark_replied`` records that the patient got the final answer (once). A FAILED job whose patient was never
 told may run again when its task is redelivered. Any other move raises IllegalTransition.
+
+The row is also the source of truth for delivery: ``Delivery`` (chat id, the "Analysing..." message, Telegram's
+file id) is stored sealed (shared/sealing.py) from intake until the patient is answered, then erased; the
+broker carries job ids only. Every step sets ``due_at``, when the next step is overdue; the reconciler
+(worker/reconciler.py) claims overdue jobs with conditional UPDATEs (``claim_overdue``, ``claim_slow_notice``),
+so two reconcilers never act twice on one job.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select, update
 
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.config import Settings, get_settings
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal
+from shared.sealing import SealBroken, Sealer, get_sealer
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from shared.clinicians import NewClinicianAlert
@@ -41,6 +55,40 @@ LEGAL_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
 }
 FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED})
+# Not answered and not analysed yet: a patient waiting on these is told, once, that it takes longer.
+WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+# An update id is matched against jobs this recent only: Telegram may reuse ids after a week without updates.
+REPLAY_WINDOW = timedelta(hours=24)
+
+
+class Delivery(BaseModel):
+    """What is needed to answer the patient: stored sealed on the job row until the answer is delivered."""
+
+    chat_id: int
+    file_id: str
+    status_message_id: int | None = None  # the "Analysing..." message; None until the bot has sent it
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long each step may take before the job is overdue (the reconciler then queues it again)."""
+
+    queued_s: float = 30.0  # queued (or its answer pending) and not started
+    running_s: float = 50.0  # running: past the task's hard time limit its worker is dead
+    questionnaire_s: float = 120.0  # analysed, waiting for the questionnaire (then finalized anyway)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Deadlines:
+        return cls(settings.queued_deadline_s, settings.running_deadline_s, settings.questionnaire_timeout_s)
+
+
+@dataclass(frozen=True)
+class OverdueJob:
+    """A job the reconciler claimed: ``tries`` counts the reconciler's claims, this one included."""
+
+    id: uuid.UUID
+    status: JobStatus
+    tries: int
 
 
 class IllegalTransition(Exception):
@@ -70,8 +118,13 @@ class CombinedPrediction(ClassifiedPhoto, Protocol):
 
 
 class JobStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, sealer: Sealer | None = None, deadlines: Deadlines | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer or get_sealer()
+        self.deadlines = deadlines or Deadlines.from_settings(get_settings())
+
+    def _due(self, seconds: float) -> datetime:
+        return utc_now() + timedelta(seconds=seconds)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -105,6 +158,35 @@ class JobStore:
         with self._session() as session:
             return session.get(Job, job_id)
 
+    # Delivery data, sealed
+
+    def delivery_of(self, job: Job) -> Delivery | None:
+        """The job's delivery data; None once erased (answered), for rows from before, or if it cannot be
+        opened (a key dropped too early: logged)."""
+        if job.delivery is None:
+            return None
+        try:
+            return self._sealer.unseal(job.delivery, Delivery)
+        except SealBroken:
+            log.error("job %s: its delivery data cannot be unsealed with SKINSENSE_DELIVERY_KEY", job.id)
+            return None
+
+    def set_status_message(self, job_id: uuid.UUID, message_id: int) -> Job:
+        """The "Analysing..." message the bot sent: the one the worker edits into the answer."""
+        with self._changing(job_id) as job:
+            delivery = self.delivery_of(job)
+            if delivery is not None:
+                job.delivery = self._sealer.seal(delivery.model_copy(update={"status_message_id": message_id}))
+        return job
+
+    def adopt_delivery(self, job_id: uuid.UUID, delivery: Delivery) -> Job:
+        """Delivery data for a row that has none (a task queued before delivery lived on the row)."""
+        with self._changing(job_id) as job:
+            if job.delivery is None and job.replied_at is None:
+                job.delivery = self._sealer.seal(delivery)
+                job.due_at = job.due_at or self._due(self.deadlines.queued_s)
+        return job
+
     # The bot
 
     def record_received(
@@ -115,10 +197,14 @@ class JobStore:
         file_unique_id: str | None,
         album_id: str | None = None,
         album_position: int | None = None,
+        delivery: Delivery | None = None,
+        update_id: int | None = None,
     ) -> Job:
         """A photo the bot accepted: QUEUED, about to be enqueued. An album's photos share ``album_id`` and ask
-        no questions (their questionnaire is closed at once: see bot/albums.py)."""
-        return self._add(
+        no questions (their questionnaire is closed at once: see bot/albums.py). With ``update_id``, idempotent:
+        the job an earlier handling of the same update recorded is returned as it is (the caller goes on from
+        where it stopped: its status message, its enqueue)."""
+        return self._add_once(
             Job(
                 chat_ref=chat_ref,
                 media_kind=media_kind,
@@ -128,14 +214,23 @@ class JobStore:
                 album_position=album_position,
                 answers=None if album_id is None else PatientAnswers().model_dump(mode="json"),
                 answers_closed_at=None if album_id is None else utc_now(),
+                delivery=None if delivery is None else self._sealer.seal(delivery),
+                update_id=update_id,
+                due_at=self._due(self.deadlines.queued_s),
             )
         )
 
     def record_refused(
-        self, *, chat_ref: str, media_kind: MediaKind, file_unique_id: str | None, refusal: Refusal
+        self,
+        *,
+        chat_ref: str,
+        media_kind: MediaKind,
+        file_unique_id: str | None,
+        refusal: Refusal,
+        update_id: int | None = None,
     ) -> Job:
-        """A file the bot refused from its metadata alone, without downloading it."""
-        return self._add(
+        """A file the bot refused from its metadata alone, without downloading it (idempotent by update)."""
+        return self._add_once(
             Job(
                 chat_ref=chat_ref,
                 media_kind=media_kind,
@@ -144,13 +239,49 @@ class JobStore:
                 error_code=refusal.code,
                 error_reason=refusal.reason,
                 finished_at=utc_now(),
+                update_id=update_id,
             )
         )
+
+    def by_update(self, update_id: int) -> Job | None:
+        """The job recorded for a Telegram update (within the replay window), if any."""
+        with self._session() as session:
+            statement = select(Job).where(
+                col(Job.update_id) == update_id, col(Job.received_at) >= utc_now() - REPLAY_WINDOW
+            )
+            return session.exec(statement).first()
+
+    def _add_once(self, job: Job) -> Job:
+        if job.update_id is None:
+            return self._add(job)
+        existing = self.by_update(job.update_id)
+        if existing is not None:
+            return existing
+        with self._session() as session:
+            # An id Telegram reused after the window: the old job lets go of it.
+            session.exec(
+                update(Job)
+                .where(col(Job.update_id) == job.update_id, col(Job.received_at) < utc_now() - REPLAY_WINDOW)
+                .values(update_id=None)
+            )
+            session.add(job)
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent handling of the same update recorded it first
+                session.rollback()
+                existing = self.by_update(job.update_id)
+                if existing is None:
+                    raise
+                return existing
+            session.refresh(job)
+            return job
 
     def mark_enqueued(self, job_id: uuid.UUID, *, queued_at: datetime) -> Job:
         """When the job went onto the broker. Not a transition: a worker may already be running it."""
         with self._changing(job_id) as job:
             job.queued_at = queued_at
+            if job.status == JobStatus.QUEUED:
+                job.due_at = queued_at + timedelta(seconds=self.deadlines.queued_s)
         return job
 
     # The worker
@@ -160,13 +291,22 @@ class JobStore:
         with self._changing(job_id, JobStatus.RUNNING) as job:
             job.started_at = utc_now()
             job.delivery_attempts += 1
+            job.due_at = self._due(self.deadlines.running_s)
         return job
 
-    def mark_requeued(self, job_id: uuid.UUID) -> Job:
-        """Handed back alive (a download retry), so the attempt never counts as a lost worker."""
+    def mark_requeued(self, job_id: uuid.UUID, *, retry_in_s: float = 0.0) -> Job:
+        """Handed back alive (a download retry in ``retry_in_s``), so the attempt never counts as a lost
+        worker, and the job is not overdue before its retry had its chance."""
         with self._changing(job_id, JobStatus.QUEUED) as job:
-            pass
+            job.due_at = self._due(retry_in_s + self.deadlines.queued_s)
         return job
+
+    def postpone(self, job_id: uuid.UUID, *, retry_in_s: float) -> None:
+        """The task retries in ``retry_in_s`` (flood control, network, database): not overdue before that."""
+        with self._changing(job_id) as job:
+            if job.replied_at is None:
+                later = self._due(retry_in_s + self.deadlines.queued_s)
+                job.due_at = later if job.due_at is None else max(_aware(job.due_at), later)
 
     def mark_done(
         self,
@@ -184,6 +324,8 @@ class JobStore:
             job.risk = prediction.risk
             job.melanoma_alert = prediction.melanoma_alert
             job.photo_kind = prediction.photo_kind
+            waiting_s = self.deadlines.questionnaire_s if job.answers_closed_at is None else 0.0
+            job.due_at = self._due(waiting_s + self.deadlines.queued_s)
         return job
 
     def earlier_result(self, job: Job, image_sha256: str) -> Job | None:
@@ -218,6 +360,7 @@ class JobStore:
             job.photo_kind = earlier.photo_kind
             job.answers = earlier.answers
             job.answers_closed_at = job.answers_closed_at or utc_now()
+            job.due_at = self._due(self.deadlines.queued_s)  # answered at once
         return job
 
     # Albums (worker/albums.py): one reply for the photos sent together
@@ -249,12 +392,19 @@ class JobStore:
             session.exec(update(Job).where(col(Job.id).in_(job_ids)).values(replied_at=None))
             session.commit()
 
+    def album_replied(self, job_ids: list[uuid.UUID]) -> None:
+        """The album's reply went out: its photos' delivery data is erased, nothing is due any more."""
+        with self._session() as session:
+            session.exec(update(Job).where(col(Job.id).in_(job_ids)).values(delivery=None, due_at=None))
+            session.commit()
+
     def mark_rejected(self, job_id: uuid.UUID, refusal: Refusal, *, image_sha256: str | None = None) -> Job:
         with self._changing(job_id, JobStatus.REJECTED) as job:
             job.error_code = refusal.code
             job.error_reason = refusal.reason
             job.image_sha256 = image_sha256
             job.finished_at = utc_now()
+            job.due_at = self._due(self.deadlines.queued_s)  # the answer follows at once
         return job
 
     def mark_failed(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> Job:
@@ -262,14 +412,81 @@ class JobStore:
             job.error_code = code
             job.error_reason = reason[:500]
             job.finished_at = utc_now()
+            job.due_at = self._due(self.deadlines.queued_s)  # the apology follows at once
         return job
 
     def mark_replied(self, job_id: uuid.UUID) -> Job:
-        """The patient got the final answer (result, refusal or apology); only once."""
+        """The patient got the final answer (result, refusal or apology); only once. The delivery data is
+        erased: nothing about the chat is kept once it is answered."""
         with self._changing(job_id) as job:
             if job.status not in FINAL_STATUSES or job.replied_at is not None:
                 raise IllegalTransition(job_id, job.status, "replied" if job.replied_at is None else "replied twice")
             job.replied_at = utc_now()
+            job.delivery = None
+            job.due_at = None
+        return job
+
+    # The reconciler (worker/reconciler.py): conditional UPDATEs, so that of two concurrent runs one acts
+
+    def claim_overdue(self, *, limit: int = 200) -> list[OverdueJob]:
+        """Unanswered jobs past their ``due_at``, each claimed once: its try counted and its next deadline set."""
+        now = utc_now()
+        with self._session() as session:
+            rows = session.exec(
+                select(Job.id, Job.status, Job.requeues)
+                .where(col(Job.due_at) <= now, col(Job.replied_at).is_(None))
+                .order_by(col(Job.due_at))
+                .limit(limit)
+            ).all()
+            claimed: list[OverdueJob] = []
+            for job_id, status, requeues in rows:
+                won = session.exec(
+                    update(Job)
+                    .where(
+                        col(Job.id) == job_id,
+                        col(Job.requeues) == requeues,
+                        col(Job.due_at) <= now,
+                        col(Job.replied_at).is_(None),
+                    )
+                    .values(requeues=requeues + 1, due_at=now + timedelta(seconds=self.deadlines.queued_s))
+                )
+                session.commit()
+                if won.rowcount == 1:
+                    claimed.append(OverdueJob(job_id, JobStatus(status), requeues + 1))
+            return claimed
+
+    def claim_slow_notice(self, *, waiting_longer_than_s: float, limit: int = 200) -> list[uuid.UUID]:
+        """Jobs whose patient has waited longer than ``waiting_longer_than_s`` for an analysis not finished yet
+        and was not told so; each is claimed once (``slow_notice_at``)."""
+        now = utc_now()
+        waiting = [status.value for status in WAITING_STATUSES]
+        conditions = (
+            col(Job.slow_notice_at).is_(None),
+            col(Job.replied_at).is_(None),
+            col(Job.due_at).is_not(None),
+            col(Job.delivery).is_not(None),
+            col(Job.status).in_(waiting),
+            col(Job.album_id).is_(None),  # an album's one message waits for all its photos: no notice per photo
+        )
+        with self._session() as session:
+            candidates = session.exec(
+                select(Job.id)
+                .where(*conditions, col(Job.received_at) <= now - timedelta(seconds=waiting_longer_than_s))
+                .limit(limit)
+            ).all()
+            claimed: list[uuid.UUID] = []
+            for job_id in candidates:
+                won = session.exec(update(Job).where(col(Job.id) == job_id, *conditions).values(slow_notice_at=now))
+                session.commit()
+                if won.rowcount == 1:
+                    claimed.append(job_id)
+            return claimed
+
+    def abandon(self, job_id: uuid.UUID) -> Job:
+        """The patient cannot be reached (every try and apology failed): erase the delivery data, stop trying."""
+        with self._changing(job_id) as job:
+            job.delivery = None
+            job.due_at = None
         return job
 
     # The questionnaire (answers meet the photo's result; see worker/flow.py)
@@ -282,6 +499,8 @@ class JobStore:
                 job.answers = answers.model_dump(mode="json")
                 if close:
                     job.answers_closed_at = utc_now()
+                    if job.status == JobStatus.DONE and job.replied_at is None:
+                        job.due_at = self._due(self.deadlines.queued_s)  # the bot queues the final result now
         return job
 
     def close_answers(self, job_id: uuid.UUID) -> Job:
@@ -323,6 +542,11 @@ class JobStore:
                 raise IllegalTransition(job_id, job.status, "a clinician alert")
             job.clinicians_notified = {**(job.clinicians_notified or {}), str(chat_id): utc_now().isoformat()}
         return job
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives times back without their (UTC) offset."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=utc_now().tzinfo)
 
 
 @lru_cache

@@ -95,6 +95,16 @@ ANALYSIS_FAILED = (
 
 ERASED_IN_PROGRESS = "This photo was not analysed: you erased your data with /delete."
 
+# Delivery (worker/reconciler.py): a patient kept waiting is told so once; a job we could not recover, why.
+TAKING_LONGER = (
+    "Analysing your photo... this is taking longer than usual, sorry. There is no need to send it again: "
+    "your result will appear here."
+)
+STALLED = (
+    "Sorry, SkinSense could not analyse this photo: something went wrong on our side and we could not "
+    "recover in time. Please send the photo again later. If a spot worries you, do not wait for us: see a doctor."
+)
+
 # Reasons a photo is refused, by the stable codes used in the audit trail.
 REJECTION_ADVICE: dict[RefusalCode, str] = {
     RefusalCode.TOO_LARGE: (
@@ -170,6 +180,7 @@ FAILURE_TEXT: dict[FailureCode, str] = {
     FailureCode.INTERNAL_ERROR: ANALYSIS_FAILED,
     FailureCode.WORKER_LOST: ANALYSIS_FAILED,
     FailureCode.ERASED: ERASED_IN_PROGRESS,
+    FailureCode.STALLED: STALLED,
 }
 
 

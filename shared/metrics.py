@@ -52,7 +52,7 @@ STAGE = Histogram(
 )
 RETRIES = Counter(
     "skinsense_task_retries_total",
-    "Retries of tasks and of Telegram calls (shared/telegram_calls.py), by cause (flood_control, network)",
+    "Retries of tasks and of Telegram calls (shared/telegram_calls.py), by cause (flood_control, network, database)",
     ["cause"],
 )
 TELEGRAM_FLOOD_CONTROL = Counter(

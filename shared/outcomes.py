@@ -35,6 +35,7 @@ class FailureCode(StrEnum):
     WORKER_LOST = "worker_lost"
     ENQUEUE_FAILED = "enqueue_failed"
     ERASED = "erased"  # the patient sent /delete while it was in progress: nothing analyses or answers it
+    STALLED = "stalled"  # the reconciler queued it again as often as allowed (worker/reconciler.py)
 
 
 OutcomeCode = RefusalCode | FailureCode

@@ -9,9 +9,8 @@ import uuid
 from functools import lru_cache
 
 from celery import Celery
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from shared.audit import MediaKind
 from shared.config import Settings, get_settings
 
 CLASSIFY_QUEUE = "classify"
@@ -24,6 +23,7 @@ NOTIFY_CLINICIANS_TASK = "worker.tasks.notify_clinicians"
 FINALIZE_TASK = "worker.tasks.finalize_result"
 PURGE_TASK = "worker.tasks.purge_expired_patient_data"  # daily, from the beat (worker/celery_app.py)
 CLINICIAN_SWEEP_TASK = "worker.tasks.sweep_clinician_alerts"  # beat: unsent alerts, reminders, escalations
+RECONCILE_TASK = "worker.tasks.reconcile_jobs"  # every few seconds, from the beat (worker/reconciler.py)
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
@@ -31,31 +31,38 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     FINALIZE_TASK: {"queue": CLASSIFY_QUEUE},  # the model combines the answers with the photo
     PURGE_TASK: {"queue": CLINICIANS_QUEUE},  # light work, off the patients' queue
     CLINICIAN_SWEEP_TASK: {"queue": CLINICIANS_QUEUE},
+    RECONCILE_TASK: {"queue": CLINICIANS_QUEUE},  # likewise: it runs even while "classify" is backed up
 }
 
 
-class ClassifyPhotoRequest(BaseModel):
+class JobRequest(BaseModel):
+    """Work on one job, named by its id only: what the worker needs to answer the patient (chat id, the
+    "Analysing..." message, Telegram's file id) is read from the job row, where it is sealed (shared/job_store.py),
+    so the broker's messages, its append-only file and Flower never hold a chat id or a file id.
+
+    Messages queued before that (same task names) carried those fields; they are still accepted, read once so
+    the worker can adopt them onto a row that lacks them (``legacy_delivery``), and never sent again."""
+
     job_id: uuid.UUID
-    chat_id: int  # needed to reply; lives on the broker only until the task is done, never in the audit DB
-    status_message_id: int  # the "analysing..." message the worker edits into the result
-    file_id: str
-    media_kind: MediaKind
+    chat_id: int | None = Field(default=None, exclude=True, repr=False)
+    status_message_id: int | None = Field(default=None, exclude=True, repr=False)
+    file_id: str | None = Field(default=None, exclude=True, repr=False)
+
+    def legacy_delivery(self) -> tuple[int, str, int | None] | None:
+        """(chat id, file id, status message id) from a message in the old shape, else None."""
+        if self.chat_id is None or self.file_id is None:
+            return None
+        return self.chat_id, self.file_id, self.status_message_id
 
 
-class FinalizeResultRequest(BaseModel):
+class ClassifyPhotoRequest(JobRequest):
+    """Analyse the job's photo and answer (a refusal at once; a result once the questionnaire closed)."""
+
+
+class FinalizeResultRequest(JobRequest):
     """Combine the stored photo-only result with the patient's answers and reply (once). Queued by whichever
     side finishes second: the bot when the questionnaire closes after the analysis, or the worker (with a
-    countdown: the questionnaire's timeout) when the analysis finishes first."""
-
-    job_id: uuid.UUID
-    chat_id: int  # as in ClassifyPhotoRequest: on the broker only, never in the audit DB
-    status_message_id: int
-    file_id: str  # for the clinicians' alert
-    media_kind: MediaKind
-
-    @classmethod
-    def for_photo(cls, request: ClassifyPhotoRequest) -> FinalizeResultRequest:
-        return cls.model_validate(request.model_dump())
+    countdown: the questionnaire's timeout) when the analysis finishes first; and by the reconciler."""
 
 
 class NotifyCliniciansRequest(BaseModel):
@@ -87,8 +94,8 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
 
 
 def private_repr(job_id: uuid.UUID) -> dict[str, str]:
-    """What Celery shows of a task's arguments (its events, hence Flower, and its logs): the job id only. The
-    chat id and the Telegram file id travel to the worker in the message body but are never displayed."""
+    """What Celery shows of a task's arguments (its events, hence Flower, and its logs): the job id only (the
+    clinicians' request still carries a file id in its body until their alert reads it from an outbox row)."""
     return {"argsrepr": f"(job {job_id})", "kwargsrepr": "{}"}
 
 

@@ -3,9 +3,10 @@
 A tombstone keeps what says that the system ran and how, and nothing about the patient: the job id, its times,
 status, outcome code, media kind, model version, risk level and alert flag, and how many delivery attempts it
 took. Erased: the chat reference, Telegram's file id, the image fingerprint, the rankings, the answers, which
-of them were used and how they moved the risk, the refusal's free text and which clinicians were told.
-Consent and remembered age/sex rows older than the retention are deleted (the patient is asked again on
-their next message).
+of them were used and how they moved the risk, the refusal's free text, which clinicians were told and any
+delivery data left (sealed chat and file ids; normally erased when the patient was answered). Consent and
+remembered age/sex rows older than the retention are deleted (the patient is asked again on their next
+message).
 ``skinsense audit purge`` and the workers' daily beat task (``worker.tasks.purge_expired``) both call
 :func:`purge_patient_data`; it is idempotent.
 """
@@ -53,6 +54,8 @@ def tombstone_values() -> dict[str, Any]:
         "album_id": null(),
         "album_position": null(),
         "clinicians_notified": null(),
+        "delivery": null(),
+        "due_at": null(),  # nothing left to deliver: the reconciler lets it be
     }
 
 

@@ -16,7 +16,6 @@ import redis
 from celery import Celery
 from kombu.entity import Queue
 
-from shared.audit import MediaKind
 from shared.config import Settings
 from shared.queue import (
     CLASSIFY_QUEUE,
@@ -24,6 +23,7 @@ from shared.queue import (
     CLINICIANS_QUEUE,
     NOTIFY_CLINICIANS_TASK,
     ClassifyPhotoRequest,
+    FinalizeResultRequest,
     NotifyCliniciansRequest,
     create_celery_app,
     enqueue_classification,
@@ -41,9 +41,7 @@ def queued_messages(redis_url: str, queue: str) -> list[dict[str, object]]:
 def test_each_kind_of_work_lands_on_its_own_queue_as_a_typed_request(redis_url: str) -> None:
     app = create_celery_app(Settings(redis_url=redis_url))
     redis.Redis.from_url(redis_url).delete(CLASSIFY_QUEUE, CLINICIANS_QUEUE)
-    classification = ClassifyPhotoRequest(
-        job_id=uuid.uuid4(), chat_id=7, status_message_id=8, file_id="file-1", media_kind=MediaKind.PHOTO
-    )
+    classification = ClassifyPhotoRequest(job_id=uuid.uuid4())
     alert = NotifyCliniciansRequest(job_id=uuid.uuid4())
     enqueue_classification(classification, app)
     enqueue_clinician_alert(alert, app)
@@ -53,7 +51,21 @@ def test_each_kind_of_work_lands_on_its_own_queue_as_a_typed_request(redis_url: 
     assert classify_message["headers"]["task"] == CLASSIFY_TASK  # type: ignore[index]
     assert alert_message["headers"]["task"] == NOTIFY_CLINICIANS_TASK  # type: ignore[index]
     args, _kwargs, _embed = json.loads(base64.b64decode(str(classify_message["body"])))
-    assert ClassifyPhotoRequest.model_validate(args[0]) == classification, "ids only, never image bytes"
+    assert args[0] == {"job_id": str(classification.job_id)}, "the job id only: no chat id, file id or image bytes"
+    assert ClassifyPhotoRequest.model_validate(args[0]) == classification
+
+
+def test_a_request_in_the_old_shape_is_read_and_never_sent_again() -> None:
+    """Messages queued before delivery moved to the job row carry the chat and file ids: still accepted (the
+    worker adopts them onto the row), never written back to the broker."""
+    job_id = uuid.uuid4()
+    old = {"job_id": str(job_id), "chat_id": 7, "status_message_id": 8, "file_id": "file-1", "media_kind": "photo"}
+    for model in (ClassifyPhotoRequest, FinalizeResultRequest):
+        request = model.model_validate(old)
+        assert request.job_id == job_id and request.legacy_delivery() == (7, "file-1", 8)
+        assert request.model_dump(mode="json") == {"job_id": str(job_id)}
+        assert "file-1" not in repr(request)
+    assert ClassifyPhotoRequest(job_id=job_id).legacy_delivery() is None
 
 
 def test_the_bot_never_imports_the_worker() -> None:
@@ -76,14 +88,11 @@ def test_the_bot_never_imports_the_worker() -> None:
 def test_the_headers_show_the_job_id_only(redis_url: str) -> None:
     prefix = f"repr-{uuid.uuid4().hex[:8]}:"
     app = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=prefix))
-    request = ClassifyPhotoRequest(
-        job_id=uuid.uuid4(), chat_id=424_242_424, status_message_id=8, file_id="AgAD-secret", media_kind=MediaKind.PHOTO
-    )
+    request = ClassifyPhotoRequest(job_id=uuid.uuid4())
     enqueue_classification(request, app)
     (message,) = queued_messages(redis_url, prefix + CLASSIFY_QUEUE)
     headers = message["headers"]
     assert headers["argsrepr"] == f"(job {request.job_id})" and headers["kwargsrepr"] == "{}"  # type: ignore[index]
-    assert "424242424" not in json.dumps(headers) and "AgAD-secret" not in json.dumps(headers)
 
 
 def test_two_deployments_with_different_key_prefixes_never_share_queues(redis_url: str) -> None:

@@ -9,11 +9,13 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from PIL import Image
+from sqlmodel import Session, col, update
 from telegram.error import RetryAfter
 
 from models.answer_effects import answer_effects
@@ -22,11 +24,11 @@ from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
-from shared.audit import JobStatus, MediaKind
+from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.clinicians import AlertStore
 from shared.config import Settings
 from shared.db import build_engine
-from shared.job_store import JobStore
+from shared.job_store import Delivery, JobStore
 from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, RefusalCode
@@ -44,7 +46,8 @@ from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from worker.clinician_alerts import ClinicianAlertSender
-from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow
+from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow, patient_text
+from worker.reconciler import Reconciler
 from worker.replies import explanation_caption
 from worker.telegram import TelegramClient
 
@@ -99,24 +102,33 @@ def flow(
 
 
 def patient_sends(
-    sandbox: SandboxUser, flow: ClassificationFlow, chat: int, data: bytes, *, skips_questions: bool = True
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    chat: int,
+    data: bytes,
+    *,
+    skips_questions: bool = True,
+    file_id: str | None = None,
 ) -> ClassifyPhotoRequest:
-    """What the bot does for a photo: the job row, the "analysing..." message, the request; and, unless told
-    otherwise, the patient skips the questionnaire before the analysis starts."""
+    """What the bot does for a photo: the job row with its (sealed) delivery data, the "analysing..." message,
+    the request (the job id only); and, unless told otherwise, the patient skips the questionnaire before the
+    analysis starts. ``file_id``: instead of the photo's."""
     sent = sandbox.send_photo(chat, data)
     job = flow.jobs.record_received(
-        chat_ref="f" * 32, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
+        chat_ref="f" * 32,
+        media_kind=MediaKind.PHOTO,
+        file_unique_id=sent["photo"][-1]["file_unique_id"],
+        delivery=Delivery(chat_id=chat, file_id=file_id or sent["photo"][-1]["file_id"]),
     )
     if skips_questions:
         flow.jobs.record_answers(job.id, PatientAnswers(), close=True)
-    status_message_id = flow.telegram.send_text(chat, messages.ANALYSING)
-    return ClassifyPhotoRequest(
-        job_id=job.id,
-        chat_id=chat,
-        status_message_id=status_message_id,
-        file_id=sent["photo"][-1]["file_id"],
-        media_kind=MediaKind.PHOTO,
-    )
+    flow.jobs.set_status_message(job.id, flow.telegram.send_text(chat, messages.ANALYSING))
+    return ClassifyPhotoRequest(job_id=job.id)
+
+
+def status_message_id(sandbox: SandboxUser, chat: int) -> int:
+    """The chat's "Analysing..." message (the first the bot sent there)."""
+    return int(sandbox.bot_messages(chat)[0]["message_id"])
 
 
 def answer(sandbox: SandboxUser, chat: int) -> str:
@@ -212,9 +224,8 @@ def test_a_redelivered_request_is_answered_once(
     request = patient_sends(sandbox, flow, 2003, photos_by_risk["low"].read_bytes())
     flow.classify_and_reply(request)
     assert flow.classify_and_reply(request) == "duplicate"
-    edits = [
-        c for c in sandbox.calls("editMessageText") if int(c["parameters"]["message_id"]) == request.status_message_id
-    ]
+    status_id = status_message_id(sandbox, 2003)
+    edits = [c for c in sandbox.calls("editMessageText") if int(c["parameters"]["message_id"]) == status_id]
     assert len(edits) == 1
 
 
@@ -224,9 +235,8 @@ def test_flood_control_on_the_reply_is_waited_out_and_the_reply_sent_once(
     request = patient_sends(sandbox, flow, 2004, photos_by_risk["low"].read_bytes())
     sandbox.inject_fault("editMessageText", count=1, retry_after=2)
     assert flow.classify_and_reply(request) == JobStatus.DONE.value
-    edits = [
-        c for c in sandbox.calls("editMessageText") if int(c["parameters"]["message_id"]) == request.status_message_id
-    ]
+    status_id = status_message_id(sandbox, 2004)
+    edits = [c for c in sandbox.calls("editMessageText") if int(c["parameters"]["message_id"]) == status_id]
     assert [c.get("fault") for c in edits] == ["429", None]
     assert edits[1]["time"] - edits[0]["time"] >= 2.0, "retry_after is honoured"
     job = flow.jobs.load(request.job_id)
@@ -278,8 +288,7 @@ def test_a_photo_that_is_not_a_lesion_is_refused_with_its_text(sandbox: SandboxU
 
 
 def test_an_unknown_file_is_refused_as_download_failed(sandbox: SandboxUser, flow: ClassificationFlow) -> None:
-    request = patient_sends(sandbox, flow, 2007, b"\xff")
-    request = request.model_copy(update={"file_id": "no-such-file"})
+    request = patient_sends(sandbox, flow, 2007, b"\xff", file_id="no-such-file")
     assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.error_code is RefusalCode.DOWNLOAD_FAILED
@@ -298,10 +307,7 @@ def test_a_photo_that_killed_its_workers_is_failed_with_an_apology(
 
 
 def test_a_job_missing_from_the_audit_database_is_dropped(flow: ClassificationFlow) -> None:
-    request = ClassifyPhotoRequest(
-        job_id=uuid.uuid4(), chat_id=1, status_message_id=1, file_id="x", media_kind=MediaKind.PHOTO
-    )
-    assert flow.classify_and_reply(request) == "missing"
+    assert flow.classify_and_reply(ClassifyPhotoRequest(job_id=uuid.uuid4())) == "missing"
 
 
 EVERY_ANSWER = PatientAnswers(
@@ -375,3 +381,150 @@ def test_the_timeout_finalizes_with_the_answers_given_so_far(
     assert job.ranking == expected.to_dict()["ranking"]
     late = flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)
     assert late.answers == partial.model_dump(mode="json"), "answers after the timeout change nothing"
+
+
+# The reconciler (worker/reconciler.py), in this process: the same flow, jobs made overdue by hand.
+
+
+@pytest.fixture
+def requeued() -> list[tuple[str, uuid.UUID]]:
+    """What the reconciler queued again: ("classify" or "finalize", job id)."""
+    return []
+
+
+def reconciler_for(
+    flow: ClassificationFlow, requeued: list[tuple[str, uuid.UUID]], *, max_tries: int = 2, slow_after_s: float = 3600
+) -> Reconciler:
+    return Reconciler(
+        jobs=flow.jobs,
+        flow=flow,
+        requeue_classification=lambda job_id: requeued.append(("classify", job_id)),
+        requeue_finalization=lambda job_id: requeued.append(("finalize", job_id)),
+        max_tries=max_tries,
+        slow_notice_after_s=slow_after_s,
+    )
+
+
+def make_overdue(flow: ClassificationFlow, job_id: uuid.UUID) -> None:
+    with Session(flow.jobs._engine) as session:
+        session.exec(update(Job).where(col(Job.id) == job_id).values(due_at=utc_now() - timedelta(seconds=1)))
+        session.commit()
+
+
+def status_texts(sandbox: SandboxUser, chat: int) -> list[str]:
+    """The "Analysing..." message's texts, first to last (the sandbox keeps its edit history)."""
+    status = sandbox.bot_messages(chat)[0]
+    return [str(text) for text in status.get("edits", [])] + [str(status["text"])]
+
+
+def test_an_overdue_job_is_queued_again_until_its_tries_are_spent_then_the_patient_gets_the_apology(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    request = patient_sends(sandbox, flow, 2201, photos_by_risk["low"].read_bytes())
+    reconciler = reconciler_for(flow, requeued, max_tries=2)
+    assert reconciler.run().requeued == 0, "not overdue yet"
+    for _ in range(2):
+        make_overdue(flow, request.job_id)
+        assert reconciler.run().requeued == 1
+    assert requeued == [("classify", request.job_id)] * 2
+    make_overdue(flow, request.job_id)
+    assert reconciler.run().apologised == 1
+    assert answer(sandbox, 2201) == messages.STALLED
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and (job.status, job.error_code) == (JobStatus.FAILED, FailureCode.STALLED)
+    assert job.replied_at is not None and job.delivery is None and job.due_at is None and job.requeues == 3
+    # The queued tries arriving late change nothing: the patient was answered.
+    assert flow.classify_and_reply(request) == "duplicate"
+    assert len(sandbox.bot_messages(2201)) == 1 and reconciler.run().apologised == 0
+
+
+def test_an_analysed_job_never_finalized_is_finalized_by_the_reconciler(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    request = patient_sends(sandbox, flow, 2202, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS  # and its delayed finalize got lost
+    make_overdue(flow, request.job_id)
+    reconciler_for(flow, requeued).run()
+    assert requeued == [("finalize", request.job_id)]
+    assert flow.finalize(FinalizeResultRequest(job_id=request.job_id)) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.answers_closed_at is not None and job.replied_at is not None
+
+
+def test_a_patient_kept_waiting_is_told_once_and_the_result_then_replaces_the_notice(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    request = patient_sends(sandbox, flow, 2203, photos_by_risk["low"].read_bytes())
+    reconciler = reconciler_for(flow, requeued, slow_after_s=0)
+    assert reconciler.run().told_slow == 1
+    assert answer(sandbox, 2203) == messages.TAKING_LONGER
+    assert reconciler.run().told_slow == 0, "once"
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.ranking is not None and job.risk is not None
+    result = plain_text(messages.result(patient_result(job)), "HTML")
+    assert status_texts(sandbox, 2203) == [messages.ANALYSING, messages.TAKING_LONGER, result]
+
+
+def test_a_notice_racing_the_answer_never_hides_it(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    """The reconciler claimed the notice while the job was running; the worker's answer went out before the
+    notice's edit: the answer is put back on top."""
+    request = patient_sends(sandbox, flow, 2204, photos_by_risk["low"].read_bytes())
+    assert flow.jobs.claim_slow_notice(waiting_longer_than_s=0) == [request.job_id]
+    # The worker, up to its reply (the patient's edit done, not yet recorded as replied).
+    job = flow.jobs.load(request.job_id)
+    assert job is not None
+    flow.jobs.mark_running(job.id)
+    prediction = screen_photo(photos_by_risk["low"].read_bytes(), flow.classifier)
+    flow.jobs.mark_done(job.id, prediction, image_sha256="0" * 64)
+    combined = flow.classifier.prediction_from_ranking(prediction.to_dict()["ranking"], prediction.photo_kind, None)
+    job = flow.jobs.mark_combined(job.id, combined)
+    flow.telegram.edit_text(2204, status_message_id(sandbox, 2204), patient_text(job))
+    flow.tell_taking_longer(job.id)
+    assert answer(sandbox, 2204) == plain_text(patient_text(job), "HTML")
+    assert messages.TAKING_LONGER in status_texts(sandbox, 2204)
+
+
+def test_a_finished_result_is_never_turned_into_a_failure(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    request = patient_sends(sandbox, flow, 2205, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS
+    flow.fail(request.job_id, FailureCode.INTERNAL_ERROR, "a broker hiccup while queueing something")
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.status == JobStatus.DONE and job.error_code is None and job.replied_at is None
+    assert answer(sandbox, 2205) == messages.ANALYSING, "no apology for a result that exists"
+
+
+def test_a_task_queued_in_the_old_shape_is_still_answered(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    """Queued before delivery data moved to the row: the row has none, the message carries it."""
+    sent = sandbox.send_photo(2206, photos_by_risk["low"].read_bytes())
+    job = flow.jobs.record_received(
+        chat_ref="f" * 32, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
+    )
+    flow.jobs.record_answers(job.id, PatientAnswers(), close=True)
+    status_id = flow.telegram.send_text(2206, messages.ANALYSING)
+    old_shape = {
+        "job_id": str(job.id),
+        "chat_id": 2206,
+        "status_message_id": status_id,
+        "file_id": sent["photo"][-1]["file_id"],
+        "media_kind": "photo",
+    }
+    assert flow.classify_and_reply(ClassifyPhotoRequest.model_validate(old_shape)) == JobStatus.DONE.value
+    answered = flow.jobs.load(job.id)
+    assert answered is not None and answered.replied_at is not None and answered.delivery is None
+    assert answer(sandbox, 2206) != messages.ANALYSING

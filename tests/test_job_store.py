@@ -1,19 +1,27 @@
-"""The job store's typed transitions on a real (migrated) SQLite audit database."""
+"""The job store's typed transitions, sealed delivery data, idempotent intake and the reconciler's claims, on a
+real (migrated) SQLite audit database."""
 
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlmodel import Session, update
 
 from models.inference import Classifier
 from models.screening import screen_photo
-from shared.audit import Job, JobStatus, MediaKind
-from shared.job_store import IllegalTransition, JobStore
+from shared.answers import PatientAnswers
+from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.job_store import REPLAY_WINDOW, Deadlines, Delivery, IllegalTransition, JobStore
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal, RefusalCode
+from shared.sealing import Sealer
 from tests.auxil.database import migrated_engine
 
 
@@ -114,3 +122,146 @@ def test_a_real_prediction_is_stored_with_its_ranking(store: JobStore, data_dir:
     done = store.mark_done(job.id, prediction, image_sha256="cd" * 32)
     assert done.ranking == prediction.to_dict()["ranking"] and done.risk is prediction.risk
     assert done.model_version == classifier.version
+
+
+DELIVERY = Delivery(chat_id=-100_987_654_321, file_id="AgACAgQAAxkBAAIB-file-id")
+
+
+def store_with(tmp_path: Path, deadlines: Deadlines) -> JobStore:
+    return JobStore(migrated_engine(f"sqlite:///{tmp_path / 'deadlines.sqlite3'}"), deadlines=deadlines)
+
+
+def raw_rows(store: JobStore) -> str:
+    """Every stored value of every job, as the database holds them (what a backup or a stolen file shows)."""
+    with store._engine.connect() as connection:
+        return repr(connection.execute(text("SELECT * FROM jobs")).all())
+
+
+def test_delivery_data_is_sealed_at_rest_and_erased_once_answered(store: JobStore) -> None:
+    job = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY)
+    job = store.set_status_message(job.id, 77)
+    assert store.delivery_of(job) == DELIVERY.model_copy(update={"status_message_id": 77})
+    at_rest = raw_rows(store)
+    assert "987654321" not in at_rest and "AgACAgQAAxkBAAIB" not in at_rest
+    store.mark_running(job.id)
+    store.mark_rejected(job.id, Refusal(RefusalCode.BLURRY, "blurred"))
+    answered = store.mark_replied(job.id)
+    assert answered.delivery is None and answered.due_at is None and store.delivery_of(answered) is None
+
+
+def test_delivery_sealed_under_another_key_reads_as_none_not_as_garbage(tmp_path: Path) -> None:
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'keys.sqlite3'}")
+    first = JobStore(engine, sealer=Sealer([Fernet.generate_key().decode()]))
+    job = first.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY)
+    other = JobStore(engine, sealer=Sealer([Fernet.generate_key().decode()]))
+    reloaded = other.load(job.id)
+    assert reloaded is not None and other.delivery_of(reloaded) is None
+
+
+def test_the_same_update_records_one_job(store: JobStore) -> None:
+    first = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_id=501
+    )
+    again = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_id=501
+    )
+    assert again.id == first.id and store.by_update(501) is not None
+    other = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_id=502
+    )
+    assert other.id != first.id
+    refused = store.record_refused(
+        chat_ref="c" * 32,
+        media_kind=MediaKind.DOCUMENT,
+        file_unique_id="d",
+        refusal=Refusal(RefusalCode.NOT_AN_IMAGE, "a pdf"),
+        update_id=503,
+    )
+    refused_again = store.record_refused(
+        chat_ref="c" * 32,
+        media_kind=MediaKind.DOCUMENT,
+        file_unique_id="d",
+        refusal=Refusal(RefusalCode.NOT_AN_IMAGE, "a pdf"),
+        update_id=503,
+    )
+    assert refused_again.id == refused.id
+
+
+def test_an_update_id_reused_after_the_replay_window_starts_a_new_job(store: JobStore) -> None:
+    old = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", update_id=900)
+    with Session(store._engine) as session:
+        row = session.get(Job, old.id)
+        assert row is not None
+        row.received_at = utc_now() - REPLAY_WINDOW - timedelta(hours=1)
+        session.add(row)
+        session.commit()
+    new = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", update_id=900)
+    assert new.id != old.id
+    reloaded = store.load(old.id)
+    assert reloaded is not None and reloaded.update_id is None
+
+
+def test_an_overdue_job_is_claimed_once_and_counted(tmp_path: Path) -> None:
+    store = store_with(tmp_path, Deadlines(queued_s=0.0, running_s=0.0, questionnaire_s=0.0))
+    job = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY)
+    (claimed,) = store.claim_overdue()
+    assert (claimed.id, claimed.status, claimed.tries) == (job.id, JobStatus.QUEUED, 1)
+    # A second reconciler running at the same moment finds it claimed (its new deadline is in the future
+    # with any positive deadline; with 0 s it is due again at once and counted as the next try).
+    (again,) = store.claim_overdue()
+    assert again.tries == 2
+    store.mark_running(job.id)
+    store.mark_rejected(job.id, Refusal(RefusalCode.BLURRY, "blurred"))
+    store.mark_replied(job.id)
+    assert store.claim_overdue() == [], "an answered job is never overdue"
+
+
+def test_two_concurrent_reconcilers_never_claim_the_same_job(tmp_path: Path) -> None:
+    store = store_with(tmp_path, Deadlines(queued_s=60.0))
+    jobs = [
+        store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id=f"u{i}", delivery=DELIVERY)
+        for i in range(20)
+    ]
+    with Session(store._engine) as session:  # overdue now
+        session.exec(update(Job).values(due_at=utc_now() - timedelta(seconds=1)))
+        session.commit()
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: store.claim_overdue(), range(4)))
+    claimed = [job.id for run in runs for job in run]
+    assert sorted(claimed) == sorted(job.id for job in jobs), "each overdue job claimed exactly once"
+    assert store.claim_overdue() == [], "the claim set the next deadline"
+
+
+def test_each_step_sets_when_the_job_is_overdue(tmp_path: Path) -> None:
+    deadlines = Deadlines(queued_s=30.0, running_s=50.0, questionnaire_s=120.0)
+    store = store_with(tmp_path, deadlines)
+
+    def due_in(job: Job) -> float:
+        assert job.due_at is not None
+        due = job.due_at if job.due_at.tzinfo else job.due_at.replace(tzinfo=UTC)
+        return (due - utc_now()).total_seconds()
+
+    job = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY)
+    assert 25 < due_in(job) <= 30
+    assert 45 < due_in(store.mark_running(job.id)) <= 50
+    assert 55 < due_in(store.mark_requeued(job.id, retry_in_s=30)) <= 60, "not overdue before its retry"
+    store.mark_running(job.id)
+    done = store.mark_done(job.id, FixedPrediction(RiskLevel.LOW), image_sha256="0" * 64)
+    assert 145 < due_in(done) <= 150, "waits for the questionnaire, then finalize has its time"
+    closed = store.record_answers(job.id, PatientAnswers(), close=True)
+    assert 25 < due_in(closed) <= 30, "the bot queues the final result now"
+
+
+def test_the_slow_notice_is_claimed_once_and_only_while_the_analysis_is_pending(tmp_path: Path) -> None:
+    store = store_with(tmp_path, Deadlines())
+    waiting = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY
+    )
+    analysed = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="v", delivery=DELIVERY
+    )
+    store.mark_running(analysed.id)
+    store.mark_done(analysed.id, FixedPrediction(RiskLevel.LOW), image_sha256="0" * 64)  # waits for the answers
+    assert store.claim_slow_notice(waiting_longer_than_s=3600) == [], "not waiting long enough yet"
+    assert store.claim_slow_notice(waiting_longer_than_s=0) == [waiting.id]
+    assert store.claim_slow_notice(waiting_longer_than_s=0) == [], "once"

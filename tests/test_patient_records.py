@@ -18,7 +18,6 @@ from shared.job_store import JobStore
 from shared.outcomes import FailureCode
 from shared.patients import PatientStore
 from shared.questionnaire import DONT_KNOW, SPOT_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
-from shared.queue import FinalizeResultRequest
 from shared.retention import PURGED_CHAT_REF
 from tests.auxil.database import migrated_engine
 from tests.auxil.services import postgres_database
@@ -84,10 +83,7 @@ def test_answers_after_the_questionnaire_closed_change_nothing(stores: tuple[Pat
 
 
 def _questionnaire(questions: list[Question], **remembered: object) -> Questionnaire:
-    request = FinalizeResultRequest(
-        job_id=uuid.uuid4(), chat_id=1, status_message_id=2, file_id="f", media_kind=MediaKind.PHOTO
-    )
-    return Questionnaire(request, CHAT, questions, **remembered)  # type: ignore[arg-type]
+    return Questionnaire(uuid.uuid4(), 1, CHAT, questions, **remembered)  # type: ignore[arg-type]
 
 
 def test_every_answer_lands_in_the_patient_answers() -> None:

@@ -27,10 +27,12 @@ from shared import messages
 from shared.audit import ClinicianAlertDelivery, Job, JobStatus, MediaKind, chat_reference
 from shared.config import Settings
 from shared.images import MAX_FILE_BYTES
+from shared.job_store import Delivery
 from shared.labels import PhotoKind, RiskLevel
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import RefusalCode
 from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classification
+from shared.sealing import seal
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import consent, send_photo_skipping_questions, skip_questionnaire
 from tests.auxil.services import postgres_database, wait_until
@@ -161,14 +163,7 @@ def test_redelivered_task_replies_once(stack: RunningStack, photos_by_risk: dict
     sent = send_photo_skipping_questions(stack.user, chat, photos_by_risk["low"].read_bytes())
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
-    redelivery = ClassifyPhotoRequest(
-        job_id=job.id,
-        chat_id=chat,
-        status_message_id=reply["message_id"],
-        file_id=sent["photo"][-1]["file_id"],
-        media_kind=MediaKind.PHOTO,
-    )
-    enqueue_classification(redelivery, broker_app(stack))
+    enqueue_classification(ClassifyPhotoRequest(job_id=job.id), broker_app(stack))
     wait_until(lambda: f"job {job.id}: already answered" in stack.worker.output(), 60, what="the redelivery")
     edits = [
         c for c in stack.user.calls("editMessageText") if int(c["parameters"]["message_id"]) == reply["message_id"]
@@ -410,19 +405,19 @@ def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: R
         f"{stack.user.api_url}/bot{stack.env['SKINSENSE_TELEGRAM_TOKEN']}/sendMessage",
         json={"chat_id": chat, "text": messages.ANALYSING},
     ).json()["result"]
-    job = Job(chat_ref="x" * 32, media_kind=MediaKind.PHOTO, status=JobStatus.RUNNING, delivery_attempts=3)
+    delivery = Delivery(chat_id=chat, file_id="never-downloaded", status_message_id=status["message_id"])
+    job = Job(
+        chat_ref="x" * 32,
+        media_kind=MediaKind.PHOTO,
+        status=JobStatus.RUNNING,
+        delivery_attempts=3,
+        delivery=seal(delivery),  # the stack's key: the development default, as in this process
+    )
     with Session(stack.engine) as session:
         session.add(job)
         session.commit()
         session.refresh(job)
-    request = ClassifyPhotoRequest(
-        job_id=job.id,
-        chat_id=chat,
-        status_message_id=status["message_id"],
-        file_id="never-downloaded",
-        media_kind=MediaKind.PHOTO,
-    )
-    enqueue_classification(request, broker_app(stack))
+    enqueue_classification(ClassifyPhotoRequest(job_id=job.id), broker_app(stack))
     wait_until(lambda: stack.user.bot_messages(chat)[0]["text"] == messages.ANALYSIS_FAILED, 60, what="the apology")
     with Session(stack.engine) as session:
         failed = session.get(Job, job.id)

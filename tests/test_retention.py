@@ -180,3 +180,14 @@ def test_the_workers_purge_task_purges_with_the_retention_setting(
         get_engine.cache_clear()
     assert counts == {"jobs_tombstoned": 2, "consents_deleted": 1, "profiles_deleted": 1}
     assert job_row(path, ids["old_done"])["chat_ref"] == PURGED_CHAT_REF
+
+
+def test_the_beat_queues_the_reconciler_often_and_never_lets_runs_pile_up() -> None:
+    from shared.config import get_settings
+    from shared.queue import CLINICIANS_QUEUE, RECONCILE_TASK, TASK_ROUTES
+    from worker.celery_app import app
+
+    entry = app.conf.beat_schedule["reconcile-jobs"]
+    assert entry["task"] == RECONCILE_TASK and entry["schedule"] == get_settings().reconcile_interval_s
+    assert entry["options"]["expires"] <= entry["schedule"], "a run not started before the next one is dropped"
+    assert TASK_ROUTES[RECONCILE_TASK]["queue"] == CLINICIANS_QUEUE, "runs even while photos are backed up"

@@ -10,7 +10,7 @@ from celery.signals import setup_logging, worker_init
 
 from shared.config import get_settings
 from shared.logs import configure_logging
-from shared.queue import CLINICIAN_SWEEP_TASK, PURGE_TASK, WORKER_QUEUES, create_celery_app
+from shared.queue import CLINICIAN_SWEEP_TASK, PURGE_TASK, RECONCILE_TASK, WORKER_QUEUES, create_celery_app
 from worker.broker_restart import keep_worker_alive_on_broker_restart
 
 P = ParamSpec("P")
@@ -31,12 +31,17 @@ app.conf.update(
     task_soft_time_limit=max(settings.task_time_limit_s - 15, 10),
     worker_send_task_events=True,  # events for Flower
     broker_connection_retry_on_startup=True,
-    # `skinsense beat` (one per deployment) queues the retention purge once a day and the clinician sweep; both
-    # are idempotent.
+    # `skinsense beat` (one per deployment) queues the retention purge once a day, the clinician sweep and the
+    # reconciler every few seconds (a run not started before the next is queued expires); all are idempotent.
     beat_schedule={
         "purge-expired-patient-data": {"task": PURGE_TASK, "schedule": crontab(hour=3, minute=17)},
         # Clinician alerts: unsent outbox rows queued again, reminders and escalations (safe if run twice).
         "sweep-clinician-alerts": {"task": CLINICIAN_SWEEP_TASK, "schedule": settings.clinician_sweep_interval_s},
+        "reconcile-jobs": {
+            "task": RECONCILE_TASK,
+            "schedule": settings.reconcile_interval_s,
+            "options": {"expires": settings.reconcile_interval_s},
+        },
     },
 )
 app.set_current()

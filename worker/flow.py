@@ -5,9 +5,14 @@ The photo and the questionnaire meet in the job row: the photo-only result is st
 the answers when the questionnaire closes. Whichever comes second leads to ``finalize`` (the worker calls it
 at once; the bot queues it), and a delayed ``finalize`` queued by the analysis is the questionnaire's timeout.
 
+Requests name the job only: the chat, the "Analysing..." message and Telegram's file id are read from the job
+row (sealed; shared/job_store.Delivery), which is erased when the patient is answered. A finished result is
+never turned into a failure: only a job not analysed yet is failed (``fail``); an answer that could not be
+delivered stays due, and the reconciler (worker/reconciler.py) queues it again.
+
 It takes its collaborators explicitly (Telegram client, classifier, job store, the clinicians' chats and how
 to queue their alert), so it runs the same inside a Celery task and in a test process. It raises PTB's
-transient errors (see worker/telegram.py) for the task to retry; it never retries by itself.
+transient errors (see worker/telegram.py) and database errors for the task to retry; it never retries by itself.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
@@ -28,13 +33,13 @@ from shared import messages
 from shared.audit import Job, JobStatus, utc_now
 from shared.clinicians import NewClinicianAlert, ThreadPolicy
 from shared.images import MAX_FILE_BYTES, UnreadableImage
-from shared.job_store import IllegalTransition, JobStore
+from shared.job_store import WAITING_STATUSES, Delivery, IllegalTransition, JobStore
 from shared.labels import RiskLevel
 from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTO_TO_REPLY, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
-from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, NotifyCliniciansRequest
+from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, JobRequest, NotifyCliniciansRequest
 from worker import replies
 from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
@@ -62,7 +67,7 @@ class ClassificationFlow:
     def classify_and_reply(self, request: ClassifyPhotoRequest) -> str:
         """Analyse the photo unless an earlier delivery did. A refusal is answered at once; a result waits for
         the questionnaire (or its timeout), unless the questionnaire closed first: then it is answered now."""
-        job = self.jobs.load(request.job_id)
+        job = self._load(request)
         if job is None:
             log.warning("job %s: not in the audit database; dropped", request.job_id)
             return "missing"
@@ -73,11 +78,15 @@ class ClassificationFlow:
             # Each earlier attempt died with its worker process: this photo must not take down more.
             log.error("job %s: worker lost %d times; giving up", job.id, job.delivery_attempts)
             reason = f"the worker process died {job.delivery_attempts} times on this photo"
-            self.fail(request, FailureCode.WORKER_LOST, reason)
+            self.fail(job.id, FailureCode.WORKER_LOST, reason)
             return JobStatus.FAILED.value
-        if job.status not in (JobStatus.DONE, JobStatus.REJECTED):
-            job = self._analyse(request, job)
-        finalization = FinalizeResultRequest.for_photo(request)
+        if job.status in (*WAITING_STATUSES, JobStatus.FAILED):
+            delivery = self.jobs.delivery_of(job)
+            if delivery is None:
+                log.error("job %s: no delivery data (erased or unreadable); cannot analyse or answer", job.id)
+                return "undeliverable"
+            job = self._analyse(job, delivery)
+        finalization = FinalizeResultRequest(job_id=job.id)
         if job.status == JobStatus.DONE:
             # Read after our own commit: of the bot closing the questionnaire and us storing the result, the
             # second to commit sees the first, so at least one side finalizes (finalize is idempotent).
@@ -87,16 +96,12 @@ class ClassificationFlow:
                 log.info("job %s: analysed; waiting for the questionnaire", job.id)
                 return AWAITING_ANSWERS
             return self.finalize(finalization)
-        if job.album_id is not None:
-            return self._answer_album(request, job)
-        self._reply(request, replies.patient_text(job))
-        self._mark_replied(job.id)
-        return job.status.value
+        return self._answer(job)
 
     def finalize(self, request: FinalizeResultRequest) -> str:
         """Combine the photo-only result with the answers (those given so far, if the questionnaire timed out),
         store it, alert the clinicians if it is high risk, and answer the patient; once."""
-        job = self.jobs.load(request.job_id)
+        job = self._load(request)
         if job is None:
             log.warning("job %s: not in the audit database (erased?); nothing to finalize", request.job_id)
             return "missing"
@@ -112,9 +117,12 @@ class ClassificationFlow:
         with timed("combine"):
             prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
             details = replies.result_details(self.classifier, job, job.photo_kind, answers)
+        delivery = self.jobs.delivery_of(job)
         alert = None
-        if self.clinician_chat_ids and job.same_photo_as is None:  # the same photo again is not a new case
-            alert = NewClinicianAlert(request.file_id, request.media_kind, request.chat_id, self.clinician_threads)
+        if self.clinician_chat_ids and delivery is not None and job.same_photo_as is None:
+            # The same photo again is not a new case. The outbox row keeps its own sealed copy of the file id:
+            # the job's is erased once the patient has the answer, the clinicians may need it later.
+            alert = NewClinicianAlert(delivery.file_id, job.media_kind, delivery.chat_id, self.clinician_threads)
         # A high-risk result commits with its alert's outbox row: the alert is never lost, whatever follows.
         job = self.jobs.mark_combined(
             job.id,
@@ -130,29 +138,15 @@ class ClassificationFlow:
                 log.warning(
                     "job %s: clinician alert not queued (%s); the sweep will send it", job.id, type(error).__name__
                 )
-        if job.album_id is not None:
-            return self._answer_album(request, job)
-        earlier = None if job.same_photo_as is None else self.jobs.load(job.same_photo_as)
-        self._reply(
-            request, replies.patient_text(job, same_photo_sent_at=None if earlier is None else earlier.received_at)
-        )
-        self._send_explanation(request, job)
-        try:
-            self._mark_replied(job.id)
-        except IllegalTransition:
-            current = self.jobs.load(job.id)
-            if current is not None and current.replied_at is not None:
-                return "duplicate"  # a concurrent finalize answered the same text first
-            raise
-        return job.status.value
+        return self._answer(job)
 
-    def _answer_album(self, request: ClassifyPhotoRequest | FinalizeResultRequest, job: Job) -> str:
+    def _answer_album(self, job: Job, delivery: Delivery) -> str:
         """One photo of an album is finished: its explanation picture now; once every photo is, the album's one
         reply edits the album's "analysing..." message (whichever worker finishes last sends it, once)."""
         assert job.album_id is not None
         if job.status == JobStatus.DONE:
             number = replies.album_number(self.jobs.album(job.album_id), job)
-            self._send_explanation(request, job, replies.album_picture_caption(number, job))
+            self._send_explanation(delivery, job, replies.album_picture_caption(number, job))
         members = self.jobs.album(job.album_id)
         if not all(replies.ready_for_album_reply(member) for member in members):
             return ALBUM_WAITING
@@ -161,29 +155,29 @@ class ClassificationFlow:
             return "duplicate"  # another worker finished the album's last photo too, and replies
         try:
             texts = replies.album_texts(members, claimed)
-            self._reply(request, texts[0])
+            with timed("reply"):
+                self._edit_or_send(job.id, delivery, texts[0])
             for text in texts[1:]:
-                self.telegram.send_text(request.chat_id, text)
+                self.telegram.send_text(delivery.chat_id, text)
         except Exception:
             self.jobs.release_album_claim(claimed)  # the task's retry sends it
             raise
+        self.jobs.album_replied(claimed)
         for member in members:
             if member.id in claimed:
                 self._count_replied(member)
         log.info("album of job %s: one reply for %d photo(s)", job.id, len(claimed))
         return ALBUM_ANSWERED
 
-    def _send_explanation(
-        self, request: ClassifyPhotoRequest | FinalizeResultRequest, job: Job, caption: str | None = None
-    ) -> None:
+    def _send_explanation(self, delivery: Delivery, job: Job, caption: str | None = None) -> None:
         """The explanation picture, after the result's text (worker/replies.py). Before the job is marked
         replied, so that Telegram's transient errors retry it with the task (the text edit is then a no-op)."""
-        self.telegram.send_chat_action(request.chat_id, ChatAction.UPLOAD_PHOTO)
+        self.telegram.send_chat_action(delivery.chat_id, ChatAction.UPLOAD_PHOTO)
         photo = self.kept_photos.take(job.id)
         if photo is None:
             try:
                 with timed("download"):
-                    photo = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
+                    photo = self.telegram.download_file(delivery.file_id, MAX_FILE_BYTES)
             except (TelegramError, FileTooLarge) as error:
                 if is_transient(error):
                     raise
@@ -191,13 +185,23 @@ class ClassificationFlow:
                 return
         picture = replies.explanation(self.classifier, photo, job)
         if picture is not None:
-            self.telegram.send_picture(request.chat_id, picture, caption or replies.explanation_caption(job))
+            self.telegram.send_picture(delivery.chat_id, picture, caption or replies.explanation_caption(job))
 
-    def _analyse(self, request: ClassifyPhotoRequest, job: Job) -> Job:
+    def _load(self, request: JobRequest) -> Job | None:
+        """The request's job; a message queued in the old shape lends its delivery data to a row without."""
+        job = self.jobs.load(request.job_id)
+        legacy = request.legacy_delivery()
+        if job is not None and legacy is not None and job.delivery is None and job.replied_at is None:
+            chat_id, file_id, status_message_id = legacy
+            delivery = Delivery(chat_id=chat_id, file_id=file_id, status_message_id=status_message_id)
+            job = self.jobs.adopt_delivery(job.id, delivery)
+        return job
+
+    def _analyse(self, job: Job, delivery: Delivery) -> Job:
         job = self.jobs.mark_running(job.id)
         try:
             with timed("download"):
-                data = self.telegram.download_file(request.file_id, MAX_FILE_BYTES)
+                data = self.telegram.download_file(delivery.file_id, MAX_FILE_BYTES)
         except FileTooLarge:
             return self._reject(job, Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB"), None)
         except TelegramError as error:
@@ -212,41 +216,119 @@ class ClassificationFlow:
         earlier = self.jobs.earlier_result(job, image_sha256)
         if earlier is not None:  # the patient sent this photo before: its result again, said to be the same photo
             log.info("job %s: the same photo as job %s", job.id, earlier.id)
-            return self.jobs.mark_same_photo(job.id, earlier, image_sha256=image_sha256)
+            try:
+                return self.jobs.mark_same_photo(job.id, earlier, image_sha256=image_sha256)
+            except IllegalTransition:
+                return self._finished_elsewhere(job)
         try:
             with timed("screening"):  # decode, gates and model: one call (models/screening.py)
                 prediction = screen_photo(data, self.classifier)
         except UnreadableImage as error:
             # An unknown code is a bug (a gate without its patient text): ValueError, failed as internal_error.
             return self._reject(job, Refusal(RefusalCode(error.code), error.reason), image_sha256)
-        return self.jobs.mark_done(job.id, prediction, image_sha256=image_sha256)
+        try:
+            return self.jobs.mark_done(job.id, prediction, image_sha256=image_sha256)
+        except IllegalTransition:
+            return self._finished_elsewhere(job)
 
     def _reject(self, job: Job, refusal: Refusal, image_sha256: str | None) -> Job:
         log.info("job %s: rejected (%s)", job.id, refusal.code)
-        return self.jobs.mark_rejected(job.id, refusal, image_sha256=image_sha256)
+        try:
+            return self.jobs.mark_rejected(job.id, refusal, image_sha256=image_sha256)
+        except IllegalTransition:
+            return self._finished_elsewhere(job)
 
-    def _reply(self, request: ClassifyPhotoRequest | FinalizeResultRequest, text: str) -> None:
-        """Edit the "analysing..." message into the answer; if it is gone, send a new message."""
+    def _finished_elsewhere(self, job: Job) -> Job:
+        """A second delivery of the same job (the reconciler's, or a redelivery) finished it first: its outcome
+        stands, and this one goes on from it."""
+        current = self.jobs.load(job.id)
+        if current is None or current.status not in (JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED):
+            raise IllegalTransition(job.id, job.status, "finished")
+        log.info("job %s: finished by another delivery (%s)", job.id, current.status.value)
+        return current
+
+    def _answer(self, job: Job) -> str:
+        """Tell the patient the job's final answer (result, refusal or apology) and record it, once."""
+        delivery = self.jobs.delivery_of(job)
+        if delivery is None:
+            log.error("job %s: no delivery data (erased or unreadable); the patient cannot be answered", job.id)
+            return "undeliverable"
+        if job.album_id is not None:
+            return self._answer_album(job, delivery)
         with timed("reply"):
-            self._edit_or_send(request, text)
-
-    def _edit_or_send(self, request: ClassifyPhotoRequest | FinalizeResultRequest, text: str) -> None:
+            self._edit_or_send(job.id, delivery, self._patient_text(job))
+        if job.status == JobStatus.DONE:
+            self._send_explanation(delivery, job)
         try:
-            self.telegram.edit_text(request.chat_id, request.status_message_id, text)
+            self._mark_replied(job.id)
+        except IllegalTransition:
+            current = self.jobs.load(job.id)
+            if current is not None and current.replied_at is not None:
+                return "duplicate"  # a concurrent delivery answered the same text first
+            raise
+        return job.status.value
+
+    def _edit_or_send(self, job_id: uuid.UUID, delivery: Delivery, text: str) -> None:
+        """Edit the "analysing..." message into ``text``; if it is gone (or was never sent), send a new message."""
+        if delivery.status_message_id is not None:
+            try:
+                self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, text)
+                return
+            except BadRequest as error:
+                if "not modified" in error.message:
+                    return  # the text is already there: an earlier attempt succeeded
+                log.info("job %s: edit failed (%s); sending a new message", job_id, error.message)
+        self.telegram.send_text(delivery.chat_id, text)
+
+    def fail(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> None:
+        """A job that cannot be analysed: record the failure and, best effort, turn the patient's "analysing..."
+        message into an apology. A job already analysed or refused keeps its outcome (never turned into
+        "analysis failed"): its answer stays due and the reconciler delivers it."""
+        job = self.jobs.load(job_id)
+        if job is None or job.replied_at is not None:
+            return
+        if job.status in (JobStatus.DONE, JobStatus.REJECTED):
+            log.warning("job %s: %s after its analysis; its outcome is kept, the answer stays due", job_id, code)
+            return
+        if job.status != JobStatus.FAILED:
+            job = self.jobs.mark_failed(job_id, code, reason)
+        try:
+            self._answer(job)
+        except Exception:  # the failure is recorded; telling the patient is best effort (the reconciler retries)
+            log.warning("job %s: could not tell the patient about the failure", job_id)
+
+    def give_up(self, job_id: uuid.UUID) -> str:
+        """The reconciler's tries are spent: a job not analysed yet is failed; the patient gets the apology (or
+        the refusal or failure already recorded). Raises what Telegram raises: the reconciler tries again."""
+        job = self.jobs.load(job_id)
+        if job is None or job.replied_at is not None:
+            return "duplicate"
+        if job.status != JobStatus.FAILED and job.status != JobStatus.REJECTED:
+            # DONE too: a result that could not be finalized and delivered in all those tries.
+            job = self.jobs.mark_failed(job_id, FailureCode.STALLED, "the reconciler's tries ran out")
+        log.error("job %s: given up (%s); the patient is told", job_id, job.error_code)
+        return self._answer(job)
+
+    def tell_taking_longer(self, job_id: uuid.UUID) -> None:
+        """Edit the "analysing..." message to say it takes longer than usual (once: the caller claimed it).
+        If the answer went out meanwhile, it is put back, so the notice never hides it."""
+        job = self.jobs.load(job_id)
+        delivery = None if job is None else self.jobs.delivery_of(job)
+        if job is None or delivery is None or delivery.status_message_id is None:
+            return
+        try:
+            self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, messages.TAKING_LONGER)
         except BadRequest as error:
-            if "not modified" in error.message:
-                return  # the text is already there: an earlier attempt succeeded
-            log.info("job %s: edit failed (%s); sending a new message", request.job_id, error.message)
-            self.telegram.send_text(request.chat_id, text)
+            log.info("job %s: the taking-longer notice was not shown (%s)", job_id, error.message)
+            return
+        after = self.jobs.load(job_id)
+        if after is not None and _answer_written(after):
+            # The worker answered between our claim and our edit: its answer goes back on top.
+            self._edit_or_send(job_id, delivery, self._patient_text(after))
 
-    def fail(self, request: ClassifyPhotoRequest | FinalizeResultRequest, code: FailureCode, reason: str) -> None:
-        """Record the failure and, best effort, turn the patient's "analysing..." message into an apology."""
-        self.jobs.mark_failed(request.job_id, code, reason)
-        try:
-            self._reply(request, messages.failure(code))
-            self._mark_replied(request.job_id)
-        except Exception:  # the failure is recorded; telling the patient is best effort
-            log.warning("job %s: could not tell the patient about the failure", request.job_id)
+    def _patient_text(self, job: Job) -> str:
+        earlier = None if job.same_photo_as is None else self.jobs.load(job.same_photo_as)
+        return patient_text(job, same_photo_sent_at=None if earlier is None else earlier.received_at)
 
     def _mark_replied(self, job_id: uuid.UUID) -> Job:
         """The patient has the answer: record it, count the outcome and the photo-to-reply time."""
@@ -259,3 +341,19 @@ class ClassificationFlow:
         count_job(job.status.value, None if job.error_code is None else job.error_code.value)
         received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
         PHOTO_TO_REPLY.observe(max((utc_now() - received).total_seconds(), 0.0))
+
+
+def _answer_written(job: Job) -> bool:
+    """The job's final answer is decided (and may be on its way to the patient)."""
+    if job.replied_at is not None or job.status in (JobStatus.REJECTED, JobStatus.FAILED):
+        return True
+    return job.status == JobStatus.DONE and job.answers_used is not None  # combined: finalize is replying
+
+
+def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:
+    """The final answer for a finished job: its apology (failed), else its refusal or result (worker/replies.py;
+    ``same_photo_sent_at``: when the patient sent this same photo before)."""
+    if job.status == JobStatus.FAILED:
+        assert isinstance(job.error_code, FailureCode)
+        return messages.failure(job.error_code)
+    return replies.patient_text(job, same_photo_sent_at=same_photo_sent_at)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from telegram.error import RetryAfter, TelegramError
 
 from models.inference import Classifier
@@ -32,9 +35,11 @@ from shared.queue import (
     FINALIZE_TASK,
     NOTIFY_CLINICIANS_TASK,
     PURGE_TASK,
+    RECONCILE_TASK,
     ClassifyPhotoRequest,
     FinalizeResultRequest,
     NotifyCliniciansRequest,
+    enqueue_classification,
     enqueue_clinician_alert,
     enqueue_finalization,
     private_repr,
@@ -42,6 +47,7 @@ from shared.queue import (
 from worker.celery_app import app, task
 from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep, explanation_for_clinicians
 from worker.flow import ClassificationFlow
+from worker.reconciler import Reconciler
 from worker.telegram import TelegramClient, is_transient, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -111,8 +117,21 @@ def retry_delay(retries: int) -> float:
     return float(min(2 ** (retries + 1), 60)) * random.uniform(0.8, 1.2)
 
 
+# A database outage is waited out longer than Telegram trouble: about 2+4+8+16+32+60*4 s, over 5 minutes.
+DATABASE_MAX_RETRIES = 9
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """The audit database did not answer (server down or restarting, connection lost, SQLite locked): worth
+    retrying the same work later. Errors in what we asked (constraints, bad SQL) are not."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hints
-    """Retries on Telegram flood control (waiting what it says) and on network errors (backoff)."""
+    """Retries on Telegram flood control (waiting what it says), on network errors and on database outages
+    (backoff); the job is not overdue for the reconciler before its retry had its chance."""
 
     max_retries = 6
 
@@ -123,12 +142,30 @@ class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hin
             return work(request)
         except RetryAfter as error:  # each 429 is already counted by shared/telegram_calls.py
             RETRIES.labels(cause="flood_control").inc()
-            raise self.retry(exc=error, countdown=retry_after_seconds(error) + random.uniform(0, 1), **shown) from None
+            countdown = retry_after_seconds(error) + random.uniform(0, 1)
+            _postpone(request.job_id, countdown)
+            raise self.retry(exc=error, countdown=countdown, **shown) from None
         except TelegramError as error:
             if not is_transient(error):
                 raise
             RETRIES.labels(cause="network").inc()
-            raise self.retry(exc=error, countdown=retry_delay(self.request.retries), **shown) from None
+            countdown = retry_delay(self.request.retries)
+            _postpone(request.job_id, countdown)
+            raise self.retry(exc=error, countdown=countdown, **shown) from None
+        except DBAPIError as error:
+            if not is_database_outage(error):
+                raise
+            RETRIES.labels(cause="database").inc()
+            log.warning(
+                "job %s: the audit database did not answer (%s); retrying", request.job_id, type(error).__name__
+            )
+            countdown = retry_delay(self.request.retries)
+            raise self.retry(exc=error, countdown=countdown, max_retries=DATABASE_MAX_RETRIES, **shown) from None
+
+
+def _postpone(job_id: uuid.UUID, retry_in_s: float) -> None:
+    with contextlib.suppress(Exception):  # best effort: at worst the reconciler queues a harmless duplicate
+        get_job_store().postpone(job_id, retry_in_s=retry_in_s)
 
 
 @task(name=CLASSIFY_TASK, bind=True, base=TelegramTask, pydantic=True)
@@ -137,13 +174,14 @@ def classify_photo(self: TelegramTask, request: ClassifyPhotoRequest) -> str:
     try:
         return self.run_with_retries(flow.classify_and_reply, request)
     except SoftTimeLimitExceeded:
-        flow.fail(request, FailureCode.TIME_LIMIT, "the analysis took too long")
+        flow.fail(request.job_id, FailureCode.TIME_LIMIT, "the analysis took too long")
         return JobStatus.FAILED.value
     except Retry:
         raise
     except TelegramError as error:
-        if is_transient(error):  # retries exhausted
-            flow.jobs.mark_failed(request.job_id, FailureCode.TELEGRAM_UNAVAILABLE, str(error))
+        if is_transient(error):  # retries exhausted; a finished result is kept (and stays due)
+            with contextlib.suppress(Exception):
+                flow.fail(request.job_id, FailureCode.TELEGRAM_UNAVAILABLE, type(error).__name__)
         else:
             _fail_unexpectedly(flow, request, error)
         raise
@@ -171,9 +209,11 @@ def finalize_result(self: TelegramTask, request: FinalizeResultRequest) -> str:
 def _fail_unexpectedly(
     flow: ClassificationFlow, request: ClassifyPhotoRequest | FinalizeResultRequest, error: Exception
 ) -> None:
+    """A bug, or an outage outlasting the retries: a job not analysed yet is failed with an apology; a finished
+    one keeps its outcome and stays due (the reconciler delivers it)."""
     log.error("job %s: failed with %s", request.job_id, type(error).__name__)
     with contextlib.suppress(Exception):  # the database itself may be what failed
-        flow.fail(request, FailureCode.INTERNAL_ERROR, type(error).__name__)
+        flow.fail(request.job_id, FailureCode.INTERNAL_ERROR, type(error).__name__)
 
 
 @task(name=NOTIFY_CLINICIANS_TASK, bind=True, base=TelegramTask, pydantic=True)
@@ -200,6 +240,33 @@ def sweep_clinician_alerts() -> dict[str, int]:
         queue_alert=lambda job_id: enqueue_clinician_alert(NotifyCliniciansRequest(job_id=job_id), app),
     )
     return asdict(sweep.run())
+
+
+_reconciler: Reconciler | None = None
+
+
+def get_reconciler() -> Reconciler:
+    global _reconciler
+    if _reconciler is None:
+        settings = get_settings()
+        _reconciler = Reconciler(
+            jobs=get_job_store(),
+            flow=get_flow(),
+            requeue_classification=lambda job_id: enqueue_classification(ClassifyPhotoRequest(job_id=job_id), app),
+            requeue_finalization=lambda job_id: enqueue_finalization(FinalizeResultRequest(job_id=job_id), app),
+            max_tries=settings.reconcile_max_tries,
+            slow_notice_after_s=settings.slow_notice_after_s,
+        )
+    return _reconciler
+
+
+@task(name=RECONCILE_TASK)
+def reconcile_jobs() -> dict[str, int]:
+    """Overdue jobs queued again, apologies after the last try, the taking-longer notice (worker/reconciler.py)."""
+    counts = get_reconciler().run()
+    if any(asdict(counts).values()):
+        log.info("reconciler: %s", counts)
+    return asdict(counts)
 
 
 @task(name=PURGE_TASK)

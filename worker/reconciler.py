@@ -1,0 +1,84 @@
+"""The reconciler: no patient is left waiting. Queued by the beat every SKINSENSE_RECONCILE_INTERVAL_S
+(``worker.tasks.reconcile_jobs``), it reads the job rows, the source of truth, and acts on what is overdue:
+
+- a job whose next step is overdue (``due_at``: queued and not started, running past the task's hard limit in
+  a worker that died, analysed but never finalized after the questionnaire's timeout, an answer not
+  delivered) is queued again: ``classify`` (the worker goes on from the job's state) or ``finalize``;
+- after SKINSENSE_RECONCILE_MAX_TRIES such tries, the patient gets a kind apology (``ClassificationFlow.give_up``:
+  the job is failed as ``stalled`` unless it already has a refusal or failure to tell), retried a few times
+  while Telegram does not take it; then the delivery data is erased and the job left as it is (logged);
+- a patient still waiting SKINSENSE_SLOW_NOTICE_AFTER_S after the photo for an analysis not done yet is told,
+  once, that it takes longer than usual (the "Analysing..." message is edited).
+
+Safe to run twice at once (two beats by mistake, or a run still going when the next starts): every action
+follows a conditional UPDATE on the row (shared/job_store.py ``claim_overdue``, ``claim_slow_notice``) that
+only one run can win. A run never raises for one job: each is logged and left for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.audit import JobStatus
+from shared.job_store import JobStore, OverdueJob
+from worker.flow import ClassificationFlow
+
+log = logging.getLogger(__name__)
+APOLOGY_TRIES = 3  # after the last try: attempts at telling the patient, before the delivery data is erased
+
+
+@dataclass
+class ReconcileCounts:
+    requeued: int = 0
+    apologised: int = 0
+    abandoned: int = 0
+    told_slow: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class Reconciler:
+    jobs: JobStore
+    flow: ClassificationFlow
+    requeue_classification: Callable[[uuid.UUID], None]
+    requeue_finalization: Callable[[uuid.UUID], None]
+    max_tries: int
+    slow_notice_after_s: float
+
+    def run(self) -> ReconcileCounts:
+        counts = ReconcileCounts()
+        for job in self.jobs.claim_overdue():
+            try:
+                self._recover(job, counts)
+            except Exception as error:  # left due: the next run tries again (and counts the try)
+                counts.errors += 1
+                log.warning("job %s: reconciling failed (%s)", job.id, type(error).__name__)
+        for job_id in self.jobs.claim_slow_notice(waiting_longer_than_s=self.slow_notice_after_s):
+            try:
+                self.flow.tell_taking_longer(job_id)
+                counts.told_slow += 1
+            except Exception as error:  # claimed once: a notice that did not get through is not sent again
+                counts.errors += 1
+                log.warning("job %s: the taking-longer notice failed (%s)", job_id, type(error).__name__)
+        return counts
+
+    def _recover(self, job: OverdueJob, counts: ReconcileCounts) -> None:
+        if job.tries <= self.max_tries:
+            if job.status == JobStatus.DONE:
+                self.requeue_finalization(job.id)
+            else:
+                self.requeue_classification(job.id)
+            counts.requeued += 1
+            log.warning(
+                "job %s: overdue (%s); queued again, try %d of %d", job.id, job.status.value, job.tries, self.max_tries
+            )
+        elif job.tries <= self.max_tries + APOLOGY_TRIES:
+            self.flow.give_up(job.id)
+            counts.apologised += 1
+        else:
+            self.jobs.abandon(job.id)
+            counts.abandoned += 1
+            log.error("job %s: the patient could not be told anything; delivery data erased", job.id)
