@@ -78,11 +78,6 @@ def test_a_429_and_5xx_storm_on_every_bot_api_method_loses_no_photo(data_dir: Pa
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9, delivery/intake: the bot drops updates and the worker fails tasks while the database is "
-    "away (no retry with backoff yet); remove this mark when it passes",
-)
 def test_the_database_away_for_a_few_seconds_loses_no_photo(data_dir: Path, tmp_path: Path) -> None:
     fault = Fault("postgres_stopped", "PostgreSQL stopped 3 s", postgres_stopped(3), postgres=True)
     run_and_check(fault, data_dir, tmp_path)
