@@ -2,8 +2,9 @@
 
 Prints a table, asserts nothing; never run by CI (tests/test_chaos.py runs a bounded subset with assertions).
 Each fault gets a fresh stack (`benchmarks/pipeline.py`'s start_stack: redis-server with its append-only file,
-the sandbox with its fault controls, a prefork worker, the bot; supervised by skinsense.stack.Stack exactly as
-`skinsense up` does, so a killed process comes back), SQLite unless the fault needs PostgreSQL (or --postgres).
+the sandbox with its fault controls, a prefork worker, beat (the reconciler), the bot; supervised by
+skinsense.stack.Stack exactly as `skinsense up` does, so a killed process comes back), SQLite unless the fault
+needs PostgreSQL (or --postgres).
 Patients have agreed to the privacy text before (their consent rows), and never answer the questionnaire.
 
 Per fault: sent, answered (the patient's "Analysing..." became a final answer: result, refusal or apology),
@@ -225,7 +226,12 @@ class ChaosStack:
     def __enter__(self) -> ChaosStack:
         try:
             self.http = start_stack(
-                self.stack, self.redis_port, self.sandbox_port, self.concurrency, redis_dir=self.workdir / "redis"
+                self.stack,
+                self.redis_port,
+                self.sandbox_port,
+                self.concurrency,
+                redis_dir=self.workdir / "redis",
+                beat_schedule=self.workdir / "celerybeat-schedule",
             )
             health = f"http://127.0.0.1:{self.stack.environment['SKINSENSE_WORKER_METRICS_PORT']}/health/ready"
             deadline = time.monotonic() + 120

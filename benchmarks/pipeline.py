@@ -28,7 +28,7 @@ from shared.db import build_engine
 from shared.patients import PatientStore
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
-from skinsense.stack import Stack, redis_command, wait_for_port, worker_command
+from skinsense.stack import Stack, beat_command, redis_command, wait_for_port, worker_command
 
 
 def free_port() -> int:
@@ -47,11 +47,17 @@ def consent_all(database_url: str, chats: range, chat_hash_key: str | None = Non
 
 
 def start_stack(
-    stack: Stack, redis_port: int, sandbox_port: int, concurrency: int, redis_dir: Path | None = None
+    stack: Stack,
+    redis_port: int,
+    sandbox_port: int,
+    concurrency: int,
+    redis_dir: Path | None = None,
+    beat_schedule: Path | None = None,
 ) -> httpx.Client:
     """Redis, the sandbox, the workers and the bot on ``stack`` (its environment set); returns a client of the
     sandbox once the bot polls it. ``redis_dir``: Redis keeps its append-only file there, as under `skinsense up`
-    (the chaos benchmark restarts it); else it keeps nothing."""
+    (the chaos benchmark restarts it); else it keeps nothing. ``beat_schedule``: beat runs too (the reconciler
+    and the clinician sweep, as under `skinsense up`), remembering its runs in that file."""
     if redis_dir is None:
         redis = ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"]
     else:
@@ -62,6 +68,8 @@ def start_stack(
     wait_for_port(sandbox_port)
     command = worker_command(Settings(), concurrency=concurrency)
     stack.start("worker", [*command[:-2], "--loglevel", "WARNING"])
+    if beat_schedule is not None:
+        stack.start("beat", beat_command(beat_schedule))
     stack.start("bot", [sys.executable, "-m", "skinsense.cli", "bot"])
     http = httpx.Client(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=30)
     while not http.get("/sandbox/calls", params={"method": "getUpdates"}).json():

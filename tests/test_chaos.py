@@ -49,11 +49,6 @@ def run_and_check(fault: Fault, data_dir: Path, tmp_path: Path) -> Outcome:
     return outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9, intake: a photo handled but not yet marked processed is handled again after the restart "
-    "(a second job row and a second reply); remove this mark when it passes",
-)
 def test_bot_killed_mid_burst_loses_no_photo(data_dir: Path, tmp_path: Path) -> None:
     run_and_check(Fault("bot_killed", "bot killed (kill -9) mid-burst", fault_bot_killed), data_dir, tmp_path)
 
