@@ -123,11 +123,23 @@ def page_button(browser: webdriver.Chrome, message_id: int, label: str) -> WebEl
     return None
 
 
+def click(browser: webdriver.Chrome, find: Callable[[], WebElement | None], what: str) -> None:
+    """Click an element once it is there (found again if a live update replaced it meanwhile)."""
+
+    def clicked() -> bool:
+        element = find()
+        if element is None:
+            return False
+        element.click()
+        return True
+
+    wait_for(browser, clicked, what)
+
+
 def press(browser: webdriver.Chrome, message_id: int, label: str) -> None:
     """Click the inline button ``label`` under a message, then wait until the bot has changed that message."""
-    button = wait_for(browser, lambda: page_button(browser, message_id, label), f"button {label!r}")
-    before = bubble(browser, message_id)
-    button.click()
+    before = wait_for(browser, lambda: page_button(browser, message_id, label) and bubble(browser, message_id), label)
+    click(browser, lambda: page_button(browser, message_id, label), f"button {label!r}")
     wait_for(browser, lambda: bubble(browser, message_id) != before or None, f"the bot to answer {label!r}")
 
 
@@ -145,7 +157,8 @@ def type_and_send(browser: webdriver.Chrome, text: str) -> None:
 
 
 def attach_and_send(browser: webdriver.Chrome, *paths: Path, caption: str = "") -> None:
-    browser.find_element(By.ID, "file-input").send_keys("\n".join(str(path) for path in paths))
+    # chromedriver takes canonical paths only (./dev test gives the data as ../shared/...)
+    browser.find_element(By.ID, "file-input").send_keys("\n".join(str(path.resolve()) for path in paths))
     if caption:
         browser.find_element(By.ID, "text").send_keys(caption)
     browser.find_element(By.ID, "send").click()
@@ -306,15 +319,16 @@ def test_the_page_sends_text_albums_and_files_presses_buttons_and_shows_edits_li
     assert shown_picture(browser, album[0]["photo"][-1]["file_id"]) == (80, 60)
     assert shown_picture(browser, album[1]["photo"][-1]["file_id"]) == (60, 80)
 
-    # A file that is not a photo goes as a document, with its name and type.
+    # A file that is not a photo goes as a document, with its name, type and caption.
     report = tmp_path / "report.pdf"
     report.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    attach_and_send(browser, report)
+    attach_and_send(browser, report, caption="my scan")
     document = sent_by_patient(user, chat, "document")
     assert {k: document[0]["document"][k] for k in ("file_name", "mime_type")} == {
         "file_name": "report.pdf",
         "mime_type": "application/pdf",
     }
+    assert document[0]["caption"] == "my scan"
 
     # Dropped files are attached like picked ones.
     browser.execute_script(
@@ -343,7 +357,7 @@ def test_the_page_sends_text_albums_and_files_presses_buttons_and_shows_edits_li
     shown = wait_for(browser, lambda: bubble(browser, question["message_id"]), "the bot's question")
     assert bubble_text(shown) == normalised(hostile), "shown as text"
     assert shown.find_elements(By.TAG_NAME, "img") == [] and shown.find_elements(By.TAG_NAME, "b") == []
-    wait_for(browser, lambda: page_button(browser, question["message_id"], "Yes"), "the button").click()
+    click(browser, lambda: page_button(browser, question["message_id"], "Yes"), "the button")
 
     def taps() -> list[dict[str, Any]]:
         updates = httpx.get(f"{sandbox}/bot{TOKEN}/getUpdates", timeout=10).json()["result"]
@@ -379,7 +393,7 @@ def test_in_a_group_chat_the_page_speaks_and_presses_as_a_listed_clinician(
         text="Claim?",
         reply_markup={"inline_keyboard": [[{"text": "Claim", "callback_data": "claim"}]]},
     )
-    wait_for(browser, lambda: page_button(browser, question["message_id"], "Claim"), "the button").click()
+    click(browser, lambda: page_button(browser, question["message_id"], "Claim"), "the button")
 
     def taps() -> list[dict[str, Any]]:
         updates = httpx.get(f"{sandbox}/bot{TOKEN}/getUpdates", timeout=10).json()["result"]
@@ -498,7 +512,9 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
         clinician, claim = CLINICIANS[0], messages.CLINICIAN_BUTTONS["claim"]
         alert = user.wait_for_button(clinician, claim, timeout_s=PAGE_WAIT_S)
         chat_link = f"button[data-chat-id='{clinician}']"
-        wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, chat_link), "the clinician chat")[0].click()
+        click(
+            browser, lambda: next(iter(browser.find_elements(By.CSS_SELECTOR, chat_link)), None), "the clinician chat"
+        )
         wait_for(browser, lambda: bubble_reading(browser, alert["message_id"], alert["text"]), "the alert in the page")
         alert_photo = next(m for m in user.bot_messages(clinician) if "photo" in m)
         assert shown_picture(browser, alert_photo["photo"][-1]["file_id"]) == Image.open(photos_by_risk["alert"]).size

@@ -48,7 +48,11 @@ class Control:
             "mime_type": request.query.get("mime_type", "application/octet-stream"),
             "file_size": int(request.query.get("file_size", len(data))),
         }
-        return web.json_response(await self.state.user_message(chat_id, {"document": document}))
+        content: dict[str, Any] = {"document": document}
+        for key in ("caption", "media_group_id"):  # as for photos: a file sent with words, or in an album
+            if key in request.query:
+                content[key] = request.query[key]
+        return web.json_response(await self.state.user_message(chat_id, content))
 
     async def text(self, request: web.Request) -> web.Response:
         chat_id = int(request.match_info["chat_id"])

@@ -19,6 +19,7 @@ const page = {
   pending: [], // files attached, not yet sent
   poll: null, // AbortController of the running long poll
   sending: Promise.resolve(), // the sends in progress, in order
+  chatListSignature: "",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -68,43 +69,45 @@ async function control(path, options) {
   return body;
 }
 
-function chatPath(what, query) {
+// Who sends, fixed when the patient presses Send or a button: the chat, and in a group chat (negative id, as in
+// Telegram) the member the page speaks as (the "member id" field).
+function sender() {
+  const from = page.chatId < 0 ? {from_id: Number($("member-id").value) || 1} : {};
+  return {chatId: page.chatId, from};
+}
+
+function chatPath(who, what, query) {
   const params = query ? "?" + new URLSearchParams(query).toString() : "";
-  return "/sandbox/chats/" + page.chatId + "/" + what + params;
+  return "/sandbox/chats/" + who.chatId + "/" + what + params;
 }
 
-// In a group chat (negative id, like Telegram's) the page speaks as one member: the "member id" field.
-function member() {
-  return page.chatId < 0 ? {from_id: Number($("member-id").value) || 1} : {};
-}
-
-function sendText(text) {
-  return control(chatPath("text"), {
+function sendText(who, text) {
+  return control(chatPath(who, "text"), {
     method: "POST",
     headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({text, ...member()}),
+    body: JSON.stringify({text, ...who.from}),
   });
 }
 
-function sendPhoto(file, caption, mediaGroupId) {
+function sendPhoto(who, file, caption, mediaGroupId) {
   const query = {};
   if (caption) query.caption = caption;
   if (mediaGroupId) query.media_group_id = mediaGroupId;
-  return control(chatPath("photo", query), {method: "POST", body: file});
+  return control(chatPath(who, "photo", query), {method: "POST", body: file});
 }
 
-function sendDocument(file, caption, mediaGroupId) {
+function sendDocument(who, file, caption, mediaGroupId) {
   const query = {file_name: file.name || "file", mime_type: file.type || "application/octet-stream"};
   if (caption) query.caption = caption;
   if (mediaGroupId) query.media_group_id = mediaGroupId;
-  return control(chatPath("document", query), {method: "POST", body: file});
+  return control(chatPath(who, "document", query), {method: "POST", body: file});
 }
 
-function pressButton(messageId, data) {
-  return control(chatPath("callback"), {
+function pressButton(who, messageId, data) {
+  return control(chatPath(who, "callback"), {
     method: "POST",
     headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({message_id: messageId, data, ...member()}),
+    body: JSON.stringify({message_id: messageId, data, ...who.from}),
   });
 }
 
@@ -120,27 +123,28 @@ function sendComposer() {
   const files = page.pending.slice();
   if (!files.length && !text) return;
   const asFiles = $("as-files").checked;
+  const who = sender();
   $("text").value = "";
   clearTray();
   $("text").focus();
   page.sending = page.sending
-    .then(() => sendMessages(text, files, asFiles))
+    .then(() => sendMessages(who, text, files, asFiles))
     .then(() => scrollToBottom(true))
     .catch((error) => showToast("Not sent: " + error.message));
 }
 
-async function sendMessages(text, files, asFiles) {
+async function sendMessages(who, text, files, asFiles) {
   const photos = files.filter((file) => !asFiles && PHOTO_TYPES.has(file.type));
   const documents = files.filter((file) => !photos.includes(file));
   let caption = text;
   for (const [batch, send] of [[photos, sendPhoto], [documents, sendDocument]]) {
     const group = batch.length > 1 ? newMediaGroupId() : null;
     for (const file of batch) {
-      await send(file, caption, group);
+      await send(who, file, caption, group);
       caption = "";
     }
   }
-  if (!files.length) await sendText(text);
+  if (!files.length) await sendText(who, text);
 }
 
 // ---- attachments -------------------------------------------------------------------------------------------
@@ -270,7 +274,7 @@ function entityElement(entity, content) {
   if (entity.type === "bot_command") {
     const command = element("span", "command");
     command.title = "send " + content;
-    command.addEventListener("click", () => sendText(content).catch((error) => showToast(error.message)));
+    command.addEventListener("click", () => sendText(sender(), content).catch((error) => showToast(error.message)));
     return command;
   }
   return element("span");
@@ -334,7 +338,7 @@ function keyboardElement(message) {
         press.addEventListener("click", async () => {
           press.disabled = true;
           try {
-            await pressButton(message.message_id, button.callback_data);
+            await pressButton(sender(), message.message_id, button.callback_data);
           } catch (error) {
             showToast("Button not pressed: " + error.message);
           } finally {
@@ -492,10 +496,14 @@ function chatName(chatId) {
   return (page.clinicianChatIds.includes(chatId) ? "Clinician " : "Patient ") + chatId;
 }
 
+// Rebuilt only when what it shows changed, so a click on it is never lost to a rebuild.
 function renderChatList() {
   const byId = new Map(page.chats.map((chat) => [chat.chat_id, chat]));
   const patients = new Set(page.chats.filter((chat) => chat.role === "patient").map((chat) => chat.chat_id));
   for (const chatId of page.openedChats) if (!page.clinicianChatIds.includes(chatId)) patients.add(chatId);
+  const signature = JSON.stringify([page.chatId, page.chats, [...patients], [...page.seenCounts]]);
+  if (signature === page.chatListSignature) return;
+  page.chatListSignature = signature;
   fillChatList($("patient-chats"), Array.from(patients).sort((a, b) => a - b), byId);
   fillChatList($("clinician-chats"), page.clinicianChatIds, byId);
   $("no-clinicians").hidden = page.clinicianChatIds.length > 0;
