@@ -17,6 +17,8 @@ layer under it, telling apart a request that never reached Telegram from one who
   sends included, when the request never reached Telegram (connection refused, a 502/503 from its front end).
   A send whose answer was lost (``OutcomeUnknown``) is not repeated here: it may have been delivered.
 - **4xx that cannot succeed** (BadRequest, Forbidden, ...) are raised at once.
+- **Waits a process must not block for**: a worker child waits at most ``max_wait_s`` (a longer pause or budget
+  wait raises ``WaitTooLong``, a ``RetryAfter``, and the Celery task retries after it, freeing the child).
 
 With Redis unreachable the calls still go out: the pause is then kept in this process only and the shared
 budget is skipped (logged once), because refusing to answer patients would be worse than a 429.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Coroutine
@@ -84,6 +87,11 @@ class NotDelivered(NetworkError):
 
 class OutcomeUnknown(NetworkError):
     """The request was sent but its answer was lost (connection dropped, read timeout): it may have taken effect."""
+
+
+class WaitTooLong(RetryAfter):
+    """The shared pause or budget asks for a longer wait than this process may block for (a worker's child, which
+    can analyse other photos meanwhile): handled like Telegram's own 429, the Celery task retries later."""
 
 
 class TelegramRequest(HTTPXRequest):
@@ -199,6 +207,7 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         max_network_attempts: int = 6,
         first_backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        max_wait_s: float | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.pause_key = f"{key_prefix}skinsense:telegram:paused-until"
@@ -209,17 +218,19 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         self.max_network_attempts = max_network_attempts
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.max_wait_s = max_wait_s
         self._redis: redis.asyncio.Redis | None = None
         self._local_pause_until = 0.0  # monotonic; used when Redis cannot be reached
         self._redis_trouble_logged = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, process: str) -> TelegramCallLimiter:
+    def from_settings(cls, settings: Settings, *, process: str, max_wait_s: float | None = None) -> TelegramCallLimiter:
         return cls(
             redis_url=settings.redis_url,
             key_prefix=settings.redis_key_prefix,
             chat_hash_key=settings.chat_hash_key.get_secret_value(),
             process=process,
+            max_wait_s=max_wait_s,
         )
 
     async def initialize(self) -> None:
@@ -248,12 +259,12 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
                 return await callback(*args, **kwargs)
             except RetryAfter as error:
                 TELEGRAM_FLOOD_CONTROL.labels(process=self.process).inc()
-                flood_waits += 1
-                if flood_waits > self.max_flood_waits:
-                    raise
                 pause_s = retry_after_seconds(error)
                 log.warning("Telegram flood control on %s: every call waits %.1f s", endpoint, pause_s)
                 await self.pause_everyone(pause_s)
+                flood_waits += 1
+                if flood_waits > self.max_flood_waits or self._too_long(pause_s):
+                    raise
                 RETRIES.labels(cause="flood_control").inc()
             except TelegramError as error:
                 network_attempts += 1
@@ -302,11 +313,20 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         while True:
             local_wait = self._local_pause_until - time.monotonic()
             if local_wait > 0:
-                await asyncio.sleep(local_wait)
+                await self._wait(local_wait)
             wait_ms = await self._take_slot(buckets)
             if wait_ms <= 0:
                 return
-            await asyncio.sleep(wait_ms / 1000)
+            await self._wait(wait_ms / 1000)
+
+    def _too_long(self, wait_s: float) -> bool:
+        return self.max_wait_s is not None and wait_s > self.max_wait_s
+
+    async def _wait(self, wait_s: float) -> None:
+        """Wait for the pause or the budget; a wait longer than ``max_wait_s`` is handed to the caller instead."""
+        if self._too_long(wait_s):
+            raise WaitTooLong(max(1, math.ceil(wait_s)))
+        await asyncio.sleep(wait_s)
 
     async def _take_slot(self, buckets: list[tuple[str, Budget]]) -> int:
         client = self._redis

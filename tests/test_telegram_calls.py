@@ -15,7 +15,13 @@ from prometheus_client import REGISTRY
 from telegram.error import BadRequest
 from telegram.ext import ExtBot
 
-from shared.telegram_calls import OutcomeUnknown, TelegramCallLimiter, telegram_request
+from shared.telegram_calls import (
+    OutcomeUnknown,
+    TelegramCallLimiter,
+    WaitTooLong,
+    retry_after_seconds,
+    telegram_request,
+)
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
@@ -163,6 +169,30 @@ def test_messages_to_one_chat_are_spaced_by_the_shared_budget(
     assert len(times) == 6
     # A burst of three, then one a second, whichever process sends: the sixth leaves 3 s after the first.
     assert times[5] - times[0] >= 3.0 - 0.05
+
+
+def test_a_worker_never_blocks_longer_than_its_limit_and_is_told_how_long_to_wait(
+    sandbox: SandboxUser, redis_url: str, key_prefix: str
+) -> None:
+    bot, worker = (a_process(sandbox, redis_url, key_prefix, name) for name in ("bot", "worker"))
+    assert isinstance(worker.rate_limiter, TelegramCallLimiter)
+    worker.rate_limiter.max_wait_s = 1.0
+    sandbox.inject_fault("sendMessage", count=1, retry_after=4)
+    before = len(sandbox.calls("sendChatAction"))
+
+    async def work() -> None:
+        told = asyncio.create_task(bot.send_message(4009, "told to wait 4 s"))
+        await asyncio.to_thread(
+            wait_until, lambda: [c for c in sandbox.calls("sendMessage") if c.get("fault") == "429"], 20, what="429"
+        )
+        await asyncio.sleep(0.5)
+        with pytest.raises(WaitTooLong) as waited:
+            await worker.send_chat_action(4010, "typing")
+        assert 2 <= retry_after_seconds(waited.value) <= 4
+        await told
+
+    run(bot, worker, work=work)
+    assert len(sandbox.calls("sendChatAction")) == before, "the worker's call waits for its retry, not in the queue"
 
 
 def test_without_redis_the_calls_still_go_out(sandbox: SandboxUser) -> None:

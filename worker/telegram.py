@@ -25,6 +25,7 @@ from shared.telegram_calls import FILE_DOWNLOAD, TelegramCallLimiter, telegram_r
 from shared.telegram_calls import retry_after_seconds as retry_after_seconds
 
 T = TypeVar("T")
+WORKER_MAX_WAIT_S = 10.0
 
 
 class FileTooLarge(Exception):
@@ -49,7 +50,8 @@ class TelegramClient:
         if settings.telegram_token is None:
             raise RuntimeError("SKINSENSE_TELEGRAM_TOKEN is not set")
         loop = asyncio.new_event_loop()
-        limiter = TelegramCallLimiter.from_settings(settings, process="worker")
+        # A child blocks at most WORKER_MAX_WAIT_S for Telegram; a longer pause becomes a task retry (countdown).
+        limiter = TelegramCallLimiter.from_settings(settings, process="worker", max_wait_s=WORKER_MAX_WAIT_S)
         bot: ExtBot[None] = ExtBot(
             settings.telegram_token.get_secret_value(),
             base_url=settings.bot_api_base,
