@@ -5,7 +5,7 @@ whole deployment through Redis.
 the bot's ``ApplicationBuilder.rate_limiter`` and to the workers' ``ExtBot``); ``TelegramRequest`` is the HTTP
 layer under it, telling apart a request that never reached Telegram from one whose answer was lost.
 
-- **Staying under Telegram's limits** instead of provoking 429s: before each message sent or edited, one
+- **Staying under Telegram's limits** instead of provoking 429s: before each message sent, one
   Redis script takes a slot from three GCRA buckets kept in Redis (about 30 messages a second overall, one a
   second per private chat with a small burst, 20 a minute per group), so every bot and worker process counts
   against the same budget. Chats appear in the keys only as keyed hashes.
@@ -133,7 +133,7 @@ class Budget:
 
 OVERALL = Budget(1 / 30, 30)  # Telegram: about 30 messages a second to different chats
 PRIVATE_CHAT = Budget(1.0, 3)  # one a second per chat, short bursts tolerated
-GROUP_CHAT = Budget(3.0, 5)  # 20 a minute per group
+GROUP_CHAT = Budget(3.0, 10)  # 20 a minute per group, a burst of 10
 
 # KEYS[1]: the pause key; KEYS[2..]: bucket keys. ARGV: interval (ms) and burst per bucket.
 # Returns 0 when the request may go now (its slots taken), else the milliseconds to wait before asking again.
@@ -177,11 +177,10 @@ def retry_after_seconds(error: RetryAfter) -> float:
 
 
 def counts_as_message(endpoint: str) -> bool:
-    """Telegram's limits are on messages a bot sends or edits; chat actions, button answers and reads are not."""
+    """Telegram's published limits are on messages a bot sends; edits, chat actions, button answers and reads
+    only honour the shared pause."""
     name = endpoint.lower()
-    if name == "sendchataction":
-        return False
-    return name.startswith(("send", "edit", "copymessage", "forwardmessage"))
+    return name != "sendchataction" and name.startswith(("send", "copymessage", "forwardmessage"))
 
 
 def may_repeat(endpoint: str, error: TelegramError) -> bool:
