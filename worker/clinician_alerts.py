@@ -28,7 +28,7 @@ from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind
 from shared.metrics import timed
 from shared.telegram_calls import NotDelivered
-from worker.telegram import TelegramClient
+from worker.telegram import TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
 # A delivery Telegram keeps refusing (the bot was removed from the chat, a chat id that does not exist) is
@@ -63,8 +63,9 @@ class ClinicianAlertSender:
     _pictures: dict[uuid.UUID, str | bytes] = field(default_factory=dict, repr=False)
 
     def notify_clinicians(self, job_id: uuid.UUID) -> int:
-        """Make this job's alert's missing deliveries; returns how many were made now. Raises Telegram's error
-        of a failed one (the task retries; what was sent stays sent)."""
+        """Make this job's alert's missing deliveries; returns how many were made now. A transient failure in
+        one chat is raised once the other chats are served (the task retries; what was sent stays sent); one
+        Telegram refused (a chat the bot left) is logged and tried again by the sweep, up to a bound."""
         alert = self.alerts.for_job(job_id)
         if alert is None or alert.sent_at is not None:
             return 0
@@ -73,21 +74,40 @@ class ClinicianAlertSender:
             return 0  # the job was erased in between
         root = alert if view.is_root else self.alerts.load(alert.thread_id)
         wanted = self._wanted(alert, root or alert, view)
-        done = {
-            (d.chat_id, d.kind)
-            for d in self.alerts.deliveries([alert.id])
-            if d.message_id is not None or d.attempts >= MAX_DELIVERY_ATTEMPTS
+        deliveries = self.alerts.deliveries([alert.id])
+        done = {(d.chat_id, d.kind) for d in deliveries if d.message_id is not None}
+        given_up = {
+            (d.chat_id, d.kind) for d in deliveries if d.message_id is None and d.attempts >= MAX_DELIVERY_ATTEMPTS
         }
         made = 0
+        retry: TelegramError | None = None
         for chat_id, kind in wanted:
             if (chat_id, kind) in done:
+                continue
+            if (chat_id, kind) in given_up:
+                log.error(
+                    "alert %s: %s to a clinician chat given up after %d attempts",
+                    alert.id,
+                    kind.value,
+                    MAX_DELIVERY_ATTEMPTS,
+                )
                 continue
             attempt = self.alerts.begin_attempt(alert.id, chat_id, kind)
             if attempt is None:
                 continue  # sent meanwhile, or another process is sending it right now
-            self._deliver(attempt, alert, view)
-            made += 1
-        finished = {(d.chat_id, d.kind) for d in self.alerts.deliveries([alert.id]) if d.message_id is not None}
+            try:
+                self._deliver(attempt, alert, view)
+                made += 1
+            except TelegramError as error:  # one chat's trouble never holds back the others
+                if is_transient(error):
+                    retry = retry or error
+        if retry is not None:
+            raise retry  # the task retries the rest; a chat Telegram refused waits for the sweep
+        finished = {  # sent, or given up (logged): either way nothing more to do for it
+            (d.chat_id, d.kind)
+            for d in self.alerts.deliveries([alert.id])
+            if d.message_id is not None or d.attempts >= MAX_DELIVERY_ATTEMPTS
+        }
         if all(key in finished for key in wanted):
             self.alerts.mark_sent(alert.id)
             self._pictures.pop(alert.id, None)
