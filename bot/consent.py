@@ -9,11 +9,13 @@ Callback data: ``consent|agree|<text version>`` and ``consent|decline|<text vers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from enum import StrEnum
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.intake import chat_ref_of, incoming_image, take_image
@@ -162,5 +164,16 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     for job_id, questionnaire in list(open_questionnaires.items()):
         if questionnaire.chat_id == chat.id:
             del open_questionnaires[job_id]
+            # Its photo will get no result (the job is closed as erased): say so where "analysing..." stood.
+            finalization = questionnaire.finalization
+            with contextlib.suppress(TelegramError):
+                await context.bot.edit_message_text(
+                    messages.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=finalization.status_message_id
+                )
+            if questionnaire.message_id is not None:
+                with contextlib.suppress(TelegramError):
+                    await context.bot.edit_message_text(
+                        messages.QUESTIONNAIRE_CLOSED, chat_id=chat.id, message_id=questionnaire.message_id
+                    )
     await query.edit_message_text(messages.DELETED.format(jobs=erased))
     log.info("patient erased: %d job(s) tombstoned", erased)

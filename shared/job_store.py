@@ -287,8 +287,12 @@ class JobStore:
     # The worker
 
     def mark_running(self, job_id: uuid.UUID) -> Job:
-        """A worker starts the analysis; each start counts as one delivery attempt."""
+        """A worker starts the analysis; each start counts as one delivery attempt. Never for a job the patient
+        was answered about (a FAILED job may run again only while its patient has not been told: /delete's
+        tombstones are FAILED and answered, and must stay empty)."""
         with self._changing(job_id, JobStatus.RUNNING) as job:
+            if job.replied_at is not None:
+                raise IllegalTransition(job_id, JobStatus.FAILED, "running after its patient was answered")
             job.started_at = utc_now()
             job.delivery_attempts += 1
             job.due_at = self._due(self.deadlines.running_s)

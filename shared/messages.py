@@ -93,7 +93,7 @@ ANALYSIS_FAILED = (
     "If a spot worries you, do not wait for us: see a doctor."
 )
 
-ERASED_IN_PROGRESS = "This photo was not analysed: you erased your data with /delete."
+ERASED_IN_PROGRESS = "No result for this photo: you erased your data with /delete."
 
 # Delivery (worker/reconciler.py): a patient kept waiting is told so once; a job we could not recover, why.
 TAKING_LONGER = (

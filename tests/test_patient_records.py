@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from bot.questionnaire import Questionnaire
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Consent, Job, JobStatus, MediaKind, PatientProfile
-from shared.job_store import JobStore
+from shared.job_store import IllegalTransition, JobStore
 from shared.outcomes import FailureCode
 from shared.patients import PatientStore
 from shared.questionnaire import DONT_KNOW, SPOT_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
@@ -69,6 +69,8 @@ def test_delete_erases_jobs_answers_profile_and_consent_of_that_patient_only(
         assert [profile.chat_ref for profile in session.exec(select(PatientProfile)).all()] == [other]
     late = jobs.record_answers(tombstone.id, PatientAnswers(age=45), close=True)
     assert late.answers is None, "a questionnaire still open cannot write answers back into a tombstone"
+    with pytest.raises(IllegalTransition):
+        jobs.mark_running(tombstone.id)  # a task still on the broker cannot analyse it into the tombstone
 
 
 def test_answers_after_the_questionnaire_closed_change_nothing(stores: tuple[PatientStore, JobStore]) -> None:

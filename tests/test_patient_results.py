@@ -4,6 +4,7 @@ Celery worker, SQLite): the result's wording, /about, /history and /delete."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ from shared.labels import MELANOMA, MelanomaFinding
 from shared.results import patient_result
 from shared.retention import PURGED_CHAT_REF
 from skinsense.sandbox import plain_text
-from tests.auxil.patient import answer_questionnaire, consent, send_photo_skipping_questions, skip_questionnaire
+from tests.auxil.patient import (
+    answer_questionnaire,
+    consent,
+    questionnaire_for,
+    send_photo_skipping_questions,
+    skip_questionnaire,
+)
 from tests.auxil.services import wait_until
 from tests.auxil.stack import BOT_TOKEN, CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 
@@ -293,3 +300,23 @@ def test_an_album_gets_one_combined_reply_and_a_picture_per_analysed_photo(
     assert len(jobs) == 3 and len({job.album_id for job in jobs}) == 1 and jobs[0].album_id
     assert all(job.replied_at is not None for job in jobs)
     assert sorted(job.status for job in jobs) == sorted([JobStatus.DONE, JobStatus.DONE, JobStatus.REJECTED])
+
+
+def test_delete_during_an_analysis_closes_it_and_no_result_follows(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 3110
+    consent(stack.user, chat)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    questions = questionnaire_for(stack.user, chat, sent["message_id"])  # open: the result waits for it
+    status = stack.user.wait_for_reply(chat, sent["message_id"], final=False)
+    command = stack.user.send_text(chat, "/delete")
+    question = stack.user.wait_for_button(chat, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    stack.user.tap(chat, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
+    stack.user.wait_for_text(chat, question["message_id"], messages.DELETED.format(jobs=1))
+    stack.user.wait_for_text(chat, status["message_id"], messages.ERASED_IN_PROGRESS)
+    stack.user.wait_for_text(chat, questions["message_id"], messages.QUESTIONNAIRE_CLOSED)
+    assert rows_about(stack, chat) == []
+    time.sleep(2.0)  # a worker that wrongly went on would have answered by now (the questionnaire's timeout aside)
+    texts = [m.get("text", "") for m in stack.user.bot_messages(chat)]
+    assert not [t for t in texts if messages.RANKING_HEADING in t], "no result after the erasure"
