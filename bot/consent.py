@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from enum import StrEnum
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -22,6 +23,7 @@ from bot.intake import chat_ref_of, incoming_image, take_image
 from bot.questionnaire import answer_tap, edit_unless_unchanged
 from bot.state import MAX_PENDING_PHOTOS, pending_photos, questionnaires
 from shared import messages
+from shared.job_store import get_job_store
 from shared.patients import get_patient_store
 
 log = logging.getLogger(__name__)
@@ -158,22 +160,34 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if query.data.split("|", 1)[1] != DeleteChoice.CONFIRM:
         await query.edit_message_text(messages.DELETE_CANCELLED)
         return
+    open_questionnaires = questionnaires(context.bot_data)
+    mine = [q for q in list(open_questionnaires.values()) if q.chat_id == chat.id]
+    # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so.
+    # Read before the erasure, which erases the sealed delivery data too.
+    in_progress = await asyncio.to_thread(_status_messages, [q.job_id for q in mine])
     erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(chat.id))
     pending_photos(context.bot_data).pop(chat.id, None)
-    open_questionnaires = questionnaires(context.bot_data)
-    for job_id, questionnaire in list(open_questionnaires.items()):
-        if questionnaire.chat_id == chat.id:
-            del open_questionnaires[job_id]
-            # Its photo will get no result (the job is closed as erased): say so where "analysing..." stood.
-            finalization = questionnaire.finalization
+    for questionnaire in mine:
+        open_questionnaires.pop(questionnaire.job_id, None)
+        if questionnaire.message_id is not None:
             with contextlib.suppress(TelegramError):
                 await context.bot.edit_message_text(
-                    messages.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=finalization.status_message_id
+                    messages.QUESTIONNAIRE_CLOSED, chat_id=chat.id, message_id=questionnaire.message_id
                 )
-            if questionnaire.message_id is not None:
-                with contextlib.suppress(TelegramError):
-                    await context.bot.edit_message_text(
-                        messages.QUESTIONNAIRE_CLOSED, chat_id=chat.id, message_id=questionnaire.message_id
-                    )
+    for message_id in in_progress:
+        with contextlib.suppress(TelegramError):
+            await context.bot.edit_message_text(messages.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=message_id)
     await query.edit_message_text(messages.DELETED.format(jobs=erased))
     log.info("patient erased: %d job(s) tombstoned", erased)
+
+
+def _status_messages(job_ids: list[uuid.UUID]) -> list[int]:
+    """The "analysing..." messages of these jobs, from their sealed delivery data."""
+    store = get_job_store()
+    found = []
+    for job_id in job_ids:
+        job = store.load(job_id)
+        delivery = None if job is None else store.delivery_of(job)
+        if delivery is not None and delivery.status_message_id is not None:
+            found.append(delivery.status_message_id)
+    return found
