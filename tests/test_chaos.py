@@ -2,8 +2,8 @@
 fault injected mid-burst, then every photo must be answered exactly once and its audit row be in its final state.
 
 The stack is supervised as under `skinsense up` (a killed process comes back), on a redis-server with its
-append-only file, the sandbox with its fault controls, a prefork worker and the bot. A failing test prints what
-went wrong (the first wrong rows) and the processes' logs."""
+append-only file, the sandbox with its fault controls, a prefork worker, the beat (reconciler) and the bot. A
+failing test prints what went wrong (the first wrong rows) and the processes' logs."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ FIRST_CHAT = 810_000
 
 def run_and_check(fault: Fault, data_dir: Path, tmp_path: Path) -> Outcome:
     photos = lesion_photos(data_dir, PHOTOS)
-    outcome, logs = run_fault(fault, photos, first_chat=FIRST_CHAT, drain_timeout_s=60, workdir=tmp_path)
+    # The issue's target: every job answered within 2 minutes of the fault ending (a job lost with a killed
+    # worker comes back through the reconciler once its deadline passed: up to a minute with the defaults).
+    outcome, logs = run_fault(fault, photos, first_chat=FIRST_CHAT, drain_timeout_s=120, workdir=tmp_path)
     report = (
         f"{fault.description}: sent {outcome.sent}, answered {outcome.answered}, "
         f"duplicate replies {outcome.duplicate_replies}, wrong rows {outcome.wrong_rows}\n"
