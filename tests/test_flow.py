@@ -528,3 +528,28 @@ def test_a_task_queued_in_the_old_shape_is_still_answered(
     answered = flow.jobs.load(job.id)
     assert answered is not None and answered.replied_at is not None and answered.delivery is None
     assert answer(sandbox, 2206) != messages.ANALYSING
+
+
+def test_a_job_stuck_running_in_a_dead_worker_is_queued_again_and_answered_once(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    request = patient_sends(sandbox, flow, 2207, photos_by_risk["low"].read_bytes())
+    flow.jobs.mark_running(request.job_id)  # its worker died here, its message with it
+    assert reconciler_for(flow, requeued).run().requeued == 0, "running, not overdue yet"
+    make_overdue(flow, request.job_id)  # past the task's hard time limit
+    assert reconciler_for(flow, requeued).run().requeued == 1
+    assert requeued == [("classify", request.job_id)]
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    assert flow.classify_and_reply(request) == "duplicate"
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.delivery_attempts == 2 and job.requeues == 1 and job.replied_at is not None
+    status_id = status_message_id(sandbox, 2207)
+    edits = [
+        c
+        for c in sandbox.calls("editMessageText")
+        if int(c["parameters"]["chat_id"]) == 2207 and int(c["parameters"]["message_id"]) == status_id
+    ]
+    assert len(edits) == 1, "answered once"
