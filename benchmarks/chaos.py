@@ -48,7 +48,7 @@ from shared.outcomes import RefusalCode
 from skinsense.migrate import upgrade_database
 from skinsense.processes import stop_process_group
 from skinsense.sandbox import SANDBOX_TOKEN, plain_text
-from skinsense.stack import RestartPolicy, Stack, beat_command
+from skinsense.stack import RestartPolicy, Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.auxil, for PostgreSQL clusters
@@ -231,11 +231,10 @@ class ChaosStack:
                 self.sandbox_port,
                 self.concurrency,
                 redis_dir=self.workdir / "redis",
+                # As under `skinsense up`: the beat queues the reconciler, which recovers a job whose message was
+                # lost with a killed worker (worker/reconciler.py). One beat only: start_stack starts it.
                 beat_schedule=self.workdir / "celerybeat-schedule",
             )
-            # As under `skinsense up`: the beat queues the reconciler, which recovers a job whose message was lost
-            # with a killed worker (worker/reconciler.py).
-            self.stack.start("beat", beat_command(self.workdir / "celerybeat-schedule"))
             health = f"http://127.0.0.1:{self.stack.environment['SKINSENSE_WORKER_METRICS_PORT']}/health/ready"
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # models loaded, broker and database answer
