@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -59,10 +60,19 @@ class Recorded(enum.Enum):
 
 
 def may_pass(error: BaseException) -> bool:
-    """A failure worth handling the update again later: the database or Telegram was unreachable, or a call's
-    answer was lost (the handlers go on from where they stopped; a send whose answer was lost may show twice,
-    which beats a patient left without an answer)."""
-    if isinstance(error, (OperationalError, InterfaceError, PoolTimeout, RetryAfter, NotDelivered, OutcomeUnknown)):
+    """A failure worth handling the update again later: the database, the broker or Telegram was unreachable, or
+    a call's answer was lost (the handlers go on from where they stopped; a send whose answer was lost may show
+    twice, which beats a patient left without an answer)."""
+    transient = (
+        OperationalError,
+        InterfaceError,
+        PoolTimeout,
+        BrokerUnavailable,
+        RetryAfter,
+        NotDelivered,
+        OutcomeUnknown,
+    )
+    if isinstance(error, transient):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
 

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from kombu.exceptions import OperationalError as KombuOperationalError
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
@@ -21,7 +22,7 @@ from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.job_store import Delivery, get_job_store
 from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTOS_RECEIVED, count_job
-from shared.outcomes import FailureCode, Refusal, RefusalCode
+from shared.outcomes import Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
 from shared.rate_limit import get_photo_rate_limit
 
@@ -167,9 +168,11 @@ async def continue_job(
         queued_at = utc_now()  # taken before sending: the task may start before send_task returns
         try:
             await asyncio.to_thread(enqueue_classification, ClassifyPhotoRequest(job_id=job.id))
-        except Exception as error:  # broker down: record it and tell the patient to resend
-            await tell_enqueue_failed(job, delivery, error, context)
-            return
+        except KombuOperationalError:
+            # Broker down: the job stays queued and nothing is lost. This update is handled again with backoff
+            # (bot/durable_updates.py: may_pass) and the reconciler queues the job once the broker is back.
+            await tell_enqueue_delayed(job, delivery, context)
+            raise
         job = await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
         PHOTOS_RECEIVED.labels(result="queued").inc()
         log.info("job %s: queued", job.id)
@@ -181,20 +184,16 @@ async def continue_job(
         await start_questionnaire(context, job.id, message.chat_id, job.chat_ref)
 
 
-async def tell_enqueue_failed(
-    job: Job, delivery: Delivery, error: Exception, context: ContextTypes.DEFAULT_TYPE
-) -> None:
-    store = get_job_store()
-    log.error("job %s: enqueue failed: %s", job.id, type(error).__name__)
-    reason = f"broker unavailable ({type(error).__name__})"
-    await asyncio.to_thread(store.mark_failed, job.id, FailureCode.ENQUEUE_FAILED, reason)
-    assert delivery.status_message_id is not None
+async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Once per job: the "Analysing..." message says it is taking longer (the reconciler, which would say it,
+    runs through the broker that is down)."""
+    log.warning("job %s: broker unavailable; the job stays queued and is retried", job.id)
+    PHOTOS_RECEIVED.labels(result="enqueue_delayed").inc()
+    if delivery.status_message_id is None or not await asyncio.to_thread(get_job_store().mark_slow_notice, job.id):
+        return
     await context.bot.edit_message_text(
-        messages.failure(FailureCode.ENQUEUE_FAILED), chat_id=delivery.chat_id, message_id=delivery.status_message_id
+        messages.TAKING_LONGER, chat_id=delivery.chat_id, message_id=delivery.status_message_id
     )
-    await asyncio.to_thread(store.mark_replied, job.id)
-    PHOTOS_RECEIVED.labels(result="enqueue_failed").inc()
-    count_job(JobStatus.FAILED.value, FailureCode.ENQUEUE_FAILED.value)
 
 
 async def reject(message: Message, image: IncomingImage, refusal: Refusal, update_id: int | None = None) -> None:

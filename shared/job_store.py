@@ -486,6 +486,18 @@ class JobStore:
                     claimed.append(job_id)
             return claimed
 
+    def mark_slow_notice(self, job_id: uuid.UUID) -> bool:
+        """The patient is being told now that their analysis is delayed (the bot, when the broker is down); False
+        if they already were (by an earlier try or the reconciler), so the notice goes out once."""
+        with self._session() as session:
+            won = session.exec(
+                update(Job)
+                .where(col(Job.id) == job_id, col(Job.slow_notice_at).is_(None), col(Job.replied_at).is_(None))
+                .values(slow_notice_at=utc_now())
+            )
+            session.commit()
+            return bool(won.rowcount == 1)
+
     def abandon(self, job_id: uuid.UUID) -> Job:
         """The patient cannot be reached (every try and apology failed): erase the delivery data, stop trying."""
         with self._changing(job_id) as job:

@@ -76,7 +76,7 @@ CLINICIAN_REVIEW = Histogram(
 )
 PHOTOS_RECEIVED = Counter(
     "skinsense_bot_photos_total",
-    "Photos and image files at the bot, by what it did (queued, limited, refused, enqueue_failed)",
+    "Photos and image files at the bot, by what it did (queued, limited, refused, enqueue_delayed)",
     ["result"],
 )
 

@@ -7,17 +7,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from PIL import Image
 from sqlmodel import Session, select
 
 from shared import messages
 from shared.audit import Job, JobStatus
 from shared.db import build_engine
+from shared.queue import CLASSIFY_QUEUE
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import consent
 from tests.auxil.sandbox_user import SandboxUser
-from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from tests.auxil.services import (
+    ChildProcess,
+    child_env,
+    free_port,
+    port_open,
+    python_command,
+    redis_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 TOKEN = "5151:bot-modes-token"
@@ -71,10 +81,19 @@ def test_webhook_mode_receives_updates_pushed_by_the_bot_api(
         bot.stop()
 
 
-def test_broker_down_tells_the_patient_to_resend_and_records_the_failure(sandbox: SandboxUser, tmp_path: Path) -> None:
-    closed_port = free_port()  # nothing listens here
-    env = bot_env(sandbox, tmp_path, f"redis://127.0.0.1:{closed_port}/0")
+def test_broker_down_keeps_the_photo_queued_tells_the_patient_of_a_delay_and_queues_it_when_back(
+    sandbox: SandboxUser, tmp_path: Path
+) -> None:
+    broker_port = free_port()  # nothing listens here until the broker "comes back"
+    broker_url = f"redis://127.0.0.1:{broker_port}/0"
+    env = bot_env(sandbox, tmp_path, broker_url)
     bot = ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), env, tmp_path)
+    engine = build_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+
+    def the_job() -> Job | None:
+        with Session(engine) as session:
+            return session.exec(select(Job)).one_or_none()
+
     try:
         wait_until(lambda: sandbox.calls("getUpdates"), 60, what="the bot polling")
         photo = io.BytesIO()
@@ -82,20 +101,21 @@ def test_broker_down_tells_the_patient_to_resend_and_records_the_failure(sandbox
         consent(sandbox, 3002)  # the consent needs no broker
         sent = sandbox.send_photo(3002, photo.getvalue())
         wait_until(
-            lambda: [m for m in sandbox.replies_to(3002, sent["message_id"]) if m["text"] == messages.ENQUEUE_FAILED],
+            lambda: [m for m in sandbox.replies_to(3002, sent["message_id"]) if m["text"] == messages.TAKING_LONGER],
             120,
-            what="the enqueue failure reply",
+            what="the 'taking longer' notice",
         )
-        engine = build_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
-
-        def answered_job() -> Job | None:  # the reply is recorded just after it is sent
-            with Session(engine) as session:
-                job = session.exec(select(Job)).one()
-            return job if job.replied_at is not None else None
-
-        job = wait_until(answered_job, 30, what="the reply to be recorded")
-        assert (job.status, job.error_code) == (JobStatus.FAILED, "enqueue_failed")
-        assert job.replied_at is not None
+        job = the_job()
+        assert job is not None and job.status == JobStatus.QUEUED and job.replied_at is None, "nothing is failed"
+        assert job.queued_at is None
+        with redis_server(tmp_path, port=broker_port):
+            # The bot handles the update again with backoff and queues the job on the broker that is back.
+            wait_until(lambda: (j := the_job()) is not None and j.queued_at is not None, 90, what="the job queued")
+            queue_length = redis.Redis.from_url(broker_url).llen(CLASSIFY_QUEUE)
+            assert queue_length == 1, "one classify message for the one photo"
+        notices = [m for m in sandbox.bot_messages(3002) if m["text"] == messages.TAKING_LONGER]
+        assert len(notices) == 1, "the delay is told once"
+        assert not [m for m in sandbox.bot_messages(3002) if m["text"] == messages.ENQUEUE_FAILED]
     finally:
         bot.stop()
 

@@ -73,10 +73,10 @@ def _require_binary(path: str | None, package: str) -> str:
 
 
 @contextlib.contextmanager
-def redis_server(log_dir: Path) -> Iterator[str]:
-    """A non-persistent redis-server of our own on a free port, stopped afterwards."""
+def redis_server(log_dir: Path, port: int | None = None) -> Iterator[str]:
+    """A non-persistent redis-server of our own on ``port`` (default: a free one), stopped afterwards."""
     binary = _require_binary(shutil.which("redis-server"), "redis-server")
-    port = free_port()
+    port = port or free_port()
     child = ChildProcess(
         "redis",
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
