@@ -425,6 +425,9 @@ def database_for(fault: Fault, workdir: Path, use_postgres: bool) -> Iterator[tu
         yield f"sqlite:///{workdir / 'audit.sqlite3'}", None
 
 
+ALERTS_DRAIN_S = 120.0  # after the patients: how long the audit rows may take to reach their final state
+
+
 def run_fault(
     fault: Fault,
     photos: list[bytes],
@@ -484,8 +487,14 @@ def run_fault(
             for chat, photo_id in sent.items():
                 answers = final_answers(chaos.api.get(f"/sandbox/chats/{chat}/messages").json(), photo_id)
                 outcome.duplicate_replies += max(0, answers - 1)
-            outcome.duplicate_alerts, outcome.marked_repeats = clinician_alerts(chaos.api)
+            # Clinician alerts go out at Telegram's pace per chat (about one message a second: an alert is an album
+            # and a text), so a burst of high-risk results reaches the clinicians well after the patients.
             problems = wrong_audit_rows(database_url, chats)
+            alerts_deadline = time.monotonic() + ALERTS_DRAIN_S
+            while problems and time.monotonic() < alerts_deadline:
+                time.sleep(2)
+                problems = wrong_audit_rows(database_url, chats)
+            outcome.duplicate_alerts, outcome.marked_repeats = clinician_alerts(chaos.api)
             outcome.wrong_rows, outcome.wrong_examples = len(problems), problems[:5]
             if fault_error:
                 outcome.wrong_examples.insert(0, f"the fault itself failed: {fault_error[0]!r}")
