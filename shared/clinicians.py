@@ -591,59 +591,38 @@ class AlertStore:
     ) -> list[uuid.UUID]:
         """Threads sent but not claimed within ``within_hours`` working hours: marked for a reminder (and to
         be sent again); each once, however often this runs."""
-        now = now or utc_now()
-        limit = within_hours * 3600
-        with self._session() as session:
-            candidates = session.exec(
-                select(ClinicianAlert).where(
-                    col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
-                    col(ClinicianAlert.state) == AlertState.OPEN,
-                    col(ClinicianAlert.reminded_at).is_(None),
-                    col(ClinicianAlert.chat_ref) != ERASED_PATIENT,
-                )
-            ).all()
-        due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit]
-        return [
-            thread_id
-            for thread_id in due
-            if self._mark(
-                update(ClinicianAlert)
-                .where(
-                    col(ClinicianAlert.id) == thread_id,
-                    col(ClinicianAlert.state) == AlertState.OPEN,
-                    col(ClinicianAlert.reminded_at).is_(None),
-                )
-                .values(reminded_at=now, sent_at=None)
-            )
-        ]
+        still_open = (col(ClinicianAlert.state) == AlertState.OPEN, col(ClinicianAlert.reminded_at).is_(None))
+        return self._mark_threads_past(calendar, within_hours * 3600, still_open, "reminded_at", now or utc_now())
 
     def mark_escalations_due(
         self, calendar: WorkingCalendar, within_days: float, now: datetime | None = None
     ) -> list[uuid.UUID]:
         """Threads not resolved within ``within_days`` working days: marked for the lead chat; each once."""
-        now = now or utc_now()
+        unresolved = (col(ClinicianAlert.state) != AlertState.RESOLVED, col(ClinicianAlert.escalated_at).is_(None))
         limit = within_days * calendar.day_seconds
+        return self._mark_threads_past(calendar, limit, unresolved, "escalated_at", now or utc_now())
+
+    def _mark_threads_past(
+        self, calendar: WorkingCalendar, limit_s: float, conditions: tuple[Any, ...], stamp: str, now: datetime
+    ) -> list[uuid.UUID]:
+        """Thread roots meeting ``conditions`` older than ``limit_s`` working seconds: each stamped (``stamp``
+        set to now, and to be sent again) under the same conditions, so once however often this runs."""
         with self._session() as session:
             candidates = session.exec(
                 select(ClinicianAlert).where(
                     col(ClinicianAlert.thread_id) == col(ClinicianAlert.id),
-                    col(ClinicianAlert.state) != AlertState.RESOLVED,
-                    col(ClinicianAlert.escalated_at).is_(None),
                     col(ClinicianAlert.chat_ref) != ERASED_PATIENT,
+                    *conditions,
                 )
             ).all()
-        due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit]
+        due = [a.id for a in candidates if calendar.working_seconds(a.created_at, now) >= limit_s]
         return [
             thread_id
             for thread_id in due
             if self._mark(
                 update(ClinicianAlert)
-                .where(
-                    col(ClinicianAlert.id) == thread_id,
-                    col(ClinicianAlert.state) != AlertState.RESOLVED,
-                    col(ClinicianAlert.escalated_at).is_(None),
-                )
-                .values(escalated_at=now, sent_at=None)
+                .where(col(ClinicianAlert.id) == thread_id, *conditions)
+                .values({stamp: now, "sent_at": None})
             )
         ]
 
