@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # the patient gets an apology. A patient still waiting slow_notice_after_s after the photo is told once.
     reconcile_interval_s: float = Field(default=10, gt=0)
     queued_deadline_s: float = Field(default=30, gt=0)
+    # A queued job whose message still waits in the classify queue behind others (published after the oldest
+    # message waiting there) is not lost, only late: it is overdue once the queue has reached it, or when it has
+    # waited this much longer (no worker takes the queue at all).
+    backlog_deadline_s: float = Field(default=180, gt=0)
     reconcile_max_tries: int = Field(default=3, ge=0)
     slow_notice_after_s: float = Field(default=20, gt=0)
 

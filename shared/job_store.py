@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
+from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import object_session
@@ -59,6 +60,9 @@ FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED
 WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 # An update id is matched against jobs this recent only: Telegram may reuse ids after a week without updates.
 REPLAY_WINDOW = timedelta(hours=24)
+# A job's message is published shortly after its deadline is set (the publisher may retry for a few seconds):
+# a job is known to have left the queue only when it was queued this much before the oldest message waiting.
+PUBLISH_LAG = timedelta(seconds=5)
 
 
 class Delivery(BaseModel):
@@ -76,10 +80,16 @@ class Deadlines:
     queued_s: float = 30.0  # queued (or its answer pending) and not started
     running_s: float = 50.0  # running: past the task's hard time limit its worker is dead
     questionnaire_s: float = 120.0  # analysed, waiting for the questionnaire (then finalized anyway)
+    backlog_s: float = 180.0  # queued, its message still waiting behind others: this much longer
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Deadlines:
-        return cls(settings.queued_deadline_s, settings.running_deadline_s, settings.questionnaire_timeout_s)
+        return cls(
+            settings.queued_deadline_s,
+            settings.running_deadline_s,
+            settings.questionnaire_timeout_s,
+            settings.backlog_deadline_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -432,13 +442,27 @@ class JobStore:
 
     # The reconciler (worker/reconciler.py): conditional UPDATEs, so that of two concurrent runs one acts
 
-    def claim_overdue(self, *, limit: int = 200) -> list[OverdueJob]:
-        """Unanswered jobs past their ``due_at``, each claimed once: its try counted and its next deadline set."""
+    def claim_overdue(self, *, queue_front: datetime | None = None, limit: int = 200) -> list[OverdueJob]:
+        """Unanswered jobs past their ``due_at``, each claimed once: its try counted and its next deadline set.
+
+        ``queue_front``: when the oldest message still waiting in the classify queue was published (None: none
+        waits). A queued job's message was published when its deadline was set (``due_at`` minus the queued
+        deadline); published after the front, it still waits behind a backlog and is not lost: it is overdue
+        only once the workers have taken the queue past it, or after the backlog deadline."""
         now = utc_now()
+        overdue = col(Job.due_at) <= now
+        if queue_front is not None:
+            published_before_the_front = queue_front - PUBLISH_LAG + timedelta(seconds=self.deadlines.queued_s)
+            taken_from_the_queue = col(Job.due_at) < published_before_the_front
+            past_backlog_deadline = col(Job.due_at) <= now - timedelta(seconds=self.deadlines.backlog_s)
+            overdue = and_(
+                overdue,
+                or_(col(Job.status) != JobStatus.QUEUED, taken_from_the_queue, past_backlog_deadline),
+            )
         with self._session() as session:
             rows = session.exec(
                 select(Job.id, Job.status, Job.requeues)
-                .where(col(Job.due_at) <= now, col(Job.replied_at).is_(None))
+                .where(overdue, col(Job.replied_at).is_(None))
                 .order_by(col(Job.due_at))
                 .limit(limit)
             ).all()
@@ -446,12 +470,7 @@ class JobStore:
             for job_id, status, requeues in rows:
                 won = session.exec(
                     update(Job)
-                    .where(
-                        col(Job.id) == job_id,
-                        col(Job.requeues) == requeues,
-                        col(Job.due_at) <= now,
-                        col(Job.replied_at).is_(None),
-                    )
+                    .where(col(Job.id) == job_id, col(Job.requeues) == requeues, overdue, col(Job.replied_at).is_(None))
                     .values(requeues=requeues + 1, due_at=now + timedelta(seconds=self.deadlines.queued_s))
                 )
                 session.commit()

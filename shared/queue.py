@@ -5,10 +5,15 @@ adds worker-side settings (worker/celery_app.py). Neither imports the other."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish
 from pydantic import BaseModel, Field
 
 from shared.config import Settings, get_settings
@@ -33,6 +38,19 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     CLINICIAN_SWEEP_TASK: {"queue": CLINICIANS_QUEUE},
     RECONCILE_TASK: {"queue": CLINICIANS_QUEUE},  # likewise: it runs even while "classify" is backed up
 }
+
+
+# Every message carries when it was published, so the reconciler can tell a job waiting behind a backlog from a
+# lost one (``oldest_waiting_published_at``). A retry is a new message and gets its own time.
+PUBLISHED_AT_HEADER = "skinsense_published_at"
+
+
+def _stamp_publish_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None:
+        headers[PUBLISHED_AT_HEADER] = time.time()
+
+
+before_task_publish.connect(_stamp_publish_time, weak=False, dispatch_uid="skinsense-published-at")
 
 
 class JobRequest(BaseModel):
@@ -126,3 +144,20 @@ def enqueue_finalization(
     (app or producer_app()).send_task(
         FINALIZE_TASK, args=[request.model_dump(mode="json")], countdown=countdown_s, **private_repr(request.job_id)
     )
+
+
+def oldest_waiting_published_at(redis_url: str, key_prefix: str, queue: str = CLASSIFY_QUEUE) -> datetime | None:
+    """When the oldest message still waiting in ``queue`` was published; None when none waits (or it predates
+    the header). kombu keeps a queue as a Redis list under the deployment's key prefix: it pushes on the left
+    and workers take from the right, so the oldest is the last element."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        oldest = client.lindex(f"{key_prefix}{queue}", -1)
+    finally:
+        client.close()
+    if oldest is None:
+        return None
+    published_at = json.loads(oldest).get("headers", {}).get(PUBLISHED_AT_HEADER)
+    return datetime.fromtimestamp(float(published_at), UTC) if published_at is not None else None

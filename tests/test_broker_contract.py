@@ -8,7 +8,9 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from shared.queue import (
     create_celery_app,
     enqueue_classification,
     enqueue_clinician_alert,
+    oldest_waiting_published_at,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,3 +121,21 @@ def test_two_deployments_with_different_key_prefixes_never_share_queues(redis_ur
     assert received(clinic_b) == [for_b.job_id]
     keys = {str(key) for key in redis.Redis.from_url(redis_url, decode_responses=True).keys(f"*{tag}*")}
     assert all(key.startswith((f"a-{tag}:", f"b-{tag}:")) for key in keys), keys
+
+
+def test_the_oldest_waiting_message_says_when_it_was_published(redis_url: str) -> None:
+    """The reconciler's view of a backlog: the publish time of the message the workers will take next."""
+    prefix = f"front-{uuid.uuid4().hex[:6]}:"
+    app = create_celery_app(Settings(redis_url=redis_url, redis_key_prefix=prefix))
+    assert oldest_waiting_published_at(redis_url, prefix) is None, "nothing waits"
+    before = datetime.now(UTC)
+    enqueue_classification(ClassifyPhotoRequest(job_id=uuid.uuid4()), app)
+    first_published = datetime.now(UTC)
+    time.sleep(0.05)
+    enqueue_classification(ClassifyPhotoRequest(job_id=uuid.uuid4()), app)
+    front = oldest_waiting_published_at(redis_url, prefix)
+    assert front is not None and before <= front <= first_published, "the first message, not the second"
+    # A worker takes the oldest (kombu takes from the list's right end): the front moves to the second message.
+    redis.Redis.from_url(redis_url).rpop(f"{prefix}{CLASSIFY_QUEUE}")
+    moved = oldest_waiting_published_at(redis_url, prefix)
+    assert moved is not None and moved > first_published

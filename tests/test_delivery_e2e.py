@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 RECONCILER = {
     "reconcile_interval_s": 1,
     "queued_deadline_s": 4,
+    "backlog_deadline_s": 3,  # a photo no worker takes is overdue 3 s after its queued deadline
     "slow_notice_after_s": 3,
     "reconcile_max_tries": 2,
 }

@@ -9,7 +9,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -393,7 +393,12 @@ def requeued() -> list[tuple[str, uuid.UUID]]:
 
 
 def reconciler_for(
-    flow: ClassificationFlow, requeued: list[tuple[str, uuid.UUID]], *, max_tries: int = 2, slow_after_s: float = 3600
+    flow: ClassificationFlow,
+    requeued: list[tuple[str, uuid.UUID]],
+    *,
+    max_tries: int = 2,
+    slow_after_s: float = 3600,
+    queue_front: datetime | None = None,
 ) -> Reconciler:
     return Reconciler(
         jobs=flow.jobs,
@@ -402,12 +407,13 @@ def reconciler_for(
         requeue_finalization=lambda job_id: requeued.append(("finalize", job_id)),
         max_tries=max_tries,
         slow_notice_after_s=slow_after_s,
+        queue_front=lambda: queue_front,
     )
 
 
-def make_overdue(flow: ClassificationFlow, job_id: uuid.UUID) -> None:
+def make_overdue(flow: ClassificationFlow, job_id: uuid.UUID, by: timedelta = timedelta(seconds=1)) -> None:
     with Session(flow.jobs._engine) as session:
-        session.exec(update(Job).where(col(Job.id) == job_id).values(due_at=utc_now() - timedelta(seconds=1)))
+        session.exec(update(Job).where(col(Job.id) == job_id).values(due_at=utc_now() - by))
         session.commit()
 
 
@@ -439,6 +445,29 @@ def test_an_overdue_job_is_queued_again_until_its_tries_are_spent_then_the_patie
     # The queued tries arriving late change nothing: the patient was answered.
     assert flow.classify_and_reply(request) == "duplicate"
     assert len(sandbox.bot_messages(2201)) == 1 and reconciler.run().apologised == 0
+
+
+def test_a_queued_job_behind_a_backlog_is_late_not_lost_until_the_queue_reaches_it_or_the_backlog_deadline(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    request = patient_sends(sandbox, flow, 2202, photos_by_risk["low"].read_bytes())
+    deadlines = flow.jobs.deadlines
+    make_overdue(flow, request.job_id)  # published Q + 1 s ago
+    # The oldest message still waiting was published a minute ago: this job's message waits behind it.
+    backlog = reconciler_for(flow, requeued, queue_front=utc_now() - timedelta(seconds=60))
+    assert backlog.run().requeued == 0 and requeued == []
+    # The workers took the queue past it (the oldest waiting message is newer): its message was taken and lost.
+    moved_on = reconciler_for(flow, requeued, queue_front=utc_now())
+    assert moved_on.run().requeued == 1 and requeued == [("classify", request.job_id)]
+    # Queued again behind a queue nobody has taken for an hour: after the backlog deadline it is overdue all the same.
+    stuck = reconciler_for(flow, requeued, queue_front=utc_now() - timedelta(hours=1))
+    make_overdue(flow, request.job_id, by=timedelta(seconds=deadlines.backlog_s - 5))
+    assert stuck.run().requeued == 0
+    make_overdue(flow, request.job_id, by=timedelta(seconds=deadlines.backlog_s + 1))
+    assert stuck.run().requeued == 1 and len(requeued) == 2
 
 
 def test_an_analysed_job_never_finalized_is_finalized_by_the_reconciler(

@@ -3,7 +3,9 @@
 
 - a job whose next step is overdue (``due_at``: queued and not started, running past the task's hard limit in
   a worker that died, analysed but never finalized after the questionnaire's timeout, an answer not
-  delivered) is queued again: ``classify`` (the worker goes on from the job's state) or ``finalize``;
+  delivered) is queued again: ``classify`` (the worker goes on from the job's state) or ``finalize``; a job
+  whose message still waits in the queue behind a backlog is late, not lost, and left alone (up to
+  SKINSENSE_BACKLOG_DEADLINE_S longer: no worker may be taking the queue at all);
 - after SKINSENSE_RECONCILE_MAX_TRIES such tries, the patient gets a kind apology (``ClassificationFlow.give_up``:
   the job is failed as ``stalled`` unless it already has a refusal or failure to tell), retried a few times
   while Telegram does not take it; then the delivery data is erased and the job left as it is (logged);
@@ -21,6 +23,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.audit import JobStatus
 from shared.job_store import JobStore, OverdueJob
@@ -47,10 +50,18 @@ class Reconciler:
     requeue_finalization: Callable[[uuid.UUID], None]
     max_tries: int
     slow_notice_after_s: float
+    # When the oldest message waiting in the classify queue was published (None: none waits): a queued job
+    # behind it is late, not lost (shared/job_store.py ``claim_overdue``).
+    queue_front: Callable[[], datetime | None]
 
     def run(self) -> ReconcileCounts:
         counts = ReconcileCounts()
-        for job in self.jobs.claim_overdue():
+        try:
+            front = self.queue_front()
+        except Exception as error:  # the broker is away: plain deadlines (queuing again fails until it is back)
+            log.warning("the classify queue could not be read (%s)", type(error).__name__)
+            front = None
+        for job in self.jobs.claim_overdue(queue_front=front):
             try:
                 self._recover(job, counts)
             except Exception as error:  # left due: the next run tries again (and counts the try)

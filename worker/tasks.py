@@ -42,6 +42,7 @@ from shared.queue import (
     enqueue_classification,
     enqueue_clinician_alert,
     enqueue_finalization,
+    oldest_waiting_published_at,
     private_repr,
 )
 from worker.celery_app import app, task
@@ -256,6 +257,7 @@ def get_reconciler() -> Reconciler:
             requeue_finalization=lambda job_id: enqueue_finalization(FinalizeResultRequest(job_id=job_id), app),
             max_tries=settings.reconcile_max_tries,
             slow_notice_after_s=settings.slow_notice_after_s,
+            queue_front=lambda: oldest_waiting_published_at(settings.redis_url, settings.redis_key_prefix),
         )
     return _reconciler
 
