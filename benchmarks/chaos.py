@@ -272,11 +272,29 @@ class ChaosStack:
             time.sleep(0.1)
         raise RuntimeError(f"{name} was not restarted within {timeout_s} s")
 
+    def dump_worker_stacks(self) -> None:
+        """Every worker process (main and pool children) prints its threads' stacks to the worker's log
+        (worker/celery_app.py registers SIGUSR2 with faulthandler): what a stuck worker was doing."""
+        main = self.stack.service("worker").process.pid
+        children = [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat") if _parent_pid(stat) == main]
+        for pid in [main, *children]:  # one at a time: they share the log
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)
+            time.sleep(0.5)
+
     def logs(self, tail: int = 3000) -> str:
         parts = []
         for log_file in sorted(self.workdir.glob("*.log")):
             parts.append(f"----- {log_file.stem} -----\n{log_file.read_text(errors='replace')[-tail:]}")
         return "\n".join(parts)
+
+
+def _parent_pid(stat_file: Path) -> int | None:
+    try:
+        # /proc/PID/stat: "pid (name) state ppid ...": the name may hold spaces, so split after its ")".
+        return int(stat_file.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # --- faults: each runs at its moment in the burst and returns when the fault has ended ------------------------
@@ -498,6 +516,9 @@ def run_fault(
             outcome.wrong_rows, outcome.wrong_examples = len(problems), problems[:5]
             if fault_error:
                 outcome.wrong_examples.insert(0, f"the fault itself failed: {fault_error[0]!r}")
+            if outcome.lost:
+                chaos.dump_worker_stacks()
+                return outcome, chaos.logs(tail=30_000)
             return outcome, chaos.logs()
 
 

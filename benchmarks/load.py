@@ -121,8 +121,12 @@ def answered(http: httpx.Client, chats: range) -> dict[int, float]:
     return times
 
 
-def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, roots: Sequence[int]) -> dict[str, Any]:
-    stages_before, cpu_before = stage_sums(worker_metrics), stack_cpu_seconds(roots)
+def cpu_by_service(services: dict[str, int]) -> dict[str, float]:
+    return {name: stack_cpu_seconds([pid]) for name, pid in services.items()}
+
+
+def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, services: dict[str, int]) -> dict[str, Any]:
+    stages_before, cpu_before = stage_sums(worker_metrics), cpu_by_service(services)
     stop_sampling = threading.Event()
 
     def sample_backlog() -> None:
@@ -150,7 +154,8 @@ def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, roots: Sequ
         replies = answered(http, phase.chats)
     stop_sampling.set()
     sampler.join()
-    cpu = stack_cpu_seconds(roots) - cpu_before
+    cpu_after = cpu_by_service(services)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in services}
     stages_after = stage_sums(worker_metrics)
     latencies = [replies[chat] - sent for chat, sent in phase.sent_at.items() if chat in replies]
     last = max(replies.values(), default=sending_ended)
@@ -170,7 +175,8 @@ def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, roots: Sequ
         "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan"),
         "backlog_end": backlog_at_end,
         "backlog_max": max(phase.max_backlog, backlog_at_end),
-        "cpu_s_per_photo": cpu / max(len(replies), 1),
+        "cpu_s_per_photo": sum(cpu.values()) / max(len(replies), 1),
+        "cpu_ms_per_photo_by_service": {name: 1000 * seconds / max(len(replies), 1) for name, seconds in cpu.items()},
         "stage_ms": stage_ms,
     }
 
@@ -260,11 +266,11 @@ def main() -> None:
         health = f"http://127.0.0.1:{metrics_port}/health/ready"
         while httpx.get(health, timeout=10).status_code != 200:  # models loaded, broker and database answer
             time.sleep(0.5)
-        roots = [process.pid for _, process in stack.processes]
+        services = {name: process.pid for name, process in stack.processes}
         worker_pid = next(process.pid for name, process in stack.processes if name == "worker")
         rss_at_start = worker_rss_mb(worker_pid)
         for phase in phases:
-            results.append(run_phase(http, phase, f"http://127.0.0.1:{metrics_port}/metrics", roots))
+            results.append(run_phase(http, phase, f"http://127.0.0.1:{metrics_port}/metrics", services))
             results[-1]["worker_rss_mb"] = worker_rss_mb(worker_pid)
             print(f"  {phase.name}: done", file=sys.stderr, flush=True)
     finally:
@@ -282,6 +288,10 @@ def main() -> None:
             f"{str(r['backlog_end']) + '/' + str(r['backlog_max']):>15} {r['cpu_s_per_photo']:>11.3f} "
             f"{r['worker_rss_mb']:>6.0f}  {stages}"
         )
+    print("CPU ms per photo by process (with its children):")
+    for r in results:
+        by_service = ", ".join(f"{name} {ms:.1f}" for name, ms in r["cpu_ms_per_photo_by_service"].items())
+        print(f"  {r['phase']:<10} {by_service}")
     print(
         f"largest worker process RSS: {rss_at_start:.0f} MB once ready, {results[-1]['worker_rss_mb']:.0f} MB after "
         f"{sum(r['sent'] for r in results)} photos"

@@ -1,16 +1,30 @@
 """One engine per process for the audit database: SQLite (WAL) by default, PostgreSQL by URL.
 
-The schema belongs to the Alembic migrations (``skinsense db upgrade``); building an engine creates nothing."""
+The schema belongs to the Alembic migrations (``skinsense db upgrade``); building an engine creates nothing.
+No database call waits forever: PostgreSQL connections time out and have TCP keepalives, so a server that
+vanished is noticed and the caller's retry policy takes over. A forked process (a Celery pool child) never
+uses the connections of its parent's pools: they would share one socket."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
+
+# libpq's settings: connecting gives up after 10 s; an idle connection is probed after 30 s, dead after 3 misses.
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def normalise_url(url: str) -> str:
@@ -28,23 +42,45 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def build_engine(url: str) -> Engine:
+def build_engine(url: str, *, pooled: bool = True) -> Engine:
+    """An engine on ``url``; ``pooled=False``: every use opens its own connection (a health check)."""
     url = normalise_url(url)
     parsed = make_url(url)
+    pool: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **pool)
         event.listen(engine, "connect", _enable_sqlite_wal)
+    elif pooled:
+        engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, pool_pre_ping=True, pool_size=5, max_overflow=5)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **pool)
     return engine
 
 
-@lru_cache
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
 def get_engine(url: str | None = None) -> Engine:
+    """The process's engine on ``url`` (default: the settings' database), built on first use."""
     if url is None:
         from shared.config import get_settings
 
         url = get_settings().database_url
-    return build_engine(url)
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = build_engine(url)
+        return _engines[url]
+
+
+def _forget_parent_connections() -> None:
+    """In a forked child: fresh pools, without closing the parent's connections (SQLAlchemy's recipe)."""
+    global _engines_lock
+    _engines_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)

@@ -131,11 +131,17 @@ def broker_reachable(redis_url: str) -> str | None:
 def database_reachable(database_url: str) -> str | None:
     from sqlalchemy import text
 
-    from shared.db import get_engine
+    from shared.db import build_engine
 
+    # A connection of its own, closed after: the worker's main process asks this from its health thread, and
+    # must hold no pooled connection when the pool forks its children.
     try:
-        with get_engine(database_url).connect() as connection:
-            connection.execute(text("SELECT 1"))
+        engine = build_engine(database_url, pooled=False)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
     except Exception as error:
         return f"database: {type(error).__name__}"
     return None

@@ -39,7 +39,6 @@ TOKEN = "7373:intake-replay-token"
 CHAT_HASH_KEY = "intake-replay-key"
 CACHES = (
     get_settings,
-    get_engine,
     get_job_store,
     get_sealer,
     producer_app,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -27,7 +29,7 @@ from shared.queue import (
     enqueue_clinician_alert,
 )
 from tests.auxil.patient import consent, send_photo_skipping_questions
-from tests.auxil.services import free_port, wait_until
+from tests.auxil.services import child_env, free_port, wait_until
 from tests.auxil.stack import RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -165,3 +167,35 @@ def test_queue_depth_counts_the_messages_waiting_in_each_queue(redis_url: str) -
     depth = {sample.labels["queue"]: sample.value for sample in family.samples}
     assert depth == {CLASSIFY_QUEUE: 0, CLINICIANS_QUEUE: 3}
     assert list(QueueDepthCollector("redis://127.0.0.1:1/0", prefix, WORKER_QUEUES).collect()) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_the_worker_health_check_imports_nothing_once_set_up(
+    database: str, redis_url: str, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    """The worker's main process answers /health/ready from a thread while its pool forks children: a module
+    that thread imported lazily could be mid-import at a fork, and the child would hang on its import lock for
+    ever (seen: both children stuck importing the PostgreSQL dialect). So every import happens at set-up."""
+    database_url = postgres_admin_url if database == "postgresql" else f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    # The same kind of database, not answering (SQLite: a file in a folder that cannot be made).
+    gone_url = f"postgresql://postgres@127.0.0.1:{free_port()}/gone" if database == "postgresql" else "sqlite:////proc/x/a"
+    script = (
+        "import json, sys\n"
+        "from shared.config import get_settings\n"
+        "from shared.metrics import database_reachable\n"
+        "from worker.celery_app import worker_readiness\n"
+        "readiness = worker_readiness(get_settings())\n"
+        "before = set(sys.modules)\n"
+        "problems = readiness()\n"
+        f"gone = database_reachable({gone_url!r})\n"
+        "print(json.dumps({'problems': problems, 'gone': gone, 'imported': sorted(set(sys.modules) - before)}))\n"
+    )
+    env = child_env(database_url=database_url, redis_url=redis_url, worker_metrics_port=0)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["problems"] == ["model: not loaded yet"], "broker and database answer; no child in this test"
+    assert report["gone"] is not None and report["gone"].startswith("database: ")
+    assert report["imported"] == [], "imported by the health check after set-up"

@@ -166,18 +166,15 @@ def test_the_workers_purge_task_purges_with_the_retention_setting(
 ) -> None:
     url, path, ids = database
     from shared.config import get_settings
-    from shared.db import get_engine
 
     monkeypatch.setenv("SKINSENSE_DATABASE_URL", url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    get_settings.cache_clear()  # the engine follows the settings' URL
     try:
         from worker.tasks import purge_expired_patient_data
 
         counts = purge_expired_patient_data()
     finally:
         get_settings.cache_clear()
-        get_engine.cache_clear()
     assert counts == {"jobs_tombstoned": 2, "consents_deleted": 1, "profiles_deleted": 1}
     assert job_row(path, ids["old_done"])["chat_ref"] == PURGED_CHAT_REF
 

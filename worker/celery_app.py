@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from celery.schedules import crontab
 from celery.signals import setup_logging, worker_init
 
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.logs import configure_logging
 from shared.queue import CLINICIAN_SWEEP_TASK, PURGE_TASK, RECONCILE_TASK, WORKER_QUEUES, create_celery_app
 from worker.broker_restart import keep_worker_alive_on_broker_restart
@@ -17,6 +19,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 settings = get_settings()
+# `kill -USR2` on a worker process (main or pool child: children inherit it) prints every thread's stack to its
+# log: how a stuck worker is diagnosed (the chaos harness does it when a photo is left unanswered).
+faulthandler.register(signal.SIGUSR2, all_threads=True)
 keep_worker_alive_on_broker_restart()  # kombu would stop the worker on a Redis restart
 
 app = create_celery_app(settings)
@@ -54,26 +59,39 @@ def task(**options: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return cast(Callable[[Callable[P, R]], Callable[P, R]], app.task(**options))
 
 
-def _serve_metrics_and_health(**_: Any) -> None:
-    """In the worker's main process (before the pool forks): /metrics sums the children's values
-    (PROMETHEUS_MULTIPROC_DIR, set by the worker command); /health/ready: a child has its model loaded, and
-    the broker and the audit database answer."""
-    if settings.worker_metrics_port == 0:
-        return
-    from shared.metrics import (
-        QueueDepthCollector,
-        broker_reachable,
-        database_reachable,
-        model_loaded,
-        serve_metrics_and_health,
-    )
+def worker_readiness(settings: Settings) -> Callable[[], list[str]]:
+    """The worker's /health/ready check: a child has its model loaded, and the broker and the audit database
+    answer. Everything it imports is imported here, in the main thread, before the pool forks: a child forked
+    while the health thread imports a module (the database's dialect, on the first /health/ready) inherits that
+    module's import lock, held for ever, and hangs in its set-up before its first task (no time limit applies)."""
+    import encodings.idna  # noqa: F401  # a first connection to a host name imports these
+    import stringprep  # noqa: F401
+
+    from shared.db import build_engine
+    from shared.metrics import broker_reachable, database_reachable, model_loaded
+
+    build_engine(settings.database_url, pooled=False).dispose()  # loads the dialect and the driver; no connection
+    model_loaded()
+    broker_reachable("redis://127.0.0.1:1/0")  # imports redis' client and its error path; no server there
 
     def readiness() -> list[str]:
         problems = [] if model_loaded() else ["model: not loaded yet"]
         checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url))
         return problems + [problem for problem in checks if problem]
 
+    return readiness
+
+
+def _serve_metrics_and_health(**_: Any) -> None:
+    """In the worker's main process (before the pool forks): /metrics sums the children's values
+    (PROMETHEUS_MULTIPROC_DIR, set by the worker command) and /health/ready (``worker_readiness``)."""
+    if settings.worker_metrics_port == 0:
+        return
+    from shared.metrics import QueueDepthCollector, serve_metrics_and_health
+
+    readiness = worker_readiness(settings)
     queue_depth = QueueDepthCollector(settings.redis_url, settings.redis_key_prefix, WORKER_QUEUES)
+    list(queue_depth.collect())  # imported now too (see worker_readiness)
     serve_metrics_and_health(settings.metrics_address, settings.worker_metrics_port, readiness, queue_depth)
 
 
