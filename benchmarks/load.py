@@ -36,7 +36,7 @@ from skinsense.stack import Stack
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 from pipeline import consent_all, free_port, start_stack
 
-STAGES = ("download", "screening", "combine", "reply")
+STAGES = ("download", "screening", "combine", "reply", "explanation")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -111,29 +111,38 @@ class Phase:
         self.max_backlog = 0
 
 
-def answered(http: httpx.Client, chats: range) -> dict[int, float]:
-    """When each chat's "Analysing..." was edited (the first edit per chat after its photo)."""
-    times: dict[int, float] = {}
-    for call in http.get("/sandbox/calls", params={"method": "editMessageText"}).json():
-        chat = int(call["parameters"]["chat_id"])
-        if chat in chats:
-            times[chat] = max(times.get(chat, 0.0), float(call["time"]))
-    return times
+class ResultEdits:
+    """When each chat's "Analysing..." was last edited (its answer), read from the sandbox's call log as it
+    grows: reading the whole log at every look would cost the sandbox more each time and slow the stack measured."""
+
+    def __init__(self, sandbox_url: str) -> None:
+        self.http = httpx.Client(base_url=sandbox_url, timeout=30)  # its own: the sampler thread reads it too
+        self._cursor, self._times, self._lock = 0, dict[int, float](), threading.Lock()
+
+    def answered(self, chats: range) -> dict[int, float]:
+        with self._lock:
+            response = self.http.get("/sandbox/calls", params={"method": "editMessageText", "since": self._cursor})
+            self._cursor = int(response.headers["X-Calls-Total"])
+            for call in response.json():
+                chat = int(call["parameters"]["chat_id"])
+                self._times[chat] = max(self._times.get(chat, 0.0), float(call["time"]))
+            return {chat: at for chat, at in self._times.items() if chat in chats}
 
 
 def cpu_by_service(services: dict[str, int]) -> dict[str, float]:
     return {name: stack_cpu_seconds([pid]) for name, pid in services.items()}
 
 
-def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, services: dict[str, int]) -> dict[str, Any]:
+def run_phase(
+    http: httpx.Client, edits: ResultEdits, phase: Phase, worker_metrics: str, services: dict[str, int]
+) -> dict[str, Any]:
     stages_before, cpu_before = stage_sums(worker_metrics), cpu_by_service(services)
     stop_sampling = threading.Event()
 
     def sample_backlog() -> None:
-        with httpx.Client(base_url=str(http.base_url), timeout=30) as sampler:
-            while not stop_sampling.wait(0.5):
-                done = len(answered(sampler, phase.chats))
-                phase.max_backlog = max(phase.max_backlog, len(phase.sent_at) - done)
+        while not stop_sampling.wait(0.5):
+            done = len(edits.answered(phase.chats))
+            phase.max_backlog = max(phase.max_backlog, len(phase.sent_at) - done)
 
     sampler = threading.Thread(target=sample_backlog, daemon=True)
     sampler.start()
@@ -146,12 +155,12 @@ def run_phase(http: httpx.Client, phase: Phase, worker_metrics: str, services: d
         phase.sent_at[chat] = time.time()
         http.post(f"/sandbox/chats/{chat}/photo", content=photo).raise_for_status()
     sending_ended = time.time()
-    backlog_at_end = len(phase.sent_at) - len(answered(http, phase.chats))
+    backlog_at_end = len(phase.sent_at) - len(edits.answered(phase.chats))
     deadline = time.time() + 300
-    replies = answered(http, phase.chats)
+    replies = edits.answered(phase.chats)
     while len(replies) < len(phase.sent_at) and time.time() < deadline:
         time.sleep(0.5)
-        replies = answered(http, phase.chats)
+        replies = edits.answered(phase.chats)
     stop_sampling.set()
     sampler.join()
     cpu_after = cpu_by_service(services)
@@ -221,6 +230,13 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200, help="photos sent at once after the steady phases")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (and bare processes)")
     parser.add_argument("--bare-seconds", type=float, default=10)
+    parser.add_argument(
+        "--telegram-messages-per-s",
+        type=float,
+        default=30,
+        help="the deployment's message budget (Telegram's limit: 30; a photo costs about 3 messages, so about 10 "
+        "photos/s at most); set it high (1000) to measure what the cores can do",
+    )
     args = parser.parse_args()
     data_dir = get_settings().data_dir
     if data_dir is None:
@@ -255,29 +271,40 @@ def main() -> None:
         SKINSENSE_LOG_LEVEL="WARNING",
         SKINSENSE_QUESTIONNAIRE_TIMEOUT_S="0",  # patients who never answer: the result goes out when ready
         SKINSENSE_PHOTOS_PER_CHAT_PER_HOUR="0",
+        SKINSENSE_TELEGRAM_MESSAGES_PER_S=str(args.telegram_messages_per_s),
         SKINSENSE_WORKER_METRICS_PORT=str(metrics_port),
         SKINSENSE_BOT_METRICS_PORT=str(free_port()),
     )
     upgrade_database(database_url)
-    consent_all(database_url, range(200_000, first_chat))
+    consent_all(database_url, range(200_000, first_chat + 20))  # and the warm-up's 20 chats after the phases
     results: list[dict[str, Any]] = []
     try:
         http = start_stack(stack, redis_port, sandbox_port, args.concurrency)
+        edits = ResultEdits(api)
         health = f"http://127.0.0.1:{metrics_port}/health/ready"
-        while httpx.get(health, timeout=10).status_code != 200:  # models loaded, broker and database answer
+        while True:  # models loaded, broker and database answer
+            with contextlib.suppress(httpx.HTTPError):  # refused until the worker serves its health
+                if httpx.get(health, timeout=10).status_code == 200:
+                    break
             time.sleep(0.5)
         services = {name: process.pid for name, process in stack.processes}
         worker_pid = next(process.pid for name, process in stack.processes if name == "worker")
+        # Not measured: the first photos pay for connections, caches and the model's first runs.
+        warm_up = Phase("warm-up", pool[:20], range(first_chat, first_chat + 20), 5)
+        run_phase(http, edits, warm_up, f"http://127.0.0.1:{metrics_port}/metrics", services)
         rss_at_start = worker_rss_mb(worker_pid)
         for phase in phases:
-            results.append(run_phase(http, phase, f"http://127.0.0.1:{metrics_port}/metrics", services))
+            results.append(run_phase(http, edits, phase, f"http://127.0.0.1:{metrics_port}/metrics", services))
             results[-1]["worker_rss_mb"] = worker_rss_mb(worker_pid)
             print(f"  {phase.name}: done", file=sys.stderr, flush=True)
     finally:
         stack.stop()
     bare = bare_throughput(pool[:64], args.concurrency, args.bare_seconds)
 
-    print(f"cores: {os.cpu_count()}, worker processes: {args.concurrency}, steady phases of {args.seconds:g} s")
+    print(
+        f"cores: {os.cpu_count()}, worker processes: {args.concurrency}, steady phases of {args.seconds:g} s, "
+        f"message budget {args.telegram_messages_per_s:g}/s"
+    )
     header = f"{'phase':<10} {'sent':>5} {'offered/s':>9} {'answered/s':>10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"
     print(header + f" {'backlog end/max':>15} {'CPU s/photo':>11} {'RSS MB':>6}  worker stage ms/photo")
     for r in results:

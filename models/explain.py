@@ -19,6 +19,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ class ExplanationHead:
 
     def _split(self, feature_maps: np.ndarray) -> list[np.ndarray]:
         """One (h, w, channels) map per member, from the network's concatenated (h, w, members*channels)."""
-        return np.split(np.asarray(feature_maps, dtype=np.float64), self.members, axis=-1)
+        return np.split(np.asarray(feature_maps, dtype=np.float32), self.members, axis=-1)
 
     def _pre_activation(self, member: int, feature_map: np.ndarray) -> np.ndarray:
         pooled = feature_map.mean(axis=(0, 1))
@@ -91,7 +92,7 @@ class ExplanationHead:
     def load(cls, path: Path, kind: str) -> ExplanationHead:
         with np.load(path) as arrays:
             parts = ("pre_logits_kernels", "pre_logits_biases", "logits_kernels", "logits_biases")
-            return cls(*(arrays[f"{kind}_{part}"].astype(np.float64) for part in parts))
+            return cls(*(arrays[f"{kind}_{part}"].astype(np.float32) for part in parts))
 
 
 def _hard_swish(x: np.ndarray) -> np.ndarray:
@@ -125,20 +126,25 @@ def heat_colours(activation: np.ndarray) -> np.ndarray:
     return np.asarray(HEAT_STOPS[low] * (1 - share) + HEAT_STOPS[low + 1] * share, dtype=np.uint8)
 
 
+# The ramp and the blend's opacity per activation level (256 levels): the picture is drawn by table look-ups.
+HEAT_PALETTE = heat_colours(np.linspace(0.0, 1.0, 256))
+HEAT_ALPHA = np.round(255 * HEAT_OPACITY * np.sqrt(np.linspace(0.0, 1.0, 256))).astype(np.uint8)
+
+
+@lru_cache
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
 def overlay_heat_map(photo: Image.Image, activation: np.ndarray) -> Image.Image:
     """The photo (fitted into PANEL x PANEL) with the activation map, stretched over the whole photo as the
-    model saw it (resized without keeping the aspect), blended where it is strong."""
+    model saw it (resized without keeping the aspect), blended where it is strong (faint where weak, so the skin
+    stays visible)."""
     shown = ImageOps.contain(photo.convert("RGB"), (PANEL, PANEL), Image.Resampling.BILINEAR)
     upsampled = Image.fromarray(activation.astype(np.float32), mode="F").resize(shown.size, Image.Resampling.BICUBIC)
-    strength = np.clip(np.asarray(upsampled), 0.0, 1.0)
-    colours = heat_colours(strength).astype(np.float32)
-    alpha = (HEAT_OPACITY * np.sqrt(strength))[..., None]  # faint where weak, so the skin stays visible
-    blended = np.asarray(shown, np.float32) * (1 - alpha) + colours * alpha
-    return Image.fromarray(blended.clip(0, 255).astype(np.uint8))
+    levels = np.round(np.clip(np.asarray(upsampled), 0.0, 1.0) * 255).astype(np.uint8)
+    colours = Image.fromarray(HEAT_PALETTE[levels])
+    return Image.composite(colours, shown, Image.fromarray(HEAT_ALPHA[levels]))
 
 
 def probability_chart(ranking: Sequence[dict[str, Any]]) -> Image.Image:

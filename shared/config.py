@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     redis_key_prefix: str = ""
     # Photos one chat may send in any rolling hour (counted in Redis); 0: no limit.
     photos_per_chat_per_hour: int = Field(default=30, ge=0)
+    # Messages the whole deployment sends per second (shared/telegram_calls.py's overall budget): Telegram's
+    # limit for a bot is about 30; a bot Telegram allows more (paid broadcasts), or a benchmark against the
+    # local sandbox, sets it higher. A photo costs about three messages, so this bounds photos per second.
+    telegram_messages_per_s: float = Field(default=30, gt=0)
     database_url: str = "sqlite:///var/skinsense.sqlite3"
     chat_hash_key: SecretStr = SecretStr(DEVELOPMENT_CHAT_HASH_KEY)
     # Fernet key(s) sealing what is needed to answer a patient (chat id, message ids, file id) wherever it is

@@ -6,7 +6,7 @@ the bot's ``ApplicationBuilder.rate_limiter`` and to the workers' ``ExtBot``); `
 layer under it, telling apart a request that never reached Telegram from one whose answer was lost.
 
 - **Staying under Telegram's limits** instead of provoking 429s: before each message sent, one
-  Redis script takes a slot from three GCRA buckets kept in Redis (about 30 messages a second overall, one a
+  Redis script takes a slot from three GCRA buckets kept in Redis (SKINSENSE_TELEGRAM_MESSAGES_PER_S overall, one a
   second per private chat with a small burst, 20 a minute per group), so every bot and worker process counts
   against the same budget. Chats appear in the keys only as keyed hashes.
 - **429**: the call is retried after exactly ``retry_after``, and the pause is written to Redis (the key
@@ -131,7 +131,7 @@ class Budget:
     burst: int
 
 
-OVERALL = Budget(1 / 30, 30)  # Telegram: about 30 messages a second to different chats
+TELEGRAM_MESSAGES_PER_S = 30  # Telegram: about 30 messages a second to different chats (a setting)
 PRIVATE_CHAT = Budget(1.0, 3)  # one a second per chat, short bursts tolerated
 GROUP_CHAT = Budget(3.0, 10)  # 20 a minute per group, a burst of 10
 
@@ -207,8 +207,11 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         first_backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         max_wait_s: float | None = None,
+        messages_per_s: float = TELEGRAM_MESSAGES_PER_S,
     ) -> None:
         self.redis_url = redis_url
+        # A second's worth of messages may go at once.
+        self.overall = Budget(1 / messages_per_s, max(1, round(messages_per_s)))
         self.pause_key = f"{key_prefix}skinsense:telegram:paused-until"
         self._bucket_prefix = f"{key_prefix}skinsense:telegram:budget:"
         self._chat_hash_key = chat_hash_key
@@ -230,6 +233,7 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
             chat_hash_key=settings.chat_hash_key.get_secret_value(),
             process=process,
             max_wait_s=max_wait_s,
+            messages_per_s=settings.telegram_messages_per_s,
         )
 
     async def initialize(self) -> None:
@@ -295,7 +299,7 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
     def _buckets(self, chat_id: object) -> list[tuple[str, Budget]]:
         if chat_id is None:
             return []
-        buckets = [(self._bucket_prefix + "all", OVERALL)]
+        buckets = [(self._bucket_prefix + "all", self.overall)]
         if isinstance(chat_id, int) or (isinstance(chat_id, str) and chat_id.lstrip("-").isdigit()):
             number = int(chat_id)
             reference = chat_reference(number, self._chat_hash_key)

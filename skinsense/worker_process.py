@@ -1,7 +1,11 @@
 """``python -m skinsense.worker_process CELERY-ARGS``: Celery's worker command with prometheus-client's
 multiprocess mode set up. Each prefork child writes its metrics into PROMETHEUS_MULTIPROC_DIR and the main
 process serves their sum (shared/metrics.py); the folder must exist, be this worker's alone and start empty,
-so it is made here (or emptied, when the environment names one) before Celery starts."""
+so it is made here (or emptied, when the environment names one) before Celery starts.
+
+Each pool process does its numerical work on its own core: NumPy's BLAS gets one thread per process. With its
+default (a thread per core), the thread it wakes for the explanation picture's matrix products spins after each
+one and took more CPU than the work itself (2 cores: a third of the worker's CPU per photo)."""
 
 from __future__ import annotations
 
@@ -26,8 +30,14 @@ def prepare_multiprocess_dir() -> Path:
     return folder
 
 
+# Before NumPy is imported (by Celery's children, after the exec below); a value the environment sets is kept.
+ONE_THREAD_PER_PROCESS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main() -> None:
     prepare_multiprocess_dir()
+    for variable in ONE_THREAD_PER_PROCESS:
+        os.environ.setdefault(variable, "1")
     os.execv(sys.executable, [sys.executable, "-m", "celery", *sys.argv[1:]])
 
 

@@ -179,7 +179,9 @@ def test_the_worker_health_check_imports_nothing_once_set_up(
     ever (seen: both children stuck importing the PostgreSQL dialect). So every import happens at set-up."""
     database_url = postgres_admin_url if database == "postgresql" else f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     # The same kind of database, not answering (SQLite: a file in a folder that cannot be made).
-    gone_url = f"postgresql://postgres@127.0.0.1:{free_port()}/gone" if database == "postgresql" else "sqlite:////proc/x/a"
+    gone_url = (
+        f"postgresql://postgres@127.0.0.1:{free_port()}/gone" if database == "postgresql" else "sqlite:////proc/x/a"
+    )
     script = (
         "import json, sys\n"
         "from shared.config import get_settings\n"

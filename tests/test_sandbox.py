@@ -217,3 +217,17 @@ def test_a_tap_on_an_inline_button_is_a_callback_query_and_an_edit_without_keybo
         method_url(sandbox, "editMessageText"), json={"chat_id": chat, "message_id": sent["message_id"], "text": "done"}
     ).json()["result"]
     assert "reply_markup" not in edited
+
+
+def test_the_call_log_is_read_as_it_grows_from_a_position(sandbox: str) -> None:
+    first = httpx.get(f"{sandbox}/sandbox/calls")
+    position = int(first.headers["X-Calls-Total"])
+    assert position == len(first.json())
+    for text in ("one", "two"):
+        httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 777, "text": text}).raise_for_status()
+    httpx.post(method_url(sandbox, "getMe")).raise_for_status()
+    grown = httpx.get(f"{sandbox}/sandbox/calls", params={"method": "sendMessage", "since": position})
+    assert [call["parameters"]["text"] for call in grown.json()] == ["one", "two"], "only what came after"
+    assert int(grown.headers["X-Calls-Total"]) == position + 3, "the whole log's length, getMe included"
+    refused = httpx.get(f"{sandbox}/sandbox/calls", params={"since": "x"})
+    assert refused.status_code == 400

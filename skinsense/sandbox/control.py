@@ -125,9 +125,17 @@ class Control:
         return web.json_response({"ok": True})
 
     async def calls(self, request: web.Request) -> web.Response:
+        """The Bot API calls logged, oldest first (``method``: of that method only; ``since``: from that position
+        of the whole log on). ``X-Calls-Total`` is the log's length: the next ``since`` of a client that reads
+        the log as it grows, instead of the whole log each time."""
         method = request.query.get("method")
-        calls = [c for c in self.state.calls if method is None or c["method"].lower() == method.lower()]
-        return web.json_response(calls)
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            return web.json_response({"ok": False, "description": "since must be a whole number"}, status=400)
+        logged = self.state.calls
+        calls = [c for c in logged[max(since, 0) :] if method is None or c["method"].lower() == method.lower()]
+        return web.json_response(calls, headers={"X-Calls-Total": str(len(logged))})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "pending_updates": len(self.state.updates)})
