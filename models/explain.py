@@ -9,7 +9,7 @@ the gradient of a class logit with respect to the map is the same at every posit
 the artifact as ``explanation.npz``) shows where the features that raise class ``c`` are; members average.
 
 ``explanation_picture`` renders the photo with that heat map beside a bar chart of the probabilities, as a
-JPEG for Telegram, in about 22 ms on one core (`skinsense benchmark`, its explanation column).
+JPEG for Telegram, in about 8 ms on one core (`skinsense benchmark`, its explanation column).
 """
 
 from __future__ import annotations
