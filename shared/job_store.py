@@ -393,7 +393,9 @@ class JobStore:
         with self._session() as session:
             unanswered = (col(Job.album_id) == album_id) & col(Job.replied_at).is_(None)
             ids = list(session.exec(select(Job.id).where(unanswered)).all())
-            claimed = session.exec(update(Job).where(unanswered, col(Job.id).in_(ids)).values(replied_at=now))
+            # Due again shortly: a worker that dies before the reply is out leaves the claim to the reconciler.
+            in_flight = {"replied_at": now, "due_at": now + timedelta(seconds=self.deadlines.queued_s)}
+            claimed = session.exec(update(Job).where(unanswered, col(Job.id).in_(ids)).values(**in_flight))
             if claimed.rowcount != len(ids):  # another worker claimed some meanwhile: it replies
                 session.rollback()
                 return []
@@ -443,7 +445,9 @@ class JobStore:
     # The reconciler (worker/reconciler.py): conditional UPDATEs, so that of two concurrent runs one acts
 
     def claim_overdue(self, *, queue_front: datetime | None = None, limit: int = 200) -> list[OverdueJob]:
-        """Unanswered jobs past their ``due_at``, each claimed once: its try counted and its next deadline set.
+        """Jobs past their ``due_at``, each claimed once: its try counted and its next deadline set. A job answered
+        has no ``due_at``; one with ``replied_at`` and a ``due_at`` is an album whose reply a worker claimed and
+        never confirmed (it died before sending): the claim is released, so the next try sends it.
 
         ``queue_front``: when the oldest message still waiting in the classify queue was published (None: none
         waits). A queued job's message was published when its deadline was set (``due_at`` minus the queued
@@ -461,17 +465,18 @@ class JobStore:
             )
         with self._session() as session:
             rows = session.exec(
-                select(Job.id, Job.status, Job.requeues)
-                .where(overdue, col(Job.replied_at).is_(None))
-                .order_by(col(Job.due_at))
-                .limit(limit)
+                select(Job.id, Job.status, Job.requeues).where(overdue).order_by(col(Job.due_at)).limit(limit)
             ).all()
             claimed: list[OverdueJob] = []
             for job_id, status, requeues in rows:
                 won = session.exec(
                     update(Job)
-                    .where(col(Job.id) == job_id, col(Job.requeues) == requeues, overdue, col(Job.replied_at).is_(None))
-                    .values(requeues=requeues + 1, due_at=now + timedelta(seconds=self.deadlines.queued_s))
+                    .where(col(Job.id) == job_id, col(Job.requeues) == requeues, overdue)
+                    .values(
+                        requeues=requeues + 1,
+                        due_at=now + timedelta(seconds=self.deadlines.queued_s),
+                        replied_at=None,
+                    )
                 )
                 session.commit()
                 if won.rowcount == 1:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session, col, update
 
-from shared.audit import MediaKind
+from shared.audit import Job, MediaKind, utc_now
 from shared.job_store import JobStore
 from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind, RiskLevel
 from shared.messages import MAX_MESSAGE_LENGTH, AlbumPhoto, PatientResult, album_result
@@ -47,6 +49,31 @@ def test_an_albums_reply_is_claimed_once_and_can_be_released_for_a_retry(jobs: J
     assert sorted(jobs.claim_album_reply("a" * 32)) == sorted(claimed), "a failed send is sent again on retry"
     loaded = jobs.load(alone.id)
     assert loaded is not None and loaded.replied_at is None, "other jobs untouched"
+
+
+def test_an_albums_reply_claimed_by_a_worker_that_died_before_sending_goes_back_to_the_reconciler(
+    jobs: JobStore,
+) -> None:
+    album = [
+        jobs.record_received(
+            chat_ref="d" * 32, media_kind=MediaKind.PHOTO, file_unique_id=f"v{i}", album_id="b" * 32, album_position=i
+        )
+        for i in range(2)
+    ]
+    claimed = jobs.claim_album_reply("b" * 32)
+    assert sorted(claimed) == sorted(job.id for job in album)
+    assert jobs.claim_overdue() == [], "a reply in flight is not overdue"
+    # The worker died between its claim and the send: once the claim's deadline passed, the reconciler has them.
+    with Session(jobs._engine) as session:
+        session.exec(update(Job).where(col(Job.album_id) == "b" * 32).values(due_at=utc_now() - timedelta(seconds=1)))
+        session.commit()
+    overdue = jobs.claim_overdue()
+    assert sorted(job.id for job in overdue) == sorted(claimed)
+    assert all(job.replied_at is None for job in jobs.album("b" * 32)), "released: the next try replies"
+    assert sorted(jobs.claim_album_reply("b" * 32)) == sorted(claimed)
+    jobs.album_replied(claimed)
+    assert all(job.due_at is None and job.replied_at is not None for job in jobs.album("b" * 32))
+    assert jobs.claim_overdue() == [], "answered: nothing due"
 
 
 def test_a_ten_photo_album_is_split_under_telegrams_length_limit() -> None:
