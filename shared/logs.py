@@ -2,7 +2,8 @@
 
 Bot API URLs contain the bot token, and so can exception texts and tracebacks: every handler gets a filter
 that blanks the token (and anything shaped like one) out of messages and tracebacks, which keeps the
-tracebacks themselves. httpx's per-request lines are turned down as well.
+tracebacks themselves. httpx's per-request lines are turned down as well, and python-telegram-bot's DEBUG
+lines (raw updates and request parameters: patient data) are never shown.
 """
 
 from __future__ import annotations
@@ -58,4 +59,7 @@ def configure_logging(settings: Settings | None = None, **_: object) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore"):  # a line per request, each URL with the token in it
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # python-telegram-bot logs every update and every request's parameters (chat ids, texts) at DEBUG: never
+    # patient data in the logs, whatever the level asked for.
+    logging.getLogger("telegram").setLevel(max(logging.INFO, root.level))
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin on every run

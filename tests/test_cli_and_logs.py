@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.logs import LOG_FORMAT, REDACTED, RedactSecrets
+from shared.config import Settings
+from shared.logs import LOG_FORMAT, REDACTED, RedactSecrets, configure_logging
 from skinsense.cli import COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +60,23 @@ def test_the_token_is_redacted_from_messages_and_tracebacks_which_are_kept() -> 
     assert "Traceback (most recent call last)" in output and "ConnectionError" in output
     assert TOKEN not in output and "B" * 35 not in output
     assert output.count(REDACTED) == 3
+
+
+def test_telegrams_debug_lines_with_patient_data_stay_out_even_at_debug_level() -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging(Settings(log_level="DEBUG"))
+        assert logging.getLogger("skinsense.anything").isEnabledFor(logging.DEBUG), "DEBUG was asked for"
+        # PTB's DEBUG lines carry raw updates and request parameters (chat ids, texts).
+        assert not logging.getLogger("telegram.ext.Updater").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("telegram.ext.Application").isEnabledFor(logging.INFO)
+        configure_logging(Settings(log_level="WARNING"))
+        assert not logging.getLogger("telegram.ext.Application").isEnabledFor(logging.INFO), "no louder than asked"
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        logging.getLogger("telegram").setLevel(logging.NOTSET)
