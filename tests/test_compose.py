@@ -14,7 +14,7 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
 
 
-LONG_RUNNING = {"redis", "postgres", "worker", "beat", "bot", "flower", "prometheus"}
+LONG_RUNNING = {"redis", "postgres", "worker", "beat", "bot", "flower", "prometheus", "grafana"}
 
 
 def test_all_services_are_there_with_healthchecks() -> None:
@@ -152,3 +152,51 @@ def test_flower_refuses_an_unset_or_example_password() -> None:
             Settings.model_validate(values)
     values["flower_password"] = "a-real-secret-of-ops"
     assert Settings.model_validate(values).flower_password.get_secret_value() == "a-real-secret-of-ops"
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the bot and the workers export (shared/metrics.py), as PromQL sees them."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    import shared.metrics as metrics
+
+    names = {"skinsense_queue_depth"}  # read from Redis at scrape time (QueueDepthCollector)
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            base = value._name  # a counter's name without its "_total"
+            names |= {base, *(base + suffix for suffix in ("_total", "_bucket", "_sum", "_count", "_created"))}
+    return names
+
+
+def test_grafana_is_optional_read_only_and_its_dashboard_asks_for_metrics_that_exist() -> None:
+    import json
+    import re
+
+    grafana = compose()["services"]["grafana"]
+    assert grafana["profiles"] == ["metrics"] and all(p.startswith("127.0.0.1:") for p in grafana["ports"])
+    environment = grafana["environment"]
+    assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer", "viewers only"
+    assert environment["GF_AUTH_DISABLE_LOGIN_FORM"] == "true" and environment["GF_AUTH_BASIC_ENABLED"] == "false"
+    mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    provisioning, dashboards = mounts["/etc/grafana/provisioning"], mounts["/etc/grafana/dashboards"]
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "skinsense.yml").read_text())["providers"]
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
+
+    dashboard = json.loads((dashboards / "skinsense.json").read_text())
+    scraped_jobs = {
+        job["job_name"] for job in yaml.safe_load((REPO / "ops" / "prometheus.yml").read_text())["scrape_configs"]
+    }
+    exported = exported_metric_names()
+    asked: set[str] = set()
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        for target in panel["targets"]:
+            expression = target["expr"]
+            asked |= set(re.findall(r"\bskinsense_[a-z_]+\b", expression))
+            for job_pattern in re.findall(r'job=~"([^"]+)"', expression):
+                assert all(re.fullmatch(job_pattern, job) for job in scraped_jobs), expression
+    assert asked <= exported, f"not exported by shared/metrics.py: {sorted(asked - exported)}"
+    families = {name.removesuffix("_bucket").removesuffix("_total") for name in asked}
+    assert {"skinsense_jobs", "skinsense_photo_to_reply_seconds", "skinsense_queue_depth"} <= families
