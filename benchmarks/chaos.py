@@ -52,7 +52,7 @@ from skinsense.stack import RestartPolicy, Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.auxil, for PostgreSQL clusters
-from pipeline import consent_all, free_port, start_stack
+from pipeline import SandboxCalls, consent_all, free_port, start_stack
 
 from tests.auxil.services import PostgresCluster, postgres_cluster
 
@@ -119,19 +119,26 @@ def final_answers(chat_messages: list[dict[str, Any]], photo_message_id: int) ->
     return count
 
 
-def answered_chats(http: httpx.Client, photos: dict[int, int]) -> set[int]:
-    """The chats whose photo got a final answer, from the sandbox's call log (one request): a send or edit of a
+class FinalAnswers:
+    """The chats whose photo got a final answer, from the sandbox's call log as it grows: a send or edit of a
     final text that was executed (a dropped response was executed; a 429 or 5xx was not)."""
-    done = set()
-    for method in ("editMessageText", "sendMessage"):
-        for call in http.get("/sandbox/calls", params={"method": method}).json():
+
+    def __init__(self, calls: SandboxCalls, photos: dict[int, int]) -> None:
+        self.calls, self.photos, self._seen, self._chats = calls, photos, 0, set[int]()
+
+    def chats(self) -> set[int]:
+        calls = self.calls.read()
+        for call in calls[self._seen :]:
+            if call["method"] not in ("editMessageText", "sendMessage") or call.get("fault") in ("429", "5xx"):
+                continue
             parameters = call["parameters"]
             chat = str(parameters.get("chat_id", ""))
-            if not chat.isdigit() or int(chat) not in photos or call.get("fault") in ("429", "5xx"):
+            if not chat.isdigit() or int(chat) not in self.photos:
                 continue
             if is_final_answer(plain_text(str(parameters.get("text", "")), str(parameters.get("parse_mode", "")))):
-                done.add(int(chat))
-    return done
+                self._chats.add(int(chat))
+        self._seen = len(calls)
+        return set(self._chats)
 
 
 def clinician_alerts(http: httpx.Client) -> tuple[int, int]:
@@ -222,6 +229,7 @@ class ChaosStack:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self.http: httpx.Client | None = None
+        self._calls: SandboxCalls | None = None
 
     def __enter__(self) -> ChaosStack:
         try:
@@ -259,6 +267,13 @@ class ChaosStack:
     def api(self) -> httpx.Client:
         assert self.http is not None
         return self.http
+
+    @property
+    def calls(self) -> SandboxCalls:
+        """The sandbox's call log, read as it grows (one reader per stack)."""
+        if self._calls is None:
+            self._calls = SandboxCalls(str(self.api.base_url))
+        return self._calls
 
     def pid(self, name: str) -> int:
         return int(self.stack.service(name).process.pid)
@@ -411,17 +426,19 @@ FAULTS: tuple[Fault, ...] = (
 # --- one run ---------------------------------------------------------------------------------------------------
 
 
-def wait_for_acknowledged(http: httpx.Client, chats: set[int], count: int, timeout_s: float) -> None:
+def wait_for_acknowledged(calls: SandboxCalls, chats: set[int], count: int, timeout_s: float) -> None:
     """Until the bot has sent "Analysing..." to ``count`` of ``chats`` (the moment a fault lands mid-burst)."""
+    wanted = {str(chat) for chat in chats}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        calls = http.get("/sandbox/calls", params={"method": "sendMessage"}).json()
         acknowledged = {
             str(call["parameters"].get("chat_id"))
-            for call in calls
-            if call["parameters"].get("text") == messages.ANALYSING and call.get("fault") not in ("429", "5xx")
+            for call in calls.read()
+            if call["method"] == "sendMessage"
+            and call["parameters"].get("text") == messages.ANALYSING
+            and call.get("fault") not in ("429", "5xx")
         }
-        if len(acknowledged & {str(chat) for chat in chats}) >= count:
+        if len(acknowledged & wanted) >= count:
             return
         time.sleep(0.05)
 
@@ -473,7 +490,7 @@ def run_fault(
 
             def inject() -> None:
                 try:
-                    wait_for_acknowledged(chaos.api, set(chats), len(chats) // 3, timeout_s=120)
+                    wait_for_acknowledged(chaos.calls, set(chats), len(chats) // 3, timeout_s=120)
                     fault.inject(chaos)
                 except BaseException as error:  # reported with the result, never hidden
                     fault_error.append(error)
@@ -494,14 +511,16 @@ def run_fault(
             fault_ended.wait()
             outcome = Outcome(sent=len(sent))
             deadline = ended_at[0] + drain_timeout_s
-            answered = answered_chats(chaos.api, sent)
+            final_answers_seen = FinalAnswers(chaos.calls, sent)
+            answered = final_answers_seen.chats()
             while len(answered) < len(sent) and time.monotonic() < deadline:
                 time.sleep(1)
-                answered = answered_chats(chaos.api, sent)
+                final_answers_seen = FinalAnswers(chaos.calls, sent)
+            answered = final_answers_seen.chats()
             if len(answered) == len(sent):
                 outcome.drain_s = max(0.0, time.monotonic() - ended_at[0])
             time.sleep(3)  # late duplicates, if any, have a moment to show
-            outcome.answered = len(answered_chats(chaos.api, sent))
+            outcome.answered = len(final_answers_seen.chats())
             for chat, photo_id in sent.items():
                 answers = final_answers(chaos.api.get(f"/sandbox/chats/{chat}/messages").json(), photo_id)
                 outcome.duplicate_replies += max(0, answers - 1)

@@ -34,7 +34,7 @@ from skinsense.sandbox import SANDBOX_TOKEN
 from skinsense.stack import Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
-from pipeline import consent_all, free_port, start_stack
+from pipeline import SandboxCalls, consent_all, free_port, start_stack
 
 STAGES = ("download", "screening", "combine", "reply", "explanation")
 
@@ -112,20 +112,20 @@ class Phase:
 
 
 class ResultEdits:
-    """When each chat's "Analysing..." was last edited (its answer), read from the sandbox's call log as it
-    grows: reading the whole log at every look would cost the sandbox more each time and slow the stack measured."""
+    """When each chat's "Analysing..." was last edited (its answer), from the sandbox's call log."""
 
-    def __init__(self, sandbox_url: str) -> None:
-        self.http = httpx.Client(base_url=sandbox_url, timeout=30)  # its own: the sampler thread reads it too
-        self._cursor, self._times, self._lock = 0, dict[int, float](), threading.Lock()
+    def __init__(self, calls: SandboxCalls) -> None:
+        self.calls, self._seen, self._times = calls, 0, dict[int, float]()
+        self._lock = threading.Lock()  # the backlog sampler's thread reads it too
 
     def answered(self, chats: range) -> dict[int, float]:
         with self._lock:
-            response = self.http.get("/sandbox/calls", params={"method": "editMessageText", "since": self._cursor})
-            self._cursor = int(response.headers["X-Calls-Total"])
-            for call in response.json():
-                chat = int(call["parameters"]["chat_id"])
-                self._times[chat] = max(self._times.get(chat, 0.0), float(call["time"]))
+            calls = self.calls.read()
+            for call in calls[self._seen :]:
+                if call["method"] == "editMessageText":
+                    chat = int(call["parameters"]["chat_id"])
+                    self._times[chat] = max(self._times.get(chat, 0.0), float(call["time"]))
+            self._seen = len(calls)
             return {chat: at for chat, at in self._times.items() if chat in chats}
 
 
@@ -280,7 +280,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     try:
         http = start_stack(stack, redis_port, sandbox_port, args.concurrency)
-        edits = ResultEdits(api)
+        edits = ResultEdits(SandboxCalls(api))
         health = f"http://127.0.0.1:{metrics_port}/health/ready"
         while True:  # models loaded, broker and database answer
             with contextlib.suppress(httpx.HTTPError):  # refused until the worker serves its health

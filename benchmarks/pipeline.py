@@ -15,6 +15,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,24 @@ def consent_all(database_url: str, chats: range, chat_hash_key: str | None = Non
     key = chat_hash_key or Settings().chat_hash_key.get_secret_value()
     for chat in chats:
         patients.record_consent(chat_reference(chat, key), messages.PRIVACY_VERSION)
+
+
+class SandboxCalls:
+    """The sandbox's log of Bot API calls, read as it grows (``/sandbox/calls?since=N``): a benchmark looks many
+    times a second, and reading the whole log each time would load the very stack it measures."""
+
+    def __init__(self, sandbox_url: str) -> None:
+        self._http = httpx.Client(base_url=sandbox_url, timeout=30)
+        self._calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every call so far, oldest first (only those logged since the last look are fetched)."""
+        with self._lock:
+            response = self._http.get("/sandbox/calls", params={"since": len(self._calls)})
+            response.raise_for_status()
+            self._calls.extend(response.json())
+            return list(self._calls)
 
 
 def start_stack(

@@ -456,6 +456,10 @@ class AlertStore:
         else:
             self._update_delivery(attempt, attempt_started_at=None, possibly_repeated=True)
 
+    def record_not_tried(self, attempt: Attempt) -> None:
+        """The call was never made (this deployment's own budget said wait): the attempt does not count."""
+        self._update_delivery(attempt, attempt_started_at=None, attempts=col(ClinicianAlertDelivery.attempts) - 1)
+
     def _update_delivery(self, attempt: Attempt, **values: Any) -> None:
         with self._session() as session:
             session.exec(

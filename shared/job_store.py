@@ -450,18 +450,20 @@ class JobStore:
         never confirmed (it died before sending): the claim is released, so the next try sends it.
 
         ``queue_front``: when the oldest message still waiting in the classify queue was published (None: none
-        waits). A queued job's message was published when its deadline was set (``due_at`` minus the queued
-        deadline); published after the front, it still waits behind a backlog and is not lost: it is overdue
-        only once the workers have taken the queue past it, or after the backlog deadline."""
+        waits). A job's last step (when ``due_at`` was set, the deadline before it) came after the front: the
+        workers have not even reached the messages published before it, so its own next message (to classify,
+        to finalize) is waiting behind a backlog, late, not lost. It is overdue only once the workers have taken
+        the queue past it, or after the backlog deadline. A running job is not waiting on the queue: its
+        deadline (a dead worker) stands as it is."""
         now = utc_now()
         overdue = col(Job.due_at) <= now
         if queue_front is not None:
-            published_before_the_front = queue_front - PUBLISH_LAG + timedelta(seconds=self.deadlines.queued_s)
-            taken_from_the_queue = col(Job.due_at) < published_before_the_front
+            before_the_front = queue_front - PUBLISH_LAG + timedelta(seconds=self.deadlines.queued_s)
+            taken_from_the_queue = col(Job.due_at) < before_the_front
             past_backlog_deadline = col(Job.due_at) <= now - timedelta(seconds=self.deadlines.backlog_s)
             overdue = and_(
                 overdue,
-                or_(col(Job.status) != JobStatus.QUEUED, taken_from_the_queue, past_backlog_deadline),
+                or_(col(Job.status) == JobStatus.RUNNING, taken_from_the_queue, past_backlog_deadline),
             )
         with self._session() as session:
             rows = session.exec(

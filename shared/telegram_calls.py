@@ -27,11 +27,13 @@ budget is skipped (logged once), because refusing to answer patients would be wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -192,6 +194,11 @@ def may_repeat(endpoint: str, error: TelegramError) -> bool:
     return isinstance(error, NotDelivered) or endpoint.lower() in IDEMPOTENT_METHODS
 
 
+# A shorter wait than the limiter's max_wait_s for the calls made inside ``TelegramCallLimiter.waiting_at_most``
+# (a context variable: the coroutines a caller runs on its event loop see the caller's value).
+_max_wait_here: ContextVar[float | None] = ContextVar("skinsense_telegram_max_wait", default=None)
+
+
 class TelegramCallLimiter(BaseRateLimiter[None]):
     """Retries and rate limiting for every Bot API call of a process (see the module's docstring)."""
 
@@ -322,8 +329,19 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
                 return
             await self._wait(wait_ms / 1000)
 
+    @contextlib.contextmanager
+    def waiting_at_most(self, seconds: float) -> Iterator[None]:
+        """The calls made inside wait at most ``seconds`` (if less than ``max_wait_s``) for a pause or a budget;
+        a longer wait raises ``WaitTooLong``, as beyond ``max_wait_s``."""
+        token = _max_wait_here.set(seconds)
+        try:
+            yield
+        finally:
+            _max_wait_here.reset(token)
+
     def _too_long(self, wait_s: float) -> bool:
-        return self.max_wait_s is not None and wait_s > self.max_wait_s
+        limits = [limit for limit in (self.max_wait_s, _max_wait_here.get()) if limit is not None]
+        return bool(limits) and wait_s > min(limits)
 
     async def _wait(self, wait_s: float) -> None:
         """Wait for the pause or the budget; a wait longer than ``max_wait_s`` is handed to the caller instead."""

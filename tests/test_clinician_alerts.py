@@ -4,6 +4,7 @@ resolutions, and the closed loop's marks; on a real (migrated) SQLite audit data
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from models.inference import Classifier
 from models.screening import screen_photo
@@ -28,7 +30,7 @@ from shared.clinicians import (
 from shared.config import Settings
 from shared.job_store import JobStore
 from shared.labels import PhotoKind, RiskLevel
-from shared.telegram_calls import OutcomeUnknown
+from shared.telegram_calls import OutcomeUnknown, WaitTooLong
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import (
@@ -40,7 +42,7 @@ from tests.auxil.services import (
     python_command,
     wait_until,
 )
-from worker.clinician_alerts import ClinicianAlertSender, explanation_for_clinicians
+from worker.clinician_alerts import ALERT_MAX_WAIT_S, ClinicianAlertSender, explanation_for_clinicians
 from worker.telegram import TelegramClient
 
 TOKEN = "6363:clinician-alerts-test-token"
@@ -214,6 +216,30 @@ def test_each_clinician_chat_gets_the_alert_once_with_its_four_buttons(
         for label in messages.CLINICIAN_BUTTONS.values():
             assert button_data(text, label) is not None, label
         assert messages.POSSIBLY_REPEATED not in text["text"]
+
+
+def test_an_alert_that_would_wait_on_telegram_hands_the_worker_back_and_its_attempt_does_not_count(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    """A burst of alerts meets Telegram's one message a second per chat: a worker process must not sit waiting
+    (the patients' answers would wait behind it); the task retries later, and the try is not spent."""
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "w" * 32)
+    limiter = sender.telegram.limiter
+    assert limiter.redis_url is not None and limiter.max_wait_s is not None and limiter.max_wait_s > 3
+    pause_s = ALERT_MAX_WAIT_S + 2  # shorter than what a patient's answer would wait for, longer than an alert
+    redis.Redis.from_url(limiter.redis_url).set(limiter.pause_key, int((time.time() + pause_s) * 1000), px=5000)
+    with pytest.raises(WaitTooLong):
+        sender.notify_clinicians(job_id)
+    alert = stores[1].for_job(job_id)
+    assert alert is not None and alert.sent_at is None
+    assert all(d.attempts == 0 and d.message_id is None for d in stores[1].deliveries([alert.id]))
+    assert all(alert_texts(sandbox, chat, job_id) == [] for chat in CLINICIANS)
+    time.sleep(pause_s)
+    assert sender.notify_clinicians(job_id) == len(CLINICIANS), "sent once the pause is over"
 
 
 def test_a_lost_response_is_resent_marked_as_a_possible_repeat_and_a_refused_call_plainly(

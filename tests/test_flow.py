@@ -437,14 +437,14 @@ def test_an_overdue_job_is_queued_again_until_its_tries_are_spent_then_the_patie
         assert reconciler.run().requeued == 1
     assert requeued == [("classify", request.job_id)] * 2
     make_overdue(flow, request.job_id)
-    assert reconciler.run().apologised == 1
+    assert reconciler.run().gave_up == 1
     assert answer(sandbox, 2201) == messages.STALLED
     job = flow.jobs.load(request.job_id)
     assert job is not None and (job.status, job.error_code) == (JobStatus.FAILED, FailureCode.STALLED)
     assert job.replied_at is not None and job.delivery is None and job.due_at is None and job.requeues == 3
     # The queued tries arriving late change nothing: the patient was answered.
     assert flow.classify_and_reply(request) == "duplicate"
-    assert len(sandbox.bot_messages(2201)) == 1 and reconciler.run().apologised == 0
+    assert len(sandbox.bot_messages(2201)) == 1 and reconciler.run().gave_up == 0
 
 
 def test_a_queued_job_behind_a_backlog_is_late_not_lost_until_the_queue_reaches_it_or_the_backlog_deadline(
@@ -484,6 +484,26 @@ def test_an_analysed_job_never_finalized_is_finalized_by_the_reconciler(
     assert flow.finalize(FinalizeResultRequest(job_id=request.job_id)) == JobStatus.DONE.value
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.answers_closed_at is not None and job.replied_at is not None
+
+
+def test_an_analysed_job_behind_a_backlog_waits_and_when_its_tries_are_spent_gets_its_result_not_an_apology(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    request = patient_sends(sandbox, flow, 2205, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS
+    make_overdue(flow, request.job_id)
+    # Its finalize message waits behind messages published before it was analysed: late, not lost.
+    behind = reconciler_for(flow, requeued, queue_front=utc_now() - timedelta(seconds=60))
+    assert behind.run().requeued == 0 and requeued == []
+    # Every try spent (its finalize never ran): the result, which exists, is what the patient gets.
+    reconciler = reconciler_for(flow, requeued, max_tries=0)
+    assert reconciler.run().gave_up == 1
+    assert messages.RANKING_HEADING in answer(sandbox, 2205) and answer(sandbox, 2205) != messages.STALLED
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.status == JobStatus.DONE and job.replied_at is not None and job.error_code is None
 
 
 def test_a_patient_kept_waiting_is_told_once_and_the_result_then_replaces_the_notice(

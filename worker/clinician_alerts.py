@@ -27,13 +27,17 @@ from shared.clinicians import AlertStore, AlertView, Attempt, SealedPhoto, Worki
 from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind
 from shared.metrics import timed
-from shared.telegram_calls import NotDelivered
+from shared.telegram_calls import NotDelivered, WaitTooLong
 from worker.telegram import TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
 # A delivery Telegram keeps refusing (the bot was removed from the chat, a chat id that does not exist) is
 # given up after this many attempts, and logged, rather than tried by every sweep forever.
 MAX_DELIVERY_ATTEMPTS = 8
+# An alert waits at most this long in a worker process for Telegram's budgets (one message a second per chat):
+# longer, the task retries later and the process goes back to the patients (a burst of alerts never holds
+# their answers up).
+ALERT_MAX_WAIT_S = 1.0
 
 
 def outcome_known(error: BaseException) -> bool:
@@ -81,26 +85,27 @@ class ClinicianAlertSender:
         }
         made = 0
         retry: TelegramError | None = None
-        for chat_id, kind in wanted:
-            if (chat_id, kind) in done:
-                continue
-            if (chat_id, kind) in given_up:
-                log.error(
-                    "alert %s: %s to a clinician chat given up after %d attempts",
-                    alert.id,
-                    kind.value,
-                    MAX_DELIVERY_ATTEMPTS,
-                )
-                continue
-            attempt = self.alerts.begin_attempt(alert.id, chat_id, kind)
-            if attempt is None:
-                continue  # sent meanwhile, or another process is sending it right now
-            try:
-                self._deliver(attempt, alert, view)
-                made += 1
-            except TelegramError as error:  # one chat's trouble never holds back the others
-                if is_transient(error):
-                    retry = retry or error
+        with self.telegram.limiter.waiting_at_most(ALERT_MAX_WAIT_S):
+            for chat_id, kind in wanted:
+                if (chat_id, kind) in done:
+                    continue
+                if (chat_id, kind) in given_up:
+                    log.error(
+                        "alert %s: %s to a clinician chat given up after %d attempts",
+                        alert.id,
+                        kind.value,
+                        MAX_DELIVERY_ATTEMPTS,
+                    )
+                    continue
+                attempt = self.alerts.begin_attempt(alert.id, chat_id, kind)
+                if attempt is None:
+                    continue  # sent meanwhile, or another process is sending it right now
+                try:
+                    self._deliver(attempt, alert, view)
+                    made += 1
+                except TelegramError as error:  # one chat's trouble never holds back the others
+                    if is_transient(error):
+                        retry = retry or error
         if retry is not None:
             raise retry  # the task retries the rest; a chat Telegram refused waits for the sweep
         finished = {  # sent, or given up (logged): either way nothing more to do for it
@@ -164,6 +169,9 @@ class ClinicianAlertSender:
                 )
             else:
                 message_id = photo_message_id  # a thread's later photo: its caption is the message
+        except WaitTooLong:
+            self.alerts.record_not_tried(attempt)  # our own budget said wait: nothing was sent, nothing counts
+            raise
         except TelegramError as error:
             known = outcome_known(error)
             self.alerts.record_failed(attempt, outcome_known=known)
@@ -193,6 +201,8 @@ class ClinicianAlertSender:
         try:
             data = self.telegram.download_file(photo.file_id, MAX_FILE_BYTES)
             picture = self.explain(view, data)
+        except WaitTooLong:
+            raise  # Telegram's pause: the alert waits for it whole, picture included
         except Exception as error:  # a photo Telegram no longer has, a model that cannot draw it
             log.warning("alert %s: no explanation picture (%s)", alert_id, type(error).__name__)
             return None

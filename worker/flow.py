@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import DBAPIError
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
@@ -298,13 +299,21 @@ class ClassificationFlow:
             log.warning("job %s: could not tell the patient about the failure", job_id)
 
     def give_up(self, job_id: uuid.UUID) -> str:
-        """The reconciler's tries are spent: a job not analysed yet is failed; the patient gets the apology (or
-        the refusal or failure already recorded). Raises what Telegram raises: the reconciler tries again."""
+        """The reconciler's tries are spent. An analysed job's result is delivered from here, never replaced by
+        an apology (it may be a high-risk one); a job not analysed yet is failed, and the patient gets the
+        apology (or the refusal or failure already recorded). Raises what Telegram raises: the reconciler tries
+        again."""
         job = self.jobs.load(job_id)
         if job is None or job.replied_at is not None:
             return "duplicate"
+        if job.status == JobStatus.DONE:
+            try:
+                return self.finalize(FinalizeResultRequest(job_id=job_id))
+            except (TelegramError, DBAPIError):  # passing trouble: the reconciler tries again
+                raise
+            except Exception as error:  # a result that cannot be finalized at all: the apology, not silence
+                log.error("job %s: its result could not be delivered (%s)", job_id, type(error).__name__)
         if job.status != JobStatus.FAILED and job.status != JobStatus.REJECTED:
-            # DONE too: a result that could not be finalized and delivered in all those tries.
             job = self.jobs.mark_failed(job_id, FailureCode.STALLED, "the reconciler's tries ran out")
         log.error("job %s: given up (%s); the patient is told", job_id, job.error_code)
         return self._answer(job)

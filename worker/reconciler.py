@@ -6,8 +6,9 @@
   delivered) is queued again: ``classify`` (the worker goes on from the job's state) or ``finalize``; a job
   whose message still waits in the queue behind a backlog is late, not lost, and left alone (up to
   SKINSENSE_BACKLOG_DEADLINE_S longer: no worker may be taking the queue at all);
-- after SKINSENSE_RECONCILE_MAX_TRIES such tries, the patient gets a kind apology (``ClassificationFlow.give_up``:
-  the job is failed as ``stalled`` unless it already has a refusal or failure to tell), retried a few times
+- after SKINSENSE_RECONCILE_MAX_TRIES such tries, the reconciler answers the patient itself
+  (``ClassificationFlow.give_up``): an analysed job's result, else a kind apology (the job is failed as
+  ``stalled`` unless it already has a refusal or failure to tell), retried a few times
   while Telegram does not take it; then the delivery data is erased and the job left as it is (logged);
 - a patient still waiting SKINSENSE_SLOW_NOTICE_AFTER_S after the photo for an analysis not done yet is told,
   once, that it takes longer than usual (the "Analysing..." message is edited).
@@ -36,7 +37,7 @@ APOLOGY_TRIES = 3  # after the last try: attempts at telling the patient, before
 @dataclass
 class ReconcileCounts:
     requeued: int = 0
-    apologised: int = 0
+    gave_up: int = 0
     abandoned: int = 0
     told_slow: int = 0
     errors: int = 0
@@ -88,7 +89,7 @@ class Reconciler:
             )
         elif job.tries <= self.max_tries + APOLOGY_TRIES:
             self.flow.give_up(job.id)
-            counts.apologised += 1
+            counts.gave_up += 1
         else:
             self.jobs.abandon(job.id)
             counts.abandoned += 1
