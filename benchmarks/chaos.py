@@ -461,6 +461,10 @@ def database_for(fault: Fault, workdir: Path, use_postgres: bool) -> Iterator[tu
 
 
 ALERTS_DRAIN_S = 120.0  # after the patients: how long the audit rows may take to reach their final state
+# ... or longer while they are still moving (a burst of high-risk results: each alert takes a few messages, at
+# Telegram's one a second per clinician chat), until they stall this long or the last resort.
+ALERTS_STALL_S = 30.0
+ALERTS_DRAIN_MAX_S = 900.0
 
 
 def run_fault(
@@ -528,9 +532,13 @@ def run_fault(
             # and a text), so a burst of high-risk results reaches the clinicians well after the patients.
             problems = wrong_audit_rows(database_url, chats)
             alerts_deadline = time.monotonic() + ALERTS_DRAIN_S
-            while problems and time.monotonic() < alerts_deadline:
+            last_resort = time.monotonic() + ALERTS_DRAIN_MAX_S
+            while problems and time.monotonic() < min(alerts_deadline, last_resort):
                 time.sleep(2)
-                problems = wrong_audit_rows(database_url, chats)
+                fewer = wrong_audit_rows(database_url, chats)
+                if len(fewer) < len(problems):  # still going out (a burst of alerts takes a second per message)
+                    alerts_deadline = max(alerts_deadline, time.monotonic() + ALERTS_STALL_S)
+                problems = fewer
             outcome.duplicate_alerts, outcome.marked_repeats = clinician_alerts(chaos.api)
             outcome.wrong_rows, outcome.wrong_examples = len(problems), problems[:5]
             if fault_error:

@@ -4,6 +4,7 @@ resolutions, and the closed loop's marks; on a real (migrated) SQLite audit data
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -152,7 +153,8 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Job
 @pytest.fixture
 def sender(telegram: TelegramClient, stores: tuple[JobStore, AlertStore], sandbox: SandboxUser) -> ClinicianAlertSender:
     sandbox.clear_faults()
-    return ClinicianAlertSender(telegram=telegram, alerts=stores[1], clinician_chat_ids=CLINICIANS)
+    # Called directly, not by a task that retries later: it waits for Telegram's budgets like a patient's answer.
+    return ClinicianAlertSender(telegram=telegram, alerts=stores[1], clinician_chat_ids=CLINICIANS, max_wait_s=10)
 
 
 def finished_result(
@@ -228,6 +230,7 @@ def test_an_alert_that_would_wait_on_telegram_hands_the_worker_back_and_its_atte
     """A burst of alerts meets Telegram's one message a second per chat: a worker process must not sit waiting
     (the patients' answers would wait behind it); the task retries later, and the try is not spent."""
     job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "w" * 32)
+    sender = dataclasses.replace(sender, max_wait_s=ALERT_MAX_WAIT_S)  # as in a worker process
     limiter = sender.telegram.limiter
     assert limiter.redis_url is not None and limiter.max_wait_s is not None and limiter.max_wait_s > 3
     pause_s = ALERT_MAX_WAIT_S + 2  # shorter than what a patient's answer would wait for, longer than an alert
@@ -375,6 +378,7 @@ def test_the_alert_shows_the_photo_and_its_explanation_picture_as_one_album_abov
         stores[1],
         CLINICIANS,
         explain=lambda view, photo: explanation_for_clinicians(classifier, view, photo),
+        max_wait_s=10,
     )
     job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "g" * 32)
     earlier_uploads = len(sandbox.calls("sendMediaGroup"))  # the sandbox serves the whole module

@@ -193,7 +193,7 @@ def test_a_high_risk_photo_queues_one_alert_and_each_clinician_is_told_once(
     (alert,) = queued_alerts(redis_url)
     assert alert.job_id == request.job_id
     alerts = ClinicianAlertSender(
-        telegram, AlertStore(build_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")), CLINICIANS
+        telegram, AlertStore(build_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")), CLINICIANS, max_wait_s=10
     )
     assert alerts.notify_clinicians(alert.job_id) == len(CLINICIANS)
     assert alerts.notify_clinicians(alert.job_id) == 0, "a retried alert skips clinicians already told"

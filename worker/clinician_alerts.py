@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 # A delivery Telegram keeps refusing (the bot was removed from the chat, a chat id that does not exist) is
 # given up after this many attempts, and logged, rather than tried by every sweep forever.
 MAX_DELIVERY_ATTEMPTS = 8
-# An alert waits at most this long in a worker process for Telegram's budgets (one message a second per chat):
-# longer, the task retries later and the process goes back to the patients (a burst of alerts never holds
-# their answers up).
-ALERT_MAX_WAIT_S = 1.0
+# An alert never waits in a worker process for Telegram's budgets (one message a second per chat): its task
+# retries when Telegram will take it, and the process goes back to the patients (a burst of alerts never holds
+# their answers up; a wait of a second per message held both processes of a 2-process worker).
+ALERT_MAX_WAIT_S = 0.0
 
 
 def outcome_known(error: BaseException) -> bool:
@@ -63,6 +63,9 @@ class ClinicianAlertSender:
     lead_chat_id: int | None = None
     # The explanation picture of a photo (models/explain.py, with this worker's model); None: photo alone.
     explain: Callable[[AlertView, bytes], bytes | None] | None = None
+    # How long a delivery may wait here for Telegram's budgets before its task retries later (ALERT_MAX_WAIT_S;
+    # a caller with nothing else to do, such as a test, may wait longer).
+    max_wait_s: float = ALERT_MAX_WAIT_S
     # This process's explanation pictures by alert: drawn once, uploaded once, then sent again by file id.
     _pictures: dict[uuid.UUID, str | bytes] = field(default_factory=dict, repr=False)
 
@@ -85,7 +88,7 @@ class ClinicianAlertSender:
         }
         made = 0
         retry: TelegramError | None = None
-        with self.telegram.limiter.waiting_at_most(ALERT_MAX_WAIT_S):
+        with self.telegram.limiter.waiting_at_most(self.max_wait_s):
             for chat_id, kind in wanted:
                 if (chat_id, kind) in done:
                     continue
