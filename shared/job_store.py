@@ -456,7 +456,8 @@ class JobStore:
         the queue past it, or after the backlog deadline. A running job is not waiting on the queue: its
         deadline (a dead worker) stands as it is."""
         now = utc_now()
-        overdue = col(Job.due_at) <= now
+        # Answered jobs have no due_at; of those with a reply recorded, only an album's claim may be taken back.
+        overdue = and_(col(Job.due_at) <= now, or_(col(Job.replied_at).is_(None), col(Job.album_id).is_not(None)))
         if queue_front is not None:
             before_the_front = queue_front - PUBLISH_LAG + timedelta(seconds=self.deadlines.queued_s)
             taken_from_the_queue = col(Job.due_at) < before_the_front

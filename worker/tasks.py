@@ -45,6 +45,7 @@ from shared.queue import (
     oldest_waiting_published_at,
     private_repr,
 )
+from shared.telegram_calls import WaitTooLong
 from worker.celery_app import app, task
 from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep, explanation_for_clinicians
 from worker.flow import ClassificationFlow
@@ -143,9 +144,14 @@ class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hin
             return work(request)
         except RetryAfter as error:  # each 429 is already counted by shared/telegram_calls.py
             RETRIES.labels(cause="flood_control").inc()
-            countdown = retry_after_seconds(error) + random.uniform(0, 1)
+            # Our own budget said wait (WaitTooLong: nothing was sent): never a failure, however often; many
+            # tasks waiting for one chat's slot are spread out instead of all asking again at once.
+            ours = isinstance(error, WaitTooLong)
+            spread = min(2.0**self.request.retries, 30.0) if ours else 1.0
+            countdown = retry_after_seconds(error) + random.uniform(0, spread)
             _postpone(request.job_id, countdown)
-            raise self.retry(exc=error, countdown=countdown, **shown) from None
+            allowed = self.request.retries + 1 if ours else self.max_retries
+            raise self.retry(exc=error, countdown=countdown, max_retries=allowed, **shown) from None
         except TelegramError as error:
             if not is_transient(error):
                 raise
