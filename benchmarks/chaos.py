@@ -477,6 +477,7 @@ def run_fault(
     use_postgres: bool = False,
     workdir: Path | None = None,
     rate_per_s: float | None = None,
+    alerts_wait_max_s: float = ALERTS_DRAIN_MAX_S,
 ) -> tuple[Outcome, str]:
     """Send ``photos`` (one per chat; at ``rate_per_s``, or as one burst), inject the fault mid-burst (once the bot
     has acknowledged a third of them with "Analysing..."), wait for every answer (at most ``drain_timeout_s``
@@ -532,7 +533,7 @@ def run_fault(
             # and a text), so a burst of high-risk results reaches the clinicians well after the patients.
             problems = wrong_audit_rows(database_url, chats)
             alerts_deadline = time.monotonic() + ALERTS_DRAIN_S
-            last_resort = time.monotonic() + ALERTS_DRAIN_MAX_S
+            last_resort = time.monotonic() + alerts_wait_max_s
             while problems and time.monotonic() < min(alerts_deadline, last_resort):
                 time.sleep(2)
                 fewer = wrong_audit_rows(database_url, chats)
@@ -575,6 +576,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="photos sent per second (default: one burst)")
     parser.add_argument("--drain-timeout", type=float, default=180, help="seconds to wait after the fault ended")
     parser.add_argument("--postgres", action="store_true", help="every fault on PostgreSQL (default: SQLite)")
+    parser.add_argument(
+        "--alerts-wait",
+        type=float,
+        default=ALERTS_DRAIN_MAX_S,
+        help="at most this many seconds after the patients for the clinician alerts (a second per message per chat)",
+    )
     args = parser.parse_args()
     data_dir = Settings().data_dir
     if data_dir is None:
@@ -596,8 +603,9 @@ def main() -> None:
             use_postgres=args.postgres,
             workdir=workdir,
             rate_per_s=args.rate,
+            alerts_wait_max_s=args.alerts_wait,
         )
-        print(f"  logs in {workdir}", file=sys.stderr, flush=True)
+        print(f"  logs in {workdir}; {outcome}", file=sys.stderr, flush=True)
         results.append((fault, outcome))
         first_chat += args.photos
     pace = f"at {args.rate:g}/s" if args.rate else "as one burst"
