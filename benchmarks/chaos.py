@@ -520,8 +520,7 @@ def run_fault(
             answered = final_answers_seen.chats()
             while len(answered) < len(sent) and time.monotonic() < deadline:
                 time.sleep(1)
-                final_answers_seen = FinalAnswers(chaos.calls, sent)
-            answered = final_answers_seen.chats()
+                answered = final_answers_seen.chats()
             if len(answered) == len(sent):
                 outcome.drain_s = max(0.0, time.monotonic() - ended_at[0])
             time.sleep(3)  # late duplicates, if any, have a moment to show
