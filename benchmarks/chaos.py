@@ -10,8 +10,10 @@ Patients have agreed to the privacy text before (their consent rows), and never 
 Per fault: sent, answered (the patient's "Analysing..." became a final answer: result, refusal or apology),
 lost, duplicate patient replies (final answers beyond the first, per photo), duplicate clinician alerts (per
 job and clinician; and how many of them say they may be a repeat), audit rows in a wrong final state (not one
-row per photo, still queued or running, no reply recorded, or a high-risk result whose clinicians were not
-all told), and the time from the fault's end until every photo was answered.
+row per photo, still queued or running, no reply recorded, or a high-risk result with no clinician alert or
+one given up), alerts still queued when the wait for them ended (durably in the outbox, going out at Telegram's
+pace of about a message a second per clinician chat), and the time from the fault's end until every photo was
+answered.
 
     python benchmarks/chaos.py --photos 400                  # every fault
     python benchmarks/chaos.py --photos 100 --faults bot_killed,redis_restarted
@@ -49,6 +51,7 @@ from skinsense.migrate import upgrade_database
 from skinsense.processes import stop_process_group
 from skinsense.sandbox import SANDBOX_TOKEN, plain_text
 from skinsense.stack import RestartPolicy, Stack
+from worker.clinician_alerts import MAX_DELIVERY_ATTEMPTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.auxil, for PostgreSQL clusters
@@ -96,6 +99,7 @@ class Outcome:
     marked_repeats: int = 0
     wrong_rows: int = 0
     wrong_examples: list[str] = field(default_factory=list)
+    alerts_queued: int = 0  # high-risk results whose clinician alert was still going out when the wait ended
     drain_s: float | None = None  # None: not every photo was answered before the deadline
 
     @property
@@ -160,9 +164,17 @@ def clinician_alerts(http: httpx.Client) -> tuple[int, int]:
     return duplicates, marked
 
 
-def wrong_audit_rows(database_url: str, chats: list[int]) -> list[str]:
-    """Why each photo's audit rows are not in a right final state (one line per wrong photo): not one job row,
-    still queued or running, no reply recorded, or a high-risk result whose clinician alert was not sent."""
+@dataclass(frozen=True)
+class AuditCheck:
+    wrong: list[str]  # why each wrong photo's rows are wrong, one line each
+    alerts_queued: int  # high-risk results whose alert is in the outbox, still being sent (none given up)
+
+
+def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
+    """Each photo's audit rows: wrong (not one job row, still queued or running, no reply recorded, a high-risk
+    result with no clinician alert or one given up in a chat), or right; and how many of the right ones are
+    high-risk results whose alert is still going out (its outbox row written, a chat not reached yet: clinician
+    chats take about a message a second each, so a burst of alerts reaches them well after the patients)."""
     references = {chat_reference(chat, CHAT_HASH_KEY): chat for chat in chats}
     rows_by_chat: dict[int, list[dict[str, Any]]] = {chat: [] for chat in chats}
     alerts: dict[str, dict[str, Any]] = {}
@@ -173,11 +185,25 @@ def wrong_audit_rows(database_url: str, chats: list[int]) -> list[str]:
                 if found["chat_ref"] in references:
                     rows_by_chat[references[found["chat_ref"]]].append(dict(found))
             if inspect(connection).has_table("clinician_alerts"):
-                for sent in connection.execute(text("SELECT job_id, forwarded, sent_at FROM clinician_alerts")):
-                    alerts[str(sent.job_id).replace("-", "")] = {"forwarded": sent.forwarded, "sent": sent.sent_at}
+                given_up = {
+                    str(found.alert_id).replace("-", "")
+                    for found in connection.execute(
+                        text(
+                            "SELECT alert_id FROM clinician_alert_deliveries"
+                            " WHERE message_id IS NULL AND attempts >= :most"
+                        ),
+                        {"most": MAX_DELIVERY_ATTEMPTS},
+                    )
+                }
+                for sent in connection.execute(text("SELECT id, job_id, forwarded, sent_at FROM clinician_alerts")):
+                    alerts[str(sent.job_id).replace("-", "")] = {
+                        "forwarded": sent.forwarded,
+                        "sent": sent.sent_at,
+                        "given_up": str(sent.id).replace("-", "") in given_up,
+                    }
     finally:
         engine.dispose()
-    problems = []
+    problems, alerts_queued = [], 0
     for chat, rows in rows_by_chat.items():
         if len(rows) != 1:
             problems.append(f"chat {chat}: {len(rows)} job rows for one photo")
@@ -193,9 +219,11 @@ def wrong_audit_rows(database_url: str, chats: list[int]) -> list[str]:
             alert = alerts.get(job)
             if alert is None:
                 problems.append(f"job {job}: high risk, no clinician alert")
+            elif alert["forwarded"] and alert["sent"] is None and alert["given_up"]:
+                problems.append(f"job {job}: high risk, its clinician alert given up in a clinician chat")
             elif alert["forwarded"] and alert["sent"] is None:
-                problems.append(f"job {job}: high risk, its clinician alert not sent to every clinician")
-    return problems
+                alerts_queued += 1
+    return AuditCheck(problems, alerts_queued)
 
 
 # --- the stack under test --------------------------------------------------------------------------------------
@@ -530,17 +558,18 @@ def run_fault(
                 outcome.duplicate_replies += max(0, answers - 1)
             # Clinician alerts go out at Telegram's pace per chat (about one message a second: an alert is an album
             # and a text), so a burst of high-risk results reaches the clinicians well after the patients.
-            problems = wrong_audit_rows(database_url, chats)
+            audit = check_audit_rows(database_url, chats)
             alerts_deadline = time.monotonic() + ALERTS_DRAIN_S
             last_resort = time.monotonic() + alerts_wait_max_s
-            while problems and time.monotonic() < min(alerts_deadline, last_resort):
+            while (audit.wrong or audit.alerts_queued) and time.monotonic() < min(alerts_deadline, last_resort):
                 time.sleep(2)
-                fewer = wrong_audit_rows(database_url, chats)
-                if len(fewer) < len(problems):  # still going out (a burst of alerts takes a second per message)
-                    alerts_deadline = max(alerts_deadline, time.monotonic() + ALERTS_STALL_S)
-                problems = fewer
+                later = check_audit_rows(database_url, chats)
+                if len(later.wrong) + later.alerts_queued < len(audit.wrong) + audit.alerts_queued:
+                    alerts_deadline = max(alerts_deadline, time.monotonic() + ALERTS_STALL_S)  # still going out
+                audit = later
             outcome.duplicate_alerts, outcome.marked_repeats = clinician_alerts(chaos.api)
-            outcome.wrong_rows, outcome.wrong_examples = len(problems), problems[:5]
+            outcome.wrong_rows, outcome.wrong_examples = len(audit.wrong), audit.wrong[:5]
+            outcome.alerts_queued = audit.alerts_queued
             if fault_error:
                 outcome.wrong_examples.insert(0, f"the fault itself failed: {fault_error[0]!r}")
             if outcome.lost:
@@ -552,7 +581,7 @@ def run_fault(
 def print_table(results: list[tuple[Fault, Outcome]]) -> None:
     header = (
         f"{'fault':<21} {'sent':>5} {'answered':>8} {'lost':>5} {'dup replies':>11} "
-        f"{'dup alerts (marked)':>19} {'wrong rows':>10} {'drain s':>8}"
+        f"{'dup alerts (marked)':>19} {'wrong rows':>10} {'alerts queued':>13} {'drain s':>8}"
     )
     print(header)
     for fault, outcome in results:
@@ -560,7 +589,8 @@ def print_table(results: list[tuple[Fault, Outcome]]) -> None:
         alerts = f"{outcome.duplicate_alerts} ({outcome.marked_repeats})"
         print(
             f"{fault.name:<21} {outcome.sent:>5} {outcome.answered:>8} {outcome.lost:>5} "
-            f"{outcome.duplicate_replies:>11} {alerts:>19} {outcome.wrong_rows:>10} {drain:>8}"
+            f"{outcome.duplicate_replies:>11} {alerts:>19} {outcome.wrong_rows:>10} "
+            f"{outcome.alerts_queued:>13} {drain:>8}"
         )
     for fault, outcome in results:
         for example in outcome.wrong_examples:

@@ -137,7 +137,8 @@ TELEGRAM_MESSAGES_PER_S = 30  # Telegram: about 30 messages a second to differen
 PRIVATE_CHAT = Budget(1.0, 3)  # one a second per chat, short bursts tolerated
 GROUP_CHAT = Budget(3.0, 10)  # 20 a minute per group, a burst of 10
 
-# KEYS[1]: the pause key; KEYS[2..]: bucket keys. ARGV: interval (ms) and burst per bucket.
+# KEYS[1]: the pause key; KEYS[2..]: bucket keys. ARGV per bucket: what this request costs (ms: the interval
+# times the messages it counts for) and the bucket's tolerance (ms: the interval times the burst).
 # Returns 0 when the request may go now (its slots taken), else the milliseconds to wait before asking again.
 _TAKE_SLOT = """
 local t = redis.call('TIME')
@@ -147,11 +148,11 @@ if paused > now then return paused - now end
 local wait = 0
 local tats = {}
 for i = 2, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 3])
-  local burst = tonumber(ARGV[2 * i - 2])
-  local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now) + interval
+  local cost = tonumber(ARGV[2 * i - 3])
+  local tolerance = tonumber(ARGV[2 * i - 2])
+  local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now) + cost
   tats[i] = tat
-  wait = math.max(wait, tat - burst * interval - now)
+  wait = math.max(wait, tat - tolerance - now)
 end
 if wait > 0 then return math.ceil(wait) end
 for i = 2, #KEYS do
@@ -197,6 +198,8 @@ def may_repeat(endpoint: str, error: TelegramError) -> bool:
 # A shorter wait than the limiter's max_wait_s for the calls made inside ``TelegramCallLimiter.waiting_at_most``
 # (a context variable: the coroutines a caller runs on its event loop see the caller's value).
 _max_wait_here: ContextVar[float | None] = ContextVar("skinsense_telegram_max_wait", default=None)
+# How many messages of its chat's budget each call inside ``TelegramCallLimiter.charging_chat`` takes (likewise).
+_chat_messages_here: ContextVar[int] = ContextVar("skinsense_telegram_chat_messages", default=1)
 
 
 class TelegramCallLimiter(BaseRateLimiter[None]):
@@ -303,23 +306,27 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
             except redis.RedisError as error:
                 self._redis_unreachable(error)
 
-    def _buckets(self, chat_id: object) -> list[tuple[str, Budget]]:
+    def _buckets(self, chat_id: object) -> list[tuple[str, Budget, int]]:
+        """The buckets a message to ``chat_id`` takes from, each with how many messages it counts for there."""
         if chat_id is None:
             return []
-        buckets = [(self._bucket_prefix + "all", self.overall)]
+        buckets = [(self._bucket_prefix + "all", self.overall, 1)]
+        chat_messages = _chat_messages_here.get()
+        if chat_messages == 0:
+            return buckets  # its chat's slot was taken with the call before it (``charging_chat``)
         if isinstance(chat_id, int) or (isinstance(chat_id, str) and chat_id.lstrip("-").isdigit()):
             number = int(chat_id)
             reference = chat_reference(number, self._chat_hash_key)
             if number > 0:
-                buckets.append((self._bucket_prefix + f"chat:{reference}", PRIVATE_CHAT))
+                buckets.append((self._bucket_prefix + f"chat:{reference}", PRIVATE_CHAT, chat_messages))
             else:
-                buckets.append((self._bucket_prefix + f"group:{reference}", GROUP_CHAT))
+                buckets.append((self._bucket_prefix + f"group:{reference}", GROUP_CHAT, chat_messages))
         else:  # a channel's or supergroup's @username
             reference = chat_reference(hash(str(chat_id)), self._chat_hash_key)
-            buckets.append((self._bucket_prefix + f"group:{reference}", GROUP_CHAT))
+            buckets.append((self._bucket_prefix + f"group:{reference}", GROUP_CHAT, chat_messages))
         return buckets
 
-    async def _wait_for_turn(self, buckets: list[tuple[str, Budget]]) -> None:
+    async def _wait_for_turn(self, buckets: list[tuple[str, Budget, int]]) -> None:
         while True:
             local_wait = self._local_pause_until - time.monotonic()
             if local_wait > 0:
@@ -339,6 +346,20 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         finally:
             _max_wait_here.reset(token)
 
+    @contextlib.contextmanager
+    def charging_chat(self, messages: int) -> Iterator[None]:
+        """Each message sent inside takes ``messages`` slots of its chat's budget at once: a message and those
+        that must follow it go out together (the album of a clinician alert takes the slot of the text with its
+        buttons too, so that many alerts to one chat never leave their albums waiting for their texts while
+        other albums take every slot); 0: the call before took this one's slot. At most the chat's burst."""
+        if not 0 <= messages <= PRIVATE_CHAT.burst:
+            raise ValueError(f"a call takes 0 to {PRIVATE_CHAT.burst} slots of its chat's budget, not {messages}")
+        token = _chat_messages_here.set(messages)
+        try:
+            yield
+        finally:
+            _chat_messages_here.reset(token)
+
     def _too_long(self, wait_s: float) -> bool:
         limits = [limit for limit in (self.max_wait_s, _max_wait_here.get()) if limit is not None]
         return bool(limits) and wait_s > min(limits)
@@ -349,14 +370,15 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
             raise WaitTooLong(max(1, math.ceil(wait_s)))
         await asyncio.sleep(wait_s)
 
-    async def _take_slot(self, buckets: list[tuple[str, Budget]]) -> int:
+    async def _take_slot(self, buckets: list[tuple[str, Budget, int]]) -> int:
         client = self._redis
         if client is None:
             return 0
-        keys = [self.pause_key] + [key for key, _ in buckets]
+        keys = [self.pause_key] + [key for key, _, _ in buckets]
         arguments: list[int] = []
-        for _, budget in buckets:
-            arguments += [max(1, round(budget.interval_s * 1000)), budget.burst]
+        for _, budget, messages in buckets:
+            interval_ms = max(1, round(budget.interval_s * 1000))
+            arguments += [interval_ms * messages, interval_ms * budget.burst]
         try:
             wait_ms = await client.eval(_TAKE_SLOT, len(keys), *keys, *arguments)
         except redis.RedisError as error:

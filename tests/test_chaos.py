@@ -39,15 +39,14 @@ def run_and_check(fault: Fault, data_dir: Path, tmp_path: Path) -> Outcome:
     outcome, logs = run_fault(fault, photos, first_chat=FIRST_CHAT, drain_timeout_s=120, workdir=tmp_path)
     report = (
         f"{fault.description}: sent {outcome.sent}, answered {outcome.answered}, "
-        f"duplicate replies {outcome.duplicate_replies}, wrong rows {outcome.wrong_rows}\n"
-        + "\n".join(outcome.wrong_examples)
-        + "\n"
-        + logs
+        f"duplicate replies {outcome.duplicate_replies}, wrong rows {outcome.wrong_rows}, "
+        f"clinician alerts never sent {outcome.alerts_queued}\n" + "\n".join(outcome.wrong_examples) + "\n" + logs
     )
     assert outcome.sent == PHOTOS, report
     assert outcome.lost == 0, report
     assert outcome.duplicate_replies == 0, report
     assert outcome.wrong_rows == 0, report
+    assert outcome.alerts_queued == 0, report  # every clinician alert went out (the harness waits while they do)
     return outcome
 
 

@@ -171,6 +171,31 @@ def test_messages_to_one_chat_are_spaced_by_the_shared_budget(
     assert times[5] - times[0] >= 3.0 - 0.05
 
 
+def test_a_message_may_take_the_slot_of_the_one_that_must_follow_it(
+    sandbox: SandboxUser, redis_url: str, key_prefix: str
+) -> None:
+    """A clinician alert's album takes its text's slot too: the text then goes at once, and another album, which
+    needs two slots of the three a chat has at once, waits; a single message still takes the last slot."""
+    worker = a_process(sandbox, redis_url, key_prefix, "worker")
+    limiter = worker.rate_limiter
+    assert isinstance(limiter, TelegramCallLimiter)
+    limiter.max_wait_s = 0.2
+
+    async def work() -> None:
+        with limiter.charging_chat(2):
+            await worker.send_message(4011, "album")
+        with limiter.charging_chat(0):
+            await worker.send_message(4011, "its text")
+        with limiter.charging_chat(2), pytest.raises(WaitTooLong):
+            await worker.send_message(4011, "another album")
+        await worker.send_message(4011, "a single message")
+
+    run(worker, work=work)
+    assert sent_texts(sandbox, 4011) == ["album", "its text", "a single message"]
+    with pytest.raises(ValueError), limiter.charging_chat(4):
+        pass  # more than a chat's burst could never be taken
+
+
 def test_a_worker_never_blocks_longer_than_its_limit_and_is_told_how_long_to_wait(
     sandbox: SandboxUser, redis_url: str, key_prefix: str
 ) -> None:

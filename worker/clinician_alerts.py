@@ -141,8 +141,11 @@ class ClinicianAlertSender:
         if attempt.kind == AlertDeliveryKind.REMINDER:
             # The chat has the photo already: the reminder (with the buttons) answers the alert it repeats.
             photo, thread_message = None, self._thread_message(view.thread_id, attempt.chat_id)
+        limiter = self.telegram.limiter
+        text_follows = view.is_root  # a root alert's text with the buttons answers its photo
         try:
             photo_message_id = attempt.photo_message_id
+            text_prepaid = False
             if photo_message_id is None and photo is not None:
                 picture = self._explanation(alert.id, view, photo) if view.is_root else None
                 caption = messages.clinician_photo_caption(
@@ -152,24 +155,29 @@ class ClinicianAlertSender:
                     with_picture=picture is not None,
                 )
                 as_document = photo.media_kind == MediaKind.DOCUMENT
-                if picture is not None:  # one album: the patient's photo, and where the model looked
-                    album = self.telegram.send_album(
-                        attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document
-                    )
-                    photo_message_id = album[0][0]
-                    self._pictures[alert.id] = album[1][1] or picture
-                else:
-                    send = self.telegram.send_document if as_document else self.telegram.send_photo
-                    photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
+                # The photo takes its text's slot of the chat's budget too: under a burst of alerts to one chat,
+                # each alert then goes out whole, instead of albums taking every slot while their texts wait.
+                with limiter.charging_chat(2 if text_follows else 1):
+                    if picture is not None:  # one album: the patient's photo, and where the model looked
+                        album = self.telegram.send_album(
+                            attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document
+                        )
+                        photo_message_id = album[0][0]
+                        self._pictures[alert.id] = album[1][1] or picture
+                    else:
+                        send = self.telegram.send_document if as_document else self.telegram.send_photo
+                        photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
+                text_prepaid = text_follows
                 self.alerts.record_photo_sent(attempt, photo_message_id)
             if view.is_root or photo_message_id is None:
                 text = messages.clinician_alert(
                     view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated
                 )
                 keyboard = alert_keyboard(view) if view.is_root else None
-                message_id = self.telegram.send_text(
-                    attempt.chat_id, text, reply_markup=keyboard, reply_to=photo_message_id or thread_message
-                )
+                with limiter.charging_chat(0 if text_prepaid else 1):
+                    message_id = self.telegram.send_text(
+                        attempt.chat_id, text, reply_markup=keyboard, reply_to=photo_message_id or thread_message
+                    )
             else:
                 message_id = photo_message_id  # a thread's later photo: its caption is the message
         except WaitTooLong:
