@@ -11,9 +11,9 @@ Per fault: sent, answered (the patient's "Analysing..." became a final answer: r
 lost, duplicate patient replies (final answers beyond the first, per photo), duplicate clinician alerts (per
 job and clinician; and how many of them say they may be a repeat), audit rows in a wrong final state (not one
 row per photo, still queued or running, no reply recorded, or a high-risk result with no clinician alert or
-one given up), alerts still queued when the wait for them ended (durably in the outbox, going out at Telegram's
-pace of about a message a second per clinician chat), and the time from the fault's end until every photo was
-answered.
+one given up), clinician chats that alerts had still to reach when the wait for them ended (durably queued in
+the outbox, going out at Telegram's pace of about a message a second per clinician chat: an alert is an album
+and a text), and the time from the fault's end until every photo was answered.
 
     python benchmarks/chaos.py --photos 400                  # every fault
     python benchmarks/chaos.py --photos 100 --faults bot_killed,redis_restarted
@@ -60,6 +60,7 @@ from pipeline import SandboxCalls, consent_all, free_port, start_stack
 from tests.auxil.services import PostgresCluster, postgres_cluster
 
 CLINICIANS = (9001, 9002)
+MELANOMA = frozenset({"mel"})
 CHAT_HASH_KEY = "chaos-benchmark-chat-hash-key"
 FIRST_CHAT = 700_000
 
@@ -99,7 +100,7 @@ class Outcome:
     marked_repeats: int = 0
     wrong_rows: int = 0
     wrong_examples: list[str] = field(default_factory=list)
-    alerts_queued: int = 0  # high-risk results whose clinician alert was still going out when the wait ended
+    alerts_queued: int = 0  # clinician chats a high-risk result's alert had still to reach when the wait ended
     drain_s: float | None = None  # None: not every photo was answered before the deadline
 
     @property
@@ -167,14 +168,16 @@ def clinician_alerts(http: httpx.Client) -> tuple[int, int]:
 @dataclass(frozen=True)
 class AuditCheck:
     wrong: list[str]  # why each wrong photo's rows are wrong, one line each
-    alerts_queued: int  # high-risk results whose alert is in the outbox, still being sent (none given up)
+    # Clinician chats still to reach, summed over the high-risk results whose alert is in the outbox, being sent
+    # (none given up): each clinician chat takes an alert every two seconds at most (its album and its text).
+    alerts_queued: int
 
 
 def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
     """Each photo's audit rows: wrong (not one job row, still queued or running, no reply recorded, a high-risk
-    result with no clinician alert or one given up in a chat), or right; and how many of the right ones are
-    high-risk results whose alert is still going out (its outbox row written, a chat not reached yet: clinician
-    chats take about a message a second each, so a burst of alerts reaches them well after the patients)."""
+    result with no clinician alert or one given up in a chat), or right; and, summed over the right ones that are
+    high-risk results, the clinician chats their alert has still to reach (its outbox row written: clinician chats
+    take about a message a second each, so a burst of alerts reaches them well after the patients)."""
     references = {chat_reference(chat, CHAT_HASH_KEY): chat for chat in chats}
     rows_by_chat: dict[int, list[dict[str, Any]]] = {chat: [] for chat in chats}
     alerts: dict[str, dict[str, Any]] = {}
@@ -195,11 +198,19 @@ def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
                         {"most": MAX_DELIVERY_ATTEMPTS},
                     )
                 }
+                reached = Counter(
+                    str(found.alert_id).replace("-", "")
+                    for found in connection.execute(
+                        text("SELECT alert_id FROM clinician_alert_deliveries WHERE message_id IS NOT NULL")
+                    )
+                )
                 for sent in connection.execute(text("SELECT id, job_id, forwarded, sent_at FROM clinician_alerts")):
+                    alert_id = str(sent.id).replace("-", "")
                     alerts[str(sent.job_id).replace("-", "")] = {
                         "forwarded": sent.forwarded,
                         "sent": sent.sent_at,
-                        "given_up": str(sent.id).replace("-", "") in given_up,
+                        "given_up": alert_id in given_up,
+                        "chats_left": max(0, len(CLINICIANS) - reached[alert_id]),
                     }
     finally:
         engine.dispose()
@@ -222,7 +233,7 @@ def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
             elif alert["forwarded"] and alert["sent"] is None and alert["given_up"]:
                 problems.append(f"job {job}: high risk, its clinician alert given up in a clinician chat")
             elif alert["forwarded"] and alert["sent"] is None:
-                alerts_queued += 1
+                alerts_queued += alert["chats_left"]
     return AuditCheck(problems, alerts_queued)
 
 
@@ -471,9 +482,11 @@ def wait_for_acknowledged(calls: SandboxCalls, chats: set[int], count: int, time
         time.sleep(0.05)
 
 
-def lesion_photos(data_dir: Path, count: int, melanoma_only: bool = False) -> list[bytes]:
+def lesion_photos(data_dir: Path, count: int, diagnoses: frozenset[str] | None = None) -> list[bytes]:
+    """``count`` HAM10000 photos in image id order (again from the first if there are fewer), of ``diagnoses``
+    only if given (HAM10000's dx codes: "mel", "nv", ...)."""
     with (data_dir / "metadata.csv").open() as metadata:
-        rows = [r for r in csv.DictReader(metadata) if not melanoma_only or r["dx"] == "mel"]
+        rows = [r for r in csv.DictReader(metadata) if diagnoses is None or r["dx"] in diagnoses]
     paths = [data_dir / "images" / f"{r['image_id']}.jpg" for r in sorted(rows, key=lambda r: r["image_id"])]
     paths = [p for p in paths if p.is_file()]
     return [paths[i % len(paths)].read_bytes() for i in range(count)]
@@ -581,7 +594,7 @@ def run_fault(
 def print_table(results: list[tuple[Fault, Outcome]]) -> None:
     header = (
         f"{'fault':<21} {'sent':>5} {'answered':>8} {'lost':>5} {'dup replies':>11} "
-        f"{'dup alerts (marked)':>19} {'wrong rows':>10} {'alerts queued':>13} {'drain s':>8}"
+        f"{'dup alerts (marked)':>19} {'wrong rows':>10} {'alert chats left':>16} {'drain s':>8}"
     )
     print(header)
     for fault, outcome in results:
@@ -590,7 +603,7 @@ def print_table(results: list[tuple[Fault, Outcome]]) -> None:
         print(
             f"{fault.name:<21} {outcome.sent:>5} {outcome.answered:>8} {outcome.lost:>5} "
             f"{outcome.duplicate_replies:>11} {alerts:>19} {outcome.wrong_rows:>10} "
-            f"{outcome.alerts_queued:>13} {drain:>8}"
+            f"{outcome.alerts_queued:>16} {drain:>8}"
         )
     for fault, outcome in results:
         for example in outcome.wrong_examples:
@@ -620,7 +633,7 @@ def main() -> None:
     results: list[tuple[Fault, Outcome]] = []
     first_chat = FIRST_CHAT + uuid.uuid4().int % 1000 * 10_000
     for fault in wanted:
-        photos = lesion_photos(data_dir, args.photos, melanoma_only=fault.high_risk_photos)
+        photos = lesion_photos(data_dir, args.photos, MELANOMA if fault.high_risk_photos else None)
         print(f"{fault.name}: {fault.description} ...", file=sys.stderr, flush=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"skinsense-chaos-{fault.name}-"))
         outcome, _ = run_fault(

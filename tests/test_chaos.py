@@ -40,7 +40,7 @@ def run_and_check(fault: Fault, data_dir: Path, tmp_path: Path) -> Outcome:
     report = (
         f"{fault.description}: sent {outcome.sent}, answered {outcome.answered}, "
         f"duplicate replies {outcome.duplicate_replies}, wrong rows {outcome.wrong_rows}, "
-        f"clinician alerts never sent {outcome.alerts_queued}\n" + "\n".join(outcome.wrong_examples) + "\n" + logs
+        f"clinician chats an alert never reached {outcome.alerts_queued}\n" + "\n".join([*outcome.wrong_examples, logs])
     )
     assert outcome.sent == PHOTOS, report
     assert outcome.lost == 0, report
