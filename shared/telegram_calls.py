@@ -138,8 +138,10 @@ PRIVATE_CHAT = Budget(1.0, 3)  # one a second per chat, short bursts tolerated
 GROUP_CHAT = Budget(3.0, 10)  # 20 a minute per group, a burst of 10
 
 # KEYS[1]: the pause key; KEYS[2..]: bucket keys. ARGV per bucket: what this request costs (ms: the interval
-# times the messages it counts for) and the bucket's tolerance (ms: the interval times the burst).
-# Returns 0 when the request may go now (its slots taken), else the milliseconds to wait before asking again.
+# times the messages it counts for) and the bucket's tolerance (ms: the interval times the burst); last ARGV:
+# "1" to take the slots, "0" only to ask.
+# Returns 0 when the request may go now (its slots taken, if asked to), else the milliseconds to wait before
+# asking again.
 _TAKE_SLOT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -155,6 +157,7 @@ for i = 2, #KEYS do
   wait = math.max(wait, tat - tolerance - now)
 end
 if wait > 0 then return math.ceil(wait) end
+if ARGV[#ARGV] ~= '1' then return 0 end
 for i = 2, #KEYS do
   redis.call('SET', KEYS[i], tats[i], 'PX', math.ceil(tats[i] - now) + 1000)
 end
@@ -370,7 +373,16 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
             raise WaitTooLong(max(1, math.ceil(wait_s)))
         await asyncio.sleep(wait_s)
 
-    async def _take_slot(self, buckets: list[tuple[str, Budget, int]]) -> int:
+    async def chat_wait_s(self, chat_id: int, messages: int = 1) -> float:
+        """How long a call sending ``messages`` messages to ``chat_id`` would wait now for the pause or the
+        budgets; takes nothing. A caller with work to record before its call (a clinician alert's attempt) asks
+        first, and leaves without writing anything when it would be told to wait."""
+        with self.charging_chat(messages):
+            buckets = self._buckets(chat_id)
+        local_wait = self._local_pause_until - time.monotonic()
+        return max(local_wait, (await self._take_slot(buckets, take=False)) / 1000, 0.0)
+
+    async def _take_slot(self, buckets: list[tuple[str, Budget, int]], take: bool = True) -> int:
         client = self._redis
         if client is None:
             return 0
@@ -379,6 +391,7 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         for _, budget, messages in buckets:
             interval_ms = max(1, round(budget.interval_s * 1000))
             arguments += [interval_ms * messages, interval_ms * budget.burst]
+        arguments.append(1 if take else 0)
         try:
             wait_ms = await client.eval(_TAKE_SLOT, len(keys), *keys, *arguments)
         except redis.RedisError as error:

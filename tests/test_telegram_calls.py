@@ -196,6 +196,24 @@ def test_a_message_may_take_the_slot_of_the_one_that_must_follow_it(
         pass  # more than a chat's burst could never be taken
 
 
+def test_asking_how_long_a_chat_would_wait_takes_nothing(sandbox: SandboxUser, redis_url: str, key_prefix: str) -> None:
+    worker = a_process(sandbox, redis_url, key_prefix, "worker")
+    limiter = worker.rate_limiter
+    assert isinstance(limiter, TelegramCallLimiter)
+    limiter.max_wait_s = 0.2
+
+    async def work() -> tuple[list[float], float]:
+        asked = [await limiter.chat_wait_s(4012, 3) for _ in range(4)]
+        with limiter.charging_chat(3):  # the chat's whole burst: only there if asking took none of it
+            await worker.send_message(4012, "three at once")
+        return asked, await limiter.chat_wait_s(4012)
+
+    asked, after = run(worker, work=work)
+    assert asked == [0.0] * 4
+    assert sent_texts(sandbox, 4012) == ["three at once"]
+    assert 0.5 < after <= 1.0, "the next message waits for the chat's next slot, a second after"
+
+
 def test_a_worker_never_blocks_longer_than_its_limit_and_is_told_how_long_to_wait(
     sandbox: SandboxUser, redis_url: str, key_prefix: str
 ) -> None:

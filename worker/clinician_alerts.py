@@ -14,6 +14,7 @@ duplicate; when Telegram refused the call (429, 400, 403) nothing arrived and th
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,12 @@ class ClinicianAlertSender:
                         kind.value,
                         MAX_DELIVERY_ATTEMPTS,
                     )
+                    continue
+                wait_s = self.telegram.chat_wait_s(chat_id, _messages_first_taken(kind, view))
+                if wait_s > self.max_wait_s:
+                    # Asked before recording the attempt: under a burst of alerts most tries are told to wait,
+                    # and each would otherwise write the attempt and take it back.
+                    retry = retry or WaitTooLong(max(1, math.ceil(wait_s)))
                     continue
                 attempt = self.alerts.begin_attempt(alert.id, chat_id, kind)
                 if attempt is None:
@@ -249,6 +256,12 @@ class ClinicianAlertSender:
             except TelegramError as error:
                 log.warning("alert %s: edit failed (%s)", thread_id, type(error).__name__)
         return edited
+
+
+def _messages_first_taken(kind: AlertDeliveryKind, view: AlertView) -> int:
+    """The slots of its chat's budget a delivery's first call takes (see ``_deliver``): a root alert's album
+    takes its text's slot too; a reminder is one text; a thread's later photo is one message."""
+    return 2 if view.is_root and kind != AlertDeliveryKind.REMINDER else 1
 
 
 def explanation_for_clinicians(classifier: Classifier, view: AlertView, photo: bytes) -> bytes | None:

@@ -66,6 +66,10 @@ class TelegramClient:
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(call)
 
+    def chat_wait_s(self, chat_id: int, messages: int = 1) -> float:
+        """How long ``messages`` messages to ``chat_id`` would wait now for the deployment's budgets; takes nothing."""
+        return self._run(self.limiter.chat_wait_s(chat_id, messages))
+
     def download_file(self, file_id: str, max_bytes: int) -> bytes:
         """getFile, then the download; refuses a file over ``max_bytes`` before downloading when it can.
         A 429 or 5xx on either is retried (PTB raises on any status but 2xx, so an error page is never
