@@ -245,6 +245,41 @@ def test_an_alert_that_would_wait_on_telegram_hands_the_worker_back_and_its_atte
     assert sender.notify_clinicians(job_id) == len(CLINICIANS), "sent once the pause is over"
 
 
+def test_an_alert_told_to_wait_after_its_attempt_was_recorded_takes_the_attempt_back(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    """The budget said go, then another process took the slot while the explanation picture was drawn: the
+    call is told to wait, nothing was sent, and the attempt does not count."""
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "x" * 32)
+    limiter = sender.telegram.limiter
+    assert limiter.redis_url is not None
+    pause_s = ALERT_MAX_WAIT_S + 2
+
+    def explain_while_the_slot_goes(view: AlertView, photo: bytes) -> bytes | None:
+        redis.Redis.from_url(str(limiter.redis_url)).set(
+            limiter.pause_key, int((time.time() + pause_s) * 1000), px=5000
+        )
+        return explanation_for_clinicians(classifier, view, photo)
+
+    sender = dataclasses.replace(sender, max_wait_s=ALERT_MAX_WAIT_S, explain=explain_while_the_slot_goes)
+    # Earlier tests' alerts to these chats: their budget must say "go" when the alert asks it.
+    wait_until(lambda: all(sender.telegram.chat_wait_s(chat, 2) == 0 for chat in CLINICIANS), 10, what="budget")
+    with pytest.raises(WaitTooLong):
+        sender.notify_clinicians(job_id)
+    alert = stores[1].for_job(job_id)
+    assert alert is not None and alert.sent_at is None
+    deliveries = stores[1].deliveries([alert.id])
+    assert deliveries, "the attempt was recorded before the call"
+    assert all(d.attempts == 0 and d.message_id is None and d.attempt_started_at is None for d in deliveries)
+    assert all(alert_texts(sandbox, chat, job_id) == [] for chat in CLINICIANS)
+    time.sleep(pause_s)
+    assert sender.notify_clinicians(job_id) == len(CLINICIANS), "sent once the pause is over (picture drawn once)"
+
+
 def test_a_lost_response_is_resent_marked_as_a_possible_repeat_and_a_refused_call_plainly(
     sandbox: SandboxUser,
     stores: tuple[JobStore, AlertStore],

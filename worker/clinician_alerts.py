@@ -149,7 +149,7 @@ class ClinicianAlertSender:
             # The chat has the photo already: the reminder (with the buttons) answers the alert it repeats.
             photo, thread_message = None, self._thread_message(view.thread_id, attempt.chat_id)
         limiter = self.telegram.limiter
-        text_follows = view.is_root  # a root alert's text with the buttons answers its photo
+        first_call_slots = _messages_first_taken(attempt.kind, view)
         try:
             photo_message_id = attempt.photo_message_id
             text_prepaid = False
@@ -164,7 +164,7 @@ class ClinicianAlertSender:
                 as_document = photo.media_kind == MediaKind.DOCUMENT
                 # The photo takes its text's slot of the chat's budget too: under a burst of alerts to one chat,
                 # each alert then goes out whole, instead of albums taking every slot while their texts wait.
-                with limiter.charging_chat(2 if text_follows else 1):
+                with limiter.charging_chat(first_call_slots):
                     if picture is not None:  # one album: the patient's photo, and where the model looked
                         album = self.telegram.send_album(
                             attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document
@@ -174,7 +174,7 @@ class ClinicianAlertSender:
                     else:
                         send = self.telegram.send_document if as_document else self.telegram.send_photo
                         photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
-                text_prepaid = text_follows
+                text_prepaid = first_call_slots > 1  # the photo took its text's slot
                 self.alerts.record_photo_sent(attempt, photo_message_id)
             if view.is_root or photo_message_id is None:
                 text = messages.clinician_alert(
@@ -259,8 +259,9 @@ class ClinicianAlertSender:
 
 
 def _messages_first_taken(kind: AlertDeliveryKind, view: AlertView) -> int:
-    """The slots of its chat's budget a delivery's first call takes (see ``_deliver``): a root alert's album
-    takes its text's slot too; a reminder is one text; a thread's later photo is one message."""
+    """The slots of its chat's budget a delivery's first call takes: a root alert's photo (or album) takes the
+    slot of the text with the buttons that follows it too; a reminder is one text; a thread's later photo is
+    one message."""
     return 2 if view.is_root and kind != AlertDeliveryKind.REMINDER else 1
 
 
