@@ -188,22 +188,15 @@ def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
                 if found["chat_ref"] in references:
                     rows_by_chat[references[found["chat_ref"]]].append(dict(found))
             if inspect(connection).has_table("clinician_alerts"):
-                given_up = {
-                    str(found.alert_id).replace("-", "")
-                    for found in connection.execute(
-                        text(
-                            "SELECT alert_id FROM clinician_alert_deliveries"
-                            " WHERE message_id IS NULL AND attempts >= :most"
-                        ),
-                        {"most": MAX_DELIVERY_ATTEMPTS},
-                    )
-                }
-                reached = Counter(
-                    str(found.alert_id).replace("-", "")
-                    for found in connection.execute(
-                        text("SELECT alert_id FROM clinician_alert_deliveries WHERE message_id IS NOT NULL")
-                    )
-                )
+                given_up, reached = set[str](), Counter[str]()
+                for delivery in connection.execute(
+                    text("SELECT alert_id, message_id, attempts FROM clinician_alert_deliveries")
+                ):
+                    alert_id = str(delivery.alert_id).replace("-", "")
+                    if delivery.message_id is not None:
+                        reached[alert_id] += 1
+                    elif delivery.attempts >= MAX_DELIVERY_ATTEMPTS:
+                        given_up.add(alert_id)
                 for sent in connection.execute(text("SELECT id, job_id, forwarded, sent_at FROM clinician_alerts")):
                     alert_id = str(sent.id).replace("-", "")
                     alerts[str(sent.job_id).replace("-", "")] = {
