@@ -88,7 +88,9 @@ def measure(runtime: str, images: int, threads: int) -> dict[str, Any]:
             with contextlib.suppress(UnreadableImage):
                 prediction = timed("total", functools.partial(screen_photo, data, classifier))
                 ranking = prediction.to_dict()["ranking"]
-                picture = functools.partial(explanation_picture, data, classifier, ranking, prediction.photo_kind)
+                # As the worker draws it: from the feature map the analysis kept.
+                kind, feature_map = prediction.photo_kind, prediction.feature_map
+                picture = functools.partial(explanation_picture, data, classifier, ranking, kind, feature_map)
                 timed("explanation", picture)
         if round_ == 0:
             stages = {name: [] for name in stages}

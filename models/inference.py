@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -117,6 +117,9 @@ class Prediction:
     photo_kind: PhotoKind
     model_version: str
     answers_used: list[str]  # the patient's answers that went into this result (empty: photo only)
+    # The kind network's last feature map of the photo (the identity view), kept from the analysis so that the
+    # explanation picture needs no second run of the network; never stored (not in ``to_dict``).
+    feature_map: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,8 +151,9 @@ class NetworkRuntime(Protocol):
         """The first output (logits, or the embedding) of each image in the batch."""
         ...
 
-    def run_with_feature_map(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One image's logits and last feature map (networks exported by models/explain.py)."""
+    def run_with_feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each image's logits and last feature map, in one run; None for the maps where the network has no
+        such output (only networks exported by models/explain.py have it)."""
         ...
 
 
@@ -178,14 +182,17 @@ class LiteRTNetwork:
                 outputs.append(self._interpreter.get_tensor(self._output)[0].copy())
         return np.stack(outputs) if outputs else np.zeros((0, self._output_size), np.float32)
 
-    def run_with_feature_map(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run_with_feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if self._feature_map is None:
-            raise ValueError("this network has no feature-map output (export it with models/explain.py)")
+            return self.run(batch), None
+        logits, maps = [], []
         with self._lock:
-            self._interpreter.set_tensor(self._input, image[None])
-            self._interpreter.invoke()
-            logits = self._interpreter.get_tensor(self._output)[0].copy()
-            return logits, self._interpreter.get_tensor(self._feature_map)[0].copy()
+            for image in batch:
+                self._interpreter.set_tensor(self._input, image[None])
+                self._interpreter.invoke()
+                logits.append(self._interpreter.get_tensor(self._output)[0].copy())
+                maps.append(self._interpreter.get_tensor(self._feature_map)[0].copy())
+        return np.stack(logits), np.stack(maps)
 
 
 class KerasNetwork:
@@ -199,11 +206,11 @@ class KerasNetwork:
         first = outputs[0] if isinstance(outputs, list | tuple) else outputs
         return np.asarray(first, dtype=np.float32)
 
-    def run_with_feature_map(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outputs = self._model.predict_on_batch(image[None])
+    def run_with_feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self._model.predict_on_batch(batch)
         if not isinstance(outputs, list | tuple) or len(outputs) < 2:
-            raise ValueError("this network has no feature-map output (export it with models/explain.py)")
-        return np.asarray(outputs[0][0], np.float32), np.asarray(outputs[1][0], np.float32)
+            return np.asarray(outputs, dtype=np.float32), None
+        return np.asarray(outputs[0], np.float32), np.asarray(outputs[1], np.float32)
 
 
 def _load_network(path: Path, runtime: Runtime, threads: int) -> NetworkRuntime:
@@ -295,16 +302,40 @@ class Classifier:
 
     def network_logits(self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind) -> np.ndarray:
         """Logits of the kind's network, averaged over the artifact's test-time views of each image."""
+        return self.network_outputs(prepared, kind)[0]
+
+    def network_outputs(
+        self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``network_logits``, and the identity view's last feature maps from the same run (None where the
+        network has none or the artifact takes no identity view): what the explanation picture draws."""
         batch = to_model_input(prepared)
         network = self._networks[kind]
-        return np.asarray(np.mean([network.run(VIEWS[name](batch)) for name in self.views], axis=0))
+        view_logits, feature_maps = [], None
+        for name in self.views:
+            if name == "identity":
+                logits, feature_maps = network.run_with_feature_maps(batch)
+            else:
+                logits = network.run(VIEWS[name](batch))
+            view_logits.append(logits)
+        return np.asarray(np.mean(view_logits, axis=0)), feature_maps
+
+    def feature_map(self, prepared: np.ndarray, kind: PhotoKind) -> np.ndarray:
+        """One prepared image's last feature map in the kind's network (models/explain.py)."""
+        _, feature_maps = self._networks[kind].run_with_feature_maps(to_model_input(prepared))
+        if feature_maps is None:
+            raise ValueError(f"artifact {self.version}: the {kind} network has no feature-map output")
+        return np.asarray(feature_maps[0])
 
     def activation_map(self, prepared: np.ndarray, kind: PhotoKind, class_index: int) -> np.ndarray:
         """Where in one prepared image the kind's network found what raises ``class_index`` (models/explain.py):
         a (7, 7) map in [0, 1], on the photo as the network saw it (the identity view)."""
+        return self.activation_map_of(self.feature_map(prepared, kind), kind, class_index)
+
+    def activation_map_of(self, feature_map: np.ndarray, kind: PhotoKind, class_index: int) -> np.ndarray:
+        """``activation_map`` from the image's feature map, where the analysis kept it (``Prediction.feature_map``)."""
         if kind not in self.explanation_heads:
             raise ValueError(f"artifact {self.version} ships no explanation head for {kind} photos")
-        _, feature_map = self._networks[kind].run_with_feature_map(to_model_input(prepared)[0])
         return self.explanation_heads[kind].activation_map(feature_map, class_index)
 
     def logits(
@@ -312,11 +343,17 @@ class Classifier:
     ) -> np.ndarray:
         """Lesion logits of photos of one kind (before the kind's temperature). Phone photos blend their
         network with the phone head on the ImageNet embedding (computed here unless the gates already did)."""
-        logits = self.network_logits(prepared, kind)
+        return self.lesion_outputs(prepared, kind, embeddings)[0]
+
+    def lesion_outputs(
+        self, prepared: Sequence[np.ndarray] | np.ndarray, kind: PhotoKind, embeddings: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``logits``, and the network's feature maps from the same run (``network_outputs``)."""
+        logits, feature_maps = self.network_outputs(prepared, kind)
         if kind != PhotoKind.CLINICAL:
-            return logits
+            return logits, feature_maps
         embeddings = self.embeddings(prepared) if embeddings is None else embeddings
-        return blend_logits(logits, self.phone_head.probabilities(embeddings))
+        return blend_logits(logits, self.phone_head.probabilities(embeddings)), feature_maps
 
     def probabilities(self, logits: np.ndarray, kinds: Sequence[PhotoKind]) -> np.ndarray:
         temperatures = np.array([self.metadata.kinds[kind].temperature for kind in kinds])[:, None]
@@ -335,10 +372,12 @@ class Classifier:
         for kind in set(kinds):
             chosen = [i for i, k in enumerate(kinds) if k == kind]
             chosen_embeddings = embeddings[chosen] if embeddings is not None else None
-            logits = self.logits(images[chosen], kind, chosen_embeddings)
+            logits, feature_maps = self.lesion_outputs(images[chosen], kind, chosen_embeddings)
             probabilities = self.probabilities(logits, [kind] * len(chosen))
-            for index, row in zip(chosen, probabilities, strict=True):
-                predictions[index] = self.prediction(row, kind, answers[index] if answers else None)
+            for number, (index, row) in enumerate(zip(chosen, probabilities, strict=True)):
+                prediction = self.prediction(row, kind, answers[index] if answers else None)
+                feature_map = None if feature_maps is None else feature_maps[number]
+                predictions[index] = replace(prediction, feature_map=feature_map)
         return [p for p in predictions if p is not None]
 
     def classify_images(self, images: Sequence[Image.Image], kinds: Sequence[PhotoKind]) -> list[Prediction]:

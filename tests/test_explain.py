@@ -31,10 +31,10 @@ def test_the_shipped_head_is_the_served_networks_head(
     for kind in PhotoKind:
         for sample in validation[:3]:
             prepared = prepare_image(Image.open(image_path(data_dir, sample)))
-            logits, feature_map = classifier._networks[kind].run_with_feature_map(to_model_input(prepared)[0])
-            assert feature_map.shape[:2] == (7, 7)
-            recomputed = classifier.explanation_heads[kind].logits(feature_map)
-            np.testing.assert_allclose(recomputed, logits, atol=1e-3)
+            logits, feature_maps = classifier._networks[kind].run_with_feature_maps(to_model_input(prepared))
+            assert feature_maps is not None and feature_maps.shape[1:3] == (7, 7)
+            recomputed = classifier.explanation_heads[kind].logits(feature_maps[0])
+            np.testing.assert_allclose(recomputed, logits[0], atol=1e-3)
 
 
 def lesion_moved_to_corner(photo: Image.Image) -> Image.Image:
@@ -95,3 +95,23 @@ def test_heat_colours_run_from_cool_to_warm() -> None:
     colours = heat_colours(np.array([0.0, 0.5, 1.0])).astype(int)
     assert colours[0, 2] > colours[0, 0]  # weak: blue
     assert colours[2, 0] > colours[2, 2]  # strong: red
+
+
+def test_the_feature_map_kept_from_the_analysis_draws_the_same_picture(
+    classifier: Classifier, data_dir: Path, phone_data_root: Path, validation: list[Sample]
+) -> None:
+    """The worker draws the picture from the feature map of the photo's analysis (the network runs once per
+    photo): the same picture as a fresh run of the network gives, for each kind of photo."""
+    photos = [
+        image_path(data_dir, validation[1]).read_bytes(),
+        sorted((phone_data_root / "pad_ufes" / "images").glob("*.jpg"))[1].read_bytes(),
+    ]
+    kinds = set()
+    for data in photos:
+        prediction = screen_photo(data, classifier)
+        kinds.add(prediction.photo_kind)
+        assert prediction.feature_map is not None and prediction.feature_map.shape[:2] == (7, 7)
+        ranking = prediction.to_dict()["ranking"]
+        kept = explanation_picture(data, classifier, ranking, prediction.photo_kind, prediction.feature_map)
+        assert kept == explanation_picture(data, classifier, ranking, prediction.photo_kind)
+    assert kinds == set(PhotoKind), "one photo of each kind"

@@ -349,7 +349,8 @@ def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_the
     assert answer(sandbox, 2102) == messages.ANALYSING, "no reply before the answers"
     assert [r.job_id for r in awaited] == [request.job_id], "the timeout is queued"
     flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)  # the bot, at the last answer
-    assert flow.kept_photos.take(request.job_id) is not None, "kept for its picture"  # as if another process
+    kept = flow.kept_photos.take(request.job_id)  # as if another process finalized it
+    assert kept is not None and kept.feature_map is not None, "kept with its feature map, for its picture"
     assert flow.finalize(awaited[0]) == JobStatus.DONE.value
     assert len(pictures(sandbox, 2102)) == 1, "the photo is downloaded again for its picture"
     job = flow.jobs.load(request.job_id)

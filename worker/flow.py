@@ -178,7 +178,7 @@ class ClassificationFlow:
         if photo is None:
             try:
                 with timed("download"):
-                    photo = self.telegram.download_file(delivery.file_id, MAX_FILE_BYTES)
+                    photo = replies.KeptPhoto(self.telegram.download_file(delivery.file_id, MAX_FILE_BYTES))
             except (TelegramError, FileTooLarge) as error:
                 if is_transient(error):
                     raise
@@ -213,7 +213,7 @@ class ClassificationFlow:
             reason = f"Telegram refused the download: {error.message}"[:500]
             return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
         image_sha256 = hashlib.sha256(data).hexdigest()
-        self.kept_photos.keep(job.id, data)
+        self.kept_photos.keep(job.id, replies.KeptPhoto(data))
         earlier = self.jobs.earlier_result(job, image_sha256)
         if earlier is not None:  # the patient sent this photo before: its result again, said to be the same photo
             log.info("job %s: the same photo as job %s", job.id, earlier.id)
@@ -227,6 +227,7 @@ class ClassificationFlow:
         except UnreadableImage as error:
             # An unknown code is a bug (a gate without its patient text): ValueError, failed as internal_error.
             return self._reject(job, Refusal(RefusalCode(error.code), error.reason), image_sha256)
+        self.kept_photos.keep(job.id, replies.KeptPhoto(data, prediction.feature_map))
         try:
             return self.jobs.mark_done(job.id, prediction, image_sha256=image_sha256)
         except IllegalTransition:

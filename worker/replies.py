@@ -10,6 +10,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from models.answer_effects import answer_effects
 from models.explain import explanation_picture
 from models.inference import Classifier
@@ -59,33 +61,43 @@ def explanation_caption(job: Job) -> str:
     return messages.EXPLANATION_CAPTION.format(top=messages.everyday_name(str(job.ranking[0]["code"])))
 
 
-def explanation(classifier: Classifier, photo: bytes, job: Job) -> bytes | None:
+def explanation(classifier: Classifier, photo: KeptPhoto, job: Job) -> bytes | None:
     """The explanation picture (JPEG) of an analysed job's photo, or None if it cannot be drawn: the result has
     already gone out, so a picture that fails is logged, never the patient's problem."""
     assert job.ranking is not None and job.photo_kind is not None
     try:
         with timed("explanation"):
-            return explanation_picture(photo, classifier, job.ranking, PhotoKind(job.photo_kind))
+            kind = PhotoKind(job.photo_kind)
+            return explanation_picture(photo.data, classifier, job.ranking, kind, photo.feature_map)
     except Exception as error:  # the text result stands on its own
         log.warning("job %s: no explanation picture (%s)", job.id, type(error).__name__)
         return None
 
 
+@dataclass(frozen=True)
+class KeptPhoto:
+    data: bytes
+    # The network's feature map from the photo's analysis (Prediction.feature_map): the picture's heat map
+    # without a second run of the network. None for a photo downloaded again or not analysed here.
+    feature_map: np.ndarray | None = None
+
+
 @dataclass
 class KeptPhotos:
-    """The last few analysed photos of this worker process, by job id, so that a result finalized right after
-    its analysis (the questionnaire closed first) draws its picture without downloading the photo again; a
-    result finalized later (the timeout, another process) downloads it again. Memory only, never on disk."""
+    """The last few analysed photos of this worker process, by job id, so that a result finalized soon after its
+    analysis in the same process (the usual case) draws its picture without downloading the photo or running the
+    network again; a result finalized elsewhere downloads it again. Memory only, never on disk."""
 
     capacity: int = KEPT_PHOTOS
-    _photos: OrderedDict[uuid.UUID, bytes] = field(default_factory=OrderedDict)
+    _photos: OrderedDict[uuid.UUID, KeptPhoto] = field(default_factory=OrderedDict)
 
-    def keep(self, job_id: uuid.UUID, photo: bytes) -> None:
+    def keep(self, job_id: uuid.UUID, photo: KeptPhoto) -> None:
         self._photos[job_id] = photo
+        self._photos.move_to_end(job_id)
         while len(self._photos) > self.capacity:
             self._photos.popitem(last=False)
 
-    def take(self, job_id: uuid.UUID) -> bytes | None:
+    def take(self, job_id: uuid.UUID) -> KeptPhoto | None:
         return self._photos.pop(job_id, None)
 
 
