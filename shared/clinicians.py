@@ -212,6 +212,7 @@ class Attempt:
     kind: AlertDeliveryKind
     possibly_repeated: bool  # an earlier attempt's outcome is unknown: say so in what is sent
     photo_message_id: int | None  # the photo part already went out (only the text is left)
+    attempts: int  # this one included: those Telegram refused, or a worker process died in
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,9 @@ class AlertStore:
             if claimed.rowcount != 1:
                 return None
             delivery = session.exec(select(ClinicianAlertDelivery).where(*key)).one()
-            return Attempt(alert_id, chat_id, kind, delivery.possibly_repeated, delivery.photo_message_id)
+            return Attempt(
+                alert_id, chat_id, kind, delivery.possibly_repeated, delivery.photo_message_id, delivery.attempts
+            )
 
     def record_photo_sent(self, attempt: Attempt, photo_message_id: int) -> None:
         self._update_delivery(attempt, photo_message_id=photo_message_id)
@@ -448,13 +451,17 @@ class AlertStore:
     def record_sent(self, attempt: Attempt, message_id: int) -> None:
         self._update_delivery(attempt, message_id=message_id, sent_at=utc_now(), attempt_started_at=None)
 
-    def record_failed(self, attempt: Attempt, *, outcome_known: bool) -> None:
-        """The call failed. Known (Telegram refused it: nothing was sent): the next attempt is a plain one.
-        Unknown (a timeout, a lost response): it may have arrived, so the next one says it may be a repeat."""
-        if outcome_known:
-            self._update_delivery(attempt, attempt_started_at=None)
-        else:
-            self._update_delivery(attempt, attempt_started_at=None, possibly_repeated=True)
+    def record_failed(self, attempt: Attempt, *, outcome_known: bool, refused: bool) -> None:
+        """The call failed. Known (Telegram refused it, or it never reached Telegram: nothing was sent): the next
+        attempt is a plain one. Unknown (a timeout, a lost response): it may have arrived, so the next one says
+        it may be a repeat. Only a refusal (a chat the bot left, a bad request) counts toward giving the delivery
+        up: passing trouble (flood control, the network, Telegram's 5xx) is waited out however long it lasts."""
+        values: dict[str, Any] = {"attempt_started_at": None}
+        if not outcome_known:
+            values["possibly_repeated"] = True
+        if not refused:
+            values["attempts"] = col(ClinicianAlertDelivery.attempts) - 1
+        self._update_delivery(attempt, **values)
 
     def record_not_tried(self, attempt: Attempt) -> None:
         """The call was never made (this deployment's own budget said wait): the attempt does not count."""

@@ -683,6 +683,10 @@ _KIND_PREFIX: dict[str, str] = {
     "escalation": "⚠️ ESCALATED: not resolved in time. ",
 }
 POSSIBLY_REPEATED = "(This may repeat a message that already reached you: a network error hid whether it arrived.)"
+PHOTO_NOT_ATTACHED = (
+    "The patient's photo could not be attached: Telegram refused it. If you need to see the spot, use "
+    "\u201cAsk for a better photo\u201d."
+)
 
 
 def _when(moment: Any) -> str:
@@ -733,9 +737,12 @@ def clinician_state(view: Any) -> str:
     return "🔴 Open: nobody has claimed it yet"
 
 
-def clinician_alert(view: Any, *, kind: str = "alert", possibly_repeated: bool = False) -> str:
+def clinician_alert(
+    view: Any, *, kind: str = "alert", possibly_repeated: bool = False, photo_not_attached: bool = False
+) -> str:
     """The alert's text, under its photo (Telegram HTML, at most 4,096 characters): heading, state, ranking,
-    risk and why, photo kind, answers, the patient's pseudonym and history, the thread, job and model."""
+    risk and why, photo kind, answers, the patient's pseudonym and history, the thread, job and model; and
+    whether the photo could not be sent with it."""
     heading = _HEADINGS[melanoma_finding(view.melanoma_alert, view.ranking[0]["code"]).value]
     earlier = view.earlier_results
     history = (
@@ -768,6 +775,8 @@ def clinician_alert(view: Any, *, kind: str = "alert", possibly_repeated: bool =
         f"Model: {escape(view.model_version)}",
         f"Alert sent: {_when(view.created_at)}",
     ]
+    if photo_not_attached:
+        lines.append(f"<i>{PHOTO_NOT_ATTACHED}</i>")
     if possibly_repeated:
         lines.append(f"<i>{POSSIBLY_REPEATED}</i>")
     return "\n".join(lines)

@@ -68,6 +68,10 @@ MODEL_INFO = Gauge(
 # Clinician review times: from a high-risk alert to its claim ("I'll review") and to its resolution, in seconds
 # (observed by the bot, which handles the buttons; `skinsense audit review-times` reports the same from the DB).
 REVIEW_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400)
+CLINICIAN_DELIVERIES_GIVEN_UP = Counter(
+    "skinsense_clinician_deliveries_given_up_total",
+    "Clinician alert deliveries given up: Telegram refused them MAX_DELIVERY_ATTEMPTS times (a chat the bot left?)",
+)
 CLINICIAN_REVIEW = Histogram(
     "skinsense_clinician_review_seconds",
     "From a clinician alert to its claim (step=claim) and to its resolution (step=resolution)",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from models.inference import Classifier
 from models.screening import screen_photo
@@ -43,7 +44,12 @@ from tests.auxil.services import (
     python_command,
     wait_until,
 )
-from worker.clinician_alerts import ALERT_MAX_WAIT_S, ClinicianAlertSender, explanation_for_clinicians
+from worker.clinician_alerts import (
+    ALERT_MAX_WAIT_S,
+    MAX_DELIVERY_ATTEMPTS,
+    ClinicianAlertSender,
+    explanation_for_clinicians,
+)
 from worker.telegram import TelegramClient
 
 TOKEN = "6363:clinician-alerts-test-token"
@@ -164,6 +170,7 @@ def finished_result(
     photo: Path,
     chat_ref: str,
     threads: ThreadPolicy = DEFAULT_THREADS,
+    file_id: str | None = None,
 ) -> uuid.UUID:
     """A patient's photo through the job store as the worker records it: received, analysed, combined (with
     its alert's outbox row in the same transaction when it is high risk)."""
@@ -178,7 +185,7 @@ def finished_result(
     combined = classifier.prediction_from_ranking(
         prediction.to_dict()["ranking"], prediction.photo_kind, PatientAnswers()
     )
-    alert = NewClinicianAlert(sent["photo"][-1]["file_id"], MediaKind.PHOTO, 4242, threads)
+    alert = NewClinicianAlert(file_id or sent["photo"][-1]["file_id"], MediaKind.PHOTO, 4242, threads)
     jobs.mark_combined(job.id, combined, clinician_alert=alert)
     return job.id
 
@@ -311,6 +318,75 @@ def test_a_lost_response_is_resent_marked_as_a_possible_repeat_and_a_refused_cal
     for chat in CLINICIANS:
         (text,) = alert_texts(sandbox, chat, refused)
         assert messages.POSSIBLY_REPEATED not in text["text"]
+
+
+def test_passing_trouble_however_long_never_gives_an_alert_up(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    """Telegram out of reach for longer than the give-up bound (each try's answer lost): the alert is still
+    owed to every chat, and goes out once Telegram is back; only refusals count toward giving up."""
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "t" * 32)
+    tries = MAX_DELIVERY_ATTEMPTS + 2
+    sandbox.inject_fault("sendPhoto", count=tries * len(CLINICIANS), kind="drop")
+    for _ in range(tries):
+        with pytest.raises(OutcomeUnknown):
+            sender.notify_clinicians(job_id)
+    alert = stores[1].for_job(job_id)
+    assert alert is not None and alert.sent_at is None, "still owed"
+    assert stores[1].unsent_jobs() == [job_id], "the sweep keeps queuing it"
+    assert sender.notify_clinicians(job_id) == len(CLINICIANS)
+    for chat in CLINICIANS:
+        (text,) = alert_texts(sandbox, chat, job_id)
+        assert messages.POSSIBLY_REPEATED in text["text"], "the photo may have arrived before: said so"
+    assert all(d.attempts <= 1 for d in stores[1].deliveries([alert.id]))
+
+
+def test_a_chat_that_keeps_refusing_is_given_up_and_counted_and_the_others_are_served(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    """A clinician chat the bot was removed from (403 on every call) is given up after the bound, logged and
+    counted in ``skinsense_clinician_deliveries_given_up_total``; the other chat has the alert."""
+    job_id = finished_result(sandbox, stores[0], classifier, photos_by_risk["alert"], "r" * 32)
+    given_up_before = REGISTRY.get_sample_value("skinsense_clinician_deliveries_given_up_total") or 0.0
+    sandbox.inject_fault("sendPhoto", count=1, kind="403")  # the first chat's photo, on every try below
+    sender.notify_clinicians(job_id)  # a refusal is not retried by the task: the sweep tries again
+    for _ in range(MAX_DELIVERY_ATTEMPTS - 1):
+        sandbox.inject_fault("sendPhoto", count=1, kind="403")
+        assert sender.notify_clinicians(job_id) == 0
+    alert = stores[1].for_job(job_id)
+    assert alert is not None and alert.sent_at is not None, "nothing more to do: one chat served, one given up"
+    assert alert_texts(sandbox, CLINICIANS[0], job_id) == []
+    assert len(alert_texts(sandbox, CLINICIANS[1], job_id)) == 1
+    given_up = REGISTRY.get_sample_value("skinsense_clinician_deliveries_given_up_total") or 0.0
+    assert given_up == given_up_before + 1
+
+
+def test_a_photo_telegram_refuses_goes_out_as_the_text_alone_saying_so(
+    sandbox: SandboxUser,
+    stores: tuple[JobStore, AlertStore],
+    sender: ClinicianAlertSender,
+    classifier: Classifier,
+    photos_by_risk: dict[str, Path],
+) -> None:
+    job_id = finished_result(
+        sandbox, stores[0], classifier, photos_by_risk["alert"], "p" * 32, file_id="a-file-telegram-no-longer-has"
+    )
+    assert sender.notify_clinicians(job_id) == len(CLINICIANS)
+    for chat in CLINICIANS:
+        (text,) = alert_texts(sandbox, chat, job_id)
+        assert messages.PHOTO_NOT_ATTACHED in text["text"]
+        assert "reply_to_message" not in text, "no photo to sit under"
+        for label in messages.CLINICIAN_BUTTONS.values():
+            assert button_data(text, label) is not None, label
+    assert stores[1].unsent_jobs() == []
 
 
 def test_three_high_risk_photos_within_the_hour_make_one_thread_and_the_limit_holds_back_the_rest(

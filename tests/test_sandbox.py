@@ -110,17 +110,20 @@ def test_injected_flood_control_answers_429_with_retry_after(sandbox: str) -> No
     assert accepted.json() == {"ok": True, "result": True}
 
 
-def test_count_faults_answer_5xx_or_execute_and_lose_the_response(sandbox: str) -> None:
+def test_count_faults_answer_5xx_or_403_or_execute_and_lose_the_response(sandbox: str) -> None:
     user = SandboxUser(sandbox)
     user.clear_faults()
     user.inject_fault("sendMessage", count=1, kind="5xx", status=502)
     failed = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 507, "text": "never sent"})
     assert failed.status_code == 502 and failed.json()["ok"] is False
+    user.inject_fault("sendMessage", count=1, kind="403")
+    refused = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 507, "text": "refused"})
+    assert refused.status_code == 403 and refused.json()["description"].startswith("Forbidden:")
     user.inject_fault("sendMessage", count=1, kind="drop")
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 507, "text": "sent, answer lost"})
     assert [m["text"] for m in user.bot_messages(507)] == ["sent, answer lost"]
-    assert user.fault_report()["injected"] == {"sendMessage": {"429": 0, "5xx": 1, "drop": 1}}
+    assert user.fault_report()["injected"] == {"sendMessage": {"429": 0, "5xx": 1, "drop": 1, "403": 1}}
 
 
 def test_rate_faults_are_seeded_reproducible_counted_and_cleared(sandbox: str) -> None:
@@ -149,11 +152,12 @@ def test_rate_faults_are_seeded_reproducible_counted_and_cleared(sandbox: str) -
         "429": first.count("429"),
         "5xx": first.count("502") + first.count("503"),
         "drop": first.count("dropped"),
+        "403": 0,
     }
     refused = next(c for c in user.calls("sendChatAction") if c.get("fault") == "429")
     assert refused["method"] == "sendChatAction"
     user.clear_faults()
-    assert user.fault_report()["total"] == {"429": 0, "5xx": 0, "drop": 0}
+    assert user.fault_report()["total"] == {"429": 0, "5xx": 0, "drop": 0, "403": 0}
     assert all(outcome == "200" for outcome in outcomes()[:10])
 
 
@@ -167,7 +171,7 @@ def test_download_faults_answer_429_or_5xx_then_the_file(sandbox: str) -> None:
     url = f"{sandbox}/file/bot{TOKEN}/{info['file_path']}"
     assert [httpx.get(url).status_code for _ in range(2)] == [429, 503]
     assert httpx.get(url).content == b"downloadable"
-    assert user.fault_report()["injected"]["download"] == {"429": 1, "5xx": 1, "drop": 0}
+    assert user.fault_report()["injected"]["download"] == {"429": 1, "5xx": 1, "drop": 0, "403": 0}
 
 
 def test_files_are_fetched_with_get_file_then_downloaded(sandbox: str, tmp_path: Path) -> None:

@@ -27,13 +27,14 @@ from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKin
 from shared.clinicians import AlertStore, AlertView, Attempt, SealedPhoto, WorkingCalendar, alert_keyboard
 from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind
-from shared.metrics import timed
+from shared.metrics import CLINICIAN_DELIVERIES_GIVEN_UP, timed
 from shared.telegram_calls import NotDelivered, WaitTooLong
 from worker.telegram import TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
 # A delivery Telegram keeps refusing (the bot was removed from the chat, a chat id that does not exist) is
-# given up after this many attempts, and logged, rather than tried by every sweep forever.
+# given up after this many refusals (or worker processes that died sending it), logged and counted, rather than
+# tried by every sweep forever. Passing trouble (flood control, the network, Telegram's 5xx) never counts.
 MAX_DELIVERY_ATTEMPTS = 8
 # An alert never waits in a worker process for Telegram's budgets (one message a second per chat): its task
 # retries when Telegram will take it, and the process goes back to the patients (a burst of alerts never holds
@@ -152,33 +153,24 @@ class ClinicianAlertSender:
         first_call_slots = _messages_first_taken(attempt.kind, view)
         try:
             photo_message_id = attempt.photo_message_id
-            text_prepaid = False
+            text_prepaid = photo_not_attached = False
             if photo_message_id is None and photo is not None:
-                picture = self._explanation(alert.id, view, photo) if view.is_root else None
-                caption = messages.clinician_photo_caption(
+                try:
+                    photo_message_id = self._send_photo(attempt, alert, view, photo, thread_message)
+                except BadRequest as error:
+                    # Telegram refused the photo (a file it no longer has): the alert goes out as its text alone,
+                    # saying so, rather than not at all.
+                    log.warning("alert %s: photo refused (%s); sending the text alone", alert.id, error.message)
+                    photo_not_attached = True
+                else:
+                    text_prepaid = first_call_slots > 1  # the photo took its text's slot
+                    self.alerts.record_photo_sent(attempt, photo_message_id)
+            if view.is_root or photo_message_id is None:
+                text = messages.clinician_alert(
                     view,
                     kind=attempt.kind.value,
                     possibly_repeated=attempt.possibly_repeated,
-                    with_picture=picture is not None,
-                )
-                as_document = photo.media_kind == MediaKind.DOCUMENT
-                # The photo takes its text's slot of the chat's budget too: under a burst of alerts to one chat,
-                # each alert then goes out whole, instead of albums taking every slot while their texts wait.
-                with limiter.charging_chat(first_call_slots):
-                    if picture is not None:  # one album: the patient's photo, and where the model looked
-                        album = self.telegram.send_album(
-                            attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document
-                        )
-                        photo_message_id = album[0][0]
-                        self._pictures[alert.id] = album[1][1] or picture
-                    else:
-                        send = self.telegram.send_document if as_document else self.telegram.send_photo
-                        photo_message_id = send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
-                text_prepaid = first_call_slots > 1  # the photo took its text's slot
-                self.alerts.record_photo_sent(attempt, photo_message_id)
-            if view.is_root or photo_message_id is None:
-                text = messages.clinician_alert(
-                    view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated
+                    photo_not_attached=photo_not_attached,
                 )
                 keyboard = alert_keyboard(view) if view.is_root else None
                 with limiter.charging_chat(0 if text_prepaid else 1):
@@ -191,8 +183,8 @@ class ClinicianAlertSender:
             self.alerts.record_not_tried(attempt)  # our own budget said wait: nothing was sent, nothing counts
             raise
         except TelegramError as error:
-            known = outcome_known(error)
-            self.alerts.record_failed(attempt, outcome_known=known)
+            known, refused = outcome_known(error), not is_transient(error)
+            self.alerts.record_failed(attempt, outcome_known=known, refused=refused)
             log.warning(
                 "alert %s: %s to a clinician chat failed (%s; %s)",
                 alert.id,
@@ -200,6 +192,8 @@ class ClinicianAlertSender:
                 type(error).__name__,
                 "not sent" if known else "outcome unknown",
             )
+            if refused and attempt.attempts >= MAX_DELIVERY_ATTEMPTS:
+                CLINICIAN_DELIVERIES_GIVEN_UP.inc()
             raise
         self.alerts.record_sent(attempt, message_id)
         log.info(
@@ -208,6 +202,28 @@ class ClinicianAlertSender:
             attempt.kind.value,
             " (marked as a possible repeat)" if attempt.possibly_repeated else "",
         )
+
+    def _send_photo(
+        self, attempt: Attempt, alert: ClinicianAlert, view: AlertView, photo: SealedPhoto, thread_message: int | None
+    ) -> int:
+        """The alert's photo (with its explanation picture, as one album, for a thread's first alert); returns the
+        photo's message id."""
+        picture = self._explanation(alert.id, view, photo) if view.is_root else None
+        caption = messages.clinician_photo_caption(
+            view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated, with_picture=picture is not None
+        )
+        as_document = photo.media_kind == MediaKind.DOCUMENT
+        # The photo takes its text's slot of the chat's budget too: under a burst of alerts to one chat, each
+        # alert then goes out whole, instead of albums taking every slot while their texts wait.
+        with self.telegram.limiter.charging_chat(_messages_first_taken(attempt.kind, view)):
+            if picture is not None:  # one album: the patient's photo, and where the model looked
+                album = self.telegram.send_album(
+                    attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document
+                )
+                self._pictures[alert.id] = album[1][1] or picture
+                return album[0][0]
+            send = self.telegram.send_document if as_document else self.telegram.send_photo
+            return send(attempt.chat_id, photo.file_id, caption, reply_to=thread_message)
 
     def _explanation(self, alert_id: uuid.UUID, view: AlertView, photo: SealedPhoto) -> str | bytes | None:
         """The alert's explanation picture: its file id once uploaded, else drawn now (None if it cannot be:

@@ -331,7 +331,9 @@ class BotApi:
 
 
 def _raise_before_executing(fault: InjectedFault) -> None:
-    """429 and 5xx faults answer before the call is executed, as Telegram's front end does."""
+    """429, 5xx and 403 faults answer before the call is executed, as Telegram's front end does."""
+    if fault.kind == "403":
+        raise BotApiError(403, "Forbidden: bot was kicked from the group chat")
     if fault.kind == "429":
         raise BotApiError(
             429, f"Too Many Requests: retry after {fault.retry_after}", {"retry_after": fault.retry_after}

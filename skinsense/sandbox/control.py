@@ -5,7 +5,8 @@ of them in rate faults):
 
 - ``POST /sandbox/faults {"method", "count": 1, "retry_after": 1}``: the next ``count`` calls answer 429.
   With ``"kind": "5xx"`` (and ``"status": 503``) they answer a 5xx instead; with ``"kind": "drop"`` they are
-  executed and the connection is then closed without an answer.
+  executed and the connection is then closed without an answer; with ``"kind": "403"`` they are refused as
+  Telegram refuses a chat the bot was removed from.
 - ``POST /sandbox/faults {"method", "rate_429": 0.2, "rate_5xx": 0.1, "rate_drop": 0.15, "retry_after": 1,
   "statuses": [502, 503], "seed": 7}``: every call fails at random with these rates (replaces the method's
   earlier rates; a specific method's rates win over ``*``); ``seed`` reseeds the generator for a reproducible run.

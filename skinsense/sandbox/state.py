@@ -138,7 +138,7 @@ class StoredFile:
     file_path: str
 
 
-FAULT_KINDS = ("429", "5xx", "drop")
+FAULT_KINDS = ("429", "5xx", "drop", "403")
 DOWNLOAD = "download"  # the fault "method" name of file downloads (``/file/bot<token>/<path>``)
 EVERY_METHOD = "*"  # a rate fault for every Bot API method and the file downloads
 
@@ -207,7 +207,8 @@ class SandboxState:
         for fault in self.faults:
             if fault.method.lower() == method.lower() and fault.remaining > 0:
                 fault.remaining -= 1
-                return InjectedFault(fault.kind, 429 if fault.kind == "429" else fault.status, fault.retry_after)
+                status = {"429": 429, "403": 403}.get(fault.kind, fault.status)
+                return InjectedFault(fault.kind, status, fault.retry_after)
         return None
 
     def _rate_fault(self, method: str) -> InjectedFault | None:

@@ -97,8 +97,8 @@ class SandboxUser:
     def inject_fault(
         self, method: str, count: int = 1, retry_after: int = 1, kind: str = "429", status: int = 503
     ) -> None:
-        """The next ``count`` calls of ``method`` fail: ``kind`` 429 (``retry_after``), 5xx (``status``) or drop
-        (executed, then the connection closed without an answer)."""
+        """The next ``count`` calls of ``method`` fail: ``kind`` 429 (``retry_after``), 5xx (``status``), 403 (a
+        chat the bot was removed from) or drop (executed, then the connection closed without an answer)."""
         self._post(
             "/sandbox/faults",
             json={"method": method, "count": count, "retry_after": retry_after, "kind": kind, "status": status},
