@@ -243,7 +243,7 @@ RISK_HEADLINE: dict[RiskLevel, tuple[str, str]] = {
         "This spot should be checked by a doctor",
         "The most likely type is {top}, but a skin cancer or pre-cancer cannot be ruled out.",
     ),
-    RiskLevel.LOW: ("This spot looks harmless", "It looks most like {top}."),
+    RiskLevel.LOW: ("Low risk from this photo", "It looks most like {top}."),
 }
 MEDIUM_MALIGNANT_TOP = "The most likely type is {top}."  # MEDIUM led by a malignant type: nothing to rule out
 
@@ -260,6 +260,17 @@ RISK_ADVICE: dict[RiskLevel, str] = {
         "<b>Risk: LOW.</b> No appointment is needed for this result, but keep an eye on the spot: if it changes "
         "in size, shape or colour, bleeds or itches, see your GP. Low risk is not no risk."
     ),
+}
+# A LOW result whose patient reported what the advice itself names as a reason to see a GP: no "no appointment".
+LOW_RISK_WITH_WARNING_SIGNS = (
+    "<b>Risk: LOW</b> from the photo. But you said {signs}: that alone is a reason to show the spot to your GP "
+    "(family doctor) in the coming weeks, whatever the photo shows. Low risk is not no risk."
+)
+WARNING_SIGNS: dict[str, str] = {
+    "grew": "it grew",
+    "changed": "it changed in shape or colour",
+    "bleeds": "it bleeds",
+    "itches": "it itches",
 }
 RANKING_HEADING = "What it looks most like"
 EXPLANATION_CAPTION = (
@@ -383,12 +394,27 @@ def _photo_section(view: PatientResult) -> str | None:
     return " ".join(parts)
 
 
+def warning_signs(view: PatientResult) -> list[str]:
+    """The changes the patient reported that RISK_ADVICE[LOW] tells them to see a GP for."""
+    answers = view.answers or {}
+    return [sign for name, sign in WARNING_SIGNS.items() if answers.get(name) is True]
+
+
+def risk_advice(view: PatientResult) -> str:
+    """What to do: the risk level's advice; a LOW result with reported warning signs says to see a GP."""
+    signs = warning_signs(view)
+    if view.risk == RiskLevel.LOW and signs:
+        listed = signs[0] if len(signs) == 1 else ", ".join(signs[:-1]) + " and " + signs[-1]
+        return LOW_RISK_WITH_WARNING_SIGNS.format(signs=listed)
+    return RISK_ADVICE[view.risk]
+
+
 def result_body(view: PatientResult) -> str:
     """The result without its disclaimer (Telegram HTML): what an album's combined reply repeats per photo."""
     parts = [
         result_headline(view),
         _ranking_section(view),
-        f"{RISK_ADVICE[view.risk]} {URGENT_CARE}",
+        f"{risk_advice(view)} {URGENT_CARE}",
         _answers_section(view),
         _photo_section(view),
     ]
@@ -436,8 +462,8 @@ def album_result(photos: Sequence[AlbumPhoto]) -> list[str]:
     results = [photo.result for photo in photos if photo.result is not None]
     sections = [ALBUM_HEADING.format(count=len(photos)), *(_album_photo(photo) for photo in photos)]
     if results:
-        highest = max((view.risk for view in results), key=list(RiskLevel).index)
-        sections.append(f"{ALBUM_ADVICE_HEADING}\n{RISK_ADVICE[highest]} {URGENT_CARE}")
+        highest = max(results, key=lambda view: (list(RiskLevel).index(view.risk), bool(warning_signs(view))))
+        sections.append(f"{ALBUM_ADVICE_HEADING}\n{risk_advice(highest)} {URGENT_CARE}")
         measured = {view.photo_kind: view.malignant_told_low_per_100 for view in results if view.photo_kind}
         for kind, per_100 in measured.items():
             if per_100 is not None:

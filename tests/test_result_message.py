@@ -67,8 +67,28 @@ def test_no_headline_contradicts_the_ranking_or_the_risk(top: str, risk: RiskLev
     assert text.count(messages.SHORT_DISCLAIMER) == 1 and messages.DISCLAIMER not in text
     if top in MALIGNANT_CODES:
         assert "cannot be ruled out" not in text or alert, "a cancer that leads is not merely 'not ruled out'"
-    if risk != RiskLevel.LOW:
-        assert "harmless" not in headline
+    assert "harmless" not in headline, "low risk is not no risk"
+
+
+@pytest.mark.parametrize(
+    ("answers", "said"),
+    [
+        ({"grew": True}, "you said it grew:"),
+        ({"changed": True, "itches": True}, "you said it changed in shape or colour and it itches:"),
+        ({"bleeds": True, "grew": False}, "you said it bleeds:"),
+    ],
+)
+def test_a_low_result_after_a_reported_warning_sign_says_to_see_a_gp_not_that_no_appointment_is_needed(
+    answers: dict[str, Any], said: str
+) -> None:
+    """LOW risk's own advice names growth, change, bleeding and itching as reasons to see a GP: a patient who
+    reported one of them is told so, never "no appointment is needed"."""
+    view = messages.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, melanoma_alert=False, answers=answers)
+    text = text_of(view)
+    assert "Risk: LOW from the photo." in text and said in text and "GP" in text
+    assert "No appointment" not in text
+    calm = text_of(messages.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, False, answers={"grew": False}))
+    assert "No appointment is needed" in calm and "you said" not in calm
 
 
 def test_every_class_has_an_everyday_name_before_its_medical_name() -> None:
