@@ -305,8 +305,8 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_clinician_chat_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Anything else in a clinician chat: the commands, in a private chat; silence in a group (clinicians talk
-    to each other there). Never the patients' consent gate."""
-    chat, message = update.effective_chat, update.effective_message
+    to each other there) and for an edited message. Never the patients' consent gate."""
+    chat, message = update.effective_chat, update.message
     if chat is not None and message is not None and chat.type == Chat.PRIVATE:
         await message.reply_text(messages.CLINICIAN_HELP)
     raise ApplicationHandlerStop
@@ -315,8 +315,9 @@ async def on_clinician_chat_message(update: Update, context: ContextTypes.DEFAUL
 def register_clinician_handlers(application: Application[Any, Any, Any, Any, Any, Any], group: int = -2) -> None:
     """Before the consent gate (group -1): clinicians are not patients."""
     clinician_chats = filters.Chat(chat_id=sorted(allow_list().chat_ids))
+    commands = clinician_chats & filters.UpdateType.MESSAGE  # an edited command is not asked again
     application.add_handler(CallbackQueryHandler(on_alert_button, pattern=CALLBACK_PATTERN), group=group)
-    application.add_handler(CommandHandler("pending", on_pending, filters=clinician_chats), group=group)
-    application.add_handler(CommandHandler("case", on_case, filters=clinician_chats), group=group)
-    application.add_handler(CommandHandler("stats", on_stats, filters=clinician_chats), group=group)
+    application.add_handler(CommandHandler("pending", on_pending, filters=commands), group=group)
+    application.add_handler(CommandHandler("case", on_case, filters=commands), group=group)
+    application.add_handler(CommandHandler("stats", on_stats, filters=commands), group=group)
     application.add_handler(MessageHandler(clinician_chats, on_clinician_chat_message), group=group)

@@ -156,7 +156,7 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     chat = update.effective_chat
     if query is None or query.data is None or chat is None:
         return
-    await query.answer()
+    await answer_tap(query)
     if query.data.split("|", 1)[1] != DeleteChoice.CONFIRM:
         await query.edit_message_text(messages.DELETE_CANCELLED)
         return

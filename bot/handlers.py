@@ -59,21 +59,26 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("error while handling an update", exc_info=context.error)
 
 
+# Only new messages: an edited one (a caption corrected, a typo fixed) is not a new photo or a new request.
+NEW_MESSAGES = filters.UpdateType.MESSAGE
+
+
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     register_clinician_handlers(application, group=-2)  # clinicians are not patients: before the consent gate
-    application.add_handler(CommandHandler("about", on_about), group=-1)
-    application.add_handler(CommandHandler("privacy", consent.on_privacy), group=-1)
-    application.add_handler(CommandHandler("history", history.on_history), group=-1)
-    application.add_handler(CommandHandler("delete", consent.on_delete), group=-1)
-    application.add_handler(MessageHandler(filters.ALL, consent.consent_gate), group=-1)
+    application.add_handler(CommandHandler("about", on_about, filters=NEW_MESSAGES), group=-1)
+    application.add_handler(CommandHandler("privacy", consent.on_privacy, filters=NEW_MESSAGES), group=-1)
+    application.add_handler(CommandHandler("history", history.on_history, filters=NEW_MESSAGES), group=-1)
+    application.add_handler(CommandHandler("delete", consent.on_delete, filters=NEW_MESSAGES), group=-1)
+    application.add_handler(MessageHandler(NEW_MESSAGES, consent.consent_gate), group=-1)
     application.add_handler(CallbackQueryHandler(consent.on_consent_choice, pattern=consent.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(consent.on_delete_choice, pattern=consent.DELETE_CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(history.on_history_choice, pattern=history.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(questionnaire.on_answer, pattern=questionnaire.CALLBACK_PATTERN))
-    application.add_handler(CommandHandler("start", on_start))
-    application.add_handler(CommandHandler("help", on_help))
-    application.add_handler(CommandHandler(CLINICIAN_COMMANDS, on_help))  # from a patient: the patient's help
-    application.add_handler(MessageHandler(filters.PHOTO, on_photo))
-    application.add_handler(MessageHandler(filters.Document.ALL, on_image_document))
-    application.add_handler(MessageHandler(filters.ALL, on_unsupported))
+    application.add_handler(CommandHandler("start", on_start, filters=NEW_MESSAGES))
+    application.add_handler(CommandHandler("help", on_help, filters=NEW_MESSAGES))
+    # From a patient: the patient's help.
+    application.add_handler(CommandHandler(CLINICIAN_COMMANDS, on_help, filters=NEW_MESSAGES))
+    application.add_handler(MessageHandler(NEW_MESSAGES & filters.PHOTO, on_photo))
+    application.add_handler(MessageHandler(NEW_MESSAGES & filters.Document.ALL, on_image_document))
+    application.add_handler(MessageHandler(NEW_MESSAGES, on_unsupported))
     application.add_error_handler(on_error)

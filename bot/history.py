@@ -15,6 +15,7 @@ from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.intake import chat_ref_of
+from bot.questionnaire import answer_tap
 from shared import messages
 from shared.patients import get_patient_store
 from shared.results import patient_result
@@ -53,7 +54,7 @@ async def on_history_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     chat = update.effective_chat
     if query is None or query.data is None or chat is None:
         return
-    await query.answer()
+    await answer_tap(query)
     try:
         job_id = uuid.UUID(query.data.split("|", 1)[1])
     except ValueError:

@@ -827,14 +827,23 @@ def clinician_photo_caption(
     return caption + (f"\n{POSSIBLY_REPEATED}" if possibly_repeated else "")
 
 
+PENDING_MORE = "… and {count} more (the oldest are listed first)"
+
+
 def pending_list(lines: list[tuple[str, str, str, float]]) -> str:
     """/pending: (job id, patient, state line, age in seconds) per unresolved thread, oldest first."""
     if not lines:
         return NOTHING_PENDING
-    rows = [f"<b>{len(lines)} alert{'s' if len(lines) > 1 else ''} waiting</b> (oldest first)"]
-    for job_id, patient, state, age in lines:
-        rows.append(f"• {_age(age)} old, {escape(patient)}, {escape(state)}\n  /case <code>{job_id}</code>")
-    return "\n".join(rows)[:4096]
+    text = f"<b>{len(lines)} alert{'s' if len(lines) > 1 else ''} waiting</b> (oldest first)"
+    for shown, (job_id, patient, state, age) in enumerate(lines):
+        row = f"• {_age(age)} old, {escape(patient)}, {escape(state)}\n  /case <code>{job_id}</code>"
+        after = len(lines) - shown - 1
+        room_for_more = 1 + len(PENDING_MORE.format(count=after)) if after else 0
+        # Whole rows only (a cut tag makes Telegram refuse the message), and room to say what is not shown.
+        if len(text) + 1 + len(row) + room_for_more > MAX_MESSAGE_LENGTH:
+            return f"{text}\n{PENDING_MORE.format(count=len(lines) - shown)}"
+        text = f"{text}\n{row}"
+    return text
 
 
 def clinician_stats(today: int, week: int, median_claim_s: float | None, median_resolution_s: float | None) -> str:

@@ -104,6 +104,18 @@ def test_the_alert_text_lists_the_classes_above_one_percent_and_says_why_it_is_h
     assert "Open: nobody has claimed it yet" in text
 
 
+def test_a_long_pending_list_stops_at_a_whole_row_and_says_how_many_more() -> None:
+    """Telegram refuses a message whose HTML is cut mid-tag: a long backlog is listed in whole rows, under the
+    length limit, and the rest counted."""
+    rows = [(str(uuid.uuid4()), f"patient P-{n:08d}", "open, nobody has claimed it", 3600.0 * n) for n in range(60)]
+    text = messages.pending_list(rows)
+    assert len(text) <= 4096
+    listed = text.count("<code>")
+    assert 0 < listed < 60 and listed == text.count("</code>")
+    assert text.endswith(messages.PENDING_MORE.format(count=60 - listed))
+    assert "more" not in messages.pending_list(rows[:3])
+
+
 def test_working_time_counts_only_the_clinics_working_hours() -> None:
     calendar = WorkingCalendar.parse("08:00-18:00", "mon-fri", "Europe/Berlin")
     friday_evening = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)  # 17:00 in Berlin: one working hour left
