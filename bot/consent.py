@@ -85,11 +85,15 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if version != messages.PRIVACY_VERSION:  # a button under an older text: show the current one
         await query.edit_message_text(messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
         return
-    held = pending_photos(context.bot_data).pop(chat.id, [])
+    held_by_chat = pending_photos(context.bot_data)
+    held = list(held_by_chat.get(chat.id, []))
     chat_ref = chat_ref_of(chat.id)
     if ConsentChoice(choice) == ConsentChoice.DECLINE:
+        held_by_chat.pop(chat.id, None)
         await asyncio.to_thread(get_patient_store().withdraw_consent, chat_ref)
-        await edit_unless_unchanged(query.edit_message_text(messages.CONSENT_DECLINED))
+        stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
+        declined = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else messages.CONSENT_DECLINED
+        await edit_unless_unchanged(query.edit_message_text(declined))
         log.info("consent declined; %d held photo(s) dropped", len(held))
         return
     await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)
@@ -99,6 +103,13 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
     for message in held:
         await take_image(message, context)
+        # Let go of each photo only once it is queued: if this fails (the database, the broker), the update is
+        # handled again (bot/durable_updates.py) and finds the photos not yet taken.
+        still_held = held_by_chat.get(chat.id, [])
+        if message in still_held:
+            still_held.remove(message)
+    if not held_by_chat.get(chat.id):
+        held_by_chat.pop(chat.id, None)
 
 
 async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

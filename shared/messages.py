@@ -525,6 +525,12 @@ CONSENT_GIVEN_PHOTO_PENDING = "Thank you. I am analysing the photo you sent."
 CONSENT_DECLINED = (
     "Understood: nothing was analysed and nothing about you was stored. If you change your mind, send /start."
 )
+# "No thanks" from a patient who agreed to an earlier text: what they sent then is still stored.
+CONSENT_DECLINED_WITH_DATA = (
+    "Understood: SkinSense will analyse nothing more for you. What you sent before is still stored under the "
+    "earlier privacy text ({jobs} analyses and your answers); send /delete to erase it now. If you change your "
+    "mind, send /start."
+)
 PRIVACY_AGREED = "You agreed to this text on {date}. Send /delete to erase everything about you."
 
 DELETE_CONFIRM = (

@@ -97,6 +97,29 @@ def test_a_photo_before_consent_is_not_analysed_until_i_agree_and_needs_no_resen
     assert agreed.text_version == messages.PRIVACY_VERSION and agreed.decided_at is not None
 
 
+def test_no_thanks_after_an_earlier_agreement_says_what_is_still_stored_and_how_to_erase_it(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """An older privacy prompt still has its buttons: "No thanks" there, after agreeing and getting a result,
+    must not claim that nothing about the patient is stored."""
+    chat = 1390
+    first = stack.user.send_text(chat, "hello")
+    older = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=first["message_id"])
+    second = stack.user.send_text(chat, "hello?")
+    newer = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=second["message_id"])
+    stack.user.tap(chat, newer["message_id"], messages.CONSENT_AGREE_BUTTON)
+    stack.user.wait_for_text(chat, newer["message_id"], messages.CONSENT_GIVEN)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    skip_questionnaire(stack.user, chat, sent["message_id"])
+    stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+
+    stack.user.tap(chat, older["message_id"], messages.CONSENT_DECLINE_BUTTON)
+    said = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=1)
+    stack.user.wait_for_text(chat, older["message_id"], said)
+    assert not [row for row in rows_about(stack, chat) if isinstance(row, Consent)], "consent withdrawn"
+    assert [row for row in rows_about(stack, chat) if isinstance(row, Job)], "the result stays until /delete"
+
+
 def test_no_thanks_stores_nothing_and_analyses_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
     chat = 1302
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
