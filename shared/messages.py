@@ -424,6 +424,9 @@ def result_body(view: PatientResult) -> str:
 # --- An album: the photos sent together get one reply (and one explanation picture each) ---------------------
 ANALYSING_ALBUM = "Analysing your photos... this usually takes a few seconds. You will get one answer for all of them."
 ALBUM_HEADING = "<b>Your {count} photos</b>"
+ALBUM_HEADING_ONE = "<b>Your photo</b>"
+# Photos of an album recorded after its reply went out (held until consent, or slow to arrive): their own message.
+ALBUM_LATER_HEADING = "<b>More of the photos you sent together</b> (they arrived after the answer above)"
 ALBUM_ADVICE_HEADING = "<b>What to do</b> (for the highest risk among your photos)"
 ALBUM_PHOTO = "<b>Photo {number}: {headline}</b>\n{explanation}\n{ranking}\n{risk} risk, {kind}"
 ALBUM_REFUSED = "<b>Photo {number}:</b> {refusal}"
@@ -457,10 +460,12 @@ def _album_photo(photo: AlbumPhoto) -> str:
     )
 
 
-def album_result(photos: Sequence[AlbumPhoto]) -> list[str]:
-    """The one reply to an album (Telegram HTML), split into messages under Telegram's length limit."""
+def album_result(photos: Sequence[AlbumPhoto], later: bool = False) -> list[str]:
+    """The one reply to an album (Telegram HTML), split into messages under Telegram's length limit; ``later``:
+    for photos of the album recorded after its reply went out."""
     results = [photo.result for photo in photos if photo.result is not None]
-    sections = [ALBUM_HEADING.format(count=len(photos)), *(_album_photo(photo) for photo in photos)]
+    heading = ALBUM_LATER_HEADING if later else ALBUM_HEADING_ONE if len(photos) == 1 else ALBUM_HEADING
+    sections = [heading.format(count=len(photos)), *(_album_photo(photo) for photo in photos)]
     if results:
         highest = max(results, key=lambda view: (list(RiskLevel).index(view.risk), bool(warning_signs(view))))
         sections.append(f"{ALBUM_ADVICE_HEADING}\n{risk_advice(highest)} {URGENT_CARE}")

@@ -302,6 +302,27 @@ def test_an_album_gets_one_combined_reply_and_a_picture_per_analysed_photo(
     assert sorted(job.status for job in jobs) == sorted([JobStatus.DONE, JobStatus.DONE, JobStatus.REJECTED])
 
 
+def test_an_album_photo_recorded_after_the_albums_reply_gets_its_own_message_and_hides_nothing(
+    stack: RunningStack, alert_photos: dict[MelanomaFinding, Path], photos_by_risk: dict[str, Path]
+) -> None:
+    chat = 3110
+    consent(stack.user, chat)
+    first = stack.user.send_photo(chat, alert_photos[MelanomaFinding.LIKELY].read_bytes(), media_group_id="late-3110")
+
+    def reply_starting(heading: str) -> dict[str, Any] | None:
+        return next((m for m in stack.user.bot_messages(chat) if m.get("text", "").startswith(heading)), None)
+
+    answered = wait_until(lambda: reply_starting("Your photo\n"), 120, what="the album's reply")
+    late = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes(), media_group_id="late-3110")
+    later_heading = plain_text(messages.ALBUM_LATER_HEADING, "HTML")
+    more = wait_until(lambda: reply_starting(later_heading), 120, what="the late photo's reply")
+    assert more["message_id"] > late["message_id"] and "Photo 2:" in more["text"] and "Photo 1" not in more["text"]
+    assert more["reply_to_message"]["message_id"] == answered["message_id"], "under the album's reply"
+    (status,) = [m for m in stack.user.bot_messages(chat) if m["message_id"] == answered["message_id"]]
+    assert status["text"] == answered["text"] and "Risk: HIGH." in status["text"], "the first result still shows"
+    assert first["message_id"] < answered["message_id"]
+
+
 def test_delete_during_an_analysis_closes_it_and_no_result_follows(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:

@@ -154,10 +154,16 @@ class ClassificationFlow:
         claimed = self.jobs.claim_album_reply(job.album_id)
         if not claimed:
             return "duplicate"  # another worker finished the album's last photo too, and replies
+        # A photo recorded after the album's reply went out (held until consent, slow to arrive): its own message,
+        # under the album's; an edit would hide the results already given.
+        later = any(member.replied_at is not None for member in members if member.id not in claimed)
         try:
-            texts = replies.album_texts(members, claimed)
+            texts = replies.album_texts(members, claimed, later=later)
             with timed("reply"):
-                self._edit_or_send(job.id, delivery, texts[0])
+                if later:
+                    self.telegram.send_text(delivery.chat_id, texts[0], reply_to=delivery.status_message_id)
+                else:
+                    self._edit_or_send(job.id, delivery, texts[0])
             for text in texts[1:]:
                 self.telegram.send_text(delivery.chat_id, text)
         except Exception:

@@ -122,8 +122,9 @@ def album_picture_caption(number: int, job: Job) -> str:
     return messages.ALBUM_PICTURE_CAPTION.format(number=number, caption=explanation_caption(job))
 
 
-def album_texts(members: list[Job], claimed: list[uuid.UUID]) -> list[str]:
-    """The album's one reply (split under Telegram's length limit), for the photos in ``claimed``."""
+def album_texts(members: list[Job], claimed: list[uuid.UUID], later: bool = False) -> list[str]:
+    """The album's one reply (split under Telegram's length limit), for the photos in ``claimed``; ``later``: its
+    reply already went out for the others."""
     photos = []
     for number, member in enumerate(members, start=1):
         if member.id not in claimed:
@@ -136,4 +137,4 @@ def album_texts(members: list[Job], claimed: list[uuid.UUID]) -> list[str]:
         else:
             code = member.error_code if isinstance(member.error_code, FailureCode) else FailureCode.INTERNAL_ERROR
             photos.append(messages.AlbumPhoto(number, refusal=messages.failure(code)))
-    return messages.album_result(photos)
+    return messages.album_result(photos, later=later)
