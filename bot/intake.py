@@ -181,7 +181,7 @@ async def continue_job(
         and job.status not in (JobStatus.REJECTED, JobStatus.FAILED)
         and job.id not in questionnaires(context.bot_data)
     ):
-        await start_questionnaire(context, job.id, message.chat_id, job.chat_ref)
+        await start_questionnaire(context, job.id, message.chat_id, job.chat_ref, message.message_id)
 
 
 async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: ContextTypes.DEFAULT_TYPE) -> None:

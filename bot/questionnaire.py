@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
@@ -132,9 +132,10 @@ def step_text(questionnaire: Questionnaire, question: Question) -> str:
 
 
 async def start_questionnaire(
-    context: ContextTypes.DEFAULT_TYPE, job_id: uuid.UUID, chat_id: int, chat_ref: str
+    context: ContextTypes.DEFAULT_TYPE, job_id: uuid.UUID, chat_id: int, chat_ref: str, photo_message_id: int
 ) -> None:
-    """Ask the first question about a photo whose analysis is already queued."""
+    """Ask the first question about a photo whose analysis is already queued, as a reply to the photo: with
+    several photos on their way, each questionnaire shows which spot it asks about."""
     profile = await asyncio.to_thread(get_patient_store().profile, chat_ref)
     remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
     remembered_sex = Sex(profile.sex) if profile and profile.sex else None
@@ -149,6 +150,7 @@ async def start_questionnaire(
         step_text(questionnaire, first),
         parse_mode=ParseMode.HTML,
         reply_markup=keyboard(questionnaire, first),
+        reply_parameters=ReplyParameters(photo_message_id, allow_sending_without_reply=True),
     )
     questionnaire.message_id = sent.message_id
     questionnaires(context.bot_data)[questionnaire.job_id] = questionnaire

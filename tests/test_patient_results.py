@@ -305,15 +305,15 @@ def test_an_album_gets_one_combined_reply_and_a_picture_per_analysed_photo(
 def test_an_album_photo_recorded_after_the_albums_reply_gets_its_own_message_and_hides_nothing(
     stack: RunningStack, alert_photos: dict[MelanomaFinding, Path], photos_by_risk: dict[str, Path]
 ) -> None:
-    chat = 3110
+    chat = 3190
     consent(stack.user, chat)
-    first = stack.user.send_photo(chat, alert_photos[MelanomaFinding.LIKELY].read_bytes(), media_group_id="late-3110")
+    first = stack.user.send_photo(chat, alert_photos[MelanomaFinding.LIKELY].read_bytes(), media_group_id="late-3190")
 
     def reply_starting(heading: str) -> dict[str, Any] | None:
         return next((m for m in stack.user.bot_messages(chat) if m.get("text", "").startswith(heading)), None)
 
     answered = wait_until(lambda: reply_starting("Your photo\n"), 120, what="the album's reply")
-    late = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes(), media_group_id="late-3110")
+    late = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes(), media_group_id="late-3190")
     later_heading = plain_text(messages.ALBUM_LATER_HEADING, "HTML")
     more = wait_until(lambda: reply_starting(later_heading), 120, what="the late photo's reply")
     assert more["message_id"] > late["message_id"] and "Photo 2:" in more["text"] and "Photo 1" not in more["text"]

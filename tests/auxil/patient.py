@@ -6,7 +6,7 @@ from typing import Any
 
 from shared import messages
 from skinsense.sandbox import plain_text
-from tests.auxil.sandbox_user import SandboxUser
+from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import wait_until
 
 CONSENTED_TEXTS = (messages.CONSENT_GIVEN, messages.CONSENT_GIVEN_PHOTO_PENDING)
@@ -23,8 +23,16 @@ def consent(user: SandboxUser, chat_id: int) -> None:
 
 
 def questionnaire_for(user: SandboxUser, chat_id: int, photo_message_id: int) -> dict[str, Any]:
-    """The questionnaire message the bot sends after a photo (the first with a "Skip" button after it)."""
-    return user.wait_for_button(chat_id, messages.SKIP_BUTTON, after_id=photo_message_id)
+    """The questionnaire the bot sends about a photo: the message with a "Skip" button that replies to it."""
+
+    def find() -> dict[str, Any] | None:
+        for message in user.bot_messages(chat_id):
+            replies_to = message.get("reply_to_message", {}).get("message_id")
+            if replies_to == photo_message_id and button_data(message, messages.SKIP_BUTTON) is not None:
+                return message
+        return None
+
+    return wait_until(find, 60, what=f"the questionnaire about photo {photo_message_id} in chat {chat_id}")
 
 
 def skip_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int) -> None:

@@ -6,7 +6,17 @@ from typing import Any
 
 import httpx
 
+from shared import messages
+from skinsense.sandbox import plain_text
 from tests.auxil.services import wait_until
+
+QUESTIONNAIRE_START = plain_text(messages.QUESTIONNAIRE_INTRO, "HTML")
+
+
+def is_questionnaire(message: dict[str, Any]) -> bool:
+    """The bot's questionnaire about a photo, whatever it reads now (its first text opens with the intro)."""
+    first_text = (message.get("edits") or [message.get("text", "")])[0] or ""
+    return str(first_text).startswith(QUESTIONNAIRE_START)
 
 
 class SandboxUser:
@@ -38,12 +48,17 @@ class SandboxUser:
         return [m for m in self.messages(chat_id) if m["from_bot"]]
 
     def replies_to(self, chat_id: int, message_id: int) -> list[dict[str, Any]]:
-        return [m for m in self.bot_messages(chat_id) if m.get("reply_to_message", {}).get("message_id") == message_id]
+        """The bot's answers to a message: its replies, except a photo's questionnaire (which replies to it too)."""
+        return [
+            m
+            for m in self.bot_messages(chat_id)
+            if m.get("reply_to_message", {}).get("message_id") == message_id and not is_questionnaire(m)
+        ]
 
     def wait_for_reply(
         self, chat_id: int, message_id: int, final: bool = True, timeout_s: float = 60
     ) -> dict[str, Any]:
-        """The bot's reply to a message; with ``final``, once it is no longer "Analysing..."."""
+        """The bot's answer to a message (``replies_to``); with ``final``, once it is no longer "Analysing..."."""
 
         def reply() -> dict[str, Any] | None:
             for message in self.replies_to(chat_id, message_id):
