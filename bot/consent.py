@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from enum import StrEnum
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -173,9 +172,10 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         return
     open_questionnaires = questionnaires(context.bot_data)
     mine = [q for q in list(open_questionnaires.values()) if q.chat_id == chat.id]
-    # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so.
-    # Read before the erasure, which erases the sealed delivery data too.
-    in_progress = await asyncio.to_thread(_status_messages, [q.job_id for q in mine])
+    # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so,
+    # every one still waiting (albums, questionnaires closed or lost with a restart). Read before the erasure,
+    # which erases the sealed delivery data that holds them.
+    in_progress = await asyncio.to_thread(get_job_store().unanswered_status_messages, chat_ref_of(chat.id))
     erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(chat.id))
     pending_photos(context.bot_data).pop(chat.id, None)
     for questionnaire in mine:
@@ -190,15 +190,3 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             await context.bot.edit_message_text(messages.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=message_id)
     await query.edit_message_text(messages.DELETED.format(jobs=erased))
     log.info("patient erased: %d job(s) tombstoned", erased)
-
-
-def _status_messages(job_ids: list[uuid.UUID]) -> list[int]:
-    """The "analysing..." messages of these jobs, from their sealed delivery data."""
-    store = get_job_store()
-    found = []
-    for job_id in job_ids:
-        job = store.load(job_id)
-        delivery = None if job is None else store.delivery_of(job)
-        if delivery is not None and delivery.status_message_id is not None:
-            found.append(delivery.status_message_id)
-    return found

@@ -181,6 +181,16 @@ class JobStore:
             log.error("job %s: its delivery data cannot be unsealed with SKINSENSE_DELIVERY_KEY", job.id)
             return None
 
+    def unanswered_status_messages(self, chat_ref: str) -> list[int]:
+        """The "Analysing..." messages of a patient's jobs still waiting for their answer (an album's once):
+        what /delete turns into "no result for this photo" before it erases the rows that hold them."""
+        with self._session() as session:
+            waiting = select(Job).where(Job.chat_ref == chat_ref, col(Job.replied_at).is_(None))
+            jobs = list(session.exec(waiting.order_by(col(Job.received_at))).all())
+        deliveries = [self.delivery_of(job) for job in jobs]
+        found = [d.status_message_id for d in deliveries if d is not None and d.status_message_id is not None]
+        return list(dict.fromkeys(found))
+
     def set_status_message(self, job_id: uuid.UUID, message_id: int) -> Job:
         """The "Analysing..." message the bot sent: the one the worker edits into the answer."""
         with self._changing(job_id) as job:

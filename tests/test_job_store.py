@@ -149,6 +149,28 @@ def test_delivery_data_is_sealed_at_rest_and_erased_once_answered(store: JobStor
     assert answered.delivery is None and answered.due_at is None and store.delivery_of(answered) is None
 
 
+def test_a_patients_unanswered_status_messages_are_found_for_delete(store: JobStore) -> None:
+    """What /delete edits into "no result for this photo": each waiting job's "Analysing..." message (an
+    album's shared one once), not an answered job's, not another patient's."""
+    patient, other = "p" * 32, "o" * 32
+
+    def photo(chat_ref: str, status_message_id: int, album_id: str | None = None) -> Job:
+        job = store.record_received(
+            chat_ref=chat_ref, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, album_id=album_id
+        )
+        return store.set_status_message(job.id, status_message_id)
+
+    photo(patient, 11)
+    photo(patient, 12, album_id="a1")
+    photo(patient, 12, album_id="a1")
+    answered = photo(patient, 13)
+    store.mark_running(answered.id)
+    store.mark_rejected(answered.id, Refusal(RefusalCode.BLURRY, "blurred"))
+    store.mark_replied(answered.id)
+    photo(other, 14)
+    assert store.unanswered_status_messages(patient) == [11, 12]
+
+
 def test_delivery_sealed_under_another_key_reads_as_none_not_as_garbage(tmp_path: Path) -> None:
     engine = migrated_engine(f"sqlite:///{tmp_path / 'keys.sqlite3'}")
     first = JobStore(engine, sealer=Sealer([Fernet.generate_key().decode()]))
