@@ -33,6 +33,7 @@ from shared import messages
 from shared.audit import AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert
 from shared.clinicians import (
     CALLBACK_PATTERN,
+    ERASED_PATIENT,
     RESOLUTION_OF_ACTION,
     AlertStore,
     ClinicianAllowList,
@@ -141,7 +142,15 @@ async def _decide(
     if decision is None:
         return messages.PRESS_UNKNOWN, "unknown_alert"
     if not decision.changed:
-        return _already_resolved(decision.alert), "already_resolved"
+        alert = decision.alert
+        replayed = alert.resolution == resolution and alert.resolved_by == who and alert.sealed_contact is not None
+        if replayed and resolution in PATIENT_CONTACT:
+            # This very press, handled again: the last handling resolved the alert but stopped before the patient
+            # was told (the secrets are erased only once that is done).
+            answer = await _tell_patient(store, alert, resolution, context)
+            await asyncio.to_thread(store.erase_secrets, thread_id)
+            return answer, "done"
+        return _already_resolved(alert), "already_resolved"
     _observe(decision.alert, "resolution")
     if decision.alert.claimed_at == decision.alert.resolved_at:
         _observe(decision.alert, "claim")  # resolved without a claim first: claimed at the same moment
@@ -169,6 +178,8 @@ async def _tell_patient(
 ) -> str:
     """The patient's kind message, if their consent covers contact and their chat is still known."""
     described = messages.RESOLUTION_TEXT[resolution.value]
+    if alert.chat_ref == ERASED_PATIENT:
+        return messages.PRESS_PATIENT_ERASED.format(resolution=described)
     patients = get_patient_store()
     consents = [
         await asyncio.to_thread(patients.consent, alert.chat_ref, version)

@@ -697,6 +697,10 @@ PRESS_ALREADY_RESOLVED = "Already resolved by {who} ({resolution})."
 PRESS_PATIENT_TOLD = "Recorded: {resolution}. The patient was sent a message."
 PRESS_NO_CONSENT = "Recorded: {resolution}. No message could be sent: the patient has not agreed to be contacted."
 PRESS_NO_CONTACT = "Recorded: {resolution}. No message could be sent: the patient can no longer be reached here."
+PRESS_PATIENT_ERASED = (
+    "Recorded: {resolution}. No message could be sent: the patient erased their data (or it passed the retention "
+    "period), so SkinSense no longer knows who they are."
+)
 
 COMMAND_REFUSED = "Only the clinic's clinicians can use this command."
 CLINICIAN_HELP = (

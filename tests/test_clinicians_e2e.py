@@ -346,3 +346,21 @@ def test_a_patient_whose_consent_does_not_cover_contact_is_not_messaged_and_the_
     )
     assert len(stack.user.bot_messages(patient)) == before, "nothing was sent to the patient"
     assert alert_row(stack, job_id).resolution == AlertResolution.BETTER_PHOTO
+
+
+def test_a_patient_who_erased_their_data_is_not_messaged_and_the_clinician_is_told_why(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    patient = 3160
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    alert = alert_message(stack, DOCTOR_A, job_id)
+    command = stack.user.send_text(patient, "/delete")
+    question = stack.user.wait_for_button(patient, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    stack.user.tap(patient, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
+    stack.user.wait_for_text(patient, question["message_id"], messages.DELETED.format(jobs=1))
+    before = len(stack.user.bot_messages(patient))
+    query = stack.user.tap(DOCTOR_A, alert["message_id"], BETTER_PHOTO)
+    assert answer_to(stack, query) == messages.PRESS_PATIENT_ERASED.format(
+        resolution=messages.RESOLUTION_TEXT["better_photo"]
+    )
+    assert len(stack.user.bot_messages(patient)) == before, "nothing was sent to the patient"
