@@ -70,6 +70,10 @@ def serve_bot_metrics_and_health(settings: Settings) -> None:
 
 def run_bot(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    if settings.environment != "production" and settings.telegram_api_url == "https://api.telegram.org":
+        # The development keys are published: pseudonyms and sealed data are readable by anyone. Fine for a
+        # developer's own test bot; never for patients.
+        log.warning("development settings against the real Telegram: not for patients (set SKINSENSE_ENVIRONMENT)")
     application = build_application(settings)
     serve_bot_metrics_and_health(settings)
     if settings.webhook_url:

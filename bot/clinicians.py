@@ -28,6 +28,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.durable_updates import may_pass
 from bot.intake import chat_ref_of
 from shared import messages
 from shared.audit import AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert
@@ -193,9 +194,13 @@ async def _tell_patient(
     text = PATIENT_CONTACT[resolution].format(date=aware(alert.created_at).strftime("%Y-%m-%d"))
     try:
         await context.bot.send_message(contact.chat_id, text)
-    except TelegramError as error:  # the patient blocked the bot, or deleted the chat
+    except TelegramError as error:
+        if may_pass(error):
+            # Passing trouble: the press is handled again later (bot/durable_updates.py), and tells the patient
+            # then; the contact is kept until it has (``_decide``).
+            raise
         log.warning("alert %s: the patient could not be messaged (%s)", alert.id, type(error).__name__)
-        return messages.PRESS_NO_CONTACT.format(resolution=described)
+        return messages.PRESS_NO_CONTACT.format(resolution=described)  # blocked the bot, or deleted the chat
     await asyncio.to_thread(store.record_patient_told, alert.id)
     return messages.PRESS_PATIENT_TOLD.format(resolution=described)
 

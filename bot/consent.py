@@ -20,7 +20,7 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.intake import chat_ref_of, incoming_image, take_image
 from bot.questionnaire import answer_tap, edit_unless_unchanged
-from bot.state import MAX_PENDING_PHOTOS, pending_photos, questionnaires
+from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos, questionnaires
 from shared import messages
 from shared.job_store import get_job_store
 from shared.patients import get_patient_store
@@ -65,9 +65,9 @@ async def consent_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return  # on to the handlers of group 0
     held = pending_photos(context.bot_data).setdefault(message.chat_id, [])
     already_asked = bool(held)
-    replayed = any(m.message_id == message.message_id for m in held)  # handled again (bot/durable_updates.py)
+    replayed = any(h.message.message_id == message.message_id for h in held)  # handled again (durable updates)
     if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS and not replayed:
-        held.append(message)  # in memory only: its file id, until the patient decides
+        held.append(HeldPhoto(message, update.update_id))  # in memory only: its file id, until the patient decides
     if not (already_asked and incoming_image(message) is not None):  # one question for a whole album
         await ask_for_consent(message)
     raise ApplicationHandlerStop
@@ -100,13 +100,14 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         query.edit_message_text(messages.CONSENT_GIVEN_PHOTO_PENDING if held else messages.CONSENT_GIVEN)
     )
     log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
-    for message in held:
-        await take_image(message, context)
+    for photo in held:
+        await take_image(photo.message, context, update_id=photo.update_id)
         # Let go of each photo only once it is queued: if this fails (the database, the broker), the update is
-        # handled again (bot/durable_updates.py) and finds the photos not yet taken.
+        # handled again (bot/durable_updates.py) and finds the photos not yet taken; one taken but not let go
+        # is found by its update id, not recorded twice.
         still_held = held_by_chat.get(chat.id, [])
-        if message in still_held:
-            still_held.remove(message)
+        if photo in still_held:
+            still_held.remove(photo)
     if not held_by_chat.get(chat.id):
         held_by_chat.pop(chat.id, None)
 

@@ -84,8 +84,8 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, up
     Idempotent by ``update_id`` (the Telegram update that brought it): handling the same update again (a
     durable update queue replaying it after a crash) gives one job, one "Analysing..." message and one enqueue,
     going on from where the first handling stopped. Raises when the audit database cannot be written, so the
-    update is handled again later rather than dropped. Photos held until consent come with ``update_id=None``
-    (they live in memory only and are taken once)."""
+    update is handled again later rather than dropped. Photos held until consent come with the update that
+    brought them (bot/state.HeldPhoto)."""
     image = incoming_image(message)
     if image is None:
         return

@@ -9,6 +9,7 @@ the job row at each tap, so a restart loses only the buttons; the worker's timeo
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from telegram import Message
@@ -24,8 +25,18 @@ def _bucket(bot_data: dict[Any, Any], name: str) -> dict[Any, Any]:
     return cast(dict[Any, Any], bot_data.setdefault(name, {}))
 
 
-def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[Message]]:
-    """chat id -> the photo (or file) messages that arrived before the patient consented."""
+@dataclass(frozen=True)
+class HeldPhoto:
+    """A photo (or file) that arrived before the patient consented."""
+
+    message: Message
+    # The update that brought it: taking the photo again (the consent tap handled again after a failure) finds
+    # the job recorded the first time (bot/intake.take_image is idempotent by update id), never a second one.
+    update_id: int
+
+
+def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[HeldPhoto]]:
+    """chat id -> the photos held until the patient decides."""
     return _bucket(bot_data, "pending_photos")
 
 

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only defaults, refused outside development (see Settings._refuse_unsafe_defaults).
 DEVELOPMENT_CHAT_HASH_KEY = "development-only-chat-hash-key"
+MIN_CHAT_HASH_KEY_LENGTH = 32
 # A Fernet key (32 bytes, url-safe base64): the bytes spell "development-only-delivery-key!!!".
 DEVELOPMENT_DELIVERY_KEY = "ZGV2ZWxvcG1lbnQtb25seS1kZWxpdmVyeS1rZXkhISE="
 DEVELOPMENT_FLOWER_PASSWORD = "skinsense"
@@ -137,10 +138,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment == "production":
-            if self.telegram_token is None:
+            if self.telegram_token is None or not self.telegram_token.get_secret_value().strip():
                 raise ValueError("SKINSENSE_TELEGRAM_TOKEN is required in production")
-            if self.chat_hash_key.get_secret_value() == DEVELOPMENT_CHAT_HASH_KEY:
-                raise ValueError("set SKINSENSE_CHAT_HASH_KEY to a secret in production")
+            hash_key = self.chat_hash_key.get_secret_value()
+            # A short or empty key lets anyone recompute the pseudonyms from chat ids (they are few enough to try).
+            if hash_key == DEVELOPMENT_CHAT_HASH_KEY or len(hash_key) < MIN_CHAT_HASH_KEY_LENGTH:
+                raise ValueError(
+                    f"set SKINSENSE_CHAT_HASH_KEY to a secret of at least {MIN_CHAT_HASH_KEY_LENGTH} characters "
+                    "in production"
+                )
+            if self.webhook_url and (self.webhook_secret is None or not self.webhook_secret.get_secret_value()):
+                # Without it anyone who finds the URL can post updates as any patient (a forged "erase" tap).
+                raise ValueError("set SKINSENSE_WEBHOOK_SECRET in production when SKINSENSE_WEBHOOK_URL is set")
             if DEVELOPMENT_DELIVERY_KEY in value_list(self.delivery_key):
                 raise ValueError("set SKINSENSE_DELIVERY_KEY to secret Fernet key(s) in production")
             if self.flower_password.get_secret_value() in EXAMPLE_FLOWER_PASSWORDS:

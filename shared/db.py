@@ -46,16 +46,20 @@ def build_engine(url: str, *, pooled: bool = True) -> Engine:
     """An engine on ``url``; ``pooled=False``: every use opens its own connection (a health check)."""
     url = normalise_url(url)
     parsed = make_url(url)
-    pool: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    # hide_parameters: a database error's text names the statement, never its values (answers, chat references),
+    # wherever it ends up (logs, Celery's failure record, Flower).
+    options: dict[str, Any] = {"hide_parameters": True}
+    if not pooled:
+        options["poolclass"] = NullPool
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **pool)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
         event.listen(engine, "connect", _enable_sqlite_wal)
-    elif pooled:
-        engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, pool_pre_ping=True, pool_size=5, max_overflow=5)
     else:
-        engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **pool)
+        if pooled:
+            options.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **options)
     return engine
 
 

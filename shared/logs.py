@@ -1,9 +1,10 @@
 """One log format for every process (bot, workers, sandbox, Flower, the stack runner), set here only.
 
 Bot API URLs contain the bot token, and so can exception texts and tracebacks: every handler gets a filter
-that blanks the token (and anything shaped like one) out of messages and tracebacks, which keeps the
-tracebacks themselves. httpx's per-request lines are turned down as well, and python-telegram-bot's DEBUG
-lines (raw updates and request parameters: patient data) are never shown.
+that blanks the token (and anything shaped like one), and the row values PostgreSQL quotes in its error
+details, out of messages and tracebacks, which keeps the tracebacks themselves. httpx's per-request lines are
+turned down as well, and python-telegram-bot's DEBUG lines (raw updates and request parameters: patient data)
+are never shown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 REDACTED = "<redacted>"
 # A Telegram bot token: the bot's numeric id, a colon, 35 url-safe characters.
 TOKEN_PATTERN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+# PostgreSQL's error details quote the values of the row or key at fault (a chat reference, answers); SQLAlchemy
+# hides the statement's parameters itself (shared/db.py: hide_parameters).
+DATABASE_DETAIL_PATTERN = re.compile(r"DETAIL:[^\n]*")
 
 
 class RedactSecrets(logging.Filter):
@@ -31,6 +35,7 @@ class RedactSecrets(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
+        text = DATABASE_DETAIL_PATTERN.sub(f"DETAIL: {REDACTED}", text)
         return TOKEN_PATTERN.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:

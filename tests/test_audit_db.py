@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
 from shared.db import build_engine
 from shared.labels import RiskLevel
+from shared.logs import RedactSecrets
 from shared.outcomes import RefusalCode
 from tests.auxil.database import migrated_engine
 from tests.auxil.services import child_env, postgres_database
@@ -115,3 +116,23 @@ def test_audit_cli_lists_and_exports_csv(tmp_path: Path) -> None:
     assert len(rows) == 2
     assert {r["status"] for r in rows} == {"rejected", "done"}
     assert "chat_ref" in rows[0] and "image_sha256" in rows[0]
+
+
+def test_a_database_error_names_the_statement_never_the_patients_values(database_url: str) -> None:
+    """Error texts reach logs and tracebacks: SQLAlchemy hides the statement's values, and the log filter hides
+    the values PostgreSQL quotes in its details."""
+    engine = migrated_engine(database_url)
+    chat_ref = chat_reference(424242, "error-text-key")
+    job = Job(chat_ref=chat_ref, media_kind=MediaKind.PHOTO, telegram_file_unique_id="u", status=JobStatus.QUEUED)
+    with Session(engine) as session:
+        session.add(job)
+        session.commit()
+        session.refresh(job)
+    duplicate = Job(id=job.id, chat_ref=chat_ref, media_kind=MediaKind.PHOTO, status=JobStatus.QUEUED)
+    with Session(engine) as session, pytest.raises(Exception) as raised:
+        session.add(duplicate)
+        session.commit()
+    error_text = str(raised.value)
+    assert "INSERT INTO jobs" in error_text and "parameters hidden" in error_text
+    assert chat_ref not in RedactSecrets([]).redact(error_text)
+    engine.dispose()

@@ -364,3 +364,22 @@ def test_a_patient_who_erased_their_data_is_not_messaged_and_the_clinician_is_to
         resolution=messages.RESOLUTION_TEXT["better_photo"]
     )
     assert len(stack.user.bot_messages(patient)) == before, "nothing was sent to the patient"
+
+
+def test_a_patient_message_lost_on_the_way_goes_out_when_the_press_is_handled_again(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """The answer to the patient's message is lost (it may or may not have arrived): the press is handled again
+    and the patient is told, instead of the clinician reading "can no longer be reached" and the contact being
+    erased for good."""
+    patient = 3161
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    alert = alert_message(stack, DOCTOR_A, job_id)
+    stack.user.inject_fault("sendMessage", count=1, kind="drop")
+    stack.user.tap(DOCTOR_A, alert["message_id"], APPOINTMENT)
+    wait_until(lambda: alert_row(stack, job_id).patient_told_at is not None, 60, what="the patient told")
+    told = [m for m in stack.user.bot_messages(patient) if "book an appointment" in m.get("text", "")]
+    assert 1 <= len(told) <= 2, "sent again after the lost answer (the first may have arrived too)"
+    row = alert_row(stack, job_id)
+    assert row.resolution == AlertResolution.APPOINTMENT and row.sealed_contact is None
+    assert [a.outcome for a in actions(stack, row.id)] == ["done"]

@@ -55,3 +55,30 @@ def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, mi
         Settings()
     tmp_env.setenv(missing, production[missing])
     assert Settings().environment == "production"  # each one alone was what it refused
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SKINSENSE_TELEGRAM_TOKEN", ""),  # .env.example's blank
+        ("SKINSENSE_CHAT_HASH_KEY", ""),
+        ("SKINSENSE_CHAT_HASH_KEY", "short-key"),
+        ("SKINSENSE_WEBHOOK_URL", "https://bot.example.org"),  # a webhook without its secret
+    ],
+)
+def test_production_refuses_blank_or_weak_secrets(tmp_env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    production = {
+        "SKINSENSE_ENVIRONMENT": "production",
+        "SKINSENSE_TELEGRAM_TOKEN": "1:x",
+        "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
+        "SKINSENSE_DELIVERY_KEY": Fernet.generate_key().decode(),
+        "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
+    }
+    for key, setting in production.items():
+        tmp_env.setenv(key, setting)
+    tmp_env.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+    if name == "SKINSENSE_WEBHOOK_URL":
+        tmp_env.setenv("SKINSENSE_WEBHOOK_SECRET", "s" * 32)
+        assert Settings().webhook_url == value
