@@ -22,6 +22,7 @@ import contextlib
 import enum
 import logging
 import random
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -43,6 +44,8 @@ from shared.telegram_calls import NotDelivered, OutcomeUnknown
 log = logging.getLogger(__name__)
 
 KEEP_PROCESSED = timedelta(days=1)
+KEEP_UNHANDLED = timedelta(hours=6)  # an update still failing after this is given up (logged), not handled late
+REPLAY_EVERY_S = 60.0  # updates whose tries ran out (an outage of minutes) are handed over again this often
 RECORD_TRIES = 4  # then put gives up for now: Telegram keeps the update and offers it again
 MAX_HANDLING_TRIES = 12
 MAX_BACKOFF_S = 30.0
@@ -128,6 +131,19 @@ class InboundUpdateStore:
         for row in rows:
             if row.sealed_update is not None:
                 yield row.update_id, self.sealer.unseal_dict(row.sealed_update)
+
+    def give_up_stale(self, older_than: timedelta = KEEP_UNHANDLED) -> int:
+        """Updates recorded longer ago than ``older_than`` and never handled are dropped with their sealed content:
+        handled so late they would start work the patient no longer waits for (a day-old photo analysed anew)."""
+        with Session(self.engine) as session:
+            stale = (col(InboundUpdate.processed_at).is_(None)) & (
+                col(InboundUpdate.received_at) < utc_now() - older_than
+            )
+            result = session.execute(
+                update(InboundUpdate).where(stale).values(processed_at=utc_now(), sealed_update=None)
+            )
+            session.commit()
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def forget_processed(self, older_than: timedelta = KEEP_PROCESSED) -> int:
         with Session(self.engine) as session:
@@ -227,8 +243,8 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
     def _schedule_retry(self, update: Update) -> None:
         tries = self._tries.get(update.update_id, 0) + 1
         self._tries[update.update_id] = tries
-        if tries >= MAX_HANDLING_TRIES:  # left unprocessed: replayed at the next start
-            log.error("update %d still failing after %d tries; left for the next start", update.update_id, tries)
+        if tries >= MAX_HANDLING_TRIES:  # left unprocessed: handed over again by the housekeeping (REPLAY_EVERY_S)
+            log.error("update %d still failing after %d tries; handed over again later", update.update_id, tries)
             self.durable_queue.in_flight.discard(update.update_id)
             self._tries.pop(update.update_id, None)
             return
@@ -265,10 +281,21 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
                 log.warning("replay of unhandled updates failed (%s); again in %.0f s", type(error).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
-        while True:  # processed rows are kept a day, to recognise redeliveries
-            await asyncio.sleep(3600)
+        tidied_at = time.monotonic()
+        while True:
+            # Updates whose tries ran out during a longer outage are handed over again, not left for a restart;
+            # those failing for hours are given up. Processed rows are kept a day, to recognise redeliveries.
+            await asyncio.sleep(REPLAY_EVERY_S)
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.inbound.forget_processed)
+                given_up = await asyncio.to_thread(self.inbound.give_up_stale)
+                if given_up:
+                    log.error("%d updates still unhandled after %s: given up", given_up, KEEP_UNHANDLED)
+                replayed = await self._replay()
+                if replayed:
+                    log.info("%d unhandled updates handed over again", replayed)
+                if time.monotonic() - tidied_at > 3600:
+                    await asyncio.to_thread(self.inbound.forget_processed)
+                    tidied_at = time.monotonic()
 
     async def _replay(self) -> int:
         pending = await asyncio.to_thread(lambda: list(self.inbound.unprocessed()))

@@ -11,6 +11,7 @@ Callback data: ``q|<job id hex>|<question>|<value>`` (at most 64 bytes, as Teleg
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import uuid
 from collections.abc import Awaitable
@@ -171,16 +172,19 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await close_questionnaire(context, questionnaire, skipped=True)
         return
     if question_token != questionnaire.current:
-        return  # a second tap on an earlier question
-    questionnaire.record(Question(question_token), value)
-    following = questionnaire.current
-    if following is None:
-        await close_questionnaire(context, questionnaire, skipped=False)
+        # A second tap on an earlier question, or this tap handled again after its edit failed: the message shows
+        # the current question (the patient could otherwise be left tapping one that no longer counts).
+        await show_question(query, questionnaire)
+        return
+    # Recorded on a copy, kept only once saved: a tap whose save fails is handled again (bot/durable_updates.py)
+    # and finds its question still current, rather than an answer lost.
+    answered = copy.deepcopy(questionnaire)
+    answered.record(Question(question_token), value)
+    if answered.current is None:
+        await close_questionnaire(context, answered, skipped=False)
         return
     try:
-        job = await asyncio.to_thread(
-            get_job_store().record_answers, questionnaire.job_id, questionnaire.answers(), close=False
-        )
+        job = await asyncio.to_thread(get_job_store().record_answers, answered.job_id, answered.answers(), close=False)
     except LookupError:  # the patient erased everything meanwhile
         job = None
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.answers_closed_at is not None:
@@ -188,11 +192,18 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         questionnaires(context.bot_data).pop(questionnaire.job_id, None)
         await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
         return
+    questionnaires(context.bot_data)[answered.job_id] = answered
+    await show_question(query, answered)
+
+
+async def show_question(query: CallbackQuery, questionnaire: Questionnaire) -> None:
+    """Edit the questionnaire's message to its current question."""
+    current = questionnaire.current
+    if current is None:
+        return
     await edit_unless_unchanged(
         query.edit_message_text(
-            step_text(questionnaire, following),
-            parse_mode=ParseMode.HTML,
-            reply_markup=keyboard(questionnaire, following),
+            step_text(questionnaire, current), parse_mode=ParseMode.HTML, reply_markup=keyboard(questionnaire, current)
         )
     )
 
@@ -202,13 +213,14 @@ async def close_questionnaire(
 ) -> None:
     """Save the final answers (none when skipped), remember age and sex, and queue the result if the photo is
     already analysed (otherwise the worker finalizes it when the analysis ends)."""
-    questionnaires(context.bot_data).pop(questionnaire.job_id, None)
     answers = PatientAnswers() if skipped else questionnaire.answers()
     chat_id = questionnaire.chat_id
     try:
         job = await asyncio.to_thread(get_job_store().record_answers, questionnaire.job_id, answers, close=True)
     except LookupError:
         job = None
+    # Forgotten once saved: a save that fails leaves the questionnaire open for the tap's retry.
+    questionnaires(context.bot_data).pop(questionnaire.job_id, None)
     if job is not None and questionnaire.asked_profile and not skipped:
         await asyncio.to_thread(
             get_patient_store().remember_profile, questionnaire.chat_ref, questionnaire.age_range, questionnaire.sex

@@ -75,6 +75,27 @@ def test_an_update_is_recorded_sealed_and_handed_over_once(tmp_path: Path) -> No
     assert store.forget_processed(older_than=timedelta(0)) == 1
 
 
+def test_an_update_unhandled_for_hours_is_given_up_with_its_content_and_a_recent_one_is_kept(tmp_path: Path) -> None:
+    """An update that kept failing (an outage of hours) is not handled a day late as if new: it is given up,
+    and its sealed content (names, texts) goes with it; one recorded recently stays to be handed over again."""
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    migrated_engine(url)
+    store = a_store(url)
+    store.record(51, an_update(51).to_dict())
+    store.record(52, an_update(52).to_dict())
+    with Session(store.engine) as session:
+        old = session.get(InboundUpdate, 51)
+        assert old is not None
+        old.received_at = old.received_at - timedelta(hours=7)
+        session.add(old)
+        session.commit()
+    assert store.give_up_stale() == 1
+    assert [update_id for update_id, _ in store.unprocessed()] == [52]
+    with Session(store.engine) as session:
+        given_up = session.get(InboundUpdate, 51)
+    assert given_up is not None and given_up.sealed_update is None and given_up.processed_at is not None
+
+
 def test_with_the_database_unreachable_put_refuses_instead_of_dropping_the_update() -> None:
     store = a_store(f"postgresql://skinsense@127.0.0.1:{free_port()}/nowhere")
     queue = DurableUpdateQueue(store, record_tries=2)
