@@ -448,6 +448,24 @@ def test_an_overdue_job_is_queued_again_until_its_tries_are_spent_then_the_patie
     assert len(sandbox.bot_messages(2201)) == 1 and reconciler.run().gave_up == 0
 
 
+def test_a_run_out_of_time_counts_no_try_for_the_jobs_it_did_not_reach(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    """Jobs are claimed one at a time within the run's budget: a run cut short (Telegram slow for the first
+    ones) leaves the others due with their tries intact, for the next run."""
+    data = photos_by_risk["low"].read_bytes()
+    requests = [patient_sends(sandbox, flow, chat, data) for chat in (2211, 2212, 2213)]
+    for request in requests:
+        make_overdue(flow, request.job_id)
+    out_of_time = dataclasses.replace(reconciler_for(flow, requeued), budget_s=0.0)
+    assert out_of_time.run().requeued == 0
+    assert all((job := flow.jobs.load(r.job_id)) is not None and job.requeues == 0 for r in requests)
+    assert reconciler_for(flow, requeued).run().requeued == 3, "the next run takes them all"
+
+
 def test_a_queued_job_behind_a_backlog_is_late_not_lost_until_the_queue_reaches_it_or_the_backlog_deadline(
     sandbox: SandboxUser,
     flow: ClassificationFlow,

@@ -21,10 +21,13 @@ only one run can win. A run never raises for one job: each is logged and left fo
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.audit import JobStatus
 from shared.job_store import JobStore, OverdueJob
@@ -32,6 +35,7 @@ from worker.flow import ClassificationFlow
 
 log = logging.getLogger(__name__)
 APOLOGY_TRIES = 3  # after the last try: attempts at telling the patient, before the delivery data is erased
+RUN_BUDGET_S = 20.0  # a run stops taking overdue jobs after this (under the task's 30 s soft time limit)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Reconciler:
     # When the oldest message waiting in the classify queue was published (None: none waits): a queued job
     # behind it is late, not lost (shared/job_store.py ``claim_overdue``).
     queue_front: Callable[[], datetime | None]
+    budget_s: float = RUN_BUDGET_S
 
     def run(self) -> ReconcileCounts:
         counts = ReconcileCounts()
@@ -62,9 +67,19 @@ class Reconciler:
         except Exception as error:  # the broker is away: plain deadlines (queuing again fails until it is back)
             log.warning("the classify queue could not be read (%s)", type(error).__name__)
             front = None
-        for job in self.jobs.claim_overdue(queue_front=front):
+        # One job claimed at a time, within a budget under the task's time limit: a try is counted only for a job
+        # acted on (claiming a batch up front charged every job of it a try when Telegram trouble made the first
+        # ones slow and the run was cut short), and the jobs left over are the next run's.
+        deadline = time.monotonic() + self.budget_s
+        while time.monotonic() < deadline:
+            claimed = self.jobs.claim_overdue(queue_front=front, limit=1)
+            if not claimed:
+                break
+            job = claimed[0]
             try:
                 self._recover(job, counts)
+            except SoftTimeLimitExceeded:
+                raise
             except Exception as error:  # left due: the next run tries again (and counts the try)
                 counts.errors += 1
                 log.warning("job %s: reconciling failed (%s)", job.id, type(error).__name__)
