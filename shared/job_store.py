@@ -152,7 +152,9 @@ class JobStore:
     def _changing(self, job_id: uuid.UUID, to: JobStatus | None = None) -> Iterator[Job]:
         """The job, to change inside the block; committed at its end. ``to``: the status it moves to."""
         with self._session() as session:
-            job = session.get(Job, job_id)
+            # Locked until the commit (PostgreSQL): a concurrent /delete waits for this change and then erases it,
+            # or this change sees the erasure; never a result written back onto an erased row.
+            job = session.get(Job, job_id, with_for_update=True)
             if job is None:
                 raise LookupError(f"job {job_id} not found")
             if to is not None:

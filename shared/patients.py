@@ -84,7 +84,6 @@ class PatientStore:
         or answers it any more. Returns how many jobs were erased."""
         now = utc_now()
         with self._session() as session:
-            erase_patient_alerts(session, chat_ref)  # their clinician alerts, with the sealed photo and contact
             mine = col(Job.chat_ref) == chat_ref
             session.exec(
                 update(Job)
@@ -93,6 +92,9 @@ class PatientStore:
             )
             session.exec(update(Job).where(mine, col(Job.replied_at).is_(None)).values(replied_at=now))
             jobs = session.exec(update(Job).where(mine).values(**tombstone_values()))
+            # After the jobs: their updates waited for any change in flight (a result committed with its alert),
+            # so this sees every alert of theirs, the photo and contact erased with it.
+            erase_patient_alerts(session, chat_ref)
             session.exec(delete(PatientProfile).where(col(PatientProfile.chat_ref) == chat_ref))
             session.exec(delete(Consent).where(col(Consent.chat_ref) == chat_ref))
             session.commit()
