@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 import redis
 from prometheus_client import REGISTRY
+from sqlmodel import Session, select
 
 from models.inference import Classifier
 from models.screening import screen_photo
 from shared import messages
 from shared.answers import PatientAnswers
-from shared.audit import AlertResolution, AlertState, JobStatus, MediaKind
+from shared.audit import AlertResolution, AlertState, ClinicianAction, JobStatus, MediaKind
 from shared.clinicians import (
     AlertStore,
     AlertView,
@@ -529,7 +530,17 @@ def test_delete_and_retention_leave_an_alert_without_its_patient_and_out_of_the_
     erased = alerts.for_job(finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "h" * 32))
     kept = alerts.for_job(finished_result(sandbox, jobs, classifier, photos_by_risk["alert"], "i" * 32))
     assert erased is not None and kept is not None
+    for patient in ("h", "i"):  # a press refused in each patient's chat, recorded by its reference
+        alerts.record_action(
+            alert_id=None, action="claim", chat=f"ref:{patient * 32}", user_id=None, user_name=None, outcome="refused"
+        )
+
+    def refused_chats() -> list[str]:
+        with Session(engine) as session:
+            return sorted(a.chat for a in session.exec(select(ClinicianAction)).all())
+
     PatientStore(engine).erase_patient("h" * 32)
+    assert refused_chats() == [f"ref:{'i' * 32}", "ref:purged"]
     after = alerts.load(erased.id)
     assert (
         after is not None and after.chat_ref == "purged" and after.sealed_photo is None and after.sealed_contact is None
@@ -538,6 +549,7 @@ def test_delete_and_retention_leave_an_alert_without_its_patient_and_out_of_the_
     assert alerts.mark_reminders_due(AROUND_THE_CLOCK, 0.001, now=datetime.now(UTC) + timedelta(days=1)) == [kept.id]
 
     purge_patient_data(engine, older_than_days=183, now=datetime.now(UTC) + timedelta(days=200))
+    assert refused_chats() == ["ref:purged", "ref:purged"]
     purged = alerts.load(kept.id)
     assert purged is not None and purged.chat_ref == "purged" and purged.sealed_contact is None
     assert purged.reminded_at is not None, "the clinic's own record of the alert stays"
