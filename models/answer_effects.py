@@ -32,22 +32,25 @@ def photo_probabilities(ranking: Sequence[dict[str, Any]]) -> np.ndarray:
 def answer_effects(
     classifier: Classifier, photo_ranking: Sequence[dict[str, Any]], kind: PhotoKind, answers: PatientAnswers | None
 ) -> dict[str, AnswerEffect]:
-    """{answer name: raised or lowered}, for the answers that moved this result; empty without answers."""
-    if answers is None or classifier.triage is None or not answers.known():
+    """{answer name: raised or lowered}, for the answers that moved this result; empty without answers. Only
+    phone photos' results combine the answers (models/inference.py); any photo's may meet the clinical floors."""
+    if answers is None or not answers.known():
         return {}
     photo = photo_probabilities(photo_ranking)
-
-    def malignant(given: PatientAnswers) -> float:
-        assert classifier.triage is not None
-        return float(classifier.triage.combine(photo, given)[MALIGNANT_MASK].sum())
-
-    with_all = malignant(answers)
     effects: dict[str, AnswerEffect] = {}
-    for name in answers.known():
-        change = with_all - malignant(answers.model_copy(update={name: None}))
-        if abs(change) >= MIN_EFFECT:
-            effects[name] = AnswerEffect.RAISED if change > 0 else AnswerEffect.LOWERED
-    combined = classifier.triage.combine(photo, answers)
+    combined = photo
+    if kind == PhotoKind.CLINICAL and classifier.triage is not None:
+        triage = classifier.triage
+
+        def malignant(given: PatientAnswers) -> float:
+            return float(triage.combine(photo, given)[MALIGNANT_MASK].sum())
+
+        with_all = malignant(answers)
+        for name in answers.known():
+            change = with_all - malignant(answers.model_copy(update={name: None}))
+            if abs(change) >= MIN_EFFECT:
+                effects[name] = AnswerEffect.RAISED if change > 0 else AnswerEffect.LOWERED
+        combined = triage.combine(photo, answers)
     unfloored = assess_risk(combined, classifier.kind_policy(kind), None).risk
     if unfloored == RiskLevel.LOW and never_low(answers):  # the floor made it MEDIUM: say which answers did
         for name in FLOOR_ANSWERS:

@@ -44,7 +44,7 @@ from models.metrics import (
 from models.negatives import negative_pictures
 from models.package import CLINICAL_CV_FILE, phone_validation_samples, validation_samples
 from models.pad_ufes import SHARED_CODES, PhoneSample, patient_answers, patient_folds, resolve_phone_data_root
-from models.policy import assess_risk
+from models.policy import assess_risk, assess_with_answers
 from models.preprocessing import prepare_image
 from models.screening import gate_prepared
 from models.triage import answer_features, fit_triage
@@ -166,8 +166,9 @@ def answers_cross_validated(
     policy = classifier.kind_policy(kind)
     results: dict[str, Any] = {}
     for name, probabilities, with_answers in (("photo_only", photo, False), ("with_answers", combined, True)):
-        assessments = [
-            assess_risk(p, policy, a if with_answers else None) for p, a in zip(probabilities, answers, strict=True)
+        assessments = [  # as served (models/inference.py): the answers' limits of models/policy.py
+            assess_with_answers(photo[i], combined[i], policy, answers[i]) if with_answers else assess_risk(p, policy)
+            for i, p in enumerate(probabilities)
         ]
         levels = np.array([a.risk for a in assessments])
         alerts = np.array([a.melanoma_finding != MelanomaFinding.NONE for a in assessments])

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from models.explain import ExplanationHead
 from models.metrics import softmax
-from models.policy import KindPolicy, assess_risk
+from models.policy import KindPolicy, assess_risk, assess_with_answers
 from models.preprocessing import INPUT_SIZE, prepare_image, to_model_input
 from models.triage import TriageModel
 from shared.answers import PatientAnswers
@@ -394,15 +394,19 @@ class Classifier:
 
         Unknown answers change nothing: with none known this is exactly the photo-only result.
         """
-        used = answers.known() if answers is not None and self.triage is not None else []
-        probabilities = (
-            self.triage.combine(photo_probabilities, answers)
-            if used and answers and self.triage
-            else photo_probabilities
-        )
+        # The answer model was fitted and measured on phone photos only: a dermoscopic result is the photo's
+        # (the clinical floors of models/policy.py still apply to it).
+        combines = answers is not None and self.triage is not None and kind == PhotoKind.CLINICAL
+        used = answers.known() if combines and answers is not None else []
+        policy = self.kind_policy(kind)
+        if used and answers is not None and self.triage is not None:
+            probabilities = self.triage.combine(photo_probabilities, answers)
+            assessment = assess_with_answers(photo_probabilities, probabilities, policy, answers)
+        else:
+            probabilities = photo_probabilities
+            assessment = assess_risk(probabilities, policy, answers)
         order = np.argsort(-probabilities, kind="stable")
         ranking = [RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order]
-        assessment = assess_risk(probabilities, self.kind_policy(kind), answers)
         return Prediction(
             ranking=ranking,
             risk=assessment.risk,

@@ -87,6 +87,30 @@ def assess_risk(probabilities: np.ndarray, policy: KindPolicy, answers: PatientA
     return RiskAssessment(risk, finding, malignant)
 
 
+RISK_ORDER = (RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH)
+
+
+def assess_with_answers(
+    photo_probabilities: np.ndarray,
+    combined_probabilities: np.ndarray,
+    policy: KindPolicy,
+    answers: PatientAnswers,
+) -> RiskAssessment:
+    """The risk of a result combined with the patient's answers (models/triage.py). The answers may raise it;
+    they lower it by one level at most, and never take away a melanoma alert the photo alone raised: the answer
+    model learned from a few hundred phone photos (itching, bleeding and pain lowered melanoma there), and a
+    melanoma missed, or a HIGH photo told LOW, is the costliest error this product can make."""
+    photo = assess_risk(photo_probabilities, policy)
+    combined = assess_risk(combined_probabilities, policy, answers)
+    if photo.melanoma_finding != MelanomaFinding.NONE and combined.melanoma_finding == MelanomaFinding.NONE:
+        top = CLASS_CODES[int(np.argmax(combined_probabilities))]
+        return RiskAssessment(RiskLevel.HIGH, melanoma_finding(True, top), combined.malignant_probability)
+    floor = RISK_ORDER[max(RISK_ORDER.index(photo.risk) - 1, 0)]
+    if RISK_ORDER.index(combined.risk) < RISK_ORDER.index(floor):
+        return RiskAssessment(floor, combined.melanoma_finding, combined.malignant_probability)
+    return combined
+
+
 def never_low(answers: PatientAnswers) -> bool:
     """Clinical floors: answer patterns that are never LOW risk, whatever the photo shows.
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from models.answers_csv import AnswersFileError, read_answers
+from models.inference import Classifier
 from models.policy import KindPolicy, assess_risk
 from models.triage import FEATURE_NAMES, TriageModel, answer_features, fit_triage
 from shared.answers import BodySite, PatientAnswers, Sex
-from shared.labels import CLASS_CODES, RiskLevel
+from shared.labels import CLASS_CODES, PhotoKind, RiskLevel
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -75,3 +76,47 @@ def test_bleeding_with_growth_is_never_low_risk() -> None:
     assert assess_risk(benign, policy, PatientAnswers(bleeds=True, grew=True)).risk == RiskLevel.MEDIUM
     assert assess_risk(benign, policy, PatientAnswers(grew=True, changed=True)).risk == RiskLevel.MEDIUM
     assert assess_risk(benign, policy, PatientAnswers(bleeds=True, grew=False)).risk == RiskLevel.LOW
+
+
+def photo_with(melanoma: float, malignant_rest: float = 0.0) -> np.ndarray:
+    """A photo-only probability vector: melanoma, some bcc, the rest an ordinary mole."""
+    probabilities = np.zeros(len(CLASS_CODES))
+    probabilities[CLASS_CODES.index("mel")] = melanoma
+    probabilities[CLASS_CODES.index("bcc")] = malignant_rest
+    probabilities[CLASS_CODES.index("nv")] = 1.0 - melanoma - malignant_rest
+    return probabilities
+
+
+# Answers the shipped answer model reads as lowering melanoma and the malignant share (learned on phone photos).
+REASSURING = PatientAnswers(itches=True, bleeds=True, hurts=True)
+
+
+def test_answers_never_take_away_a_melanoma_alert_the_photo_raised(classifier: Classifier) -> None:
+    for kind in PhotoKind:
+        threshold = classifier.kind_policy(kind).melanoma_alert_threshold
+        photo = photo_with(min(threshold * 1.05, 0.9))
+        assert classifier.prediction(photo, kind).melanoma_alert
+        combined = classifier.prediction(photo, kind, REASSURING)
+        assert combined.melanoma_alert and combined.risk == RiskLevel.HIGH, kind
+
+
+def test_answers_lower_a_phone_photos_risk_by_one_level_at_most(classifier: Classifier) -> None:
+    """A phone photo HIGH on its own is never told LOW because of the answers (a melanoma alert at 3 % was, with
+    "itches" alone, before the answers' limits)."""
+    kind = PhotoKind.CLINICAL
+    threshold = classifier.kind_policy(kind).melanoma_alert_threshold
+    photos = [photo_with(threshold * 1.1, rest) for rest in (0.0, 0.05, 0.1, 0.15)]
+    photos += [photo_with(threshold * 0.5, rest) for rest in (0.5, 0.6, 0.7)]  # HIGH from the malignant share
+    for photo in photos:
+        assert classifier.prediction(photo, kind).risk == RiskLevel.HIGH
+        for answers in (PatientAnswers(itches=True), REASSURING):
+            assert classifier.prediction(photo, kind, answers).risk != RiskLevel.LOW, (photo, answers)
+
+
+def test_a_dermoscopic_photos_result_is_the_photos_whatever_the_answers(classifier: Classifier) -> None:
+    """The answer model was fitted and measured on phone photos only."""
+    photo = photo_with(0.1, 0.2)
+    alone = classifier.prediction(photo, PhotoKind.DERMOSCOPIC)
+    answered = classifier.prediction(photo, PhotoKind.DERMOSCOPIC, REASSURING)
+    assert answered.ranking == alone.ranking and answered.answers_used == [] and answered.risk == alone.risk
+    assert classifier.prediction(photo, PhotoKind.CLINICAL, REASSURING).answers_used, "phone photos combine them"
