@@ -85,5 +85,8 @@ def test_model_card_reports_the_shipped_model_and_its_figures_per_photo_kind() -
             for key in ("balanced_accuracy", "malignant_told_low", "benign_told_low", "ece"):
                 assert f"{figures[key]:.3f}" in card, (kind, section, key)
         assert f"{metrics['kinds'][kind.value]['gates']['refused_share']:.3f}" in card, kind
+    served = metrics["clinical_with_answers"]["with_answers"]  # phone photos with the answers, as served
+    for key in ("balanced_accuracy", "malignant_told_low", "benign_told_low", "melanoma_sensitivity"):
+        assert f"{served[key]:.3f}" in card, key
     for phrase in ("CC BY-NC 4.0", "Tschandl", "PAD-UFES-20", "not a diagnosis", "phone photos", "How to retrain"):
         assert phrase in card
