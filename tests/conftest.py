@@ -12,7 +12,7 @@ from models.pad_ufes import PhoneSample, read_phone_samples
 from models.screening import screen_photo
 from shared.config import get_settings
 from shared.images import UnreadableImage
-from shared.labels import RiskLevel
+from shared.labels import PhotoKind, RiskLevel
 from tests.auxil.services import postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +84,20 @@ def postgres_admin_url() -> Iterator[str]:
     """The tests' own throwaway PostgreSQL cluster, started on first use and stopped at the session's end."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def phone_photo(phone_data_root: Path, classifier: Classifier) -> Path:
+    """A PAD-UFES-20 phone photo the gates take as one (the patient's answers combine with phone photos only);
+    chosen by the model itself, not hard-coded."""
+    for path in sorted((phone_data_root / "pad_ufes" / "images").glob("*.jpg")):
+        try:
+            prediction = screen_photo(path.read_bytes(), classifier)
+        except UnreadableImage:
+            continue
+        if prediction.photo_kind == PhotoKind.CLINICAL:
+            return path
+    pytest.fail("no PAD-UFES-20 photo is taken for a phone photo")
 
 
 @pytest.fixture(scope="session")

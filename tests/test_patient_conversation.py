@@ -169,10 +169,10 @@ EVERY_ANSWER = PatientAnswers(
 
 
 def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
-    stack: RunningStack, photos_by_risk: dict[str, Path], classifier: Classifier
+    stack: RunningStack, photos_by_risk: dict[str, Path], phone_photo: Path, classifier: Classifier
 ) -> None:
     chat = 1304
-    path = photos_by_risk["alert"]
+    path = phone_photo  # the answers combine with phone photos' results only
     consent(stack.user, chat)
     sent = stack.user.send_photo(chat, path.read_bytes())
     questions = answer_questionnaire(stack.user, chat, sent["message_id"], EVERY_ANSWER_TAPS)
