@@ -10,7 +10,8 @@ raises a ``TelegramError`` after a few tries: the polling loop backs off and fet
 
 ``DurableApplication.process_update`` marks the update processed after its handlers ran (its sealed payload is
 erased then). When a handler failed for a reason that may pass (the database or Telegram unreachable), the
-update stays unprocessed and is handled again with backoff; at start-up every unprocessed update is replayed.
+update stays unprocessed and is handled again with backoff; at start-up, and every minute for those whose tries
+ran out, every unprocessed update is handed over again (one still unhandled after 6 hours is given up).
 The handlers are idempotent for such a replay (photo intake by update_id, consent and questionnaire by state).
 Processed rows keep only update_id and the times, for a day, to recognise a redelivery.
 """
