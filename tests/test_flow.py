@@ -9,7 +9,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 from worker.clinician_alerts import ClinicianAlertSender
 from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow, patient_text
-from worker.reconciler import Reconciler
+from worker.reconciler import APOLOGY_TRIES, Reconciler
 from worker.replies import explanation_caption
 from worker.telegram import TelegramClient
 
@@ -464,6 +464,35 @@ def test_a_run_out_of_time_counts_no_try_for_the_jobs_it_did_not_reach(
     assert out_of_time.run().requeued == 0
     assert all((job := flow.jobs.load(r.job_id)) is not None and job.requeues == 0 for r in requests)
     assert reconciler_for(flow, requeued).run().requeued == 3, "the next run takes them all"
+
+
+def test_a_result_telegram_will_not_take_is_tried_again_less_often_and_abandoned_only_when_a_day_old(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    requeued: list[tuple[str, uuid.UUID]],
+) -> None:
+    """An outage longer than the reconciler's tries (minutes) never erases what is owed to the patient: the
+    tries go on, spaced out, and only a job a day old is given up."""
+    request = patient_sends(sandbox, flow, 2221, photos_by_risk["low"].read_bytes())
+    reconciler = reconciler_for(flow, requeued, max_tries=1)
+    sandbox.inject_fault("editMessageText", count=100, kind="403")  # nothing reaches the patient
+    sandbox.inject_fault("sendMessage", count=100, kind="403")
+    try:
+        for _ in range(1 + APOLOGY_TRIES + 2):  # past the regular tries and the apologies
+            make_overdue(flow, request.job_id)
+            counts = reconciler.run()
+            assert counts.abandoned == 0
+        job = flow.jobs.load(request.job_id)
+        assert job is not None and job.delivery is not None, "still owed to the patient"
+        assert job.due_at is not None
+        assert job.due_at.replace(tzinfo=UTC) > utc_now() + timedelta(seconds=60), "spaced out"
+        make_overdue(flow, request.job_id)
+        assert dataclasses.replace(reconciler, abandon_after_s=0).run().abandoned == 1
+        job = flow.jobs.load(request.job_id)
+        assert job is not None and job.delivery is None and job.due_at is None
+    finally:
+        sandbox.clear_faults()
 
 
 def test_a_queued_job_behind_a_backlog_is_late_not_lost_until_the_queue_reaches_it_or_the_backlog_deadline(

@@ -8,8 +8,9 @@
   SKINSENSE_BACKLOG_DEADLINE_S longer: no worker may be taking the queue at all);
 - after SKINSENSE_RECONCILE_MAX_TRIES such tries, the reconciler answers the patient itself
   (``ClassificationFlow.give_up``): an analysed job's result, else a kind apology (the job is failed as
-  ``stalled`` unless it already has a refusal or failure to tell), retried a few times
-  while Telegram does not take it; then the delivery data is erased and the job left as it is (logged);
+  ``stalled`` unless it already has a refusal or failure to tell), retried while Telegram does not take it,
+  less and less often (at most hourly); only a job a day old that still cannot be told anything has its
+  delivery data erased and is left as it is (logged);
 - a patient still waiting SKINSENSE_SLOW_NOTICE_AFTER_S after the photo for an analysis not done yet is told,
   once, that it takes longer than usual (the "Analysing..." message is edited).
 
@@ -25,16 +26,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared.audit import JobStatus
+from shared.audit import JobStatus, utc_now
 from shared.job_store import JobStore, OverdueJob
 from worker.flow import ClassificationFlow
 
 log = logging.getLogger(__name__)
 APOLOGY_TRIES = 3  # after the last try: attempts at telling the patient, before the delivery data is erased
+ABANDON_AFTER_S = 24 * 3600.0  # a job whose patient cannot be told anything is given up only once this old
+MAX_BACKOFF_S = 3600.0  # between tries at telling the patient, once the regular ones are spent
 RUN_BUDGET_S = 20.0  # a run stops taking overdue jobs after this (under the task's 30 s soft time limit)
 
 
@@ -59,6 +62,7 @@ class Reconciler:
     # behind it is late, not lost (shared/job_store.py ``claim_overdue``).
     queue_front: Callable[[], datetime | None]
     budget_s: float = RUN_BUDGET_S
+    abandon_after_s: float = ABANDON_AFTER_S
 
     def run(self) -> ReconcileCounts:
         counts = ReconcileCounts()
@@ -102,10 +106,24 @@ class Reconciler:
             log.warning(
                 "job %s: overdue (%s); queued again, try %d of %d", job.id, job.status.value, job.tries, self.max_tries
             )
-        elif job.tries <= self.max_tries + APOLOGY_TRIES:
-            self.flow.give_up(job.id)
+        elif job.tries <= self.max_tries + APOLOGY_TRIES or not self._old_enough_to_abandon(job.id):
+            try:
+                self.flow.give_up(job.id)
+            except Exception:
+                # Telegram or the database away for longer than the tries: tried again, less and less often,
+                # until the job is ABANDON_AFTER_S old (a result is never erased for an outage of minutes).
+                backoff_s = min(self.jobs.deadlines.queued_s * 2 ** (job.tries - self.max_tries), MAX_BACKOFF_S)
+                self.jobs.postpone(job.id, retry_in_s=backoff_s)
+                raise
             counts.gave_up += 1
         else:
             self.jobs.abandon(job.id)
             counts.abandoned += 1
-            log.error("job %s: the patient could not be told anything; delivery data erased", job.id)
+            log.error("job %s: the patient could not be told anything for a day; delivery data erased", job.id)
+
+    def _old_enough_to_abandon(self, job_id: uuid.UUID) -> bool:
+        job = self.jobs.load(job_id)
+        if job is None:
+            return True
+        received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
+        return (utc_now() - received).total_seconds() >= self.abandon_after_s
