@@ -19,7 +19,7 @@ from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.intake import chat_ref_of, incoming_image, take_image
-from bot.questionnaire import answer_tap, edit_unless_unchanged
+from bot.questionnaire import answer_tap, close_questionnaire, edit_unless_unchanged
 from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos, questionnaires
 from shared import messages
 from shared.job_store import get_job_store
@@ -93,6 +93,10 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
         declined = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else messages.CONSENT_DECLINED
         await edit_unless_unchanged(query.edit_message_text(declined))
+        # No new answers once consent is withdrawn: open questionnaires close as skipped (a photo sent under
+        # the earlier consent gets its photo-only result, as if the patient had pressed Skip).
+        for questionnaire in [q for q in list(questionnaires(context.bot_data).values()) if q.chat_id == chat.id]:
+            await close_questionnaire(context, questionnaire, skipped=True)
         log.info("consent declined; %d held photo(s) dropped", len(held))
         return
     await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)

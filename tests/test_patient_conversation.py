@@ -113,11 +113,18 @@ def test_no_thanks_after_an_earlier_agreement_says_what_is_still_stored_and_how_
     skip_questionnaire(stack.user, chat, sent["message_id"])
     stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
 
+    # A second photo's questionnaire is open when the patient withdraws: it closes, no answer is taken after.
+    another = stack.user.send_photo(chat, photos_by_risk["alert"].read_bytes())
+    open_questions = questionnaire_for(stack.user, chat, another["message_id"])
     stack.user.tap(chat, older["message_id"], messages.CONSENT_DECLINE_BUTTON)
-    said = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=1)
+    said = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=2)
     stack.user.wait_for_text(chat, older["message_id"], said)
+    stack.user.wait_for_text(chat, open_questions["message_id"], plain_text(messages.QUESTIONNAIRE_SKIPPED, "HTML"))
+    stack.user.wait_for_reply(chat, another["message_id"], timeout_s=90)  # sent under consent: its photo-only result
     assert not [row for row in rows_about(stack, chat) if isinstance(row, Consent)], "consent withdrawn"
-    assert [row for row in rows_about(stack, chat) if isinstance(row, Job)], "the result stays until /delete"
+    jobs = [row for row in rows_about(stack, chat) if isinstance(row, Job)]
+    assert len(jobs) == 2, "the results stay until /delete"
+    assert all(job.answers_used == [] for job in jobs), "no answers taken"
 
 
 def test_no_thanks_stores_nothing_and_analyses_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
