@@ -42,6 +42,7 @@ from shared.clinicians import (
     get_alert_store,
     median,
     parse_callback,
+    patient_chat_label,
 )
 from shared.config import get_settings
 from shared.metrics import CLINICIAN_REVIEW
@@ -66,7 +67,7 @@ def clinician_name(user: User) -> str:
 
 def _actor_chat(chat: Chat) -> str:
     """A clinician chat by its id (staff, configured); any other chat by its pseudonymous reference only."""
-    return str(chat.id) if allow_list().is_clinician_chat(chat.id) else f"ref:{chat_ref_of(chat.id)}"
+    return str(chat.id) if allow_list().is_clinician_chat(chat.id) else patient_chat_label(chat_ref_of(chat.id))
 
 
 # --- Buttons ----------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.intake import chat_ref_of, incoming_image, take_image
-from bot.questionnaire import answer_tap, close_questionnaire, edit_unless_unchanged
+from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, edit_unless_unchanged
 from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos, questionnaires
 from shared import messages
 from shared.job_store import get_job_store
@@ -95,7 +95,7 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await edit_unless_unchanged(query.edit_message_text(declined))
         # No new answers once consent is withdrawn: open questionnaires close as skipped (a photo sent under
         # the earlier consent gets its photo-only result, as if the patient had pressed Skip).
-        for questionnaire in [q for q in list(questionnaires(context.bot_data).values()) if q.chat_id == chat.id]:
+        for questionnaire in _open_questionnaires(context, chat.id):
             await close_questionnaire(context, questionnaire, skipped=True)
         log.info("consent declined; %d held photo(s) dropped", len(held))
         return
@@ -175,8 +175,7 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if query.data.split("|", 1)[1] != DeleteChoice.CONFIRM:
         await query.edit_message_text(messages.DELETE_CANCELLED)
         return
-    open_questionnaires = questionnaires(context.bot_data)
-    mine = [q for q in list(open_questionnaires.values()) if q.chat_id == chat.id]
+    mine = _open_questionnaires(context, chat.id)
     # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so,
     # every one still waiting (albums, questionnaires closed or lost with a restart). Read before the erasure,
     # which erases the sealed delivery data that holds them.
@@ -184,7 +183,7 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(chat.id))
     pending_photos(context.bot_data).pop(chat.id, None)
     for questionnaire in mine:
-        open_questionnaires.pop(questionnaire.job_id, None)
+        questionnaires(context.bot_data).pop(questionnaire.job_id, None)
         if questionnaire.message_id is not None:
             with contextlib.suppress(TelegramError):
                 await context.bot.edit_message_text(
@@ -195,3 +194,8 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             await context.bot.edit_message_text(messages.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=message_id)
     await query.edit_message_text(messages.DELETED.format(jobs=erased))
     log.info("patient erased: %d job(s) tombstoned", erased)
+
+
+def _open_questionnaires(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> list[Questionnaire]:
+    """The questionnaires in progress in this chat (a copy: closing them changes the registry)."""
+    return [q for q in questionnaires(context.bot_data).values() if q.chat_id == chat_id]

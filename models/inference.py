@@ -396,10 +396,10 @@ class Classifier:
         """
         # The answer model was fitted and measured on phone photos only: a dermoscopic result is the photo's
         # (the clinical floors of models/policy.py still apply to it).
-        combines = answers is not None and self.triage is not None and kind == PhotoKind.CLINICAL
-        used = answers.known() if combines and answers is not None else []
         policy = self.kind_policy(kind)
-        if used and answers is not None and self.triage is not None:
+        used: list[str] = []
+        if answers is not None and self.triage is not None and kind == PhotoKind.CLINICAL and answers.known():
+            used = answers.known()
             probabilities = self.triage.combine(photo_probabilities, answers)
             assessment = assess_with_answers(photo_probabilities, probabilities, policy, answers)
         else:

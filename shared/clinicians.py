@@ -684,6 +684,14 @@ class AlertStore:
             ]
 
 
+REFUSED_IN_PATIENT_CHAT = "ref:"  # clinician_actions.chat of a press refused in a patient's chat: its reference
+
+
+def patient_chat_label(chat_ref: str) -> str:
+    """How ``clinician_actions`` names a patient's chat (a press refused there): by its reference only."""
+    return f"{REFUSED_IN_PATIENT_CHAT}{chat_ref}"
+
+
 def erase_patient_alerts(session: Session, chat_ref: str) -> None:
     """/delete: the patient's alerts keep only what the clinic's own audit needs (when each was sent, claimed
     and resolved, by whom): the patient reference, photo and contact are erased, and the alert leaves the
@@ -698,15 +706,26 @@ def erase_patient_alerts(session: Session, chat_ref: str) -> None:
             sent_at=func.coalesce(col(ClinicianAlert.sent_at), utc_now()),
         )
     )
+    # A button press refused in their chat names it by its reference: the name goes (the refusal stays).
+    session.exec(
+        update(ClinicianAction)
+        .where(col(ClinicianAction.chat) == patient_chat_label(chat_ref))
+        .values(chat=patient_chat_label(ERASED_PATIENT))
+    )
 
 
 def tombstone_alerts(session: Session, cutoff: datetime) -> int:
     """Retention: alerts sent before ``cutoff`` lose the patient reference, photo and contact (as their jobs do);
-    returns how many."""
+    returns how many alerts."""
     result = session.exec(
         update(ClinicianAlert)
         .where(col(ClinicianAlert.created_at) < cutoff, col(ClinicianAlert.chat_ref) != ERASED_PATIENT)
         .values(chat_ref=ERASED_PATIENT, sealed_photo=None, sealed_contact=None)
+    )
+    session.exec(  # and button presses refused in a patient's chat before it lose the chat's reference
+        update(ClinicianAction)
+        .where(col(ClinicianAction.at) < cutoff, col(ClinicianAction.chat).startswith(REFUSED_IN_PATIENT_CHAT))
+        .values(chat=patient_chat_label(ERASED_PATIENT))
     )
     return int(result.rowcount)
 

@@ -13,11 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select, update
 
 from shared.answers import Sex
-from shared.audit import ClinicianAction, Consent, ConsentDecision, Job, JobStatus, PatientProfile, utc_now
+from shared.audit import Consent, ConsentDecision, Job, JobStatus, PatientProfile, utc_now
 from shared.clinicians import erase_patient_alerts
 from shared.outcomes import FailureCode
 from shared.questionnaire import AgeRange
-from shared.retention import PURGED_CHAT_REF, tombstone_values
+from shared.retention import tombstone_values
 
 HISTORY_LENGTH = 10  # /history lists this many results, newest first
 UNFINISHED_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -95,12 +95,6 @@ class PatientStore:
             # After the jobs: their updates waited for any change in flight (a result committed with its alert),
             # so this sees every alert of theirs, the photo and contact erased with it.
             erase_patient_alerts(session, chat_ref)
-            # A button press refused in their chat is recorded by its reference: it goes too (the refusal stays).
-            session.exec(
-                update(ClinicianAction)
-                .where(col(ClinicianAction.chat) == f"ref:{chat_ref}")
-                .values(chat=f"ref:{PURGED_CHAT_REF}")
-            )
             session.exec(delete(PatientProfile).where(col(PatientProfile.chat_ref) == chat_ref))
             session.exec(delete(Consent).where(col(Consent.chat_ref) == chat_ref))
             session.commit()

@@ -21,7 +21,7 @@ from sqlalchemy import null
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, update
 
-from shared.audit import ClinicianAction, Consent, Job, PatientProfile, utc_now
+from shared.audit import Consent, Job, PatientProfile, utc_now
 from shared.clinicians import tombstone_alerts
 
 # What a tombstone's chat reference reads: no chat can hash to it (references are 32 hex digits).
@@ -73,11 +73,6 @@ def purge_patient_data(engine: Engine, *, older_than_days: int, now: datetime | 
             .values(**tombstone_values())
         )
         tombstone_alerts(session, cutoff)  # their clinician alerts likewise (shared/clinicians.py)
-        session.exec(  # button presses refused in a patient's chat name it by its reference
-            update(ClinicianAction)
-            .where(col(ClinicianAction.at) < cutoff, col(ClinicianAction.chat).startswith("ref:"))
-            .values(chat=f"ref:{PURGED_CHAT_REF}")
-        )
         consents = session.exec(delete(Consent).where(col(Consent.decided_at) < cutoff))
         profiles = session.exec(delete(PatientProfile).where(col(PatientProfile.updated_at) < cutoff))
         session.commit()

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from shared import messages
 from shared.audit import AlertResolution, AlertState, ClinicianAction, ClinicianAlert, Consent, Job, chat_reference
 from skinsense.sandbox import plain_text
-from tests.auxil.patient import consent, send_photo_skipping_questions
+from tests.auxil.patient import consent, erase_everything, send_photo_skipping_questions
 from tests.auxil.sandbox_user import button_data
 from tests.auxil.services import wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
@@ -354,10 +354,7 @@ def test_a_patient_who_erased_their_data_is_not_messaged_and_the_clinician_is_to
     patient = 3160
     job_id = high_risk_photo(stack, patient, photos_by_risk)
     alert = alert_message(stack, DOCTOR_A, job_id)
-    command = stack.user.send_text(patient, "/delete")
-    question = stack.user.wait_for_button(patient, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
-    stack.user.tap(patient, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
-    stack.user.wait_for_text(patient, question["message_id"], messages.DELETED.format(jobs=1))
+    erase_everything(stack.user, patient, jobs=1)
     before = len(stack.user.bot_messages(patient))
     query = stack.user.tap(DOCTOR_A, alert["message_id"], BETTER_PHOTO)
     assert answer_to(stack, query) == messages.PRESS_PATIENT_ERASED.format(

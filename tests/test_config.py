@@ -36,18 +36,23 @@ def test_token_is_not_shown_in_reprs(tmp_env: pytest.MonkeyPatch) -> None:
     assert "very-secret" not in repr(Settings())
 
 
-@pytest.mark.parametrize(
-    "missing",
-    ["SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_DELIVERY_KEY", "SKINSENSE_FLOWER_PASSWORD"],
-)
-def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, missing: str) -> None:
-    production = {
+def production_settings() -> dict[str, str]:
+    """Settings production accepts (each test takes one away or spoils it)."""
+    return {
         "SKINSENSE_ENVIRONMENT": "production",
         "SKINSENSE_TELEGRAM_TOKEN": "1:x",
         "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
         "SKINSENSE_DELIVERY_KEY": Fernet.generate_key().decode(),
         "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
     }
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_DELIVERY_KEY", "SKINSENSE_FLOWER_PASSWORD"],
+)
+def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, missing: str) -> None:
+    production = production_settings()
     for key, value in production.items():
         if key != missing:
             tmp_env.setenv(key, value)
@@ -67,13 +72,7 @@ def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, mi
     ],
 )
 def test_production_refuses_blank_or_weak_secrets(tmp_env: pytest.MonkeyPatch, name: str, value: str) -> None:
-    production = {
-        "SKINSENSE_ENVIRONMENT": "production",
-        "SKINSENSE_TELEGRAM_TOKEN": "1:x",
-        "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
-        "SKINSENSE_DELIVERY_KEY": Fernet.generate_key().decode(),
-        "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
-    }
+    production = production_settings()
     for key, setting in production.items():
         tmp_env.setenv(key, setting)
     tmp_env.setenv(name, value)

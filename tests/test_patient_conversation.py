@@ -22,7 +22,13 @@ from shared.labels import PhotoKind
 from shared.patients import PatientStore
 from shared.results import patient_result
 from skinsense.sandbox import plain_text
-from tests.auxil.patient import answer_questionnaire, consent, questionnaire_for, skip_questionnaire
+from tests.auxil.patient import (
+    answer_questionnaire,
+    consent,
+    erase_everything,
+    questionnaire_for,
+    skip_questionnaire,
+)
 from tests.auxil.services import wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
 
@@ -250,10 +256,7 @@ def test_delete_erases_everything_about_the_patient(stack: RunningStack, photos_
     skip_questionnaire(stack.user, chat, sent["message_id"])
     stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
     assert rows_about(stack, chat)
-    command = stack.user.send_text(chat, "/delete")
-    question = stack.user.wait_for_button(chat, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
-    stack.user.tap(chat, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
-    stack.user.wait_for_text(chat, question["message_id"], messages.DELETED.format(jobs=1))
+    erase_everything(stack.user, chat, jobs=1)
     assert rows_about(stack, chat) == []
     again = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=again["message_id"])

@@ -156,7 +156,7 @@ class ClinicianAlertSender:
             text_prepaid = photo_not_attached = False
             if photo_message_id is None and photo is not None:
                 try:
-                    photo_message_id = self._send_photo(attempt, alert, view, photo, thread_message)
+                    photo_message_id = self._send_photo(attempt, alert, view, photo, thread_message, first_call_slots)
                 except BadRequest as error:
                     # Telegram refused the photo (a file it no longer has): the alert goes out as its text alone,
                     # saying so, rather than not at all.
@@ -204,10 +204,16 @@ class ClinicianAlertSender:
         )
 
     def _send_photo(
-        self, attempt: Attempt, alert: ClinicianAlert, view: AlertView, photo: SealedPhoto, thread_message: int | None
+        self,
+        attempt: Attempt,
+        alert: ClinicianAlert,
+        view: AlertView,
+        photo: SealedPhoto,
+        thread_message: int | None,
+        slots: int,
     ) -> int:
-        """The alert's photo (with its explanation picture, as one album, for a thread's first alert); returns the
-        photo's message id."""
+        """The alert's photo (with its explanation picture, as one album, for a thread's first alert), taking
+        ``slots`` of the chat's budget; returns the photo's message id."""
         picture = self._explanation(alert.id, view, photo) if view.is_root else None
         caption = messages.clinician_photo_caption(
             view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated, with_picture=picture is not None
@@ -215,7 +221,7 @@ class ClinicianAlertSender:
         as_document = photo.media_kind == MediaKind.DOCUMENT
         # The photo takes its text's slot of the chat's budget too: under a burst of alerts to one chat, each
         # alert then goes out whole, instead of albums taking every slot while their texts wait.
-        with self.telegram.limiter.charging_chat(_messages_first_taken(attempt.kind, view)):
+        with self.telegram.limiter.charging_chat(slots):
             if picture is not None:  # one album: the patient's photo, and where the model looked
                 album = self.telegram.send_album(
                     attempt.chat_id, [photo.file_id, picture], caption, as_documents=as_document

@@ -219,10 +219,10 @@ class ClassificationFlow:
             reason = f"Telegram refused the download: {error.message}"[:500]
             return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
         image_sha256 = hashlib.sha256(data).hexdigest()
-        self.kept_photos.keep(job.id, replies.KeptPhoto(data))
         earlier = self.jobs.earlier_result(job, image_sha256)
         if earlier is not None:  # the patient sent this photo before: its result again, said to be the same photo
             log.info("job %s: the same photo as job %s", job.id, earlier.id)
+            self.kept_photos.keep(job.id, replies.KeptPhoto(data))
             try:
                 return self.jobs.mark_same_photo(job.id, earlier, image_sha256=image_sha256)
             except IllegalTransition:

@@ -93,7 +93,6 @@ class KeptPhotos:
 
     def keep(self, job_id: uuid.UUID, photo: KeptPhoto) -> None:
         self._photos[job_id] = photo
-        self._photos.move_to_end(job_id)
         while len(self._photos) > self.capacity:
             self._photos.popitem(last=False)
 

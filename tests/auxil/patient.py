@@ -64,3 +64,11 @@ def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int,
 
         wait_until(moved_on, 30, what=f"the questionnaire to move on after {label!r}")
     return next(m for m in user.bot_messages(chat_id) if m["message_id"] == questions["message_id"])
+
+
+def erase_everything(user: SandboxUser, chat_id: int, jobs: int) -> None:
+    """/delete, then "Erase everything"; waits for the confirmation that ``jobs`` analyses were erased."""
+    command = user.send_text(chat_id, "/delete")
+    question = user.wait_for_button(chat_id, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    user.tap(chat_id, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
+    user.wait_for_text(chat_id, question["message_id"], messages.DELETED.format(jobs=jobs))
