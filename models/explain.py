@@ -133,8 +133,11 @@ HEAT_ALPHA = np.round(255 * HEAT_OPACITY * np.sqrt(np.linspace(0.0, 1.0, 256))).
 
 
 @lru_cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    font = ImageFont.load_default(size=size)
+    if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow's wheels have FreeType; a scalable font needs it
+        raise RuntimeError("Pillow was built without FreeType: the explanation picture cannot draw its text")
+    return font
 
 
 def overlay_heat_map(photo: Image.Image, activation: np.ndarray) -> Image.Image:
@@ -148,24 +151,47 @@ def overlay_heat_map(photo: Image.Image, activation: np.ndarray) -> Image.Image:
     return Image.composite(colours, shown, Image.fromarray(HEAT_ALPHA[levels]))
 
 
+@lru_cache(maxsize=512)
+def _text_stamp(text: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
+    """The text's glyph coverage (an "L" mask) and its offset from the drawing point: rendered once per process,
+    since the chart's labels and percentages repeat (FreeType was most of the picture's cost)."""
+    mask, offset = _font(size).getmask2(text, mode="L")
+    return Image.frombytes("L", mask.size, bytes(mask)), offset
+
+
+def _stamp_text(canvas: Image.Image, position: tuple[int, int], text: str, size: int) -> None:
+    """Like ``ImageDraw.text(position, text, fill=TEXT, font=_font(size))``, from the cached stamp."""
+    mask, (dx, dy) = _text_stamp(text, size)
+    canvas.paste(
+        TEXT, (position[0] + dx, position[1] + dy, position[0] + dx + mask.width, position[1] + dy + mask.height), mask
+    )
+
+
+@lru_cache(maxsize=1)
+def _blank_chart() -> Image.Image:
+    """The chart's fixed parts: background, title and the two lines at the foot."""
+    chart = Image.new("RGB", (CHART_WIDTH, PANEL), BACKGROUND)
+    _stamp_text(chart, (16, 14), "How likely each kind of spot is", 18)
+    _stamp_text(chart, (16, PANEL - 50), "Warm colours on the photo: what weighed most.", 13)
+    _stamp_text(chart, (16, PANEL - 30), "A screening aid, not a diagnosis.", 13)
+    return chart
+
+
 def probability_chart(ranking: Sequence[dict[str, Any]]) -> Image.Image:
     """Horizontal bars of the most likely classes (everyday names), malignant ones in a warm colour."""
-    chart = Image.new("RGB", (CHART_WIDTH, PANEL), BACKGROUND)
+    chart = _blank_chart().copy()
     draw = ImageDraw.Draw(chart)
-    draw.text((16, 14), "How likely each kind of spot is", fill=TEXT, font=_font(18))
     row_height = (PANEL - 90) // SHOWN_CLASSES
     bar_room = CHART_WIDTH - 32 - 56
     shown = [entry for entry in ranking[:SHOWN_CLASSES] if float(entry["probability"]) >= MIN_SHOWN] or ranking[:1]
     for row, entry in enumerate(shown):
         top = 56 + row * row_height
         code, probability = str(entry["code"]), float(entry["probability"])
-        draw.text((16, top), EVERYDAY_NAMES.get(code, code), fill=TEXT, font=_font(15))
+        _stamp_text(chart, (16, top), EVERYDAY_NAMES.get(code, code), 15)
         colour = BAR_MALIGNANT if code in MALIGNANT_CODES else BAR_BENIGN
         width = max(round(bar_room * probability), 2)
         draw.rectangle((16, top + 24, 16 + width, top + 24 + 22), fill=colour)
-        draw.text((16 + width + 8, top + 25), f"{probability:.0%}", fill=TEXT, font=_font(15))
-    draw.text((16, PANEL - 50), "Warm colours on the photo: what weighed most.", fill=TEXT, font=_font(13))
-    draw.text((16, PANEL - 30), "A screening aid, not a diagnosis.", fill=TEXT, font=_font(13))
+        _stamp_text(chart, (16 + width + 8, top + 25), f"{probability:.0%}", 15)
     return chart
 
 

@@ -306,6 +306,7 @@ class SandboxState:
 
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
+                image.draft("RGB", (90, 90))  # JPEG: decode at a reduced scale; a thumbnail needs no more
                 small = image.convert("RGB")
                 small.thumbnail((90, 90))
                 buffer = io.BytesIO()
