@@ -23,6 +23,7 @@ from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, ed
 from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos, questionnaires
 from shared import messages
 from shared.job_store import get_job_store
+from shared.outcomes import FailureCode
 from shared.patients import get_patient_store
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,23 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if ConsentChoice(choice) == ConsentChoice.DECLINE:
         held_by_chat.pop(chat.id, None)
         await asyncio.to_thread(get_patient_store().withdraw_consent, chat_ref)
+        # Photos sent under the earlier consent and not analysed yet are not analysed now; their "analysing..."
+        # messages say so. Those analysed already get their photo-only result (below).
+        not_analysed = await asyncio.to_thread(
+            get_job_store().close_unanalysed,
+            chat_ref,
+            FailureCode.CONSENT_WITHDRAWN,
+            "consent withdrawn before the analysis",
+        )
+        for message_id in not_analysed:
+            with contextlib.suppress(TelegramError):
+                await context.bot.edit_message_text(
+                    messages.CONSENT_WITHDRAWN_IN_PROGRESS, chat_id=chat.id, message_id=message_id
+                )
         stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
         declined = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else messages.CONSENT_DECLINED
         await edit_unless_unchanged(query.edit_message_text(declined))
-        # No new answers once consent is withdrawn: open questionnaires close as skipped (a photo sent under
+        # No new answers once consent is withdrawn: open questionnaires close as skipped (a photo analysed under
         # the earlier consent gets its photo-only result, as if the patient had pressed Skip).
         for questionnaire in _open_questionnaires(context, chat.id):
             await close_questionnaire(context, questionnaire, skipped=True)

@@ -193,6 +193,29 @@ class JobStore:
         found = [d.status_message_id for d in deliveries if d is not None and d.status_message_id is not None]
         return list(dict.fromkeys(found))
 
+    def close_unanalysed(self, chat_ref: str, code: FailureCode, reason: str) -> list[int]:
+        """Consent withdrawn: the patient's jobs not analysed yet are closed as ``code`` and answered (the bot
+        tells the patient), their delivery data erased, so that no worker downloads or analyses them (a worker
+        already at it cannot store its result: a closed job never becomes done). Jobs already analysed keep
+        their result. Returns their "Analysing..." messages (an album's once), for the bot to edit."""
+        now = utc_now()
+        with self._session() as session:
+            waiting = select(Job).where(
+                Job.chat_ref == chat_ref,
+                col(Job.status).in_([status.value for status in WAITING_STATUSES]),
+                col(Job.replied_at).is_(None),
+            )
+            jobs = list(session.exec(waiting.order_by(col(Job.received_at)).with_for_update()).all())
+            deliveries = [self.delivery_of(job) for job in jobs]
+            for job in jobs:
+                job.status, job.error_code, job.error_reason = JobStatus.FAILED, code, reason[:500]
+                job.finished_at = job.replied_at = now
+                job.delivery = job.due_at = None
+                session.add(job)
+            session.commit()
+        found = [d.status_message_id for d in deliveries if d is not None and d.status_message_id is not None]
+        return list(dict.fromkeys(found))
+
     def set_status_message(self, job_id: uuid.UUID, message_id: int) -> Job:
         """The "Analysing..." message the bot sent: the one the worker edits into the answer."""
         with self._changing(job_id) as job:

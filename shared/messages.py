@@ -94,6 +94,10 @@ ANALYSIS_FAILED = (
 )
 
 ERASED_IN_PROGRESS = "No result for this photo: you erased your data with /delete."
+CONSENT_WITHDRAWN_IN_PROGRESS = (
+    "No result for this photo: you withdrew your consent, so it will not be analysed. If you change your mind, "
+    "send /start and then the photo again."
+)
 
 # Delivery (worker/reconciler.py): a patient kept waiting is told so once; a job we could not recover, why.
 TAKING_LONGER = (
@@ -181,6 +185,7 @@ FAILURE_TEXT: dict[FailureCode, str] = {
     FailureCode.WORKER_LOST: ANALYSIS_FAILED,
     FailureCode.ERASED: ERASED_IN_PROGRESS,
     FailureCode.STALLED: STALLED,
+    FailureCode.CONSENT_WITHDRAWN: CONSENT_WITHDRAWN_IN_PROGRESS,
 }
 
 

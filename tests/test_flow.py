@@ -604,6 +604,52 @@ def test_a_finished_result_is_never_turned_into_a_failure(
     assert answer(sandbox, 2205) == messages.ANALYSING, "no apology for a result that exists"
 
 
+def test_photos_not_analysed_when_consent_is_withdrawn_are_never_downloaded_and_analysed_ones_keep_their_result(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    """ "No thanks" after agreeing (bot/consent.py): a photo still queued is closed, its "analysing..." message
+    returned for the bot to edit; the worker then drops it without downloading it. One analysed already keeps
+    its result, which the patient still gets."""
+    analysed = patient_sends(sandbox, flow, 2207, photos_by_risk["alert"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(analysed) == AWAITING_ANSWERS
+    queued = patient_sends(sandbox, flow, 2207, photos_by_risk["low"].read_bytes())
+    queued_status = int(sandbox.bot_messages(2207)[-1]["message_id"])
+
+    closed = flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+
+    assert closed == [queued_status]
+    job = flow.jobs.load(queued.job_id)
+    assert job is not None and job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
+    assert job.replied_at is not None and job.delivery is None, "answered by the bot; nothing kept to reach the chat"
+    downloads = len(sandbox.calls("getFile"))
+    assert flow.classify_and_reply(queued) == "duplicate"
+    assert len(sandbox.calls("getFile")) == downloads, "never downloaded"
+    kept = flow.jobs.load(analysed.job_id)
+    assert kept is not None and kept.status == JobStatus.DONE and kept.delivery is not None
+    assert flow.finalize(FinalizeResultRequest(job_id=analysed.job_id)) == JobStatus.DONE.value
+
+
+def test_a_photo_closed_as_its_analysis_starts_is_not_analysed_or_answered_by_the_worker(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    """The tap lands between the worker reading the job and starting it: the start is refused, nothing is
+    downloaded, and the bot's text stays the answer."""
+
+    class ClosedAtStart(JobStore):
+        def mark_running(self, job_id: uuid.UUID) -> Job:
+            self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+            return super().mark_running(job_id)
+
+    racing = dataclasses.replace(flow, jobs=ClosedAtStart(flow.jobs._engine))
+    request = patient_sends(sandbox, racing, 2208, photos_by_risk["low"].read_bytes())
+    downloads = len(sandbox.calls("getFile"))
+    assert racing.classify_and_reply(request) == "closed"
+    job = racing.jobs.load(request.job_id)
+    assert job is not None and job.status == JobStatus.FAILED and job.ranking is None
+    assert len(sandbox.calls("getFile")) == downloads, "never downloaded"
+    assert answer(sandbox, 2208) == messages.ANALYSING, "the worker sends nothing (the bot tells the patient)"
+
+
 def test_a_task_queued_in_the_old_shape_is_still_answered(
     sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
 ) -> None:

@@ -40,6 +40,7 @@ def test_stored_code_values_never_change() -> None:
         "enqueue_failed",
         "erased",
         "stalled",
+        "consent_withdrawn",
     ]
 
 
@@ -53,7 +54,13 @@ def test_every_refusal_code_has_its_own_patient_text(code: RefusalCode) -> None:
 @pytest.mark.parametrize("code", list(FailureCode))
 def test_every_failure_code_has_its_patient_text(code: FailureCode) -> None:
     assert set(messages.FAILURE_TEXT) == set(FailureCode)
-    apologies = (messages.ANALYSIS_FAILED, messages.ENQUEUE_FAILED, messages.ERASED_IN_PROGRESS, messages.STALLED)
+    apologies = (
+        messages.ANALYSIS_FAILED,
+        messages.ENQUEUE_FAILED,
+        messages.ERASED_IN_PROGRESS,
+        messages.STALLED,
+        messages.CONSENT_WITHDRAWN_IN_PROGRESS,
+    )
     assert messages.failure(code) in apologies
     if code != FailureCode.ERASED:  # the patient erased it: nothing to send again
         assert "again" in messages.failure(code), "every apology says what to do: send the photo again"

@@ -19,6 +19,7 @@ from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
 from shared.labels import PhotoKind
+from shared.outcomes import FailureCode
 from shared.patients import PatientStore
 from shared.results import patient_result
 from skinsense.sandbox import plain_text
@@ -119,9 +120,18 @@ def test_no_thanks_after_an_earlier_agreement_says_what_is_still_stored_and_how_
     skip_questionnaire(stack.user, chat, sent["message_id"])
     stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
 
-    # A second photo's questionnaire is open when the patient withdraws: it closes, no answer is taken after.
+    # A second photo, analysed, has its questionnaire open when the patient withdraws: it closes, no answer is
+    # taken after, and the photo-only result goes out (one not analysed yet is never analysed: the test below).
     another = stack.user.send_photo(chat, photos_by_risk["alert"].read_bytes())
     open_questions = questionnaire_for(stack.user, chat, another["message_id"])
+
+    def analysed() -> bool:
+        with Session(stack.engine) as session:
+            statement = select(Job).where(Job.telegram_file_unique_id == another["photo"][-1]["file_unique_id"])
+            job = session.exec(statement).first()
+        return job is not None and job.status == JobStatus.DONE
+
+    wait_until(analysed, 90, what="the second photo's analysis")
     stack.user.tap(chat, older["message_id"], messages.CONSENT_DECLINE_BUTTON)
     said = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=2)
     stack.user.wait_for_text(chat, older["message_id"], said)
@@ -131,6 +141,34 @@ def test_no_thanks_after_an_earlier_agreement_says_what_is_still_stored_and_how_
     jobs = [row for row in rows_about(stack, chat) if isinstance(row, Job)]
     assert len(jobs) == 2, "the results stay until /delete"
     assert all(job.answers_used == [] for job in jobs), "no answers taken"
+
+
+def test_no_thanks_while_a_photo_waits_for_its_analysis_means_it_is_never_analysed(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """Consent is withdrawn while the photo waits in the queue (Telegram asked the worker to wait 30 s before
+    the download): the patient is told it will not be analysed, and the job is closed, so that the worker's
+    retry drops it (tests/test_flow.py shows the retry downloads nothing)."""
+    chat = 1391
+    first = stack.user.send_text(chat, "hello")
+    older = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=first["message_id"])
+    second = stack.user.send_text(chat, "hello?")
+    newer = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=second["message_id"])
+    stack.user.tap(chat, newer["message_id"], messages.CONSENT_AGREE_BUTTON)
+    stack.user.wait_for_text(chat, newer["message_id"], messages.CONSENT_GIVEN)
+    stack.user.inject_fault("getFile", count=1, retry_after=30)  # longer than a worker waits: the task retries
+    sent = stack.user.send_photo(chat, photos_by_risk["alert"].read_bytes())
+    status = stack.user.wait_for_reply(chat, sent["message_id"], final=False)
+    open_questions = questionnaire_for(stack.user, chat, sent["message_id"])
+    wait_until(lambda: [c for c in stack.user.calls("getFile") if c.get("fault") == "429"], 60, what="the wait")
+
+    stack.user.tap(chat, older["message_id"], messages.CONSENT_DECLINE_BUTTON)
+
+    stack.user.wait_for_text(chat, status["message_id"], messages.CONSENT_WITHDRAWN_IN_PROGRESS)
+    stack.user.wait_for_text(chat, open_questions["message_id"], messages.QUESTIONNAIRE_CLOSED)
+    (job,) = [row for row in rows_about(stack, chat) if isinstance(row, Job)]
+    assert job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
+    assert job.ranking is None and job.delivery is None and job.replied_at is not None
 
 
 def test_no_thanks_stores_nothing_and_analyses_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:

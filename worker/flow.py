@@ -87,6 +87,9 @@ class ClassificationFlow:
                 log.error("job %s: no delivery data (erased or unreadable); cannot analyse or answer", job.id)
                 return "undeliverable"
             job = self._analyse(job, delivery)
+            if job.replied_at is not None:  # closed while it waited or ran (/delete, consent withdrawn): no answer
+                log.info("job %s: closed before its analysis (%s); dropped", job.id, job.error_code)
+                return "closed"
         finalization = FinalizeResultRequest(job_id=job.id)
         if job.status == JobStatus.DONE:
             # Read after our own commit: of the bot closing the questionnaire and us storing the result, the
@@ -205,7 +208,10 @@ class ClassificationFlow:
         return job
 
     def _analyse(self, job: Job, delivery: Delivery) -> Job:
-        job = self.jobs.mark_running(job.id)
+        try:
+            job = self.jobs.mark_running(job.id)
+        except IllegalTransition:  # answered since we loaded it (closed by /delete or "No thanks"; a redelivery)
+            return self._finished_elsewhere(job)
         try:
             with timed("download"):
                 data = self.telegram.download_file(delivery.file_id, MAX_FILE_BYTES)
