@@ -91,19 +91,12 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if ConsentChoice(choice) == ConsentChoice.DECLINE:
         held_by_chat.pop(chat.id, None)
         await asyncio.to_thread(get_patient_store().withdraw_consent, chat_ref)
-        # Photos sent under the earlier consent and not analysed yet are not analysed now; their "analysing..."
-        # messages say so. Those analysed already get their photo-only result (below).
-        not_analysed = await asyncio.to_thread(
-            get_job_store().close_unanalysed,
-            chat_ref,
-            FailureCode.CONSENT_WITHDRAWN,
-            "consent withdrawn before the analysis",
+        # Photos sent under the earlier consent and not analysed yet are never analysed: the workers answer them
+        # with CONSENT_WITHDRAWN_IN_PROGRESS (an album's in its one reply). Those analysed get their photo-only
+        # result (below). Idempotent: a replayed tap closes nothing more.
+        await asyncio.to_thread(
+            get_job_store().close_unanalysed, chat_ref, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn"
         )
-        for message_id in not_analysed:
-            with contextlib.suppress(TelegramError):
-                await context.bot.edit_message_text(
-                    messages.CONSENT_WITHDRAWN_IN_PROGRESS, chat_id=chat.id, message_id=message_id
-                )
         stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
         declined = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else messages.CONSENT_DECLINED
         await edit_unless_unchanged(query.edit_message_text(declined))

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
 
@@ -32,6 +33,15 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def lock_for_writing(session: Session) -> None:
+    """Before a transaction's first read: on SQLite, take the database's write lock (``BEGIN IMMEDIATE``), so that
+    no other writer changes what this transaction reads before it writes it back. SQLite ignores ``FOR UPDATE``;
+    on PostgreSQL the rows read ``FOR UPDATE`` are locked instead, and this does nothing."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:

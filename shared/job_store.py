@@ -37,6 +37,7 @@ from sqlmodel import Session, col, select, update
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.config import Settings, get_settings
+from shared.db import lock_for_writing
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal
 from shared.sealing import SealBroken, Sealer, get_sealer
@@ -58,6 +59,8 @@ LEGAL_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED})
 # Not answered and not analysed yet: a patient waiting on these is told, once, that it takes longer.
 WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+# Closed by the patient before the analysis (/delete, "No thanks"): never analysed, whatever is still queued.
+NEVER_ANALYSED = frozenset({FailureCode.ERASED, FailureCode.CONSENT_WITHDRAWN})
 # An update id is matched against jobs this recent only: Telegram may reuse ids after a week without updates.
 REPLAY_WINDOW = timedelta(hours=24)
 # A job's message is published shortly after its deadline is set (the publisher may retry for a few seconds):
@@ -152,8 +155,9 @@ class JobStore:
     def _changing(self, job_id: uuid.UUID, to: JobStatus | None = None) -> Iterator[Job]:
         """The job, to change inside the block; committed at its end. ``to``: the status it moves to."""
         with self._session() as session:
-            # Locked until the commit (PostgreSQL): a concurrent /delete waits for this change and then erases it,
-            # or this change sees the erasure; never a result written back onto an erased row.
+            # Locked until the commit: a concurrent /delete (or "No thanks") waits for this change and then erases
+            # (or closes) it, or this change sees that; never a result written back onto an erased or closed row.
+            lock_for_writing(session)
             job = session.get(Job, job_id, with_for_update=True)
             if job is None:
                 raise LookupError(f"job {job_id} not found")
@@ -193,28 +197,34 @@ class JobStore:
         found = [d.status_message_id for d in deliveries if d is not None and d.status_message_id is not None]
         return list(dict.fromkeys(found))
 
-    def close_unanalysed(self, chat_ref: str, code: FailureCode, reason: str) -> list[int]:
-        """Consent withdrawn: the patient's jobs not analysed yet are closed as ``code`` and answered (the bot
-        tells the patient), their delivery data erased, so that no worker downloads or analyses them (a worker
-        already at it cannot store its result: a closed job never becomes done). Jobs already analysed keep
-        their result. Returns their "Analysing..." messages (an album's once), for the bot to edit."""
+    def close_unanalysed(self, chat_ref: str, code: FailureCode, reason: str) -> int:
+        """Consent withdrawn: the patient's jobs not analysed yet (queued, running, or failed with the apology
+        not sent) are closed as ``code`` and never analysed (``mark_running`` refuses them; a worker already at
+        one cannot store its result, since a failed job never becomes done). Their answer, the code's text, is
+        due at once: the worker that takes the job's message sends it, or the reconciler. Jobs analysed already
+        keep their result. Returns how many were closed."""
         now = utc_now()
         with self._session() as session:
-            waiting = select(Job).where(
-                Job.chat_ref == chat_ref,
-                col(Job.status).in_([status.value for status in WAITING_STATUSES]),
-                col(Job.replied_at).is_(None),
+            lock_for_writing(session)
+            closing = (
+                update(Job)
+                .where(
+                    col(Job.chat_ref) == chat_ref,
+                    col(Job.replied_at).is_(None),
+                    col(Job.status).in_([status.value for status in (*WAITING_STATUSES, JobStatus.FAILED)]),
+                    or_(col(Job.error_code).is_(None), col(Job.error_code) != code),  # closed once
+                )
+                .values(
+                    status=JobStatus.FAILED,
+                    error_code=code,
+                    error_reason=reason[:500],
+                    finished_at=now,
+                    due_at=self._due(self.deadlines.queued_s),
+                )
             )
-            jobs = list(session.exec(waiting.order_by(col(Job.received_at)).with_for_update()).all())
-            deliveries = [self.delivery_of(job) for job in jobs]
-            for job in jobs:
-                job.status, job.error_code, job.error_reason = JobStatus.FAILED, code, reason[:500]
-                job.finished_at = job.replied_at = now
-                job.delivery = job.due_at = None
-                session.add(job)
+            closed = session.exec(closing).rowcount
             session.commit()
-        found = [d.status_message_id for d in deliveries if d is not None and d.status_message_id is not None]
-        return list(dict.fromkeys(found))
+            return int(closed)
 
     def set_status_message(self, job_id: uuid.UUID, message_id: int) -> Job:
         """The "Analysing..." message the bot sent: the one the worker edits into the answer."""
@@ -336,8 +346,8 @@ class JobStore:
         was answered about (a FAILED job may run again only while its patient has not been told: /delete's
         tombstones are FAILED and answered, and must stay empty)."""
         with self._changing(job_id, JobStatus.RUNNING) as job:
-            if job.replied_at is not None:
-                raise IllegalTransition(job_id, JobStatus.FAILED, "running after its patient was answered")
+            if job.replied_at is not None or job.error_code in NEVER_ANALYSED:
+                raise IllegalTransition(job_id, JobStatus.FAILED, "running after it was closed or answered")
             job.started_at = utc_now()
             job.delivery_attempts += 1
             job.due_at = self._due(self.deadlines.running_s)

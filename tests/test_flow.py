@@ -45,8 +45,16 @@ from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from worker import replies
 from worker.clinician_alerts import ClinicianAlertSender
-from worker.flow import AWAITING_ANSWERS, MAX_DELIVERY_ATTEMPTS, ClassificationFlow, patient_text
+from worker.flow import (
+    ALBUM_ANSWERED,
+    ALBUM_WAITING,
+    AWAITING_ANSWERS,
+    MAX_DELIVERY_ATTEMPTS,
+    ClassificationFlow,
+    patient_text,
+)
 from worker.reconciler import APOLOGY_TRIES, Reconciler
 from worker.replies import explanation_caption
 from worker.telegram import TelegramClient
@@ -607,47 +615,58 @@ def test_a_finished_result_is_never_turned_into_a_failure(
 def test_photos_not_analysed_when_consent_is_withdrawn_are_never_downloaded_and_analysed_ones_keep_their_result(
     sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
 ) -> None:
-    """ "No thanks" after agreeing (bot/consent.py): a photo still queued is closed, its "analysing..." message
-    returned for the bot to edit; the worker then drops it without downloading it. One analysed already keeps
-    its result, which the patient still gets."""
+    """ "No thanks" after agreeing (bot/consent.py): a photo still queued is closed; the worker that takes its
+    message tells the patient it will not be analysed, without downloading it. One analysed already keeps its
+    result, which the patient still gets."""
     analysed = patient_sends(sandbox, flow, 2207, photos_by_risk["alert"].read_bytes(), skips_questions=False)
     assert flow.classify_and_reply(analysed) == AWAITING_ANSWERS
     queued = patient_sends(sandbox, flow, 2207, photos_by_risk["low"].read_bytes())
     queued_status = int(sandbox.bot_messages(2207)[-1]["message_id"])
 
-    closed = flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+    assert flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 1
 
-    assert closed == [queued_status]
+    downloads = len(sandbox.calls("getFile"))
+    assert flow.classify_and_reply(queued) == JobStatus.FAILED.value
+    assert len(sandbox.calls("getFile")) == downloads, "never downloaded"
+    (status,) = [m for m in sandbox.bot_messages(2207) if m["message_id"] == queued_status]
+    assert status["text"] == messages.CONSENT_WITHDRAWN_IN_PROGRESS
     job = flow.jobs.load(queued.job_id)
     assert job is not None and job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
-    assert job.replied_at is not None and job.delivery is None, "answered by the bot; nothing kept to reach the chat"
-    downloads = len(sandbox.calls("getFile"))
-    assert flow.classify_and_reply(queued) == "duplicate"
-    assert len(sandbox.calls("getFile")) == downloads, "never downloaded"
+    assert job.ranking is None and job.replied_at is not None and job.delivery is None
+    assert flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 0
     kept = flow.jobs.load(analysed.job_id)
-    assert kept is not None and kept.status == JobStatus.DONE and kept.delivery is not None
+    assert kept is not None and kept.status == JobStatus.DONE and kept.error_code is None
     assert flow.finalize(FinalizeResultRequest(job_id=analysed.job_id)) == JobStatus.DONE.value
 
 
-def test_a_photo_closed_as_its_analysis_starts_is_not_analysed_or_answered_by_the_worker(
-    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+@pytest.mark.parametrize("step", ["mark_running", "earlier_result"])
+def test_a_photo_closed_as_its_analysis_starts_or_runs_is_not_analysed_and_the_patient_is_told(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], step: str
 ) -> None:
-    """The tap lands between the worker reading the job and starting it: the start is refused, nothing is
-    downloaded, and the bot's text stays the answer."""
+    """The tap lands as the worker starts the job (nothing downloaded) or while it analyses it (the result is
+    never stored): either way the patient reads that it will not be analysed."""
 
-    class ClosedAtStart(JobStore):
+    class ClosedAt(JobStore):
         def mark_running(self, job_id: uuid.UUID) -> Job:
-            self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+            if step == "mark_running":
+                self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
             return super().mark_running(job_id)
 
-    racing = dataclasses.replace(flow, jobs=ClosedAtStart(flow.jobs._engine))
+        def earlier_result(self, job: Job, image_sha256: str) -> Job | None:
+            if step == "earlier_result":  # after the download, before the analysis is stored
+                self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+            return super().earlier_result(job, image_sha256)
+
+    racing = dataclasses.replace(flow, jobs=ClosedAt(flow.jobs._engine))
     request = patient_sends(sandbox, racing, 2208, photos_by_risk["low"].read_bytes())
     downloads = len(sandbox.calls("getFile"))
-    assert racing.classify_and_reply(request) == "closed"
+    assert racing.classify_and_reply(request) == JobStatus.FAILED.value
     job = racing.jobs.load(request.job_id)
-    assert job is not None and job.status == JobStatus.FAILED and job.ranking is None
-    assert len(sandbox.calls("getFile")) == downloads, "never downloaded"
-    assert answer(sandbox, 2208) == messages.ANALYSING, "the worker sends nothing (the bot tells the patient)"
+    assert job is not None and job.error_code == FailureCode.CONSENT_WITHDRAWN and job.ranking is None
+    assert job.replied_at is not None
+    assert len(sandbox.calls("getFile")) == downloads + (step == "earlier_result")
+    assert answer(sandbox, 2208) == messages.CONSENT_WITHDRAWN_IN_PROGRESS
+    assert pictures(sandbox, 2208) == [], "no explanation picture"
 
 
 def test_a_task_queued_in_the_old_shape_is_still_answered(
@@ -696,3 +715,35 @@ def test_a_job_stuck_running_in_a_dead_worker_is_queued_again_and_answered_once(
         if int(c["parameters"]["chat_id"]) == 2207 and int(c["parameters"]["message_id"]) == status_id
     ]
     assert len(edits) == 1, "answered once"
+
+
+def test_an_album_with_a_photo_analysed_and_one_closed_by_no_thanks_gets_one_reply_about_both(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    chat, album_id = 2209, "a" * 32
+    album_status = flow.telegram.send_text(chat, messages.ANALYSING)
+    requests = []
+    for name in ("low", "alert"):
+        sent = sandbox.send_photo(chat, photos_by_risk[name].read_bytes())
+        job = flow.jobs.record_received(
+            chat_ref="f" * 32,
+            media_kind=MediaKind.PHOTO,
+            file_unique_id=sent["photo"][-1]["file_unique_id"],
+            delivery=Delivery(chat_id=chat, file_id=sent["photo"][-1]["file_id"]),
+            album_id=album_id,
+            album_position=sent["message_id"],
+        )
+        flow.jobs.set_status_message(job.id, album_status)
+        requests.append(ClassifyPhotoRequest(job_id=job.id))
+    assert flow.classify_and_reply(requests[0]) == ALBUM_WAITING
+
+    assert flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 1
+    assert flow.classify_and_reply(requests[1]) == ALBUM_ANSWERED
+
+    analysed = flow.jobs.load(requests[0].job_id)
+    assert analysed is not None and analysed.status == JobStatus.DONE
+    (status,) = [m for m in sandbox.bot_messages(chat) if m["message_id"] == album_status]
+    expected = replies.album_texts(flow.jobs.album(album_id), [request.job_id for request in requests])[0]
+    assert status["text"] == plain_text(expected, "HTML")
+    assert messages.CONSENT_WITHDRAWN_IN_PROGRESS in status["text"], "the closed photo's line"
+    assert len(pictures(sandbox, chat)) == 1, "a picture for the analysed photo only"

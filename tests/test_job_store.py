@@ -3,7 +3,10 @@ real (migrated) SQLite audit database."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -23,6 +26,7 @@ from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.sealing import Sealer
 from tests.auxil.database import migrated_engine
+from tests.auxil.services import postgres_database
 
 
 class FixedPrediction:
@@ -287,3 +291,66 @@ def test_the_slow_notice_is_claimed_once_and_only_while_the_analysis_is_pending(
     assert store.claim_slow_notice(waiting_longer_than_s=3600) == [], "not waiting long enough yet"
     assert store.claim_slow_notice(waiting_longer_than_s=0) == [waiting.id]
     assert store.claim_slow_notice(waiting_longer_than_s=0) == [], "once"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+        else:
+            url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_admin_url")))
+        engine = migrated_engine(url)
+        stack.callback(engine.dispose)
+        yield JobStore(engine)
+
+
+def test_withdrawn_consent_closes_the_patients_jobs_not_analysed_and_nothing_else(any_store: JobStore) -> None:
+    store = any_store
+
+    def sent(name: str, chat_ref: str = "c" * 32) -> Job:
+        return store.record_received(chat_ref=chat_ref, media_kind=MediaKind.PHOTO, file_unique_id=name)
+
+    queued, running, apology_due, analysed, refused = (sent(name) for name in ("q", "r", "f", "d", "x"))
+    for job in (running, apology_due, analysed, refused):
+        store.mark_running(job.id)
+    store.mark_failed(apology_due.id, FailureCode.TELEGRAM_UNAVAILABLE, "Telegram away")  # not told yet
+    store.mark_done(analysed.id, FixedPrediction(RiskLevel.LOW), image_sha256="0" * 64)
+    store.mark_rejected(refused.id, Refusal(RefusalCode.BLURRY, "blurry"))
+    store.mark_replied(refused.id)
+    someone_else = sent("o", chat_ref="e" * 32)
+
+    assert store.close_unanalysed("c" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 3
+    assert store.close_unanalysed("c" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 0, "once"
+
+    for job in (queued, running, apology_due):
+        closed = store.load(job.id)
+        assert closed is not None and closed.status == JobStatus.FAILED
+        assert closed.error_code == FailureCode.CONSENT_WITHDRAWN
+        assert closed.replied_at is None and closed.due_at is not None, "the patient is still to be told"
+        with pytest.raises(IllegalTransition):
+            store.mark_running(job.id)  # never analysed, whoever takes its message
+        with pytest.raises(IllegalTransition):
+            store.mark_done(job.id, FixedPrediction(RiskLevel.LOW), image_sha256="1" * 64)  # a worker already at it
+    kept = {job.id: store.load(job.id) for job in (analysed, refused, someone_else)}
+    assert [None if job is None else job.status for job in kept.values()] == [
+        JobStatus.DONE,
+        JobStatus.REJECTED,
+        JobStatus.QUEUED,
+    ]
+
+
+def test_a_close_waits_for_a_change_in_flight_and_never_mixes_with_it(any_store: JobStore) -> None:
+    """SQLite ignores FOR UPDATE: without the write lock taken before the read, the close would land between a
+    worker's read and its write, and the row would end up done with a withdrawal's code."""
+    store = any_store
+    job = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u1")
+    store.mark_running(job.id)
+    with ThreadPoolExecutor(1) as pool, store._changing(job.id, JobStatus.DONE) as changing:
+        closing = pool.submit(store.close_unanalysed, "c" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+        time.sleep(0.5)
+        assert not closing.done(), "the close waits for the change to commit"
+        changing.finished_at = utc_now()
+    assert closing.result(timeout=30) == 0, "it then sees an analysed job, not one to close"
+    after = store.load(job.id)
+    assert after is not None and after.status == JobStatus.DONE and after.error_code is None

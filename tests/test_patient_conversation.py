@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.inference import Classifier
 from shared import messages
@@ -146,9 +146,9 @@ def test_no_thanks_after_an_earlier_agreement_says_what_is_still_stored_and_how_
 def test_no_thanks_while_a_photo_waits_for_its_analysis_means_it_is_never_analysed(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
-    """Consent is withdrawn while the photo waits in the queue (Telegram asked the worker to wait 30 s before
-    the download): the patient is told it will not be analysed, and the job is closed, so that the worker's
-    retry drops it (tests/test_flow.py shows the retry downloads nothing)."""
+    """Consent is withdrawn while the photo waits in the queue (Telegram asked the worker to wait 12 s before
+    the download, longer than a worker waits in place): the job is closed, and the worker's retry tells the
+    patient it will not be analysed instead of downloading it."""
     chat = 1391
     first = stack.user.send_text(chat, "hello")
     older = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=first["message_id"])
@@ -156,7 +156,13 @@ def test_no_thanks_while_a_photo_waits_for_its_analysis_means_it_is_never_analys
     newer = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=second["message_id"])
     stack.user.tap(chat, newer["message_id"], messages.CONSENT_AGREE_BUTTON)
     stack.user.wait_for_text(chat, newer["message_id"], messages.CONSENT_GIVEN)
-    stack.user.inject_fault("getFile", count=1, retry_after=30)  # longer than a worker waits: the task retries
+
+    def all_answered() -> bool:  # earlier tests' pictures sent: none of their downloads takes the fault below
+        with Session(stack.engine) as session:
+            return session.exec(select(Job).where(col(Job.replied_at).is_(None))).first() is None
+
+    wait_until(all_answered, 90, what="the worker to finish earlier photos")
+    stack.user.inject_fault("getFile", count=1, retry_after=12)  # longer than a worker waits: the task retries
     sent = stack.user.send_photo(chat, photos_by_risk["alert"].read_bytes())
     status = stack.user.wait_for_reply(chat, sent["message_id"], final=False)
     open_questions = questionnaire_for(stack.user, chat, sent["message_id"])
@@ -164,11 +170,14 @@ def test_no_thanks_while_a_photo_waits_for_its_analysis_means_it_is_never_analys
 
     stack.user.tap(chat, older["message_id"], messages.CONSENT_DECLINE_BUTTON)
 
-    stack.user.wait_for_text(chat, status["message_id"], messages.CONSENT_WITHDRAWN_IN_PROGRESS)
     stack.user.wait_for_text(chat, open_questions["message_id"], messages.QUESTIONNAIRE_CLOSED)
+    stack.user.wait_for_text(chat, status["message_id"], messages.CONSENT_WITHDRAWN_IN_PROGRESS, timeout_s=90)
     (job,) = [row for row in rows_about(stack, chat) if isinstance(row, Job)]
     assert job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
     assert job.ranking is None and job.delivery is None and job.replied_at is not None
+    file_id = sent["photo"][-1]["file_id"]
+    downloads = [c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == file_id]
+    assert [c.get("fault") for c in downloads] == ["429"], "asked once (refused), never downloaded"
 
 
 def test_no_thanks_stores_nothing_and_analyses_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:

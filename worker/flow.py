@@ -87,9 +87,9 @@ class ClassificationFlow:
                 log.error("job %s: no delivery data (erased or unreadable); cannot analyse or answer", job.id)
                 return "undeliverable"
             job = self._analyse(job, delivery)
-            if job.replied_at is not None:  # closed while it waited or ran (/delete, consent withdrawn): no answer
-                log.info("job %s: closed before its analysis (%s); dropped", job.id, job.error_code)
-                return "closed"
+            if job.replied_at is not None:  # erased while it waited or ran (/delete): no answer
+                log.info("job %s: erased before its analysis; dropped", job.id)
+                return "erased"
         finalization = FinalizeResultRequest(job_id=job.id)
         if job.status == JobStatus.DONE:
             # Read after our own commit: of the bot closing the questionnaire and us storing the result, the
@@ -210,7 +210,7 @@ class ClassificationFlow:
     def _analyse(self, job: Job, delivery: Delivery) -> Job:
         try:
             job = self.jobs.mark_running(job.id)
-        except IllegalTransition:  # answered since we loaded it (closed by /delete or "No thanks"; a redelivery)
+        except IllegalTransition:  # closed since we loaded it (/delete, "No thanks"), or finished by a redelivery
             return self._finished_elsewhere(job)
         try:
             with timed("download"):
@@ -220,7 +220,10 @@ class ClassificationFlow:
         except TelegramError as error:
             if is_transient(error):
                 # Back to the queue, alive: only a job left RUNNING counts as a worker lost on it.
-                self.jobs.mark_requeued(job.id)
+                try:
+                    self.jobs.mark_requeued(job.id)
+                except IllegalTransition:  # closed meanwhile ("No thanks"): its answer is the closing text
+                    return self._finished_elsewhere(job)
                 raise
             reason = f"Telegram refused the download: {error.message}"[:500]
             return self._reject(job, Refusal(RefusalCode.DOWNLOAD_FAILED, reason), None)
