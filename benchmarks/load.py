@@ -32,6 +32,7 @@ from shared.config import get_settings
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
 from skinsense.stack import Stack
+from skinsense.worker_process import one_blas_thread_per_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 from pipeline import SandboxCalls, consent_all, free_port, start_stack
@@ -238,6 +239,7 @@ def main() -> None:
         "photos/s at most); set it high (1000) to measure what the cores can do",
     )
     args = parser.parse_args()
+    one_blas_thread_per_process()  # the bare model runs as in the workers (skinsense/worker_process.py)
     data_dir = get_settings().data_dir
     if data_dir is None:
         raise SystemExit("set SKINSENSE_DATA_DIR")

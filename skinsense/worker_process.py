@@ -34,10 +34,15 @@ def prepare_multiprocess_dir() -> Path:
 ONE_THREAD_PER_PROCESS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def main() -> None:
-    prepare_multiprocess_dir()
+def one_blas_thread_per_process() -> None:
+    """For this process and those it starts, unless NumPy is loaded already (then it is too late)."""
     for variable in ONE_THREAD_PER_PROCESS:
         os.environ.setdefault(variable, "1")
+
+
+def main() -> None:
+    prepare_multiprocess_dir()
+    one_blas_thread_per_process()
     os.execv(sys.executable, [sys.executable, "-m", "celery", *sys.argv[1:]])
 
 
