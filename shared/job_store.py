@@ -213,6 +213,7 @@ class JobStore:
                     col(Job.replied_at).is_(None),
                     col(Job.status).in_([status.value for status in (*WAITING_STATUSES, JobStatus.FAILED)]),
                     or_(col(Job.error_code).is_(None), col(Job.error_code) != code),  # closed once
+                    col(Job.delivery).is_not(None),  # not abandoned (worker/reconciler.py): its record stands
                 )
                 .values(
                     status=JobStatus.FAILED,
@@ -347,6 +348,7 @@ class JobStore:
         tombstones are FAILED and answered, and must stay empty)."""
         with self._changing(job_id, JobStatus.RUNNING) as job:
             if job.replied_at is not None or job.error_code in NEVER_ANALYSED:
+                # Only a FAILED job gets here (the transition's check refuses the others).
                 raise IllegalTransition(job_id, JobStatus.FAILED, "running after it was closed or answered")
             job.started_at = utc_now()
             job.delivery_attempts += 1

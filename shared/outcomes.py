@@ -36,7 +36,8 @@ class FailureCode(StrEnum):
     ENQUEUE_FAILED = "enqueue_failed"
     ERASED = "erased"  # the patient sent /delete while it was in progress: nothing analyses or answers it
     STALLED = "stalled"  # the reconciler queued it again as often as allowed (worker/reconciler.py)
-    # "No thanks" from a patient who had agreed, before this photo was analysed: nothing analyses or answers it.
+    # "No thanks" from a patient who had agreed, before this photo was analysed: never analysed; the worker
+    # that takes it tells the patient so.
     CONSENT_WITHDRAWN = "consent_withdrawn"
 
 

@@ -717,6 +717,28 @@ def test_a_job_stuck_running_in_a_dead_worker_is_queued_again_and_answered_once(
     assert len(edits) == 1, "answered once"
 
 
+def test_a_failure_recorded_as_the_patient_withdraws_gives_way_to_the_withdrawal(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
+) -> None:
+    """A task out of time (or the reconciler giving up) loads the job, and the tap closes it before the failure
+    is written: the patient reads the withdrawal, and the task does not fail on it."""
+
+    class ClosedBeforeTheFailure(JobStore):
+        def mark_failed(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> Job:
+            self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+            return super().mark_failed(job_id, code, reason)
+
+    racing = dataclasses.replace(flow, jobs=ClosedBeforeTheFailure(flow.jobs._engine))
+    timed_out = patient_sends(sandbox, racing, 2210, photos_by_risk["low"].read_bytes())
+    racing.fail(timed_out.job_id, FailureCode.TIME_LIMIT, "the analysis took too long")
+    given_up = patient_sends(sandbox, racing, 2211, photos_by_risk["low"].read_bytes())
+    assert racing.give_up(given_up.job_id) == JobStatus.FAILED.value
+    for request, chat in ((timed_out, 2210), (given_up, 2211)):
+        job = racing.jobs.load(request.job_id)
+        assert job is not None and job.error_code == FailureCode.CONSENT_WITHDRAWN and job.replied_at is not None
+        assert answer(sandbox, chat) == messages.CONSENT_WITHDRAWN_IN_PROGRESS
+
+
 def test_an_album_with_a_photo_analysed_and_one_closed_by_no_thanks_gets_one_reply_about_both(
     sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
 ) -> None:

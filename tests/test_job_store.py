@@ -309,12 +309,17 @@ def test_withdrawn_consent_closes_the_patients_jobs_not_analysed_and_nothing_els
     store = any_store
 
     def sent(name: str, chat_ref: str = "c" * 32) -> Job:
-        return store.record_received(chat_ref=chat_ref, media_kind=MediaKind.PHOTO, file_unique_id=name)
+        delivery = Delivery(chat_id=1, file_id=name)
+        return store.record_received(
+            chat_ref=chat_ref, media_kind=MediaKind.PHOTO, file_unique_id=name, delivery=delivery
+        )
 
-    queued, running, apology_due, analysed, refused = (sent(name) for name in ("q", "r", "f", "d", "x"))
-    for job in (running, apology_due, analysed, refused):
+    queued, running, apology_due, analysed, refused, abandoned = (sent(name) for name in "qrfdxz")
+    for job in (running, apology_due, analysed, refused, abandoned):
         store.mark_running(job.id)
     store.mark_failed(apology_due.id, FailureCode.TELEGRAM_UNAVAILABLE, "Telegram away")  # not told yet
+    store.mark_failed(abandoned.id, FailureCode.STALLED, "tries ran out")
+    store.abandon(abandoned.id)  # the patient could not be reached for a day: its record stands
     store.mark_done(analysed.id, FixedPrediction(RiskLevel.LOW), image_sha256="0" * 64)
     store.mark_rejected(refused.id, Refusal(RefusalCode.BLURRY, "blurry"))
     store.mark_replied(refused.id)
@@ -332,11 +337,12 @@ def test_withdrawn_consent_closes_the_patients_jobs_not_analysed_and_nothing_els
             store.mark_running(job.id)  # never analysed, whoever takes its message
         with pytest.raises(IllegalTransition):
             store.mark_done(job.id, FixedPrediction(RiskLevel.LOW), image_sha256="1" * 64)  # a worker already at it
-    kept = {job.id: store.load(job.id) for job in (analysed, refused, someone_else)}
-    assert [None if job is None else job.status for job in kept.values()] == [
-        JobStatus.DONE,
-        JobStatus.REJECTED,
-        JobStatus.QUEUED,
+    kept = {job.id: store.load(job.id) for job in (analysed, refused, someone_else, abandoned)}
+    assert [None if job is None else (job.status, job.error_code) for job in kept.values()] == [
+        (JobStatus.DONE, None),
+        (JobStatus.REJECTED, RefusalCode.BLURRY),
+        (JobStatus.QUEUED, None),
+        (JobStatus.FAILED, FailureCode.STALLED),
     ]
 
 
@@ -344,7 +350,8 @@ def test_a_close_waits_for_a_change_in_flight_and_never_mixes_with_it(any_store:
     """SQLite ignores FOR UPDATE: without the write lock taken before the read, the close would land between a
     worker's read and its write, and the row would end up done with a withdrawal's code."""
     store = any_store
-    job = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u1")
+    delivery = Delivery(chat_id=1, file_id="f")
+    job = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u1", delivery=delivery)
     store.mark_running(job.id)
     with ThreadPoolExecutor(1) as pool, store._changing(job.id, JobStatus.DONE) as changing:
         closing = pool.submit(store.close_unanalysed, "c" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")

@@ -87,9 +87,9 @@ class ClassificationFlow:
                 log.error("job %s: no delivery data (erased or unreadable); cannot analyse or answer", job.id)
                 return "undeliverable"
             job = self._analyse(job, delivery)
-            if job.replied_at is not None:  # erased while it waited or ran (/delete): no answer
-                log.info("job %s: erased before its analysis; dropped", job.id)
-                return "erased"
+            if job.replied_at is not None:  # answered while it waited or ran (/delete, another delivery)
+                log.info("job %s: answered before its analysis ended; dropped", job.id)
+                return "duplicate"
         finalization = FinalizeResultRequest(job_id=job.id)
         if job.status == JobStatus.DONE:
             # Read after our own commit: of the bot closing the questionnaire and us storing the result, the
@@ -308,7 +308,10 @@ class ClassificationFlow:
             log.warning("job %s: %s after its analysis; its outcome is kept, the answer stays due", job_id, code)
             return
         if job.status != JobStatus.FAILED:
-            job = self.jobs.mark_failed(job_id, code, reason)
+            try:
+                job = self.jobs.mark_failed(job_id, code, reason)
+            except IllegalTransition:  # closed ("No thanks") or finished meanwhile: once more, from that state
+                return self.fail(job_id, code, reason)
         try:
             self._answer(job)
         except Exception:  # the failure is recorded; telling the patient is best effort (the reconciler retries)
@@ -330,7 +333,10 @@ class ClassificationFlow:
             except Exception as error:  # a result that cannot be finalized at all: the apology, not silence
                 log.error("job %s: its result could not be delivered (%s)", job_id, type(error).__name__)
         if job.status != JobStatus.FAILED and job.status != JobStatus.REJECTED:
-            job = self.jobs.mark_failed(job_id, FailureCode.STALLED, "the reconciler's tries ran out")
+            try:
+                job = self.jobs.mark_failed(job_id, FailureCode.STALLED, "the reconciler's tries ran out")
+            except IllegalTransition:  # closed ("No thanks") or finished meanwhile: once more, from that state
+                return self.give_up(job_id)
         log.error("job %s: given up (%s); the patient is told", job_id, job.error_code)
         return self._answer(job)
 
