@@ -22,7 +22,8 @@ from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.job_store import Delivery, get_job_store
 from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTOS_RECEIVED, count_job
-from shared.outcomes import Refusal, RefusalCode
+from shared.outcomes import FailureCode, Refusal, RefusalCode
+from shared.patients import get_patient_store
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
 from shared.rate_limit import get_photo_rate_limit
 
@@ -121,10 +122,11 @@ async def accept_image(
         await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), update_id)
         return
     album = join_album(message, context.bot_data)  # photos sent together: one reply (bot/albums.py)
+    store, chat_ref = get_job_store(), chat_ref_of(message.chat_id)
     # The row first, with what the workers need to answer (sealed): from here on the job cannot be lost.
     job = await asyncio.to_thread(
-        get_job_store().record_received,
-        chat_ref=chat_ref_of(message.chat_id),
+        store.record_received,
+        chat_ref=chat_ref,
         album_id=None if album is None else album.album_id,
         album_position=None if album is None else message.message_id,
         media_kind=image.kind,
@@ -132,6 +134,12 @@ async def accept_image(
         delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id),
         update_id=update_id,
     )
+    if await asyncio.to_thread(get_patient_store().consent, chat_ref, messages.PRIVACY_VERSION) is None:
+        # "No thanks" was handled while this photo came in (updates are handled concurrently). Checked once the
+        # row exists, so that this check or the tap's close (bot/consent.py) finds the photo: never analysed.
+        await asyncio.to_thread(store.close_unanalysed, chat_ref, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+        closed = await asyncio.to_thread(store.load, job.id)
+        job = closed or job
     await continue_job(message, context, job, album)
 
 
@@ -164,7 +172,9 @@ async def continue_job(
             status_message = await album.status_message(message)
         job = await asyncio.to_thread(store.set_status_message, job.id, status_message.message_id)
         delivery = delivery.model_copy(update={"status_message_id": status_message.message_id})
-    if job.queued_at is None and job.status == JobStatus.QUEUED:
+    # A photo closed as it came in ("No thanks" meanwhile) is queued all the same: the worker that takes it tells
+    # the patient it is not analysed, as for the photos the tap closed.
+    if job.queued_at is None and (job.status == JobStatus.QUEUED or job.error_code == FailureCode.CONSENT_WITHDRAWN):
         queued_at = utc_now()  # taken before sending: the task may start before send_task returns
         try:
             await asyncio.to_thread(enqueue_classification, ClassifyPhotoRequest(job_id=job.id))

@@ -27,6 +27,7 @@ from shared.audit import Job, JobStatus, MediaKind, chat_reference
 from shared.config import get_settings
 from shared.db import get_engine
 from shared.job_store import Delivery, get_job_store
+from shared.outcomes import FailureCode
 from shared.patients import get_patient_store
 from shared.queue import CLASSIFY_QUEUE, producer_app
 from shared.rate_limit import get_photo_rate_limit
@@ -195,3 +196,26 @@ def test_a_job_row_that_cannot_be_written_raises_so_the_update_is_handled_again(
     assert "OperationalError" in type(raised.value).__name__
     assert sandbox.bot_messages(chat) == [], "nothing said, nothing queued: the replay does it all"
     assert queued_requests(bot_settings) == []
+
+
+def test_a_photo_past_the_consent_gate_when_no_thanks_was_handled_meanwhile_is_never_analysed(
+    sandbox: SandboxUser, bot_settings: str, photos_by_risk: dict[str, Path]
+) -> None:
+    """Updates are handled concurrently: a photo passes the gate, then the patient's "No thanks" is handled
+    (consent withdrawn, their queued photos closed) before this photo's row exists. Here: a chat whose consent
+    is gone by the time ``take_image`` runs. The photo is closed as it comes in and queued all the same, so
+    that the worker tells the patient it is not analysed (tests/test_flow.py); no questions are asked."""
+    chat = 4_815_162_345
+    consented(chat)
+    get_patient_store().withdraw_consent(chat_reference(chat, CHAT_HASH_KEY))
+
+    async def handle(context: CallbackContext[Any, Any, Any, Any]) -> None:
+        message = photo_message(sandbox, chat, photos_by_risk["low"].read_bytes(), context)
+        await take_image(message, context, update_id=9004)
+
+    run(sandbox, handle)
+    (job,) = jobs_of(chat)
+    assert job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
+    assert job.ranking is None and job.queued_at is not None
+    assert queued_requests(bot_settings) == [[{"job_id": str(job.id)}]]
+    assert [m.get("text") for m in sandbox.bot_messages(chat)] == [messages.ANALYSING], "no questionnaire"
