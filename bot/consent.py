@@ -35,6 +35,12 @@ class ConsentChoice(StrEnum):
     DECLINE = "decline"
 
 
+def withdraw_keyboard() -> InlineKeyboardMarkup:
+    """Under the privacy text for a patient who agreed: the same choice as "No thanks" (on_consent_choice)."""
+    decline = f"consent|{ConsentChoice.DECLINE}|{messages.PRIVACY_VERSION}"
+    return InlineKeyboardMarkup([[InlineKeyboardButton(messages.CONSENT_WITHDRAW_BUTTON, callback_data=decline)]])
+
+
 def consent_keyboard() -> InlineKeyboardMarkup:
     version = messages.PRIVACY_VERSION
     return InlineKeyboardMarkup(
@@ -124,7 +130,8 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
 
 
 async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/privacy: the privacy text at any time; with the buttons while the patient has not agreed to it."""
+    """/privacy: the privacy text at any time; with the buttons while the patient has not agreed to it, and the
+    one to withdraw once they have (withdrawing is as easy as agreeing)."""
     message = update.effective_message
     if message is not None:
         consent = await asyncio.to_thread(
@@ -134,7 +141,12 @@ async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             await ask_for_consent(message)
         else:
             agreed = messages.PRIVACY_AGREED.format(date=consent.decided_at.strftime("%Y-%m-%d"))
-            await message.reply_text(f"{messages.PRIVACY}\n\n{agreed}", parse_mode=ParseMode.HTML, do_quote=False)
+            await message.reply_text(
+                f"{messages.PRIVACY}\n\n{agreed}",
+                parse_mode=ParseMode.HTML,
+                reply_markup=withdraw_keyboard(),
+                do_quote=False,
+            )
     raise ApplicationHandlerStop
 
 

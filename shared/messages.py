@@ -541,7 +541,11 @@ CONSENT_DECLINED_WITH_DATA = (
     "earlier privacy text ({jobs} analyses and your answers); send /delete to erase it now. If you change your "
     "mind, send /start."
 )
-PRIVACY_AGREED = "You agreed to this text on {date}. Send /delete to erase everything about you."
+PRIVACY_AGREED = (
+    "You agreed to this text on {date}. To stop, tap <b>Withdraw my consent</b>: nothing more is analysed, and "
+    "what you sent stays stored until you send /delete, which erases everything about you."
+)
+CONSENT_WITHDRAW_BUTTON = "Withdraw my consent"
 
 DELETE_CONFIRM = (
     "<b>Erase everything about you?</b>\n\n"

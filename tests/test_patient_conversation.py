@@ -211,7 +211,14 @@ def test_privacy_shows_the_text_any_time(stack: RunningStack) -> None:
     assert (
         text["text"].startswith(plain_text(messages.PRIVACY, "HTML")) and "You agreed to this text on" in text["text"]
     )
-    assert "reply_markup" not in text, "no buttons once agreed"
+    buttons = [b["text"] for row in text["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == [messages.CONSENT_WITHDRAW_BUTTON], "once agreed, only the way back"
+
+    stack.user.tap(chat, text["message_id"], messages.CONSENT_WITHDRAW_BUTTON)  # as easy as agreeing
+    stack.user.wait_for_text(chat, text["message_id"], messages.CONSENT_DECLINED)
+    assert not [row for row in rows_about(stack, chat) if isinstance(row, Consent)], "consent withdrawn"
+    again = stack.user.send_text(chat, "hello")
+    stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=again["message_id"])
 
 
 EVERY_ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]
