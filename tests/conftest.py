@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from models.data import Sample, image_path, read_samples
 from models.inference import ARTIFACT_DIR, Classifier
@@ -13,7 +15,8 @@ from models.screening import screen_photo
 from shared.config import get_settings
 from shared.images import UnreadableImage
 from shared.labels import PhotoKind, RiskLevel
-from tests.auxil.services import postgres_server, redis_server
+from tests.auxil.database import migrated_engine
+from tests.auxil.services import postgres_database, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +87,20 @@ def postgres_admin_url() -> Iterator[str]:
     """The tests' own throwaway PostgreSQL cluster, started on first use and stopped at the session's end."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def audit_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated audit database on each backend the product supports: SQLite in the test's folder, then a fresh
+    database on the tests' own PostgreSQL server (dropped afterwards)."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+        else:
+            url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_admin_url")))
+        engine = migrated_engine(url)
+        stack.callback(engine.dispose)
+        yield engine
 
 
 @pytest.fixture(scope="session")

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, update
 
 from shared.audit import Job, MediaKind, utc_now
 from shared.job_store import JobStore
 from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind, RiskLevel
 from shared.messages import MAX_MESSAGE_LENGTH, AlbumPhoto, PatientResult, album_result
-from tests.auxil.database import migrated_engine
-from tests.auxil.services import postgres_database
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'albums.sqlite3'}"
-        else:
-            url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_admin_url")))
-        engine = migrated_engine(url)
-        stack.callback(engine.dispose)
-        yield JobStore(engine)
+@pytest.fixture
+def jobs(audit_engine: Engine) -> JobStore:
+    return JobStore(audit_engine)
 
 
 def test_an_albums_reply_is_claimed_once_and_can_be_released_for_a_retry(jobs: JobStore) -> None:

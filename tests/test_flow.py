@@ -612,6 +612,11 @@ def test_a_finished_result_is_never_turned_into_a_failure(
     assert answer(sandbox, 2205) == messages.ANALYSING, "no apology for a result that exists"
 
 
+def no_thanks(jobs: JobStore) -> int:
+    """What the bot does with the tap (bot/consent.py) for patient_sends' patient: their jobs not analysed closed."""
+    return jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+
+
 def test_photos_not_analysed_when_consent_is_withdrawn_are_never_downloaded_and_analysed_ones_keep_their_result(
     sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path]
 ) -> None:
@@ -623,7 +628,7 @@ def test_photos_not_analysed_when_consent_is_withdrawn_are_never_downloaded_and_
     queued = patient_sends(sandbox, flow, 2207, photos_by_risk["low"].read_bytes())
     queued_status = int(sandbox.bot_messages(2207)[-1]["message_id"])
 
-    assert flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 1
+    assert no_thanks(flow.jobs) == 1
 
     downloads = len(sandbox.calls("getFile"))
     assert flow.classify_and_reply(queued) == JobStatus.FAILED.value
@@ -633,7 +638,7 @@ def test_photos_not_analysed_when_consent_is_withdrawn_are_never_downloaded_and_
     job = flow.jobs.load(queued.job_id)
     assert job is not None and job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
     assert job.ranking is None and job.replied_at is not None and job.delivery is None
-    assert flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 0
+    assert no_thanks(flow.jobs) == 0
     kept = flow.jobs.load(analysed.job_id)
     assert kept is not None and kept.status == JobStatus.DONE and kept.error_code is None
     assert flow.finalize(FinalizeResultRequest(job_id=analysed.job_id)) == JobStatus.DONE.value
@@ -649,12 +654,12 @@ def test_a_photo_closed_as_its_analysis_starts_or_runs_is_not_analysed_and_the_p
     class ClosedAt(JobStore):
         def mark_running(self, job_id: uuid.UUID) -> Job:
             if step == "mark_running":
-                self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+                no_thanks(self)
             return super().mark_running(job_id)
 
         def earlier_result(self, job: Job, image_sha256: str) -> Job | None:
             if step == "earlier_result":  # after the download, before the analysis is stored
-                self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+                no_thanks(self)
             return super().earlier_result(job, image_sha256)
 
     racing = dataclasses.replace(flow, jobs=ClosedAt(flow.jobs._engine))
@@ -725,7 +730,7 @@ def test_a_failure_recorded_as_the_patient_withdraws_gives_way_to_the_withdrawal
 
     class ClosedBeforeTheFailure(JobStore):
         def mark_failed(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> Job:
-            self.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
+            no_thanks(self)
             return super().mark_failed(job_id, code, reason)
 
     racing = dataclasses.replace(flow, jobs=ClosedBeforeTheFailure(flow.jobs._engine))
@@ -759,7 +764,7 @@ def test_an_album_with_a_photo_analysed_and_one_closed_by_no_thanks_gets_one_rep
         requests.append(ClassifyPhotoRequest(job_id=job.id))
     assert flow.classify_and_reply(requests[0]) == ALBUM_WAITING
 
-    assert flow.jobs.close_unanalysed("f" * 32, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn") == 1
+    assert no_thanks(flow.jobs) == 1
     assert flow.classify_and_reply(requests[1]) == ALBUM_ANSWERED
 
     analysed = flow.jobs.load(requests[0].job_id)

@@ -3,10 +3,8 @@ real (migrated) SQLite audit database."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, update
 
 from models.inference import Classifier
@@ -26,7 +25,6 @@ from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.sealing import Sealer
 from tests.auxil.database import migrated_engine
-from tests.auxil.services import postgres_database
 
 
 class FixedPrediction:
@@ -293,16 +291,9 @@ def test_the_slow_notice_is_claimed_once_and_only_while_the_analysis_is_pending(
     assert store.claim_slow_notice(waiting_longer_than_s=0) == [], "once"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-        else:
-            url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_admin_url")))
-        engine = migrated_engine(url)
-        stack.callback(engine.dispose)
-        yield JobStore(engine)
+@pytest.fixture
+def any_store(audit_engine: Engine) -> JobStore:
+    return JobStore(audit_engine)
 
 
 def test_withdrawn_consent_closes_the_patients_jobs_not_analysed_and_nothing_else(any_store: JobStore) -> None:

@@ -79,6 +79,18 @@ def result_text(job: Job) -> str:
     return plain_text(messages.result(patient_result(job)), "HTML")
 
 
+def agree_leaving_an_older_prompt(stack: RunningStack, chat: int) -> dict[str, Any]:
+    """The patient agrees on a second privacy prompt; the first keeps its buttons ("No thanks" there withdraws
+    the consent). Returns the first."""
+    first = stack.user.send_text(chat, "hello")
+    older = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=first["message_id"])
+    second = stack.user.send_text(chat, "hello?")
+    newer = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=second["message_id"])
+    stack.user.tap(chat, newer["message_id"], messages.CONSENT_AGREE_BUTTON)
+    stack.user.wait_for_text(chat, newer["message_id"], messages.CONSENT_GIVEN)
+    return older
+
+
 def test_a_photo_before_consent_is_not_analysed_until_i_agree_and_needs_no_resending(
     stack: RunningStack, photos_by_risk: dict[str, Path]
 ) -> None:
@@ -110,12 +122,7 @@ def test_no_thanks_after_an_earlier_agreement_says_what_is_still_stored_and_how_
     """An older privacy prompt still has its buttons: "No thanks" there, after agreeing and getting a result,
     must not claim that nothing about the patient is stored."""
     chat = 1390
-    first = stack.user.send_text(chat, "hello")
-    older = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=first["message_id"])
-    second = stack.user.send_text(chat, "hello?")
-    newer = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=second["message_id"])
-    stack.user.tap(chat, newer["message_id"], messages.CONSENT_AGREE_BUTTON)
-    stack.user.wait_for_text(chat, newer["message_id"], messages.CONSENT_GIVEN)
+    older = agree_leaving_an_older_prompt(stack, chat)
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
     skip_questionnaire(stack.user, chat, sent["message_id"])
     stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
@@ -150,12 +157,7 @@ def test_no_thanks_while_a_photo_waits_for_its_analysis_means_it_is_never_analys
     the download, longer than a worker waits in place): the job is closed, and the worker's retry tells the
     patient it will not be analysed instead of downloading it."""
     chat = 1391
-    first = stack.user.send_text(chat, "hello")
-    older = stack.user.wait_for_button(chat, messages.CONSENT_DECLINE_BUTTON, after_id=first["message_id"])
-    second = stack.user.send_text(chat, "hello?")
-    newer = stack.user.wait_for_button(chat, messages.CONSENT_AGREE_BUTTON, after_id=second["message_id"])
-    stack.user.tap(chat, newer["message_id"], messages.CONSENT_AGREE_BUTTON)
-    stack.user.wait_for_text(chat, newer["message_id"], messages.CONSENT_GIVEN)
+    older = agree_leaving_an_older_prompt(stack, chat)
 
     def all_answered() -> bool:  # earlier tests' pictures sent: none of their downloads takes the fault below
         with Session(stack.engine) as session:

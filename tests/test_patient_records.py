@@ -3,12 +3,10 @@ migrated SQLite database; the questionnaire's steps as the bot walks them."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.questionnaire import Questionnaire
@@ -19,22 +17,13 @@ from shared.outcomes import FailureCode
 from shared.patients import PatientStore
 from shared.questionnaire import DONT_KNOW, SPOT_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
 from shared.retention import PURGED_CHAT_REF
-from tests.auxil.database import migrated_engine
-from tests.auxil.services import postgres_database
 
 CHAT = "c" * 32
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[PatientStore, JobStore]]:
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'patients.sqlite3'}"
-        else:
-            url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_admin_url")))
-        engine = migrated_engine(url)
-        stack.callback(engine.dispose)
-        yield PatientStore(engine), JobStore(engine)
+@pytest.fixture
+def stores(audit_engine: Engine) -> tuple[PatientStore, JobStore]:
+    return PatientStore(audit_engine), JobStore(audit_engine)
 
 
 def test_consent_is_per_text_version_and_recorded_once(stores: tuple[PatientStore, JobStore]) -> None:
