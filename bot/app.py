@@ -8,7 +8,7 @@ from typing import Any
 from telegram import BotCommand, Update
 from telegram.ext import Application
 
-from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore
+from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore, bot_id_of
 from bot.handlers import register_handlers
 from shared.config import Settings, get_settings
 from shared.db import get_engine
@@ -36,11 +36,12 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         raise SystemExit("SKINSENSE_TELEGRAM_TOKEN is not set (use `skinsense up` to run on the local sandbox)")
     # Durable intake (bot/durable_updates.py): each update recorded before Telegram is told it arrived.
     inbound = InboundUpdateStore(get_engine(settings.database_url), Sealer(parse_keys(settings.delivery_key)))
+    token = settings.telegram_token.get_secret_value()
     application = (
         Application.builder()
         .application_class(DurableApplication, kwargs={"inbound": inbound})
-        .update_queue(DurableUpdateQueue(inbound))
-        .token(settings.telegram_token.get_secret_value())
+        .update_queue(DurableUpdateQueue(inbound, bot_id=bot_id_of(token)))
+        .token(token)
         .base_url(settings.bot_api_base)
         .base_file_url(settings.bot_file_base)
         # Every call (the "Analysing..." reply included) retried where safe, under the deployment's shared limiter.

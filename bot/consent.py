@@ -18,6 +18,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from bot.durable_updates import key_of
 from bot.intake import chat_ref_of, incoming_image, take_image
 from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, edit_unless_unchanged
 from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos, questionnaires
@@ -74,7 +75,7 @@ async def consent_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     already_asked = bool(held)
     replayed = any(h.message.message_id == message.message_id for h in held)  # handled again (durable updates)
     if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS and not replayed:
-        held.append(HeldPhoto(message, update.update_id))  # in memory only: its file id, until the patient decides
+        held.append(HeldPhoto(message, key_of(update)))  # in memory only: its file id, until the patient decides
     if not (already_asked and incoming_image(message) is not None):  # one question for a whole album
         await ask_for_consent(message)
     raise ApplicationHandlerStop
@@ -118,10 +119,10 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     )
     log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
     for photo in held:
-        await take_image(photo.message, context, update_id=photo.update_id)
+        await take_image(photo.message, context, update_key=photo.update_key)
         # Let go of each photo only once it is queued: if this fails (the database, the broker), the update is
         # handled again (bot/durable_updates.py) and finds the photos not yet taken; one taken but not let go
-        # is found by its update id, not recorded twice.
+        # is found by its update key, not recorded twice.
         still_held = held_by_chat.get(chat.id, [])
         if photo in still_held:
             still_held.remove(photo)

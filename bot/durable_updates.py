@@ -1,4 +1,4 @@
-"""Durable intake: no update is lost when the bot is killed at any moment, and each is handled once by update_id.
+"""Durable intake: no update is lost when the bot is killed at any moment, and each is handled once (by its key).
 
 python-telegram-bot hands every update it receives to ``Application.update_queue.put``: in polling mode the
 getUpdates offset that tells Telegram the update arrived is sent only with the *next* getUpdates, after ``put``
@@ -12,8 +12,14 @@ raises a ``TelegramError`` after a few tries: the polling loop backs off and fet
 erased then). When a handler failed for a reason that may pass (the database or Telegram unreachable), the
 update stays unprocessed and is handled again with backoff; at start-up, and every minute for those whose tries
 ran out, every unprocessed update is handed over again (one still unhandled after 6 hours is given up).
-The handlers are idempotent for such a replay (photo intake by update_id, consent and questionnaire by state).
-Processed rows keep only update_id and the times, for a day, to recognise a redelivery.
+The handlers are idempotent for such a replay (photo intake by update key, consent and questionnaire by state).
+Processed rows keep only the update's key and the times, for a day, to recognise a redelivery.
+
+An update is recognised by ``update_key``: the bot's id, the update id and the update's own content (a message's
+chat, id and dates; a press's query id). Update ids are not the bot's to trust across sources: they start again
+with a new token or a local Bot API server started afresh, and Telegram picks a random next id after a quiet
+week; keyed by the id alone, every new message up to the old run's last id was skipped as "already processed".
+A true redelivery carries the same content, so it still matches.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
+import json
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -81,6 +89,43 @@ def may_pass(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
+LEGACY_KEY_PREFIX = "legacy:"  # rows recorded before keys existed (migration 0010): given their key when replayed
+
+
+def bot_id_of(token: str) -> str:
+    """The bot's id: the part of its token before the colon (Telegram's token format)."""
+    return token.split(":", 1)[0]
+
+
+def _identity(payload: Mapping[str, Any]) -> object:
+    """What makes one update itself, apart from its id: the parts Telegram repeats exactly on a redelivery."""
+    kinds = sorted(key for key in payload if key != "update_id")
+    if not kinds:
+        return None
+    kind = kinds[0]
+    content = payload[kind]
+    if not isinstance(content, Mapping):
+        return [kind, content]
+    if kind == "callback_query" or ("id" in content and "chat" not in content):
+        return [kind, content.get("id")]  # presses and other queries carry an id unique to them
+    chat = content.get("chat")
+    if isinstance(chat, Mapping) and "message_id" in content:
+        return [kind, chat.get("id"), content["message_id"], content.get("date"), content.get("edit_date")]
+    return [kind, json.dumps(content, sort_keys=True, default=str)]
+
+
+def update_key(bot_id: str, payload: Mapping[str, Any]) -> str:
+    """The key one update is recorded, handled and deduplicated by: the bot, the update id and a digest of the
+    update's own content (see the module). ``payload``: the update as Telegram sent it (``Update.to_dict()``)."""
+    identity = json.dumps(_identity(payload), sort_keys=True, default=str).encode()
+    return f"{bot_id}:{payload['update_id']}:{hashlib.sha256(identity).hexdigest()[:24]}"
+
+
+def key_of(update: Update) -> str:
+    """``update_key`` of an update handed to a handler (its bot is set by PTB)."""
+    return update_key(bot_id_of(update.get_bot().token), update.to_dict())
+
+
 class InboundUpdateStore:
     """The ``inbound_updates`` table: synchronous, called from the bot's event loop through a thread."""
 
@@ -88,50 +133,66 @@ class InboundUpdateStore:
         self.engine = engine
         self.sealer = sealer
 
-    def record(self, update_id: int, payload: dict[str, Any]) -> Recorded:
+    def record(self, key: str, payload: dict[str, Any]) -> Recorded:
         with Session(self.engine) as session:
-            existing = session.get(InboundUpdate, update_id)
+            existing = session.get(InboundUpdate, key)
             if existing is None:
-                session.add(InboundUpdate(update_id=update_id, sealed_update=self.sealer.seal(payload)))
+                row = InboundUpdate(
+                    update_key=key, update_id=payload["update_id"], sealed_update=self.sealer.seal(payload)
+                )
+                session.add(row)
                 try:
                     session.commit()
                     return Recorded.NEW
                 except IntegrityError:  # recorded meanwhile by a delivery of the same update
                     session.rollback()
-                    existing = session.get(InboundUpdate, update_id)
+                    existing = session.get(InboundUpdate, key)
                     if existing is None:
                         raise
             return Recorded.PROCESSED if existing.processed_at is not None else Recorded.PENDING
 
-    def mark_processed(self, update_id: int) -> None:
+    def mark_processed(self, key: str) -> None:
         with Session(self.engine) as session:
             session.execute(
                 update(InboundUpdate)
-                .where(col(InboundUpdate.update_id) == update_id)
+                .where(col(InboundUpdate.update_key) == key)
                 .values(processed_at=utc_now(), sealed_update=None)
             )
             session.commit()
 
-    def count_attempt(self, update_id: int) -> None:
+    def count_attempt(self, key: str) -> None:
         with Session(self.engine) as session:
             session.execute(
                 update(InboundUpdate)
-                .where(col(InboundUpdate.update_id) == update_id)
+                .where(col(InboundUpdate.update_key) == key)
                 .values(attempts=col(InboundUpdate.attempts) + 1)
             )
             session.commit()
 
-    def unprocessed(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Every update recorded and not yet handled, oldest first, unsealed."""
+    def unprocessed(self, bot_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every update recorded and not yet handled, oldest first, unsealed, with its key (a row recorded before
+        keys existed is given its key here, so that marking it processed finds it)."""
         with Session(self.engine) as session:
             rows = session.exec(
                 select(InboundUpdate)
                 .where(col(InboundUpdate.processed_at).is_(None))
-                .order_by(col(InboundUpdate.update_id))
+                .order_by(col(InboundUpdate.received_at), col(InboundUpdate.update_id))
             ).all()
         for row in rows:
-            if row.sealed_update is not None:
-                yield row.update_id, self.sealer.unseal_dict(row.sealed_update)
+            if row.sealed_update is None:
+                continue
+            payload = self.sealer.unseal_dict(row.sealed_update)
+            key = row.update_key
+            if key.startswith(LEGACY_KEY_PREFIX):
+                key = update_key(bot_id, payload)
+                with Session(self.engine) as session:
+                    session.execute(
+                        update(InboundUpdate)
+                        .where(col(InboundUpdate.update_key) == row.update_key)
+                        .values(update_key=key)
+                    )
+                    session.commit()
+            yield key, payload
 
     def give_up_stale(self, older_than: timedelta = KEEP_UNHANDLED) -> int:
         """Updates recorded longer ago than ``older_than`` and never handled are dropped with their sealed content:
@@ -158,31 +219,36 @@ class InboundUpdateStore:
 class DurableUpdateQueue(asyncio.Queue[object]):
     """The Application's update queue: an update is recorded durably before ``put`` returns (see the module)."""
 
-    def __init__(self, store: InboundUpdateStore, *, record_tries: int = RECORD_TRIES) -> None:
+    def __init__(self, store: InboundUpdateStore, *, bot_id: str, record_tries: int = RECORD_TRIES) -> None:
         super().__init__()
         self.store = store
+        self.bot_id = bot_id
         self.record_tries = record_tries
-        self.in_flight: set[int] = set()  # update ids queued or being handled in this process
+        self.in_flight: set[str] = set()  # keys of the updates queued or being handled in this process
+
+    def key(self, update: Update) -> str:
+        return update_key(self.bot_id, update.to_dict())
 
     async def put(self, item: object) -> None:
         if not isinstance(item, Update):  # PTB's own signals (the stop signal)
             await super().put(item)
             return
-        recorded = await self._record(item)
-        if recorded is Recorded.PROCESSED or item.update_id in self.in_flight:
+        key = self.key(item)
+        recorded = await self._record(item, key)
+        if recorded is Recorded.PROCESSED or key in self.in_flight:
             log.info("update %d already %s: skipped", item.update_id, recorded.value)
             return
-        self.hand_over(item)
+        self.hand_over(item, key)
 
-    def hand_over(self, update: Update) -> None:
+    def hand_over(self, update: Update, key: str) -> None:
         """Queue an update that is already recorded (a new one, a redelivery, a replay or a retry)."""
-        self.in_flight.add(update.update_id)
+        self.in_flight.add(key)
         self.put_nowait(update)
 
-    async def _record(self, update: Update) -> Recorded:
+    async def _record(self, update: Update, key: str) -> Recorded:
         for attempt in range(1, self.record_tries + 1):
             try:
-                return await asyncio.to_thread(self.store.record, update.update_id, update.to_dict())
+                return await asyncio.to_thread(self.store.record, key, update.to_dict())
             except (OperationalError, InterfaceError, PoolTimeout, DBAPIError) as error:
                 log.warning("update %d not recorded (%s), try %d", update.update_id, type(error).__name__, attempt)
                 if attempt < self.record_tries:
@@ -197,8 +263,8 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
     def __init__(self, *, inbound: InboundUpdateStore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.inbound = inbound
-        self._failed_for_now: set[int] = set()
-        self._tries: dict[int, int] = {}
+        self._failed_for_now: set[str] = set()  # update keys
+        self._tries: dict[str, int] = {}
         self._housekeeping: asyncio.Task[None] | None = None
 
     @property
@@ -222,32 +288,32 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
         if not isinstance(update, Update):
             await super().process_update(update)
             return
-        update_id = update.update_id
-        self._failed_for_now.discard(update_id)
+        key = self.durable_queue.key(update)
+        self._failed_for_now.discard(key)
         try:
             await super().process_update(update)  # handlers' exceptions end in process_error, not here
         except BaseException:  # cancelled by a shutdown: left unprocessed, replayed at the next start
-            self.durable_queue.in_flight.discard(update_id)
+            self.durable_queue.in_flight.discard(key)
             raise
-        if update_id in self._failed_for_now:
-            self._failed_for_now.discard(update_id)
-            self._schedule_retry(update)
+        if key in self._failed_for_now:
+            self._failed_for_now.discard(key)
+            self._schedule_retry(update, key)
         else:
-            self._tries.pop(update_id, None)
-            await self._mark_processed(update_id)
+            self._tries.pop(key, None)
+            await self._mark_processed(update.update_id, key)
 
     async def process_error(self, update: object | None, error: Exception, *args: Any, **kwargs: Any) -> bool:
         if isinstance(update, Update) and may_pass(error):
-            self._failed_for_now.add(update.update_id)
+            self._failed_for_now.add(self.durable_queue.key(update))
         return await super().process_error(update, error, *args, **kwargs)
 
-    def _schedule_retry(self, update: Update) -> None:
-        tries = self._tries.get(update.update_id, 0) + 1
-        self._tries[update.update_id] = tries
+    def _schedule_retry(self, update: Update, key: str) -> None:
+        tries = self._tries.get(key, 0) + 1
+        self._tries[key] = tries
         if tries >= MAX_HANDLING_TRIES:  # left unprocessed: handed over again by the housekeeping (REPLAY_EVERY_S)
             log.error("update %d still failing after %d tries; handed over again later", update.update_id, tries)
-            self.durable_queue.in_flight.discard(update.update_id)
-            self._tries.pop(update.update_id, None)
+            self.durable_queue.in_flight.discard(key)
+            self._tries.pop(key, None)
             return
         delay = min(2.0**tries, MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
         log.warning("update %d: handling failed for now; again in %.1f s", update.update_id, delay)
@@ -255,20 +321,20 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
         async def again() -> None:
             await asyncio.sleep(delay)
             with contextlib.suppress(Exception):  # only a count for the audit; the retry matters
-                await asyncio.to_thread(self.inbound.count_attempt, update.update_id)
+                await asyncio.to_thread(self.inbound.count_attempt, key)
             self.durable_queue.put_nowait(update)
 
         self.create_task(again(), name=f"update-retry-{update.update_id}")
 
-    async def _mark_processed(self, update_id: int) -> None:
+    async def _mark_processed(self, update_id: int, key: str) -> None:
         for attempt in range(1, 6):
             try:
-                await asyncio.to_thread(self.inbound.mark_processed, update_id)
+                await asyncio.to_thread(self.inbound.mark_processed, key)
                 break
             except Exception as error:  # replayed at the next start if never marked: the handlers are idempotent
                 log.warning("update %d: not marked processed (%s)", update_id, type(error).__name__)
                 await asyncio.sleep(attempt)
-        self.durable_queue.in_flight.discard(update_id)
+        self.durable_queue.in_flight.discard(key)
 
     async def _replay_then_tidy(self) -> None:
         delay = 1.0
@@ -299,13 +365,13 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
                     tidied_at = time.monotonic()
 
     async def _replay(self) -> int:
-        pending = await asyncio.to_thread(lambda: list(self.inbound.unprocessed()))
         queue = self.durable_queue
+        pending = await asyncio.to_thread(lambda: list(self.inbound.unprocessed(queue.bot_id)))
         replayed = 0
-        for update_id, payload in pending:
-            if update_id in queue.in_flight:
+        for key, payload in pending:
+            if key in queue.in_flight:
                 continue
             update = Update.de_json(payload, self.bot)
-            queue.hand_over(update)
+            queue.hand_over(update, key)
             replayed += 1
         return replayed

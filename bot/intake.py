@@ -13,6 +13,7 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.albums import Album, join_album
+from bot.durable_updates import key_of
 from bot.questionnaire import start_questionnaire
 from bot.state import questionnaires
 from shared import messages
@@ -70,29 +71,29 @@ def chat_ref_of(chat_id: int) -> str:
 async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is not None and message.photo:
-        await take_image(message, context, update_id=update.update_id)
+        await take_image(message, context, update_key=key_of(update))
 
 
 async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is not None and message.document is not None:
-        await take_image(message, context, update_id=update.update_id)
+        await take_image(message, context, update_key=key_of(update))
 
 
-async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, update_id: int | None = None) -> None:
+async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, update_key: str | None = None) -> None:
     """A photo or file from a patient who consented (also one held back until they did).
 
-    Idempotent by ``update_id`` (the Telegram update that brought it): handling the same update again (a
-    durable update queue replaying it after a crash) gives one job, one "Analysing..." message and one enqueue,
-    going on from where the first handling stopped. Raises when the audit database cannot be written, so the
-    update is handled again later rather than dropped. Photos held until consent come with the update that
-    brought them (bot/state.HeldPhoto)."""
+    Idempotent by ``update_key`` (the Telegram update that brought it: bot/durable_updates.update_key): handling
+    the same update again (a durable update queue replaying it after a crash) gives one job, one "Analysing..."
+    message and one enqueue, going on from where the first handling stopped. Raises when the audit database
+    cannot be written, so the update is handled again later rather than dropped. Photos held until consent come
+    with the update that brought them (bot/state.HeldPhoto)."""
     image = incoming_image(message)
     if image is None:
         return
     store = get_job_store()
-    if update_id is not None:
-        earlier = await asyncio.to_thread(store.by_update, update_id)
+    if update_key is not None:
+        earlier = await asyncio.to_thread(store.by_update, update_key)
         if earlier is not None:
             log.info("job %s: update handled before; going on from where it stopped", earlier.id)
             await continue_job(message, context, earlier)
@@ -105,21 +106,21 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, up
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
         reason = f"document of type {image.mime_type or 'unknown'}"
-        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason), update_id)
+        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason), update_key)
         return
-    await accept_image(message, image, context, update_id)
+    await accept_image(message, image, context, update_key)
 
 
 async def accept_image(
-    message: Message, image: IncomingImage, context: ContextTypes.DEFAULT_TYPE, update_id: int | None = None
+    message: Message, image: IncomingImage, context: ContextTypes.DEFAULT_TYPE, update_key: str | None = None
 ) -> None:
     if image.file_size is not None and image.file_size > MAX_FILE_BYTES:
         refusal = Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB")
-        await reject(message, image, refusal, update_id)
+        await reject(message, image, refusal, update_key)
         return
     if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
         reason = f"the image is only {image.width}x{image.height} pixels"
-        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), update_id)
+        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), update_key)
         return
     album = join_album(message, context.bot_data)  # photos sent together: one reply (bot/albums.py)
     store, chat_ref = get_job_store(), chat_ref_of(message.chat_id)
@@ -132,7 +133,7 @@ async def accept_image(
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
         delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id),
-        update_id=update_id,
+        update_key=update_key,
     )
     if await asyncio.to_thread(get_patient_store().consent, chat_ref, messages.PRIVACY_VERSION) is None:
         # "No thanks" was handled while this photo came in (updates are handled concurrently). Checked once the
@@ -206,7 +207,7 @@ async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: ContextTyp
     )
 
 
-async def reject(message: Message, image: IncomingImage, refusal: Refusal, update_id: int | None = None) -> None:
+async def reject(message: Message, image: IncomingImage, refusal: Refusal, update_key: str | None = None) -> None:
     store = get_job_store()
     job = await asyncio.to_thread(
         store.record_refused,
@@ -214,7 +215,7 @@ async def reject(message: Message, image: IncomingImage, refusal: Refusal, updat
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
         refusal=refusal,
-        update_id=update_id,
+        update_key=update_key,
     )
     if job.replied_at is not None:
         return  # an earlier handling of this update answered it

@@ -31,8 +31,8 @@ class HeldPhoto:
 
     message: Message
     # The update that brought it: taking the photo again (the consent tap handled again after a failure) finds
-    # the job recorded the first time (bot/intake.take_image is idempotent by update id), never a second one.
-    update_id: int
+    # the job recorded the first time (bot/intake.take_image is idempotent by update key), never a second one.
+    update_key: str
 
 
 def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[HeldPhoto]]:

@@ -112,12 +112,13 @@ class Job(SQLModel, table=True):
     album_position: int | None = None  # orders an album's photos as sent (Telegram's message id: a counter)
     # Delivery (shared/job_store.py): the job row is the source of truth for answering the patient; the broker
     # carries job ids only. ``delivery``: shared.job_store.Delivery, sealed; NULL once the patient is answered.
-    # ``update_id``: the Telegram update that brought the photo (intake is idempotent by it; NULL for rows from
-    # before, and for photos held until consent). ``due_at``: when the job's next step is overdue (the
-    # reconciler then queues it again, counting ``requeues``); NULL once answered. ``slow_notice_at``: when the
-    # patient was told it takes longer than usual (once).
+    # ``update_key``: the Telegram update that brought the photo (bot/durable_updates.update_key: the bot, the
+    # update id and the update's own content; intake is idempotent by it; NULL for rows from before).
+    # ``due_at``: when the job's next step is overdue (the reconciler then queues it again, counting
+    # ``requeues``); NULL once answered. ``slow_notice_at``: when the patient was told it takes longer than usual
+    # (once).
     delivery: str | None = Field(default=None, sa_column=Column(Text))
-    update_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True, unique=True))
+    update_key: str | None = Field(default=None, sa_column=Column(String(96), index=True, unique=True))
     due_at: datetime | None = _timestamp(index=True)
     requeues: int = 0
     slow_notice_at: datetime | None = _timestamp()
@@ -155,17 +156,21 @@ class PatientProfile(SQLModel, table=True):
 
 
 class AlertState(StrEnum):
-    """Where a high-risk alert stands with the clinicians: open, claimed by one of them, or resolved."""
+    """Where a high-risk alert stands with the clinicians: open, claimed by one of them, waiting for the better
+    photo a clinician asked the patient for (still theirs, not resolved), or resolved. Legal moves: open ->
+    claimed | awaiting_photo | resolved; claimed -> awaiting_photo | resolved; awaiting_photo -> resolved
+    (shared.clinicians.AlertStore: one conditional UPDATE each)."""
 
     OPEN = "open"
     CLAIMED = "claimed"
+    AWAITING_PHOTO = "awaiting_photo"
     RESOLVED = "resolved"
 
 
 class AlertResolution(StrEnum):
     NO_ACTION = "no_action"  # "Reviewed: no action needed"
     APPOINTMENT = "appointment"  # "Needs an appointment": the patient is told (consent permitting)
-    BETTER_PHOTO = "better_photo"  # "Ask for a better photo": likewise
+    BETTER_PHOTO = "better_photo"  # alerts from before AlertState.AWAITING_PHOTO: "Ask for a better photo" closed them
 
 
 class ClinicianAlert(SQLModel, table=True):
@@ -205,6 +210,7 @@ class AlertDeliveryKind(StrEnum):
     ALERT = "alert"
     REMINDER = "reminder"
     ESCALATION = "escalation"
+    CASE = "case"  # a clinician's /case copy (the latest in each chat), kept current like the alert
 
 
 class ClinicianAlertDelivery(SQLModel, table=True):
@@ -227,9 +233,11 @@ class ClinicianAlertDelivery(SQLModel, table=True):
 
 class ClinicianActionKind(StrEnum):
     CLAIM = "claim"
-    NO_ACTION = "no_action"
+    NO_ACTION = "no_action"  # on a melanoma alert, asks for confirmation first
     APPOINTMENT = "appointment"
-    BETTER_PHOTO = "better_photo"
+    BETTER_PHOTO = "better_photo"  # the alert waits for the photo (AlertState.AWAITING_PHOTO)
+    CONFIRM_NO_ACTION = "confirm_no_action"  # "Yes, close it"
+    CANCEL = "cancel"  # the confirmation's "Cancel": the alert's buttons come back
 
 
 class ClinicianAction(SQLModel, table=True):
@@ -245,7 +253,9 @@ class ClinicianAction(SQLModel, table=True):
     chat: str = Field(max_length=64)
     user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     user_name: str | None = Field(default=None, max_length=128)
-    outcome: str = Field(max_length=32)  # done, already_claimed, already_resolved, refused, unknown_alert
+    # done, already_claimed, already_resolved, already_asked, confirmation_asked, cancelled, refused (sampled: at
+    # most one row per chat in REFUSAL_SAMPLE_INTERVAL, bot/clinicians.py), unknown_alert
+    outcome: str = Field(max_length=32)
     at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
@@ -253,11 +263,16 @@ class InboundUpdate(SQLModel, table=True):
     """A Telegram update the bot received, recorded before Telegram is told it arrived (bot/durable_updates.py).
 
     The raw update holds chat ids and texts, so it is kept only sealed (shared/sealing.py) and only until its
-    handlers have run; then just ``update_id`` and the times stay, for a day, so a redelivery is recognised."""
+    handlers have run; then just its key and the times stay, for a day, so a redelivery is recognised.
+
+    ``update_key`` (bot/durable_updates.update_key) identifies the update by the bot, its id and its own content:
+    update ids start again with a new token or a fresh Bot API server, so an id alone would silence new messages
+    as "already processed"."""
 
     __tablename__ = "inbound_updates"
 
-    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    update_key: str = Field(sa_column=Column(String(96), primary_key=True))
+    update_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     sealed_update: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     received_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
     processed_at: datetime | None = _timestamp(index=True)

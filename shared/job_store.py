@@ -61,8 +61,6 @@ FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.REJECTED, JobStatus.FAILED
 WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 # Closed by the patient before the analysis (/delete, "No thanks"): never analysed, whatever is still queued.
 NEVER_ANALYSED = frozenset({FailureCode.ERASED, FailureCode.CONSENT_WITHDRAWN})
-# An update id is matched against jobs this recent only: Telegram may reuse ids after a week without updates.
-REPLAY_WINDOW = timedelta(hours=24)
 # A job's message is published shortly after its deadline is set (the publisher may retry for a few seconds):
 # a job is known to have left the queue only when it was queued this much before the oldest message waiting.
 PUBLISH_LAG = timedelta(seconds=5)
@@ -254,10 +252,10 @@ class JobStore:
         album_id: str | None = None,
         album_position: int | None = None,
         delivery: Delivery | None = None,
-        update_id: int | None = None,
+        update_key: str | None = None,
     ) -> Job:
         """A photo the bot accepted: QUEUED, about to be enqueued. An album's photos share ``album_id`` and ask
-        no questions (their questionnaire is closed at once: see bot/albums.py). With ``update_id``, idempotent:
+        no questions (their questionnaire is closed at once: see bot/albums.py). With ``update_key``, idempotent:
         the job an earlier handling of the same update recorded is returned as it is (the caller goes on from
         where it stopped: its status message, its enqueue)."""
         return self._add_once(
@@ -271,7 +269,7 @@ class JobStore:
                 answers=None if album_id is None else PatientAnswers().model_dump(mode="json"),
                 answers_closed_at=None if album_id is None else utc_now(),
                 delivery=None if delivery is None else self._sealer.seal(delivery),
-                update_id=update_id,
+                update_key=update_key,
                 due_at=self._due(self.deadlines.queued_s),
             )
         )
@@ -283,7 +281,7 @@ class JobStore:
         media_kind: MediaKind,
         file_unique_id: str | None,
         refusal: Refusal,
-        update_id: int | None = None,
+        update_key: str | None = None,
     ) -> Job:
         """A file the bot refused from its metadata alone, without downloading it (idempotent by update)."""
         return self._add_once(
@@ -295,37 +293,28 @@ class JobStore:
                 error_code=refusal.code,
                 error_reason=refusal.reason,
                 finished_at=utc_now(),
-                update_id=update_id,
+                update_key=update_key,
             )
         )
 
-    def by_update(self, update_id: int) -> Job | None:
-        """The job recorded for a Telegram update (within the replay window), if any."""
+    def by_update(self, update_key: str) -> Job | None:
+        """The job recorded for a Telegram update (bot/durable_updates.update_key), if any."""
         with self._session() as session:
-            statement = select(Job).where(
-                col(Job.update_id) == update_id, col(Job.received_at) >= utc_now() - REPLAY_WINDOW
-            )
-            return session.exec(statement).first()
+            return session.exec(select(Job).where(col(Job.update_key) == update_key)).first()
 
     def _add_once(self, job: Job) -> Job:
-        if job.update_id is None:
+        if job.update_key is None:
             return self._add(job)
-        existing = self.by_update(job.update_id)
+        existing = self.by_update(job.update_key)
         if existing is not None:
             return existing
         with self._session() as session:
-            # An id Telegram reused after the window: the old job lets go of it.
-            session.exec(
-                update(Job)
-                .where(col(Job.update_id) == job.update_id, col(Job.received_at) < utc_now() - REPLAY_WINDOW)
-                .values(update_id=None)
-            )
             session.add(job)
             try:
                 session.commit()
             except IntegrityError:  # a concurrent handling of the same update recorded it first
                 session.rollback()
-                existing = self.by_update(job.update_id)
+                existing = self.by_update(job.update_key)
                 if existing is None:
                     raise
                 return existing

@@ -17,7 +17,7 @@ from shared import messages
 from shared.audit import InboundUpdate, chat_reference
 from shared.patients import PatientStore
 from tests.auxil.sandbox_user import SandboxUser
-from tests.auxil.services import ChildProcess, free_port, python_command, wait_until
+from tests.auxil.services import ChildProcess, free_port, port_open, python_command, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ def assert_every_photo_answered_once(
     user: SandboxUser, sent: dict[int, int], logs: Callable[[], str], *, killed: bool = False
 ) -> None:
     """Each photo gets exactly one result. ``killed``: a photo being handled when the bot died is handled again
-    after the restart, going on from where it stopped (photo intake is idempotent by update_id, bot/intake.py);
+    after the restart, going on from where it stopped (photo intake is idempotent by update key, bot/intake.py);
     only when the kill fell between sending "Analysing..." and recording that message can a second "Analysing..."
     appear (Telegram has no idempotent send), so at most the bot's 8 concurrent updates may show one, never a
     second result."""
@@ -85,6 +85,39 @@ def assert_every_photo_answered_once(
 def restart_bot(stack: RunningStack, log_dir: Path, **extra_env: str) -> ChildProcess:
     env = {**stack.env, **{f"SKINSENSE_{k.upper()}": v for k, v in extra_env.items()}}
     return ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), env, log_dir)
+
+
+def test_after_a_restart_with_update_ids_starting_again_every_message_is_answered(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    """A fresh Bot API server (here a new sandbox; a new token or Telegram after a quiet week alike) numbers its
+    updates from 1 again: the first messages after the restart carry ids the bot processed before, and must be
+    answered, not skipped as already processed."""
+    chats = list(range(55000, 55005))
+    bot = restart_bot(stack, tmp_path)
+    try:
+        for chat in chats:
+            stack.user.send_text(chat, "/about")
+        wait_until(lambda: all(stack.user.bot_messages(chat) for chat in chats), 60, what="answers before the restart")
+    finally:
+        bot.stop()
+    port = free_port()
+    token = stack.env["SKINSENSE_TELEGRAM_TOKEN"]
+    fresh_api = {**stack.env, "SKINSENSE_TELEGRAM_API_URL": f"http://127.0.0.1:{port}"}
+    sandbox_command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", token)
+    fresh_sandbox = ChildProcess("sandbox-fresh", sandbox_command, fresh_api, tmp_path)
+    wait_until(lambda: port_open(port), 30, what="the fresh sandbox")
+    bot = ChildProcess("bot", python_command("-m", "skinsense.cli", "bot"), fresh_api, tmp_path)
+    try:
+        user = SandboxUser(f"http://127.0.0.1:{port}")
+        wait_until(lambda: user.calls("getUpdates"), 60, what="the bot polling the fresh sandbox")
+        sent = [user.send_text(chat, "/about") for chat in chats[:3]]
+        assert [message["message_id"] for message in sent] == [1, 2, 3], "the fresh sandbox starts again"
+        wait_until(lambda: all(user.bot_messages(chat) for chat in chats[:3]), 60, what="answers after the restart")
+        assert "already processed: skipped" not in bot.output()
+    finally:
+        bot.stop()
+        fresh_sandbox.stop()
 
 
 def burst_then_kill(stack: RunningStack, bot: ChildProcess, photo: bytes, chats: list[int]) -> dict[int, int]:

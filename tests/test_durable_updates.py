@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 from telegram import Update
 
-from bot.durable_updates import DurableUpdateQueue, InboundUpdateStore, UpdateNotRecorded
+from bot.durable_updates import DurableUpdateQueue, InboundUpdateStore, UpdateNotRecorded, update_key
 from shared.audit import InboundUpdate
 from shared.config import Settings
 from shared.db import build_engine
@@ -23,13 +23,16 @@ from tests.auxil.services import free_port
 CHAT_ID = 987654321
 
 
-def an_update(update_id: int) -> Update:
+BOT_ID = "4242"
+
+
+def an_update(update_id: int, *, message_id: int = 5, date: int = 1795660000) -> Update:
     return Update.de_json(
         {
             "update_id": update_id,
             "message": {
-                "message_id": 5,
-                "date": 1795660000,
+                "message_id": message_id,
+                "date": date,
                 "chat": {"id": CHAT_ID, "type": "private", "first_name": "Patient"},
                 "from": {"id": CHAT_ID, "is_bot": False, "first_name": "Patient"},
                 "text": "a private word",
@@ -47,7 +50,7 @@ def test_an_update_is_recorded_sealed_and_handed_over_once(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     migrated_engine(url)
     store = a_store(url)
-    queue = DurableUpdateQueue(store)
+    queue = DurableUpdateQueue(store, bot_id=BOT_ID)
 
     async def deliver_three_times() -> list[object]:
         for _ in range(3):  # a redelivery, e.g. the getUpdates offset not confirmed before a restart
@@ -60,19 +63,46 @@ def test_an_update_is_recorded_sealed_and_handed_over_once(tmp_path: Path) -> No
         row = session.exec(select(InboundUpdate)).one()
     assert row.sealed_update is not None and str(CHAT_ID) not in row.sealed_update
     assert "a private word" not in row.sealed_update
-    assert [(update_id, payload["message"]["text"]) for update_id, payload in store.unprocessed()] == [
-        (41, "a private word")
-    ]
+    key = update_key(BOT_ID, an_update(41).to_dict())
+    assert [(k, payload["message"]["text"]) for k, payload in store.unprocessed(BOT_ID)] == [(key, "a private word")]
 
-    store.mark_processed(41)
-    queue.in_flight.discard(41)
+    store.mark_processed(key)
+    queue.in_flight.discard(key)
     asyncio.run(queue.put(an_update(41)))
     assert queue.qsize() == 0, "an update already handled is not handled again"
     with Session(store.engine) as session:
         row = session.exec(select(InboundUpdate)).one()
     assert row.sealed_update is None and row.processed_at is not None
-    assert list(store.unprocessed()) == []
+    assert list(store.unprocessed(BOT_ID)) == []
     assert store.forget_processed(older_than=timedelta(0)) == 1
+
+
+def test_an_update_id_seen_before_with_new_content_is_a_new_update(tmp_path: Path) -> None:
+    """Update ids start again with a new token or a fresh Bot API server (and at random after a quiet week): the
+    first messages after such a restart carry ids already processed, and must be handled, not skipped. The same
+    id from another bot is another update too; a true redelivery (same content) is still skipped."""
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    migrated_engine(url)
+    store = a_store(url)
+    queue = DurableUpdateQueue(store, bot_id=BOT_ID)
+    before_restart = an_update(1, message_id=5, date=1795660000)
+    after_restart = an_update(1, message_id=1, date=1795660900)
+
+    async def deliver() -> list[object]:
+        await queue.put(before_restart)
+        handed = [queue.get_nowait()]
+        key = queue.key(before_restart)
+        store.mark_processed(key)
+        queue.in_flight.discard(key)
+        await queue.put(before_restart)  # a redelivery: skipped
+        await queue.put(after_restart)  # the same id, a new message: handled
+        await DurableUpdateQueue(store, bot_id="777").put(before_restart)  # another bot's update 1
+        return handed + [queue.get_nowait() for _ in range(queue.qsize())]
+
+    handed_over = asyncio.run(deliver())
+    assert [u.message.message_id for u in handed_over if isinstance(u, Update) and u.message] == [5, 1]
+    with Session(store.engine) as session:
+        assert len(session.exec(select(InboundUpdate)).all()) == 3
 
 
 def test_an_update_unhandled_for_hours_is_given_up_with_its_content_and_a_recent_one_is_kept(tmp_path: Path) -> None:
@@ -81,24 +111,25 @@ def test_an_update_unhandled_for_hours_is_given_up_with_its_content_and_a_recent
     url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     migrated_engine(url)
     store = a_store(url)
-    store.record(51, an_update(51).to_dict())
-    store.record(52, an_update(52).to_dict())
+    old_key, new_key = (update_key(BOT_ID, an_update(n).to_dict()) for n in (51, 52))
+    store.record(old_key, an_update(51).to_dict())
+    store.record(new_key, an_update(52).to_dict())
     with Session(store.engine) as session:
-        old = session.get(InboundUpdate, 51)
+        old = session.get(InboundUpdate, old_key)
         assert old is not None
         old.received_at = old.received_at - timedelta(hours=7)
         session.add(old)
         session.commit()
     assert store.give_up_stale() == 1
-    assert [update_id for update_id, _ in store.unprocessed()] == [52]
+    assert [key for key, _ in store.unprocessed(BOT_ID)] == [new_key]
     with Session(store.engine) as session:
-        given_up = session.get(InboundUpdate, 51)
+        given_up = session.get(InboundUpdate, old_key)
     assert given_up is not None and given_up.sealed_update is None and given_up.processed_at is not None
 
 
 def test_with_the_database_unreachable_put_refuses_instead_of_dropping_the_update() -> None:
     store = a_store(f"postgresql://skinsense@127.0.0.1:{free_port()}/nowhere")
-    queue = DurableUpdateQueue(store, record_tries=2)
+    queue = DurableUpdateQueue(store, bot_id=BOT_ID, record_tries=2)
     with pytest.raises(UpdateNotRecorded):
         asyncio.run(queue.put(an_update(42)))
     assert queue.qsize() == 0 and not queue.in_flight

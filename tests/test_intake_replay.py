@@ -1,5 +1,5 @@
-"""Photo intake (bot/intake.py) is idempotent by Telegram's update_id: the same update handled again (the durable
-update queue replays it after a crash) gives one job, one "Analysing..." message and one enqueue, going on from
+"""Photo intake (bot/intake.py) is idempotent by the Telegram update (its key): the same update handled again (the
+durable update queue replays it after a crash) gives one job, one "Analysing..." message and one enqueue, going on from
 where the first handling stopped. Run in this process with python-telegram-bot against the real sandbox, a
 migrated SQLite audit database and the tests' own Redis (no worker: the queued message stays on the broker, where
 the test reads it)."""
@@ -131,13 +131,13 @@ def test_the_same_update_twice_gives_one_job_one_analysing_message_one_enqueue(
 
     async def handle_twice(context: CallbackContext[Any, Any, Any, Any]) -> Message:
         message = photo_message(sandbox, chat, photos_by_risk["low"].read_bytes(), context)
-        await take_image(message, context, update_id=9001)
-        await take_image(message, context, update_id=9001)  # the durable queue replays it
+        await take_image(message, context, update_key="4242:9001:k")
+        await take_image(message, context, update_key="4242:9001:k")  # the durable queue replays it
         return message
 
     message = run(sandbox, handle_twice)
     (job,) = jobs_of(chat)
-    assert job.update_id == 9001 and job.status == JobStatus.QUEUED and job.queued_at is not None
+    assert job.update_key == "4242:9001:k" and job.status == JobStatus.QUEUED and job.queued_at is not None
     analysing = [m for m in sandbox.bot_messages(chat) if m.get("text") == messages.ANALYSING]
     assert len(analysing) == 1, "one 'Analysing...' message"
     assert queued_requests(bot_settings) == [[{"job_id": str(job.id)}]], "one enqueue, of the job id only"
@@ -167,9 +167,9 @@ def test_a_handling_that_stopped_after_the_row_goes_on_from_there(
             media_kind=MediaKind.PHOTO,
             file_unique_id=message.photo[-1].file_unique_id,
             delivery=Delivery(chat_id=chat, file_id=message.photo[-1].file_id),
-            update_id=9002,
+            update_key="4242:9002:k",
         )
-        await take_image(message, context, update_id=9002)
+        await take_image(message, context, update_key="4242:9002:k")
 
     run(sandbox, crash_then_replay)
     (job,) = jobs_of(chat)
@@ -189,7 +189,7 @@ def test_a_job_row_that_cannot_be_written_raises_so_the_update_is_handled_again(
 
     async def handle(context: CallbackContext[Any, Any, Any, Any]) -> None:
         message = photo_message(sandbox, chat, photos_by_risk["low"].read_bytes(), context)
-        await take_image(message, context, update_id=9003)
+        await take_image(message, context, update_key="4242:9003:k")
 
     with pytest.raises(Exception) as raised:
         run(sandbox, handle)
@@ -211,7 +211,7 @@ def test_a_photo_past_the_consent_gate_when_no_thanks_was_handled_meanwhile_is_n
 
     async def handle(context: CallbackContext[Any, Any, Any, Any]) -> None:
         message = photo_message(sandbox, chat, photos_by_risk["low"].read_bytes(), context)
-        await take_image(message, context, update_id=9004)
+        await take_image(message, context, update_key="4242:9004:k")
 
     run(sandbox, handle)
     (job,) = jobs_of(chat)

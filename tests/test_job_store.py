@@ -20,7 +20,7 @@ from models.inference import Classifier
 from models.screening import screen_photo
 from shared.answers import PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind, utc_now
-from shared.job_store import REPLAY_WINDOW, Deadlines, Delivery, IllegalTransition, JobStore
+from shared.job_store import Deadlines, Delivery, IllegalTransition, JobStore
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.sealing import Sealer
@@ -184,14 +184,14 @@ def test_delivery_sealed_under_another_key_reads_as_none_not_as_garbage(tmp_path
 
 def test_the_same_update_records_one_job(store: JobStore) -> None:
     first = store.record_received(
-        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_id=501
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_key="4242:501:a"
     )
     again = store.record_received(
-        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_id=501
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_key="4242:501:a"
     )
-    assert again.id == first.id and store.by_update(501) is not None
+    assert again.id == first.id and store.by_update("4242:501:a") is not None
     other = store.record_received(
-        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_id=502
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", delivery=DELIVERY, update_key="4242:502:b"
     )
     assert other.id != first.id
     refused = store.record_refused(
@@ -199,30 +199,29 @@ def test_the_same_update_records_one_job(store: JobStore) -> None:
         media_kind=MediaKind.DOCUMENT,
         file_unique_id="d",
         refusal=Refusal(RefusalCode.NOT_AN_IMAGE, "a pdf"),
-        update_id=503,
+        update_key="4242:503:c",
     )
     refused_again = store.record_refused(
         chat_ref="c" * 32,
         media_kind=MediaKind.DOCUMENT,
         file_unique_id="d",
         refusal=Refusal(RefusalCode.NOT_AN_IMAGE, "a pdf"),
-        update_id=503,
+        update_key="4242:503:c",
     )
     assert refused_again.id == refused.id
 
 
-def test_an_update_id_reused_after_the_replay_window_starts_a_new_job(store: JobStore) -> None:
-    old = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", update_id=900)
-    with Session(store._engine) as session:
-        row = session.get(Job, old.id)
-        assert row is not None
-        row.received_at = utc_now() - REPLAY_WINDOW - timedelta(hours=1)
-        session.add(row)
-        session.commit()
-    new = store.record_received(chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", update_id=900)
+def test_an_update_id_that_starts_again_with_other_content_starts_a_new_job(store: JobStore) -> None:
+    """Update ids start again with a new Bot API server: the same id with another content is another photo."""
+    old = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", update_key="4242:9:x"
+    )
+    new = store.record_received(
+        chat_ref="c" * 32, media_kind=MediaKind.PHOTO, file_unique_id="u", update_key="4242:9:y"
+    )
     assert new.id != old.id
     reloaded = store.load(old.id)
-    assert reloaded is not None and reloaded.update_id is None
+    assert reloaded is not None and reloaded.update_key == "4242:9:x"
 
 
 def test_an_overdue_job_is_claimed_once_and_counted(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import shared.audit  # noqa: F401  (the models' tables on SQLModel.metadata)
+from bot.durable_updates import InboundUpdateStore, update_key
+from shared.config import Settings
 from shared.db import build_engine
+from shared.sealing import Sealer, parse_keys
 from skinsense.migrate import BASELINE_REVISION, head_revision, upgrade_database
 from tests.auxil.services import child_env, postgres_database
 
@@ -78,4 +81,34 @@ def test_a_table_made_before_migrations_is_adopted_and_upgraded(empty_database_u
         engine.dispose()
     upgrade_database(empty_database_url)
     assert stored_revision(empty_database_url) == head_revision()
+    assert pending_differences(empty_database_url) == []
+
+
+def test_an_update_recorded_before_update_keys_is_replayed_once_under_its_key(empty_database_url: str) -> None:
+    """Migration 0010: an update recorded (and not handled) by a bot from before update keys keeps its sealed
+    content; the new bot replays it under its real key, so marking it processed finds it (never replayed again)."""
+    upgrade_database(empty_database_url, revision="0009")
+    sealer = Sealer(parse_keys(Settings().delivery_key))
+    payload = {
+        "update_id": 7,
+        "message": {"message_id": 3, "date": 1795660000, "chat": {"id": 55, "type": "private"}, "text": "hi"},
+    }
+    engine = build_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO inbound_updates (update_id, sealed_update, received_at, attempts) "
+                    "VALUES (7, :sealed, CURRENT_TIMESTAMP, 0)"
+                ),
+                {"sealed": sealer.seal(payload)},
+            )
+        upgrade_database(empty_database_url)
+        store = InboundUpdateStore(engine, sealer)
+        key = update_key("4242", payload)
+        assert [(k, p["message"]["text"]) for k, p in store.unprocessed("4242")] == [(key, "hi")]
+        store.mark_processed(key)
+        assert list(store.unprocessed("4242")) == []
+    finally:
+        engine.dispose()
     assert pending_differences(empty_database_url) == []
