@@ -3,19 +3,28 @@
 Registered before the patients' consent gate (group -2): clinician chats are not patients, so nothing a
 clinician sends reaches the gate. Only allow-listed clinicians act (shared.clinicians.ClinicianAllowList): a
 press or a command from anyone else (another member of a group chat, forged callback data from a patient's
-chat) is refused with a short answer, changes nothing, and is recorded as refused. Every press is recorded
-in the audit database and edits the alert in every clinician chat to show its state.
+chat) is refused with a short answer and changes nothing; every refusal is counted
+(skinsense_clinician_refused_total) and a sample of them recorded (at most one audit row per chat and
+``REFUSAL_SAMPLE_INTERVAL_S``: a flood of forged presses cannot flood the audit). Every clinician's press is
+recorded in the audit database and edits the alert in every clinician chat to show its state.
+
+"Reviewed: no action needed" on a melanoma alert asks first ("Yes, close it" / "Cancel" in place of the
+buttons, in the chat that pressed). "Ask for a better photo" leaves the alert unresolved, waiting for the photo.
+/pending lists each unresolved thread with a tappable ``/case_<start of its job id>``; /case shows the alert as
+it is now, with its photo and its buttons, and is kept current like the alert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time as clock
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from telegram import CallbackQuery, Chat, Update, User
+from telegram import CallbackQuery, Chat, Message, Update, User
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
@@ -31,33 +40,49 @@ from telegram.ext import (
 from bot.durable_updates import may_pass
 from bot.intake import chat_ref_of
 from shared import messages
-from shared.audit import AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert
+from shared.audit import AlertDeliveryKind, AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert, MediaKind
 from shared.clinicians import (
     CALLBACK_PATTERN,
+    CASE_COMMAND,
     ERASED_PATIENT,
     RESOLUTION_OF_ACTION,
     AlertStore,
+    AlertView,
     ClinicianAllowList,
+    alert_keyboard,
     aware,
+    case_ref_digits,
+    confirm_keyboard,
     get_alert_store,
     median,
+    needs_confirmation,
     parse_callback,
-    patient_chat_label,
+    patient_reference,
 )
 from shared.config import get_settings
-from shared.metrics import CLINICIAN_REVIEW
+from shared.metrics import CLINICIAN_REFUSED, CLINICIAN_REVIEW
 from shared.patients import get_patient_store
 
 log = logging.getLogger(__name__)
 CLINICIAN_COMMANDS = ("pending", "case", "stats")
+# /case_3f2a9c41 (Telegram makes a one-word command tappable; "/case <id>" sends a bare "/case" when tapped)
+CASE_SHORTCUT = re.compile(rf"^/{CASE_COMMAND}_([0-9a-fA-F]{{6,27}})(?:@\w+)?\s*$")
 PATIENT_CONTACT: dict[AlertResolution, str] = {
     AlertResolution.APPOINTMENT: messages.PATIENT_APPOINTMENT,
     AlertResolution.BETTER_PHOTO: messages.PATIENT_BETTER_PHOTO,
 }
+# Refused presses and commands: each counted, at most one recorded per chat (and kind) in this interval.
+REFUSAL_SAMPLE_INTERVAL_S = 600.0
+REFUSALS_TRACKED = 10_000  # chats remembered for the sampling, before the oldest are forgotten
 
 
 def allow_list() -> ClinicianAllowList:
     return ClinicianAllowList.from_settings(get_settings())
+
+
+def is_clinician(chat: Chat, user: User | None) -> bool:
+    """In a private chat the chat is the user; in a group only the listed users count."""
+    return user is not None and allow_list().allows(chat.id, user.id, private=chat.type == Chat.PRIVATE)
 
 
 def clinician_name(user: User) -> str:
@@ -65,9 +90,78 @@ def clinician_name(user: User) -> str:
     return f"{user.full_name} (@{user.username})" if user.username else user.full_name
 
 
-def _actor_chat(chat: Chat) -> str:
-    """A clinician chat by its id (staff, configured); any other chat by its pseudonymous reference only."""
-    return str(chat.id) if allow_list().is_clinician_chat(chat.id) else patient_chat_label(chat_ref_of(chat.id))
+# --- Refusals ---------------------------------------------------------------------------------------------------
+
+
+def _refusals_recorded(bot_data: dict[Any, Any]) -> dict[tuple[str, int], float]:
+    """(press or command, chat id) -> when a refusal there was last recorded (monotonic seconds)."""
+    recorded: dict[tuple[str, int], float] = bot_data.setdefault("clinician_refusals_recorded", {})
+    return recorded
+
+
+def _refusal_sampled(bot_data: dict[Any, Any], what: str, chat_id: int) -> bool:
+    """Whether this refusal is the one recorded for its chat in the sampling interval."""
+    recorded = _refusals_recorded(bot_data)
+    now = clock.monotonic()
+    last = recorded.get((what, chat_id))
+    if last is not None and now - last < REFUSAL_SAMPLE_INTERVAL_S:
+        return False
+    if len(recorded) >= REFUSALS_TRACKED:
+        for key in [k for k, at in recorded.items() if now - at >= REFUSAL_SAMPLE_INTERVAL_S]:
+            del recorded[key]
+        while len(recorded) >= REFUSALS_TRACKED:
+            del recorded[next(iter(recorded))]
+    recorded[(what, chat_id)] = now
+    return True
+
+
+async def _refuse(
+    context: ContextTypes.DEFAULT_TYPE,
+    what: str,
+    chat: Chat,
+    user: User | None,
+    action: str,
+    alert_id: uuid.UUID | None = None,
+) -> None:
+    """Count a refused press or command; record it when sampled (a known action name or "unknown", a patient's
+    chat by its reference only if they consented)."""
+    CLINICIAN_REFUSED.labels(what=what).inc()
+    if not _refusal_sampled(context.bot_data, what, chat.id):
+        log.debug("clinician %s refused (not recorded: sampled)", what)
+        return
+    clinician_chat = allow_list().is_clinician_chat(chat.id)
+    await asyncio.to_thread(
+        get_alert_store().record_refusal,
+        alert_id=alert_id,
+        action=action,
+        clinician_chat_id=chat.id if clinician_chat else None,
+        patient_chat_ref=None if clinician_chat else chat_ref_of(chat.id),
+        user_id=None if user is None else user.id,
+    )
+    log.warning(
+        "clinician %s refused: not an allow-listed clinician (%s chat); more refusals in this chat within %d min "
+        "are only counted",
+        what,
+        chat.type,
+        REFUSAL_SAMPLE_INTERVAL_S // 60,
+    )
+
+
+def _press_name(data: str) -> str:
+    """The action a press asked for, as recorded: a known action, or "unknown" (never the sender's own text)."""
+    parts = data.split("|")
+    if len(parts) >= 2 and parts[1] in {kind.value for kind in ClinicianActionKind}:
+        return parts[1]
+    return "unknown"
+
+
+def _command_name(text: str) -> str:
+    """The command a message asked for, as recorded: /pending, /case, /stats, or "unknown"."""
+    word = text.split()[0] if text.split() else ""
+    name = word.removeprefix("/").split("@")[0].lower()
+    if CASE_SHORTCUT.match(word):
+        name = CASE_COMMAND
+    return f"/{name}" if name in CLINICIAN_COMMANDS else "unknown"
 
 
 # --- Buttons ----------------------------------------------------------------------------------------------------
@@ -79,26 +173,17 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         raise ApplicationHandlerStop
     store = get_alert_store()
     parsed = parse_callback(query.data or "")
-    action_name = (query.data or "").split("|")[1][:32] if (query.data or "").count("|") >= 1 else "?"
-    user_id = None if user is None else user.id
-    if user is None or not allow_list().allows(chat.id, user.id):
-        await asyncio.to_thread(
-            store.record_action,
-            alert_id=None if parsed is None else parsed[1],
-            action=action_name,
-            chat=_actor_chat(chat),
-            user_id=user_id if allow_list().is_clinician_chat(chat.id) else None,
-            user_name=None,
-            outcome="refused",
+    if user is None or not is_clinician(chat, user):
+        await _refuse(
+            context, "press", chat, user, _press_name(query.data or ""), None if parsed is None else parsed[1]
         )
-        log.warning("clinician button refused: not an allow-listed clinician (%s chat)", chat.type)
         await _answer(query, messages.PRESS_REFUSED)
         raise ApplicationHandlerStop
     if parsed is None:
         await asyncio.to_thread(
             store.record_action,
             alert_id=None,
-            action=action_name,
+            action=_press_name(query.data or ""),
             chat=str(chat.id),
             user_id=user.id,
             user_name=clinician_name(user),
@@ -119,8 +204,14 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     )
     log.info("alert %s: %s by a clinician (%s)", thread_id, action.value, outcome)
     await _answer(query, answer)
-    if outcome != "unknown_alert":
-        await refresh_alert(context, store, thread_id)
+    if outcome == "confirmation_asked":
+        await _edit_buttons(query, confirm_keyboard(thread_id))
+    elif outcome == "cancelled":
+        view = await asyncio.to_thread(store.view, thread_id)
+        if view is not None:
+            await _edit_buttons(query, alert_keyboard(view))
+    elif outcome != "unknown_alert":
+        await refresh_alert(context, store, thread_id, pressed=query.message)
     raise ApplicationHandlerStop
 
 
@@ -139,6 +230,16 @@ async def _decide(
         if alert.state == AlertState.RESOLVED:
             return _already_resolved(alert), "already_resolved"
         return messages.PRESS_ALREADY_CLAIMED.format(who=alert.claimed_by), "already_claimed"
+    if action == ClinicianActionKind.CANCEL:
+        return messages.PRESS_CANCELLED, "cancelled"
+    if action == ClinicianActionKind.BETTER_PHOTO:
+        return await _ask_for_photo(store, thread_id, who, context)
+    if action == ClinicianActionKind.NO_ACTION:
+        view = await asyncio.to_thread(store.view, thread_id)
+        if view is None:
+            return messages.PRESS_UNKNOWN, "unknown_alert"
+        if view.state != AlertState.RESOLVED and needs_confirmation(view):
+            return messages.PRESS_CONFIRM_NO_ACTION, "confirmation_asked"
     resolution = RESOLUTION_OF_ACTION[action]
     decision = await asyncio.to_thread(store.resolve, thread_id, resolution, who)
     if decision is None:
@@ -162,6 +263,36 @@ async def _decide(
         answer = await _tell_patient(store, decision.alert, resolution, context)
     await asyncio.to_thread(store.erase_secrets, thread_id)  # resolved: neither photo nor contact is needed now
     return answer, "done"
+
+
+async def _ask_for_photo(
+    store: AlertStore, thread_id: uuid.UUID, who: str, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[str, str]:
+    """ "Ask for a better photo": the patient is asked (consent permitting) and the alert waits for the photo,
+    unresolved and claimed (its photo and the patient's contact are kept: it is still open work)."""
+    before = await asyncio.to_thread(store.load, thread_id)
+    decision = await asyncio.to_thread(store.ask_for_photo, thread_id, who)
+    if decision is None or before is None:
+        return messages.PRESS_UNKNOWN, "unknown_alert"
+    alert = decision.alert
+    if not decision.changed:
+        if alert.state == AlertState.RESOLVED:
+            return _already_resolved(alert), "already_resolved"
+        replayed = (
+            alert.state == AlertState.AWAITING_PHOTO
+            and alert.patient_told_at is None
+            and alert.sealed_contact is not None
+            and not await asyncio.to_thread(store.photo_asked_recorded, thread_id)
+        )
+        if replayed:
+            # This press, handled again: the last handling asked but stopped before the patient was told.
+            return await _tell_patient(store, alert, AlertResolution.BETTER_PHOTO, context), "done"
+        view = await asyncio.to_thread(store.view, thread_id)
+        asker = (view.photo_asked_by if view is not None else None) or alert.claimed_by
+        return messages.PRESS_PHOTO_ALREADY_ASKED.format(who=asker), "already_asked"
+    if before.state == AlertState.OPEN:
+        _observe(alert, "claim")  # asked without a claim first: claimed at the same moment
+    return await _tell_patient(store, alert, AlertResolution.BETTER_PHOTO, context), "done"
 
 
 def _already_resolved(alert: ClinicianAlert) -> str:
@@ -213,23 +344,42 @@ async def _answer(query: CallbackQuery, text: str) -> None:
         log.info("callback answer failed (%s)", type(error).__name__)
 
 
-async def refresh_alert(context: ContextTypes.DEFAULT_TYPE, store: AlertStore, thread_id: uuid.UUID) -> int:
-    """Edit the thread's alert in every clinician chat that has it to its current state; returns edits made."""
-    from shared.clinicians import alert_keyboard
+async def _edit_buttons(query: CallbackQuery, keyboard: Any) -> None:
+    """The buttons under the pressed message only (the confirmation, or the alert's buttons back)."""
+    try:
+        await query.edit_message_reply_markup(reply_markup=keyboard)
+    except BadRequest as error:
+        if "not modified" not in error.message:
+            log.warning("alert buttons: edit failed (%s)", error.message)
+    except TelegramError as error:
+        log.warning("alert buttons: edit failed (%s)", type(error).__name__)
 
+
+async def refresh_alert(
+    context: ContextTypes.DEFAULT_TYPE, store: AlertStore, thread_id: uuid.UUID, pressed: Any = None
+) -> int:
+    """Edit the thread's alert in every clinician chat that has it (and its latest /case copies) to its current
+    state, and the ``pressed`` message too when it is none of those (an older /case copy); returns edits made."""
     view = await asyncio.to_thread(store.view, thread_id)
     if view is None:
         return 0
     edited = 0
-    for delivery in await asyncio.to_thread(store.deliveries, [thread_id]):
-        if delivery.message_id is None:
-            continue
-        text = messages.clinician_alert(view, kind=delivery.kind.value, possibly_repeated=delivery.possibly_repeated)
+    targets = [
+        (delivery.chat_id, delivery.message_id, delivery.kind.value, delivery.possibly_repeated)
+        for delivery in await asyncio.to_thread(store.deliveries, [thread_id])
+        if delivery.message_id is not None
+    ]
+    if isinstance(pressed, Message) and all(
+        (chat_id, message_id) != (pressed.chat_id, pressed.message_id) for chat_id, message_id, _, _ in targets
+    ):
+        targets.append((pressed.chat_id, pressed.message_id, AlertDeliveryKind.CASE.value, False))
+    for chat_id, message_id, kind, possibly_repeated in targets:
+        text = messages.clinician_alert(view, kind=kind, possibly_repeated=possibly_repeated)
         try:
             await context.bot.edit_message_text(
                 text,
-                chat_id=delivery.chat_id,
-                message_id=delivery.message_id,
+                chat_id=chat_id,
+                message_id=message_id,
                 parse_mode=ParseMode.HTML,
                 reply_markup=alert_keyboard(view),
             )
@@ -245,68 +395,101 @@ async def refresh_alert(context: ContextTypes.DEFAULT_TYPE, store: AlertStore, t
 # --- Commands ---------------------------------------------------------------------------------------------------
 
 
-async def _allowed_command(update: Update) -> bool:
-    """A clinician's command; anyone else in a clinician chat is refused (answered, recorded)."""
+async def _allowed_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """A clinician's command; anyone else in a clinician chat is refused (answered, counted, sampled)."""
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     if chat is None or message is None:
         return False
-    if user is not None and allow_list().allows(chat.id, user.id):
+    if is_clinician(chat, user):
         return True
-    command = (message.text or "").split()[0][:32] if message.text else "?"
-    await asyncio.to_thread(
-        get_alert_store().record_action,
-        alert_id=None,
-        action=command,
-        chat=str(chat.id),
-        user_id=None if user is None else user.id,
-        user_name=None,
-        outcome="refused",
-    )
-    log.warning("clinician command refused: not an allow-listed clinician (%s chat)", chat.type)
+    await _refuse(context, "command", chat, user, _command_name(message.text or ""))
     await message.reply_text(messages.COMMAND_REFUSED, do_quote=True)
     return False
 
 
 async def on_pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    if await _allowed_command(update):
-        store = get_alert_store()
+    if await _allowed_command(update, context):
         now = datetime.now(UTC)
         rows = []
-        for alert in await asyncio.to_thread(store.pending):
-            if alert.state == AlertState.CLAIMED:
-                state = f"claimed by {alert.claimed_by}"
-            else:
-                state = "open, not claimed" + (" (reminded)" if alert.reminded_at else "")
-            if alert.escalated_at:
-                state += ", escalated"
+        for case in await asyncio.to_thread(get_alert_store().pending_cases):
+            alert = case.alert
+            finding = (
+                messages.pending_finding(str(case.risk or "?"), case.ranking, case.melanoma_alert)
+                if case.ranking
+                else "?"
+            )
             age = (now - aware(alert.created_at)).total_seconds()
-            rows.append((str(alert.job_id), f"patient P-{alert.chat_ref[:8]}", state, age))
+            command = f"/{CASE_COMMAND}_{case.case_ref}"
+            rows.append(
+                (command, f"patient {patient_reference(alert.chat_ref)}", finding, messages.pending_state(alert), age)
+            )
         assert update.effective_message is not None
         await update.effective_message.reply_text(messages.pending_list(rows), parse_mode=ParseMode.HTML, do_quote=True)
     raise ApplicationHandlerStop
 
 
 async def on_case(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    if await _allowed_command(update):
-        message = update.effective_message
-        assert message is not None
-        try:
-            job_id = uuid.UUID((context.args or [""])[0])
-        except ValueError:
-            await message.reply_text(messages.CASE_USAGE, do_quote=True)
-            raise ApplicationHandlerStop from None
-        store = get_alert_store()
-        alert = await asyncio.to_thread(store.for_job, job_id)
-        view = None if alert is None else await asyncio.to_thread(store.view, alert.id)
-        if view is None:
-            await message.reply_text(messages.CASE_NOT_FOUND.format(job_id=job_id), do_quote=True)
-        else:
-            await message.reply_text(messages.clinician_alert(view), parse_mode=ParseMode.HTML, do_quote=True)
+    """/case JOB_ID (typed: the whole job id, or its first characters)."""
+    if await _allowed_command(update, context):
+        await _show_case(update, context, " ".join(context.args or []))
     raise ApplicationHandlerStop
 
 
+async def on_case_shortcut(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/case_3f2a9c41 (tapped in /pending)."""
+    if await _allowed_command(update, context):
+        message = update.effective_message
+        match = CASE_SHORTCUT.match((message.text or "") if message is not None else "")
+        await _show_case(update, context, match.group(1) if match else "")
+    raise ApplicationHandlerStop
+
+
+async def _show_case(update: Update, context: ContextTypes.DEFAULT_TYPE, ref: str) -> None:
+    """One alert as it is now: the patient's photo (while the alert holds it), then the alert's text with its
+    buttons under it; recorded so that it is kept current like the alert."""
+    message, chat = update.effective_message, update.effective_chat
+    assert message is not None and chat is not None
+    if case_ref_digits(ref) is None:
+        await message.reply_text(messages.CASE_USAGE, do_quote=True)
+        return
+    store = get_alert_store()
+    found = await asyncio.to_thread(store.for_case_ref, ref)
+    if len(found) > 1:
+        await message.reply_text(messages.CASE_AMBIGUOUS.format(job_id=ref.strip()), do_quote=True)
+        return
+    view = None if not found else await asyncio.to_thread(store.view, found[0].id)
+    if view is None:
+        await message.reply_text(messages.CASE_NOT_FOUND.format(job_id=ref.strip()), do_quote=True)
+        return
+    photo_message, photo_not_attached = await _send_case_photo(message, store, view)
+    text = messages.clinician_alert(view, kind=AlertDeliveryKind.CASE.value, photo_not_attached=photo_not_attached)
+    under = photo_message or message
+    sent = await under.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=alert_keyboard(view), do_quote=True)
+    await asyncio.to_thread(store.record_case_message, view.alert_id, chat.id, sent.message_id)
+
+
+async def _send_case_photo(message: Message, store: AlertStore, view: AlertView) -> tuple[Message | None, bool]:
+    """The alert's photo, as the alert sent it (the explanation picture is the worker's: not here); returns the
+    photo's message, and whether a photo Telegram refused could not be attached."""
+    photo = await asyncio.to_thread(store.photo, view.alert_id)
+    if photo is None:
+        return None, False
+    caption = messages.clinician_photo_caption(view, kind=AlertDeliveryKind.CASE.value)
+    try:
+        if photo.media_kind == MediaKind.DOCUMENT:
+            sent = await message.reply_document(
+                photo.file_id, caption=caption, parse_mode=ParseMode.HTML, do_quote=True
+            )
+        else:
+            sent = await message.reply_photo(photo.file_id, caption=caption, parse_mode=ParseMode.HTML, do_quote=True)
+    except BadRequest as error:  # a file Telegram no longer has: the text alone, saying so
+        log.warning("alert %s: /case photo refused (%s)", view.alert_id, error.message)
+        return None, True
+    return sent, False
+
+
 async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    if await _allowed_command(update):
+    if await _allowed_command(update, context):
         store = get_alert_store()
         now = datetime.now(UTC)
         today = await asyncio.to_thread(store.count_since, datetime.combine(now.date(), time(), tzinfo=UTC))
@@ -335,6 +518,7 @@ def register_clinician_handlers(application: Application[Any, Any, Any, Any, Any
     commands = clinician_chats & filters.UpdateType.MESSAGE  # an edited command is not asked again
     application.add_handler(CallbackQueryHandler(on_alert_button, pattern=CALLBACK_PATTERN), group=group)
     application.add_handler(CommandHandler("pending", on_pending, filters=commands), group=group)
-    application.add_handler(CommandHandler("case", on_case, filters=commands), group=group)
+    application.add_handler(CommandHandler(CASE_COMMAND, on_case, filters=commands), group=group)
+    application.add_handler(MessageHandler(commands & filters.Regex(CASE_SHORTCUT), on_case_shortcut), group=group)
     application.add_handler(CommandHandler("stats", on_stats, filters=commands), group=group)
     application.add_handler(MessageHandler(clinician_chats, on_clinician_chat_message), group=group)

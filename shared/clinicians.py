@@ -9,6 +9,7 @@ once, or beat running twice, change a row once: the loser sees rowcount 0 and re
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import func, text, update
+from sqlalchemy import String, cast, func, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -35,15 +36,17 @@ from shared.audit import (
     ClinicianActionKind,
     ClinicianAlert,
     ClinicianAlertDelivery,
+    Consent,
     Job,
     JobStatus,
     MediaKind,
     utc_now,
 )
 from shared.config import Settings
-from shared.labels import PhotoKind, RiskLevel
+from shared.labels import MelanomaFinding, PhotoKind, RiskLevel, melanoma_finding
 from shared.questionnaire import answers_from_record
 
+log = logging.getLogger(__name__)
 CALLBACK_PREFIX = "clin"
 ERASED_PATIENT = "purged"  # an alert's patient reference once erased (as shared.retention.PURGED_CHAT_REF)
 CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}\|"
@@ -51,11 +54,16 @@ CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}\|"
 # outcome is unknown and the next attempt may go (saying it may be a repeat). Longer than a Telegram call
 # with its timeouts (worker/telegram.py: 30 s read, 30 s write).
 ATTEMPT_LEASE = timedelta(seconds=90)
+# The presses that resolve an alert ("Ask for a better photo" does not: the alert waits for the photo).
 RESOLUTION_OF_ACTION: dict[ClinicianActionKind, AlertResolution] = {
     ClinicianActionKind.NO_ACTION: AlertResolution.NO_ACTION,
+    ClinicianActionKind.CONFIRM_NO_ACTION: AlertResolution.NO_ACTION,
     ClinicianActionKind.APPOINTMENT: AlertResolution.APPOINTMENT,
-    ClinicianActionKind.BETTER_PHOTO: AlertResolution.BETTER_PHOTO,
 }
+# /case_<prefix>: the start of a job id (hex, no dashes) names its alert; a bot command is at most 32 characters.
+CASE_COMMAND = "case"
+CASE_REF_LENGTHS = (8, 12, 16, 20, 24, 27)
+MIN_CASE_REF = 6
 
 
 def aware(moment: datetime) -> datetime:
@@ -197,6 +205,9 @@ class AlertView:
     resolution: AlertResolution | None
     reminded_at: datetime | None
     escalated_at: datetime | None
+    photo_asked_by: str | None = None  # AlertState.AWAITING_PHOTO: who asked the patient for a better photo, when
+    photo_asked_at: datetime | None = None
+    patient_told_at: datetime | None = None  # a clinician's message reached the patient
 
     @property
     def is_root(self) -> bool:
@@ -221,6 +232,17 @@ class Decision:
 
     changed: bool
     alert: ClinicianAlert
+
+
+@dataclass(frozen=True)
+class PendingCase:
+    """One unresolved thread as /pending lists it."""
+
+    alert: ClinicianAlert  # the thread's root
+    case_ref: str  # the shortest unique start of its job id: /case_<case_ref>
+    risk: RiskLevel | None
+    ranking: list[dict[str, Any]] | None
+    melanoma_alert: bool
 
 
 @dataclass(frozen=True)
@@ -361,6 +383,7 @@ class AlertStore:
                 )
                 .order_by(col(Job.received_at).desc())
             ).all()
+            asked = _photo_asked(session, root.id)
             thread_rows = session.exec(
                 select(ClinicianAlert.job_id, Job.risk, ClinicianAlert.forwarded)
                 .join(Job, col(Job.id) == col(ClinicianAlert.job_id))
@@ -389,6 +412,9 @@ class AlertStore:
                 resolution=root.resolution,
                 reminded_at=root.reminded_at,
                 escalated_at=root.escalated_at,
+                photo_asked_by=None if asked is None else asked.user_name,
+                photo_asked_at=None if asked is None else aware(asked.at),
+                patient_told_at=None if root.patient_told_at is None else aware(root.patient_told_at),
             )
 
     # Sending, exactly once where Telegram allows it
@@ -494,6 +520,29 @@ class AlertStore:
             .values(state=AlertState.CLAIMED, claimed_at=now, claimed_by=who),
         )
 
+    def ask_for_photo(self, thread_id: uuid.UUID, who: str) -> Decision | None:
+        """ "Ask for a better photo": an open or claimed alert waits for the photo, still unresolved (and claimed:
+        by whoever had it, else by the asker); None if the alert is gone."""
+        now = utc_now()
+        return self._decide(
+            thread_id,
+            update(ClinicianAlert)
+            .where(
+                col(ClinicianAlert.id) == thread_id,
+                col(ClinicianAlert.state).in_([AlertState.OPEN, AlertState.CLAIMED]),
+            )
+            .values(
+                state=AlertState.AWAITING_PHOTO,
+                claimed_at=func.coalesce(col(ClinicianAlert.claimed_at), now),
+                claimed_by=func.coalesce(col(ClinicianAlert.claimed_by), who),
+            ),
+        )
+
+    def photo_asked_recorded(self, thread_id: uuid.UUID) -> bool:
+        """Whether a "better photo" press on this thread was recorded as done (its handling finished)."""
+        with self._session() as session:
+            return _photo_asked(session, thread_id) is not None
+
     def resolve(self, thread_id: uuid.UUID, resolution: AlertResolution, who: str) -> Decision | None:
         """A resolution (by whoever presses, claimed or not); only once. An unclaimed alert counts as claimed
         by the resolver at the same moment."""
@@ -530,6 +579,34 @@ class AlertStore:
             return unseal(root.sealed_contact, SealedContact)
         except SealBroken:
             return None
+
+    def photo(self, alert_id: uuid.UUID) -> SealedPhoto | None:
+        """The alert's photo, unsealed, while the alert holds it."""
+        alert = self.load(alert_id)
+        return None if alert is None else unsealed_photo(alert)
+
+    def record_case_message(self, alert_id: uuid.UUID, chat_id: int, message_id: int) -> None:
+        """A /case copy of the alert in a clinician chat: the latest one in each chat is kept current like the
+        alert (edited as its state changes)."""
+        now = utc_now()
+        key = _delivery_key(alert_id, chat_id, AlertDeliveryKind.CASE)
+        with self._session() as session:
+            try:
+                session.add(
+                    ClinicianAlertDelivery(
+                        alert_id=alert_id,
+                        chat_id=chat_id,
+                        kind=AlertDeliveryKind.CASE,
+                        attempts=1,
+                        message_id=message_id,
+                        sent_at=now,
+                    )
+                )
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                session.exec(update(ClinicianAlertDelivery).where(*key).values(message_id=message_id, sent_at=now))
+                session.commit()
 
     def record_patient_told(self, thread_id: uuid.UUID) -> None:
         with self._session() as session:
@@ -582,6 +659,37 @@ class AlertStore:
                 user_id=user_id,
                 user_name=None if user_name is None else user_name[:128],
                 outcome=outcome,
+            )
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return row
+
+    def record_refusal(
+        self,
+        *,
+        alert_id: uuid.UUID | None,
+        action: str,
+        clinician_chat_id: int | None,
+        patient_chat_ref: str | None,
+        user_id: int | None,
+    ) -> ClinicianAction:
+        """A refused press or command (the caller samples them: at most one row per chat and interval). The
+        action is a known name or "unknown", never the sender's own text; the alert only one that exists. A
+        patient's chat is named by its reference only if the patient consented, else not at all."""
+        with self._session() as session:
+            if alert_id is not None and session.get(ClinicianAlert, alert_id) is None:
+                alert_id = None
+            if clinician_chat_id is not None:
+                chat = str(clinician_chat_id)
+            else:
+                consented = patient_chat_ref is not None and (
+                    session.exec(select(Consent.id).where(Consent.chat_ref == patient_chat_ref)).first() is not None
+                )
+                chat = patient_chat_label(patient_chat_ref if consented and patient_chat_ref else NO_CONSENT_REF)
+                user_id = None  # a patient's Telegram id is never stored
+            row = ClinicianAction(
+                alert_id=alert_id, action=action, chat=chat, user_id=user_id, user_name=None, outcome="refused"
             )
             session.add(row)
             session.commit()
@@ -645,6 +753,53 @@ class AlertStore:
 
     # What clinicians and auditors read
 
+    def for_case_ref(self, ref: str) -> list[ClinicianAlert]:
+        """/case: the alert whose job id is ``ref`` (a job id, or its start: see ``case_ref_digits``); more than
+        one when a start is ambiguous (at most two are looked up), none when no alert has it."""
+        digits = case_ref_digits(ref)
+        if digits is None:
+            return []
+        job_ids = [uuid.UUID(digits)] if len(digits) == 32 else self._job_ids_starting(digits)
+        alerts = [self.for_job(job_id) for job_id in job_ids]
+        return [alert for alert in alerts if alert is not None]
+
+    def _job_ids_starting(self, digits: str, limit: int = 2) -> list[uuid.UUID]:
+        """Job ids of alerts that start with ``digits`` (lower-case hex, no dashes), at most ``limit``."""
+        as_hex = func.replace(func.lower(cast(col(ClinicianAlert.job_id), String)), "-", "")
+        with self._session() as session:
+            statement = select(ClinicianAlert.job_id).where(as_hex.startswith(digits)).limit(limit)
+            return list(session.exec(statement).all())
+
+    def case_ref(self, job_id: uuid.UUID) -> str:
+        """The shortest start of the job id (8 hex digits, more only if another alert's job shares them) that
+        names this alert alone: what /case_<ref> and /case <ref> take."""
+        for length in CASE_REF_LENGTHS:
+            ref = job_id.hex[:length]
+            if len(self._job_ids_starting(ref)) <= 1:
+                return ref
+        return job_id.hex[: CASE_REF_LENGTHS[-1]]
+
+    def pending_cases(self) -> list[PendingCase]:
+        """/pending: the unresolved threads, oldest first, with their results and case commands."""
+        roots = self.pending()
+        with self._session() as session:
+            jobs = {
+                job.id: job for job in session.exec(select(Job).where(col(Job.id).in_([a.job_id for a in roots]))).all()
+            }
+        cases = []
+        for alert in roots:
+            job = jobs.get(alert.job_id)
+            cases.append(
+                PendingCase(
+                    alert=alert,
+                    case_ref=self.case_ref(alert.job_id),
+                    risk=None if job is None else _risk(job.risk),
+                    ranking=None if job is None else job.ranking,
+                    melanoma_alert=bool(job is not None and job.melanoma_alert),
+                )
+            )
+        return cases
+
     def pending(self) -> list[ClinicianAlert]:
         """Unresolved threads (their roots), oldest first."""
         with self._session() as session:
@@ -685,6 +840,7 @@ class AlertStore:
 
 
 REFUSED_IN_PATIENT_CHAT = "ref:"  # clinician_actions.chat of a press refused in a patient's chat: its reference
+NO_CONSENT_REF = "none"  # ... or, for a chat that never consented, no reference at all
 
 
 def patient_chat_label(chat_ref: str) -> str:
@@ -730,6 +886,20 @@ def tombstone_alerts(session: Session, cutoff: datetime) -> int:
     return int(result.rowcount)
 
 
+def _photo_asked(session: Session, thread_id: uuid.UUID) -> ClinicianAction | None:
+    """The latest "Ask for a better photo" press on a thread whose handling finished (recorded as done)."""
+    statement = (
+        select(ClinicianAction)
+        .where(
+            ClinicianAction.alert_id == thread_id,
+            ClinicianAction.action == ClinicianActionKind.BETTER_PHOTO.value,
+            ClinicianAction.outcome == "done",
+        )
+        .order_by(col(ClinicianAction.at).desc())
+    )
+    return session.exec(statement).first()
+
+
 def _risk(value: object) -> RiskLevel | None:
     return None if value is None else RiskLevel(str(value))
 
@@ -740,6 +910,28 @@ def _delivery_key(alert_id: uuid.UUID, chat_id: int, kind: AlertDeliveryKind) ->
         col(ClinicianAlertDelivery.chat_id) == chat_id,
         col(ClinicianAlertDelivery.kind) == kind,
     )
+
+
+def case_ref_digits(ref: str) -> str | None:
+    """A job id as /case takes it (whole, or its first hex digits; dashes and case aside): its digits, or None
+    when it is not one (too short to name an alert, or not hex)."""
+    digits = ref.strip().replace("-", "").lower()
+    if not MIN_CASE_REF <= len(digits) <= 32 or any(c not in "0123456789abcdef" for c in digits):
+        return None
+    return digits
+
+
+def unsealed_photo(alert: ClinicianAlert) -> SealedPhoto | None:
+    """The alert's photo (file id and media kind), if it still holds one that opens."""
+    from shared.sealing import SealBroken, unseal
+
+    if alert.sealed_photo is None:
+        return None
+    try:
+        return unseal(alert.sealed_photo, SealedPhoto)
+    except SealBroken:
+        log.error("alert %s: the photo's sealed file id cannot be opened (key rotated away?)", alert.id)
+        return None
 
 
 @lru_cache
@@ -770,11 +962,12 @@ class ClinicianAllowList:
     def is_clinician_chat(self, chat_id: int) -> bool:
         return chat_id in self.chat_ids
 
-    def allows(self, chat_id: int, user_id: int | None) -> bool:
-        """A private clinician chat is the clinician (its id is theirs); in a group, the user must be listed."""
+    def allows(self, chat_id: int, user_id: int | None, *, private: bool) -> bool:
+        """A private clinician chat is the clinician (its id is theirs); in a group or supergroup only the listed
+        user ids count, whatever the chat's id."""
         if chat_id not in self.chat_ids or user_id is None:
             return False
-        return user_id == chat_id or user_id in self.user_ids
+        return user_id == chat_id if private else user_id in self.user_ids
 
 
 def parse_callback(data: str) -> tuple[ClinicianActionKind, uuid.UUID] | None:
@@ -807,9 +1000,33 @@ def alert_keyboard(view: AlertView) -> Any:
             messages.CLINICIAN_BUTTONS[action.value], callback_data=callback_data(action, view.thread_id)
         )
 
-    rows = [] if view.state == AlertState.CLAIMED else [[button(ClinicianActionKind.CLAIM)]]
-    rows += [
-        [button(ClinicianActionKind.NO_ACTION)],
-        [button(ClinicianActionKind.APPOINTMENT), button(ClinicianActionKind.BETTER_PHOTO)],
-    ]
+    rows = [[button(ClinicianActionKind.CLAIM)]] if view.state == AlertState.OPEN else []
+    rows.append([button(ClinicianActionKind.NO_ACTION)])
+    if view.state == AlertState.AWAITING_PHOTO:  # asked already: it waits for the photo, or is resolved
+        rows.append([button(ClinicianActionKind.APPOINTMENT)])
+    else:
+        rows.append([button(ClinicianActionKind.APPOINTMENT), button(ClinicianActionKind.BETTER_PHOTO)])
     return InlineKeyboardMarkup(rows)
+
+
+def confirm_keyboard(thread_id: uuid.UUID) -> Any:
+    """ "Yes, close it" / "Cancel", in place of a melanoma alert's buttons after "Reviewed: no action needed"."""
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from shared import messages
+
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    messages.CLINICIAN_CONFIRM_BUTTONS[action.value], callback_data=callback_data(action, thread_id)
+                )
+                for action in (ClinicianActionKind.CONFIRM_NO_ACTION, ClinicianActionKind.CANCEL)
+            ]
+        ]
+    )
+
+
+def needs_confirmation(view: AlertView) -> bool:
+    """A melanoma alert (likely, or cannot be ruled out) is not closed with no action in one tap."""
+    return melanoma_finding(view.melanoma_alert, view.ranking[0]["code"]) != MelanomaFinding.NONE

@@ -59,6 +59,16 @@ REPRESENTATIVE_AGE: dict[AgeRange, int] = {
 }
 
 
+def age_range_of(years: int) -> AgeRange:
+    """The range an age falls in: what the patient chose, from the representative age stored on the job (an age
+    given otherwise, e.g. ``skinsense classify --answers``, falls in its decade)."""
+    if years < 20:
+        return AgeRange.UNDER_20
+    if years >= 80:
+        return AgeRange.EIGHTY_PLUS
+    return list(AgeRange)[years // 10 - 1]
+
+
 class ProfileChoice(StrEnum):
     KEEP = "keep"
     CHANGE = "change"

@@ -108,13 +108,55 @@ def test_the_alert_text_lists_the_classes_above_one_percent_and_says_why_it_is_h
 def test_a_long_pending_list_stops_at_a_whole_row_and_says_how_many_more() -> None:
     """Telegram refuses a message whose HTML is cut mid-tag: a long backlog is listed in whole rows, under the
     length limit, and the rest counted."""
-    rows = [(str(uuid.uuid4()), f"patient P-{n:08d}", "open, nobody has claimed it", 3600.0 * n) for n in range(60)]
+    finding = "HIGH risk, melanoma alert, most likely Melanoma (62%)"
+    rows = [
+        (f"/case_{uuid.uuid4().hex[:8]}", f"patient P-{n:08d}", finding, "open, not claimed", 3600.0 * n)
+        for n in range(60)
+    ]
     text = messages.pending_list(rows)
     assert len(text) <= 4096
-    listed = text.count("<code>")
-    assert 0 < listed < 60 and listed == text.count("</code>")
+    listed = text.count("/case_")
+    assert 0 < listed < 60 and listed == text.count("Melanoma (62%)")
     assert text.endswith(messages.PENDING_MORE.format(count=60 - listed))
     assert "more" not in messages.pending_list(rows[:3])
+
+
+def test_a_pending_line_gives_the_risk_the_most_likely_type_and_a_case_command_telegram_can_link() -> None:
+    ranking = [
+        {"code": "mel", "name": "Melanoma", "probability": 0.62},
+        {"code": "nv", "name": "Nevus", "probability": 0.3},
+    ]
+    finding = messages.pending_finding("high", ranking, melanoma_alert=True)
+    assert finding == "HIGH risk, melanoma alert, most likely Melanoma (62%)"
+    assert messages.pending_finding("high", ranking[1:], melanoma_alert=False) == "HIGH risk, most likely Nevus (30%)"
+    text = messages.pending_list([("/case_81da1f41", "patient P-0123abcd", finding, "open, not claimed", 600.0)])
+    (command_line,) = [line for line in text.splitlines() if "/case" in line]
+    assert command_line.split() == ["/case_81da1f41"], "one word: Telegram links all of it"
+
+
+def test_the_alert_shows_the_age_range_the_patient_chose_not_the_models_representative_age() -> None:
+    ranking = [{"code": "mel", "name": "Melanoma", "probability": 0.62}]
+    for age_range, shown in messages.AGE_BUTTONS.items():
+        text = messages.clinician_alert(alert_view(ranking, PatientAnswers(age=age_range.representative_age)))
+        assert f"age: {shown}" in text, shown
+    text = messages.clinician_alert(alert_view(ranking, PatientAnswers(age=85)))
+    assert "age: 80 or over" in text and "85" not in text.split("Patient's answers")[1].splitlines()[0]
+
+
+def test_an_alert_waiting_for_a_better_photo_says_so_and_keeps_the_resolving_buttons() -> None:
+    from shared.clinicians import alert_keyboard
+
+    ranking = [{"code": "mel", "name": "Melanoma", "probability": 0.62}]
+    asked_at = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    waiting = dict(state=AlertState.AWAITING_PHOTO, claimed_by="Dr A", photo_asked_by="Dr A", photo_asked_at=asked_at)
+    told = messages.clinician_alert(alert_view(ranking, PatientAnswers(), **waiting, patient_told_at=asked_at))
+    assert "Waiting for the better photo the patient was asked for by Dr A" in told and "not resolved" in told
+    untold = messages.clinician_alert(alert_view(ranking, PatientAnswers(), **waiting))
+    assert "the patient could not be told" in untold
+    labels = [
+        b.text for row in alert_keyboard(alert_view(ranking, PatientAnswers(), **waiting)).inline_keyboard for b in row
+    ]
+    assert labels == [messages.CLINICIAN_BUTTONS["no_action"], messages.CLINICIAN_BUTTONS["appointment"]]
 
 
 def test_working_time_counts_only_the_clinics_working_hours() -> None:

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from shared import messages
 from shared.audit import AlertResolution, AlertState, ClinicianAction, ClinicianAlert, Consent, Job, chat_reference
+from shared.clinicians import NO_CONSENT_REF, patient_chat_label
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import consent, erase_everything, send_photo_skipping_questions
 from tests.auxil.sandbox_user import button_data
@@ -36,6 +37,7 @@ LEAD = 9009
 CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO = (
     messages.CLINICIAN_BUTTONS[name] for name in ("claim", "no_action", "appointment", "better_photo")
 )
+CONFIRM, CANCEL = (messages.CLINICIAN_CONFIRM_BUTTONS[name] for name in ("confirm_no_action", "cancel"))
 REMIND_AFTER_S = 8
 ESCALATE_AFTER_S = 16
 
@@ -102,15 +104,8 @@ def current(stack: RunningStack, chat: int, message_id: int) -> dict[str, Any]:
 
 
 def answer_to(stack: RunningStack, query: dict[str, Any]) -> str:
-    """What the bot answered to a press (answerCallbackQuery's text)."""
-
-    def find() -> str | None:
-        for call in stack.user.calls("answerCallbackQuery"):
-            if str(call["parameters"].get("callback_query_id")) == query["id"]:
-                return str(call["parameters"].get("text", ""))
-        return None
-
-    return wait_until(find, 30, what="the answer to the press")
+    """What the bot answered to a press (answerCallbackQuery's text, as the sandbox recorded it)."""
+    return str(stack.user.wait_for_answer(query)["text"] or "")
 
 
 def alert_row(stack: RunningStack, job_id: uuid.UUID) -> ClinicianAlert:
@@ -163,13 +158,13 @@ def test_an_alert_has_its_buttons_and_a_claim_by_one_clinician_shows_in_every_ch
     query = stack.user.tap(DOCTOR_A, for_a["message_id"], CLAIM)
     assert answer_to(stack, query) == messages.PRESS_CLAIMED
     wait_until(
-        lambda: "Being reviewed by Patient 9001" in current(stack, DOCTOR_B, for_b["message_id"])["text"],
+        lambda: "Being reviewed by Dr 9001" in current(stack, DOCTOR_B, for_b["message_id"])["text"],
         30,
         what="clinician B's copy to show the claim",
     )
     assert button_data(current(stack, DOCTOR_B, for_b["message_id"]), CLAIM) is None, "nobody can claim it twice"
     alert = alert_row(stack, job_id)
-    assert alert.state == AlertState.CLAIMED and alert.claimed_by == "Patient 9001" and alert.claimed_at is not None
+    assert alert.state == AlertState.CLAIMED and alert.claimed_by == "Dr 9001" and alert.claimed_at is not None
     (claim,) = actions(stack, alert.id)
     assert (claim.action, claim.chat, claim.user_id, claim.outcome) == ("claim", str(DOCTOR_A), DOCTOR_A, "done")
     assert review_count(stack, "claim") >= 1, "the bot's review-time histogram saw the claim"
@@ -204,13 +199,13 @@ def test_a_resolution_is_recorded_with_who_and_when_and_the_patient_is_told_kind
     assert (alert.state, alert.resolution, alert.resolved_by) == (
         AlertState.RESOLVED,
         AlertResolution.APPOINTMENT,
-        "Patient 9002",
+        "Dr 9002",
     )
     assert alert.resolved_at is not None and alert.patient_told_at is not None
     assert alert.sealed_contact is None and alert.sealed_photo is None, "resolved: the patient's chat is erased"
     for_a = alert_message(stack, DOCTOR_A, job_id)
     wait_until(
-        lambda: "Resolved by Patient 9002" in current(stack, DOCTOR_A, for_a["message_id"])["text"],
+        lambda: "Resolved by Dr 9002" in current(stack, DOCTOR_A, for_a["message_id"])["text"],
         30,
         what="clinician A's copy to show the resolution",
     )
@@ -260,8 +255,8 @@ def test_clinician_commands_answer_clinicians_only_and_patients_get_their_help(
         return str(wait_until(later, 30, what=f"the answer to {text}")[0]["text"])
 
     pending = reply(DOCTOR_A, "/pending")
-    assert "waiting" in pending and str(job_id) in pending
-    case = reply(DOCTOR_B, f"/case {job_id}")
+    assert "waiting" in pending and f"/case_{job_id.hex[:8]}" in pending
+    case = str(case_reply(stack, DOCTOR_B, f"/case {job_id}")["text"])
     assert f"Job: {job_id}" in case and "Patient: P-" in case and "earlier result" in case
     assert "Median time to claim" in reply(GROUP, "/stats", from_id=GROUP_CLINICIAN)
     assert reply(GROUP, f"/case {job_id}", from_id=GROUP_MEMBER) == messages.COMMAND_REFUSED
@@ -297,6 +292,9 @@ def test_an_unclaimed_alert_is_sent_again_as_a_reminder_and_an_unresolved_one_go
         ]
         assert len(reminders) == 1
     query = stack.user.tap(LEAD, escalated[0]["message_id"], NO_ACTION)
+    assert answer_to(stack, query) == messages.PRESS_CONFIRM_NO_ACTION, "a melanoma alert: asked first"
+    confirm = stack.user.wait_for_button(LEAD, CONFIRM, after_id=escalated[0]["message_id"] - 1)
+    query = stack.user.tap(LEAD, confirm["message_id"], CONFIRM)
     assert answer_to(stack, query).startswith("Recorded"), "the lead can resolve it"
 
 
@@ -345,7 +343,8 @@ def test_a_patient_whose_consent_does_not_cover_contact_is_not_messaged_and_the_
         resolution=messages.RESOLUTION_TEXT["better_photo"]
     )
     assert len(stack.user.bot_messages(patient)) == before, "nothing was sent to the patient"
-    assert alert_row(stack, job_id).resolution == AlertResolution.BETTER_PHOTO
+    asked = alert_row(stack, job_id)
+    assert (asked.state, asked.resolution) == (AlertState.AWAITING_PHOTO, None), "asked for, not resolved"
 
 
 def test_a_patient_who_erased_their_data_is_not_messaged_and_the_clinician_is_told_why(
@@ -380,3 +379,183 @@ def test_a_patient_message_lost_on_the_way_goes_out_when_the_press_is_handled_ag
     row = alert_row(stack, job_id)
     assert row.resolution == AlertResolution.APPOINTMENT and row.sealed_contact is None
     assert [a.outcome for a in actions(stack, row.id)] == ["done"]
+
+
+def bot_metric(stack: RunningStack, name: str, **labels: str) -> float:
+    """A sample's value on the bot's /metrics (0 when absent)."""
+    port = stack.env["SKINSENSE_BOT_METRICS_PORT"]
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def command_reply(stack: RunningStack, chat: int, text: str, from_id: int | None = None) -> dict[str, Any]:
+    """The bot's first answer to a command (quoting it: clinician chats also receive alerts meanwhile)."""
+    sent = stack.user.send_text(chat, text, from_id=from_id)
+    return stack.user.wait_for_reply(chat, sent["message_id"], final=False)
+
+
+def case_reply(stack: RunningStack, chat: int, text: str) -> dict[str, Any]:
+    """/case's alert text: under the patient's photo (which answers the command) while the alert holds the photo."""
+    first = command_reply(stack, chat, text)
+    return first if "photo" not in first else stack.user.wait_for_reply(chat, first["message_id"], final=False)
+
+
+def case_command(pending: str, job_id: uuid.UUID) -> str:
+    """The tappable /case_<start of the job id> that /pending gives for this job."""
+    commands = [word for word in pending.split() if word.startswith("/case_")]
+    (command,) = [c for c in commands if job_id.hex.startswith(c.removeprefix("/case_"))]
+    return command
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    return [b["text"] for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
+
+
+def test_pending_gives_a_tappable_case_command_per_alert_and_case_shows_it_as_it_is_now_with_photo_and_buttons(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    job_id = high_risk_photo(stack, 3170, photos_by_risk)
+    for_a = alert_message(stack, DOCTOR_A, job_id)
+    pending = str(command_reply(stack, DOCTOR_B, "/pending")["text"])
+    command = case_command(pending, job_id)
+    (row,) = [line for line in pending.split("\n• ") if command in line]
+    assert "HIGH risk" in row and "most likely" in row and "open, not claimed" in row, row
+
+    sent = stack.user.send_text(DOCTOR_B, command)  # what tapping it sends
+    photo = stack.user.wait_for_reply(DOCTOR_B, sent["message_id"], final=False)
+    assert photo.get("photo"), "the patient's photo, as the alert has it"
+    case = stack.user.wait_for_reply(DOCTOR_B, photo["message_id"], final=False)
+    assert f"Job: {job_id}" in case["text"] and "Open: nobody has claimed it yet" in case["text"]
+    assert {CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO} <= set(buttons(case)), "act from /case"
+
+    claimed = stack.user.tap(DOCTOR_B, case["message_id"], CLAIM)
+    assert answer_to(stack, claimed) == messages.PRESS_CLAIMED
+
+    def shows_claim() -> bool:
+        copies = (current(stack, DOCTOR_B, case["message_id"]), current(stack, DOCTOR_A, for_a["message_id"]))
+        return all("Being reviewed by Dr 9002" in copy["text"] for copy in copies)
+
+    wait_until(shows_claim, 30, what="the claim shown in the alert and in /case")
+    resolved = stack.user.tap(DOCTOR_A, for_a["message_id"], APPOINTMENT)
+    assert answer_to(stack, resolved).startswith("Recorded")
+    wait_until(
+        lambda: "Resolved by Dr 9001" in current(stack, DOCTOR_B, case["message_id"])["text"],
+        30,
+        what="the /case copy to follow a resolution made elsewhere",
+    )
+    assert not buttons(current(stack, DOCTOR_B, case["message_id"])), "no buttons once resolved"
+
+    typed = command_reply(stack, DOCTOR_A, f"/case {job_id}")  # typed by hand, the whole id: still works
+    assert "Resolved by Dr 9001" in typed["text"] and not buttons(typed), "the state now, not when it was sent"
+    assert command_reply(stack, DOCTOR_A, "/case 81da")["text"] == messages.CASE_USAGE
+
+
+def test_asking_for_a_better_photo_leaves_the_alert_waiting_and_no_action_on_a_melanoma_alert_is_confirmed_first(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    patient = 3171
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    for_a, for_b = alert_message(stack, DOCTOR_A, job_id), alert_message(stack, DOCTOR_B, job_id)
+    asked = stack.user.tap(DOCTOR_A, for_a["message_id"], BETTER_PHOTO)
+    assert "The patient was sent a message" in answer_to(stack, asked)
+    wait_until(
+        lambda: [m for m in stack.user.bot_messages(patient) if "clearer photo" in m.get("text", "")],
+        30,
+        what="the patient asked for a better photo",
+    )
+    row = alert_row(stack, job_id)
+    assert (row.state, row.resolved_at, row.resolution, row.claimed_by) == (
+        AlertState.AWAITING_PHOTO,
+        None,
+        None,
+        "Dr 9001",
+    ), "not resolved: waiting for the photo"
+    assert row.sealed_contact is not None, "still open work: the patient can still be told"
+    wait_until(
+        lambda: "Waiting for the better photo" in current(stack, DOCTOR_B, for_b["message_id"])["text"],
+        30,
+        what="every copy to show it waits for the photo",
+    )
+    assert buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [NO_ACTION, APPOINTMENT]
+    pending = str(command_reply(stack, DOCTOR_B, "/pending")["text"])
+    (line,) = [line for line in pending.split("\n• ") if case_command(pending, job_id) in line]
+    assert "waiting for a better photo" in line
+
+    # "Reviewed: no action needed" on a melanoma alert: asked first, in the chat that pressed; Cancel undoes it.
+    first = stack.user.tap(DOCTOR_B, for_b["message_id"], NO_ACTION)
+    assert answer_to(stack, first) == messages.PRESS_CONFIRM_NO_ACTION
+    wait_until(lambda: buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [CONFIRM, CANCEL], 30, what="confirm")
+    assert buttons(current(stack, DOCTOR_A, for_a["message_id"])) == [NO_ACTION, APPOINTMENT], "only where pressed"
+    assert alert_row(stack, job_id).state == AlertState.AWAITING_PHOTO, "one tap closes nothing"
+    cancelled = stack.user.tap(DOCTOR_B, for_b["message_id"], CANCEL)
+    assert answer_to(stack, cancelled) == messages.PRESS_CANCELLED
+    wait_until(
+        lambda: buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [NO_ACTION, APPOINTMENT], 30, what="undone"
+    )
+    stack.user.tap(DOCTOR_B, for_b["message_id"], NO_ACTION)
+    wait_until(lambda: CONFIRM in buttons(current(stack, DOCTOR_B, for_b["message_id"])), 30, what="asked again")
+    confirmed = stack.user.tap(DOCTOR_B, for_b["message_id"], CONFIRM)
+    assert answer_to(stack, confirmed) == messages.PRESS_RESOLVED.format(
+        resolution=messages.RESOLUTION_TEXT["no_action"]
+    )
+    row = alert_row(stack, job_id)
+    assert (row.state, row.resolution, row.resolved_by) == (AlertState.RESOLVED, AlertResolution.NO_ACTION, "Dr 9002")
+    outcomes = [(a.action, a.outcome) for a in actions(stack, row.id)]
+    assert outcomes == [
+        ("better_photo", "done"),
+        ("no_action", "confirmation_asked"),
+        ("cancel", "cancelled"),
+        ("no_action", "confirmation_asked"),
+        ("confirm_no_action", "done"),
+    ]
+
+
+def test_a_burst_of_forged_presses_from_patient_chats_is_counted_but_writes_one_audit_row_per_chat(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """Issue 22.4: copied clinician presses from a patient's chat flooded the audit with attacker-chosen text,
+    and a chat that never consented had its reference stored."""
+    patient, stranger = 3172, 3173
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    alert = alert_row(stack, job_id)
+    stack.user.send_text(stranger, "/start")  # never consents: only the bot's welcome to press under
+    welcome = wait_until(lambda: stack.user.bot_messages(stranger), 30, what="the stranger's welcome")[0]
+    own = stack.user.bot_messages(patient)[-1]
+    before = {a.id for a in actions(stack)}
+    counted = bot_metric(stack, "skinsense_clinician_refused_total", what="press")
+
+    forged = [
+        stack.user.forge_callback(
+            chat, message["message_id"], f"clin|{'no_action' if n % 2 else 'DROP TABLE jobs; ' * 3}|{alert.id}"
+        )
+        for n in range(25)
+        for chat, message in ((stranger, welcome), (patient, own))
+    ]
+    assert {answer_to(stack, query) for query in forged} == {messages.PRESS_REFUSED}, "each one answered"
+    written = [a for a in actions(stack) if a.id not in before]
+    assert len(written) == 2, [(a.chat, a.action) for a in written]
+    by_chat = {a.chat: a for a in written}
+    assert set(by_chat) == {
+        patient_chat_label(NO_CONSENT_REF),
+        patient_chat_label(chat_reference(patient, CHAT_HASH_KEY)),
+    }, "no reference stored for a chat that never consented"
+    assert {a.action for a in written} <= {"no_action", "unknown"} and all(a.user_id is None for a in written)
+    assert alert_row(stack, job_id).state == AlertState.OPEN
+    assert bot_metric(stack, "skinsense_clinician_refused_total", what="press") - counted == len(forged)
+
+
+def test_in_the_clinicians_group_a_sender_whose_id_equals_the_groups_is_not_a_clinician(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """Issue 22.5a: in a group only the listed user ids count (the chat id is the user id in a private chat only)."""
+    job_id = high_risk_photo(stack, 3174, photos_by_risk)
+    in_group = alert_message(stack, GROUP, job_id)
+    refused = stack.user.tap(GROUP, in_group["message_id"], CLAIM, from_id=GROUP)
+    assert answer_to(stack, refused) == messages.PRESS_REFUSED
+    assert alert_row(stack, job_id).state == AlertState.OPEN
+    assert command_reply(stack, GROUP, "/pending", from_id=GROUP)["text"] == messages.COMMAND_REFUSED
+    assert stack.user.messages(GROUP)[-1]["chat"]["title"] == f"Clinicians' group {GROUP}"

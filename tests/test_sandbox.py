@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skinsense.sandbox.state import SandboxState
 from tests.auxil.sandbox_user import SandboxUser
 from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
@@ -235,3 +236,46 @@ def test_the_call_log_is_read_as_it_grows_from_a_position(sandbox: str) -> None:
     assert int(grown.headers["X-Calls-Total"]) == position + 3, "the whole log's length, getMe included"
     refused = httpx.get(f"{sandbox}/sandbox/calls", params={"since": "x"})
     assert refused.status_code == 400
+
+
+def test_the_bots_answer_to_a_tap_is_recorded_and_readable_and_the_keyboard_can_be_edited_alone(sandbox: str) -> None:
+    chat = 508
+    keyboard = {"inline_keyboard": [[{"text": "Close", "callback_data": "close"}]]}
+    sent = httpx.post(
+        method_url(sandbox, "sendMessage"), json={"chat_id": chat, "text": "case", "reply_markup": keyboard}
+    ).json()["result"]
+    user = SandboxUser(sandbox)
+    query = user.tap(chat, sent["message_id"], "Close")
+    (waiting,) = user.answers(chat)
+    assert (waiting["query_id"], waiting["data"], waiting["answered"]) == (query["id"], "close", False)
+
+    answer = {"callback_query_id": query["id"], "text": "Sure? Tap again.", "show_alert": True}
+    assert httpx.post(method_url(sandbox, "answerCallbackQuery"), json=answer).json()["result"] is True
+    again = {"callback_query_id": query["id"], "text": "a second answer"}
+    httpx.post(method_url(sandbox, "answerCallbackQuery"), json=again).raise_for_status()
+    answered = user.wait_for_answer(query)
+    assert (answered["text"], answered["show_alert"]) == ("Sure? Tap again.", True), "Telegram shows the first"
+    unknown = httpx.post(method_url(sandbox, "answerCallbackQuery"), json={"callback_query_id": "nope", "text": "x"})
+    assert unknown.status_code == 400 and "query ID is invalid" in unknown.json()["description"]
+    snapshot = httpx.get(f"{sandbox}/sandbox/web/chats/{chat}").json()
+    assert [a["text"] for a in snapshot["answers"]] == ["Sure? Tap again."], "the web chat shows it"
+
+    confirm = {"inline_keyboard": [[{"text": "Yes", "callback_data": "yes"}, {"text": "No", "callback_data": "no"}]]}
+    edit = {"chat_id": chat, "message_id": sent["message_id"], "reply_markup": confirm}
+    edited = httpx.post(method_url(sandbox, "editMessageReplyMarkup"), json=edit).json()["result"]
+    assert edited["text"] == "case" and edited["reply_markup"] == confirm
+    same = httpx.post(method_url(sandbox, "editMessageReplyMarkup"), json=edit)
+    assert same.status_code == 400 and "not modified" in same.json()["description"]
+    removed = {"chat_id": chat, "message_id": sent["message_id"]}
+    assert (
+        "reply_markup" not in httpx.post(method_url(sandbox, "editMessageReplyMarkup"), json=removed).json()["result"]
+    )
+
+
+def test_configured_clinician_chats_and_users_are_named_as_clinicians_the_others_as_patients() -> None:
+    state = SandboxState("t", frozenset({9001, -1009003}), frozenset({7001}))
+    assert state.user(9001)["first_name"] == "Dr 9001" and state.chat(9001)["first_name"] == "Dr 9001"
+    assert state.user(7001)["first_name"] == "Dr 7001", "a listed user, in the clinicians' group"
+    assert state.user(7002)["first_name"] == "Patient 7002" and state.chat(1001)["first_name"] == "Patient 1001"
+    assert state.chat(-1009003)["title"] == "Clinicians' group -1009003" and state.chat(-5)["title"] == "Group -5"
+    assert state.user(-1009003)["first_name"] == "Patient -1009003", "a group's id is no clinician's"

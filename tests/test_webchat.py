@@ -385,7 +385,7 @@ def test_in_a_group_chat_the_page_speaks_and_presses_as_a_listed_clinician(
     said = sent_by_patient(SandboxUser(sandbox), group, "text")[0]
     assert (said["from"]["id"], said["chat"]["type"]) == (4242, "supergroup")
     shown = wait_for(browser, lambda: bubble(browser, said["message_id"]), "the group message")
-    assert shown.find_element(By.CLASS_NAME, "sender").text == "Patient 4242 (4242)"
+    assert shown.find_element(By.CLASS_NAME, "sender").text == "Dr 4242 (4242)", "a listed clinician"
     question = bot_call(
         sandbox,
         "sendMessage",
@@ -400,6 +400,37 @@ def test_in_a_group_chat_the_page_speaks_and_presses_as_a_listed_clinician(
         return [u["callback_query"] for u in updates if u.get("callback_query", {}).get("data") == "claim"]
 
     assert [tap["from"]["id"] for tap in wait_until(taps, 30, what="the tap")] == [4242]
+
+
+def test_the_bots_answer_to_a_tap_is_shown_as_a_toast_or_an_alert_to_close(
+    sandbox: str, browser: webdriver.Chrome
+) -> None:
+    chat = 2006
+    open_page(browser, sandbox, chat)
+    keyboard = {
+        "inline_keyboard": [[{"text": "Claim", "callback_data": "claim"}, {"text": "Close", "callback_data": "close"}]]
+    }
+    question = bot_call(sandbox, "sendMessage", chat_id=chat, text="An alert", reply_markup=keyboard)
+    user = SandboxUser(sandbox)
+
+    def answer_shown(text: str) -> WebElement | None:
+        box = browser.find_element(By.ID, "bot-answer")
+        return box if box.is_displayed() and box.text == text.strip() else None
+
+    def press_and_answer(label: str, text: str, show_alert: bool) -> WebElement:
+        """Tap ``label`` in the page; the bot answers the tap; the page shows the answer."""
+        before = len(user.answers(chat))
+        click(browser, lambda: page_button(browser, question["message_id"], label), label)
+        tap = wait_until(lambda: user.answers(chat)[before:], 30, what="the tap")[0]
+        bot_call(sandbox, "answerCallbackQuery", callback_query_id=tap["query_id"], text=text, show_alert=show_alert)
+        return wait_for(browser, lambda: answer_shown(text), f"the answer {text!r}")
+
+    toast = press_and_answer("Claim", "It is yours.", show_alert=False)
+    assert "alert" not in (toast.get_attribute("class") or "").split(), "a toast that fades"
+    alert = press_and_answer("Close", "Sure? " * 15, show_alert=True)
+    assert "alert" in (alert.get_attribute("class") or "").split(), "a box to close"
+    alert.click()
+    wait_for(browser, lambda: not browser.find_element(By.ID, "bot-answer").is_displayed() or None, "closed")
 
 
 def test_the_bots_telegram_html_is_shown_formatted_and_nothing_in_it_runs(

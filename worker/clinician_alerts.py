@@ -24,7 +24,15 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from models.inference import Classifier
 from shared import messages
 from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKind
-from shared.clinicians import AlertStore, AlertView, Attempt, SealedPhoto, WorkingCalendar, alert_keyboard
+from shared.clinicians import (
+    AlertStore,
+    AlertView,
+    Attempt,
+    SealedPhoto,
+    WorkingCalendar,
+    alert_keyboard,
+    unsealed_photo,
+)
 from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind
 from shared.metrics import CLINICIAN_DELIVERIES_GIVEN_UP, timed
@@ -144,7 +152,7 @@ class ClinicianAlertSender:
         return wanted
 
     def _deliver(self, attempt: Attempt, alert: ClinicianAlert, view: AlertView) -> None:
-        photo = _unsealed_photo(alert)
+        photo = unsealed_photo(alert)
         thread_message = None if view.is_root else self._thread_message(view.thread_id, attempt.chat_id)
         if attempt.kind == AlertDeliveryKind.REMINDER:
             # The chat has the photo already: the reminder (with the buttons) answers the alert it repeats.
@@ -295,18 +303,6 @@ def explanation_for_clinicians(classifier: Classifier, view: AlertView, photo: b
         return None
     with timed("explanation"):
         return explanation_picture(photo, classifier, view.ranking, PhotoKind(view.photo_kind))
-
-
-def _unsealed_photo(alert: ClinicianAlert) -> SealedPhoto | None:
-    from shared.sealing import SealBroken, unseal
-
-    if alert.sealed_photo is None:
-        return None
-    try:
-        return unseal(alert.sealed_photo, SealedPhoto)
-    except SealBroken:
-        log.error("alert %s: the photo's sealed file id cannot be opened (key rotated away?)", alert.id)
-        return None
 
 
 @dataclass(frozen=True)

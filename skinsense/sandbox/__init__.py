@@ -8,7 +8,8 @@ answers ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": ..., "d
 ``/file/bot<token>/<file_path>``. Long polling with getUpdates, or webhooks with setWebhook.
 
 Control endpoints under ``/sandbox/`` let a test or a developer play a patient: send a photo, a
-document, text or any other message, tap an inline button, read what the bot sent (with edit history) and inject faults.
+document, text or any other message, tap an inline button (and read the bot's answer to the tap), read what the bot
+sent (with edit history) and inject faults.
 The web chat at ``/`` (skinsense/sandbox/webchat) does the same in a browser.
 """
 
@@ -38,10 +39,11 @@ class Sandbox:
     def __init__(
         self, token: str, clinician_chat_ids: Iterable[int] = (), clinician_user_ids: Iterable[int] = ()
     ) -> None:
-        self.state = SandboxState(token)
-        # The web chat lists the clinician chats, and in a group chat presses buttons as a listed clinician.
+        # The web chat lists the clinician chats, and in a group chat presses buttons as a listed clinician; the
+        # sandbox names these chats and users as clinicians ("Dr 9001"), the others as patients.
         self.clinician_chat_ids = list(clinician_chat_ids)
         self.clinician_user_ids = list(clinician_user_ids)
+        self.state = SandboxState(token, frozenset(self.clinician_chat_ids), frozenset(self.clinician_user_ids))
         self.bot_api = BotApi(self.state)
         self.control = Control(self.state)
         self._webhook_task: asyncio.Task[None] | None = None
@@ -65,6 +67,7 @@ class Sandbox:
         app.router.add_post("/sandbox/chats/{chat_id}/message", self.control.message)
         app.router.add_post("/sandbox/chats/{chat_id}/callback", self.control.callback)
         app.router.add_get("/sandbox/chats/{chat_id}/messages", self.control.messages)
+        app.router.add_get("/sandbox/chats/{chat_id}/answers", self.control.answers)
         app.router.add_post("/sandbox/faults", self.control.faults)
         app.router.add_get("/sandbox/faults", self.control.fault_report)
         app.router.add_delete("/sandbox/faults", self.control.clear_faults)

@@ -26,6 +26,7 @@ from skinsense.sandbox.state import (
 )
 
 log = logging.getLogger(__name__)
+MAX_CALLBACK_ANSWER = 200  # answerCallbackQuery's text: 0-200 characters
 
 
 async def read_parameters(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -196,6 +197,25 @@ class BotApi:
         message["edit_date"] = int(time.time())
         return {k: v for k, v in message.items() if k != "edits"}
 
+    async def method_editmessagereplymarkup(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        """The inline keyboard alone (none: removed), the text kept."""
+        message = self.state.find_message(_int(p, "chat_id"), _int(p, "message_id"))
+        if message["from"]["id"] != BOT_USER_ID:
+            raise BotApiError(400, "Bad Request: message can't be edited")
+        markup = p.get("reply_markup") or None
+        if markup == message.get("reply_markup"):
+            raise BotApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and "
+                "reply markup are exactly the same as a current content and reply markup of the message",
+            )
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
+        message["edit_date"] = int(time.time())
+        return {k: v for k, v in message.items() if k != "edits"}
+
     async def method_sendphoto(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
         chat_id = _int(p, "chat_id")
         data = self._input_file(p, uploads, "photo")
@@ -259,6 +279,16 @@ class BotApi:
         return True
 
     async def method_answercallbackquery(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        text = p.get("text")
+        if text is not None and len(str(text)) > MAX_CALLBACK_ANSWER:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        url = p.get("url")
+        self.state.answer_callback(
+            str(p.get("callback_query_id", "")),
+            None if text is None else str(text),
+            _truthy(p.get("show_alert")),
+            None if url is None else str(url),
+        )
         return True
 
     async def method_setmycommands(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:

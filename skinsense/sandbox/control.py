@@ -1,5 +1,8 @@
 """Control endpoints (``/sandbox/...``): play a patient, read what the bot sent, inject faults.
 
+``GET /sandbox/chats/{chat_id}/answers``: the taps on inline buttons there, each with the bot's answer to it
+(answerCallbackQuery's text and show_alert), which the web chat shows as a toast.
+
 Faults (``method`` is a Bot API method name, case-insensitive, ``download`` for file downloads, or ``*`` for all
 of them in rate faults):
 
@@ -89,6 +92,17 @@ class Control:
         chat_id = int(request.match_info["chat_id"])
         messages = [{**m, "from_bot": m["from"]["id"] == BOT_USER_ID} for m in self.state.messages.get(chat_id, [])]
         return web.json_response(messages)
+
+    async def answers(self, request: web.Request) -> web.Response:
+        """The taps on inline buttons in a chat, oldest first, each with the bot's answer (answerCallbackQuery):
+        ``query_id``, ``message_id``, ``data``, ``from_id``, ``answered``, ``text``, ``show_alert``, ``url``;
+        ``?query_id=`` for one tap."""
+        chat_id = int(request.match_info["chat_id"])
+        query_id = request.query.get("query_id")
+        records = [
+            r.as_json() for r in self.state.callback_answers(chat_id) if query_id is None or r.query_id == query_id
+        ]
+        return web.json_response(records)
 
     async def faults(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -7,8 +7,10 @@ import contextlib
 import io
 import itertools
 import random
+import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -178,13 +180,38 @@ class InjectedFault:
 
 
 @dataclass
+class CallbackRecord:
+    """A tap on an inline button (a callback query) and the bot's answer to it (answerCallbackQuery), if any:
+    Telegram shows the answer's text as a toast, or with ``show_alert`` as a dialog the user must close."""
+
+    query_id: str
+    chat_id: int
+    message_id: int
+    data: str
+    from_id: int
+    time: float
+    answered: bool = False
+    text: str | None = None
+    show_alert: bool = False
+    url: str | None = None
+    answered_at: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
 class SandboxState:
     token: str
+    # Chats and users the clinic configured (SKINSENSE_CLINICIAN_CHAT_IDS / _USER_IDS): named as clinicians
+    clinician_chat_ids: frozenset[int] = frozenset()
+    clinician_user_ids: frozenset[int] = frozenset()
     updates: list[dict[str, Any]] = field(default_factory=list)
     next_update_id: int = 1
     message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    callback_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Like Telegram's, press ids are unique across runs (a bot recognises a redelivered press by its id).
+    callback_ids: Iterator[int] = field(default_factory=lambda: iter(lambda: secrets.randbits(62), None))
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # chat id -> messages
     files: dict[str, StoredFile] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -192,6 +219,7 @@ class SandboxState:
     fault_random: random.Random = field(default_factory=lambda: random.Random(0))
     injected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (method, kind) -> faults injected
     calls: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: dict[str, CallbackRecord] = field(default_factory=dict)  # query id -> the tap and its answer
     webhook: dict[str, Any] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -243,13 +271,21 @@ class SandboxState:
         }
 
     # --- the patient's side ---------------------------------------------------------------------------
-    def user(self, chat_id: int) -> dict[str, Any]:
-        return {"id": chat_id, "is_bot": False, "first_name": f"Patient {chat_id}"}
+    def is_clinician(self, user_id: int) -> bool:
+        """A configured clinician: a listed user, or a private clinician chat's own user."""
+        return user_id in self.clinician_user_ids or (user_id > 0 and user_id in self.clinician_chat_ids)
+
+    def person_name(self, user_id: int) -> str:
+        return f"Dr {user_id}" if self.is_clinician(user_id) else f"Patient {user_id}"
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        return {"id": user_id, "is_bot": False, "first_name": self.person_name(user_id)}
 
     def chat(self, chat_id: int) -> dict[str, Any]:
         if chat_id < 0:  # like Telegram: groups have negative ids (a clinicians' group chat, say)
-            return {"id": chat_id, "type": "supergroup", "title": f"Group {chat_id}"}
-        return {"id": chat_id, "type": "private", "first_name": f"Patient {chat_id}"}
+            title = f"Clinicians' group {chat_id}" if chat_id in self.clinician_chat_ids else f"Group {chat_id}"
+            return {"id": chat_id, "type": "supergroup", "title": title}
+        return {"id": chat_id, "type": "private", "first_name": self.person_name(chat_id)}
 
     def store_file(self, data: bytes, folder: str, extension: str) -> StoredFile:
         number = next(self.file_ids)
@@ -283,13 +319,16 @@ class SandboxState:
         buttons = [b for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
         if not forged and data not in [b.get("callback_data") for b in buttons]:
             raise BotApiError(400, "Bad Request: no such button under this message")
+        sender = chat_id if from_id is None else from_id
+        query_id = str(next(self.callback_ids))
         query = {
-            "id": str(next(self.callback_ids)),
-            "from": self.user(chat_id if from_id is None else from_id),
+            "id": query_id,
+            "from": self.user(sender),
             "message": {k: v for k, v in message.items() if k != "edits"},
             "chat_instance": str(chat_id),
             "data": data,
         }
+        self.callbacks[query_id] = CallbackRecord(query_id, chat_id, message_id, data, sender, time.time())
         async with self.changed:
             self.updates.append({"update_id": self.next_update_id, "callback_query": query})
             self.next_update_id += 1
@@ -340,6 +379,20 @@ class SandboxState:
         }
         self.messages.setdefault(chat_id, []).append(message)
         return message
+
+    def answer_callback(self, query_id: str, text: str | None, show_alert: bool, url: str | None) -> None:
+        """answerCallbackQuery: like Telegram, only a query it sent, and only its first answer is shown."""
+        record = self.callbacks.get(query_id)
+        if record is None:
+            raise BotApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        if record.answered:
+            return
+        record.answered, record.text, record.show_alert, record.url = True, text, show_alert, url
+        record.answered_at = time.time()
+
+    def callback_answers(self, chat_id: int) -> list[CallbackRecord]:
+        """The taps in a chat, oldest first, with the bot's answers."""
+        return [record for record in self.callbacks.values() if record.chat_id == chat_id]
 
     def find_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
         for message in self.messages.get(chat_id, []):

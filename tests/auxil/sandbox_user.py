@@ -77,6 +77,21 @@ class SandboxUser:
         body = {"message_id": message_id, "data": data, "from_id": from_id}
         return self._post(f"/sandbox/chats/{chat_id}/callback", json=body)
 
+    def answers(self, chat_id: int) -> list[dict[str, Any]]:
+        """The taps in a chat, oldest first, each with the bot's answer (``answered``, ``text``, ``show_alert``)."""
+        response = self.http.get(f"/sandbox/chats/{chat_id}/answers")
+        response.raise_for_status()
+        return list(response.json())
+
+    def wait_for_answer(self, query: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+        """The bot's answer to a tap (a callback query this user made), once it has answered."""
+        chat_id = query["message"]["chat"]["id"]
+
+        def answered() -> dict[str, Any] | None:
+            return next((a for a in self.answers(chat_id) if a["query_id"] == query["id"] and a["answered"]), None)
+
+        return wait_until(answered, timeout_s, what=f"the bot's answer to tap {query['id']}")
+
     def forge_callback(self, chat_id: int, message_id: int, data: str) -> dict[str, Any]:
         """What a custom client can do: send any callback data under one of the bot's messages."""
         body = {"message_id": message_id, "data": data, "forged": True}

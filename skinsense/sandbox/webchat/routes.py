@@ -19,6 +19,7 @@ LONG_POLL_MAX_S = 30.0
 LONG_POLL_STEP_S = 0.2  # how often a waiting request looks for a change: the sandbox has no change events
 SUMMARY_CHARS = 60
 LISTED_CHATS = 200
+ANSWERS_SHOWN = 20  # the latest answers to taps a chat's snapshot carries
 CHAT_ACTION_SHOWN_S = 5.0  # like Telegram: "typing…" shows for 5 s, or until the bot's next message
 _SENDING_METHODS = {"sendmessage", "sendphoto", "senddocument", "sendmediagroup", "sendvideo", "sendaudio"}
 
@@ -99,11 +100,28 @@ class WebChat:
     def _snapshot(self, chat_id: int) -> dict[str, Any]:
         messages = [{**m, "from_bot": m["from"]["id"] == BOT_USER_ID} for m in self.state.messages.get(chat_id, [])]
         chats = self._chats()
-        content = json.dumps([messages, chats], sort_keys=True, default=str).encode()
+        answers = self._answers(chat_id)
+        content = json.dumps([messages, chats, answers], sort_keys=True, default=str).encode()
         action = self._chat_action(chat_id)
         content += (action or "").encode()
         version = hashlib.blake2b(content, digest_size=8).hexdigest()
-        return {"version": version, "chat_id": chat_id, "messages": messages, "chats": chats, "action": action}
+        return {
+            "version": version,
+            "chat_id": chat_id,
+            "messages": messages,
+            "chats": chats,
+            "action": action,
+            "answers": answers,
+        }
+
+    def _answers(self, chat_id: int) -> list[dict[str, Any]]:
+        """The bot's latest answers to taps in this chat (answerCallbackQuery with a text): the page shows each
+        new one as a toast, as Telegram's apps do (``show_alert``: until closed)."""
+        answered = [r for r in self.state.callback_answers(chat_id) if r.answered and r.text]
+        return [
+            {"query_id": r.query_id, "message_id": r.message_id, "text": r.text, "show_alert": r.show_alert}
+            for r in answered[-ANSWERS_SHOWN:]
+        ]
 
     def _chat_action(self, chat_id: int) -> str | None:
         """What the bot says it is doing in this chat (sendChatAction: "typing", "upload_photo"...), if still shown."""

@@ -20,6 +20,8 @@ const page = {
   poll: null, // AbortController of the running long poll
   sending: Promise.resolve(), // the sends in progress, in order
   chatListSignature: "",
+  answersSeen: new Set(), // query ids of the bot's answers to taps already shown (or there before the chat opened)
+  answersPrimed: false, // the open chat's earlier answers are marked seen, not shown
 };
 
 const $ = (id) => document.getElementById(id);
@@ -45,6 +47,27 @@ function showToast(text) {
   toast.hidden = false;
   clearTimeout(showToast.timer);
   showToast.timer = setTimeout(() => (toast.hidden = true), 6000);
+}
+
+// The bot's answer to a tap (answerCallbackQuery), as Telegram's apps show it: a toast that fades, or with
+// show_alert a box that stays until clicked.
+function showBotAnswer(answer) {
+  const box = $("bot-answer");
+  box.textContent = answer.text;
+  box.classList.toggle("alert", Boolean(answer.show_alert));
+  box.dataset.queryId = answer.query_id;
+  box.hidden = false;
+  clearTimeout(showBotAnswer.timer);
+  if (!answer.show_alert) showBotAnswer.timer = setTimeout(() => (box.hidden = true), 4000);
+}
+
+function handleAnswers(answers) {
+  for (const answer of answers) {
+    if (page.answersSeen.has(answer.query_id)) continue;
+    page.answersSeen.add(answer.query_id);
+    if (page.answersPrimed) showBotAnswer(answer);
+  }
+  page.answersPrimed = true;
 }
 
 function setConnection(online) {
@@ -533,6 +556,8 @@ function openChat(chatId) {
   page.version = "";
   page.openedChats.add(chatId);
   page.rendered.clear();
+  page.answersPrimed = false;
+  $("bot-answer").hidden = true;
   $("messages").replaceChildren();
   $("chat-title").textContent = chatName(chatId);
   renderChatAction(null);
@@ -566,6 +591,7 @@ async function pollForever() {
       renderMessages(snapshot.messages);
       renderChatList();
       renderChatAction(snapshot.action);
+      handleAnswers(snapshot.answers || []);
       document.body.dataset.shownChat = String(chatId); // the chat's messages are on screen (tests wait for it)
     } catch (error) {
       if (error.name === "AbortError") continue;
@@ -604,6 +630,7 @@ function listen() {
   });
   $("file-input").addEventListener("change", (event) => attach(event.target.files));
   $("new-patient").addEventListener("click", newPatientChat);
+  $("bot-answer").addEventListener("click", () => ($("bot-answer").hidden = true));
   $("open-chat").addEventListener("submit", (event) => {
     event.preventDefault();
     openChat(Number($("open-chat-id").value));
