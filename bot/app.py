@@ -9,6 +9,7 @@ from telegram import BotCommand, Update
 from telegram.ext import Application
 
 from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore, bot_id_of
+from bot.fairness import FairUpdateProcessor
 from bot.handlers import register_handlers
 from shared.config import Settings, get_settings
 from shared.db import get_engine
@@ -48,7 +49,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         .rate_limiter(TelegramCallLimiter.from_settings(settings, process="bot"))
         .request(telegram_request())
         .get_updates_request(telegram_request(pool_size=1))
-        .concurrent_updates(8)
+        .concurrent_updates(FairUpdateProcessor())  # one chat's flood never holds up the others (bot/fairness.py)
         .post_init(_post_init)
         .build()
     )

@@ -87,9 +87,9 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     chat = update.effective_chat
     if query is None or query.data is None or chat is None:
         return
-    await answer_tap(query)
     _, choice, version = query.data.split("|", 2)
     if version != messages.PRIVACY_VERSION:  # a button under an older text: show the current one
+        await answer_tap(query)
         await query.edit_message_text(messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
         return
     held_by_chat = pending_photos(context.bot_data)
@@ -104,6 +104,10 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await asyncio.to_thread(
             get_job_store().close_unanalysed, chat_ref, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn"
         )
+        # The tap is answered only once the withdrawal is recorded: under Telegram's flood control every call of
+        # the deployment waits (shared/telegram_calls.py), and a worker's retry must not analyse the photo while
+        # the withdrawal waits behind the answer to the button.
+        await answer_tap(query)
         stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
         declined = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else messages.CONSENT_DECLINED
         await edit_unless_unchanged(query.edit_message_text(declined))
@@ -113,6 +117,7 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
             await close_questionnaire(context, questionnaire, skipped=True)
         log.info("consent declined; %d held photo(s) dropped", len(held))
         return
+    await answer_tap(query)
     await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)
     await edit_unless_unchanged(
         query.edit_message_text(messages.CONSENT_GIVEN_PHOTO_PENDING if held else messages.CONSENT_GIVEN)

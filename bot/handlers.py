@@ -1,7 +1,8 @@
 """One small handler per intent, registered in one place.
 
 Group -2 holds the clinicians' buttons and commands (bot/clinicians.py: clinician chats are not patients);
-group -1 holds /about, /privacy, /history, /delete and the consent gate (which stops every other message
+group -1 first turns away every other group chat (bot/private_chats.py: patients are served in private chats
+only), then holds /about, /privacy, /history, /delete and the consent gate (which stops every other message
 from a patient who has not agreed); group 0 the handlers of a consenting patient's messages and the
 buttons' callbacks."""
 
@@ -19,12 +20,15 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bot import consent, history, questionnaire
-from bot.clinicians import CLINICIAN_COMMANDS, register_clinician_handlers
+from bot.clinicians import CLINICIAN_COMMANDS, allow_list, register_clinician_handlers
+from bot.fairness import admission_gate
 from bot.intake import on_image_document, on_photo
+from bot.private_chats import SharedChatHandler
 from shared import messages
 from shared.messages import MAX_FILE_MB
 
@@ -50,8 +54,9 @@ async def on_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Text, stickers, voice, video and anything else: a short, kind pointer to what works."""
-    if update.effective_message:
-        await update.effective_message.reply_text(messages.NOT_A_PHOTO, do_quote=True)
+    message = update.effective_message
+    if message:
+        await message.reply_text(messages.NOT_A_PHOTO_TEXT if message.text else messages.NOT_A_PHOTO, do_quote=True)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -64,7 +69,9 @@ NEW_MESSAGES = filters.UpdateType.MESSAGE
 
 
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    application.add_handler(TypeHandler(Update, admission_gate), group=-3)  # a chat past its allowance: dropped
     register_clinician_handlers(application, group=-2)  # clinicians are not patients: before the consent gate
+    application.add_handler(SharedChatHandler(allow_list().chat_ids), group=-1)  # patients: private chats only
     application.add_handler(CommandHandler("about", on_about, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("privacy", consent.on_privacy, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("history", history.on_history, filters=NEW_MESSAGES), group=-1)

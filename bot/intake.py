@@ -101,7 +101,8 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, up
     limit = get_photo_rate_limit()
     if not await asyncio.to_thread(limit.allow, chat_ref_of(message.chat_id)):
         log.info("photo not analysed: the chat is over its limit of %d an hour", limit.per_hour)
-        await message.reply_text(messages.too_many_photos(limit.per_hour), do_quote=True)
+        if await asyncio.to_thread(limit.first_refusal, chat_ref_of(message.chat_id)):  # once, not per photo
+            await message.reply_text(messages.too_many_photos(limit.per_hour), do_quote=True)
         PHOTOS_RECEIVED.labels(result="limited").inc()
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
@@ -132,7 +133,7 @@ async def accept_image(
         album_position=None if album is None else message.message_id,
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
-        delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id),
+        delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id, photo_message_id=message.message_id),
         update_key=update_key,
     )
     if await asyncio.to_thread(get_patient_store().consent, chat_ref, messages.PRIVACY_VERSION) is None:
@@ -168,10 +169,18 @@ async def continue_job(
         if job.album_id is not None and album is None:  # a replay: the album's message, if it is still known
             album = join_album(message, context.bot_data)
         if album is None:
+            # Never a status message after the answer: under load the reconciler may have had the photo answered
+            # (threaded to it) while this handling waited for the chat's allowance.
+            current = await asyncio.to_thread(store.load, job.id)
+            if current is None or current.replied_at is not None:
+                return
             status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
         else:
             status_message = await album.status_message(message)
         job = await asyncio.to_thread(store.set_status_message, job.id, status_message.message_id)
+        if job.replied_at is not None and album is None:  # answered while "Analysing..." waited to go out
+            await status_message.edit_text(messages.ANSWERED_ABOVE)
+            return
         delivery = delivery.model_copy(update={"status_message_id": status_message.message_id})
     # A photo closed as it came in ("No thanks" meanwhile) is queued all the same: the worker that takes it tells
     # the patient it is not analysed, as for the photos the tap closed.

@@ -26,7 +26,8 @@ from bot.state import questionnaires
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import JobStatus
-from shared.job_store import get_job_store
+from shared.job_store import asks_no_questions, get_job_store
+from shared.metrics import PRESSES_REFUSED
 from shared.patients import get_patient_store
 from shared.questionnaire import (
     DONT_KNOW,
@@ -136,7 +137,13 @@ async def start_questionnaire(
     context: ContextTypes.DEFAULT_TYPE, job_id: uuid.UUID, chat_id: int, chat_ref: str, photo_message_id: int
 ) -> None:
     """Ask the first question about a photo whose analysis is already queued, as a reply to the photo: with
-    several photos on their way, each questionnaire shows which spot it asks about."""
+    several photos on their way, each questionnaire shows which spot it asks about. Not for a photo already
+    answered without questions (refused, the same photo again: the worker is quick); one answered so while the
+    first question went out is closed here or by the worker (JobStore.set_questionnaire_message)."""
+    store = get_job_store()
+    job = await asyncio.to_thread(store.load, job_id)
+    if job is None or asks_no_questions(job):
+        return
     profile = await asyncio.to_thread(get_patient_store().profile, chat_ref)
     remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
     remembered_sex = Sex(profile.sex) if profile and profile.sex else None
@@ -154,17 +161,53 @@ async def start_questionnaire(
         reply_parameters=ReplyParameters(photo_message_id, allow_sending_without_reply=True),
     )
     questionnaire.message_id = sent.message_id
+    try:
+        job = await asyncio.to_thread(store.set_questionnaire_message, job_id, sent.message_id)
+    except LookupError:  # erased meanwhile (/delete)
+        job = None
+    if job is None or asks_no_questions(job):
+        await edit_unless_unchanged(
+            context.bot.edit_message_text(
+                messages.QUESTIONNAIRE_NOT_NEEDED, chat_id=chat_id, message_id=sent.message_id
+            )
+        )
+        return
     questionnaires(context.bot_data)[questionnaire.job_id] = questionnaire
 
 
 async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A tap on one of the questionnaire's buttons."""
-    query = update.callback_query
+    """A tap on one of the questionnaire's buttons. The job named by the button must be the pressing chat's: the
+    questionnaire's chat, and its job row's chat reference (a custom client can send any callback data, such as
+    another patient's job id); any other press is answered with a short refusal and changes nothing, not even the
+    message it came from."""
+    from bot.intake import chat_ref_of  # bot.intake imports this module
+
+    query, chat = update.callback_query, update.effective_chat
     if query is None or query.data is None:
         return
+    try:
+        _, job_hex, question_token, value = query.data.split("|", 3)
+        job_id: uuid.UUID | None = uuid.UUID(job_hex)
+    except ValueError:  # not a button of ours
+        job_id, question_token, value = None, "", ""
+    chat_ref = None if chat is None else chat_ref_of(chat.id)
+    questionnaire = None if job_id is None else questionnaires(context.bot_data).get(job_id)
+    if questionnaire is not None:
+        owned = chat is not None and questionnaire.chat_id == chat.id and questionnaire.chat_ref == chat_ref
+    else:  # closed (timed out, answered, erased) or forgotten with a restart: the row says whose it is
+        job = None if job_id is None or chat is None else await asyncio.to_thread(get_job_store().load, job_id)
+        owned = job is not None and job.chat_ref == chat_ref
+    if not owned:
+        PRESSES_REFUSED.labels(buttons="questionnaire", why="not_this_chat").inc()
+        log.warning("questionnaire press refused: job %s is not the pressing chat's", job_id)
+        try:
+            await query.answer(text=messages.QUESTIONNAIRE_NOT_YOURS)
+        except BadRequest as error:  # too old to answer (a replayed update): nothing else to do
+            log.info("callback query not answered: %s", error.message)
+        return
     await answer_tap(query)
-    _, job_hex, question_token, value = query.data.split("|", 3)
-    questionnaire = questionnaires(context.bot_data).get(uuid.UUID(job_hex))
+    assert job_id is not None
+    questionnaire = questionnaires(context.bot_data).get(job_id)  # as it is now, after the await
     if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
         await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
         return

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     redis_key_prefix: str = ""
     # Photos one chat may send in any rolling hour (counted in Redis); 0: no limit.
     photos_per_chat_per_hour: int = Field(default=30, ge=0)
+    # Updates of any kind (texts, commands, presses, photos) one chat, or one member of a group, may send in any
+    # rolling minute before the bot stops answering them (one notice, bot/fairness.py); 0: no limit. A patient
+    # answering the questionnaires of a few photos uses about 30.
+    updates_per_chat_per_minute: int = Field(default=40, ge=0)
     # Messages the whole deployment sends per second (shared/telegram_calls.py's overall budget): Telegram's
     # limit for a bot is about 30; a bot Telegram allows more (paid broadcasts), or a benchmark against the
     # local sandbox, sets it higher. A photo costs about three messages, so this bounds photos per second.

@@ -72,6 +72,21 @@ class Delivery(BaseModel):
     chat_id: int
     file_id: str
     status_message_id: int | None = None  # the "Analysing..." message; None until the bot has sent it
+    # The questionnaire's message: the worker closes it when the photo needs no answers after all (refused, the
+    # same photo again) or nobody answered in time (worker/flow.py); the patient's own close is the bot's.
+    questionnaire_message_id: int | None = None
+    photo_message_id: int | None = None  # the patient's photo: an answer sent as a new message replies to it
+
+
+def asks_no_questions(job: Job) -> bool:
+    """A photo whose answer needs no questionnaire (any more): refused, failed, the same photo sent before, or
+    already answered or closed."""
+    return (
+        job.status in (JobStatus.REJECTED, JobStatus.FAILED)
+        or job.same_photo_as is not None
+        or job.replied_at is not None
+        or job.answers_closed_at is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -231,6 +246,16 @@ class JobStore:
             delivery = self.delivery_of(job)
             if delivery is not None:
                 job.delivery = self._sealer.seal(delivery.model_copy(update={"status_message_id": message_id}))
+        return job
+
+    def set_questionnaire_message(self, job_id: uuid.UUID, message_id: int) -> Job:
+        """The questionnaire's message, recorded under the row's lock: of the bot recording it and the worker
+        answering the photo without questions (asks_no_questions), the second sees the first, so one of them
+        closes it."""
+        with self._changing(job_id) as job:
+            delivery = self.delivery_of(job)
+            if delivery is not None:
+                job.delivery = self._sealer.seal(delivery.model_copy(update={"questionnaire_message_id": message_id}))
         return job
 
     def adopt_delivery(self, job_id: uuid.UUID, delivery: Delivery) -> Job:

@@ -21,7 +21,7 @@ from shared.labels import (
     melanoma_finding,
 )
 from shared.outcomes import FailureCode, RefusalCode
-from shared.questionnaire import AgeRange, ProfileChoice, Question, YesNo
+from shared.questionnaire import AgeRange, ProfileChoice, Question, YesNo, age_range_of
 
 MAX_FILE_MB = MAX_FILE_BYTES // (1024 * 1024)  # the file size limit, as patients read it
 
@@ -45,9 +45,9 @@ HELP = (
     "1. Take a close-up photo of one spot in good light, in focus, filling most of the picture.\n"
     "2. Send it here as a photo (or as a JPEG/PNG file up to {max_mb} MB).\n"
     "3. Answer a few quick questions with the buttons while it is analysed (or tap Skip).\n"
-    "4. The result follows in a few seconds.\n\n"
-    "The model was trained on dermatoscope images; ordinary phone photos are harder for it, so treat the "
-    "result as a first hint only.\n\n"
+    "4. The result follows as soon as you have answered (or skipped) the questions.\n\n"
+    "SkinSense reads ordinary phone photos and dermatoscope photos (taken through a skin magnifier); phone photos "
+    "are harder for it, so treat the result as a first hint only.\n\n"
     f"{DISCLAIMER}"
 )
 
@@ -70,8 +70,34 @@ ABOUT = (
 NOT_A_PHOTO = (
     "I can only read photos of skin lesions. Please send a photo of the spot (or a JPEG/PNG file). Type /help for tips."
 )
+# A text message: the patient may be telling us something worrying, which a bot must not leave unanswered.
+NOT_A_PHOTO_TEXT = (
+    "I cannot read messages, only photos of the skin, so please do not rely on me for what you wrote. If a spot "
+    "worries you (it is new, growing, changing, bleeding, itching or hurting), please see a doctor: that matters "
+    "more than anything I can say. To have a spot looked at here, send me a close-up photo of it. /help has tips."
+)
 
-ANALYSING = "Analysing your photo... this usually takes a few seconds."
+# A group chat (or channel) that is not a clinician chat: one patient per chat, so patients are served in a private
+# chat only (bot/private_chats.py). Said at most once an hour per chat; nothing sent there is analysed or stored.
+PRIVATE_CHAT_ONLY = (
+    "SkinSense works in a private chat only: open a private chat with me (tap my name, then Message) and send "
+    "your photo there. Your photos, answers and results are for you alone, so I do not analyse or store "
+    "anything sent in a group."
+)
+PRIVATE_CHAT_ONLY_PRESS = "SkinSense works in a private chat only: open a private chat with me."  # a button's answer
+
+# The questionnaire follows at once: the result waits for its answers (or Skip, or its time-out), and says so.
+ANALYSING = (
+    "Analysing your photo... Your result will appear here as soon as you have answered the questions below "
+    "(or tapped Skip)."
+)
+
+
+TOO_MANY_UPDATES = (
+    "You are sending messages faster than I can answer them, so I will not answer the next ones for about a "
+    "minute. Nothing is wrong; please wait a moment, then send the photo (or tap the button) again. If a spot "
+    "worries you, do not wait for me: see a doctor."
+)
 
 
 def too_many_photos(per_hour: int) -> str:
@@ -98,6 +124,9 @@ CONSENT_WITHDRAWN_IN_PROGRESS = (
     "No result for this photo: you withdrew your consent, so it will not be analysed. If you change your mind, "
     "send /start and then the photo again."
 )
+
+# A status message that went out only after the answer (the chat's allowance held it): it points to the answer.
+ANSWERED_ABOVE = "My answer for this photo is in the message above, which replies to it."
 
 # Delivery (worker/reconciler.py): a patient kept waiting is told so once; a job we could not recover, why.
 TAKING_LONGER = (
@@ -141,8 +170,8 @@ REJECTION_ADVICE: dict[RefusalCode, str] = {
         "in daylight, without covering the spot with a shadow."
     ),
     RefusalCode.TOO_BRIGHT: (
-        "It is too bright (washed out) to judge the spot. Please take it again out of direct sunlight"
-        " and without the flash shining straight on the skin."
+        "It is too bright (washed out) for me to see a skin spot in it: I can only read close-up photos of skin. "
+        "If it is one, please take it again out of direct sunlight and without the flash shining straight on it."
     ),
     RefusalCode.LESION_TOO_SMALL: (
         "The spot is too small in the picture to judge it. Please move closer so that the spot fills a good "
@@ -197,8 +226,35 @@ def help_text(max_mb: int) -> str:
     return HELP.format(max_mb=max_mb)
 
 
-def _ranking_lines(ranking: Sequence[Mapping[str, Any]], limit: int) -> list[str]:
-    return [f"{entry['probability']:.0%}  {escape(entry['name'])}" for entry in ranking[:limit]]
+# How likely a type is, in words a layperson reads correctly beside a rounded figure: never "100 %" or "0 %"
+# (a model's output is not a certainty), and the words carry the meaning the figure alone overstates.
+LIKELIHOOD_WORDS: tuple[tuple[float, str], ...] = (
+    (0.9, "very likely"),
+    (0.6, "likely"),
+    (0.3, "possible"),
+    (0.1, "less likely"),
+    (0.0, "unlikely"),
+)
+
+
+def percent(probability: float) -> str:
+    """ "72 %", "more than 99 %", "less than 1 %": rounded, never 100 % or 0 %."""
+    if probability >= 0.995:
+        return "more than 99 %"
+    if probability < 0.01:
+        return "less than 1 %"
+    return f"{round(probability * 100)} %"
+
+
+def likelihood(probability: float) -> str:
+    """ "very likely (more than 99 %)": the words, then the rounded figure."""
+    words = next(word for floor, word in LIKELIHOOD_WORDS if probability >= floor)
+    return f"{words} ({percent(probability)})"
+
+
+def ranking_line(code: str, probability: float) -> str:
+    """One line of a patient's ranking (Telegram HTML): the type's name, then how likely it is."""
+    return f"{escape(lesion_name(code))}: {likelihood(probability)}"
 
 
 # --- The patient's result ------------------------------------------------------------------------------------
@@ -219,9 +275,14 @@ def everyday_name(code: str) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
+# The medical name a patient reads, where the class's full name is a clinician's ("intraepithelial carcinoma").
+PATIENT_MEDICAL_NAMES: dict[str, str] = {"akiec": "actinic keratosis"}
+
+
 def lesion_name(code: str) -> str:
     """ "an ordinary mole (melanocytic nevus)": the everyday name, then the medical one when it differs."""
-    everyday, medical = everyday_name(code), CLASS_NAMES[code].lower()
+    everyday = everyday_name(code)
+    medical = PATIENT_MEDICAL_NAMES.get(code, CLASS_NAMES[code].lower())
     return everyday if medical in everyday.lower() else f"{everyday} ({medical})"
 
 
@@ -263,7 +324,7 @@ RISK_ADVICE: dict[RiskLevel, str] = {
     ),
     RiskLevel.LOW: (
         "<b>Risk: LOW.</b> No appointment is needed for this result, but keep an eye on the spot: if it changes "
-        "in size, shape or colour, bleeds or itches, see your GP. Low risk is not no risk."
+        "in size, shape or colour, or starts to bleed or itch, see your GP. Low risk is not no risk."
     ),
 }
 # A LOW result whose patient reported what the advice itself names as a reason to see a GP: no "no appointment".
@@ -282,6 +343,7 @@ EXPLANATION_CAPTION = (
     "Why: warm colours on your photo show the areas that weighed most for {top}; the bars show how likely each type is."
 )
 URGENT_CARE = "If the spot bleeds and the bleeding will not stop, go to urgent care now."
+URGENT_CARE_NOT_BLEEDING = "If it ever bleeds and the bleeding will not stop, go to urgent care."
 
 PHOTO_KIND_SEEN: dict[PhotoKind, str] = {
     PhotoKind.DERMOSCOPIC: "SkinSense judged this to be a dermatoscope photo (taken through a skin magnifier).",
@@ -304,6 +366,11 @@ ANSWERS_USED = "This result combines the photo with your answers ({answers})."
 ANSWERS_RAISED = "Raised the risk: {answers}."
 ANSWERS_LOWERED = "Lowered it: {answers}."
 ANSWERS_BARELY_MOVED = "They changed the risk very little."
+# What the answers did to the chance of a skin cancer or pre-cancer, when they moved it more than a little.
+ANSWERS_MOVED_CHANCE = (
+    "Together, they {direction} the chance of a skin cancer or pre-cancer from {before} (the photo alone) to {after}."
+)
+NOTICEABLE_CHANGE = 0.05  # a change of the malignant share smaller than this "changed the risk very little"
 ANSWER_NAMES: dict[str, str] = {
     "age": "age",
     "sex": "sex",
@@ -346,6 +413,7 @@ class PatientResult:
     answers_used: Sequence[str] = ()
     answer_effects: Mapping[str, str] = field(default_factory=dict)  # {answer: shared.answers.AnswerEffect}
     answers: Mapping[str, Any] | None = None  # the answers as given (PatientAnswers fields)
+    photo_ranking: Sequence[Mapping[str, Any]] | None = None  # the photo's own ranking, before the answers
 
     @property
     def finding(self) -> MelanomaFinding:
@@ -366,7 +434,7 @@ def result_headline(view: PatientResult) -> str:
 
 
 def _ranking_section(view: PatientResult) -> str:
-    lines = [f"{entry['probability']:.0%}  {escape(lesion_name(str(entry['code'])))}" for entry in view.ranking[:3]]
+    lines = [ranking_line(str(entry["code"]), float(entry["probability"])) for entry in view.ranking[:3]]
     return f"<b>{RANKING_HEADING}</b>\n" + "\n".join(lines)
 
 
@@ -378,9 +446,30 @@ def _answers_section(view: PatientResult) -> str | None:
         names = [_answer_given(name, view.answers) for name, moved in view.answer_effects.items() if moved == effect]
         if names:
             parts.append(text.format(answers=", ".join(names)))
-    if len(parts) == 1:
+    moved = _malignant_share_moved(view)
+    if moved is not None:
+        before, after = moved
+        direction = "raised" if after > before else "lowered"
+        parts.append(ANSWERS_MOVED_CHANCE.format(direction=direction, before=percent(before), after=percent(after)))
+    elif len(parts) == 1:
         parts.append(ANSWERS_BARELY_MOVED)
     return " ".join(parts)
+
+
+def _malignant_share(ranking: Sequence[Mapping[str, Any]]) -> float:
+    return sum(float(entry["probability"]) for entry in ranking if str(entry["code"]) in MALIGNANT_CODES)
+
+
+def _malignant_share_moved(view: PatientResult) -> tuple[float, float] | None:
+    """(photo alone, with the answers): the chance of a skin cancer or pre-cancer, when the answers moved it by
+    at least NOTICEABLE_CHANGE, or when the rounded figures differ (so "very little" is never said of a change the
+    patient can read)."""
+    if view.photo_ranking is None:
+        return None
+    before, after = _malignant_share(view.photo_ranking), _malignant_share(view.ranking)
+    if abs(after - before) < NOTICEABLE_CHANGE and percent(before) == percent(after):
+        return None
+    return before, after
 
 
 def _photo_section(view: PatientResult) -> str | None:
@@ -414,12 +503,17 @@ def risk_advice(view: PatientResult) -> str:
     return RISK_ADVICE[view.risk]
 
 
+def urgent_care(view: PatientResult) -> str:
+    """The urgent-care line, as it reads for a patient who said the spot does not bleed, or did not say."""
+    return URGENT_CARE_NOT_BLEEDING if (view.answers or {}).get("bleeds") is False else URGENT_CARE
+
+
 def result_body(view: PatientResult) -> str:
     """The result without its disclaimer (Telegram HTML): what an album's combined reply repeats per photo."""
     parts = [
         result_headline(view),
         _ranking_section(view),
-        f"{risk_advice(view)} {URGENT_CARE}",
+        f"{risk_advice(view)} {urgent_care(view)}",
         _answers_section(view),
         _photo_section(view),
     ]
@@ -453,7 +547,7 @@ def _album_photo(photo: AlbumPhoto) -> str:
         return ALBUM_REFUSED.format(number=photo.number, refusal=photo.refusal or "")
     view = photo.result
     headline, explanation = result_headline(view).removeprefix("<b>").split("</b>\n", 1)
-    lines = [f"{e['probability']:.0%}  {escape(lesion_name(str(e['code'])))}" for e in view.ranking[:3]]
+    lines = [ranking_line(str(e["code"]), float(e["probability"])) for e in view.ranking[:3]]
     kind = "photo" if view.photo_kind is None else PHOTO_KIND_SHORT[view.photo_kind]
     return ALBUM_PHOTO.format(
         number=photo.number,
@@ -627,9 +721,20 @@ QUESTIONNAIRE_INTRO = (
 )
 QUESTION_TEXTS: dict[Question, str] = _question_texts()
 QUESTIONNAIRE_STEP = "{intro}\n\n<b>Question {number} of {total}</b>\n{question}"
-QUESTIONNAIRE_DONE = "Thank you for your answers. Your result follows in a moment."
-QUESTIONNAIRE_SKIPPED = "Questions skipped. Your result, from the photo alone, follows in a moment."
+# The result replaces "Analysing your photo..." above the questions: the closing texts say where to look.
+QUESTIONNAIRE_DONE = 'Thank you for your answers. Your result appears above, in place of "Analysing your photo".'
+QUESTIONNAIRE_SKIPPED = (
+    'Questions skipped. Your result, from the photo alone, appears above, in place of "Analysing your photo".'
+)
+# Closed by the worker (worker/flow.py): nobody answered in time, or the photo needed no answers after all.
+QUESTIONNAIRE_TIMED_OUT = (
+    "These questions closed because there was no answer for a while. Your result above uses the photo and "
+    "any answers you had given."
+)
+QUESTIONNAIRE_NOT_NEEDED = "No questions needed for this photo: my answer is in the message above."
 QUESTIONNAIRE_CLOSED = "These questions are closed."
+# A press on questionnaire buttons naming another chat's photo (forged callback data): answered, nothing changes.
+QUESTIONNAIRE_NOT_YOURS = "These buttons belong to another chat: nothing was changed."
 
 DONT_KNOW_BUTTON = "Don't know"
 SKIP_BUTTON = "Skip"
@@ -646,7 +751,23 @@ AGE_BUTTONS: dict[AgeRange, str] = {
     AgeRange.EIGHTY_PLUS: "80 or over",
 }
 SEX_BUTTONS: dict[Sex, str] = {Sex.FEMALE: "Female", Sex.MALE: "Male"}
-BODY_SITE_BUTTONS: dict[BodySite, str] = {site: site.value.capitalize() for site in BodySite}
+# In the patient's words (HAM10000's are a clinician's: "acral", "lower extremity", "trunk").
+BODY_SITE_BUTTONS: dict[BodySite, str] = {
+    BodySite.FACE: "Face",
+    BodySite.SCALP: "Scalp",
+    BodySite.EAR: "Ear",
+    BodySite.NECK: "Neck",
+    BodySite.CHEST: "Chest",
+    BodySite.ABDOMEN: "Belly",
+    BodySite.BACK: "Back",
+    BodySite.TRUNK: "Side or hips",
+    BodySite.UPPER_EXTREMITY: "Arm",
+    BodySite.HAND: "Hand",
+    BodySite.LOWER_EXTREMITY: "Leg",
+    BodySite.FOOT: "Foot",
+    BodySite.ACRAL: "Palm, sole or nail",
+    BodySite.GENITAL: "Genitals",
+}
 
 
 def remembered_profile(age_range: AgeRange | None, sex: Sex | None) -> str:
@@ -676,6 +797,8 @@ CLINICIAN_BUTTONS: dict[str, str] = {  # by shared.audit.ClinicianActionKind val
     "appointment": "Needs an appointment",
     "better_photo": "Ask for a better photo",
 }
+# "Reviewed: no action needed" on a melanoma alert asks first (by shared.audit.ClinicianActionKind value).
+CLINICIAN_CONFIRM_BUTTONS: dict[str, str] = {"confirm_no_action": "Yes, close it", "cancel": "Cancel"}
 RESOLUTION_TEXT: dict[str, str] = {  # by shared.audit.AlertResolution value
     "no_action": "reviewed, no action needed",
     "appointment": "needs an appointment",
@@ -710,16 +833,27 @@ PRESS_PATIENT_ERASED = (
     "Recorded: {resolution}. No message could be sent: the patient erased their data (or it passed the retention "
     "period), so SkinSense no longer knows who they are."
 )
+PRESS_CONFIRM_NO_ACTION = (
+    "This is a melanoma alert. Close it with no action? Tap \u201cYes, close it\u201d under the alert to confirm, "
+    "or Cancel."
+)
+PRESS_CANCELLED = "Cancelled: the alert stays as it was."
+PRESS_PHOTO_ALREADY_ASKED = "A better photo was already asked for by {who}; the alert is waiting for it."
 
 COMMAND_REFUSED = "Only the clinic's clinicians can use this command."
 CLINICIAN_HELP = (
     "SkinSense clinician commands:\n"
-    "/pending: alerts not resolved yet, oldest first\n"
-    "/case JOB_ID: one alert in full, with the patient's earlier results\n"
+    "/pending: alerts not resolved yet, oldest first (tap a /case_... line to open one)\n"
+    "/case JOB_ID: one alert in full, with its buttons and the patient's earlier results (the job id's first 8 "
+    "characters are enough)\n"
     "/stats: alerts today and this week, median times to review"
 )
-CASE_USAGE = "Send /case followed by the job id shown in an alert, e.g. /case 3f2a...."
+CASE_USAGE = (
+    "Send /case followed by the job id shown in an alert (its first 8 characters are enough), e.g. /case 3f2a9c41, "
+    "or tap a /case_... line in /pending."
+)
 CASE_NOT_FOUND = "No alert for job {job_id} (it may have been erased at the patient's request)."
+CASE_AMBIGUOUS = "More than one alert's job id starts with {job_id}: send more of it."
 NOTHING_PENDING = "No alert is waiting: every alert is resolved."
 
 _HEADINGS: dict[str, str] = {
@@ -731,6 +865,7 @@ _KIND_PREFIX: dict[str, str] = {
     "alert": "",
     "reminder": "⏰ REMINDER: not claimed yet. ",
     "escalation": "⚠️ ESCALATED: not resolved in time. ",
+    "case": "",  # a clinician's /case copy
 }
 POSSIBLY_REPEATED = "(This may repeat a message that already reached you: a network error hid whether it arrived.)"
 PHOTO_NOT_ATTACHED = (
@@ -770,9 +905,13 @@ def _why_high(view: Any) -> str:
 
 
 def _answers_line(answers: PatientAnswers) -> str:
+    """The answers as the patient gave them: the age as the range they chose ("80 or over"), not the
+    representative age the model was given."""
     known = answers.model_dump(mode="json", exclude_none=True)
     if not known:
         return "Patient's answers: none given"
+    if answers.age is not None:
+        known["age"] = AGE_BUTTONS[age_range_of(answers.age)]
     given = ", ".join(f"{ANSWER_NAMES[name]}: {_answer_value(value)}" for name, value in known.items())
     return f"Patient's answers: {escape(given)}"
 
@@ -782,6 +921,15 @@ def clinician_state(view: Any) -> str:
     if view.state == "resolved":
         resolution = RESOLUTION_TEXT[str(view.resolution)]
         return f"✅ Resolved by {escape(view.resolved_by or '?')} at {_when(view.resolved_at)}: {resolution}"
+    if view.state == "awaiting_photo":
+        asked = f" by {escape(view.photo_asked_by)}" if view.photo_asked_by else ""
+        since = f" at {_when(view.photo_asked_at)}" if view.photo_asked_at else ""
+        if view.patient_told_at is None:
+            return (
+                f"📷 A better photo was asked for{asked}{since}, but the patient could not be told: not resolved, "
+                "close it another way"
+            )
+        return f"📷 Waiting for the better photo the patient was asked for{asked}{since}: not resolved"
     if view.state == "claimed":
         return f"👩‍⚕️ Being reviewed by {escape(view.claimed_by or '?')} (since {_when(view.claimed_at)})"
     return "🔴 Open: nobody has claimed it yet"
@@ -854,13 +1002,33 @@ def clinician_photo_caption(
 PENDING_MORE = "… and {count} more (the oldest are listed first)"
 
 
-def pending_list(lines: list[tuple[str, str, str, float]]) -> str:
-    """/pending: (job id, patient, state line, age in seconds) per unresolved thread, oldest first."""
+def pending_state(view: Any) -> str:
+    """/pending: where an unresolved thread stands (``view``: its root alert)."""
+    if view.state == "awaiting_photo":
+        state = f"waiting for a better photo (asked for by {view.claimed_by or '?'})"
+    elif view.state == "claimed":
+        state = f"claimed by {view.claimed_by or '?'}"
+    else:
+        state = "open, not claimed" + (" (reminded)" if view.reminded_at else "")
+    return state + (", escalated" if view.escalated_at else "")
+
+
+def pending_finding(risk: str, ranking: list[dict[str, Any]], melanoma_alert: bool) -> str:
+    """/pending: a thread's risk and most likely type, e.g. "HIGH risk, melanoma alert, most likely Melanoma (62%)"."""
+    top = ranking[0]
+    finding = melanoma_finding(melanoma_alert, top["code"])
+    alert = ", melanoma alert" if finding != MelanomaFinding.NONE else ""
+    return f"{risk.upper()} risk{alert}, most likely {top['name']} ({top['probability']:.0%})"
+
+
+def pending_list(lines: list[tuple[str, str, str, str, float]]) -> str:
+    """/pending: (case command, patient, risk and most likely type, state line, age in seconds) per unresolved
+    thread, oldest first. The case command (``/case_3f2a9c41``) is one word, so Telegram makes it tappable."""
     if not lines:
         return NOTHING_PENDING
     text = f"<b>{len(lines)} alert{'s' if len(lines) > 1 else ''} waiting</b> (oldest first)"
-    for shown, (job_id, patient, state, age) in enumerate(lines):
-        row = f"• {_age(age)} old, {escape(patient)}, {escape(state)}\n  /case <code>{job_id}</code>"
+    for shown, (command, patient, finding, state, age) in enumerate(lines):
+        row = f"• {_age(age)} old, {escape(patient)}: {escape(finding)}; {escape(state)}\n  {escape(command)}"
         after = len(lines) - shown - 1
         room_for_more = 1 + len(PENDING_MORE.format(count=after)) if after else 0
         # Whole rows only (a cut tag makes Telegram refuse the message), and room to say what is not shown.

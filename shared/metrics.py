@@ -78,10 +78,34 @@ CLINICIAN_REVIEW = Histogram(
     ["step"],
     buckets=REVIEW_BUCKETS,
 )
+CLINICIAN_REFUSED = Counter(
+    "skinsense_clinician_refused_total",
+    "Clinician buttons (what=press) and commands (what=command) refused: not an allow-listed clinician; every one "
+    "is counted here, while the audit keeps a sample (at most one row per chat every 10 minutes)",
+    ["what"],
+)
 PHOTOS_RECEIVED = Counter(
     "skinsense_bot_photos_total",
     "Photos and image files at the bot, by what it did (queued, limited, refused, enqueue_delayed)",
     ["result"],
+)
+PRESSES_REFUSED = Counter(
+    "skinsense_bot_presses_refused_total",
+    "Patients' button presses refused (answered, nothing changed), by buttons (questionnaire, consent, delete, "
+    "history, other) and why (not_this_chat: callback data naming another chat's job; not_private: a group chat)",
+    ["buttons", "why"],
+)
+UPDATES_DROPPED = Counter(
+    "skinsense_bot_updates_dropped_total",
+    "Updates the bot dropped unanswered, by why (chat_over_limit: a chat or group member past its updates a "
+    "minute, bot/fairness.py)",
+    ["reason"],
+)
+SHARED_CHAT_MESSAGES = Counter(
+    "skinsense_bot_shared_chat_messages_total",
+    "Messages in group chats and channels that are not clinician chats: never handled, by whether the chat was "
+    "told (told) or had been told within the hour (silent)",
+    ["reply"],
 )
 
 

@@ -19,4 +19,5 @@ def patient_result(job: Job) -> messages.PatientResult:
         answers_used=tuple(job.answers_used or ()),
         answer_effects=dict(job.answer_effects or {}),
         answers=job.answers,
+        photo_ranking=job.photo_ranking,
     )

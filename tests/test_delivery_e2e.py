@@ -7,6 +7,7 @@ result. Each test checks what the broker and the database hold: job ids, and cha
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -16,18 +17,19 @@ from typing import Any
 
 import pytest
 import redis
+from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from shared import messages
-from shared.audit import Job, JobStatus
+from shared.audit import InboundUpdate, Job, JobStatus
 from shared.config import Settings
 from shared.outcomes import FailureCode
 from shared.queue import CLASSIFY_QUEUE, CLINICIANS_QUEUE
 from skinsense.sandbox import plain_text
 from skinsense.stack import worker_command
-from tests.auxil.patient import send_photo_skipping_questions
+from tests.auxil.patient import consent, send_photo_skipping_questions
 from tests.auxil.services import ChildProcess, postgres_cluster, wait_until
 from tests.auxil.stack import RunningStack, running_stack
 
@@ -199,3 +201,36 @@ def test_the_database_away_for_a_few_seconds_loses_no_result(
         job = job_of(stack.engine, sent["photo"][-1]["file_unique_id"])
         assert job is not None and job.status == JobStatus.DONE and job.replied_at is not None
         assert job.delivery is None
+
+
+def test_a_late_analysing_message_never_stays_under_an_answer_that_went_out_first(stack: RunningStack) -> None:
+    """Under load the bot may wait for a chat's allowance before "Analysing..." (here Telegram asks it to wait
+    12 s); meanwhile the reconciler queues the recorded photo and the worker answers it, as a new message
+    threaded to the photo. The late status message then points to that answer, never "Analysing..." for ever."""
+    worker = start_worker(stack, "late-status")
+    try:
+        chat = 8801
+        consent(stack.user, chat)
+        page = Image.new("RGB", (640, 480), (200, 200, 200))  # no skin: refused by the worker at once
+        data = io.BytesIO()
+        page.save(data, "PNG")
+        stack.user.inject_fault("sendMessage", count=1, retry_after=12)
+        sent = stack.user.send_photo(chat, data.getvalue())
+
+        def answered() -> Job | None:
+            job = job_of(stack.engine, sent["photo"][-1]["file_unique_id"])
+            return job if job is not None and job.replied_at is not None else None
+
+        assert wait_until(answered, 60, what="the photo answered by the worker").status == JobStatus.REJECTED
+        wait_until(lambda: every_update_handled(stack.engine), 90, what="the bot to finish with the photo")
+        replies = stack.user.replies_to(chat, sent["message_id"])
+        refusals = [m for m in replies if m["text"].startswith("Sorry, I cannot analyse this photo")]
+        assert len(refusals) == 1, replies
+        assert not [m for m in stack.user.bot_messages(chat) if m.get("text", "").startswith("Analysing")], replies
+    finally:
+        worker.stop()
+
+
+def every_update_handled(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return all(row.processed_at is not None for row in session.exec(select(InboundUpdate)))

@@ -28,10 +28,11 @@ from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.clinicians import AlertStore
 from shared.config import Settings
 from shared.db import build_engine
-from shared.job_store import Delivery, JobStore
+from shared.job_store import Delivery, JobStore, asks_no_questions
 from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, RefusalCode
+from shared.questionnaire import Question
 from shared.queue import (
     CLINICIANS_QUEUE,
     ClassifyPhotoRequest,
@@ -390,6 +391,57 @@ def test_the_timeout_finalizes_with_the_answers_given_so_far(
     assert job.ranking == expected.to_dict()["ranking"]
     late = flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)
     assert late.answers == partial.model_dump(mode="json"), "answers after the timeout change nothing"
+
+
+def ask_questions(sandbox: SandboxUser, flow: ClassificationFlow, request: ClassifyPhotoRequest, chat: int) -> int:
+    """What the bot does after "Analysing...": the questionnaire's first question, its message recorded."""
+    question = flow.telegram.send_text(chat, messages.question_step(Question.GREW, 1, 6))
+    flow.jobs.set_questionnaire_message(request.job_id, question)
+    return question
+
+
+def text_of_message(sandbox: SandboxUser, chat: int, message_id: int) -> str:
+    return str(next(m for m in sandbox.bot_messages(chat) if m["message_id"] == message_id)["text"])
+
+
+def test_a_questionnaire_nobody_finished_says_it_closed_and_why_when_the_result_comes(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    awaited: list[FinalizeResultRequest],
+) -> None:
+    request = patient_sends(sandbox, flow, 2104, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    question = ask_questions(sandbox, flow, request, 2104)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS
+    assert flow.finalize(awaited[0]) == JobStatus.DONE.value
+    assert text_of_message(sandbox, 2104, question) == messages.QUESTIONNAIRE_TIMED_OUT
+    assert messages.RANKING_HEADING in text_of_message(sandbox, 2104, status_message_id(sandbox, 2104))
+
+
+def test_a_refused_photo_leaves_no_open_questions_under_its_refusal(
+    sandbox: SandboxUser, flow: ClassificationFlow
+) -> None:
+    request = patient_sends(sandbox, flow, 2105, b"\xff", file_id="no-such-file", skips_questions=False)
+    question = ask_questions(sandbox, flow, request, 2105)
+    assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
+    assert text_of_message(sandbox, 2105, question) == messages.QUESTIONNAIRE_NOT_NEEDED
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and asks_no_questions(job), "a question sent after this is closed by the bot"
+
+
+def test_the_same_photo_again_gets_its_result_at_once_and_no_questions(
+    sandbox: SandboxUser,
+    flow: ClassificationFlow,
+    photos_by_risk: dict[str, Path],
+    awaited: list[FinalizeResultRequest],
+) -> None:
+    photo = photos_by_risk["low"].read_bytes()
+    assert flow.classify_and_reply(patient_sends(sandbox, flow, 2106, photo)) == JobStatus.DONE.value
+    again = patient_sends(sandbox, flow, 2106, photo, skips_questions=False)
+    question = ask_questions(sandbox, flow, again, 2106)
+    assert flow.classify_and_reply(again) == JobStatus.DONE.value
+    assert awaited == [], "the same photo does not wait for answers"
+    assert text_of_message(sandbox, 2106, question) == messages.QUESTIONNAIRE_NOT_NEEDED
 
 
 # The reconciler (worker/reconciler.py), in this process: the same flow, jobs made overdue by hand.

@@ -149,7 +149,14 @@ def test_the_same_update_twice_gives_one_job_one_analysing_message_one_enqueue(
         at_rest = repr(connection.execute(text("SELECT * FROM jobs")).all())
     assert str(chat) not in at_rest and file_id not in at_rest
     delivery = get_job_store().delivery_of(job)
-    assert delivery == Delivery(chat_id=chat, file_id=file_id, status_message_id=analysing[0]["message_id"])
+    assert delivery is not None and delivery.questionnaire_message_id is not None
+    assert delivery == Delivery(
+        chat_id=chat,
+        file_id=file_id,
+        status_message_id=analysing[0]["message_id"],
+        photo_message_id=message.message_id,
+        questionnaire_message_id=delivery.questionnaire_message_id,
+    )
 
 
 def test_a_handling_that_stopped_after_the_row_goes_on_from_there(

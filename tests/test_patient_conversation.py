@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
 from shared.labels import PhotoKind
 from shared.outcomes import FailureCode
 from shared.patients import PatientStore
+from shared.questionnaire import AgeRange
 from shared.results import patient_result
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import (
@@ -30,6 +32,7 @@ from tests.auxil.patient import (
     questionnaire_for,
     skip_questionnaire,
 )
+from tests.auxil.sandbox_user import button_data
 from tests.auxil.services import wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
 
@@ -174,12 +177,20 @@ def test_no_thanks_while_a_photo_waits_for_its_analysis_means_it_is_never_analys
 
     stack.user.wait_for_text(chat, open_questions["message_id"], messages.QUESTIONNAIRE_CLOSED)
     stack.user.wait_for_text(chat, status["message_id"], messages.CONSENT_WITHDRAWN_IN_PROGRESS, timeout_s=90)
-    (job,) = [row for row in rows_about(stack, chat) if isinstance(row, Job)]
+    # The row says replied once the worker's edit returned: read it then, not as soon as the patient sees the text.
+    job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
+    assert [row.id for row in rows_about(stack, chat) if isinstance(row, Job)] == [job.id]
     assert job.status == JobStatus.FAILED and job.error_code == FailureCode.CONSENT_WITHDRAWN
     assert job.ranking is None and job.delivery is None and job.replied_at is not None
     file_id = sent["photo"][-1]["file_id"]
     downloads = [c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == file_id]
     assert [c.get("fault") for c in downloads] == ["429"], "asked once (refused), never downloaded"
+    # Closed at once, while Telegram's flood control still held every call of the deployment: the tap's effect
+    # never waits behind its answer (a withdrawal recorded only after the pause raced the worker's retry, which
+    # then analysed the photo and sent its result: this test's old flake).
+    assert job.finished_at is not None
+    closed_at = job.finished_at.replace(tzinfo=job.finished_at.tzinfo or UTC).timestamp()
+    assert closed_at < downloads[0]["time"] + 12, "withdrawn during the 12 s pause, not after it"
 
 
 def test_no_thanks_stores_nothing_and_analyses_nothing(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
@@ -328,3 +339,60 @@ def test_a_consent_to_an_older_privacy_text_asks_again(stack: RunningStack, phot
     stack.user.tap(chat, prompt["message_id"], messages.CONSENT_AGREE_BUTTON)
     skip_questionnaire(stack.user, chat, sent["message_id"])
     assert messages.RANKING_HEADING in stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
+
+
+def answer_to_press(stack: RunningStack, query: dict[str, Any]) -> str:
+    """What the bot answered to a press (answerCallbackQuery's text; empty when it answered without one)."""
+
+    def find() -> str | None:
+        for call in stack.user.calls("answerCallbackQuery"):
+            if str(call["parameters"].get("callback_query_id")) == query["id"]:
+                return str(call["parameters"].get("text") or "")
+        return None
+
+    return wait_until(find, 30, what="the answer to the press")
+
+
+def test_another_patients_questionnaire_buttons_are_refused_and_change_nothing(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """Patient B sends the callback data of patient A's questionnaire (A's job id: a custom client can send any
+    data) from B's own chat: an answer, and Skip. Each press is refused with a short answer; A's questionnaire
+    stays open, unchanged, and B's chat shows nothing of A's (A's remembered age and sex above all)."""
+    a, b = 1310, 1311
+    PatientStore(stack.engine).remember_profile(chat_reference(a, CHAT_HASH_KEY), AgeRange.FORTIES, Sex.FEMALE)
+    consent(stack.user, a)
+    consent(stack.user, b)
+    sent = stack.user.send_photo(a, photos_by_risk["low"].read_bytes())
+    a_questions = questionnaire_for(stack.user, a, sent["message_id"])
+    assert "age 40-49, female" in a_questions["text"]
+    keep, skip = (button_data(a_questions, label) for label in ("Yes, still right", messages.SKIP_BUTTON))
+    assert keep is not None and skip is not None
+    b_message = stack.user.bot_messages(b)[-1]  # B's own message from the bot, under which B presses
+    b_before = stack.user.messages(b)
+
+    def job_of_a() -> Job:
+        with Session(stack.engine) as session:
+            statement = select(Job).where(Job.telegram_file_unique_id == sent["photo"][-1]["file_unique_id"])
+            return session.exec(statement).one()
+
+    for data in (keep, skip):
+        press = stack.user.forge_callback(b, b_message["message_id"], data)
+        assert answer_to_press(stack, press) == messages.QUESTIONNAIRE_NOT_YOURS
+    assert stack.user.messages(b) == b_before, "B's chat unchanged: no edit, nothing of A's"
+    (a_after,) = [m for m in stack.user.bot_messages(a) if m["message_id"] == a_questions["message_id"]]
+    assert a_after == a_questions, "A's questionnaire unchanged"
+    job = job_of_a()
+    assert job.answers_closed_at is None and job.answers in (None, {}), "A's questionnaire still open"
+
+    # A's questionnaire goes on for A.
+    answer_questionnaire(stack.user, a, sent["message_id"], ["Yes, still right"])
+    skip_questionnaire(stack.user, a, sent["message_id"])
+    stack.user.wait_for_reply(a, sent["message_id"], timeout_s=90)
+    assert job_of_a().answers == PatientAnswers().model_dump(mode="json"), "A skipped: no answers"
+
+    # Closed now (forgotten by the bot): the job row says whose it is, and B is still refused.
+    b_before = stack.user.messages(b)
+    press = stack.user.forge_callback(b, b_message["message_id"], skip)
+    assert answer_to_press(stack, press) == messages.QUESTIONNAIRE_NOT_YOURS
+    assert stack.user.messages(b) == b_before

@@ -12,7 +12,7 @@ import pytest
 from models.answer_effects import answer_effects
 from models.inference import Classifier
 from shared import messages
-from shared.answers import AnswerEffect, PatientAnswers
+from shared.answers import AnswerEffect, BodySite, PatientAnswers
 from shared.labels import CLASS_CODES, CLASS_NAMES, MALIGNANT_CODES, MELANOMA, PhotoKind, RiskLevel
 from skinsense.sandbox import plain_text
 
@@ -34,7 +34,7 @@ def test_an_alert_led_by_melanoma_says_signs_of_melanoma_never_cannot_be_ruled_o
     text = text_of(view)
     assert text.startswith("⚠️ Signs of melanoma\n")
     assert "cannot be ruled out" not in text
-    assert "55%  melanoma, a serious skin cancer\n" in text
+    assert "melanoma, a serious skin cancer: possible (55 %)\n" in text
 
 
 def test_an_alert_led_by_another_class_says_melanoma_cannot_be_ruled_out_and_names_the_leader() -> None:
@@ -44,7 +44,60 @@ def test_an_alert_led_by_another_class_says_melanoma_cannot_be_ruled_out_and_nam
         "⚠️ Melanoma cannot be ruled out\nThe most likely type is an ordinary mole (melanocytic nevus)"
     )
     assert "Signs of melanoma" not in text and "MELANOMA ALERT" not in text
-    assert "47%  an ordinary mole (melanocytic nevus)\n34%  melanoma, a serious skin cancer" in text
+    assert (
+        "an ordinary mole (melanocytic nevus): possible (47 %)\nmelanoma, a serious skin cancer: possible (34 %)"
+        in text
+    )
+
+
+@pytest.mark.parametrize(
+    ("probability", "read"),
+    [
+        (0.99995, "very likely (more than 99 %)"),
+        (0.985, "very likely (98 %)"),
+        (0.72, "likely (72 %)"),
+        (0.31, "possible (31 %)"),
+        (0.12, "less likely (12 %)"),
+        (0.04, "unlikely (4 %)"),
+        (0.00001, "unlikely (less than 1 %)"),
+    ],
+)
+def test_a_probability_reads_in_words_beside_a_rounded_figure_never_100_or_0_percent(
+    probability: float, read: str
+) -> None:
+    assert messages.likelihood(probability) == read
+
+
+def test_a_near_certain_result_never_says_100_or_0_percent() -> None:
+    view = messages.PatientResult(ranking(("mel", 0.99995), ("nv", 0.00004), ("bcc", 0.00001)), RiskLevel.HIGH, True)
+    text = text_of(view)
+    assert "100 %" not in text and "100%" not in text and " 0 %" not in text and "(0%" not in text
+    assert "melanoma, a serious skin cancer: very likely (more than 99 %)" in text
+
+
+def test_answers_that_moved_the_chance_of_cancer_are_never_said_to_have_changed_it_very_little() -> None:
+    """The photo alone gave 98.5 % melanoma; with the answers 99.99 %: the result says the answers raised it."""
+    view = messages.PatientResult(
+        ranking(("mel", 0.9999), ("nv", 0.0001)),
+        RiskLevel.HIGH,
+        True,
+        answers_used=("age", "grew"),
+        answer_effects={},
+        answers={"age": 65, "grew": True},
+        photo_ranking=ranking(("mel", 0.985), ("nv", 0.015)),
+    )
+    text = text_of(view)
+    assert messages.ANSWERS_BARELY_MOVED not in text
+    assert "they raised the chance of a skin cancer or pre-cancer from 98 % (the photo alone) to more than 99 %" in text
+    unmoved = messages.PatientResult(
+        ranking(("nv", 0.702)),
+        RiskLevel.LOW,
+        False,
+        answers_used=("age",),
+        answers={"age": 45},
+        photo_ranking=ranking(("nv", 0.7)),
+    )
+    assert messages.ANSWERS_BARELY_MOVED in text_of(unmoved)
 
 
 # Every result the policy can give: a melanoma alert is always HIGH risk, and a ranking led by a malignant type is
@@ -94,9 +147,12 @@ def test_a_low_result_after_a_reported_warning_sign_says_to_see_a_gp_not_that_no
 def test_every_class_has_an_everyday_name_before_its_medical_name() -> None:
     assert messages.lesion_name("nv") == "an ordinary mole (melanocytic nevus)"
     assert messages.lesion_name("mel") == "melanoma, a serious skin cancer"
+    assert messages.lesion_name("akiec") == "a sun-damage patch that can turn into cancer (actinic keratosis)"
     for code in CLASS_CODES:
         name = messages.lesion_name(code)
-        assert CLASS_NAMES[code].lower() in name and not name.startswith(CLASS_NAMES[code])
+        medical = messages.PATIENT_MEDICAL_NAMES.get(code, CLASS_NAMES[code].lower())
+        assert medical in name and not name.startswith(CLASS_NAMES[code])
+        assert "intraepithelial" not in name
 
 
 @pytest.mark.parametrize("kind", list(PhotoKind))
@@ -137,3 +193,21 @@ def test_bleeding_growth_and_change_raise_the_risk_of_a_mole(classifier: Classif
     assert effects and set(effects.values()) == {AnswerEffect.RAISED}
     assert answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, PatientAnswers()) == {}
     assert answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, None) == {}
+
+
+def test_a_patient_who_said_the_spot_does_not_bleed_is_not_told_it_bleeds() -> None:
+    said_no = text_of(messages.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, False, answers={"bleeds": False}))
+    assert messages.URGENT_CARE not in said_no and messages.URGENT_CARE_NOT_BLEEDING in said_no
+    not_asked = text_of(messages.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, False))
+    assert messages.URGENT_CARE in not_asked
+
+
+def test_body_site_buttons_use_the_words_patients_use() -> None:
+    labels = set(messages.BODY_SITE_BUTTONS.values())
+    assert set(messages.BODY_SITE_BUTTONS) == set(BodySite)
+    assert not labels & {"Acral", "Lower extremity", "Upper extremity", "Trunk"}
+
+
+def test_help_and_about_agree_on_what_the_model_reads() -> None:
+    assert "trained on dermatoscope images" not in messages.help_text(20)
+    assert "phone photos" in messages.help_text(20) and "phone photos" in messages.ABOUT

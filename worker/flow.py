@@ -34,7 +34,7 @@ from shared import messages
 from shared.audit import Job, JobStatus, utc_now
 from shared.clinicians import NewClinicianAlert, ThreadPolicy
 from shared.images import MAX_FILE_BYTES, UnreadableImage
-from shared.job_store import WAITING_STATUSES, Delivery, IllegalTransition, JobStore
+from shared.job_store import NEVER_ANALYSED, WAITING_STATUSES, Delivery, IllegalTransition, JobStore
 from shared.labels import RiskLevel
 from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTO_TO_REPLY, count_job, timed
@@ -95,7 +95,7 @@ class ClassificationFlow:
             # Read after our own commit: of the bot closing the questionnaire and us storing the result, the
             # second to commit sees the first, so at least one side finalizes (finalize is idempotent).
             job = self.jobs.load(job.id) or job
-            if job.answers_closed_at is None:
+            if job.answers_closed_at is None and job.same_photo_as is None:  # the same photo: its result, now
                 self.await_answers(finalization)
                 log.info("job %s: analysed; waiting for the questionnaire", job.id)
                 return AWAITING_ANSWERS
@@ -113,9 +113,11 @@ class ClassificationFlow:
             return "duplicate"
         if job.status != JobStatus.DONE:
             return job.status.value  # not analysed yet (the worker finalizes it), or refused (already answered)
+        questionnaire_timed_out = False
         if job.answers_closed_at is None:
             job = self.jobs.close_answers(job.id)
-            log.info("job %s: questionnaire timed out; finalizing with the answers given", job.id)
+            questionnaire_timed_out = job.same_photo_as is None
+            log.info("job %s: questionnaire closed by the worker; finalizing with the answers given", job.id)
         assert job.photo_ranking is not None and job.photo_kind is not None
         answers = answers_from_record(job.answers)
         with timed("combine"):
@@ -142,7 +144,7 @@ class ClassificationFlow:
                 log.warning(
                     "job %s: clinician alert not queued (%s); the sweep will send it", job.id, type(error).__name__
                 )
-        return self._answer(job)
+        return self._answer(job, questionnaire_timed_out=questionnaire_timed_out)
 
     def _answer_album(self, job: Job, delivery: Delivery) -> str:
         """One photo of an album is finished: its explanation picture now; once every photo is, the album's one
@@ -264,7 +266,7 @@ class ClassificationFlow:
         log.info("job %s: finished by another delivery (%s)", job.id, current.status.value)
         return current
 
-    def _answer(self, job: Job) -> str:
+    def _answer(self, job: Job, *, questionnaire_timed_out: bool = False) -> str:
         """Tell the patient the job's final answer (result, refusal or apology) and record it, once."""
         delivery = self.jobs.delivery_of(job)
         if delivery is None:
@@ -274,6 +276,7 @@ class ClassificationFlow:
             return self._answer_album(job, delivery)
         with timed("reply"):
             self._edit_or_send(job.id, delivery, self._patient_text(job))
+        self._close_questionnaire(job, delivery, timed_out=questionnaire_timed_out)
         if job.status == JobStatus.DONE:
             self._send_explanation(delivery, job)
         try:
@@ -285,6 +288,21 @@ class ClassificationFlow:
             raise
         return job.status.value
 
+    def _close_questionnaire(self, job: Job, delivery: Delivery, *, timed_out: bool) -> None:
+        """A questionnaire left open under the answer says it closed, and why: nobody answered in time, or the
+        photo needed no answers (refused, failed, the same photo again). One the patient closed, the bot closed.
+        Best effort: a tap on a stale question is told the questions are closed (bot/questionnaire.py)."""
+        if delivery.questionnaire_message_id is None or job.error_code in NEVER_ANALYSED:
+            return  # closed by the patient's /delete or "No thanks", which the bot answered there
+        needed_none = job.status != JobStatus.DONE or job.same_photo_as is not None
+        if not (timed_out or needed_none):
+            return
+        text = messages.QUESTIONNAIRE_NOT_NEEDED if needed_none else messages.QUESTIONNAIRE_TIMED_OUT
+        try:
+            self.telegram.edit_text(delivery.chat_id, delivery.questionnaire_message_id, text)
+        except TelegramError as error:
+            log.info("job %s: questionnaire not closed (%s)", job.id, type(error).__name__)
+
     def _edit_or_send(self, job_id: uuid.UUID, delivery: Delivery, text: str) -> None:
         """Edit the "analysing..." message into ``text``; if it is gone (or was never sent), send a new message."""
         if delivery.status_message_id is not None:
@@ -295,7 +313,7 @@ class ClassificationFlow:
                 if "not modified" in error.message:
                     return  # the text is already there: an earlier attempt succeeded
                 log.info("job %s: edit failed (%s); sending a new message", job_id, error.message)
-        self.telegram.send_text(delivery.chat_id, text)
+        self.telegram.send_text(delivery.chat_id, text, reply_to=delivery.photo_message_id)  # threaded to its photo
 
     def fail(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> None:
         """A job that cannot be analysed: record the failure and, best effort, turn the patient's "analysing..."

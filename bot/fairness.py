@@ -1,0 +1,115 @@
+"""Fair to every chat: one chat's flood never holds up the others.
+
+Two mechanisms, both before any handler:
+
+- ``FairUpdateProcessor`` (PTB's update processor): the updates of one chat are handled one at a time, in the
+  order they came, and at most ``WORKING_UPDATES`` updates of different chats run at once. A chat's later updates
+  wait for its turn *outside* those slots (PTB's own semaphore is set far higher), so a handler waiting for its
+  chat's sending allowance (about a message a second in a private chat, one per 3 s in a group) holds one slot
+  at most, never the slots other chats need. It also keeps a chat's messages in order (a photo, then "I agree").
+- ``admission_gate`` (handler group -3): at most ``updates_per_chat_per_minute`` updates of any kind (texts,
+  commands, presses, photos) from one private chat, or one member of a group, in any rolling minute (counted in
+  Redis, shared by every bot process). Past that the chat gets one polite notice a minute (a group member: none,
+  the group's own allowance is the clinicians' alerts') and its updates are dropped unanswered. Clinicians on the
+  allow-list are not limited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from functools import lru_cache
+from typing import Any
+
+from telegram import Update
+from telegram.constants import ChatType
+from telegram.ext import ApplicationHandlerStop, BaseUpdateProcessor, ContextTypes
+
+from bot.clinicians import is_clinician
+from bot.intake import chat_ref_of
+from shared import messages
+from shared.config import get_settings
+from shared.metrics import UPDATES_DROPPED
+from shared.rate_limit import RollingLimit, redis_client
+
+log = logging.getLogger(__name__)
+
+WORKING_UPDATES = 8  # updates of different chats handled at once
+QUEUED_UPDATES = 100_000  # PTB's slots: a chat's updates wait for their turn here, holding none of the above
+MINUTE_S = 60.0
+
+
+class FairUpdateProcessor(BaseUpdateProcessor):
+    """One update at a time per chat, in order; ``working`` at once across chats (see the module)."""
+
+    def __init__(self, working: int = WORKING_UPDATES) -> None:
+        super().__init__(QUEUED_UPDATES)
+        self._working = asyncio.Semaphore(working)
+        self._chat_turns: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat.id if isinstance(update, Update) and update.effective_chat else None
+        if chat is None:
+            async with self._working:
+                await coroutine
+            return
+        turn = self._chat_turns.setdefault(chat, asyncio.Lock())
+        self._waiting[chat] = self._waiting.get(chat, 0) + 1
+        try:
+            async with turn, self._working:
+                await coroutine
+        finally:
+            self._waiting[chat] -= 1
+            if not self._waiting[chat]:  # nothing more of this chat: its lock is forgotten
+                del self._waiting[chat]
+                del self._chat_turns[chat]
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to free."""
+
+
+@lru_cache
+def update_limit() -> RollingLimit:
+    settings = get_settings()
+    return RollingLimit(
+        redis_client(settings),
+        limit=settings.updates_per_chat_per_minute,
+        window_s=MINUTE_S,
+        name="updates-per-minute",
+        key_prefix=settings.redis_key_prefix,
+    )
+
+
+def sender_ref(update: Update) -> str | None:
+    """Who is counted: a private chat; in a group, the member (pseudonymous either way)."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None:
+        return None
+    if chat.type == ChatType.PRIVATE or user is None:
+        return chat_ref_of(chat.id)
+    return f"{chat_ref_of(chat.id)}:{chat_ref_of(user.id)}"
+
+
+async def admission_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Past a chat's (or a group member's) allowance of updates a minute: one notice, then nothing (see the
+    module); the update is recorded as handled, so it is never handled later either."""
+    chat, user = update.effective_chat, update.effective_user
+    ref = sender_ref(update)
+    if chat is None or ref is None or is_clinician(chat, user):
+        return
+    limit = update_limit()
+    if await asyncio.to_thread(limit.allow, ref):
+        return
+    UPDATES_DROPPED.labels(reason="chat_over_limit").inc()
+    if chat.type == ChatType.PRIVATE and await asyncio.to_thread(limit.first_refusal, ref):
+        log.info("a chat is over its limit of %d updates a minute: told once, the rest dropped", limit.limit)
+        if update.callback_query is not None:
+            await update.callback_query.answer(messages.TOO_MANY_UPDATES, show_alert=True)
+        elif update.effective_message is not None:
+            await update.effective_message.reply_text(messages.TOO_MANY_UPDATES, do_quote=False)
+    raise ApplicationHandlerStop
