@@ -93,17 +93,17 @@ def clinician_name(user: User) -> str:
 # --- Refusals ---------------------------------------------------------------------------------------------------
 
 
-def _refusals_recorded(bot_data: dict[Any, Any]) -> dict[tuple[str, int], float]:
-    """(press or command, chat id) -> when a refusal there was last recorded (monotonic seconds)."""
-    recorded: dict[tuple[str, int], float] = bot_data.setdefault("clinician_refusals_recorded", {})
+def _refusals_recorded(bot_data: dict[Any, Any]) -> dict[tuple[str, int, int | None], float]:
+    """(press or command, chat id, sender id) -> when a refusal there was last recorded (monotonic seconds)."""
+    recorded: dict[tuple[str, int, int | None], float] = bot_data.setdefault("clinician_refusals_recorded", {})
     return recorded
 
 
-def _refusal_sampled(bot_data: dict[Any, Any], what: str, chat_id: int) -> bool:
-    """Whether this refusal is the one recorded for its chat in the sampling interval."""
+def _refusal_sampled(bot_data: dict[Any, Any], what: str, chat_id: int, sender_id: int | None) -> bool:
+    """Whether this refusal is the one recorded for its chat and sender in the sampling interval."""
     recorded = _refusals_recorded(bot_data)
     now = clock.monotonic()
-    last = recorded.get((what, chat_id))
+    last = recorded.get((what, chat_id, sender_id))
     if last is not None and now - last < REFUSAL_SAMPLE_INTERVAL_S:
         return False
     if len(recorded) >= REFUSALS_TRACKED:
@@ -111,7 +111,7 @@ def _refusal_sampled(bot_data: dict[Any, Any], what: str, chat_id: int) -> bool:
             del recorded[key]
         while len(recorded) >= REFUSALS_TRACKED:
             del recorded[next(iter(recorded))]
-    recorded[(what, chat_id)] = now
+    recorded[(what, chat_id, sender_id)] = now
     return True
 
 
@@ -122,13 +122,14 @@ async def _refuse(
     user: User | None,
     action: str,
     alert_id: uuid.UUID | None = None,
-) -> None:
+) -> bool:
     """Count a refused press or command; record it when sampled (a known action name or "unknown", a patient's
-    chat by its reference only if they consented)."""
+    chat by its reference only if they consented). True when sampled: the refusal that may be answered with a
+    message (the others are not, so that a flood never spends the clinicians' chat allowance their alerts need)."""
     CLINICIAN_REFUSED.labels(what=what).inc()
-    if not _refusal_sampled(context.bot_data, what, chat.id):
+    if not _refusal_sampled(context.bot_data, what, chat.id, None if user is None else user.id):
         log.debug("clinician %s refused (not recorded: sampled)", what)
-        return
+        return False
     clinician_chat = allow_list().is_clinician_chat(chat.id)
     await asyncio.to_thread(
         get_alert_store().record_refusal,
@@ -145,6 +146,7 @@ async def _refuse(
         chat.type,
         REFUSAL_SAMPLE_INTERVAL_S // 60,
     )
+    return True
 
 
 def _press_name(data: str) -> str:
@@ -402,8 +404,8 @@ async def _allowed_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         return False
     if is_clinician(chat, user):
         return True
-    await _refuse(context, "command", chat, user, _command_name(message.text or ""))
-    await message.reply_text(messages.COMMAND_REFUSED, do_quote=True)
+    if await _refuse(context, "command", chat, user, _command_name(message.text or "")):
+        await message.reply_text(messages.COMMAND_REFUSED, do_quote=True)  # once per chat and sampling interval
     return False
 
 

@@ -559,3 +559,20 @@ def test_in_the_clinicians_group_a_sender_whose_id_equals_the_groups_is_not_a_cl
     assert alert_row(stack, job_id).state == AlertState.OPEN
     assert command_reply(stack, GROUP, "/pending", from_id=GROUP)["text"] == messages.COMMAND_REFUSED
     assert stack.user.messages(GROUP)[-1]["chat"]["title"] == f"Clinicians' group {GROUP}"
+
+
+def test_a_group_member_flooding_commands_gets_one_refusal_and_alerts_still_reach_the_group(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """Issue 22.1: a member not on the allow-list sends 40 /pending in a few seconds. Each is refused, but only
+    the first is answered (a message to the group takes from the allowance its alerts need: one per 3 s), and a
+    melanoma alert that follows reaches the group."""
+    flooder = 7077
+    before = {m["message_id"] for m in stack.user.bot_messages(GROUP)}
+    sent = [stack.user.send_text(GROUP, "/pending", from_id=flooder) for _ in range(40)]
+    stack.user.wait_for_reply(GROUP, sent[0]["message_id"], final=False)
+    job_id = high_risk_photo(stack, 3181, photos_by_risk)
+    alert_message(stack, GROUP, job_id)
+    new = [m for m in stack.user.bot_messages(GROUP) if m["message_id"] not in before]
+    refusals = [m for m in new if m.get("text") == messages.COMMAND_REFUSED]
+    assert len(refusals) == 1, [m.get("text", "")[:40] for m in new]
