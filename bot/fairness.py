@@ -24,7 +24,7 @@ from typing import Any
 
 from telegram import Update
 from telegram.constants import ChatType
-from telegram.ext import ApplicationHandlerStop, BaseUpdateProcessor, ContextTypes
+from telegram.ext import ApplicationHandlerStop, BaseHandler, BaseUpdateProcessor, ContextTypes
 
 from bot.clinicians import is_clinician
 from bot.intake import chat_ref_of
@@ -93,6 +93,17 @@ def sender_ref(update: Update) -> str | None:
     if chat.type == ChatType.PRIVATE or user is None:
         return chat_ref_of(chat.id)
     return f"{chat_ref_of(chat.id)}:{chat_ref_of(user.id)}"
+
+
+class AdmissionHandler(BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]):
+    """``admission_gate`` for every update that starts something: not edited messages, which start nothing
+    (bot/handlers.py) and so cost nothing to let by."""
+
+    def __init__(self) -> None:
+        super().__init__(admission_gate)
+
+    def check_update(self, update: object) -> bool:
+        return isinstance(update, Update) and update.edited_message is None and update.edited_channel_post is None
 
 
 async def admission_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -20,13 +20,12 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
 from bot import consent, history, questionnaire
 from bot.clinicians import CLINICIAN_COMMANDS, allow_list, register_clinician_handlers
-from bot.fairness import admission_gate
+from bot.fairness import AdmissionHandler
 from bot.intake import on_image_document, on_photo
 from bot.private_chats import SharedChatHandler
 from shared import messages
@@ -69,7 +68,7 @@ NEW_MESSAGES = filters.UpdateType.MESSAGE
 
 
 def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    application.add_handler(TypeHandler(Update, admission_gate), group=-3)  # a chat past its allowance: dropped
+    application.add_handler(AdmissionHandler(), group=-3)  # a chat past its allowance: dropped (bot/fairness.py)
     register_clinician_handlers(application, group=-2)  # clinicians are not patients: before the consent gate
     application.add_handler(SharedChatHandler(allow_list().chat_ids), group=-1)  # patients: private chats only
     application.add_handler(CommandHandler("about", on_about, filters=NEW_MESSAGES), group=-1)

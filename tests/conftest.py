@@ -19,6 +19,16 @@ from tests.auxil.database import migrated_engine
 from tests.auxil.services import postgres_database, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
+# A test that uses any of these (directly or through other fixtures) starts a server: Redis, PostgreSQL, the
+# Bot API sandbox or a whole stack. The others form the quick tier (`./dev test --quick`: no server).
+SERVER_FIXTURES = frozenset({"redis_url", "postgres_admin_url", "sandbox", "stack"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses_servers = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if uses_servers or item.get_closest_marker("e2e") or item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(scope="session")

@@ -152,5 +152,5 @@ def test_clinicians_read_the_answers_the_patient_gave() -> None:
         {"code": "nv", "name": "Nevus", "probability": 0.4},
     ]
     text = messages.clinician_alert(alert_view(ranking, PatientAnswers(age=45, bleeds=True)))
-    assert "Patient's answers: age: 45, bleeding: yes" in text
+    assert "Patient's answers: age: 40-49, bleeding: yes" in text  # the range the patient chose
     assert "Patient's answers: none given" in messages.clinician_alert(alert_view(ranking, PatientAnswers()))
