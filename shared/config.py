@@ -158,6 +158,10 @@ class Settings(BaseSettings):
                 raise ValueError("set SKINSENSE_DELIVERY_KEY to secret Fernet key(s) in production")
             if self.flower_password.get_secret_value() in EXAMPLE_FLOWER_PASSWORDS:
                 raise ValueError("set SKINSENSE_FLOWER_PASSWORD to a secret (not an example value) in production")
+            if self.database_url.startswith("sqlite"):
+                # SQLite lives on one host: a second host's bot or workers would get a private, empty database
+                # and answer every job "missing". Production is PostgreSQL, shared by every host.
+                raise ValueError("set SKINSENSE_DATABASE_URL to the deployment's PostgreSQL in production")
         return self
 
     @property

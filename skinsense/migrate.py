@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from shared.config import get_settings
 from shared.db import build_engine
@@ -28,6 +28,9 @@ def migrations_dir() -> Path:
     raise FileNotFoundError("the migrations/ folder was not found")
 
 
+MIGRATION_LOCK_KEY = 0x5C1F5E45  # PostgreSQL advisory lock id that serialises `skinsense db upgrade`
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
@@ -44,6 +47,10 @@ def upgrade_database(url: str | None = None, revision: str = "head") -> None:
     engine = build_engine(url or get_settings().database_url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Hosts started together each run `skinsense db upgrade`: one migrates, the others wait for it
+                # here (held until this transaction ends) and then find nothing left to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             config = alembic_config()
             config.attributes["connection"] = connection
             tables = set(inspect(connection).get_table_names())

@@ -44,12 +44,19 @@ def production_settings() -> dict[str, str]:
         "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
         "SKINSENSE_DELIVERY_KEY": Fernet.generate_key().decode(),
         "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
+        "SKINSENSE_DATABASE_URL": "postgresql://skinsense:secret@db.internal:5432/skinsense",
     }
 
 
 @pytest.mark.parametrize(
     "missing",
-    ["SKINSENSE_TELEGRAM_TOKEN", "SKINSENSE_CHAT_HASH_KEY", "SKINSENSE_DELIVERY_KEY", "SKINSENSE_FLOWER_PASSWORD"],
+    [
+        "SKINSENSE_TELEGRAM_TOKEN",
+        "SKINSENSE_CHAT_HASH_KEY",
+        "SKINSENSE_DELIVERY_KEY",
+        "SKINSENSE_FLOWER_PASSWORD",
+        "SKINSENSE_DATABASE_URL",  # the default is SQLite: one host's private database
+    ],
 )
 def test_production_refuses_development_defaults(tmp_env: pytest.MonkeyPatch, missing: str) -> None:
     production = production_settings()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,15 @@ def test_an_update_recorded_before_update_keys_is_replayed_once_under_its_key(em
     finally:
         engine.dispose()
     assert pending_differences(empty_database_url) == []
+
+
+@pytest.mark.postgres
+def test_hosts_upgrading_at_once_migrate_once(postgres_admin_url: str) -> None:
+    """Several hosts run `skinsense db upgrade` as they start: the advisory lock lets one migrate while the
+    others wait, and every one of them ends at head without an error."""
+    with postgres_database(postgres_admin_url) as url:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            for done in [pool.submit(upgrade_database, url) for _ in range(3)]:
+                done.result()
+        assert stored_revision(url) == head_revision()
+        assert pending_differences(url) == []

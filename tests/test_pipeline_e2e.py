@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from models.inference import read_metadata
 from shared import messages
-from shared.audit import ClinicianAlertDelivery, Job, JobStatus, MediaKind, chat_reference
+from shared.audit import ClinicianAlertDelivery, InboundUpdate, Job, JobStatus, MediaKind, chat_reference
 from shared.config import Settings
 from shared.images import MAX_FILE_BYTES
 from shared.job_store import Delivery
@@ -35,6 +35,7 @@ from shared.queue import ClassifyPhotoRequest, create_celery_app, enqueue_classi
 from shared.sealing import seal
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import consent, send_photo_skipping_questions, skip_questionnaire
+from tests.auxil.sandbox_user import is_questionnaire
 from tests.auxil.services import postgres_database, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, CLINICIANS, RunningStack, running_stack
 from worker.flow import MAX_DELIVERY_ATTEMPTS
@@ -286,6 +287,10 @@ def test_photo_that_is_not_a_lesion_is_refused_kindly(stack: RunningStack) -> No
     reply = stack.user.wait_for_reply(chat, sent["message_id"])
     assert reply["text"] == messages.rejection(RefusalCode.NOT_A_LESION, MAX_FILE_MB, "this photo")
     assert finished_job(stack, sent["photo"][-1]["file_unique_id"]).error_code == "not_a_lesion"
+    # No question is left open under the refusal: none was asked, or the one asked says it was not needed.
+    wait_until(lambda: every_update_handled(stack), 30, what="the bot to finish with the photo")
+    questions = [m for m in stack.user.bot_messages(chat) if is_questionnaire(m)]
+    assert all(m["text"] == messages.QUESTIONNAIRE_NOT_NEEDED and not m.get("reply_markup") for m in questions)
 
 
 def test_tiny_photo_is_refused_without_download(stack: RunningStack) -> None:
@@ -396,6 +401,9 @@ def test_chat_over_its_hourly_photo_limit_gets_a_kind_message_and_no_job(
     assert not [
         c for c in stack.user.calls("getFile") if c["parameters"].get("file_id") == sent["photo"][-1]["file_id"]
     ]
+    again = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    wait_until(lambda: every_update_handled(stack), 30, what="the bot to handle the second photo")
+    assert stack.user.replies_to(chat, again["message_id"]) == [], "told once an hour, not once per photo"
 
 
 def test_photo_that_keeps_killing_workers_is_failed_not_retried_forever(stack: RunningStack) -> None:
@@ -440,3 +448,8 @@ def test_download_retries_are_not_mistaken_for_lost_workers(
     job = finished_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.status == JobStatus.DONE
     assert job.delivery_attempts == MAX_DELIVERY_ATTEMPTS + 1
+
+
+def every_update_handled(stack: RunningStack) -> bool:
+    with Session(stack.engine) as session:
+        return all(row.processed_at is not None for row in session.exec(select(InboundUpdate)))

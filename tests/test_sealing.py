@@ -80,6 +80,7 @@ def test_development_key_is_the_default_and_refused_in_production(tmp_env: pytes
         "SKINSENSE_TELEGRAM_TOKEN": "1:x",
         "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
         "SKINSENSE_FLOWER_PASSWORD": "p" * 16,
+        "SKINSENSE_DATABASE_URL": "postgresql://skinsense:secret@db.internal:5432/skinsense",
     }
     for key, value in production.items():
         tmp_env.setenv(key, value)
