@@ -140,6 +140,7 @@ def test_flower_refuses_an_unset_or_example_password() -> None:
         "SKINSENSE_TELEGRAM_TOKEN": "1:x",
         "SKINSENSE_CHAT_HASH_KEY": "k" * 32,
         "SKINSENSE_DELIVERY_KEY": "bm90LXRoZS1kZXZlbG9wbWVudC1kZWxpdmVyeS1rZXk=",  # a Fernet key (32 bytes)
+        "SKINSENSE_DATABASE_URL": "postgresql://skinsense:secret@postgres:5432/skinsense",  # compose sets it
     }
     for password in (example["SKINSENSE_FLOWER_PASSWORD"], "change-me", "skinsense"):
         values = {
