@@ -12,6 +12,13 @@ recorded in the audit database and edits the alert in every clinician chat to sh
 buttons, in the chat that pressed). "Ask for a better photo" leaves the alert unresolved, waiting for the photo.
 /pending lists each unresolved thread with a tappable ``/case_<start of its job id>``; /case shows the alert as
 it is now, with its photo and its buttons, and is kept current like the alert.
+
+"Write to the patient" asks, in the chat that pressed, for the clinician's own words (a ForceReply prompt whose
+first line names the alert's job and the clinician: no state is kept in memory). Their reply to that prompt (in
+a group: by that clinician only) goes to the patient, HTML-escaped under a heading saying it comes from the
+clinic's team, with the same checks as the canned messages (consent covering contact, data not erased); the
+clinician is told whether it was sent. Recorded as an action (who, when, the outcome), never the text; the
+alert's state does not change.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ import re
 import time as clock
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from html import escape
 from typing import Any
 
-from telegram import CallbackQuery, Chat, Message, Update, User
+from telegram import CallbackQuery, Chat, ForceReply, Message, Update, User
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
@@ -49,6 +57,7 @@ from shared.clinicians import (
     AlertStore,
     AlertView,
     ClinicianAllowList,
+    SealedContact,
     alert_keyboard,
     aware,
     case_ref_digits,
@@ -71,6 +80,11 @@ PATIENT_CONTACT: dict[AlertResolution, str] = {
     AlertResolution.APPOINTMENT: messages.PATIENT_APPOINTMENT,
     AlertResolution.BETTER_PHOTO: messages.PATIENT_BETTER_PHOTO,
 }
+# "Write to the patient": a reply to the bot's prompt is one when the prompt's first line reads like this.
+WRITE_PROMPT_REF = re.compile(
+    r"\u270d\ufe0f Message to patient P-\S* about job (?P<job_id>[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}), "
+    r"for .* \(Telegram id (?P<user_id>\d+)\)"
+)
 # Refused presses and commands: each counted, at most one recorded per chat (and kind) in this interval.
 REFUSAL_SAMPLE_INTERVAL_S = 600.0
 REFUSALS_TRACKED = 10_000  # chats remembered for the sampling, before the oldest are forgotten
@@ -194,7 +208,10 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await _answer(query, messages.PRESS_UNKNOWN)
         raise ApplicationHandlerStop
     action, thread_id = parsed
-    answer, outcome = await _decide(store, action, thread_id, clinician_name(user), context)
+    if action == ClinicianActionKind.WRITE:
+        answer, outcome = await _prompt_for_message(store, thread_id, chat, user, context)
+    else:
+        answer, outcome = await _decide(store, action, thread_id, clinician_name(user), context)
     await asyncio.to_thread(
         store.record_action,
         alert_id=thread_id,
@@ -212,7 +229,7 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         view = await asyncio.to_thread(store.view, thread_id)
         if view is not None:
             await _edit_buttons(query, alert_keyboard(view))
-    elif outcome != "unknown_alert":
+    elif outcome != "unknown_alert" and action != ClinicianActionKind.WRITE:  # writing changes no state
         await refresh_alert(context, store, thread_id, pressed=query.message)
     raise ApplicationHandlerStop
 
@@ -313,18 +330,14 @@ async def _tell_patient(
 ) -> str:
     """The patient's kind message, if their consent covers contact and their chat is still known."""
     described = messages.RESOLUTION_TEXT[resolution.value]
-    if alert.chat_ref == ERASED_PATIENT:
-        return messages.PRESS_PATIENT_ERASED.format(resolution=described)
-    patients = get_patient_store()
-    consents = [
-        await asyncio.to_thread(patients.consent, alert.chat_ref, version)
-        for version in messages.PRIVACY_VERSIONS_COVERING_CONTACT
-    ]
-    if not any(consents):
-        return messages.PRESS_NO_CONSENT.format(resolution=described)
-    contact = await asyncio.to_thread(store.contact, alert.id)
+    contact, why_not = await _patient_contact(store, alert)
     if contact is None:
-        return messages.PRESS_NO_CONTACT.format(resolution=described)
+        cannot = {
+            "patient_erased": messages.PRESS_PATIENT_ERASED,
+            "no_consent": messages.PRESS_NO_CONSENT,
+            "no_contact": messages.PRESS_NO_CONTACT,
+        }
+        return cannot[why_not].format(resolution=described)
     text = PATIENT_CONTACT[resolution].format(date=aware(alert.created_at).strftime("%Y-%m-%d"))
     try:
         await context.bot.send_message(contact.chat_id, text)
@@ -337,6 +350,141 @@ async def _tell_patient(
         return messages.PRESS_NO_CONTACT.format(resolution=described)  # blocked the bot, or deleted the chat
     await asyncio.to_thread(store.record_patient_told, alert.id)
     return messages.PRESS_PATIENT_TOLD.format(resolution=described)
+
+
+async def _patient_contact(store: AlertStore, alert: ClinicianAlert) -> tuple[SealedContact | None, str]:
+    """The patient's chat, when a clinician may message them: their data is not erased, the privacy text they
+    agreed to covers contact, and the thread still holds their chat. Otherwise None and why not: "patient_erased",
+    "no_consent" or "no_contact"."""
+    if alert.chat_ref == ERASED_PATIENT:
+        return None, "patient_erased"
+    patients = get_patient_store()
+    consents = [
+        await asyncio.to_thread(patients.consent, alert.chat_ref, version)
+        for version in messages.PRIVACY_VERSIONS_COVERING_CONTACT
+    ]
+    if not any(consents):
+        return None, "no_consent"
+    contact = await asyncio.to_thread(store.contact, alert.id)
+    return (None, "no_contact") if contact is None else (contact, "")
+
+
+# --- Writing to the patient -------------------------------------------------------------------------------------
+
+
+async def _prompt_for_message(
+    store: AlertStore, thread_id: uuid.UUID, chat: Chat, user: User, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[str, str]:
+    """ "Write to the patient": the prompt for the clinician's words, in the chat that pressed (a ForceReply; in a
+    group, for the clinician who pressed: they are mentioned). Nothing is asked when no message could be sent."""
+    root = await asyncio.to_thread(store.load, thread_id)
+    if root is None:
+        return messages.PRESS_UNKNOWN, "unknown_alert"
+    if root.state == AlertState.RESOLVED:
+        return _already_resolved(root), "already_resolved"
+    contact, why_not = await _patient_contact(store, root)
+    view = None if contact is None else await asyncio.to_thread(store.view, thread_id)
+    if contact is None or view is None:
+        return messages.WRITE_NOT_SENT[why_not or "no_contact"], why_not or "no_contact"
+    mention = f'<a href="tg://user?id={user.id}">{escape(clinician_name(user))}</a>'
+    prompt = messages.WRITE_PROMPT.format(
+        patient=view.patient_ref,
+        job_id=view.job_id,
+        who=mention,
+        user_id=user.id,
+        limit=messages.WRITE_MAX_CHARACTERS,
+        date=view.created_at.strftime("%Y-%m-%d"),
+    )
+    placeholder = messages.WRITE_PLACEHOLDER.format(patient=view.patient_ref)[:64]
+    await context.bot.send_message(
+        chat.id,
+        prompt,
+        parse_mode=ParseMode.HTML,
+        reply_markup=ForceReply(selective=chat.type != Chat.PRIVATE, input_field_placeholder=placeholder),
+    )
+    return messages.PRESS_WRITE_PROMPTED, "prompted"
+
+
+def prompt_reference(prompt: Message | None, bot_id: int) -> tuple[uuid.UUID, int] | None:
+    """The job and the clinician a "Write to the patient" prompt was for, when ``prompt`` is one (the bot's own
+    message, its first line as ``WRITE_PROMPT`` writes it); None for any other message."""
+    if prompt is None or prompt.from_user is None or prompt.from_user.id != bot_id or not prompt.text:
+        return None
+    match = WRITE_PROMPT_REF.fullmatch(prompt.text.split("\n", 1)[0])
+    return None if match is None else (uuid.UUID(match["job_id"]), int(match["user_id"]))
+
+
+async def on_clinician_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A reply in a clinician chat: to a "Write to the patient" prompt, by the clinician it was for, the message
+    goes to the patient; anything else is like any other message there."""
+    chat, user, message = update.effective_chat, update.effective_user, update.message
+    reference = None if message is None else prompt_reference(message.reply_to_message, context.bot.id)
+    if chat is None or message is None or reference is None:
+        await on_clinician_chat_message(update, context)
+        return
+    job_id, asked_by = reference
+    if user is None or not is_clinician(chat, user):
+        if await _refuse(context, "reply", chat, user, ClinicianActionKind.WRITE.value):
+            await message.reply_text(messages.WRITE_REFUSED, do_quote=True)  # once per member and interval
+        raise ApplicationHandlerStop
+    if user.id != asked_by:
+        await message.reply_text(messages.WRITE_NOT_YOURS, do_quote=True)
+        raise ApplicationHandlerStop
+    store = get_alert_store()
+    answer, outcome, alert_id = await _write_to_patient(store, job_id, message.text or "", context)
+    await asyncio.to_thread(
+        store.record_action,
+        alert_id=alert_id,
+        action=ClinicianActionKind.WRITE.value,
+        chat=str(chat.id),
+        user_id=user.id,
+        user_name=clinician_name(user),
+        outcome=outcome,
+    )
+    log.info("alert %s: a clinician's message to the patient (%s)", alert_id, outcome)
+    await message.reply_text(answer, do_quote=True)
+    raise ApplicationHandlerStop
+
+
+async def _write_to_patient(
+    store: AlertStore, job_id: uuid.UUID, text: str, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[str, str, uuid.UUID | None]:
+    """Send a clinician's words to the patient of the alert for ``job_id`` (its thread's patient) with the same
+    checks as the canned messages; returns what the clinician reads, the outcome recorded and the thread's id."""
+    alert = await asyncio.to_thread(store.for_job, job_id)
+    root = None if alert is None else await asyncio.to_thread(store.load, alert.thread_id)
+    if root is None:
+        return messages.WRITE_UNKNOWN, "unknown_alert", None
+    words = text.strip()
+    if len(words) > messages.WRITE_MAX_CHARACTERS:
+        return (
+            messages.WRITE_TOO_LONG.format(length=len(words), limit=messages.WRITE_MAX_CHARACTERS),
+            "too_long",
+            root.id,
+        )
+    if root.state == AlertState.RESOLVED:
+        resolution = messages.RESOLUTION_TEXT[str(root.resolution)]
+        return (
+            messages.WRITE_ALREADY_RESOLVED.format(who=root.resolved_by, resolution=resolution),
+            "already_resolved",
+            root.id,
+        )
+    contact, why_not = await _patient_contact(store, root)
+    if contact is None:
+        return messages.WRITE_NOT_SENT[why_not], why_not, root.id
+    date = aware(root.created_at).strftime("%Y-%m-%d")
+    try:
+        await context.bot.send_message(
+            contact.chat_id,
+            messages.PATIENT_CLINICIAN_MESSAGE.format(date=date, text=escape(words)),
+            parse_mode=ParseMode.HTML,
+        )
+    except TelegramError as error:
+        if may_pass(error):
+            raise  # handled again later (bot/durable_updates.py): the message goes then
+        log.warning("alert %s: the patient could not be messaged (%s)", root.id, type(error).__name__)
+        return messages.WRITE_NOT_SENT["no_contact"], "no_contact", root.id
+    return messages.WRITE_SENT.format(patient=patient_reference(root.chat_ref)), "sent", root.id
 
 
 async def _answer(query: CallbackQuery, text: str) -> None:
@@ -523,4 +671,6 @@ def register_clinician_handlers(application: Application[Any, Any, Any, Any, Any
     application.add_handler(CommandHandler(CASE_COMMAND, on_case, filters=commands), group=group)
     application.add_handler(MessageHandler(commands & filters.Regex(CASE_SHORTCUT), on_case_shortcut), group=group)
     application.add_handler(CommandHandler("stats", on_stats, filters=commands), group=group)
+    replies = commands & filters.REPLY & filters.TEXT & ~filters.COMMAND
+    application.add_handler(MessageHandler(replies, on_clinician_reply), group=group)  # "Write to the patient"
     application.add_handler(MessageHandler(clinician_chats, on_clinician_chat_message), group=group)

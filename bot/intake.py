@@ -148,9 +148,10 @@ async def accept_image(
 async def continue_job(
     message: Message, context: ContextTypes.DEFAULT_TYPE, job: Job, album: Album | None = None
 ) -> None:
-    """The steps after the row, each skipped when an earlier handling of the update did it: the "Analysing..."
-    message (an album's photos share one), the enqueue, the questionnaire (none for an album: its questions are
-    closed when recorded)."""
+    """The steps after the row, each skipped when an earlier handling of the update did it: the questionnaire
+    (none for an album: its questions are closed when recorded), the "Analysing..." message (an album's photos
+    share one), the enqueue. The questions come first, so that "Analysing...", which becomes the result, is the
+    newest message: the result arrives where the patient reads next, under the questions they answered."""
     store = get_job_store()
     if job.replied_at is not None:
         return
@@ -165,6 +166,13 @@ async def continue_job(
     if delivery is None:
         log.error("job %s: no delivery data on the row; left to the reconciler", job.id)
         return
+    if (
+        job.answers_closed_at is None
+        and job.status not in (JobStatus.REJECTED, JobStatus.FAILED)
+        and job.id not in questionnaires(context.bot_data)
+        and delivery.questionnaire_message_id is None  # asked by an earlier handling (lost with a restart)
+    ):
+        await start_questionnaire(context, job.id, message.chat_id, job.chat_ref, message.message_id)
     if delivery.status_message_id is None:
         if job.album_id is not None and album is None:  # a replay: the album's message, if it is still known
             album = join_album(message, context.bot_data)
@@ -196,12 +204,6 @@ async def continue_job(
         job = await asyncio.to_thread(store.mark_enqueued, job.id, queued_at=queued_at)
         PHOTOS_RECEIVED.labels(result="queued").inc()
         log.info("job %s: queued", job.id)
-    if (
-        job.answers_closed_at is None
-        and job.status not in (JobStatus.REJECTED, JobStatus.FAILED)
-        and job.id not in questionnaires(context.bot_data)
-    ):
-        await start_questionnaire(context, job.id, message.chat_id, job.chat_ref, message.message_id)
 
 
 async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -1,9 +1,14 @@
 """The questionnaire, asked with inline buttons while the worker analyses the photo.
 
-One message per photo, edited from question to question. Every question has "Don't know", the questionnaire
-"Skip" (which gives the photo-only result). Each tap saves the answers so far on the job row; when the
-questionnaire closes (last answer or Skip) the bot queues the final result if the analysis is already done;
-otherwise the worker finalizes when it is (worker/flow.py). Age and sex are remembered for the next photo.
+Two pages in one message: "about you" (age, sex, where the spot is; for a returning patient, "still right?"
+and where the spot is) and "about the spot" (grown, changed, bleeds, itches, hurts, raised: yes or no). A tap is
+acknowledged with a short note ("Noted: age 40-49"), not an edit: every message and edit counts against the
+bot's Telegram allowance (about 30 a second in all), so the questionnaire costs one message and two edits (the
+second page, the close) however many questions are answered. The page shows what was noted when it changes,
+and the close lists every answer. A question left out stays unknown (changes nothing); "Next" / "Done" moves on
+without it, "Skip" ends the questions (the photo-only result). Each tap saves the answers so far on the job row;
+when the questionnaire closes the bot queues the final result if the analysis is already done; otherwise the
+worker finalizes when it is (worker/flow.py). Age and sex are remembered for the next photo.
 
 Callback data: ``q|<job id hex>|<question>|<value>`` (at most 64 bytes, as Telegram allows).
 """
@@ -16,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ParseMode
@@ -30,8 +36,7 @@ from shared.job_store import asks_no_questions, get_job_store
 from shared.metrics import PRESSES_REFUSED
 from shared.patients import get_patient_store
 from shared.questionnaire import (
-    DONT_KNOW,
-    SPOT_QUESTIONS,
+    YES_NO_QUESTIONS,
     AgeRange,
     ProfileChoice,
     Question,
@@ -46,6 +51,12 @@ log = logging.getLogger(__name__)
 CALLBACK_PREFIX = "q"
 CALLBACK_PATTERN = r"^q\|"
 SKIP = "skip"
+NEXT = "next"  # "Next" on the first page, "Done" on the second: on without the questions left out
+
+
+class Page(StrEnum):
+    ABOUT_YOU = "you"
+    ABOUT_THE_SPOT = "spot"
 
 
 @dataclass
@@ -55,20 +66,33 @@ class Questionnaire:
     job_id: uuid.UUID
     chat_id: int  # in the bot's memory only, like the questionnaire itself
     chat_ref: str
-    questions: list[Question]
     remembered_age: AgeRange | None = None
     remembered_sex: Sex | None = None
-    step: int = 0
+    page: Page = Page.ABOUT_YOU
     message_id: int | None = None
+    confirming_profile: bool = False  # the first page asks "still right?" instead of age and sex
     age_range: AgeRange | None = None
     sex: Sex | None = None
     body_site: BodySite | None = None
     spot: dict[Question, bool] = field(default_factory=dict)
+    answered: set[Question] = field(default_factory=set)
     asked_profile: bool = False  # age and sex were asked this time (so they are remembered afresh)
 
     @property
-    def current(self) -> Question | None:
-        return self.questions[self.step] if self.step < len(self.questions) else None
+    def page_questions(self) -> tuple[Question, ...]:
+        if self.page == Page.ABOUT_THE_SPOT:
+            return YES_NO_QUESTIONS
+        if self.confirming_profile:
+            return (Question.CONFIRM_PROFILE, Question.BODY_SITE)
+        return (Question.AGE, Question.SEX, Question.BODY_SITE)
+
+    @property
+    def page_answered(self) -> bool:
+        return all(question in self.answered for question in self.page_questions)
+
+    @property
+    def on_last_page(self) -> bool:
+        return self.page == Page.ABOUT_THE_SPOT
 
     def answers(self) -> PatientAnswers:
         return PatientAnswers(
@@ -79,14 +103,13 @@ class Questionnaire:
         )
 
     def record(self, question: Question, value: str) -> None:
-        """The patient's tap on ``question`` (already checked to be the current one); moves to the next."""
+        """The patient's tap on ``question`` (already checked to be on the current page); a later tap on the same
+        question replaces the earlier one."""
         if question == Question.CONFIRM_PROFILE:
             if ProfileChoice(value) == ProfileChoice.KEEP:
                 self.age_range, self.sex = self.remembered_age, self.remembered_sex
-            else:
-                self.questions[self.step + 1 : self.step + 1] = [Question.AGE, Question.SEX]
-        elif value == DONT_KNOW:
-            pass
+            else:  # "Change": the page asks age and sex instead
+                self.confirming_profile = False
         elif question == Question.AGE:
             self.age_range = AgeRange(value)
         elif question == Question.SEX:
@@ -97,7 +120,10 @@ class Questionnaire:
             self.spot[question] = YesNo(value) == YesNo.YES
         if question in (Question.AGE, Question.SEX):
             self.asked_profile = True
-        self.step += 1
+        self.answered.add(question)
+
+    def next_page(self) -> None:
+        self.page = Page.ABOUT_THE_SPOT
 
 
 def _button(questionnaire: Questionnaire, question: Question | str, value: str, label: str) -> InlineKeyboardButton:
@@ -105,32 +131,47 @@ def _button(questionnaire: Questionnaire, question: Question | str, value: str, 
     return InlineKeyboardButton(label, callback_data=data)
 
 
-def keyboard(questionnaire: Questionnaire, question: Question) -> InlineKeyboardMarkup:
-    def rows(buttons: list[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
-        return [buttons[i : i + width] for i in range(0, len(buttons), width)]
+def _rows(buttons: list[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
+    return [buttons[i : i + width] for i in range(0, len(buttons), width)]
 
-    def b(value: str, label: str) -> InlineKeyboardButton:
+
+def keyboard(questionnaire: Questionnaire) -> InlineKeyboardMarkup:
+    """The current page's buttons: every question's answers, then "Next" (or "Done") and "Skip"."""
+
+    def b(question: Question, value: str, label: str) -> InlineKeyboardButton:
         return _button(questionnaire, question, value, label)
 
-    dont_know = b(DONT_KNOW, messages.DONT_KNOW_BUTTON)
-    skip = _button(questionnaire, SKIP, "-", messages.SKIP_BUTTON)
-    if question == Question.CONFIRM_PROFILE:
-        layout = [[b(choice.value, label) for choice, label in messages.PROFILE_BUTTONS.items()], [skip]]
-    elif question == Question.AGE:
-        layout = [*rows([b(age.value, label) for age, label in messages.AGE_BUTTONS.items()], 4), [dont_know, skip]]
-    elif question == Question.SEX:
-        layout = [[b(sex.value, label) for sex, label in messages.SEX_BUTTONS.items()], [dont_know, skip]]
-    elif question == Question.BODY_SITE:
-        sites = [b(site_token(site), label) for site, label in messages.BODY_SITE_BUTTONS.items()]
-        layout = [*rows(sites, 3), [dont_know, skip]]
-    else:
-        layout = [[*(b(answer.value, label) for answer, label in messages.YES_NO_BUTTONS.items()), dont_know], [skip]]
+    layout: list[list[InlineKeyboardButton]] = []
+    for question in questionnaire.page_questions:
+        if question == Question.CONFIRM_PROFILE:
+            layout.append([b(question, choice.value, label) for choice, label in messages.PROFILE_BUTTONS.items()])
+        elif question == Question.AGE:
+            layout += _rows([b(question, age.value, label) for age, label in messages.AGE_BUTTONS.items()], 4)
+        elif question == Question.SEX:
+            layout.append([b(question, sex.value, label) for sex, label in messages.SEX_BUTTONS.items()])
+        elif question == Question.BODY_SITE:
+            sites = [b(question, site_token(site), label) for site, label in messages.BODY_SITE_BUTTONS.items()]
+            layout += _rows(sites, 4)
+        else:
+            yes, no = messages.SPOT_BUTTONS[question]
+            layout.append([b(question, YesNo.YES.value, yes), b(question, YesNo.NO.value, no)])
+    onwards = messages.DONE_BUTTON if questionnaire.on_last_page else messages.NEXT_BUTTON
+    layout.append([_button(questionnaire, NEXT, "-", onwards), _button(questionnaire, SKIP, "-", messages.SKIP_BUTTON)])
     return InlineKeyboardMarkup(layout)
 
 
-def step_text(questionnaire: Questionnaire, question: Question) -> str:
+def page_text(questionnaire: Questionnaire) -> str:
     profile = messages.remembered_profile(questionnaire.remembered_age, questionnaire.remembered_sex)
-    return messages.question_step(question, questionnaire.step + 1, len(questionnaire.questions), profile)
+    if questionnaire.page == Page.ABOUT_YOU:
+        return messages.questionnaire_about_you(profile if questionnaire.confirming_profile else "")
+    return messages.questionnaire_about_the_spot(noted(questionnaire))
+
+
+def noted(questionnaire: Questionnaire) -> str:
+    """ "age 40-49, female, on the back; grown: yes": what the patient told us so far, as the pages show it."""
+    return messages.answers_noted(
+        questionnaire.age_range, questionnaire.sex, questionnaire.body_site, questionnaire.spot
+    )
 
 
 async def start_questionnaire(
@@ -147,17 +188,19 @@ async def start_questionnaire(
     profile = await asyncio.to_thread(get_patient_store().profile, chat_ref)
     remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
     remembered_sex = Sex(profile.sex) if profile and profile.sex else None
-    if remembered_age is None and remembered_sex is None:
-        questions = [Question.AGE, Question.SEX, *SPOT_QUESTIONS]
-    else:
-        questions = [Question.CONFIRM_PROFILE, *SPOT_QUESTIONS]
-    questionnaire = Questionnaire(job_id, chat_id, chat_ref, questions, remembered_age, remembered_sex)
-    first = questions[0]
+    questionnaire = Questionnaire(
+        job_id,
+        chat_id,
+        chat_ref,
+        remembered_age,
+        remembered_sex,
+        confirming_profile=remembered_age is not None or remembered_sex is not None,
+    )
     sent = await context.bot.send_message(
         chat_id,
-        step_text(questionnaire, first),
+        page_text(questionnaire),
         parse_mode=ParseMode.HTML,
-        reply_markup=keyboard(questionnaire, first),
+        reply_markup=keyboard(questionnaire),
         reply_parameters=ReplyParameters(photo_message_id, allow_sending_without_reply=True),
     )
     questionnaire.message_id = sent.message_id
@@ -205,27 +248,46 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         except BadRequest as error:  # too old to answer (a replayed update): nothing else to do
             log.info("callback query not answered: %s", error.message)
         return
-    await answer_tap(query)
     assert job_id is not None
     questionnaire = questionnaires(context.bot_data).get(job_id)  # as it is now, after the await
     if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
-        await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+        await answer_tap(query, messages.QUESTIONNAIRE_CLOSED)
+        if query.message is not None and getattr(query.message, "reply_markup", None):  # still shows live buttons
+            await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
         return
     if question_token == SKIP:
+        await answer_tap(query)
         await close_questionnaire(context, questionnaire, skipped=True)
         return
-    if question_token != questionnaire.current:
-        # A second tap on an earlier question, or this tap handled again after its edit failed: the message shows
-        # the current question (the patient could otherwise be left tapping one that no longer counts).
-        await show_question(query, questionnaire)
-        return
     # Recorded on a copy, kept only once saved: a tap whose save fails is handled again (bot/durable_updates.py)
-    # and finds its question still current, rather than an answer lost.
+    # and finds the questionnaire as it was, rather than an answer lost.
     answered = copy.deepcopy(questionnaire)
-    answered.record(Question(question_token), value)
-    if answered.current is None:
-        await close_questionnaire(context, answered, skipped=False)
-        return
+    toast: str | None = None
+    redraw = False
+    if question_token == NEXT:
+        if answered.on_last_page:
+            await answer_tap(query)
+            await close_questionnaire(context, answered, skipped=False)
+            return
+        answered.next_page()
+        redraw = True
+    else:
+        question = Question(question_token) if question_token in set(Question) else None
+        if question is None or question not in answered.page_questions:
+            # A tap on a page no longer shown (a double tap racing the page change): show the current page.
+            await answer_tap(query)
+            await show_page(query, questionnaire)
+            return
+        answered.record(question, value)
+        toast = messages.noted_toast(question, value)
+        redraw = question == Question.CONFIRM_PROFILE and not answered.confirming_profile  # "Change": age and sex
+        if answered.page_answered:
+            if answered.on_last_page:
+                await answer_tap(query, toast)
+                await close_questionnaire(context, answered, skipped=False)
+                return
+            answered.next_page()
+            redraw = True
     try:
         job = await asyncio.to_thread(get_job_store().record_answers, answered.job_id, answered.answers(), close=False)
     except LookupError:  # the patient erased everything meanwhile
@@ -233,20 +295,19 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.answers_closed_at is not None:
         # Erased, refused (the patient already has the reason) or timed out: no point in asking on.
         questionnaires(context.bot_data).pop(questionnaire.job_id, None)
-        await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+        await answer_tap(query, messages.QUESTIONNAIRE_CLOSED)
         return
     questionnaires(context.bot_data)[answered.job_id] = answered
-    await show_question(query, answered)
+    if redraw:  # the new page first: the tap's answer tells the patient it is there
+        await show_page(query, answered)
+    await answer_tap(query, toast)
 
 
-async def show_question(query: CallbackQuery, questionnaire: Questionnaire) -> None:
-    """Edit the questionnaire's message to its current question."""
-    current = questionnaire.current
-    if current is None:
-        return
+async def show_page(query: CallbackQuery, questionnaire: Questionnaire) -> None:
+    """Edit the questionnaire's message to its current page."""
     await edit_unless_unchanged(
         query.edit_message_text(
-            step_text(questionnaire, current), parse_mode=ParseMode.HTML, reply_markup=keyboard(questionnaire, current)
+            page_text(questionnaire), parse_mode=ParseMode.HTML, reply_markup=keyboard(questionnaire)
         )
     )
 
@@ -271,7 +332,7 @@ async def close_questionnaire(
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.replied_at is not None:
         text = messages.QUESTIONNAIRE_CLOSED  # erased, refused, or answered already (the timeout)
     else:
-        text = messages.QUESTIONNAIRE_SKIPPED if skipped else messages.QUESTIONNAIRE_DONE
+        text = messages.QUESTIONNAIRE_SKIPPED if skipped else messages.questionnaire_done(noted(questionnaire))
     if questionnaire.message_id is not None:
         await edit_unless_unchanged(
             context.bot.edit_message_text(text, chat_id=chat_id, message_id=questionnaire.message_id)
@@ -285,11 +346,11 @@ async def close_questionnaire(
     log.info("job %s: questionnaire %s", questionnaire.job_id, "skipped" if skipped else "answered")
 
 
-async def answer_tap(query: CallbackQuery) -> None:
-    """Stop the button's spinner. Best effort: on a replayed update (bot/durable_updates.py) Telegram may say
-    the query is too old, and the tap must still be handled."""
+async def answer_tap(query: CallbackQuery, text: str | None = None) -> None:
+    """Stop the button's spinner, with a short note (``text``) if given. Best effort: on a replayed update
+    (bot/durable_updates.py) Telegram may say the query is too old, and the tap must still be handled."""
     try:
-        await query.answer()
+        await query.answer(text)
     except BadRequest as error:
         log.info("callback query not answered: %s", error.message)
 

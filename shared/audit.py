@@ -238,6 +238,9 @@ class ClinicianActionKind(StrEnum):
     BETTER_PHOTO = "better_photo"  # the alert waits for the photo (AlertState.AWAITING_PHOTO)
     CONFIRM_NO_ACTION = "confirm_no_action"  # "Yes, close it"
     CANCEL = "cancel"  # the confirmation's "Cancel": the alert's buttons come back
+    # "Write to the patient": the press asks for the text (outcome "prompted"), the clinician's reply to that prompt
+    # is sent to the patient (outcome "sent", or why not); the text itself is never stored. Resolves nothing.
+    WRITE = "write"
 
 
 class ClinicianAction(SQLModel, table=True):
@@ -254,7 +257,8 @@ class ClinicianAction(SQLModel, table=True):
     user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     user_name: str | None = Field(default=None, max_length=128)
     # done, already_claimed, already_resolved, already_asked, confirmation_asked, cancelled, refused (sampled: at
-    # most one row per chat in REFUSAL_SAMPLE_INTERVAL_S, bot/clinicians.py), unknown_alert
+    # most one row per chat in REFUSAL_SAMPLE_INTERVAL_S, bot/clinicians.py), unknown_alert; for "write": prompted,
+    # sent, too_long, no_consent, no_contact, patient_erased
     outcome: str = Field(max_length=32)
     at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
 

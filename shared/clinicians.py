@@ -987,7 +987,8 @@ def callback_data(action: ClinicianActionKind, thread_id: uuid.UUID) -> str:
 
 def alert_keyboard(view: AlertView) -> Any:
     """The buttons under a thread's alert, by its state (none once resolved; a thread's later photos have none:
-    the thread is acted on as one). Returns a PTB InlineKeyboardMarkup, or None."""
+    the thread is acted on as one); "Write to the patient" under every unresolved one. Returns a PTB
+    InlineKeyboardMarkup, or None."""
     from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
     from shared import messages
@@ -1006,6 +1007,7 @@ def alert_keyboard(view: AlertView) -> Any:
         rows.append([button(ClinicianActionKind.APPOINTMENT)])
     else:
         rows.append([button(ClinicianActionKind.APPOINTMENT), button(ClinicianActionKind.BETTER_PHOTO)])
+    rows.append([button(ClinicianActionKind.WRITE)])  # the clinician's own words: resolves nothing
     return InlineKeyboardMarkup(rows)
 
 

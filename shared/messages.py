@@ -21,7 +21,7 @@ from shared.labels import (
     melanoma_finding,
 )
 from shared.outcomes import FailureCode, RefusalCode
-from shared.questionnaire import AgeRange, ProfileChoice, Question, YesNo, age_range_of
+from shared.questionnaire import AgeRange, ProfileChoice, Question, YesNo, age_range_of, site_token
 
 MAX_FILE_MB = MAX_FILE_BYTES // (1024 * 1024)  # the file size limit, as patients read it
 
@@ -86,9 +86,9 @@ PRIVATE_CHAT_ONLY = (
 )
 PRIVATE_CHAT_ONLY_PRESS = "SkinSense works in a private chat only: open a private chat with me."  # a button's answer
 
-# The questionnaire follows at once: the result waits for its answers (or Skip, or its time-out), and says so.
+# Sent just under the questionnaire: the result waits for its answers (or Skip, or its time-out), and says so.
 ANALYSING = (
-    "Analysing your photo... Your result will appear here as soon as you have answered the questions below "
+    "Analysing your photo... Your result will appear here as soon as you have answered the questions above "
     "(or tapped Skip)."
 )
 
@@ -700,45 +700,56 @@ def past_result(received_at: datetime, view: PatientResult) -> str:
 # --- The questionnaire (skippable; while the photo is analysed) ---------------------------------------------
 
 
-def _question_texts() -> dict[Question, str]:
-    return {
-        Question.CONFIRM_PROFILE: "Last time you told me: {profile}. Is that still right?",
-        Question.AGE: "How old are you?",
-        Question.SEX: "What is your sex?",
-        Question.BODY_SITE: "Where on the body is the spot?",
-        Question.GREW: "Has the spot grown recently?",
-        Question.CHANGED: "Has it changed in shape or colour?",
-        Question.BLEEDS: "Does it bleed?",
-        Question.ITCHES: "Does it itch?",
-        Question.HURTS: "Does it hurt?",
-        Question.RAISED: "Is it raised above the skin?",
-    }
-
-
+# The questionnaire: two pages in one message (bot/questionnaire.py); a tap is acknowledged with a short note.
 QUESTIONNAIRE_INTRO = (
-    "While I analyse your photo, a few quick questions help me read it better (tap a button; "
-    '"Don\'t know" is always fine, "Skip" ends the questions).'
+    "While I analyse your photo, a few quick questions help me read it better. Tap one answer on each line (a "
+    'short note confirms each tap); leave out what you don\'t know, and "Skip" ends the questions.'
 )
-QUESTION_TEXTS: dict[Question, str] = _question_texts()
-QUESTIONNAIRE_STEP = "{intro}\n\n<b>Question {number} of {total}</b>\n{question}"
-# The result replaces "Analysing your photo..." above the questions: the closing texts say where to look.
-QUESTIONNAIRE_DONE = 'Thank you for your answers. Your result appears above, in place of "Analysing your photo".'
+QUESTIONNAIRE_ABOUT_YOU = "{intro}\n\n<b>Questions 1 of 2: about you</b>\nYour age, your sex, and where the spot is."
+QUESTIONNAIRE_ABOUT_YOU_AGAIN = (
+    "{intro}\n\n<b>Questions 1 of 2: about you</b>\nLast time you told me: {profile}. Is that still right? "
+    "And where is this spot?"
+)
+QUESTIONNAIRE_ABOUT_THE_SPOT = (
+    "{intro}\n\n{noted}<b>Questions 2 of 2: about the spot</b>\nHas it grown recently? Has it changed in shape or "
+    "colour? Does it bleed, itch or hurt? Is it raised above the skin? Tap yes or no on each line, then Done."
+)
+NOTED = "Noted: {answer}"
+# The result replaces "Analysing your photo...", just under the questions: the closing texts say so.
+QUESTIONNAIRE_DONE = 'Thank you for your answers. Your result appears below, in place of "Analysing your photo".'
+QUESTIONNAIRE_DONE_NOTED = (
+    'Thank you for your answers ({noted}). Your result appears below, in place of "Analysing your photo".'
+)
 QUESTIONNAIRE_SKIPPED = (
-    'Questions skipped. Your result, from the photo alone, appears above, in place of "Analysing your photo".'
+    'Questions skipped. Your result, from the photo alone, appears below, in place of "Analysing your photo".'
 )
 # Closed by the worker (worker/flow.py): nobody answered in time, or the photo needed no answers after all.
 QUESTIONNAIRE_TIMED_OUT = (
-    "These questions closed because there was no answer for a while. Your result above uses the photo and "
+    "These questions closed because there was no answer for a while. Your result below uses the photo and "
     "any answers you had given."
 )
-QUESTIONNAIRE_NOT_NEEDED = "No questions needed for this photo: my answer is in the message above."
+QUESTIONNAIRE_NOT_NEEDED = "No questions needed for this photo: my answer is in the message below."
 QUESTIONNAIRE_CLOSED = "These questions are closed."
 # A press on questionnaire buttons naming another chat's photo (forged callback data): answered, nothing changes.
 QUESTIONNAIRE_NOT_YOURS = "These buttons belong to another chat: nothing was changed."
 
-DONT_KNOW_BUTTON = "Don't know"
 SKIP_BUTTON = "Skip"
-YES_NO_BUTTONS: dict[YesNo, str] = {YesNo.YES: "Yes", YesNo.NO: "No"}
+NEXT_BUTTON = "Next"
+DONE_BUTTON = "Done"
+YES_NO_BUTTONS: dict[YesNo, str] = {YesNo.YES: "yes", YesNo.NO: "no"}
+# The spot's questions share one keyboard: each line's buttons say which question they answer.
+SPOT_QUESTION_WORDS: dict[Question, str] = {
+    Question.GREW: "Grown",
+    Question.CHANGED: "Changed",
+    Question.BLEEDS: "Bleeds",
+    Question.ITCHES: "Itches",
+    Question.HURTS: "Hurts",
+    Question.RAISED: "Raised",
+}
+SPOT_BUTTONS: dict[Question, tuple[str, str]] = {
+    question: (f"{words}: {YES_NO_BUTTONS[YesNo.YES]}", f"{words}: {YES_NO_BUTTONS[YesNo.NO]}")
+    for question, words in SPOT_QUESTION_WORDS.items()
+}
 PROFILE_BUTTONS: dict[ProfileChoice, str] = {ProfileChoice.KEEP: "Yes, still right", ProfileChoice.CHANGE: "Change"}
 AGE_BUTTONS: dict[AgeRange, str] = {
     AgeRange.UNDER_20: "under 20",
@@ -780,10 +791,49 @@ def remembered_profile(age_range: AgeRange | None, sex: Sex | None) -> str:
     return ", ".join(parts)
 
 
-def question_step(question: Question, number: int, total: int, profile: str = "") -> str:
-    """One step of the questionnaire (Telegram HTML)."""
-    text = QUESTION_TEXTS[question].format(profile=escape(profile))
-    return QUESTIONNAIRE_STEP.format(intro=QUESTIONNAIRE_INTRO, number=number, total=total, question=text)
+def questionnaire_about_you(profile: str = "") -> str:
+    """The first page (Telegram HTML); ``profile``: what the patient told us last time, to confirm."""
+    if profile:
+        return QUESTIONNAIRE_ABOUT_YOU_AGAIN.format(intro=QUESTIONNAIRE_INTRO, profile=escape(profile))
+    return QUESTIONNAIRE_ABOUT_YOU.format(intro=QUESTIONNAIRE_INTRO)
+
+
+def questionnaire_about_the_spot(noted: str = "") -> str:
+    """The second page (Telegram HTML), after what the first page noted."""
+    return QUESTIONNAIRE_ABOUT_THE_SPOT.format(
+        intro=QUESTIONNAIRE_INTRO, noted=f"{NOTED.format(answer=escape(noted))}.\n\n" if noted else ""
+    )
+
+
+def questionnaire_done(noted: str = "") -> str:
+    return QUESTIONNAIRE_DONE_NOTED.format(noted=escape(noted)) if noted else QUESTIONNAIRE_DONE
+
+
+def answers_noted(
+    age_range: AgeRange | None, sex: Sex | None, body_site: BodySite | None, spot: Mapping[Question, bool]
+) -> str:
+    """ "age 40-49, female, on the back; grown: yes, bleeds: no": what the patient told us, in their words."""
+    about_you = remembered_profile(age_range, sex)
+    if body_site is not None:
+        where = f"on the {BODY_SITE_BUTTONS[body_site].lower()}"
+        about_you = f"{about_you}, {where}" if about_you else where
+    about_spot = ", ".join(SPOT_BUTTONS[question][0 if value else 1].lower() for question, value in spot.items())
+    return "; ".join(part for part in (about_you, about_spot) if part)
+
+
+def noted_toast(question: Question, value: str) -> str:
+    """The short note a tap gets ("Noted: age 40-49"): the answer, as the patient chose it."""
+    if question == Question.CONFIRM_PROFILE:
+        answer = "still right" if ProfileChoice(value) == ProfileChoice.KEEP else "let's change it"
+    elif question == Question.AGE:
+        answer = f"age {AGE_BUTTONS[AgeRange(value)]}"
+    elif question == Question.SEX:
+        answer = next(label for sex, label in SEX_BUTTONS.items() if sex.value == value).lower()
+    elif question == Question.BODY_SITE:
+        answer = next(label for site, label in BODY_SITE_BUTTONS.items() if site_token(site) == value).lower()
+    else:
+        answer = SPOT_BUTTONS[question][0 if YesNo(value) == YesNo.YES else 1].lower()
+    return NOTED.format(answer=answer)
 
 
 # --- Clinicians: alerts, their buttons and commands (shared/clinicians.py, bot/clinicians.py) ----------------
@@ -796,6 +846,7 @@ CLINICIAN_BUTTONS: dict[str, str] = {  # by shared.audit.ClinicianActionKind val
     "no_action": "Reviewed: no action needed",
     "appointment": "Needs an appointment",
     "better_photo": "Ask for a better photo",
+    "write": "Write to the patient",
 }
 # "Reviewed: no action needed" on a melanoma alert asks first (by shared.audit.ClinicianActionKind value).
 CLINICIAN_CONFIRM_BUTTONS: dict[str, str] = {"confirm_no_action": "Yes, close it", "cancel": "Cancel"}
@@ -817,6 +868,14 @@ PATIENT_BETTER_PHOTO = (
     "like a clearer photo to judge the spot. When you can, please send a new close-up here: in daylight, in "
     "focus (tap the spot on the screen), with the spot filling a good part of the picture.\n\n"
     "If the spot worries you in the meantime, see a doctor."
+)
+# A clinician's own words ("Write to the patient"), HTML-escaped, under a heading that says who wrote them.
+PATIENT_CLINICIAN_MESSAGE = (
+    "<b>A message from the clinic's team about the photo you sent on {date}</b>, written for you by a clinician "
+    "who looked at it:\n\n"
+    "<blockquote>{text}</blockquote>\n\n"
+    "<i>Replies here are read by SkinSense, not by a person. If you need to talk to someone about the spot, see "
+    "your doctor; if it bleeds, grows fast or changes, go soon.</i>"
 )
 
 # Answers to a clinician's press (a short pop-up: answerCallbackQuery holds 200 characters).
@@ -840,13 +899,50 @@ PRESS_CONFIRM_NO_ACTION = (
 PRESS_CANCELLED = "Cancelled: the alert stays as it was."
 PRESS_PHOTO_ALREADY_ASKED = "A better photo was already asked for by {who}; the alert is waiting for it."
 
+# "Write to the patient": the prompt (a ForceReply in the chat that pressed) and what the clinician reads after.
+# The prompt's first line names the alert and the clinician (bot/clinicians.py reads them back from a reply to it).
+WRITE_MAX_CHARACTERS = 1000
+WRITE_PROMPT = (
+    "✍️ <b>Message to patient {patient}</b> about job <code>{job_id}</code>, for {who} (Telegram id "
+    "{user_id})\n\n"
+    "Reply to this message with what the patient should read (at most {limit} characters). SkinSense sends it as "
+    "a message from the clinic's team about the photo they sent on {date}, saying that replies are not read by a "
+    "person. Only your reply is sent; it does not resolve the alert."
+)
+WRITE_PLACEHOLDER = "Your message to patient {patient}"  # at most 64 characters (Telegram)
+PRESS_WRITE_PROMPTED = "Write your message as a reply to the prompt below."
+WRITE_SENT = "Sent to patient {patient}. The alert stays as it was (not resolved)."
+WRITE_TOO_LONG = (
+    "Not sent: your message has {length} characters, at most {limit} can be sent. Reply to the prompt again with "
+    "a shorter text."
+)
+WRITE_NOT_SENT: dict[str, str] = {  # why a message cannot reach the patient (also the answer to the press)
+    "patient_erased": (
+        "No message was sent: the patient erased their data (or it passed the retention period), so SkinSense no "
+        "longer knows who they are."
+    ),
+    "no_consent": "No message was sent: the patient has not agreed to be contacted.",
+    "no_contact": "No message was sent: the patient can no longer be reached here.",
+}
+WRITE_ALREADY_RESOLVED = (
+    "No message was sent: the alert was resolved by {who} ({resolution}), and SkinSense no longer keeps the "
+    "patient's contact."
+)
+WRITE_UNKNOWN = "No message was sent: this alert no longer exists."
+WRITE_NOT_YOURS = (
+    "Nothing was sent: this prompt is another clinician's. To write to the patient yourself, tap \u201cWrite to "
+    "the patient\u201d under the alert."
+)
+WRITE_REFUSED = "Only the clinic's clinicians can write to a patient; nothing was sent."
+
 COMMAND_REFUSED = "Only the clinic's clinicians can use this command."
 CLINICIAN_HELP = (
     "SkinSense clinician commands:\n"
     "/pending: alerts not resolved yet, oldest first (tap a /case_... line to open one)\n"
     "/case JOB_ID: one alert in full, with its buttons and the patient's earlier results (the job id's first 8 "
     "characters are enough)\n"
-    "/stats: alerts today and this week, median times to review"
+    "/stats: alerts today and this week, median times to review\n"
+    "Under an alert, \u201cWrite to the patient\u201d sends the patient your own message: reply to the prompt it gives"
 )
 CASE_USAGE = (
     "Send /case followed by the job id shown in an alert (its first 8 characters are enough), e.g. /case 3f2a9c41, "

@@ -80,7 +80,8 @@ CLINICIAN_REVIEW = Histogram(
 )
 CLINICIAN_REFUSED = Counter(
     "skinsense_clinician_refused_total",
-    "Clinician buttons (what=press) and commands (what=command) refused: not an allow-listed clinician; every one "
+    "Clinician buttons (what=press), commands (what=command) and replies to a write-to-the-patient prompt "
+    "(what=reply) refused: not an allow-listed clinician; every one "
     "is counted here, while the audit keeps a sample (at most one row per chat every 10 minutes)",
     ["what"],
 )

@@ -1,8 +1,8 @@
 """The questionnaire's domain: which questions, in which order, and the answers each button stands for.
 
 The bot asks (bot/questionnaire.py), the job row stores the answers (``jobs.answers``), the worker combines
-them with the photo (``Classifier.prediction_from_ranking``). Every question can be answered "Don't know"
-(the answer stays unknown) and the whole questionnaire can be skipped; unknown answers change nothing.
+them with the photo (``Classifier.prediction_from_ranking``). Any question can be left out (its answer stays
+unknown) and the whole questionnaire can be skipped; unknown answers change nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class Question(StrEnum):
 
 YES_NO_QUESTIONS: tuple[Question, ...] = tuple(Question(name) for name in LESION_QUESTIONS)
 PATIENT_QUESTIONS: tuple[Question, ...] = (Question.AGE, Question.SEX)  # remembered for the next photo
-SPOT_QUESTIONS: tuple[Question, ...] = (Question.BODY_SITE, *YES_NO_QUESTIONS)  # asked for every photo
 
 
 class AgeRange(StrEnum):
@@ -77,9 +76,6 @@ class ProfileChoice(StrEnum):
 class YesNo(StrEnum):
     YES = "yes"
     NO = "no"
-
-
-DONT_KNOW = "unknown"  # the "Don't know" button's value, on every question
 
 
 def site_token(site: BodySite) -> str:

@@ -156,7 +156,7 @@ def test_an_alert_waiting_for_a_better_photo_says_so_and_keeps_the_resolving_but
     labels = [
         b.text for row in alert_keyboard(alert_view(ranking, PatientAnswers(), **waiting)).inline_keyboard for b in row
     ]
-    assert labels == [messages.CLINICIAN_BUTTONS["no_action"], messages.CLINICIAN_BUTTONS["appointment"]]
+    assert labels == [messages.CLINICIAN_BUTTONS[name] for name in ("no_action", "appointment", "write")]
 
 
 def test_working_time_counts_only_the_clinics_working_hours() -> None:

@@ -9,6 +9,7 @@ few seconds here (the settings, shortened, around the clock).
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +35,8 @@ pytestmark = pytest.mark.e2e
 DOCTOR_A, DOCTOR_B = 9001, 9002
 GROUP, GROUP_CLINICIAN, GROUP_MEMBER = -1009003, 7001, 7002
 LEAD = 9009
-CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO = (
-    messages.CLINICIAN_BUTTONS[name] for name in ("claim", "no_action", "appointment", "better_photo")
+CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO, WRITE = (
+    messages.CLINICIAN_BUTTONS[name] for name in ("claim", "no_action", "appointment", "better_photo", "write")
 )
 CONFIRM, CANCEL = (messages.CLINICIAN_CONFIRM_BUTTONS[name] for name in ("confirm_no_action", "cancel"))
 REMIND_AFTER_S = 8
@@ -151,7 +152,7 @@ def test_an_alert_has_its_buttons_and_a_claim_by_one_clinician_shows_in_every_ch
 ) -> None:
     job_id = high_risk_photo(stack, 3101, photos_by_risk)
     for_a, for_b = alert_message(stack, DOCTOR_A, job_id), alert_message(stack, DOCTOR_B, job_id)
-    for label in (CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO):
+    for label in (CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO, WRITE):
         assert button_data(for_b, label) is not None, label
     assert for_a["reply_to_message"]["photo"], "the details sit under the patient's photo"
 
@@ -430,7 +431,7 @@ def test_pending_gives_a_tappable_case_command_per_alert_and_case_shows_it_as_it
     assert photo.get("photo"), "the patient's photo, as the alert has it"
     case = stack.user.wait_for_reply(DOCTOR_B, photo["message_id"], final=False)
     assert f"Job: {job_id}" in case["text"] and "Open: nobody has claimed it yet" in case["text"]
-    assert {CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO} <= set(buttons(case)), "act from /case"
+    assert {CLAIM, NO_ACTION, APPOINTMENT, BETTER_PHOTO, WRITE} <= set(buttons(case)), "act from /case"
 
     claimed = stack.user.tap(DOCTOR_B, case["message_id"], CLAIM)
     assert answer_to(stack, claimed) == messages.PRESS_CLAIMED
@@ -480,7 +481,7 @@ def test_asking_for_a_better_photo_leaves_the_alert_waiting_and_no_action_on_a_m
         30,
         what="every copy to show it waits for the photo",
     )
-    assert buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [NO_ACTION, APPOINTMENT]
+    assert buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [NO_ACTION, APPOINTMENT, WRITE]
     pending = str(command_reply(stack, DOCTOR_B, "/pending")["text"])
     (line,) = [line for line in pending.split("\n• ") if case_command(pending, job_id) in line]
     assert "waiting for a better photo" in line
@@ -489,12 +490,16 @@ def test_asking_for_a_better_photo_leaves_the_alert_waiting_and_no_action_on_a_m
     first = stack.user.tap(DOCTOR_B, for_b["message_id"], NO_ACTION)
     assert answer_to(stack, first) == messages.PRESS_CONFIRM_NO_ACTION
     wait_until(lambda: buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [CONFIRM, CANCEL], 30, what="confirm")
-    assert buttons(current(stack, DOCTOR_A, for_a["message_id"])) == [NO_ACTION, APPOINTMENT], "only where pressed"
+    assert buttons(current(stack, DOCTOR_A, for_a["message_id"])) == [NO_ACTION, APPOINTMENT, WRITE], (
+        "only where pressed"
+    )
     assert alert_row(stack, job_id).state == AlertState.AWAITING_PHOTO, "one tap closes nothing"
     cancelled = stack.user.tap(DOCTOR_B, for_b["message_id"], CANCEL)
     assert answer_to(stack, cancelled) == messages.PRESS_CANCELLED
     wait_until(
-        lambda: buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [NO_ACTION, APPOINTMENT], 30, what="undone"
+        lambda: buttons(current(stack, DOCTOR_B, for_b["message_id"])) == [NO_ACTION, APPOINTMENT, WRITE],
+        30,
+        what="undone",
     )
     stack.user.tap(DOCTOR_B, for_b["message_id"], NO_ACTION)
     wait_until(lambda: CONFIRM in buttons(current(stack, DOCTOR_B, for_b["message_id"])), 30, what="asked again")
@@ -576,3 +581,130 @@ def test_a_group_member_flooding_commands_gets_one_refusal_and_alerts_still_reac
     new = [m for m in stack.user.bot_messages(GROUP) if m["message_id"] not in before]
     refusals = [m for m in new if m.get("text") == messages.COMMAND_REFUSED]
     assert len(refusals) == 1, [m.get("text", "")[:40] for m in new]
+
+
+# --- "Write to the patient" ---------------------------------------------------------------------------------
+
+
+def write_prompt(stack: RunningStack, chat: int, alert: dict[str, Any], from_id: int | None = None) -> dict[str, Any]:
+    """Tap "Write to the patient" under ``alert``; returns the prompt the bot then sends in that chat."""
+    before = max(m["message_id"] for m in stack.user.messages(chat))
+    query = stack.user.tap(chat, alert["message_id"], WRITE, from_id=from_id)
+    assert answer_to(stack, query) == messages.PRESS_WRITE_PROMPTED
+    job_line = alert["text"].split("Job: ", 1)[1].split("\n", 1)[0]
+
+    def prompt() -> dict[str, Any] | None:
+        later = [
+            m
+            for m in stack.user.bot_messages(chat)
+            if m["message_id"] > before and m.get("text", "").startswith("\u270d") and job_line in m["text"]
+        ]
+        return later[0] if later else None
+
+    return wait_until(prompt, 30, what=f"the prompt to write to the patient in chat {chat}")
+
+
+def markup_sent_with(stack: RunningStack, message: dict[str, Any]) -> dict[str, Any]:
+    """The reply markup the bot sent ``message`` with (a ForceReply is not part of the message: the call log has it)."""
+    for call in reversed(stack.user.calls("sendMessage")):
+        parameters = call["parameters"]
+        shown = plain_text(str(parameters.get("text", "")), parameters.get("parse_mode"))
+        if str(parameters.get("chat_id")) == str(message["chat"]["id"]) and shown == message["text"]:
+            markup = parameters.get("reply_markup", "{}")
+            return dict(json.loads(markup) if isinstance(markup, str) else markup)
+    raise AssertionError("no sendMessage call for this message")
+
+
+def reply_to(
+    stack: RunningStack, chat: int, message: dict[str, Any], text: str, from_id: int | None = None
+) -> dict[str, Any]:
+    """A text replying to ``message`` (as Telegram's reply: the message it answers, quoted whole)."""
+    fields: dict[str, Any] = {
+        "text": text,
+        "reply_to_message": {k: v for k, v in message.items() if k not in ("from_bot", "edits")},
+    }
+    if from_id is not None:  # a member of a group chat (the sandbox names clinicians "Dr", others "Patient")
+        name = f"Dr {from_id}" if from_id == GROUP_CLINICIAN else f"Patient {from_id}"
+        fields["from"] = {"id": from_id, "is_bot": False, "first_name": name}
+    return stack.user.send_message(chat, fields)
+
+
+def from_the_team(stack: RunningStack, patient: int) -> list[dict[str, Any]]:
+    """The clinicians' own messages the patient received."""
+    return [m for m in stack.user.bot_messages(patient) if "written for you by a clinician" in m.get("text", "")]
+
+
+def test_a_clinician_writes_to_the_patient_in_their_own_words_and_the_alert_stays_as_it_was(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    patient = 3190
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    alert = alert_message(stack, DOCTOR_A, job_id)
+    prompt = write_prompt(stack, DOCTOR_A, alert)
+    assert markup_sent_with(stack, prompt)["force_reply"] is True, "Telegram opens the reply to the prompt"
+    words = "Please call the clinic on Monday <b>9:00</b> & bring this photo."
+    sent = reply_to(stack, DOCTOR_A, prompt, words)
+    confirmation = stack.user.wait_for_reply(DOCTOR_A, sent["message_id"], final=False)
+    reference = f"P-{chat_reference(patient, CHAT_HASH_KEY)[:8]}"
+    assert confirmation["text"] == messages.WRITE_SENT.format(patient=reference)
+    (told,) = wait_until(lambda: from_the_team(stack, patient), 30, what="the clinician's message")
+    assert words in told["text"], "shown as typed: HTML-escaped, not interpreted"
+    assert told["text"].startswith("A message from the clinic's team about the photo you sent on ")
+    assert "not by a person" in told["text"]
+    assert any(e["type"] == "blockquote" for e in told.get("entities", [])), "the clinician's words set apart"
+
+    too_long = reply_to(stack, DOCTOR_A, prompt, "x" * (messages.WRITE_MAX_CHARACTERS + 1))
+    assert stack.user.wait_for_reply(DOCTOR_A, too_long["message_id"], final=False)["text"] == (
+        messages.WRITE_TOO_LONG.format(length=messages.WRITE_MAX_CHARACTERS + 1, limit=messages.WRITE_MAX_CHARACTERS)
+    )
+    assert len(from_the_team(stack, patient)) == 1, "a text over the limit is not sent (nor cut)"
+    row = alert_row(stack, job_id)
+    assert (row.state, row.resolution) == (AlertState.OPEN, None) and row.sealed_contact is not None, "not resolved"
+    recorded = actions(stack, row.id)
+    assert [(a.action, a.outcome, a.user_id, a.user_name) for a in recorded] == [
+        ("write", "prompted", DOCTOR_A, "Dr 9001"),
+        ("write", "sent", DOCTOR_A, "Dr 9001"),
+        ("write", "too_long", DOCTOR_A, "Dr 9001"),
+    ]
+    assert all("clinic on Monday" not in " ".join(map(str, vars(a).values())) for a in recorded), "no text stored"
+
+
+def test_in_the_group_only_the_clinician_who_asked_can_answer_the_prompt_a_members_reply_is_refused(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    patient = 3191
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    prompt = write_prompt(stack, GROUP, alert_message(stack, GROUP, job_id), from_id=GROUP_CLINICIAN)
+    assert "for Dr 7001" in prompt["text"] and markup_sent_with(stack, prompt)["selective"] is True, "for the asker"
+
+    member = reply_to(stack, GROUP, prompt, "Come to the clinic today, it is urgent", from_id=GROUP_MEMBER)
+    assert stack.user.wait_for_reply(GROUP, member["message_id"], final=False)["text"] == messages.WRITE_REFUSED
+    clinician = reply_to(stack, GROUP, prompt, "Please book an appointment this month.", from_id=GROUP_CLINICIAN)
+    assert stack.user.wait_for_reply(GROUP, clinician["message_id"], final=False)["text"].startswith("Sent to patient")
+    (told,) = wait_until(lambda: from_the_team(stack, patient), 30, what="the clinician's message")
+    assert "Please book an appointment this month." in told["text"] and "urgent" not in told["text"]
+    recorded = [(a.action, a.outcome, a.user_id) for a in actions(stack) if a.chat == str(GROUP)]
+    assert ("write", "refused", GROUP_MEMBER) in recorded and ("write", "sent", GROUP_CLINICIAN) in recorded
+
+
+def test_a_patient_who_erased_their_data_gets_no_written_message_and_the_clinician_is_told_why(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    patient = 3192
+    job_id = high_risk_photo(stack, patient, photos_by_risk)
+    alert = alert_message(stack, DOCTOR_B, job_id)
+    prompt = write_prompt(stack, DOCTOR_B, alert)
+    erase_everything(stack.user, patient, jobs=1)
+    before = len(stack.user.bot_messages(patient))
+    sent = reply_to(stack, DOCTOR_B, prompt, "Please send another photo.")
+    answer = stack.user.wait_for_reply(DOCTOR_B, sent["message_id"], final=False)["text"]
+    assert answer == messages.WRITE_NOT_SENT["patient_erased"]
+    again = stack.user.tap(DOCTOR_B, alert["message_id"], WRITE)
+    assert answer_to(stack, again) == messages.WRITE_NOT_SENT["patient_erased"], "told at once, no prompt"
+    assert len(stack.user.bot_messages(patient)) == before, "nothing was sent to the patient"
+    row = alert_row(stack, job_id)
+    assert [(a.action, a.outcome) for a in actions(stack, row.id)] == [
+        ("write", "prompted"),
+        ("write", "patient_erased"),
+        ("write", "patient_erased"),
+    ]

@@ -32,7 +32,6 @@ from shared.job_store import Delivery, JobStore, asks_no_questions
 from shared.labels import PhotoKind
 from shared.messages import MAX_FILE_MB
 from shared.outcomes import FailureCode, RefusalCode
-from shared.questionnaire import Question
 from shared.queue import (
     CLINICIANS_QUEUE,
     ClassifyPhotoRequest,
@@ -395,7 +394,7 @@ def test_the_timeout_finalizes_with_the_answers_given_so_far(
 
 def ask_questions(sandbox: SandboxUser, flow: ClassificationFlow, request: ClassifyPhotoRequest, chat: int) -> int:
     """What the bot does after "Analysing...": the questionnaire's first question, its message recorded."""
-    question = flow.telegram.send_text(chat, messages.question_step(Question.GREW, 1, 6))
+    question = flow.telegram.send_text(chat, messages.questionnaire_about_you())
     flow.jobs.set_questionnaire_message(request.job_id, question)
     return question
 

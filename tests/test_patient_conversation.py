@@ -272,10 +272,24 @@ def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
     chat = 1304
     path = phone_photo  # the answers combine with phone photos' results only
     consent(stack.user, chat)
+    before = len(messages_sent_to(stack, chat))
     sent = stack.user.send_photo(chat, path.read_bytes())
     questions = answer_questionnaire(stack.user, chat, sent["message_id"], EVERY_ANSWER_TAPS)
-    assert questions["text"] == plain_text(messages.QUESTIONNAIRE_DONE, "HTML")
+    noted = messages.answers_noted(
+        AgeRange.FORTIES,
+        Sex.FEMALE,
+        BodySite.BACK,
+        {question: bool(getattr(EVERY_ANSWER, question.value)) for question in messages.SPOT_BUTTONS},
+    )
+    assert questions["text"] == plain_text(messages.questionnaire_done(noted), "HTML")
     reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
+    # The result arrives where the patient reads next: under the questions they answered ("Analysing..." was
+    # sent after them), and the explanation picture follows. Every message and edit counts against the bot's
+    # Telegram allowance: at most 6 for a photo with its questions answered (was 13 with a question per edit).
+    assert reply["message_id"] > questions["message_id"]
+    wait_until(lambda: "sendPhoto" in [c["method"] for c in messages_sent_to(stack, chat)[before:]], 60, what="pic")
+    spent = [c["method"] for c in messages_sent_to(stack, chat)[before:]]
+    assert len(spent) <= 6, spent
     job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.answers == EVERY_ANSWER.model_dump(mode="json"), "the audit row holds the answers"
     photo_only = classify_cli(path)
@@ -326,11 +340,16 @@ def test_unanswered_questions_time_out_into_the_photo_only_result(
     chat = 1306
     consent(stack.user, chat)
     sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
-    questionnaire_for(stack.user, chat, sent["message_id"])
+    questions = questionnaire_for(stack.user, chat, sent["message_id"])
     reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=QUESTIONNAIRE_TIMEOUT_S + 60)
     job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.status == JobStatus.DONE and job.answers_closed_at is not None and job.ranking == job.photo_ranking
     assert reply["text"] == result_text(job)
+    # The questions say they closed, and why; no button is left to tap; the result is the newer message.
+    closed = stack.user.wait_for_text(
+        chat, questions["message_id"], plain_text(messages.QUESTIONNAIRE_TIMED_OUT, "HTML")
+    )
+    assert not closed.get("reply_markup") and reply["message_id"] > questions["message_id"]
 
 
 def test_delete_erases_everything_about_the_patient(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
@@ -414,3 +433,13 @@ def test_another_patients_questionnaire_buttons_are_refused_and_change_nothing(
     press = stack.user.forge_callback(b, b_message["message_id"], skip)
     assert answer_to_press(stack, press) == messages.QUESTIONNAIRE_NOT_YOURS
     assert stack.user.messages(b) == b_before
+
+
+def messages_sent_to(stack: RunningStack, chat: int) -> list[dict[str, Any]]:
+    """The bot's messages and edits to a chat that Telegram took, oldest first (each counts against its allowance)."""
+    counted = ("sendMessage", "editMessageText", "editMessageReplyMarkup", "sendPhoto", "sendDocument")
+    return [
+        call
+        for call in stack.user.calls()
+        if call["method"] in counted and str(call["parameters"].get("chat_id")) == str(chat) and not call.get("fault")
+    ]

@@ -15,7 +15,7 @@ from shared.audit import Consent, Job, JobStatus, MediaKind, PatientProfile
 from shared.job_store import IllegalTransition, JobStore
 from shared.outcomes import FailureCode
 from shared.patients import PatientStore
-from shared.questionnaire import DONT_KNOW, SPOT_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
+from shared.questionnaire import YES_NO_QUESTIONS, AgeRange, ProfileChoice, Question, YesNo, site_token
 from shared.retention import PURGED_CHAT_REF
 
 CHAT = "c" * 32
@@ -73,18 +73,28 @@ def test_answers_after_the_questionnaire_closed_change_nothing(stores: tuple[Pat
     assert late.answers_closed_at == closed.answers_closed_at
 
 
-def _questionnaire(questions: list[Question], **remembered: object) -> Questionnaire:
-    return Questionnaire(uuid.uuid4(), 1, CHAT, questions, **remembered)  # type: ignore[arg-type]
+def _questionnaire(**remembered: object) -> Questionnaire:
+    confirming = bool(remembered)
+    return Questionnaire(uuid.uuid4(), 1, CHAT, confirming_profile=confirming, **remembered)  # type: ignore[arg-type]
 
 
 def test_every_answer_lands_in_the_patient_answers() -> None:
-    questionnaire = _questionnaire([Question.AGE, Question.SEX, *SPOT_QUESTIONS])
-    taps = [AgeRange.SIXTIES.value, Sex.MALE.value, site_token(BodySite.LOWER_EXTREMITY)]
-    taps += [YesNo.YES.value, YesNo.NO.value, YesNo.YES.value, DONT_KNOW, YesNo.NO.value, YesNo.YES.value]
-    for value in taps:
-        assert questionnaire.current is not None
-        questionnaire.record(questionnaire.current, value)
-    assert questionnaire.current is None
+    questionnaire = _questionnaire()
+    assert questionnaire.page_questions == (Question.AGE, Question.SEX, Question.BODY_SITE)
+    for question, value in [
+        (Question.AGE, AgeRange.SIXTIES.value),
+        (Question.SEX, Sex.FEMALE.value),
+        (Question.SEX, Sex.MALE.value),  # a second tap on a line replaces the first
+        (Question.BODY_SITE, site_token(BodySite.LOWER_EXTREMITY)),
+    ]:
+        questionnaire.record(question, value)
+    assert questionnaire.page_answered and not questionnaire.on_last_page
+    questionnaire.next_page()
+    assert questionnaire.page_questions == YES_NO_QUESTIONS
+    taps = {"grew": YesNo.YES, "changed": YesNo.NO, "bleeds": YesNo.YES, "hurts": YesNo.NO, "raised": YesNo.YES}
+    for name, value in taps.items():  # itches left out: unknown
+        questionnaire.record(Question(name), value.value)
+    assert not questionnaire.page_answered
     assert questionnaire.answers() == PatientAnswers(
         age=65,
         sex=Sex.MALE,
@@ -98,43 +108,52 @@ def test_every_answer_lands_in_the_patient_answers() -> None:
     )
 
 
-def test_all_dont_know_gives_no_answers() -> None:
-    questionnaire = _questionnaire([Question.AGE, Question.SEX, *SPOT_QUESTIONS])
-    while questionnaire.current is not None:
-        questionnaire.record(questionnaire.current, DONT_KNOW)
+def test_questions_left_out_give_no_answers() -> None:
+    questionnaire = _questionnaire()
+    questionnaire.next_page()
     assert questionnaire.answers() == PatientAnswers() and questionnaire.answers().known() == []
 
 
 def test_remembered_age_and_sex_are_kept_or_asked_again() -> None:
-    kept = _questionnaire([Question.CONFIRM_PROFILE, *SPOT_QUESTIONS], remembered_age=AgeRange.FORTIES)
+    kept = _questionnaire(remembered_age=AgeRange.FORTIES)
+    assert kept.page_questions == (Question.CONFIRM_PROFILE, Question.BODY_SITE)
     kept.record(Question.CONFIRM_PROFILE, ProfileChoice.KEEP.value)
-    assert kept.current == Question.BODY_SITE and kept.answers().age == 45 and not kept.asked_profile
-    changed = _questionnaire([Question.CONFIRM_PROFILE, *SPOT_QUESTIONS], remembered_sex=Sex.FEMALE)
+    assert kept.answers().age == 45 and not kept.asked_profile and not kept.page_answered
+    changed = _questionnaire(remembered_sex=Sex.FEMALE)
     changed.record(Question.CONFIRM_PROFILE, ProfileChoice.CHANGE.value)
-    assert changed.current == Question.AGE and len(changed.questions) == 2 + 1 + len(SPOT_QUESTIONS)
+    assert changed.page_questions == (Question.AGE, Question.SEX, Question.BODY_SITE)
     changed.record(Question.AGE, AgeRange.TWENTIES.value)
     changed.record(Question.SEX, Sex.MALE.value)
     assert changed.answers().sex == Sex.MALE and changed.asked_profile
 
 
-def test_every_button_fits_telegrams_callback_data_limit() -> None:
+def test_every_button_fits_telegrams_callback_data_limit_and_says_which_question_it_answers() -> None:
     from bot.questionnaire import keyboard
 
-    questionnaire = _questionnaire([Question.AGE])
-    for question in Question:
-        for row in keyboard(questionnaire, question).inline_keyboard:
-            for button in row:
-                assert button.callback_data is not None and len(str(button.callback_data).encode()) <= 64
+    for questionnaire in (_questionnaire(), _questionnaire(remembered_age=AgeRange.FORTIES)):
+        for _ in range(2):
+            labels = [button.text for row in keyboard(questionnaire).inline_keyboard for button in row]
+            assert len(labels) == len(set(labels)), "each label names one answer to one question"
+            for row in keyboard(questionnaire).inline_keyboard:
+                for button in row:
+                    assert button.callback_data is not None and len(str(button.callback_data).encode()) <= 64
+            questionnaire.next_page()
 
 
 def test_every_question_and_answer_has_its_patient_text() -> None:
     from shared import messages
 
-    assert set(messages.QUESTION_TEXTS) == set(Question)
+    assert set(messages.SPOT_BUTTONS) == set(YES_NO_QUESTIONS)
     assert set(messages.AGE_BUTTONS) == set(AgeRange) and set(messages.SEX_BUTTONS) == set(Sex)
     assert set(messages.BODY_SITE_BUTTONS) == set(BodySite) and set(messages.YES_NO_BUTTONS) == set(YesNo)
     assert set(messages.PROFILE_BUTTONS) == set(ProfileChoice)
     assert messages.PRIVACY_VERSION in messages.PRIVACY, "the patient sees which version they agree to"
+    assert messages.noted_toast(Question.AGE, AgeRange.FORTIES.value) == "Noted: age 40-49"
+    assert messages.noted_toast(Question.BLEEDS, YesNo.NO.value) == "Noted: bleeds: no"
+    assert (
+        messages.answers_noted(AgeRange.FORTIES, Sex.FEMALE, BodySite.BACK, {Question.GREW: True})
+        == "age 40-49, female, on the back; grown: yes"
+    )
 
 
 def test_every_answer_has_its_name_in_the_result() -> None:

@@ -30,7 +30,7 @@ from models.explain import CHART_WIDTH, PANEL
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Job
-from shared.questionnaire import AgeRange
+from shared.questionnaire import AgeRange, Question
 from skinsense.sandbox import plain_text
 from skinsense.sandbox.webchat import STATIC_DIR
 from skinsense.sandbox.webchat.routes import CHAT_ACTION_SHOWN_S, LISTED_CHATS
@@ -141,6 +141,26 @@ def press(browser: webdriver.Chrome, message_id: int, label: str) -> None:
     before = wait_for(browser, lambda: page_button(browser, message_id, label) and bubble(browser, message_id), label)
     click(browser, lambda: page_button(browser, message_id, label), f"button {label!r}")
     wait_for(browser, lambda: bubble(browser, message_id) != before or None, f"the bot to answer {label!r}")
+
+
+def press_noted(browser: webdriver.Chrome, user: SandboxUser, chat_id: int, message_id: int, label: str) -> None:
+    """Click a questionnaire button; the bot answers the tap with a short note ("Noted: ..."), which the page
+    shows, rather than editing the message (it does that only when the page changes or the questions close)."""
+    before = len(user.answers(chat_id))
+    click(browser, lambda: page_button(browser, message_id, label), f"button {label!r}")
+
+    def answered() -> list[dict[str, Any]]:
+        return [answer for answer in user.answers(chat_id)[before:] if answer["answered"]]
+
+    note = wait_until(answered, 30, what=f"the bot's answer to {label!r}")[0].get("text")
+    if note:
+        assert str(note).startswith("Noted: "), note
+
+        def shown() -> WebElement | None:
+            box = browser.find_element(By.ID, "bot-answer")
+            return box if box.is_displayed() and box.text == str(note) else None
+
+        wait_for(browser, shown, f"the note {note!r} in the page")
 
 
 def open_page(browser: webdriver.Chrome, api_url: str, chat_id: int) -> None:
@@ -477,8 +497,21 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield up
 
 
-# One tap per question, in the order the bot asks them (age, sex, body site, then the yes/no questions).
-ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "No", messages.DONT_KNOW_BUTTON, "No", "No", "Yes"]
+# The first page (age, sex, where; complete, so the second page follows), then the spot's lines (bleeding left
+# out: unknown) and "Done".
+ANSWER_TAPS = ["40-49", "Female", "Back", "Grown: yes", "Changed: no", "Itches: no", "Hurts: no", "Raised: yes", "Done"]
+NOTED = messages.answers_noted(
+    AgeRange.FORTIES,
+    Sex.FEMALE,
+    BodySite.BACK,
+    {
+        Question.GREW: True,
+        Question.CHANGED: False,
+        Question.ITCHES: False,
+        Question.HURTS: False,
+        Question.RAISED: True,
+    },
+)
 ANSWERS = PatientAnswers(
     age=AgeRange.FORTIES.representative_age,
     sex=Sex.FEMALE,
@@ -512,8 +545,8 @@ def test_a_patient_gets_a_result_in_the_web_chat_by_pressing_its_buttons(
         # The questionnaire: the first message after the photo with a "Skip" button (tests/auxil/patient.py)
         questions = user.wait_for_button(chat, messages.SKIP_BUTTON, after_id=sent["message_id"], timeout_s=PAGE_WAIT_S)
         for label in ANSWER_TAPS:
-            press(browser, questions["message_id"], label)
-        done = plain_text(messages.QUESTIONNAIRE_DONE, "HTML")
+            press_noted(browser, user, chat, questions["message_id"], label)
+        done = plain_text(messages.questionnaire_done(NOTED), "HTML")
         wait_for(browser, lambda: bubble_reading(browser, questions["message_id"], done), "the questionnaire to close")
 
         reply = user.wait_for_reply(chat, sent["message_id"], timeout_s=PAGE_WAIT_S)

@@ -168,8 +168,9 @@ class BotApi:
         reply_to = _reply_to(p)
         if reply_to is not None:
             content["reply_to_message"] = self.state.find_message(chat_id, reply_to)
-        if "reply_markup" in p:
-            content["reply_markup"] = p["reply_markup"]
+        markup = p.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:  # like Telegram: a ForceReply (or a reply
+            content["reply_markup"] = markup  # keyboard) acts on the client; only an inline keyboard is the message's
         return self.state.bot_message(chat_id, content)
 
     async def method_editmessagetext(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import messages
+from shared.questionnaire import ProfileChoice, YesNo
 from skinsense.sandbox import plain_text
 from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import wait_until
@@ -49,21 +50,48 @@ def send_photo_skipping_questions(user: SandboxUser, chat_id: int, data: bytes, 
     return sent
 
 
+DONT_KNOW = "Don't know"  # in answer_questionnaire's list: the question is left out (it stays unknown)
+
+
 def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int, labels: list[str]) -> dict[str, Any]:
-    """Tap one button per question, in order (each tap waits for the next question or the end); returns the
-    questionnaire message as it reads afterwards."""
+    """One entry per question, in the order the two pages ask them: age, sex and where (or "Yes, still right" /
+    "Change", then where), then "Yes" / "No" for grown, changed, bleeds, itches, hurts, raised; ``DONT_KNOW``
+    leaves a question out. Each tap waits for the bot's answer; a page whose questions the list covers, with some
+    left out, is moved on with "Next" / "Done". Returns the questionnaire message as it reads afterwards."""
     questions = questionnaire_for(user, chat_id, photo_message_id)
-    for label in labels:
-        current = next(m for m in user.bot_messages(chat_id) if m["message_id"] == questions["message_id"])
-        user.tap(chat_id, questions["message_id"], label)
-        before = current.get("text")
+    message_id = questions["message_id"]
 
-        def moved_on(message_id: int = questions["message_id"], before: Any = before) -> bool:
-            message = next(m for m in user.bot_messages(chat_id) if m["message_id"] == message_id)
-            return bool(message.get("text") != before)
+    def tap(label: str) -> None:
+        user.wait_for_answer(user.tap(chat_id, message_id, label))
 
-        wait_until(moved_on, 30, what=f"the questionnaire to move on after {label!r}")
-    return next(m for m in user.bot_messages(chat_id) if m["message_id"] == questions["message_id"])
+    def now() -> dict[str, Any]:
+        return next(m for m in user.bot_messages(chat_id) if m["message_id"] == message_id)
+
+    confirming = button_data(questions, messages.PROFILE_BUTTONS[ProfileChoice.KEEP]) is not None
+    first_page = ["profile", "site"] if confirming else ["age", "sex", "site"]
+    pending = list(labels)
+    asked = 0
+    while asked < len(first_page) and pending:
+        label = pending.pop(0)
+        if first_page[asked] == "profile" and label == messages.PROFILE_BUTTONS[ProfileChoice.CHANGE]:
+            first_page = ["profile", "age", "sex", "site"]
+        if label != DONT_KNOW:
+            tap(label)
+        asked += 1
+    if asked < len(first_page):
+        return now()
+    if DONT_KNOW in labels[: len(first_page)]:
+        tap(messages.NEXT_BUTTON)
+    spot_labels = pending[: len(messages.SPOT_BUTTONS)]
+    for question, label in zip(messages.SPOT_BUTTONS, spot_labels, strict=False):
+        if label != DONT_KNOW:
+            yes, no = messages.SPOT_BUTTONS[question]
+            tap(yes if label == messages.YES_NO_BUTTONS[YesNo.YES].capitalize() else no)
+    if len(spot_labels) < len(messages.SPOT_BUTTONS):
+        return now()
+    if DONT_KNOW in spot_labels:
+        tap(messages.DONE_BUTTON)
+    return wait_until(lambda: None if now().get("reply_markup") else now(), 30, what="the questionnaire to close")
 
 
 def erase_everything(user: SandboxUser, chat_id: int, jobs: int) -> None:
