@@ -208,12 +208,15 @@ async def start_questionnaire(
         job = await asyncio.to_thread(store.set_questionnaire_message, job_id, sent.message_id)
     except LookupError:  # erased meanwhile (/delete)
         job = None
-    if job is None or asks_no_questions(job):
-        await edit_unless_unchanged(
-            context.bot.edit_message_text(
-                messages.QUESTIONNAIRE_NOT_NEEDED, chat_id=chat_id, message_id=sent.message_id
+    if job is None or asks_no_questions(job):  # answered (or erased) while the questions went out: withdrawn
+        try:
+            await context.bot.delete_message(chat_id, sent.message_id)
+        except BadRequest:
+            await edit_unless_unchanged(
+                context.bot.edit_message_text(
+                    messages.QUESTIONNAIRE_NOT_NEEDED, chat_id=chat_id, message_id=sent.message_id
+                )
             )
-        )
         return
     questionnaires(context.bot_data)[questionnaire.job_id] = questionnaire
 

@@ -403,6 +403,10 @@ def text_of_message(sandbox: SandboxUser, chat: int, message_id: int) -> str:
     return str(next(m for m in sandbox.bot_messages(chat) if m["message_id"] == message_id)["text"])
 
 
+def still_there(sandbox: SandboxUser, chat: int, message_id: int) -> bool:
+    return any(m["message_id"] == message_id for m in sandbox.bot_messages(chat))
+
+
 def test_a_questionnaire_nobody_finished_says_it_closed_and_why_when_the_result_comes(
     sandbox: SandboxUser,
     flow: ClassificationFlow,
@@ -423,7 +427,7 @@ def test_a_refused_photo_leaves_no_open_questions_under_its_refusal(
     request = patient_sends(sandbox, flow, 2105, b"\xff", file_id="no-such-file", skips_questions=False)
     question = ask_questions(sandbox, flow, request, 2105)
     assert flow.classify_and_reply(request) == JobStatus.REJECTED.value
-    assert text_of_message(sandbox, 2105, question) == messages.QUESTIONNAIRE_NOT_NEEDED
+    assert not still_there(sandbox, 2105, question), "no question stands about a photo already answered"
     job = flow.jobs.load(request.job_id)
     assert job is not None and asks_no_questions(job), "a question sent after this is closed by the bot"
 
@@ -440,7 +444,7 @@ def test_the_same_photo_again_gets_its_result_at_once_and_no_questions(
     question = ask_questions(sandbox, flow, again, 2106)
     assert flow.classify_and_reply(again) == JobStatus.DONE.value
     assert awaited == [], "the same photo does not wait for answers"
-    assert text_of_message(sandbox, 2106, question) == messages.QUESTIONNAIRE_NOT_NEEDED
+    assert not still_there(sandbox, 2106, question)
 
 
 # The reconciler (worker/reconciler.py), in this process: the same flow, jobs made overdue by hand.

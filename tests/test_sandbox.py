@@ -196,6 +196,18 @@ def test_edit_message_text_edits_and_refuses_unknown_or_unchanged(sandbox: str) 
     assert history["edits"] == ["one"] and history["text"] == "two"
 
 
+def test_delete_message_removes_the_bots_own_message_only(sandbox: str) -> None:
+    sent = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 506, "text": "gone"}).json()["result"]
+    patient = SandboxUser(sandbox).send_text(506, "mine")
+    gone = {"chat_id": 506, "message_id": sent["message_id"]}
+    assert httpx.post(method_url(sandbox, "deleteMessage"), json=gone).json()["result"] is True
+    assert SandboxUser(sandbox).bot_messages(506) == []
+    again = httpx.post(method_url(sandbox, "deleteMessage"), json=gone)
+    assert again.status_code == 400 and again.json()["description"] == "Bad Request: message to delete not found"
+    theirs = httpx.post(method_url(sandbox, "deleteMessage"), json={**gone, "message_id": patient["message_id"]})
+    assert theirs.status_code == 400 and "can't be deleted" in theirs.json()["description"]
+
+
 def test_structured_parameters_arrive_json_encoded_in_forms(sandbox: str) -> None:
     sent = httpx.post(method_url(sandbox, "sendMessage"), json={"chat_id": 506, "text": "first"}).json()["result"]
     reply = httpx.post(

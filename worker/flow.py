@@ -289,17 +289,21 @@ class ClassificationFlow:
         return job.status.value
 
     def _close_questionnaire(self, job: Job, delivery: Delivery, *, timed_out: bool) -> None:
-        """A questionnaire left open under the answer says it closed, and why: nobody answered in time, or the
-        photo needed no answers (refused, failed, the same photo again). One the patient closed, the bot closed.
-        Best effort: a tap on a stale question is told the questions are closed (bot/questionnaire.py)."""
+        """A questionnaire left open over the answer: one the photo turned out not to need (refused, failed, the
+        same photo again) is deleted, so no question stands about a photo already answered; one nobody finished
+        says it closed, and why. One the patient closed, the bot closed. Best effort: a tap on a stale question is
+        told the questions are closed (bot/questionnaire.py)."""
         if delivery.questionnaire_message_id is None or job.error_code in NEVER_ANALYSED:
             return  # closed by the patient's /delete or "No thanks", which the bot answered there
-        needed_none = job.status != JobStatus.DONE or job.same_photo_as is not None
-        if not (timed_out or needed_none):
-            return
-        text = messages.QUESTIONNAIRE_NOT_NEEDED if needed_none else messages.QUESTIONNAIRE_TIMED_OUT
+        chat_id, message_id = delivery.chat_id, delivery.questionnaire_message_id
         try:
-            self.telegram.edit_text(delivery.chat_id, delivery.questionnaire_message_id, text)
+            if job.status != JobStatus.DONE or job.same_photo_as is not None:
+                try:
+                    self.telegram.delete_message(chat_id, message_id)
+                except BadRequest:  # too old to delete (48 h): it says so instead
+                    self.telegram.edit_text(chat_id, message_id, messages.QUESTIONNAIRE_NOT_NEEDED)
+            elif timed_out:
+                self.telegram.edit_text(chat_id, message_id, messages.QUESTIONNAIRE_TIMED_OUT)
         except TelegramError as error:
             log.info("job %s: questionnaire not closed (%s)", job.id, type(error).__name__)
 

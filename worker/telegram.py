@@ -91,6 +91,9 @@ class TelegramClient:
             )
         )
 
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        self._run(self.bot.delete_message(chat_id, message_id))
+
     def send_text(
         self,
         chat_id: int,

@@ -217,6 +217,18 @@ class BotApi:
         message["edit_date"] = int(time.time())
         return {k: v for k, v in message.items() if k != "edits"}
 
+    async def method_deletemessage(self, p: dict[str, Any], _: dict[str, bytes]) -> Any:
+        """Like Telegram for a bot in a private chat: its own messages only; gone from the chat for good."""
+        chat_id = _int(p, "chat_id")
+        try:
+            message = self.state.find_message(chat_id, _int(p, "message_id"))
+        except BotApiError:
+            raise BotApiError(400, "Bad Request: message to delete not found") from None
+        if message["from"]["id"] != BOT_USER_ID:
+            raise BotApiError(400, "Bad Request: message can't be deleted")
+        self.state.messages[chat_id].remove(message)
+        return True
+
     async def method_sendphoto(self, p: dict[str, Any], uploads: dict[str, bytes]) -> Any:
         chat_id = _int(p, "chat_id")
         data = self._input_file(p, uploads, "photo")
