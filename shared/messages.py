@@ -394,6 +394,17 @@ ANSWER_GIVEN: dict[str, tuple[str, str]] = {
 ANSWER_ABOUT_YOU: dict[str, str] = {"age": "your age", "sex": "your sex", "body_site": "where the spot is"}
 
 
+def _reads_right(name: str, effect: str, answers: Mapping[str, Any] | None) -> bool:
+    """Whether "raised/lowered the risk: <answer>" is a sentence a clinician would say. A warning sign answered
+    "yes" may be said to raise the risk and "no" to lower it; the answer model learned the opposite for some of
+    them from a few hundred phone photos ("it bleeds" lowering melanoma), which a patient must not be told. Such
+    an effect still counts in the risk and in the stated chance; it is only not named as a reason."""
+    value = None if answers is None else answers.get(name)
+    if name not in ANSWER_GIVEN or not isinstance(value, bool):
+        return True
+    return value == (effect == AnswerEffect.RAISED)
+
+
 def _answer_given(name: str, answers: Mapping[str, Any] | None) -> str:
     value = None if answers is None else answers.get(name)
     if name in ANSWER_GIVEN and isinstance(value, bool):
@@ -443,7 +454,11 @@ def _answers_section(view: PatientResult) -> str | None:
         return None
     parts = [ANSWERS_USED.format(answers=", ".join(ANSWER_NAMES.get(name, name) for name in view.answers_used))]
     for effect, text in ((AnswerEffect.RAISED, ANSWERS_RAISED), (AnswerEffect.LOWERED, ANSWERS_LOWERED)):
-        names = [_answer_given(name, view.answers) for name, moved in view.answer_effects.items() if moved == effect]
+        names = [
+            _answer_given(name, view.answers)
+            for name, moved in view.answer_effects.items()
+            if moved == effect and _reads_right(name, moved, view.answers)
+        ]
         if names:
             parts.append(text.format(answers=", ".join(names)))
     moved = _malignant_share_moved(view)

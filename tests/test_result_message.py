@@ -182,6 +182,22 @@ def test_the_answers_that_raised_or_lowered_the_risk_are_named() -> None:
     assert "itch" not in text.split("Raised the risk")[1], "an answer that moved nothing is not called a cause"
 
 
+def test_a_warning_sign_is_never_named_as_lowering_the_risk_nor_its_absence_as_raising_it() -> None:
+    """The issue's melanoma answered "bleeds, itches, hurts, raised" was told "Lowered it: ... it bleeds": the
+    answer model's direction is kept in the risk, but only reasons a clinician would give are named."""
+    view = messages.PatientResult(
+        ranking(("mel", 0.7)),
+        RiskLevel.HIGH,
+        True,
+        answers_used=("sex", "grew", "bleeds", "itches", "raised"),
+        answer_effects={"sex": "raised", "grew": "raised", "bleeds": "lowered", "itches": "lowered", "raised": "raised"},
+        answers={"sex": "male", "grew": True, "bleeds": True, "itches": True, "raised": False},
+    )
+    text = text_of(view)
+    assert "Raised the risk: your sex, it grew." in text
+    assert "Lowered it" not in text and "it is flat" not in text and "it bleeds" not in text
+
+
 def test_bleeding_growth_and_change_raise_the_risk_of_a_mole(classifier: Classifier) -> None:
     """Measured on the real triage model: the answers that point to a cancer are reported as raising it."""
     photo = np.array([0.02, 0.02, 0.05, 0.01, 0.05, 0.84, 0.01])
