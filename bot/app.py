@@ -11,9 +11,9 @@ from telegram.ext import Application
 from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore, bot_id_of
 from bot.fairness import FairUpdateProcessor
 from bot.handlers import register_handlers
-from shared.config import Settings, get_settings
+from shared.config import Settings, get_settings, parse_keys
 from shared.db import get_engine
-from shared.sealing import Sealer, parse_keys
+from shared.sealing import Sealer
 from shared.telegram_calls import TelegramCallLimiter, telegram_request
 
 log = logging.getLogger(__name__)

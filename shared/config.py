@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -134,8 +135,6 @@ class Settings(BaseSettings):
     @field_validator("delivery_key")
     @classmethod
     def _delivery_keys_are_fernet_keys(cls, value: SecretStr) -> SecretStr:
-        from shared.sealing import parse_keys  # shared.sealing reads these settings
-
         parse_keys(value)
         return value
 
@@ -182,6 +181,22 @@ class Settings(BaseSettings):
 def value_list(secret: SecretStr) -> list[str]:
     """The comma-separated values of a secret setting."""
     return [part.strip() for part in secret.get_secret_value().split(",") if part.strip()]
+
+
+def parse_keys(setting: SecretStr | str) -> list[str]:
+    """The Fernet keys in SKINSENSE_DELIVERY_KEY (comma-separated, first one seals); ValueError if one is not a
+    Fernet key (32 url-safe base64-encoded bytes)."""
+    keys = value_list(setting if isinstance(setting, SecretStr) else SecretStr(setting))
+    if not keys:
+        raise ValueError("SKINSENSE_DELIVERY_KEY holds no key")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"SKINSENSE_DELIVERY_KEY: key {position} is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
+    return keys
 
 
 @lru_cache

@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
-from shared.config import get_settings, value_list
+from shared.config import get_settings, parse_keys
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -30,22 +30,6 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class SealBroken(Exception):
     """A sealed token that none of the configured keys opens: tampered with, truncated, or sealed under a key
     that is no longer configured. Never carries the token (it may be logged)."""
-
-
-def parse_keys(setting: SecretStr | str) -> list[str]:
-    """The Fernet keys in SKINSENSE_DELIVERY_KEY (comma-separated, first one seals); ValueError if one is not a
-    Fernet key (32 url-safe base64-encoded bytes)."""
-    keys = value_list(setting if isinstance(setting, SecretStr) else SecretStr(setting))
-    if not keys:
-        raise ValueError("SKINSENSE_DELIVERY_KEY holds no key")
-    for position, key in enumerate(keys, start=1):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"SKINSENSE_DELIVERY_KEY: key {position} is not a Fernet key (32 url-safe base64-encoded bytes)"
-            ) from None
-    return keys
 
 
 class Sealer:

@@ -14,9 +14,9 @@ from telegram import Update
 
 from bot.durable_updates import DurableUpdateQueue, InboundUpdateStore, UpdateNotRecorded, update_key
 from shared.audit import InboundUpdate
-from shared.config import Settings
+from shared.config import Settings, parse_keys
 from shared.db import build_engine
-from shared.sealing import Sealer, parse_keys
+from shared.sealing import Sealer
 from tests.auxil.database import migrated_engine
 from tests.auxil.services import free_port
 

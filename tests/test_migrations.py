@@ -16,9 +16,9 @@ from sqlmodel import SQLModel
 
 import shared.audit  # noqa: F401  (the models' tables on SQLModel.metadata)
 from bot.durable_updates import InboundUpdateStore, update_key
-from shared.config import Settings
+from shared.config import Settings, parse_keys
 from shared.db import build_engine
-from shared.sealing import Sealer, parse_keys
+from shared.sealing import Sealer
 from skinsense.migrate import BASELINE_REVISION, head_revision, upgrade_database
 from tests.auxil.services import child_env, postgres_database
 

@@ -190,7 +190,13 @@ def test_a_warning_sign_is_never_named_as_lowering_the_risk_nor_its_absence_as_r
         RiskLevel.HIGH,
         True,
         answers_used=("sex", "grew", "bleeds", "itches", "raised"),
-        answer_effects={"sex": "raised", "grew": "raised", "bleeds": "lowered", "itches": "lowered", "raised": "raised"},
+        answer_effects={
+            "sex": "raised",
+            "grew": "raised",
+            "bleeds": "lowered",
+            "itches": "lowered",
+            "raised": "raised",
+        },
         answers={"sex": "male", "grew": True, "bleeds": True, "itches": True, "raised": False},
     )
     text = text_of(view)

@@ -10,8 +10,8 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from shared.config import DEVELOPMENT_DELIVERY_KEY, Settings
-from shared.sealing import SealBroken, Sealer, parse_keys
+from shared.config import DEVELOPMENT_DELIVERY_KEY, Settings, parse_keys
+from shared.sealing import SealBroken, Sealer
 
 
 class Delivery(BaseModel):
