@@ -13,10 +13,11 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from telegram import Message
 
-from bot.state import albums
+from bot.state import bot_data_bucket
 from shared import messages
 
 ALBUM_MEMORY_S = 3600.0  # an album's photos all arrive within seconds; its entry is forgotten after this
@@ -40,6 +41,11 @@ class Album:
             raise
         self.status.set_result(sent)
         return sent
+
+
+def albums(bot_data: dict[Any, Any]) -> dict[tuple[int, str], Album]:
+    """(chat id, media group id) -> the album its photos join."""
+    return bot_data_bucket(bot_data, "albums")
 
 
 def join_album(message: Message, bot_data: dict[object, object]) -> Album | None:

@@ -45,8 +45,8 @@ from telegram.ext import (
     filters,
 )
 
+from bot.chat_refs import chat_ref_of
 from bot.durable_updates import may_pass
-from bot.intake import chat_ref_of
 from shared import messages
 from shared.audit import AlertDeliveryKind, AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert, MediaKind
 from shared.clinicians import (
@@ -59,7 +59,6 @@ from shared.clinicians import (
     ClinicianAllowList,
     SealedContact,
     alert_keyboard,
-    aware,
     case_ref_digits,
     confirm_keyboard,
     get_alert_store,
@@ -322,7 +321,7 @@ def _already_resolved(alert: ClinicianAlert) -> str:
 def _observe(alert: ClinicianAlert, step: str) -> None:
     moment = alert.claimed_at if step == "claim" else alert.resolved_at
     if moment is not None:
-        CLINICIAN_REVIEW.labels(step=step).observe(max((aware(moment) - aware(alert.created_at)).total_seconds(), 0))
+        CLINICIAN_REVIEW.labels(step=step).observe(max((moment - alert.created_at).total_seconds(), 0))
 
 
 async def _tell_patient(
@@ -338,7 +337,7 @@ async def _tell_patient(
             "no_contact": messages.PRESS_NO_CONTACT,
         }
         return cannot[why_not].format(resolution=described)
-    text = PATIENT_CONTACT[resolution].format(date=aware(alert.created_at).strftime("%Y-%m-%d"))
+    text = PATIENT_CONTACT[resolution].format(date=alert.created_at.strftime("%Y-%m-%d"))
     try:
         await context.bot.send_message(contact.chat_id, text)
     except TelegramError as error:
@@ -472,7 +471,7 @@ async def _write_to_patient(
     contact, why_not = await _patient_contact(store, root)
     if contact is None:
         return messages.WRITE_NOT_SENT[why_not], why_not, root.id
-    date = aware(root.created_at).strftime("%Y-%m-%d")
+    date = root.created_at.strftime("%Y-%m-%d")
     try:
         await context.bot.send_message(
             contact.chat_id,
@@ -568,7 +567,7 @@ async def on_pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 if case.ranking
                 else "?"
             )
-            age = (now - aware(alert.created_at)).total_seconds()
+            age = (now - alert.created_at).total_seconds()
             command = f"/{CASE_COMMAND}_{case.case_ref}"
             rows.append(
                 (command, f"patient {patient_reference(alert.chat_ref)}", finding, messages.pending_state(alert), age)

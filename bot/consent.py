@@ -18,10 +18,11 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from bot.chat_refs import chat_ref_of
 from bot.durable_updates import key_of
-from bot.intake import chat_ref_of, incoming_image, take_image
-from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, edit_unless_unchanged
-from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos, questionnaires
+from bot.intake import incoming_image, take_image
+from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, edit_unless_unchanged, questionnaires
+from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos
 from shared import messages
 from shared.job_store import get_job_store
 from shared.outcomes import FailureCode

@@ -26,8 +26,8 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, BaseHandler, BaseUpdateProcessor, ContextTypes
 
+from bot.chat_refs import chat_ref_of
 from bot.clinicians import is_clinician
-from bot.intake import chat_ref_of
 from shared import messages
 from shared.config import get_settings
 from shared.metrics import UPDATES_DROPPED

@@ -14,7 +14,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.intake import chat_ref_of
+from bot.chat_refs import chat_ref_of
 from bot.questionnaire import answer_tap
 from shared import messages
 from shared.patients import get_patient_store

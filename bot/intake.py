@@ -13,12 +13,11 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.albums import Album, join_album
+from bot.chat_refs import chat_ref_of
 from bot.durable_updates import key_of
-from bot.questionnaire import start_questionnaire
-from bot.state import questionnaires
+from bot.questionnaire import questionnaires, start_questionnaire
 from shared import messages
-from shared.audit import Job, JobStatus, MediaKind, chat_reference, utc_now
-from shared.config import get_settings
+from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.job_store import Delivery, get_job_store
 from shared.messages import MAX_FILE_MB
@@ -62,10 +61,6 @@ def incoming_image(message: Message) -> IncomingImage | None:
             mime_type=document.mime_type,
         )
     return None
-
-
-def chat_ref_of(chat_id: int) -> str:
-    return chat_reference(chat_id, get_settings().chat_hash_key.get_secret_value())
 
 
 async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -22,13 +22,15 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.state import questionnaires
+from bot.chat_refs import chat_ref_of
+from bot.state import bot_data_bucket
 from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import JobStatus
@@ -124,6 +126,11 @@ class Questionnaire:
 
     def next_page(self) -> None:
         self.page = Page.ABOUT_THE_SPOT
+
+
+def questionnaires(bot_data: dict[Any, Any]) -> dict[uuid.UUID, Questionnaire]:
+    """job id -> the questionnaire in progress for that photo (in this process's memory)."""
+    return bot_data_bucket(bot_data, "questionnaires")
 
 
 def _button(questionnaire: Questionnaire, question: Question | str, value: str, label: str) -> InlineKeyboardButton:
@@ -226,8 +233,6 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     questionnaire's chat, and its job row's chat reference (a custom client can send any callback data, such as
     another patient's job id); any other press is answered with a short refusal and changes nothing, not even the
     message it came from."""
-    from bot.intake import chat_ref_of  # bot.intake imports this module
-
     query, chat = update.callback_query, update.effective_chat
     if query is None or query.data is None:
         return

@@ -8,20 +8,15 @@ the job row at each tap, so a restart loses only the buttons; the worker's timeo
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from telegram import Message
-
-if TYPE_CHECKING:
-    from bot.albums import Album
-    from bot.questionnaire import Questionnaire
 
 MAX_PENDING_PHOTOS = 10  # per chat, before consent (an album is at most 10)
 
 
-def _bucket(bot_data: dict[Any, Any], name: str) -> dict[Any, Any]:
+def bot_data_bucket(bot_data: dict[Any, Any], name: str) -> dict[Any, Any]:
     return cast(dict[Any, Any], bot_data.setdefault(name, {}))
 
 
@@ -37,14 +32,4 @@ class HeldPhoto:
 
 def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[HeldPhoto]]:
     """chat id -> the photos held until the patient decides."""
-    return _bucket(bot_data, "pending_photos")
-
-
-def questionnaires(bot_data: dict[Any, Any]) -> dict[uuid.UUID, Questionnaire]:
-    """job id -> the questionnaire in progress for that photo."""
-    return _bucket(bot_data, "questionnaires")
-
-
-def albums(bot_data: dict[Any, Any]) -> dict[tuple[int, str], Album]:
-    """(chat id, media group id) -> the album its photos join (bot/albums.py)."""
-    return _bucket(bot_data, "albums")
+    return bot_data_bucket(bot_data, "pending_photos")

@@ -1,12 +1,5 @@
-"""Why the model said what it said: a class activation map of the served network, drawn over the photo.
-
-Each kind's served network outputs, besides its logits, its last feature map (7x7x576 per member; an ensemble
-concatenates its members' maps along the channels). After that map a MobileNetV3 head pools it, applies a
-1x1 convolution to 1024 channels with hard-swish, and a dense layer to the 7 logits. The pooling is linear, so
-the gradient of a class logit with respect to the map is the same at every position:
-``w_c = K2 @ (hard_swish'(z) * Kd[:, c])`` with ``z`` the pre-activation at the pooled point. The map
-``relu(F(x, y) . w_c)`` (Grad-CAM, which here needs no backpropagation: only the head's weights, shipped in
-the artifact as ``explanation.npz``) shows where the features that raise class ``c`` are; members average.
+"""Why the model said what it said: the class activation map of the served network (models/explanation_head.py),
+drawn over the photo.
 
 ``explanation_picture`` renders the photo with that heat map beside a bar chart of the probabilities, as a
 JPEG for Telegram, in about 5 ms on one core from the feature map the analysis kept (`skinsense benchmark`,
@@ -15,94 +8,18 @@ its explanation column).
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from models.inference import Classifier
+from models.preprocessing import prepare_image
+from shared.images import decode_image
 from shared.labels import CLASS_CODES, EVERYDAY_NAMES, MALIGNANT_CODES, PhotoKind
-
-if TYPE_CHECKING:
-    from models.inference import Classifier
-
-EXPLANATION_FILE = "explanation.npz"
-POOLING_LAYER = "global_average_pooling2d"  # Keras' MobileNetV3: its input is the last feature map
-PRE_LOGITS_LAYER = "conv_2"
-LOGITS_LAYER = "lesion_logits"
-
-
-# --- the head after the feature map ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExplanationHead:
-    """The layers after the last feature map, per member of one kind's network."""
-
-    pre_logits_kernels: np.ndarray  # (members, channels, 1024)
-    pre_logits_biases: np.ndarray  # (members, 1024)
-    logits_kernels: np.ndarray  # (members, 1024, classes)
-    logits_biases: np.ndarray  # (members, classes)
-
-    @property
-    def members(self) -> int:
-        return int(self.pre_logits_kernels.shape[0])
-
-    def _split(self, feature_maps: np.ndarray) -> list[np.ndarray]:
-        """One (h, w, channels) map per member, from the network's concatenated (h, w, members*channels)."""
-        return np.split(np.asarray(feature_maps, dtype=np.float32), self.members, axis=-1)
-
-    def _pre_activation(self, member: int, feature_map: np.ndarray) -> np.ndarray:
-        pooled = feature_map.mean(axis=(0, 1))
-        return np.asarray(pooled @ self.pre_logits_kernels[member] + self.pre_logits_biases[member])
-
-    def logits(self, feature_maps: np.ndarray) -> np.ndarray:
-        """The network's logits recomputed from its feature map (checks that the head is the served one)."""
-        member_logits = [
-            _hard_swish(self._pre_activation(m, f)) @ self.logits_kernels[m] + self.logits_biases[m]
-            for m, f in enumerate(self._split(feature_maps))
-        ]
-        return np.asarray(np.mean(member_logits, axis=0))
-
-    def activation_map(self, feature_maps: np.ndarray, class_index: int) -> np.ndarray:
-        """(h, w) map in [0, 1] of where the features raising ``class_index`` are (0 everywhere if none)."""
-        maps = []
-        for m, feature_map in enumerate(self._split(feature_maps)):
-            slope = _hard_swish_slope(self._pre_activation(m, feature_map))
-            weights = self.pre_logits_kernels[m] @ (slope * self.logits_kernels[m][:, class_index])
-            maps.append(feature_map @ weights)
-        activation = np.maximum(np.mean(maps, axis=0), 0.0)
-        peak = float(activation.max())
-        return np.asarray(activation / peak if peak > 0 else activation)
-
-    def arrays(self, kind: str) -> dict[str, np.ndarray]:
-        return {
-            f"{kind}_pre_logits_kernels": self.pre_logits_kernels,
-            f"{kind}_pre_logits_biases": self.pre_logits_biases,
-            f"{kind}_logits_kernels": self.logits_kernels,
-            f"{kind}_logits_biases": self.logits_biases,
-        }
-
-    @classmethod
-    def load(cls, path: Path, kind: str) -> ExplanationHead:
-        with np.load(path) as arrays:
-            parts = ("pre_logits_kernels", "pre_logits_biases", "logits_kernels", "logits_biases")
-            return cls(*(arrays[f"{kind}_{part}"].astype(np.float32) for part in parts))
-
-
-def _hard_swish(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x * np.clip(x + 3.0, 0.0, 6.0) / 6.0)
-
-
-def _hard_swish_slope(x: np.ndarray) -> np.ndarray:
-    return np.asarray(np.where(x < -3.0, 0.0, np.where(x > 3.0, 1.0, (2.0 * x + 3.0) / 6.0)))
-
 
 # --- the picture ----------------------------------------------------------------------------------------
 
@@ -216,85 +133,9 @@ def explanation_picture(
     """The explanation picture of one analysed photo: the heat map of the ranking's top class on the photo's
     kind of network, beside the ranking (the final one, answers included, as the patient reads it). With the
     photo's ``feature_map`` from its analysis (``Prediction.feature_map``) the network does not run again."""
-    from models.preprocessing import prepare_image
-    from shared.images import decode_image
-
     image = decode_image(photo)
     top_class = CLASS_CODES.index(str(ranking[0]["code"]))
     if feature_map is None:
         feature_map = classifier.feature_map(prepare_image(image), photo_kind)
     activation = classifier.activation_map_of(feature_map, photo_kind, top_class)
     return render_explanation(ImageOps.exif_transpose(image), activation, ranking)
-
-
-# --- exporting the served networks with their feature map (training side, needs TensorFlow) --------------
-
-
-def explainable_network(model: Any) -> tuple[Any, ExplanationHead]:
-    """The served Keras network with a second output, its last feature map (members concatenated), and the
-    head's weights. ``model``: one trained network, or models.package.average_models' ensemble."""
-    import keras
-
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
-    image = keras.Input(model.input_shape[1:], name="image")
-    logits, maps, heads = [], [], []
-    for index, member in enumerate(members):
-        feature_map = member.get_layer(POOLING_LAYER).input
-        branch = keras.Model(member.inputs, [member.outputs[0], feature_map], name=f"member_{index}")
-        member_logits, member_map = branch(image)
-        logits.append(member_logits)
-        maps.append(member_map)
-        pre_kernel, pre_bias = member.get_layer(PRE_LOGITS_LAYER).get_weights()
-        dense_kernel, dense_bias = member.get_layer(LOGITS_LAYER).get_weights()
-        heads.append((pre_kernel.reshape(pre_kernel.shape[-2:]), pre_bias, dense_kernel, dense_bias))
-    joined_logits = keras.layers.Average(name="mean_logits")(logits) if len(logits) > 1 else logits[0]
-    joined_maps = keras.layers.Concatenate(name="feature_maps")(maps) if len(maps) > 1 else maps[0]
-    network = keras.Model(image, [joined_logits, joined_maps], name=model.name)
-    head = ExplanationHead(*(np.stack(parts).astype(np.float32) for parts in zip(*heads, strict=True)))
-    return network, head
-
-
-def export_explainable(artifact_dir: Path) -> None:
-    """Re-export each kind's network with its feature map, write explanation.npz and the new version."""
-    import keras
-
-    from models.inference import artifact_version, read_metadata
-    from models.package import export_network
-
-    metadata = read_metadata(artifact_dir)
-    arrays: dict[str, np.ndarray] = {}
-    for kind, settings in metadata.kinds.items():
-        model = keras.saving.load_model(artifact_dir / settings.network_files["keras"], compile=False)
-        if len(model.outputs) > 1:
-            model = keras.Model(model.inputs, model.outputs[0], name=model.name)  # already exported: redo
-        network, head = explainable_network(model)
-        export_network(network, artifact_dir, {runtime: name for runtime, name in settings.network_files.items()})
-        arrays.update(head.arrays(kind.value))
-    np.savez(artifact_dir / EXPLANATION_FILE, **arrays)  # type: ignore[arg-type]
-    raw = json.loads((artifact_dir / "metadata.json").read_text())
-    raw["explanation_file"] = EXPLANATION_FILE
-    files = read_metadata_files(raw)
-    raw["version"] = artifact_version(artifact_dir, files)
-    (artifact_dir / "metadata.json").write_text(json.dumps(raw, indent=2) + "\n")
-    print(f"exported explainable networks; artifact version {raw['version']}")
-    del metadata
-
-
-def read_metadata_files(raw: dict[str, Any]) -> list[str]:
-    from models.inference import ArtifactMetadata
-
-    return ArtifactMetadata.model_validate(raw).model_files()
-
-
-def main(argv: list[str] | None = None) -> None:
-    from models.inference import ARTIFACT_DIR
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["export"])
-    parser.add_argument("--artifact", type=Path, default=ARTIFACT_DIR)
-    args = parser.parse_args(argv)
-    export_explainable(args.artifact)
-
-
-if __name__ == "__main__":
-    main()

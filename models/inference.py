@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from models.explain import ExplanationHead
+from models.explanation_head import ExplanationHead
 from models.metrics import softmax
 from models.policy import KindPolicy, assess_risk, assess_with_answers
 from models.preprocessing import INPUT_SIZE, prepare_image, to_model_input
@@ -84,7 +84,7 @@ class ArtifactMetadata(BaseModel):
     features_files: dict[Runtime, str]
     heads_file: str
     triage_file: str | None = None  # models/triage.py's weights; None: answers cannot change a result
-    # models/explain.py's head weights; the kinds' networks then also output their last feature map
+    # models/explanation_head.py's head weights; the kinds' networks then also output their last feature map
     explanation_file: str | None = None
     default_runtime: Runtime
     test_time_views: list[str]
@@ -153,7 +153,7 @@ class NetworkRuntime(Protocol):
 
     def run_with_feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Each image's logits and last feature map, in one run; None for the maps where the network has no
-        such output (only networks exported by models/explain.py have it)."""
+        such output (only networks exported by models/explanation_head.py have it)."""
         ...
 
 
@@ -167,7 +167,7 @@ class LiteRTNetwork:
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         # By rank, not position: the converter orders outputs by name. Rank 2: logits or embedding;
-        # rank 4: the feature map that models/explain.py exports beside the logits.
+        # rank 4: the feature map that models/explanation_head.py exports beside the logits.
         outputs = {len(detail["shape"]): detail for detail in self._interpreter.get_output_details()}
         self._output, self._output_size = outputs[2]["index"], int(outputs[2]["shape"][-1])
         self._feature_map = outputs[4]["index"] if 4 in outputs else None
@@ -321,15 +321,15 @@ class Classifier:
         return np.asarray(np.mean(view_logits, axis=0)), feature_maps
 
     def feature_map(self, prepared: np.ndarray, kind: PhotoKind) -> np.ndarray:
-        """One prepared image's last feature map in the kind's network (models/explain.py)."""
+        """One prepared image's last feature map in the kind's network (models/explanation_head.py)."""
         _, feature_maps = self._networks[kind].run_with_feature_maps(to_model_input(prepared))
         if feature_maps is None:
             raise ValueError(f"artifact {self.version}: the {kind} network has no feature-map output")
         return np.asarray(feature_maps[0])
 
     def activation_map(self, prepared: np.ndarray, kind: PhotoKind, class_index: int) -> np.ndarray:
-        """Where in one prepared image the kind's network found what raises ``class_index`` (models/explain.py):
-        a (7, 7) map in [0, 1], on the photo as the network saw it (the identity view)."""
+        """Where in one prepared image the kind's network found what raises ``class_index``
+        (models/explanation_head.py): a (7, 7) map in [0, 1], on the photo as the network saw it (the identity view)."""
         return self.activation_map_of(self.feature_map(prepared, kind), kind, class_index)
 
     def activation_map_of(self, feature_map: np.ndarray, kind: PhotoKind, class_index: int) -> np.ndarray:

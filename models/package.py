@@ -24,7 +24,8 @@ from typing import Any, cast
 import numpy as np
 
 from models.data import Sample, load_prepared, load_prepared_images, read_samples, resolve_data_dir
-from models.explain import EXPLANATION_FILE, explainable_network
+from models.explanation_head import EXPLANATION_FILE
+from models.export import explainable_network, export_network
 from models.inference import (
     ARTIFACT_DIR,
     METADATA_FILE,
@@ -90,15 +91,6 @@ def average_models(paths: Sequence[Path]) -> Any:
     return keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
 
 
-def export_network(model: Any, artifact_dir: Path, files: dict[str, str]) -> None:
-    import tensorflow as tf
-
-    model.save(artifact_dir / files["keras"])
-    # Batch 1: the workers classify one photo per invoke; a fixed shape lets XNNPACK plan once.
-    signature = [tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="image")]
-    model.export(str(artifact_dir / files["litert"]), format="litert", input_signature=signature, verbose=False)
-
-
 def validation_samples(data_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[Sample]:
     wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["validation"]
     by_id = {s.image_id: s for s in read_samples(data_dir)}
@@ -150,7 +142,7 @@ def package(
     )
     explanation: dict[str, np.ndarray] = {}
     for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run)):
-        # Served with its last feature map beside the logits, for the explanation picture (models/explain.py).
+        # Served with its last feature map beside the logits, for the explanation picture (models/export.py).
         network, head = explainable_network(keras.saving.load_model(run / "model.keras", compile=False))
         export_network(network, artifact_dir, FILES[kind])
         explanation.update(head.arrays(kind))

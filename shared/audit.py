@@ -62,8 +62,28 @@ class StoredEnum(TypeDecorator[StrEnum]):
         return None if value is None else self._parse(value)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment, always in UTC: SQLite keeps no time zone and reads back naive datetimes, PostgreSQL's
+    ``timestamptz`` reads back the session's zone; either way the code gets an aware UTC datetime, and a naive
+    one written is taken as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _timestamp(**kwargs: Any) -> Any:
-    return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))
+    return Field(default=None, sa_column=Column(UTCDateTime(), **kwargs))
 
 
 class Job(SQLModel, table=True):
@@ -83,9 +103,7 @@ class Job(SQLModel, table=True):
     melanoma_alert: bool | None = None
     photo_kind: PhotoKind | None = Field(default=None, sa_column=Column(StoredEnum(PhotoKind, 16)))  # model's view
     delivery_attempts: int = 0
-    received_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
-    )
+    received_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False, index=True))
     queued_at: datetime | None = _timestamp()
     started_at: datetime | None = _timestamp()
     finished_at: datetime | None = _timestamp()
@@ -138,7 +156,7 @@ class Consent(SQLModel, table=True):
     chat_ref: str = Field(index=True, max_length=64)
     text_version: str = Field(max_length=32)
     decision: ConsentDecision = Field(sa_column=Column(StoredEnum(ConsentDecision, 16), nullable=False))
-    decided_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    decided_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class PatientProfile(SQLModel, table=True):
@@ -149,7 +167,7 @@ class PatientProfile(SQLModel, table=True):
     chat_ref: str = Field(primary_key=True, max_length=64)
     age_range: str | None = Field(default=None, max_length=8)  # shared.questionnaire.AgeRange
     sex: str | None = Field(default=None, max_length=8)  # shared.answers.Sex
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 # --- Clinician alerts (shared/clinicians.py) ------------------------------------------------------------------
@@ -185,9 +203,7 @@ class ClinicianAlert(SQLModel, table=True):
     chat_ref: str = Field(index=True, max_length=64)  # the patient, pseudonymous (as on the job)
     thread_id: uuid.UUID = Field(index=True)  # the root alert's id (its own for a root)
     forwarded: bool = True  # False: over the per-patient forwarding limit, kept for /case but not sent
-    created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
-    )
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False, index=True))
     # Sealed (shared/sealing.py), erased once the alert is resolved or the patient erased: the photo's Telegram
     # file id and media kind, to send it; the patient's chat id, to contact them for the clinician.
     sealed_photo: str | None = Field(default=None, max_length=1024)
@@ -260,7 +276,7 @@ class ClinicianAction(SQLModel, table=True):
     # most one row per chat in REFUSAL_SAMPLE_INTERVAL_S, bot/clinicians.py), unknown_alert; for "write": prompted,
     # sent, too_long, no_consent, no_contact, patient_erased
     outcome: str = Field(max_length=32)
-    at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class InboundUpdate(SQLModel, table=True):
@@ -278,6 +294,6 @@ class InboundUpdate(SQLModel, table=True):
     update_key: str = Field(sa_column=Column(String(96), primary_key=True))
     update_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     sealed_update: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    received_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    received_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
     processed_at: datetime | None = _timestamp(index=True)
     attempts: int = 0

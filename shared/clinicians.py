@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ from shared.audit import (
     Job,
     JobStatus,
     MediaKind,
+    as_utc,
     utc_now,
 )
 from shared.config import Settings
@@ -64,11 +65,6 @@ RESOLUTION_OF_ACTION: dict[ClinicianActionKind, AlertResolution] = {
 CASE_COMMAND = "case"
 CASE_REF_LENGTHS = (8, 12, 16, 20, 24, 27)
 MIN_CASE_REF = 6
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite gives back naive UTC times; PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def patient_reference(chat_ref: str) -> str:
@@ -258,13 +254,13 @@ class ReviewTime:
 
     @property
     def to_claim_s(self) -> float | None:
-        return None if self.claimed_at is None else (aware(self.claimed_at) - aware(self.created_at)).total_seconds()
+        return None if self.claimed_at is None else (self.claimed_at - self.created_at).total_seconds()
 
     @property
     def to_resolution_s(self) -> float | None:
         if self.resolved_at is None:
             return None
-        return (aware(self.resolved_at) - aware(self.created_at)).total_seconds()
+        return (self.resolved_at - self.created_at).total_seconds()
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -319,7 +315,7 @@ class WorkingCalendar:
 
     def working_seconds(self, start: datetime, end: datetime) -> float:
         """Working time between two moments."""
-        start, end = aware(start), aware(end)
+        start, end = as_utc(start), as_utc(end)
         if end <= start:
             return 0.0
         total = 0.0
@@ -395,26 +391,26 @@ class AlertStore:
                 thread_id=alert.thread_id,
                 job_id=job.id,
                 patient_ref=patient_reference(job.chat_ref),
-                created_at=aware(alert.created_at),
+                created_at=alert.created_at,
                 ranking=job.ranking,
                 risk=job.risk,
                 melanoma_alert=bool(job.melanoma_alert),
                 photo_kind=job.photo_kind,
                 answers=answers_from_record(job.answers),
                 model_version=job.model_version or "unknown",
-                earlier_results=[EarlierResult(aware(received), _risk(risk)) for received, risk in earlier],
+                earlier_results=[EarlierResult(received, _risk(risk)) for received, risk in earlier],
                 thread_photos=[ThreadPhoto(job_id, _risk(risk), forwarded) for job_id, risk, forwarded in thread_rows],
                 state=root.state,
                 claimed_by=root.claimed_by,
-                claimed_at=None if root.claimed_at is None else aware(root.claimed_at),
+                claimed_at=root.claimed_at,
                 resolved_by=root.resolved_by,
-                resolved_at=None if root.resolved_at is None else aware(root.resolved_at),
+                resolved_at=root.resolved_at,
                 resolution=root.resolution,
                 reminded_at=root.reminded_at,
                 escalated_at=root.escalated_at,
                 photo_asked_by=None if asked is None else asked.user_name,
-                photo_asked_at=None if asked is None else aware(asked.at),
-                patient_told_at=None if root.patient_told_at is None else aware(root.patient_told_at),
+                photo_asked_at=None if asked is None else asked.at,
+                patient_told_at=root.patient_told_at,
             )
 
     # Sending, exactly once where Telegram allows it

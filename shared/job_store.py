@@ -381,7 +381,7 @@ class JobStore:
         with self._changing(job_id) as job:
             if job.replied_at is None:
                 later = self._due(retry_in_s + self.deadlines.queued_s)
-                job.due_at = later if job.due_at is None else max(_aware(job.due_at), later)
+                job.due_at = later if job.due_at is None else max(job.due_at, later)
 
     def mark_done(
         self,
@@ -646,11 +646,6 @@ class JobStore:
                 raise IllegalTransition(job_id, job.status, "a clinician alert")
             job.clinicians_notified = {**(job.clinicians_notified or {}), str(chat_id): utc_now().isoformat()}
         return job
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives times back without their (UTC) offset."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=utc_now().tzinfo)
 
 
 @lru_cache

@@ -680,7 +680,6 @@ HISTORY_RESULT_HEADING = "<b>Your result for the photo you sent on {date}</b>"
 
 def sent_on(moment: datetime) -> str:
     """ "26 Nov 2026, 14:05 UTC": when a photo was sent, as the patient reads it."""
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
 
 

@@ -162,7 +162,7 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
     store = AlertStore(get_engine(url))
     try:
         if args.action == "clinician-actions":
-            actions = [a for a in store.actions(args.since) if args.until is None or _aware(a.at) < args.until]
+            actions = [a for a in store.actions(args.since) if args.until is None or a.at < args.until]
             return audit_clinicians.action_lines(actions, as_csv=bool(args.csv))
         times = store.review_times(args.since, args.until)
     except (OperationalError, ProgrammingError) as error:
@@ -170,10 +170,6 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
             f"cannot read the clinician tables ({type(error.orig).__name__}); run `skinsense db upgrade` first?"
         ) from None
     return audit_clinicians.review_time_lines(times, as_csv=bool(args.csv), per_alert=args.per_alert)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _alert_states(jobs: list[Job]) -> dict[Any, str]:
@@ -244,7 +240,7 @@ def _refuse_missing_sqlite_file(url: str) -> None:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return moment.isoformat()
 
 
 def _record(job: Job) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.audit import ClinicianAction
@@ -35,7 +35,7 @@ PER_ALERT_COLUMNS = (
 def _iso(moment: datetime | None) -> str:
     if moment is None:
         return ""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).replace(microsecond=0).isoformat()
+    return moment.replace(microsecond=0).isoformat()
 
 
 def _csv(rows: Iterable[Sequence[Any]]) -> Iterator[str]:

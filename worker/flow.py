@@ -22,7 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 from telegram.constants import ChatAction
@@ -392,8 +392,7 @@ class ClassificationFlow:
     @staticmethod
     def _count_replied(job: Job) -> None:
         count_job(job.status.value, None if job.error_code is None else job.error_code.value)
-        received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
-        PHOTO_TO_REPLY.observe(max((utc_now() - received).total_seconds(), 0.0))
+        PHOTO_TO_REPLY.observe(max((utc_now() - job.received_at).total_seconds(), 0.0))
 
 
 def _answer_written(job: Job) -> bool:

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -125,5 +125,4 @@ class Reconciler:
         job = self.jobs.load(job_id)
         if job is None:
             return True
-        received = job.received_at if job.received_at.tzinfo else job.received_at.replace(tzinfo=UTC)
-        return (utc_now() - received).total_seconds() >= self.abandon_after_s
+        return (utc_now() - job.received_at).total_seconds() >= self.abandon_after_s
