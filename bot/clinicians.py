@@ -70,6 +70,7 @@ from shared.clinicians import (
 from shared.config import get_settings
 from shared.metrics import CLINICIAN_REFUSED, CLINICIAN_REVIEW
 from shared.patients import get_patient_store
+from shared.telegram_calls import is_not_modified
 
 log = logging.getLogger(__name__)
 CLINICIAN_COMMANDS = ("pending", "case", "stats")
@@ -498,7 +499,7 @@ async def _edit_buttons(query: CallbackQuery, keyboard: Any) -> None:
     try:
         await query.edit_message_reply_markup(reply_markup=keyboard)
     except BadRequest as error:
-        if "not modified" not in error.message:
+        if not is_not_modified(error):
             log.warning("alert buttons: edit failed (%s)", error.message)
     except TelegramError as error:
         log.warning("alert buttons: edit failed (%s)", type(error).__name__)
@@ -534,7 +535,7 @@ async def refresh_alert(
             )
             edited += 1
         except BadRequest as error:
-            if "not modified" not in error.message:
+            if not is_not_modified(error):
                 log.warning("alert %s: edit failed (%s)", thread_id, error.message)
         except TelegramError as error:
             log.warning("alert %s: edit failed (%s)", thread_id, type(error).__name__)

@@ -48,6 +48,7 @@ from shared.questionnaire import (
     site_token,
 )
 from shared.queue import FinalizeResultRequest, enqueue_finalization
+from shared.telegram_calls import is_not_modified
 
 log = logging.getLogger(__name__)
 CALLBACK_PREFIX = "q"
@@ -368,5 +369,5 @@ async def edit_unless_unchanged(edit: Awaitable[object]) -> None:
     try:
         await edit
     except BadRequest as error:
-        if "not modified" not in error.message:
+        if not is_not_modified(error):
             raise

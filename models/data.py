@@ -82,7 +82,3 @@ def data_fingerprint(data_dir: Path, samples: list[Sample]) -> str:
     for sample in samples:
         digest.update(image_path(data_dir, sample).read_bytes())
     return digest.hexdigest()
-
-
-def labels_of(samples: list[Sample]) -> np.ndarray:
-    return np.array([s.label for s in samples], dtype=np.int64)

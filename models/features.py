@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 EMBEDDING_SIZE = 1024
 
 
@@ -25,12 +23,3 @@ def build_feature_model(imagenet_weights: Path) -> Any:
     imagenet = build_imagenet_mobilenet_v3_small(imagenet_weights)
     embedding = keras.layers.Flatten(name="embedding")(pre_logits(imagenet))
     return keras.Model(imagenet.input, embedding, name="imagenet_features")
-
-
-def extract_features(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Embeddings of a uint8 batch (N, 224, 224, 3), in float32."""
-    outputs = [
-        np.asarray(model.predict_on_batch(images[start : start + batch_size].astype(np.float32)))
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(outputs) if outputs else np.zeros((0, EMBEDDING_SIZE), np.float32)

@@ -76,9 +76,3 @@ def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
         ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def sensitivity_specificity(scores: np.ndarray, positives: np.ndarray, threshold: float) -> tuple[float, float]:
-    positives = positives.astype(bool)
-    flagged = scores >= threshold
-    return float(flagged[positives].mean()), float((~flagged[~positives]).mean())

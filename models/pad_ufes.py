@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.labels import CLASS_CODES
@@ -144,9 +143,3 @@ def patient_folds(samples: list[PhoneSample], folds: int, seed: int) -> np.ndarr
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(samples)), labels, groups)):
         fold_of[held_out] = fold
     return fold_of
-
-
-def load_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.load()
-        return image

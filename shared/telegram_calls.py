@@ -41,7 +41,6 @@ from typing import Any
 import httpx
 import redis
 import redis.asyncio
-from telegram._utils.types import JSONDict, ODVInput
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
 from telegram.request import HTTPXRequest, RequestData
@@ -104,11 +103,11 @@ class TelegramRequest(HTTPXRequest):
         self,
         url: str,
         method: str,
-        request_data: RequestData | None = None,
-        read_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
-        write_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
-        connect_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
-        pool_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
+        request_data: RequestData | None = None,  # the timeouts: PTB types them with a private alias
+        read_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+        write_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+        connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+        pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         try:
             code, payload = await super().do_request(
@@ -123,6 +122,12 @@ class TelegramRequest(HTTPXRequest):
         if code in _NOT_TAKEN_STATUSES:
             raise NotDelivered(f"Telegram answered {code}")
         return code, payload
+
+
+def is_not_modified(error: BadRequest) -> bool:
+    """Telegram refused an edit that would change nothing ("message is not modified": a double tap, or an
+    earlier attempt that already succeeded); not an error for whoever edits."""
+    return "message is not modified" in error.message.lower()
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,7 @@ end
 return until_ms
 """
 
-Callback = Callable[..., Coroutine[Any, Any, bool | JSONDict | list[JSONDict]]]
+Callback = Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]]
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -266,7 +271,7 @@ class TelegramCallLimiter(BaseRateLimiter[None]):
         endpoint: str,
         data: dict[str, Any],
         rate_limit_args: None,
-    ) -> bool | JSONDict | list[JSONDict]:
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
         buckets = self._buckets(data.get("chat_id")) if counts_as_message(endpoint) else []
         flood_waits = network_attempts = 0
         while True:

@@ -36,7 +36,7 @@ from shared.clinicians import (
 from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind
 from shared.metrics import CLINICIAN_DELIVERIES_GIVEN_UP, timed
-from shared.telegram_calls import NotDelivered, WaitTooLong
+from shared.telegram_calls import NotDelivered, WaitTooLong, is_not_modified
 from worker.telegram import TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
@@ -281,7 +281,7 @@ class ClinicianAlertSender:
                 self.telegram.edit_text(delivery.chat_id, delivery.message_id, text, reply_markup=alert_keyboard(view))
                 edited += 1
             except BadRequest as error:
-                if "not modified" not in error.message:
+                if not is_not_modified(error):
                     log.warning("alert %s: edit failed (%s)", thread_id, error.message)
             except TelegramError as error:
                 log.warning("alert %s: edit failed (%s)", thread_id, type(error).__name__)

@@ -41,6 +41,7 @@ from shared.metrics import PHOTO_TO_REPLY, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
 from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, JobRequest, NotifyCliniciansRequest
+from shared.telegram_calls import is_not_modified
 from worker import replies
 from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
@@ -314,7 +315,7 @@ class ClassificationFlow:
                 self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, text)
                 return
             except BadRequest as error:
-                if "not modified" in error.message:
+                if is_not_modified(error):
                     return  # the text is already there: an earlier attempt succeeded
                 log.info("job %s: edit failed (%s); sending a new message", job_id, error.message)
         self.telegram.send_text(delivery.chat_id, text, reply_to=delivery.photo_message_id)  # threaded to its photo
