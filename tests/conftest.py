@@ -24,11 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 SERVER_FIXTURES = frozenset({"redis_url", "postgres_admin_url", "sandbox", "stack"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         uses_servers = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if uses_servers or item.get_closest_marker("e2e") or item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.servers)
+        # `./dev test` runs the files on several pytest-xdist workers (--dist loadgroup): a file's tests stay on
+        # one worker, sharing the servers its module fixtures started, unless the file says that each of its
+        # tests starts a stack of its own (SPREAD_OVER_WORKERS = True: the chaos tests, a minute each).
+        module = getattr(item, "module", None)
+        if module is not None and not getattr(module, "SPREAD_OVER_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from chaos import (
 )
 
 pytestmark = pytest.mark.e2e
+SPREAD_OVER_WORKERS = True  # each test starts a whole stack of its own: they run side by side under ./dev test
 
 PHOTOS = 50
 FIRST_CHAT = 810_000
