@@ -1,6 +1,6 @@
 """Chaos benchmark: the real stack on free ports, photos from distinct chats, one fault injected mid-load per run.
 
-Prints a table, asserts nothing; never run by CI (tests/test_chaos.py runs a bounded subset with assertions).
+Prints a table, asserts nothing; never run by CI (tests/e2e/test_chaos.py runs a bounded subset with assertions).
 Each fault gets a fresh stack (`benchmarks/pipeline.py`'s start_stack: redis-server with its append-only file,
 the sandbox with its fault controls, a prefork worker, beat (the reconciler), the bot; supervised by
 skinsense.stack.Stack exactly as `skinsense up` does, so a killed process comes back), SQLite unless the fault
@@ -42,11 +42,13 @@ from typing import Any
 import httpx
 from sqlalchemy import inspect, text
 
-from shared import messages
 from shared.audit import chat_reference
 from shared.config import Settings
 from shared.db import build_engine
 from shared.outcomes import RefusalCode
+from shared.texts import clinician as clinician_texts
+from shared.texts import patient as patient_texts
+from shared.texts import result as result_texts
 from skinsense.migrate import upgrade_database
 from skinsense.processes import stop_process_group
 from skinsense.sandbox import SANDBOX_TOKEN, plain_text
@@ -71,23 +73,24 @@ FIRST_CHAT = 700_000
 def _final_texts() -> set[str]:
     """Every fixed text that answers a photo for good (as the sandbox shows it): each refusal and failure text,
     and any apology or give-up text in the catalogue. Results are recognised by their heading."""
-    texts = set(messages.FAILURE_TEXT.values())
-    for name in dir(messages):
-        value = getattr(messages, name)
-        if isinstance(value, str) and any(word in name for word in ("APOLOG", "GAVE_UP", "GIVE_UP", "SORRY")):
-            texts.add(value)
+    texts = set(patient_texts.FAILURE_TEXT.values())
+    for module in (patient_texts, result_texts, clinician_texts):
+        for name in dir(module):
+            value = getattr(module, name)
+            if isinstance(value, str) and any(word in name for word in ("APOLOG", "GAVE_UP", "GIVE_UP", "SORRY")):
+                texts.add(value)
     return {plain_text(text, "HTML") for text in texts}
 
 
 FINAL_TEXTS = _final_texts()
-REFUSAL_OPENING = messages.rejection(next(iter(RefusalCode)), 1, "\0").split("\0")[0]  # "Sorry, I cannot analyse "
-REPEAT_MARK = plain_text(getattr(messages, "POSSIBLY_REPEATED", "may repeat a message"), "HTML")
+REFUSAL_OPENING = patient_texts.rejection(next(iter(RefusalCode)), 1, "\0").split("\0")[0]  # "Sorry, I cannot analyse "
+REPEAT_MARK = plain_text(clinician_texts.POSSIBLY_REPEATED, "HTML")
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def is_final_answer(text: str | None) -> bool:
     return bool(text) and (
-        messages.RANKING_HEADING in str(text) or str(text).startswith(REFUSAL_OPENING) or text in FINAL_TEXTS
+        result_texts.RANKING_HEADING in str(text) or str(text).startswith(REFUSAL_OPENING) or text in FINAL_TEXTS
     )
 
 
@@ -467,7 +470,7 @@ def wait_for_acknowledged(calls: SandboxCalls, chats: set[int], count: int, time
             str(call["parameters"].get("chat_id"))
             for call in calls.read()
             if call["method"] == "sendMessage"
-            and call["parameters"].get("text") == messages.ANALYSING
+            and call["parameters"].get("text") == patient_texts.ANALYSING
             and call.get("fault") not in ("429", "5xx")
         }
         if len(acknowledged & wanted) >= count:

@@ -36,7 +36,7 @@ from skinsense.stack import Stack, wait_for_port, worker_command
 from skinsense.worker_process import one_blas_thread_per_process
 
 if TYPE_CHECKING:
-    from models.inference import Prediction
+    from models.serving.inference import Prediction
 
 # The least one photo needs (a patient who skips the questions; no clinician alert), from the code's path:
 # Bot API calls: the bot's "Analysing..." reply and questionnaire; the worker's getFile, download, result edit,
@@ -130,9 +130,9 @@ def main() -> None:
             settle=drained,
         )
 
-        from models.explain import explanation_picture
-        from models.inference import Classifier
-        from models.screening import screen_photo
+        from models.serving.explain import explanation_picture
+        from models.serving.inference import Classifier
+        from models.serving.screening import screen_photo
         from shared.images import UnreadableImage
 
         classifier = Classifier(runtime=settings.model_runtime, threads=1)

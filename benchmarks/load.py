@@ -209,7 +209,7 @@ _bare_classifier: Any = None
 
 
 def _load_model() -> None:
-    from models.inference import Classifier
+    from models.serving.inference import Classifier
 
     global _bare_classifier
     settings = get_settings()
@@ -217,7 +217,7 @@ def _load_model() -> None:
 
 
 def _screen_many(photos: list[bytes]) -> int:
-    from models.screening import screen_photo
+    from models.serving.screening import screen_photo
     from shared.images import UnreadableImage
 
     for data in photos:
@@ -227,7 +227,7 @@ def _screen_many(photos: list[bytes]) -> int:
 
 
 def bare_throughput(photos: list[bytes], processes: int, seconds: float) -> float:
-    """decode + gates + model (models.screening.screen_photo, as the worker calls it) in ``processes`` processes
+    """decode + gates + model (models.serving.screening.screen_photo, as the worker calls it) in ``processes`` processes
     with a warm model each, nothing else: photos per second."""
     with multiprocessing.get_context("fork").Pool(processes, initializer=_load_model) as pool:
         pool.map(_screen_many, [photos[:2]] * processes)  # warm-up

@@ -22,11 +22,11 @@ from typing import Any
 
 import httpx
 
-from shared import messages
+from bot.patients import PatientStore
 from shared.audit import chat_reference
 from shared.config import Settings, get_settings
 from shared.db import build_engine
-from shared.patients import PatientStore
+from shared.texts import patient as patient_texts
 from skinsense.migrate import upgrade_database
 from skinsense.sandbox import SANDBOX_TOKEN
 from skinsense.stack import Stack, beat_command, redis_command, wait_for_port, worker_command
@@ -44,7 +44,7 @@ def consent_all(database_url: str, chats: range, chat_hash_key: str | None = Non
     patients = PatientStore(build_engine(database_url))
     key = chat_hash_key or Settings().chat_hash_key.get_secret_value()
     for chat in chats:
-        patients.record_consent(chat_reference(chat, key), messages.PRIVACY_VERSION)
+        patients.record_consent(chat_reference(chat, key), patient_texts.PRIVACY_VERSION)
 
 
 class SandboxCalls:

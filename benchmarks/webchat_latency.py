@@ -1,6 +1,6 @@
 """Web chat latency: from the bot's sendMessage to the message on screen in headless Chromium (the page long-polls
 the sandbox). Starts its own sandbox on a free port; needs Debian's chromium and chromium-driver (as
-tests/test_webchat.py does). Prints figures, asserts nothing; never run by the tests or CI.
+tests/skinsense/test_webchat.py does). Prints figures, asserts nothing; never run by the tests or CI.
 
     python benchmarks/webchat_latency.py --messages 30
 """

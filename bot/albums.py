@@ -18,7 +18,7 @@ from typing import Any
 from telegram import Message
 
 from bot.state import bot_data_bucket
-from shared import messages
+from shared.texts import result as result_texts
 
 ALBUM_MEMORY_S = 3600.0  # an album's photos all arrive within seconds; its entry is forgotten after this
 
@@ -35,7 +35,7 @@ class Album:
         if not self.first:
             return await asyncio.shield(self.status)
         try:
-            sent = await message.reply_text(messages.ANALYSING_ALBUM, do_quote=True)
+            sent = await message.reply_text(result_texts.ANALYSING_ALBUM, do_quote=True)
         except Exception as error:
             self.status.set_exception(error)
             raise

@@ -1,7 +1,7 @@
 """The clinicians' side of the bot: an alert's buttons, and /pending, /case, /stats in clinician chats.
 
 Registered before the patients' consent gate (group -2): clinician chats are not patients, so nothing a
-clinician sends reaches the gate. Only allow-listed clinicians act (shared.clinicians.ClinicianAllowList): a
+clinician sends reaches the gate. Only allow-listed clinicians act (shared.clinic.buttons.ClinicianAllowList): a
 press or a command from anyone else (another member of a group chat, forged callback data from a patient's
 chat) is refused with a short answer and changes nothing; every refusal is counted
 (skinsense_clinician_refused_total) and a sample of them recorded (at most one audit row per chat and
@@ -47,38 +47,30 @@ from telegram.ext import (
 
 from bot.chat_refs import chat_ref_of
 from bot.durable_updates import may_pass
-from shared import messages
+from bot.patients import get_patient_store
 from shared.audit import AlertDeliveryKind, AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert, MediaKind
-from shared.clinicians import (
+from shared.clinic.buttons import (
     CALLBACK_PATTERN,
-    CASE_COMMAND,
-    ERASED_PATIENT,
-    RESOLUTION_OF_ACTION,
-    AlertStore,
-    AlertView,
     ClinicianAllowList,
-    SealedContact,
     alert_keyboard,
-    case_ref_digits,
     confirm_keyboard,
-    get_alert_store,
-    median,
     needs_confirmation,
     parse_callback,
-    patient_reference,
 )
+from shared.clinic.store import ERASED_PATIENT, RESOLUTION_OF_ACTION, AlertStore, SealedContact, get_alert_store
+from shared.clinic.views import CASE_COMMAND, AlertView, case_ref_digits, median, patient_reference
 from shared.config import get_settings
 from shared.metrics import CLINICIAN_REFUSED, CLINICIAN_REVIEW
-from shared.patients import get_patient_store
 from shared.telegram_calls import is_not_modified
+from shared.texts import clinician as clinician_texts
 
 log = logging.getLogger(__name__)
 CLINICIAN_COMMANDS = ("pending", "case", "stats")
 # /case_3f2a9c41 (Telegram makes a one-word command tappable; "/case <id>" sends a bare "/case" when tapped)
 CASE_SHORTCUT = re.compile(rf"^/{CASE_COMMAND}_([0-9a-fA-F]{{6,27}})(?:@\w+)?\s*$")
 PATIENT_CONTACT: dict[AlertResolution, str] = {
-    AlertResolution.APPOINTMENT: messages.PATIENT_APPOINTMENT,
-    AlertResolution.BETTER_PHOTO: messages.PATIENT_BETTER_PHOTO,
+    AlertResolution.APPOINTMENT: clinician_texts.PATIENT_APPOINTMENT,
+    AlertResolution.BETTER_PHOTO: clinician_texts.PATIENT_BETTER_PHOTO,
 }
 # "Write to the patient": a reply to the bot's prompt is one when the prompt's first line reads like this.
 WRITE_PROMPT_REF = re.compile(
@@ -193,7 +185,7 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await _refuse(
             context, "press", chat, user, _press_name(query.data or ""), None if parsed is None else parsed[1]
         )
-        await _answer(query, messages.PRESS_REFUSED)
+        await _answer(query, clinician_texts.PRESS_REFUSED)
         raise ApplicationHandlerStop
     if parsed is None:
         await asyncio.to_thread(
@@ -205,7 +197,7 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
             user_name=clinician_name(user),
             outcome="unknown_alert",
         )
-        await _answer(query, messages.PRESS_UNKNOWN)
+        await _answer(query, clinician_texts.PRESS_UNKNOWN)
         raise ApplicationHandlerStop
     action, thread_id = parsed
     if action == ClinicianActionKind.WRITE:
@@ -241,28 +233,28 @@ async def _decide(
     if action == ClinicianActionKind.CLAIM:
         decision = await asyncio.to_thread(store.claim, thread_id, who)
         if decision is None:
-            return messages.PRESS_UNKNOWN, "unknown_alert"
+            return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
         alert = decision.alert
         if decision.changed:
             _observe(alert, "claim")
-            return messages.PRESS_CLAIMED, "done"
+            return clinician_texts.PRESS_CLAIMED, "done"
         if alert.state == AlertState.RESOLVED:
             return _already_resolved(alert), "already_resolved"
-        return messages.PRESS_ALREADY_CLAIMED.format(who=alert.claimed_by), "already_claimed"
+        return clinician_texts.PRESS_ALREADY_CLAIMED.format(who=alert.claimed_by), "already_claimed"
     if action == ClinicianActionKind.CANCEL:
-        return messages.PRESS_CANCELLED, "cancelled"
+        return clinician_texts.PRESS_CANCELLED, "cancelled"
     if action == ClinicianActionKind.BETTER_PHOTO:
         return await _ask_for_photo(store, thread_id, who, context)
     if action == ClinicianActionKind.NO_ACTION:
         view = await asyncio.to_thread(store.view, thread_id)
         if view is None:
-            return messages.PRESS_UNKNOWN, "unknown_alert"
+            return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
         if view.state != AlertState.RESOLVED and needs_confirmation(view):
-            return messages.PRESS_CONFIRM_NO_ACTION, "confirmation_asked"
+            return clinician_texts.PRESS_CONFIRM_NO_ACTION, "confirmation_asked"
     resolution = RESOLUTION_OF_ACTION[action]
     decision = await asyncio.to_thread(store.resolve, thread_id, resolution, who)
     if decision is None:
-        return messages.PRESS_UNKNOWN, "unknown_alert"
+        return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
     if not decision.changed:
         alert = decision.alert
         replayed = alert.resolution == resolution and alert.resolved_by == who and alert.sealed_contact is not None
@@ -276,8 +268,8 @@ async def _decide(
     _observe(decision.alert, "resolution")
     if decision.alert.claimed_at == decision.alert.resolved_at:
         _observe(decision.alert, "claim")  # resolved without a claim first: claimed at the same moment
-    described = messages.RESOLUTION_TEXT[resolution.value]
-    answer = messages.PRESS_RESOLVED.format(resolution=described)
+    described = clinician_texts.RESOLUTION_TEXT[resolution.value]
+    answer = clinician_texts.PRESS_RESOLVED.format(resolution=described)
     if resolution in PATIENT_CONTACT:
         answer = await _tell_patient(store, decision.alert, resolution, context)
     await asyncio.to_thread(store.erase_secrets, thread_id)  # resolved: neither photo nor contact is needed now
@@ -292,7 +284,7 @@ async def _ask_for_photo(
     before = await asyncio.to_thread(store.load, thread_id)
     decision = await asyncio.to_thread(store.ask_for_photo, thread_id, who)
     if decision is None or before is None:
-        return messages.PRESS_UNKNOWN, "unknown_alert"
+        return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
     alert = decision.alert
     if not decision.changed:
         if alert.state == AlertState.RESOLVED:
@@ -308,15 +300,15 @@ async def _ask_for_photo(
             return await _tell_patient(store, alert, AlertResolution.BETTER_PHOTO, context), "done"
         view = await asyncio.to_thread(store.view, thread_id)
         asker = (view.photo_asked_by if view is not None else None) or alert.claimed_by
-        return messages.PRESS_PHOTO_ALREADY_ASKED.format(who=asker), "already_asked"
+        return clinician_texts.PRESS_PHOTO_ALREADY_ASKED.format(who=asker), "already_asked"
     if before.state == AlertState.OPEN:
         _observe(alert, "claim")  # asked without a claim first: claimed at the same moment
     return await _tell_patient(store, alert, AlertResolution.BETTER_PHOTO, context), "done"
 
 
 def _already_resolved(alert: ClinicianAlert) -> str:
-    resolution = messages.RESOLUTION_TEXT[str(alert.resolution)]
-    return messages.PRESS_ALREADY_RESOLVED.format(who=alert.resolved_by, resolution=resolution)
+    resolution = clinician_texts.RESOLUTION_TEXT[str(alert.resolution)]
+    return clinician_texts.PRESS_ALREADY_RESOLVED.format(who=alert.resolved_by, resolution=resolution)
 
 
 def _observe(alert: ClinicianAlert, step: str) -> None:
@@ -329,13 +321,13 @@ async def _tell_patient(
     store: AlertStore, alert: ClinicianAlert, resolution: AlertResolution, context: ContextTypes.DEFAULT_TYPE
 ) -> str:
     """The patient's kind message, if their consent covers contact and their chat is still known."""
-    described = messages.RESOLUTION_TEXT[resolution.value]
+    described = clinician_texts.RESOLUTION_TEXT[resolution.value]
     contact, why_not = await _patient_contact(store, alert)
     if contact is None:
         cannot = {
-            "patient_erased": messages.PRESS_PATIENT_ERASED,
-            "no_consent": messages.PRESS_NO_CONSENT,
-            "no_contact": messages.PRESS_NO_CONTACT,
+            "patient_erased": clinician_texts.PRESS_PATIENT_ERASED,
+            "no_consent": clinician_texts.PRESS_NO_CONSENT,
+            "no_contact": clinician_texts.PRESS_NO_CONTACT,
         }
         return cannot[why_not].format(resolution=described)
     text = PATIENT_CONTACT[resolution].format(date=alert.created_at.strftime("%Y-%m-%d"))
@@ -347,9 +339,9 @@ async def _tell_patient(
             # then; the contact is kept until it has (``_decide``).
             raise
         log.warning("alert %s: the patient could not be messaged (%s)", alert.id, type(error).__name__)
-        return messages.PRESS_NO_CONTACT.format(resolution=described)  # blocked the bot, or deleted the chat
+        return clinician_texts.PRESS_NO_CONTACT.format(resolution=described)  # blocked the bot, or deleted the chat
     await asyncio.to_thread(store.record_patient_told, alert.id)
-    return messages.PRESS_PATIENT_TOLD.format(resolution=described)
+    return clinician_texts.PRESS_PATIENT_TOLD.format(resolution=described)
 
 
 async def _patient_contact(store: AlertStore, alert: ClinicianAlert) -> tuple[SealedContact | None, str]:
@@ -361,7 +353,7 @@ async def _patient_contact(store: AlertStore, alert: ClinicianAlert) -> tuple[Se
     patients = get_patient_store()
     consents = [
         await asyncio.to_thread(patients.consent, alert.chat_ref, version)
-        for version in messages.PRIVACY_VERSIONS_COVERING_CONTACT
+        for version in clinician_texts.PRIVACY_VERSIONS_COVERING_CONTACT
     ]
     if not any(consents):
         return None, "no_consent"
@@ -379,30 +371,30 @@ async def _prompt_for_message(
     group, for the clinician who pressed: they are mentioned). Nothing is asked when no message could be sent."""
     root = await asyncio.to_thread(store.load, thread_id)
     if root is None:
-        return messages.PRESS_UNKNOWN, "unknown_alert"
+        return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
     if root.state == AlertState.RESOLVED:
         return _already_resolved(root), "already_resolved"
     contact, why_not = await _patient_contact(store, root)
     view = None if contact is None else await asyncio.to_thread(store.view, thread_id)
     if contact is None or view is None:
-        return messages.WRITE_NOT_SENT[why_not or "no_contact"], why_not or "no_contact"
+        return clinician_texts.WRITE_NOT_SENT[why_not or "no_contact"], why_not or "no_contact"
     mention = f'<a href="tg://user?id={user.id}">{escape(clinician_name(user))}</a>'
-    prompt = messages.WRITE_PROMPT.format(
+    prompt = clinician_texts.WRITE_PROMPT.format(
         patient=view.patient_ref,
         job_id=view.job_id,
         who=mention,
         user_id=user.id,
-        limit=messages.WRITE_MAX_CHARACTERS,
+        limit=clinician_texts.WRITE_MAX_CHARACTERS,
         date=view.created_at.strftime("%Y-%m-%d"),
     )
-    placeholder = messages.WRITE_PLACEHOLDER.format(patient=view.patient_ref)[:64]
+    placeholder = clinician_texts.WRITE_PLACEHOLDER.format(patient=view.patient_ref)[:64]
     await context.bot.send_message(
         chat.id,
         prompt,
         parse_mode=ParseMode.HTML,
         reply_markup=ForceReply(selective=chat.type != Chat.PRIVATE, input_field_placeholder=placeholder),
     )
-    return messages.PRESS_WRITE_PROMPTED, "prompted"
+    return clinician_texts.PRESS_WRITE_PROMPTED, "prompted"
 
 
 def prompt_reference(prompt: Message | None, bot_id: int) -> tuple[uuid.UUID, int] | None:
@@ -425,10 +417,10 @@ async def on_clinician_reply(update: Update, context: ContextTypes.DEFAULT_TYPE)
     job_id, asked_by = reference
     if user is None or not is_clinician(chat, user):
         if await _refuse(context, "reply", chat, user, ClinicianActionKind.WRITE.value):
-            await message.reply_text(messages.WRITE_REFUSED, do_quote=True)  # once per member and interval
+            await message.reply_text(clinician_texts.WRITE_REFUSED, do_quote=True)  # once per member and interval
         raise ApplicationHandlerStop
     if user.id != asked_by:
-        await message.reply_text(messages.WRITE_NOT_YOURS, do_quote=True)
+        await message.reply_text(clinician_texts.WRITE_NOT_YOURS, do_quote=True)
         raise ApplicationHandlerStop
     store = get_alert_store()
     answer, outcome, alert_id = await _write_to_patient(store, job_id, message.text or "", context)
@@ -454,37 +446,37 @@ async def _write_to_patient(
     alert = await asyncio.to_thread(store.for_job, job_id)
     root = None if alert is None else await asyncio.to_thread(store.load, alert.thread_id)
     if root is None:
-        return messages.WRITE_UNKNOWN, "unknown_alert", None
+        return clinician_texts.WRITE_UNKNOWN, "unknown_alert", None
     words = text.strip()
-    if len(words) > messages.WRITE_MAX_CHARACTERS:
+    if len(words) > clinician_texts.WRITE_MAX_CHARACTERS:
         return (
-            messages.WRITE_TOO_LONG.format(length=len(words), limit=messages.WRITE_MAX_CHARACTERS),
+            clinician_texts.WRITE_TOO_LONG.format(length=len(words), limit=clinician_texts.WRITE_MAX_CHARACTERS),
             "too_long",
             root.id,
         )
     if root.state == AlertState.RESOLVED:
-        resolution = messages.RESOLUTION_TEXT[str(root.resolution)]
+        resolution = clinician_texts.RESOLUTION_TEXT[str(root.resolution)]
         return (
-            messages.WRITE_ALREADY_RESOLVED.format(who=root.resolved_by, resolution=resolution),
+            clinician_texts.WRITE_ALREADY_RESOLVED.format(who=root.resolved_by, resolution=resolution),
             "already_resolved",
             root.id,
         )
     contact, why_not = await _patient_contact(store, root)
     if contact is None:
-        return messages.WRITE_NOT_SENT[why_not], why_not, root.id
+        return clinician_texts.WRITE_NOT_SENT[why_not], why_not, root.id
     date = root.created_at.strftime("%Y-%m-%d")
     try:
         await context.bot.send_message(
             contact.chat_id,
-            messages.PATIENT_CLINICIAN_MESSAGE.format(date=date, text=escape(words)),
+            clinician_texts.PATIENT_CLINICIAN_MESSAGE.format(date=date, text=escape(words)),
             parse_mode=ParseMode.HTML,
         )
     except TelegramError as error:
         if may_pass(error):
             raise  # handled again later (bot/durable_updates.py): the message goes then
         log.warning("alert %s: the patient could not be messaged (%s)", root.id, type(error).__name__)
-        return messages.WRITE_NOT_SENT["no_contact"], "no_contact", root.id
-    return messages.WRITE_SENT.format(patient=patient_reference(root.chat_ref)), "sent", root.id
+        return clinician_texts.WRITE_NOT_SENT["no_contact"], "no_contact", root.id
+    return clinician_texts.WRITE_SENT.format(patient=patient_reference(root.chat_ref)), "sent", root.id
 
 
 async def _answer(query: CallbackQuery, text: str) -> None:
@@ -524,7 +516,7 @@ async def refresh_alert(
     ):
         targets.append((pressed.chat_id, pressed.message_id, AlertDeliveryKind.CASE.value, False))
     for chat_id, message_id, kind, possibly_repeated in targets:
-        text = messages.clinician_alert(view, kind=kind, possibly_repeated=possibly_repeated)
+        text = clinician_texts.clinician_alert(view, kind=kind, possibly_repeated=possibly_repeated)
         try:
             await context.bot.edit_message_text(
                 text,
@@ -553,7 +545,7 @@ async def _allowed_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if is_clinician(chat, user):
         return True
     if await _refuse(context, "command", chat, user, _command_name(message.text or "")):
-        await message.reply_text(messages.COMMAND_REFUSED, do_quote=True)  # once per chat and sampling interval
+        await message.reply_text(clinician_texts.COMMAND_REFUSED, do_quote=True)  # once per chat and sampling interval
     return False
 
 
@@ -564,17 +556,25 @@ async def on_pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         for case in await asyncio.to_thread(get_alert_store().pending_cases):
             alert = case.alert
             finding = (
-                messages.pending_finding(str(case.risk or "?"), case.ranking, case.melanoma_alert)
+                clinician_texts.pending_finding(str(case.risk or "?"), case.ranking, case.melanoma_alert)
                 if case.ranking
                 else "?"
             )
             age = (now - alert.created_at).total_seconds()
             command = f"/{CASE_COMMAND}_{case.case_ref}"
             rows.append(
-                (command, f"patient {patient_reference(alert.chat_ref)}", finding, messages.pending_state(alert), age)
+                (
+                    command,
+                    f"patient {patient_reference(alert.chat_ref)}",
+                    finding,
+                    clinician_texts.pending_state(alert),
+                    age,
+                )
             )
         assert update.effective_message is not None
-        await update.effective_message.reply_text(messages.pending_list(rows), parse_mode=ParseMode.HTML, do_quote=True)
+        await update.effective_message.reply_text(
+            clinician_texts.pending_list(rows), parse_mode=ParseMode.HTML, do_quote=True
+        )
     raise ApplicationHandlerStop
 
 
@@ -600,19 +600,21 @@ async def _show_case(update: Update, context: ContextTypes.DEFAULT_TYPE, ref: st
     message, chat = update.effective_message, update.effective_chat
     assert message is not None and chat is not None
     if case_ref_digits(ref) is None:
-        await message.reply_text(messages.CASE_USAGE, do_quote=True)
+        await message.reply_text(clinician_texts.CASE_USAGE, do_quote=True)
         return
     store = get_alert_store()
     found = await asyncio.to_thread(store.for_case_ref, ref)
     if len(found) > 1:
-        await message.reply_text(messages.CASE_AMBIGUOUS.format(job_id=ref.strip()), do_quote=True)
+        await message.reply_text(clinician_texts.CASE_AMBIGUOUS.format(job_id=ref.strip()), do_quote=True)
         return
     view = None if not found else await asyncio.to_thread(store.view, found[0].id)
     if view is None:
-        await message.reply_text(messages.CASE_NOT_FOUND.format(job_id=ref.strip()), do_quote=True)
+        await message.reply_text(clinician_texts.CASE_NOT_FOUND.format(job_id=ref.strip()), do_quote=True)
         return
     photo_message, photo_not_attached = await _send_case_photo(message, store, view)
-    text = messages.clinician_alert(view, kind=AlertDeliveryKind.CASE.value, photo_not_attached=photo_not_attached)
+    text = clinician_texts.clinician_alert(
+        view, kind=AlertDeliveryKind.CASE.value, photo_not_attached=photo_not_attached
+    )
     under = photo_message or message
     sent = await under.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=alert_keyboard(view), do_quote=True)
     await asyncio.to_thread(store.record_case_message, view.alert_id, chat.id, sent.message_id)
@@ -624,7 +626,7 @@ async def _send_case_photo(message: Message, store: AlertStore, view: AlertView)
     photo = await asyncio.to_thread(store.photo, view.alert_id)
     if photo is None:
         return None, False
-    caption = messages.clinician_photo_caption(view, kind=AlertDeliveryKind.CASE.value)
+    caption = clinician_texts.clinician_photo_caption(view, kind=AlertDeliveryKind.CASE.value)
     try:
         if photo.media_kind == MediaKind.DOCUMENT:
             sent = await message.reply_document(
@@ -647,7 +649,7 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         times = await asyncio.to_thread(store.review_times, now - timedelta(days=30))
         to_claim = [t.to_claim_s for t in times if t.to_claim_s is not None]
         to_resolution = [t.to_resolution_s for t in times if t.to_resolution_s is not None]
-        text = messages.clinician_stats(today, week, median(to_claim), median(to_resolution))
+        text = clinician_texts.clinician_stats(today, week, median(to_claim), median(to_resolution))
         assert update.effective_message is not None
         await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, do_quote=True)
     raise ApplicationHandlerStop
@@ -658,7 +660,7 @@ async def on_clinician_chat_message(update: Update, context: ContextTypes.DEFAUL
     to each other there) and for an edited message. Never the patients' consent gate."""
     chat, message = update.effective_chat, update.message
     if chat is not None and message is not None and chat.type == Chat.PRIVATE:
-        await message.reply_text(messages.CLINICIAN_HELP)
+        await message.reply_text(clinician_texts.CLINICIAN_HELP)
     raise ApplicationHandlerStop
 
 

@@ -21,12 +21,13 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 from bot.chat_refs import chat_ref_of
 from bot.durable_updates import key_of
 from bot.intake import incoming_image, take_image
+from bot.patients import get_patient_store
 from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, edit_unless_unchanged, questionnaires
 from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos
-from shared import messages
 from shared.job_store import get_job_store
 from shared.outcomes import FailureCode
-from shared.patients import get_patient_store
+from shared.texts import patient as patient_texts
+from shared.texts import questionnaire as questionnaire_texts
 
 log = logging.getLogger(__name__)
 CALLBACK_PATTERN = r"^consent\|"
@@ -39,31 +40,31 @@ class ConsentChoice(StrEnum):
 
 def withdraw_keyboard() -> InlineKeyboardMarkup:
     """Under the privacy text for a patient who agreed: the same choice as "No thanks" (on_consent_choice)."""
-    decline = f"consent|{ConsentChoice.DECLINE}|{messages.PRIVACY_VERSION}"
-    return InlineKeyboardMarkup([[InlineKeyboardButton(messages.CONSENT_WITHDRAW_BUTTON, callback_data=decline)]])
+    decline = f"consent|{ConsentChoice.DECLINE}|{patient_texts.PRIVACY_VERSION}"
+    return InlineKeyboardMarkup([[InlineKeyboardButton(patient_texts.CONSENT_WITHDRAW_BUTTON, callback_data=decline)]])
 
 
 def consent_keyboard() -> InlineKeyboardMarkup:
-    version = messages.PRIVACY_VERSION
+    version = patient_texts.PRIVACY_VERSION
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton(messages.CONSENT_AGREE_BUTTON, callback_data=f"consent|agree|{version}"),
-                InlineKeyboardButton(messages.CONSENT_DECLINE_BUTTON, callback_data=f"consent|decline|{version}"),
+                InlineKeyboardButton(patient_texts.CONSENT_AGREE_BUTTON, callback_data=f"consent|agree|{version}"),
+                InlineKeyboardButton(patient_texts.CONSENT_DECLINE_BUTTON, callback_data=f"consent|decline|{version}"),
             ]
         ]
     )
 
 
 async def has_consented(chat_id: int) -> bool:
-    consent = await asyncio.to_thread(get_patient_store().consent, chat_ref_of(chat_id), messages.PRIVACY_VERSION)
+    consent = await asyncio.to_thread(get_patient_store().consent, chat_ref_of(chat_id), patient_texts.PRIVACY_VERSION)
     return consent is not None
 
 
 async def ask_for_consent(message: Message) -> None:
     # Not quoted: the photo it may follow is not answered yet (its result will quote it).
     await message.reply_text(
-        messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard(), do_quote=False
+        patient_texts.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard(), do_quote=False
     )
 
 
@@ -89,9 +90,9 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if query is None or query.data is None or chat is None:
         return
     _, choice, version = query.data.split("|", 2)
-    if version != messages.PRIVACY_VERSION:  # a button under an older text: show the current one
+    if version != patient_texts.PRIVACY_VERSION:  # a button under an older text: show the current one
         await answer_tap(query)
-        await query.edit_message_text(messages.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
+        await query.edit_message_text(patient_texts.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
         return
     held_by_chat = pending_photos(context.bot_data)
     held = list(held_by_chat.get(chat.id, []))
@@ -110,7 +111,9 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         # the withdrawal waits behind the answer to the button.
         await answer_tap(query)
         stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
-        declined = messages.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else messages.CONSENT_DECLINED
+        declined = (
+            patient_texts.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else patient_texts.CONSENT_DECLINED
+        )
         await edit_unless_unchanged(query.edit_message_text(declined))
         # No new answers once consent is withdrawn: open questionnaires close as skipped (a photo analysed under
         # the earlier consent gets its photo-only result, as if the patient had pressed Skip).
@@ -121,7 +124,7 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     await answer_tap(query)
     await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)
     await edit_unless_unchanged(
-        query.edit_message_text(messages.CONSENT_GIVEN_PHOTO_PENDING if held else messages.CONSENT_GIVEN)
+        query.edit_message_text(patient_texts.CONSENT_GIVEN_PHOTO_PENDING if held else patient_texts.CONSENT_GIVEN)
     )
     log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
     for photo in held:
@@ -142,14 +145,14 @@ async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     message = update.effective_message
     if message is not None:
         consent = await asyncio.to_thread(
-            get_patient_store().consent, chat_ref_of(message.chat_id), messages.PRIVACY_VERSION
+            get_patient_store().consent, chat_ref_of(message.chat_id), patient_texts.PRIVACY_VERSION
         )
         if consent is None:
             await ask_for_consent(message)
         else:
-            agreed = messages.PRIVACY_AGREED.format(date=consent.decided_at.strftime("%Y-%m-%d"))
+            agreed = patient_texts.PRIVACY_AGREED.format(date=consent.decided_at.strftime("%Y-%m-%d"))
             await message.reply_text(
-                f"{messages.PRIVACY}\n\n{agreed}",
+                f"{patient_texts.PRIVACY}\n\n{agreed}",
                 parse_mode=ParseMode.HTML,
                 reply_markup=withdraw_keyboard(),
                 do_quote=False,
@@ -169,8 +172,10 @@ def delete_keyboard() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton(messages.DELETE_CONFIRM_BUTTON, callback_data=f"delete|{DeleteChoice.CONFIRM}"),
-                InlineKeyboardButton(messages.DELETE_CANCEL_BUTTON, callback_data=f"delete|{DeleteChoice.CANCEL}"),
+                InlineKeyboardButton(
+                    patient_texts.DELETE_CONFIRM_BUTTON, callback_data=f"delete|{DeleteChoice.CONFIRM}"
+                ),
+                InlineKeyboardButton(patient_texts.DELETE_CANCEL_BUTTON, callback_data=f"delete|{DeleteChoice.CANCEL}"),
             ]
         ]
     )
@@ -182,7 +187,7 @@ async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is not None:
         jobs = await asyncio.to_thread(get_patient_store().job_count, chat_ref_of(message.chat_id))
         await message.reply_text(
-            messages.DELETE_CONFIRM.format(jobs=jobs),
+            patient_texts.DELETE_CONFIRM.format(jobs=jobs),
             parse_mode=ParseMode.HTML,
             reply_markup=delete_keyboard(),
             do_quote=True,
@@ -199,7 +204,7 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         return
     await answer_tap(query)
     if query.data.split("|", 1)[1] != DeleteChoice.CONFIRM:
-        await query.edit_message_text(messages.DELETE_CANCELLED)
+        await query.edit_message_text(patient_texts.DELETE_CANCELLED)
         return
     mine = _open_questionnaires(context, chat.id)
     # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so,
@@ -213,12 +218,14 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         if questionnaire.message_id is not None:
             with contextlib.suppress(TelegramError):
                 await context.bot.edit_message_text(
-                    messages.QUESTIONNAIRE_CLOSED, chat_id=chat.id, message_id=questionnaire.message_id
+                    questionnaire_texts.QUESTIONNAIRE_CLOSED, chat_id=chat.id, message_id=questionnaire.message_id
                 )
     for message_id in in_progress:
         with contextlib.suppress(TelegramError):
-            await context.bot.edit_message_text(messages.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=message_id)
-    await query.edit_message_text(messages.DELETED.format(jobs=erased))
+            await context.bot.edit_message_text(
+                patient_texts.ERASED_IN_PROGRESS, chat_id=chat.id, message_id=message_id
+            )
+    await query.edit_message_text(patient_texts.DELETED.format(jobs=erased))
     log.info("patient erased: %d job(s) tombstoned", erased)
 
 

@@ -28,10 +28,10 @@ from telegram.ext import ApplicationHandlerStop, BaseHandler, BaseUpdateProcesso
 
 from bot.chat_refs import chat_ref_of
 from bot.clinicians import is_clinician
-from shared import messages
+from bot.rate_limit import RollingLimit, redis_client
 from shared.config import get_settings
 from shared.metrics import UPDATES_DROPPED
-from shared.rate_limit import RollingLimit, redis_client
+from shared.texts import patient as patient_texts
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ async def admission_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if chat.type == ChatType.PRIVATE and await asyncio.to_thread(limit.first_refusal, ref):
         log.info("a chat is over its limit of %d updates a minute: told once, the rest dropped", limit.limit)
         if update.callback_query is not None:
-            await update.callback_query.answer(messages.TOO_MANY_UPDATES, show_alert=True)
+            await update.callback_query.answer(patient_texts.TOO_MANY_UPDATES, show_alert=True)
         elif update.effective_message is not None:
-            await update.effective_message.reply_text(messages.TOO_MANY_UPDATES, do_quote=False)
+            await update.effective_message.reply_text(patient_texts.TOO_MANY_UPDATES, do_quote=False)
     raise ApplicationHandlerStop

@@ -28,26 +28,26 @@ from bot.clinicians import CLINICIAN_COMMANDS, allow_list, register_clinician_ha
 from bot.fairness import AdmissionHandler
 from bot.intake import on_image_document, on_photo
 from bot.private_chats import SharedChatHandler
-from shared import messages
-from shared.messages import MAX_FILE_MB
+from shared.texts import patient as patient_texts
+from shared.texts.patient import MAX_FILE_MB
 
 log = logging.getLogger(__name__)
 
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.effective_message:
-        await update.effective_message.reply_text(messages.START)
+        await update.effective_message.reply_text(patient_texts.START)
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.effective_message:
-        await update.effective_message.reply_text(messages.help_text(MAX_FILE_MB))
+        await update.effective_message.reply_text(patient_texts.help_text(MAX_FILE_MB))
 
 
 async def on_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/about: what SkinSense is and is not, and the full disclaimer; answered with or without consent."""
     if update.effective_message:
-        await update.effective_message.reply_text(messages.ABOUT, parse_mode=ParseMode.HTML, do_quote=False)
+        await update.effective_message.reply_text(patient_texts.ABOUT, parse_mode=ParseMode.HTML, do_quote=False)
     raise ApplicationHandlerStop
 
 
@@ -55,7 +55,9 @@ async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     """Text, stickers, voice, video and anything else: a short, kind pointer to what works."""
     message = update.effective_message
     if message:
-        await message.reply_text(messages.NOT_A_PHOTO_TEXT if message.text else messages.NOT_A_PHOTO, do_quote=True)
+        await message.reply_text(
+            patient_texts.NOT_A_PHOTO_TEXT if message.text else patient_texts.NOT_A_PHOTO, do_quote=True
+        )
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

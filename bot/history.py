@@ -15,10 +15,10 @@ from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.chat_refs import chat_ref_of
+from bot.patients import get_patient_store
 from bot.questionnaire import answer_tap
-from shared import messages
-from shared.patients import get_patient_store
 from shared.results import patient_result
+from shared.texts import result as result_texts
 
 CALLBACK_PREFIX = "history"
 CALLBACK_PATTERN = r"^history\|"
@@ -31,7 +31,7 @@ async def on_history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if message is not None:
         jobs = await asyncio.to_thread(get_patient_store().results, chat_ref_of(message.chat_id))
         entries = [
-            messages.history_entry(number, job.received_at, patient_result(job))
+            result_texts.history_entry(number, job.received_at, patient_result(job))
             for number, job in enumerate(jobs, start=1)
         ]
         buttons = [
@@ -40,7 +40,7 @@ async def on_history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         ]
         rows = [buttons[i : i + BUTTONS_PER_ROW] for i in range(0, len(buttons), BUTTONS_PER_ROW)]
         await message.reply_text(
-            messages.history(entries),
+            result_texts.history(entries),
             parse_mode=ParseMode.HTML,
             reply_markup=InlineKeyboardMarkup(rows) if rows else None,
             do_quote=False,
@@ -60,5 +60,5 @@ async def on_history_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     except ValueError:
         return  # not a button of ours
     job = await asyncio.to_thread(get_patient_store().result, chat_ref_of(chat.id), job_id)
-    text = messages.HISTORY_GONE if job is None else messages.past_result(job.received_at, patient_result(job))
+    text = result_texts.HISTORY_GONE if job is None else result_texts.past_result(job.received_at, patient_result(job))
     await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)

@@ -15,17 +15,17 @@ from telegram.ext import ContextTypes
 from bot.albums import Album, join_album
 from bot.chat_refs import chat_ref_of
 from bot.durable_updates import key_of
+from bot.patients import get_patient_store
 from bot.questionnaire import questionnaires, start_questionnaire
-from shared import messages
+from bot.rate_limit import get_photo_rate_limit
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
 from shared.job_store import Delivery, get_job_store
-from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTOS_RECEIVED, count_job
 from shared.outcomes import FailureCode, Refusal, RefusalCode
-from shared.patients import get_patient_store
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
-from shared.rate_limit import get_photo_rate_limit
+from shared.texts import patient as patient_texts
+from shared.texts.patient import MAX_FILE_MB
 
 log = logging.getLogger(__name__)
 ACCEPTED_IMAGE_TYPES = frozenset(
@@ -97,7 +97,7 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, up
     if not await asyncio.to_thread(limit.allow, chat_ref_of(message.chat_id)):
         log.info("photo not analysed: the chat is over its limit of %d an hour", limit.per_hour)
         if await asyncio.to_thread(limit.first_refusal, chat_ref_of(message.chat_id)):  # once, not per photo
-            await message.reply_text(messages.too_many_photos(limit.per_hour), do_quote=True)
+            await message.reply_text(patient_texts.too_many_photos(limit.per_hour), do_quote=True)
         PHOTOS_RECEIVED.labels(result="limited").inc()
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
@@ -131,7 +131,7 @@ async def accept_image(
         delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id, photo_message_id=message.message_id),
         update_key=update_key,
     )
-    if await asyncio.to_thread(get_patient_store().consent, chat_ref, messages.PRIVACY_VERSION) is None:
+    if await asyncio.to_thread(get_patient_store().consent, chat_ref, patient_texts.PRIVACY_VERSION) is None:
         # "No thanks" was handled while this photo came in (updates are handled concurrently). Checked once the
         # row exists, so that this check or the tap's close (bot/consent.py) finds the photo: never analysed.
         await asyncio.to_thread(store.close_unanalysed, chat_ref, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
@@ -153,8 +153,8 @@ async def continue_job(
     if job.status == JobStatus.REJECTED and job.delivery is None:  # refused here; the reply was not recorded
         assert isinstance(job.error_code, RefusalCode)
         image = incoming_image(message)
-        sent = messages.sent_name(job.media_kind, None if image is None else image.mime_type)
-        await message.reply_text(messages.rejection(job.error_code, MAX_FILE_MB, sent), do_quote=True)
+        sent = patient_texts.sent_name(job.media_kind, None if image is None else image.mime_type)
+        await message.reply_text(patient_texts.rejection(job.error_code, MAX_FILE_MB, sent), do_quote=True)
         await asyncio.to_thread(store.mark_replied, job.id)
         return
     delivery = store.delivery_of(job)
@@ -177,12 +177,12 @@ async def continue_job(
             current = await asyncio.to_thread(store.load, job.id)
             if current is None or current.replied_at is not None:
                 return
-            status_message = await message.reply_text(messages.ANALYSING, do_quote=True)
+            status_message = await message.reply_text(patient_texts.ANALYSING, do_quote=True)
         else:
             status_message = await album.status_message(message)
         job = await asyncio.to_thread(store.set_status_message, job.id, status_message.message_id)
         if job.replied_at is not None and album is None:  # answered while "Analysing..." waited to go out
-            await status_message.edit_text(messages.ANSWERED_ABOVE)
+            await status_message.edit_text(patient_texts.ANSWERED_ABOVE)
             return
         delivery = delivery.model_copy(update={"status_message_id": status_message.message_id})
     # A photo closed as it came in ("No thanks" meanwhile) is queued all the same: the worker that takes it tells
@@ -209,7 +209,7 @@ async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: ContextTyp
     if delivery.status_message_id is None or not await asyncio.to_thread(get_job_store().mark_slow_notice, job.id):
         return
     await context.bot.edit_message_text(
-        messages.TAKING_LONGER, chat_id=delivery.chat_id, message_id=delivery.status_message_id
+        patient_texts.TAKING_LONGER, chat_id=delivery.chat_id, message_id=delivery.status_message_id
     )
 
 
@@ -225,8 +225,8 @@ async def reject(message: Message, image: IncomingImage, refusal: Refusal, updat
     )
     if job.replied_at is not None:
         return  # an earlier handling of this update answered it
-    sent = messages.sent_name(image.kind, image.mime_type)
-    await message.reply_text(messages.rejection(refusal.code, MAX_FILE_MB, sent), do_quote=True)
+    sent = patient_texts.sent_name(image.kind, image.mime_type)
+    await message.reply_text(patient_texts.rejection(refusal.code, MAX_FILE_MB, sent), do_quote=True)
     await asyncio.to_thread(store.mark_replied, job.id)
     PHOTOS_RECEIVED.labels(result="refused").inc()
     count_job(JobStatus.REJECTED.value, refusal.code.value)

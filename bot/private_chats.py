@@ -20,8 +20,8 @@ from telegram import Chat, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, BaseHandler, ContextTypes
 
-from shared import messages
 from shared.metrics import PRESSES_REFUSED, SHARED_CHAT_MESSAGES
+from shared.texts import patient as patient_texts
 
 log = logging.getLogger(__name__)
 TELL_AT_MOST_EVERY_S = 3600.0
@@ -69,13 +69,13 @@ async def on_shared_chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         PRESSES_REFUSED.labels(buttons=BUTTONS_BY_PREFIX.get(prefix, "other"), why="not_private").inc()
         log.info("button press refused: a %s chat is not a patient's private chat", chat.type)
         with contextlib.suppress(BadRequest):  # too old to answer (a replayed update)
-            await query.answer(text=messages.PRIVATE_CHAT_ONLY_PRESS)
+            await query.answer(text=patient_texts.PRIVATE_CHAT_ONLY_PRESS)
     elif message is not None and chat.type != Chat.CHANNEL:  # a new message (an edited one starts nothing)
         if may_tell(context.bot_data, chat.id, time.monotonic()):
             SHARED_CHAT_MESSAGES.labels(reply="told").inc()
             log.info("a %s chat told to use a private chat", chat.type)
             try:
-                await message.reply_text(messages.PRIVATE_CHAT_ONLY, do_quote=True)
+                await message.reply_text(patient_texts.PRIVATE_CHAT_ONLY, do_quote=True)
             except TelegramError:
                 told_chats(context.bot_data).pop(chat.id, None)  # not told: the update's retry may tell it
                 raise

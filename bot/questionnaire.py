@@ -30,13 +30,12 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.chat_refs import chat_ref_of
+from bot.patients import get_patient_store
 from bot.state import bot_data_bucket
-from shared import messages
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import JobStatus
 from shared.job_store import asks_no_questions, get_job_store
 from shared.metrics import PRESSES_REFUSED
-from shared.patients import get_patient_store
 from shared.questionnaire import (
     YES_NO_QUESTIONS,
     AgeRange,
@@ -49,6 +48,7 @@ from shared.questionnaire import (
 )
 from shared.queue import FinalizeResultRequest, enqueue_finalization
 from shared.telegram_calls import is_not_modified
+from shared.texts import questionnaire as questionnaire_texts
 
 log = logging.getLogger(__name__)
 CALLBACK_PREFIX = "q"
@@ -152,32 +152,40 @@ def keyboard(questionnaire: Questionnaire) -> InlineKeyboardMarkup:
     layout: list[list[InlineKeyboardButton]] = []
     for question in questionnaire.page_questions:
         if question == Question.CONFIRM_PROFILE:
-            layout.append([b(question, choice.value, label) for choice, label in messages.PROFILE_BUTTONS.items()])
+            layout.append(
+                [b(question, choice.value, label) for choice, label in questionnaire_texts.PROFILE_BUTTONS.items()]
+            )
         elif question == Question.AGE:
-            layout += _rows([b(question, age.value, label) for age, label in messages.AGE_BUTTONS.items()], 4)
+            layout += _rows(
+                [b(question, age.value, label) for age, label in questionnaire_texts.AGE_BUTTONS.items()], 4
+            )
         elif question == Question.SEX:
-            layout.append([b(question, sex.value, label) for sex, label in messages.SEX_BUTTONS.items()])
+            layout.append([b(question, sex.value, label) for sex, label in questionnaire_texts.SEX_BUTTONS.items()])
         elif question == Question.BODY_SITE:
-            sites = [b(question, site_token(site), label) for site, label in messages.BODY_SITE_BUTTONS.items()]
+            sites = [
+                b(question, site_token(site), label) for site, label in questionnaire_texts.BODY_SITE_BUTTONS.items()
+            ]
             layout += _rows(sites, 4)
         else:
-            yes, no = messages.SPOT_BUTTONS[question]
+            yes, no = questionnaire_texts.SPOT_BUTTONS[question]
             layout.append([b(question, YesNo.YES.value, yes), b(question, YesNo.NO.value, no)])
-    onwards = messages.DONE_BUTTON if questionnaire.on_last_page else messages.NEXT_BUTTON
-    layout.append([_button(questionnaire, NEXT, "-", onwards), _button(questionnaire, SKIP, "-", messages.SKIP_BUTTON)])
+    onwards = questionnaire_texts.DONE_BUTTON if questionnaire.on_last_page else questionnaire_texts.NEXT_BUTTON
+    layout.append(
+        [_button(questionnaire, NEXT, "-", onwards), _button(questionnaire, SKIP, "-", questionnaire_texts.SKIP_BUTTON)]
+    )
     return InlineKeyboardMarkup(layout)
 
 
 def page_text(questionnaire: Questionnaire) -> str:
-    profile = messages.remembered_profile(questionnaire.remembered_age, questionnaire.remembered_sex)
+    profile = questionnaire_texts.remembered_profile(questionnaire.remembered_age, questionnaire.remembered_sex)
     if questionnaire.page == Page.ABOUT_YOU:
-        return messages.questionnaire_about_you(profile if questionnaire.confirming_profile else "")
-    return messages.questionnaire_about_the_spot(noted(questionnaire))
+        return questionnaire_texts.questionnaire_about_you(profile if questionnaire.confirming_profile else "")
+    return questionnaire_texts.questionnaire_about_the_spot(noted(questionnaire))
 
 
 def noted(questionnaire: Questionnaire) -> str:
     """ "age 40-49, female, on the back; grown: yes": what the patient told us so far, as the pages show it."""
-    return messages.answers_noted(
+    return questionnaire_texts.answers_noted(
         questionnaire.age_range, questionnaire.sex, questionnaire.body_site, questionnaire.spot
     )
 
@@ -222,7 +230,7 @@ async def start_questionnaire(
         except BadRequest:
             await edit_unless_unchanged(
                 context.bot.edit_message_text(
-                    messages.QUESTIONNAIRE_NOT_NEEDED, chat_id=chat_id, message_id=sent.message_id
+                    questionnaire_texts.QUESTIONNAIRE_NOT_NEEDED, chat_id=chat_id, message_id=sent.message_id
                 )
             )
         return
@@ -253,16 +261,16 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         PRESSES_REFUSED.labels(buttons="questionnaire", why="not_this_chat").inc()
         log.warning("questionnaire press refused: job %s is not the pressing chat's", job_id)
         try:
-            await query.answer(text=messages.QUESTIONNAIRE_NOT_YOURS)
+            await query.answer(text=questionnaire_texts.QUESTIONNAIRE_NOT_YOURS)
         except BadRequest as error:  # too old to answer (a replayed update): nothing else to do
             log.info("callback query not answered: %s", error.message)
         return
     assert job_id is not None
     questionnaire = questionnaires(context.bot_data).get(job_id)  # as it is now, after the await
     if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
-        await answer_tap(query, messages.QUESTIONNAIRE_CLOSED)
+        await answer_tap(query, questionnaire_texts.QUESTIONNAIRE_CLOSED)
         if query.message is not None and getattr(query.message, "reply_markup", None):  # still shows live buttons
-            await edit_unless_unchanged(query.edit_message_text(messages.QUESTIONNAIRE_CLOSED))
+            await edit_unless_unchanged(query.edit_message_text(questionnaire_texts.QUESTIONNAIRE_CLOSED))
         return
     if question_token == SKIP:
         await answer_tap(query)
@@ -288,7 +296,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await show_page(query, questionnaire)
             return
         answered.record(question, value)
-        toast = messages.noted_toast(question, value)
+        toast = questionnaire_texts.noted_toast(question, value)
         redraw = question == Question.CONFIRM_PROFILE and not answered.confirming_profile  # "Change": age and sex
         if answered.page_answered:
             if answered.on_last_page:
@@ -304,7 +312,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.answers_closed_at is not None:
         # Erased, refused (the patient already has the reason) or timed out: no point in asking on.
         questionnaires(context.bot_data).pop(questionnaire.job_id, None)
-        await answer_tap(query, messages.QUESTIONNAIRE_CLOSED)
+        await answer_tap(query, questionnaire_texts.QUESTIONNAIRE_CLOSED)
         return
     questionnaires(context.bot_data)[answered.job_id] = answered
     if redraw:  # the new page first: the tap's answer tells the patient it is there
@@ -339,9 +347,13 @@ async def close_questionnaire(
             get_patient_store().remember_profile, questionnaire.chat_ref, questionnaire.age_range, questionnaire.sex
         )
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.replied_at is not None:
-        text = messages.QUESTIONNAIRE_CLOSED  # erased, refused, or answered already (the timeout)
+        text = questionnaire_texts.QUESTIONNAIRE_CLOSED  # erased, refused, or answered already (the timeout)
     else:
-        text = messages.QUESTIONNAIRE_SKIPPED if skipped else messages.questionnaire_done(noted(questionnaire))
+        text = (
+            questionnaire_texts.QUESTIONNAIRE_SKIPPED
+            if skipped
+            else questionnaire_texts.questionnaire_done(noted(questionnaire))
+        )
     if questionnaire.message_id is not None:
         await edit_unless_unchanged(
             context.bot.edit_message_text(text, chat_id=chat_id, message_id=questionnaire.message_id)

@@ -2,7 +2,7 @@
 (which asks), the worker (which combines them with the photo) and ``skinsense classify --answers``.
 
 Every answer may be unknown (None): the patient skipped it, pressed "Don't know", or was never asked.
-All answers unknown must give exactly the photo-only result (models/triage.py).
+All answers unknown must give exactly the photo-only result (models/serving/triage.py).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PatientAnswers(BaseModel):
 
 
 class AnswerEffect(StrEnum):
-    """Which way one answer moved this photo's result (models/answer_effects.py)."""
+    """Which way one answer moved this photo's result (models/serving/answer_effects.py)."""
 
     RAISED = "raised"
     LOWERED = "lowered"

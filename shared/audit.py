@@ -170,14 +170,14 @@ class PatientProfile(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
 
 
-# --- Clinician alerts (shared/clinicians.py) ------------------------------------------------------------------
+# --- Clinician alerts (shared/clinic/store.py) ------------------------------------------------------------------
 
 
 class AlertState(StrEnum):
     """Where a high-risk alert stands with the clinicians: open, claimed by one of them, waiting for the better
     photo a clinician asked the patient for (still theirs, not resolved), or resolved. Legal moves: open ->
     claimed | awaiting_photo | resolved; claimed -> awaiting_photo | resolved; awaiting_photo -> resolved
-    (shared.clinicians.AlertStore: one conditional UPDATE each)."""
+    (shared.clinic.store.AlertStore: one conditional UPDATE each)."""
 
     OPEN = "open"
     CLAIMED = "claimed"

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # (in a private clinician chat the chat is the clinician). Empty: nobody in a group chat.
     clinician_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     clinician_lead_chat_id: int | None = None  # alerts not resolved in time are escalated here
-    # The closed loop (shared/clinicians.py): an alert nobody claimed within this many working hours is sent
+    # The closed loop (shared/clinic/store.py): an alert nobody claimed within this many working hours is sent
     # again to every clinician as a reminder; one not resolved within this many working days goes to the lead.
     clinician_claim_within_hours: float = Field(default=4, gt=0)
     clinician_resolve_within_days: float = Field(default=2, gt=0)

@@ -45,7 +45,7 @@ from shared.sealing import SealBroken, Sealer, get_sealer
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from shared.clinicians import NewClinicianAlert
+    from shared.clinic.store import NewClinicianAlert
 
 LEGAL_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
@@ -123,7 +123,7 @@ class IllegalTransition(Exception):
 
 
 class ClassifiedPhoto(Protocol):
-    """What mark_done needs of a prediction (models.inference.Prediction)."""
+    """What mark_done needs of a prediction (models.serving.inference.Prediction)."""
 
     @property
     def risk(self) -> RiskLevel: ...
@@ -625,7 +625,7 @@ class JobStore:
     ) -> Job:
         """The final result, photo and answers combined; the photo-only ranking stays in ``photo_ranking``.
         ``answer_effects`` and ``malignant_told_low_per_100``: what the patient reads with it (worker/replies.py).
-        A high-risk result commits together with its ``clinician_alert`` outbox row (shared/clinicians.py)."""
+        A high-risk result commits together with its ``clinician_alert`` outbox row (shared/clinic/store.py)."""
         with self._changing(job_id) as job:
             if job.status != JobStatus.DONE or job.photo_ranking is None:
                 raise IllegalTransition(job_id, job.status, "a combined result")

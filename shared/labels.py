@@ -48,7 +48,7 @@ class PhotoKind(StrEnum):
 
 
 class MelanomaFinding(StrEnum):
-    """What a melanoma alert means for this photo (models/policy.py says why both exist)."""
+    """What a melanoma alert means for this photo (models/serving/policy.py says why both exist)."""
 
     NONE = "none"  # no alert
     CANNOT_RULE_OUT = "cannot_rule_out"  # alert, but another class is the most likely

@@ -1,5 +1,5 @@
 """Why a job ended without a result: the stable codes of the audit trail (their string values are stored
-in the audit database and must never change), each with its patient text in shared/messages.py."""
+in the audit database and must never change), each with its patient text in shared/texts/."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ class FinalizeResultRequest(JobRequest):
 
 
 class NotifyCliniciansRequest(BaseModel):
-    """Send this job's clinician alert (its outbox row holds the rest, sealed: shared/clinicians.py)."""
+    """Send this job's clinician alert (its outbox row holds the rest, sealed: shared/clinic/store.py)."""
 
     job_id: uuid.UUID
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from shared import messages
 from shared.audit import Job
 from shared.labels import PhotoKind, RiskLevel
+from shared.texts import result as result_texts
 
 
-def patient_result(job: Job) -> messages.PatientResult:
+def patient_result(job: Job) -> result_texts.PatientResult:
     """The result a DONE job's row holds, as the patient reads it."""
     assert job.ranking is not None and job.risk is not None
-    return messages.PatientResult(
+    return result_texts.PatientResult(
         ranking=job.ranking,
         risk=RiskLevel(job.risk),
         melanoma_alert=bool(job.melanoma_alert),

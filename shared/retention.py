@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, update
 
 from shared.audit import Consent, Job, PatientProfile, utc_now
-from shared.clinicians import tombstone_alerts
+from shared.clinic.store import tombstone_alerts
 
 # What a tombstone's chat reference reads: no chat can hash to it (references are 32 hex digits).
 PURGED_CHAT_REF = "purged"
@@ -38,7 +38,7 @@ class PurgeCounts:
 
 
 def tombstone_values() -> dict[str, Any]:
-    """What a job row becomes when its patient data is erased (here, and by /delete: shared/patients.py)."""
+    """What a job row becomes when its patient data is erased (here, and by /delete: bot/patients.py)."""
     # null(): SQL NULL, also in the JSON columns (None would store the JSON text 'null').
     return {
         "chat_ref": PURGED_CHAT_REF,
@@ -72,7 +72,7 @@ def purge_patient_data(engine: Engine, *, older_than_days: int, now: datetime | 
             .where(col(Job.received_at) < cutoff, col(Job.chat_ref) != PURGED_CHAT_REF)
             .values(**tombstone_values())
         )
-        tombstone_alerts(session, cutoff)  # their clinician alerts likewise (shared/clinicians.py)
+        tombstone_alerts(session, cutoff)  # their clinician alerts likewise (shared/clinic/store.py)
         consents = session.exec(delete(Consent).where(col(Consent.decided_at) < cutoff))
         profiles = session.exec(delete(PatientProfile).where(col(PatientProfile.updated_at) < cutoff))
         session.commit()

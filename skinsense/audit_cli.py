@@ -152,7 +152,7 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
     """The clinician actions or the review-time report, read in full before anything is written."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from shared.clinicians import AlertStore
+    from shared.clinic.store import AlertStore
     from shared.config import get_settings
     from shared.db import get_engine
     from skinsense import audit_clinicians

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.audit import ClinicianAction
-from shared.clinicians import ReviewTime, median, percentile
+from shared.clinic.views import ReviewTime, median, percentile
 
 ACTIONS_COLUMNS = ("at", "alert_id", "action", "chat", "user_id", "user_name", "outcome")
 REVIEW_COLUMNS = ("step", "alerts", "reviewed", "waiting", "median_s", "p95_s")

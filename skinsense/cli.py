@@ -127,38 +127,38 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def _classify_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.classify import add_arguments
+    from models.serving.classify import add_arguments
 
     add_arguments(parser)
 
 
 def _run_classify(args: argparse.Namespace) -> int:
-    from models.classify import run
+    from models.serving.classify import run
 
     return run(args)
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.recipe import add_arguments
+    from models.training.recipe import add_arguments
 
     add_arguments(parser)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from models.recipe import main
+    from models.training.recipe import main
 
     return main(args)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from models.evaluate import main
+    from models.training.evaluate import main
 
     main(args.rest)
     return 0
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from models.benchmark import main
+    from models.training.benchmark import main
 
     main(args.rest)
     return 0

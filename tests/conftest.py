@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.data import Sample, image_path, read_samples
-from models.inference import ARTIFACT_DIR, Classifier
-from models.pad_ufes import PhoneSample, read_phone_samples
-from models.screening import screen_photo
+from models.serving.inference import ARTIFACT_DIR, Classifier
+from models.serving.screening import screen_photo
+from models.training.data import Sample, image_path, read_samples
+from models.training.pad_ufes import PhoneSample, read_phone_samples
 from shared.config import get_settings
 from shared.images import UnreadableImage
 from shared.labels import PhotoKind, RiskLevel
@@ -138,7 +138,7 @@ def phone_photo(phone_data_root: Path, classifier: Classifier) -> Path:
 def photos_by_risk(data_dir: Path, classifier: Classifier) -> dict[str, Path]:
     """Validation photos (never trained on) that the shipped model puts at high risk with a melanoma
     alert, and at low risk; chosen by the model itself, not hard-coded."""
-    from models.package import validation_samples  # training-side code: only where needed
+    from models.training.package import validation_samples  # training-side code: only where needed
 
     chosen: dict[str, Path] = {}
     for sample in validation_samples(data_dir, ARTIFACT_DIR):

@@ -1,4 +1,4 @@
-"""Sending clinician alerts from the outbox (shared/clinicians.py), exactly once per clinician chat where
+"""Sending clinician alerts from the outbox (shared/clinic/store.py), exactly once per clinician chat where
 Telegram allows it, and the closed loop's periodic sweep.
 
 An alert is the patient's photo (its caption names the patient's pseudonym) with, as a reply under it, the text
@@ -21,22 +21,17 @@ from dataclasses import dataclass, field
 
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from models.inference import Classifier
-from shared import messages
+from models.serving.inference import Classifier
 from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKind
-from shared.clinicians import (
-    AlertStore,
-    AlertView,
-    Attempt,
-    SealedPhoto,
-    WorkingCalendar,
-    alert_keyboard,
-    unsealed_photo,
-)
+from shared.clinic.buttons import alert_keyboard
+from shared.clinic.calendar import WorkingCalendar
+from shared.clinic.store import AlertStore, SealedPhoto, unsealed_photo
+from shared.clinic.views import AlertView, Attempt
 from shared.images import MAX_FILE_BYTES
 from shared.labels import PhotoKind
 from shared.metrics import CLINICIAN_DELIVERIES_GIVEN_UP, timed
 from shared.telegram_calls import NotDelivered, WaitTooLong, is_not_modified
+from shared.texts import clinician as clinician_texts
 from worker.telegram import TelegramClient, is_transient
 
 log = logging.getLogger(__name__)
@@ -71,7 +66,7 @@ class ClinicianAlertSender:
     alerts: AlertStore
     clinician_chat_ids: Sequence[int]
     lead_chat_id: int | None = None
-    # The explanation picture of a photo (models/explain.py, with this worker's model); None: photo alone.
+    # The explanation picture of a photo (models/serving/explain.py, with this worker's model); None: photo alone.
     explain: Callable[[AlertView, bytes], bytes | None] | None = None
     # How long a delivery may wait here for Telegram's budgets before its task retries later (ALERT_MAX_WAIT_S;
     # a caller with nothing else to do, such as a test, may wait longer).
@@ -174,7 +169,7 @@ class ClinicianAlertSender:
                     text_prepaid = first_call_slots > 1  # the photo took its text's slot
                     self.alerts.record_photo_sent(attempt, photo_message_id)
             if view.is_root or photo_message_id is None:
-                text = messages.clinician_alert(
+                text = clinician_texts.clinician_alert(
                     view,
                     kind=attempt.kind.value,
                     possibly_repeated=attempt.possibly_repeated,
@@ -223,7 +218,7 @@ class ClinicianAlertSender:
         """The alert's photo (with its explanation picture, as one album, for a thread's first alert), taking
         ``slots`` of the chat's budget; returns the photo's message id."""
         picture = self._explanation(alert.id, view, photo) if view.is_root else None
-        caption = messages.clinician_photo_caption(
+        caption = clinician_texts.clinician_photo_caption(
             view, kind=attempt.kind.value, possibly_repeated=attempt.possibly_repeated, with_picture=picture is not None
         )
         as_document = photo.media_kind == MediaKind.DOCUMENT
@@ -274,7 +269,7 @@ class ClinicianAlertSender:
         for delivery in self.alerts.deliveries([thread_id]):
             if delivery.message_id is None:
                 continue
-            text = messages.clinician_alert(
+            text = clinician_texts.clinician_alert(
                 view, kind=delivery.kind.value, possibly_repeated=delivery.possibly_repeated
             )
             try:
@@ -296,8 +291,8 @@ def _messages_first_taken(kind: AlertDeliveryKind, view: AlertView) -> int:
 
 
 def explanation_for_clinicians(classifier: Classifier, view: AlertView, photo: bytes) -> bytes | None:
-    """The explanation picture the patient got (models/explain.py), drawn for the alert."""
-    from models.explain import explanation_picture
+    """The explanation picture the patient got (models/serving/explain.py), drawn for the alert."""
+    from models.serving.explain import explanation_picture
 
     if view.photo_kind is None:
         return None

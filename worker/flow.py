@@ -28,20 +28,21 @@ from sqlalchemy.exc import DBAPIError
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
-from models.inference import Classifier
-from models.screening import screen_photo
-from shared import messages
+from models.serving.inference import Classifier
+from models.serving.screening import screen_photo
 from shared.audit import Job, JobStatus, utc_now
-from shared.clinicians import NewClinicianAlert, ThreadPolicy
+from shared.clinic.store import NewClinicianAlert, ThreadPolicy
 from shared.images import MAX_FILE_BYTES, UnreadableImage
 from shared.job_store import NEVER_ANALYSED, WAITING_STATUSES, Delivery, IllegalTransition, JobStore
 from shared.labels import RiskLevel
-from shared.messages import MAX_FILE_MB
 from shared.metrics import PHOTO_TO_REPLY, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
 from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, JobRequest, NotifyCliniciansRequest
 from shared.telegram_calls import is_not_modified
+from shared.texts import patient as patient_texts
+from shared.texts import questionnaire as questionnaire_texts
+from shared.texts.patient import MAX_FILE_MB
 from worker import replies
 from worker.telegram import FileTooLarge, TelegramClient, is_transient
 
@@ -240,7 +241,7 @@ class ClassificationFlow:
             except IllegalTransition:
                 return self._finished_elsewhere(job)
         try:
-            with timed("screening"):  # decode, gates and model: one call (models/screening.py)
+            with timed("screening"):  # decode, gates and model: one call (models/serving/screening.py)
                 prediction = screen_photo(data, self.classifier)
         except UnreadableImage as error:
             # An unknown code is a bug (a gate without its patient text): ValueError, failed as internal_error.
@@ -302,9 +303,9 @@ class ClassificationFlow:
                 try:
                     self.telegram.delete_message(chat_id, message_id)
                 except BadRequest:  # too old to delete (48 h): it says so instead
-                    self.telegram.edit_text(chat_id, message_id, messages.QUESTIONNAIRE_NOT_NEEDED)
+                    self.telegram.edit_text(chat_id, message_id, questionnaire_texts.QUESTIONNAIRE_NOT_NEEDED)
             elif timed_out:
-                self.telegram.edit_text(chat_id, message_id, messages.QUESTIONNAIRE_TIMED_OUT)
+                self.telegram.edit_text(chat_id, message_id, questionnaire_texts.QUESTIONNAIRE_TIMED_OUT)
         except TelegramError as error:
             log.info("job %s: questionnaire not closed (%s)", job.id, type(error).__name__)
 
@@ -371,7 +372,7 @@ class ClassificationFlow:
         if job is None or delivery is None or delivery.status_message_id is None:
             return
         try:
-            self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, messages.TAKING_LONGER)
+            self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, patient_texts.TAKING_LONGER)
         except BadRequest as error:
             log.info("job %s: the taking-longer notice was not shown (%s)", job_id, error.message)
             return
@@ -408,5 +409,5 @@ def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:
     ``same_photo_sent_at``: when the patient sent this same photo before)."""
     if job.status == JobStatus.FAILED:
         assert isinstance(job.error_code, FailureCode)
-        return messages.failure(job.error_code)
+        return patient_texts.failure(job.error_code)
     return replies.patient_text(job, same_photo_sent_at=same_photo_sent_at)

@@ -1,5 +1,5 @@
 """What the patient gets back for one job, composed from its row: the refusal or the result text (the
-wording lives in shared/messages.py), and the details the result quotes that only the worker can work out
+wording lives in shared/texts/), and the details the result quotes that only the worker can work out
 (which answers moved the risk, the measured reliability on the photo's kind)."""
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from datetime import datetime
 
 import numpy as np
 
-from models.answer_effects import answer_effects
-from models.explain import explanation_picture
-from models.inference import Classifier
-from shared import messages
+from models.serving.answer_effects import answer_effects
+from models.serving.explain import explanation_picture
+from models.serving.inference import Classifier
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind
 from shared.labels import PhotoKind
-from shared.messages import MAX_FILE_MB
 from shared.metrics import timed
 from shared.outcomes import FailureCode, RefusalCode
 from shared.results import patient_result
+from shared.texts import patient as patient_texts
+from shared.texts import result as result_texts
+from shared.texts.patient import MAX_FILE_MB
 
 log = logging.getLogger(__name__)
 KEPT_PHOTOS = 10  # photos kept in memory per worker process for their explanation picture (an album)
@@ -50,15 +51,15 @@ def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:
     this same photo before (its result is repeated, and said to be)."""
     if job.status == JobStatus.REJECTED:
         assert isinstance(job.error_code, RefusalCode)
-        return messages.rejection(job.error_code, MAX_FILE_MB, messages.sent_name(MediaKind(job.media_kind)))
+        return patient_texts.rejection(job.error_code, MAX_FILE_MB, patient_texts.sent_name(MediaKind(job.media_kind)))
     if same_photo_sent_at is not None:
-        return messages.same_photo_result(same_photo_sent_at, patient_result(job))
-    return messages.result(patient_result(job))
+        return result_texts.same_photo_result(same_photo_sent_at, patient_result(job))
+    return result_texts.result(patient_result(job))
 
 
 def explanation_caption(job: Job) -> str:
     assert job.ranking is not None
-    return messages.EXPLANATION_CAPTION.format(top=messages.everyday_name(str(job.ranking[0]["code"])))
+    return result_texts.EXPLANATION_CAPTION.format(top=result_texts.everyday_name(str(job.ranking[0]["code"])))
 
 
 def explanation(classifier: Classifier, photo: KeptPhoto, job: Job) -> bytes | None:
@@ -118,7 +119,7 @@ def album_number(members: list[Job], job: Job) -> int:
 
 
 def album_picture_caption(number: int, job: Job) -> str:
-    return messages.ALBUM_PICTURE_CAPTION.format(number=number, caption=explanation_caption(job))
+    return result_texts.ALBUM_PICTURE_CAPTION.format(number=number, caption=explanation_caption(job))
 
 
 def album_texts(members: list[Job], claimed: list[uuid.UUID], later: bool = False) -> list[str]:
@@ -129,11 +130,13 @@ def album_texts(members: list[Job], claimed: list[uuid.UUID], later: bool = Fals
         if member.id not in claimed:
             continue  # answered on its own (refused by the bot before analysis)
         if member.status == JobStatus.DONE:
-            photos.append(messages.AlbumPhoto(number, result=patient_result(member)))
+            photos.append(result_texts.AlbumPhoto(number, result=patient_result(member)))
         elif isinstance(member.error_code, RefusalCode):
-            sent = messages.sent_name(MediaKind(member.media_kind))
-            photos.append(messages.AlbumPhoto(number, refusal=messages.rejection(member.error_code, MAX_FILE_MB, sent)))
+            sent = patient_texts.sent_name(MediaKind(member.media_kind))
+            photos.append(
+                result_texts.AlbumPhoto(number, refusal=patient_texts.rejection(member.error_code, MAX_FILE_MB, sent))
+            )
         else:
             code = member.error_code if isinstance(member.error_code, FailureCode) else FailureCode.INTERNAL_ERROR
-            photos.append(messages.AlbumPhoto(number, refusal=messages.failure(code)))
-    return messages.album_result(photos, later=later)
+            photos.append(result_texts.AlbumPhoto(number, refusal=patient_texts.failure(code)))
+    return result_texts.album_result(photos, later=later)

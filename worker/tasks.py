@@ -22,9 +22,10 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from telegram.error import RetryAfter, TelegramError
 
-from models.inference import Classifier
+from models.serving.inference import Classifier
 from shared.audit import JobStatus
-from shared.clinicians import ThreadPolicy, WorkingCalendar, get_alert_store
+from shared.clinic.calendar import WorkingCalendar
+from shared.clinic.store import ThreadPolicy, get_alert_store
 from shared.config import get_settings
 from shared.job_store import get_job_store
 from shared.metrics import MODEL_INFO, RETRIES

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import messages
 from shared.questionnaire import ProfileChoice, YesNo
+from shared.texts import patient as patient_texts
+from shared.texts import questionnaire as questionnaire_texts
 from skinsense.sandbox import plain_text
 from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import wait_until
 
-CONSENTED_TEXTS = (messages.CONSENT_GIVEN, messages.CONSENT_GIVEN_PHOTO_PENDING)
+CONSENTED_TEXTS = (patient_texts.CONSENT_GIVEN, patient_texts.CONSENT_GIVEN_PHOTO_PENDING)
 
 
 def consent(user: SandboxUser, chat_id: int) -> None:
@@ -18,9 +19,9 @@ def consent(user: SandboxUser, chat_id: int) -> None:
     if any(m.get("text") in CONSENTED_TEXTS for m in user.bot_messages(chat_id)):
         return
     sent = user.send_text(chat_id, "/start")
-    prompt = user.wait_for_button(chat_id, messages.CONSENT_AGREE_BUTTON, after_id=sent["message_id"])
-    user.tap(chat_id, prompt["message_id"], messages.CONSENT_AGREE_BUTTON)
-    user.wait_for_text(chat_id, prompt["message_id"], messages.CONSENT_GIVEN)
+    prompt = user.wait_for_button(chat_id, patient_texts.CONSENT_AGREE_BUTTON, after_id=sent["message_id"])
+    user.tap(chat_id, prompt["message_id"], patient_texts.CONSENT_AGREE_BUTTON)
+    user.wait_for_text(chat_id, prompt["message_id"], patient_texts.CONSENT_GIVEN)
 
 
 def questionnaire_for(user: SandboxUser, chat_id: int, photo_message_id: int) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def questionnaire_for(user: SandboxUser, chat_id: int, photo_message_id: int) ->
     def find() -> dict[str, Any] | None:
         for message in user.bot_messages(chat_id):
             replies_to = message.get("reply_to_message", {}).get("message_id")
-            if replies_to == photo_message_id and button_data(message, messages.SKIP_BUTTON) is not None:
+            if replies_to == photo_message_id and button_data(message, questionnaire_texts.SKIP_BUTTON) is not None:
                 return message
         return None
 
@@ -38,8 +39,8 @@ def questionnaire_for(user: SandboxUser, chat_id: int, photo_message_id: int) ->
 
 def skip_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int) -> None:
     questions = questionnaire_for(user, chat_id, photo_message_id)
-    user.tap(chat_id, questions["message_id"], messages.SKIP_BUTTON)
-    user.wait_for_text(chat_id, questions["message_id"], plain_text(messages.QUESTIONNAIRE_SKIPPED, "HTML"))
+    user.tap(chat_id, questions["message_id"], questionnaire_texts.SKIP_BUTTON)
+    user.wait_for_text(chat_id, questions["message_id"], plain_text(questionnaire_texts.QUESTIONNAIRE_SKIPPED, "HTML"))
 
 
 def send_photo_skipping_questions(user: SandboxUser, chat_id: int, data: bytes, **query: str) -> dict[str, Any]:
@@ -67,13 +68,13 @@ def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int,
     def now() -> dict[str, Any]:
         return next(m for m in user.bot_messages(chat_id) if m["message_id"] == message_id)
 
-    confirming = button_data(questions, messages.PROFILE_BUTTONS[ProfileChoice.KEEP]) is not None
+    confirming = button_data(questions, questionnaire_texts.PROFILE_BUTTONS[ProfileChoice.KEEP]) is not None
     first_page = ["profile", "site"] if confirming else ["age", "sex", "site"]
     pending = list(labels)
     asked = 0
     while asked < len(first_page) and pending:
         label = pending.pop(0)
-        if first_page[asked] == "profile" and label == messages.PROFILE_BUTTONS[ProfileChoice.CHANGE]:
+        if first_page[asked] == "profile" and label == questionnaire_texts.PROFILE_BUTTONS[ProfileChoice.CHANGE]:
             first_page = ["profile", "age", "sex", "site"]
         if label != DONT_KNOW:
             tap(label)
@@ -81,22 +82,22 @@ def answer_questionnaire(user: SandboxUser, chat_id: int, photo_message_id: int,
     if asked < len(first_page):
         return now()
     if DONT_KNOW in labels[: len(first_page)]:
-        tap(messages.NEXT_BUTTON)
-    spot_labels = pending[: len(messages.SPOT_BUTTONS)]
-    for question, label in zip(messages.SPOT_BUTTONS, spot_labels, strict=False):
+        tap(questionnaire_texts.NEXT_BUTTON)
+    spot_labels = pending[: len(questionnaire_texts.SPOT_BUTTONS)]
+    for question, label in zip(questionnaire_texts.SPOT_BUTTONS, spot_labels, strict=False):
         if label != DONT_KNOW:
-            yes, no = messages.SPOT_BUTTONS[question]
-            tap(yes if label == messages.YES_NO_BUTTONS[YesNo.YES].capitalize() else no)
-    if len(spot_labels) < len(messages.SPOT_BUTTONS):
+            yes, no = questionnaire_texts.SPOT_BUTTONS[question]
+            tap(yes if label == questionnaire_texts.YES_NO_BUTTONS[YesNo.YES].capitalize() else no)
+    if len(spot_labels) < len(questionnaire_texts.SPOT_BUTTONS):
         return now()
     if DONT_KNOW in spot_labels:
-        tap(messages.DONE_BUTTON)
+        tap(questionnaire_texts.DONE_BUTTON)
     return wait_until(lambda: None if now().get("reply_markup") else now(), 30, what="the questionnaire to close")
 
 
 def erase_everything(user: SandboxUser, chat_id: int, jobs: int) -> None:
     """/delete, then "Erase everything"; waits for the confirmation that ``jobs`` analyses were erased."""
     command = user.send_text(chat_id, "/delete")
-    question = user.wait_for_button(chat_id, messages.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
-    user.tap(chat_id, question["message_id"], messages.DELETE_CONFIRM_BUTTON)
-    user.wait_for_text(chat_id, question["message_id"], messages.DELETED.format(jobs=jobs))
+    question = user.wait_for_button(chat_id, patient_texts.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
+    user.tap(chat_id, question["message_id"], patient_texts.DELETE_CONFIRM_BUTTON)
+    user.wait_for_text(chat_id, question["message_id"], patient_texts.DELETED.format(jobs=jobs))

@@ -6,11 +6,11 @@ from typing import Any
 
 import httpx
 
-from shared import messages
+from shared.texts import questionnaire as questionnaire_texts
 from skinsense.sandbox import plain_text
 from tests.auxil.services import wait_until
 
-QUESTIONNAIRE_START = plain_text(messages.QUESTIONNAIRE_INTRO, "HTML")
+QUESTIONNAIRE_START = plain_text(questionnaire_texts.QUESTIONNAIRE_INTRO, "HTML")
 
 
 def is_questionnaire(message: dict[str, Any]) -> bool:

@@ -1,0 +1,305 @@
+"""Turn training runs into the shipped artifact under models/artifact/ (``python -m models.training.package``).
+
+Writes, for both runtimes (Keras and LiteRT fp32):
+- ``dermoscopic``: the dermoscopy network (a HAM10000 run; logits over the 7 classes);
+- ``clinical``: the phone-photo network (a PAD-UFES-20 run trained on every phone patient);
+- ``features``: the frozen ImageNet MobileNetV3-Small cut at its 1024-wide embedding;
+and ``heads.npz`` (the picture head, fitted here), and ``metadata.json``: per photo kind the temperature,
+the melanoma alert threshold and the LOW-risk threshold, fitted here on that kind's validation logits
+(HAM10000's validation split through the served dermoscopy network; for phone photos, the out-of-fold
+logits of the patient-grouped cross-validation runs, since the shipped phone network has seen every
+phone patient), the gates' thresholds, and the version (content hash of the model files). The
+validation ids and the phone cross-validation logits travel with it so evaluation is reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from models.serving.explanation_head import EXPLANATION_FILE
+from models.serving.inference import (
+    ARTIFACT_DIR,
+    METADATA_FILE,
+    PHONE_HEAD,
+    PICTURE_CLASSES,
+    PICTURE_HEAD,
+    VIEWS,
+    ArtifactMetadata,
+    GateSettings,
+    KindSettings,
+    LiteRTNetwork,
+    artifact_version,
+    blend_logits,
+)
+from models.serving.metrics import softmax
+from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, MAX_MALIGNANT_TOLD_LOW, MELANOMA_SENSITIVITY
+from models.serving.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, to_model_input
+from models.serving.quality import MAX_BRIGHTNESS, MAX_SATURATED_SHARE, MIN_BRIGHTNESS, measure_quality
+from models.serving.triage import answer_features, fit_triage
+from models.training.data import Sample, load_prepared, load_prepared_images, read_samples, resolve_data_dir
+from models.training.export import explainable_network, export_network
+from models.training.kind_fit import cross_fitted_probabilities, fit_kind, malignant_told_low_share
+from models.training.pad_ufes import (
+    PhoneSample,
+    patient_answers,
+    patient_folds,
+    read_phone_samples,
+    resolve_phone_data_root,
+)
+from models.training.picture_training import (
+    REFUSAL_PROBABILITY,
+    build_picture_examples,
+    cross_validated_probabilities,
+    fit_embedding_head,
+    fit_picture_head,
+    refused,
+)
+from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind
+
+log = logging.getLogger(__name__)
+SPLIT_FILE = "validation_split.json"
+CLINICAL_CV_FILE = "clinical_cross_validation.npz"
+FILES = {
+    "dermoscopic": {"litert": "dermoscopic.tflite", "keras": "dermoscopic.keras"},
+    "clinical": {"litert": "clinical.tflite", "keras": "clinical.keras"},
+    "features": {"litert": "features.tflite", "keras": "features.keras"},
+}
+HEADS_FILE = "heads.npz"
+PHONE_FOLDS = 5
+PHONE_HEAD_C = 0.003  # inverse L2 strength of the phone head (grouped cross-validation, see the model card)
+TRIAGE_FILE = "triage.npz"
+# Logits averaged over these views of each photo (see models.serving.inference.VIEWS).
+DEFAULT_VIEWS = ("identity", "flip_left_right", "flip_up_down", "rotate_180")
+# The sharpness floor of a kind: this share of its validation photos is sharper than it.
+SHARP_SHARE = 0.99
+
+
+def average_models(paths: Sequence[Path]) -> Any:
+    """One Keras model averaging the logits of several trained runs."""
+    import keras
+
+    members = [keras.saving.load_model(path, compile=False) for path in paths]
+    image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    logits = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")(image) for i, m in enumerate(members)]
+    return keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
+
+
+def validation_samples(data_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[Sample]:
+    wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["validation"]
+    by_id = {s.image_id: s for s in read_samples(data_dir)}
+    return [by_id[image_id] for image_id in wanted]
+
+
+def phone_validation_samples(phone_root: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[PhoneSample]:
+    """The whole phone photos, in the order of the artifact's cross-validation logits."""
+    wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["phone_validation"]
+    by_id = {s.image_id: s for s in read_phone_samples(phone_root, include_crops=False)}
+    return [by_id[image_id] for image_id in wanted]
+
+
+def averaged_logits(network: LiteRTNetwork, prepared: np.ndarray, views: Sequence[str]) -> np.ndarray:
+    batch = to_model_input(prepared)
+    return np.asarray(np.mean([network.run(VIEWS[name](batch)) for name in views], axis=0))
+
+
+def cross_validation_logits(cv_runs: Sequence[Path], phone: list[PhoneSample]) -> np.ndarray:
+    """Each phone photo's logits from the cross-validation run that held its patient out."""
+    by_id: dict[str, np.ndarray] = {}
+    for run in cv_runs:
+        with np.load(run / "held_out_logits.npz") as held_out:
+            by_id.update(zip(held_out["phone_ids"].tolist(), held_out["phone_logits"], strict=True))
+    missing = [s.image_id for s in phone if s.image_id not in by_id]
+    if missing:
+        raise SystemExit(f"{len(missing)} phone photos have no cross-validation logits (e.g. {missing[0]})")
+    return np.stack([by_id[s.image_id] for s in phone])
+
+
+def package(
+    dermoscopic_run: Path,
+    clinical_run: Path,
+    clinical_cv_runs: Sequence[Path],
+    data_dir: Path,
+    phone_root: Path,
+    imagenet_weights: Path,
+    artifact_dir: Path = ARTIFACT_DIR,
+) -> ArtifactMetadata:
+    import keras
+
+    from models.training.features import build_feature_model
+
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    split = json.loads((dermoscopic_run / "split.json").read_text())
+    phone = read_phone_samples(phone_root, include_crops=False)
+    (artifact_dir / SPLIT_FILE).write_text(
+        json.dumps({"validation": split["validation"], "phone_validation": [s.image_id for s in phone]}) + "\n"
+    )
+    explanation: dict[str, np.ndarray] = {}
+    for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run)):
+        # Served with its last feature map beside the logits, for the explanation picture (models/training/export.py).
+        network, head = explainable_network(keras.saving.load_model(run / "model.keras", compile=False))
+        export_network(network, artifact_dir, FILES[kind])
+        explanation.update(head.arrays(kind))
+    np.savez(artifact_dir / EXPLANATION_FILE, **explanation)  # type: ignore[arg-type]
+    export_network(build_feature_model(imagenet_weights), artifact_dir, FILES["features"])
+    dermoscopic = LiteRTNetwork(artifact_dir / FILES["dermoscopic"]["litert"], threads=2)
+    features = LiteRTNetwork(artifact_dir / FILES["features"]["litert"], threads=2)
+
+    # The picture head, with grouped cross-validated refusal rates for the record.
+    by_id = {s.image_id: s for s in read_samples(data_dir)}
+    ham_train = [by_id[i] for i in split["train"]]
+    ham_validation = validation_samples(data_dir, artifact_dir)
+    examples = build_picture_examples(lambda batch: features.run(to_model_input(batch)), data_dir, ham_train, phone)
+    embeddings, targets, groups, sources = examples.arrays()
+    out_of_fold = cross_validated_probabilities(embeddings, targets, groups)
+    picture_head = fit_picture_head(embeddings, targets)
+    oof_refused = refused(out_of_fold)
+    gate_figures = {str(source): float(oof_refused[sources == source].mean()) for source in sorted(set(sources))}
+    clinical_rows = sources == "pad"
+    gate_figures["pad_chosen_as_clinical"] = float(
+        (out_of_fold[clinical_rows, 1] > out_of_fold[clinical_rows, 0]).mean()
+    )
+    log.info("picture head, cross-validated: %s", gate_figures)
+
+    # Per kind: calibration and policy on that kind's validation logits.
+    ham_images = load_prepared_images(data_dir, ham_validation)
+    phone_images = load_prepared([s.path for s in phone])
+    # Phone photos: the phone network's out-of-fold logits blended with the phone head's out-of-fold
+    # probabilities (each fitted without the photo's patient), then the shipped head on every patient.
+    phone_labels = np.array([s.label for s in phone])
+    phone_embeddings = features.run(to_model_input(phone_images))
+    head_fold = patient_folds(phone, PHONE_FOLDS, seed=0)
+    head_out_of_fold = np.zeros((len(phone), len(CLASS_CODES)))
+    for fold in range(PHONE_FOLDS):
+        fitted = fit_embedding_head(
+            phone_embeddings[head_fold != fold], phone_labels[head_fold != fold], len(CLASS_CODES), PHONE_HEAD_C
+        )
+        head_out_of_fold[head_fold == fold] = fitted.probabilities(phone_embeddings[head_fold == fold])
+    phone_head = fit_embedding_head(phone_embeddings, phone_labels, len(CLASS_CODES), PHONE_HEAD_C)
+    heads = {**picture_head.arrays(PICTURE_HEAD), **phone_head.arrays(PHONE_HEAD)}
+    np.savez(artifact_dir / HEADS_FILE, **cast(dict[str, Any], heads))
+    phone_logits = blend_logits(cross_validation_logits(clinical_cv_runs, phone), head_out_of_fold)
+    np.savez(artifact_dir / CLINICAL_CV_FILE, ids=np.array([s.image_id for s in phone]), logits=phone_logits)
+    kind_data = {
+        PhotoKind.DERMOSCOPIC: (
+            averaged_logits(dermoscopic, ham_images, DEFAULT_VIEWS),
+            ham_images,
+            np.array([s.label for s in ham_validation]),
+            [s.lesion_id for s in ham_validation],
+        ),
+        PhotoKind.CLINICAL: (
+            phone_logits,
+            phone_images,
+            np.array([s.label for s in phone]),
+            [s.patient_id for s in phone],
+        ),
+    }
+    kinds: dict[PhotoKind, KindSettings] = {}
+    for kind, (logits, images, labels, kind_groups) in kind_data.items():
+        fit = fit_kind(logits, labels, kind)
+        _, levels, _ = cross_fitted_probabilities(logits, labels, kind_groups, kind)
+        sharpness = np.array([measure_quality(image).sharpness for image in images])
+        kinds[kind] = KindSettings(
+            network_files=FILES[kind.value],  # type: ignore[arg-type]
+            temperature=round(fit.temperature, 6),
+            melanoma_alert_threshold=round(fit.policy.melanoma_alert_threshold, 6),
+            low_risk_below=round(fit.policy.low_risk_below, 6),
+            min_sharpness=round(float(np.quantile(sharpness, 1 - SHARP_SHARE)), 3),
+            malignant_told_low_per_100=round(100 * malignant_told_low_share(levels, labels), 1),
+        )
+        log.info("%s: %s", kind.value, kinds[kind])
+
+    # The answers' triage, fitted on every phone photo's out-of-fold probabilities and recorded answers.
+    phone_probabilities = softmax(phone_logits, kinds[PhotoKind.CLINICAL].temperature)
+    answer_matrix = np.stack([answer_features(patient_answers(s)) for s in phone])
+    fit_triage(phone_probabilities, np.array([s.label for s in phone]), answer_matrix).save(artifact_dir / TRIAGE_FILE)
+
+    model_files = sorted(
+        {name for files in FILES.values() for name in files.values()} | {HEADS_FILE, TRIAGE_FILE, EXPLANATION_FILE}
+    )
+    runs = {
+        kind: json.loads((run / "train_config.json").read_text())
+        for kind, run in (("dermoscopic", dermoscopic_run), ("clinical", clinical_run))
+    }
+    metadata = ArtifactMetadata(
+        version=artifact_version(artifact_dir, model_files),
+        architecture=(
+            "per photo kind a MobileNetV3-Small 1.0 (ImageNet start) fine-tuned for that kind, 7-class logits "
+            "(dermoscopic: HAM10000, two runs averaged; clinical: PAD-UFES-20 phone photos and lesion crops, "
+            "blended with a logistic-regression phone head on the ImageNet embedding); features: the frozen "
+            "ImageNet MobileNetV3-Small's 1024-wide embedding with a logistic-regression picture head"
+        ),
+        class_codes=list(CLASS_CODES),
+        class_names=[CLASS_NAMES[c] for c in CLASS_CODES],
+        input_size=INPUT_SIZE,
+        preprocessing=PREPROCESSING_DESCRIPTION,
+        features_files=FILES["features"],  # type: ignore[arg-type]
+        heads_file=HEADS_FILE,
+        triage_file=TRIAGE_FILE,
+        explanation_file=EXPLANATION_FILE,
+        default_runtime="litert",
+        test_time_views=list(DEFAULT_VIEWS),
+        kinds=kinds,
+        gates=GateSettings(
+            min_brightness=MIN_BRIGHTNESS,
+            max_brightness=MAX_BRIGHTNESS,
+            max_saturated_share=MAX_SATURATED_SHARE,
+            refusal_probability=REFUSAL_PROBABILITY,
+        ),
+        picture_classes=list(PICTURE_CLASSES),
+        training={
+            "runs": {kind: run["config"] for kind, run in runs.items()},
+            "data_fingerprint": runs["dermoscopic"]["data_fingerprint"],
+            "clinical_data_fingerprint": runs["clinical"].get("data_fingerprint"),
+            "clinical_cross_validation_runs": [str(run) for run in clinical_cv_runs],
+            "risk_policy": {
+                "high_malignant_probability": HIGH_MALIGNANT_PROBABILITY,
+                "max_malignant_told_low": {k.value: v for k, v in MAX_MALIGNANT_TOLD_LOW.items()},
+                "melanoma_sensitivity": {k.value: v for k, v in MELANOMA_SENSITIVITY.items()},
+            },
+            "picture_head_cross_validated_refusal": gate_figures,
+        },
+    )
+    (artifact_dir / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n")
+    log.info("artifact %s written to %s", metadata.version, artifact_dir)
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> None:
+    from shared.config import get_settings
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dermoscopic-run", type=Path, default=Path("models/runs/dermoscopic"))
+    parser.add_argument("--clinical-run", type=Path, default=Path("models/runs/clinical"))
+    parser.add_argument(
+        "--clinical-cv-runs", type=Path, nargs="+", default=[Path(f"models/runs/clinical_fold{k}") for k in range(5)]
+    )
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--phone-data-dir", type=Path, default=None)
+    parser.add_argument("--imagenet-weights", type=Path, default=None)
+    parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = resolve_data_dir(args.data_dir)
+    weights = args.imagenet_weights or get_settings().imagenet_weights
+    if weights is None:
+        raise SystemExit("set SKINSENSE_IMAGENET_WEIGHTS or pass --imagenet-weights")
+    package(
+        args.dermoscopic_run,
+        args.clinical_run,
+        args.clinical_cv_runs,
+        data_dir,
+        resolve_phone_data_root(args.phone_data_dir),
+        weights,
+        args.artifact_dir,
+    )
+
+
+if __name__ == "__main__":
+    main()
