@@ -12,47 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 from telegram import Message
 
-from bot.state import bot_data_bucket
-from shared.texts import result as result_texts
+from bot.state import Album
 
 ALBUM_MEMORY_S = 3600.0  # an album's photos all arrive within seconds; its entry is forgotten after this
 
 
-@dataclass
-class Album:
-    album_id: str  # on each of its jobs (shared.audit.Job.album_id): random, never the media_group_id
-    first: bool  # this photo is the album's first: it sends the "analysing..." message
-    status: asyncio.Future[Message] = field(repr=False)
-    started: float = field(default_factory=time.monotonic)
-
-    async def status_message(self, message: Message) -> Message:
-        """The album's "analysing..." message: sent by its first photo, shared by the others."""
-        if not self.first:
-            return await asyncio.shield(self.status)
-        try:
-            sent = await message.reply_text(result_texts.ANALYSING_ALBUM, do_quote=True)
-        except Exception as error:
-            self.status.set_exception(error)
-            raise
-        self.status.set_result(sent)
-        return sent
-
-
-def albums(bot_data: dict[Any, Any]) -> dict[tuple[int, str], Album]:
-    """(chat id, media group id) -> the album its photos join."""
-    return bot_data_bucket(bot_data, "albums")
-
-
-def join_album(message: Message, bot_data: dict[object, object]) -> Album | None:
+def join_album(message: Message, registry: dict[tuple[int, str], Album]) -> Album | None:
     """The album this photo belongs to (None when it was sent on its own)."""
     if message.media_group_id is None:
         return None
-    registry = albums(bot_data)
     now = time.monotonic()
     for key in [key for key, album in registry.items() if now - album.started > ALBUM_MEMORY_S]:
         del registry[key]

@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.ext import Application
+from telegram.ext import Application, ContextTypes
 
+from bot.context import BotData, BotServices
 from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore, bot_id_of
 from bot.fairness import FairUpdateProcessor
 from bot.handlers import register_handlers
@@ -38,8 +39,10 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     # Durable intake (bot/durable_updates.py): each update recorded before Telegram is told it arrived.
     inbound = InboundUpdateStore(get_engine(settings.database_url), Sealer(parse_keys(settings.delivery_key)))
     token = settings.telegram_token.get_secret_value()
+    services = BotServices.build(settings)  # the one place the bot's stores and clients are made
     application = (
         Application.builder()
+        .context_types(ContextTypes(bot_data=BotData))
         .application_class(DurableApplication, kwargs={"inbound": inbound})
         .update_queue(DurableUpdateQueue(inbound, bot_id=bot_id_of(token)))
         .token(token)
@@ -53,7 +56,8 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         .post_init(_post_init)
         .build()
     )
-    register_handlers(application)
+    application.bot_data.use(services)
+    register_handlers(application, services.clinicians)
     return application
 
 

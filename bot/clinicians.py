@@ -40,14 +40,13 @@ from telegram.ext import (
     ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     MessageHandler,
     filters,
 )
 
-from bot.chat_refs import chat_ref_of
+from bot.context import BotContext
 from bot.durable_updates import may_pass
-from bot.patients import get_patient_store
+from bot.patients import PatientStore
 from shared.audit import AlertDeliveryKind, AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert, MediaKind
 from shared.clinic.buttons import (
     CALLBACK_PATTERN,
@@ -57,9 +56,8 @@ from shared.clinic.buttons import (
     needs_confirmation,
     parse_callback,
 )
-from shared.clinic.store import ERASED_PATIENT, RESOLUTION_OF_ACTION, AlertStore, SealedContact, get_alert_store
+from shared.clinic.store import ERASED_PATIENT, RESOLUTION_OF_ACTION, AlertStore, SealedContact
 from shared.clinic.views import CASE_COMMAND, AlertView, case_ref_digits, median, patient_reference
-from shared.config import get_settings
 from shared.metrics import CLINICIAN_REFUSED, CLINICIAN_REVIEW
 from shared.telegram_calls import is_not_modified
 from shared.texts import clinician as clinician_texts
@@ -82,13 +80,9 @@ REFUSAL_SAMPLE_INTERVAL_S = 600.0
 REFUSALS_TRACKED = 10_000  # chats remembered for the sampling, before the oldest are forgotten
 
 
-def allow_list() -> ClinicianAllowList:
-    return ClinicianAllowList.from_settings(get_settings())
-
-
-def is_clinician(chat: Chat, user: User | None) -> bool:
+def is_clinician(chat: Chat, user: User | None, allow_list: ClinicianAllowList) -> bool:
     """In a private chat the chat is the user; in a group only the listed users count."""
-    return user is not None and allow_list().allows(chat.id, user.id, private=chat.type == Chat.PRIVATE)
+    return user is not None and allow_list.allows(chat.id, user.id, private=chat.type == Chat.PRIVATE)
 
 
 def clinician_name(user: User) -> str:
@@ -99,15 +93,11 @@ def clinician_name(user: User) -> str:
 # --- Refusals ---------------------------------------------------------------------------------------------------
 
 
-def _refusals_recorded(bot_data: dict[Any, Any]) -> dict[tuple[str, int, int | None], float]:
-    """(press or command, chat id, sender id) -> when a refusal there was last recorded (monotonic seconds)."""
-    recorded: dict[tuple[str, int, int | None], float] = bot_data.setdefault("clinician_refusals_recorded", {})
-    return recorded
-
-
-def _refusal_sampled(bot_data: dict[Any, Any], what: str, chat_id: int, sender_id: int | None) -> bool:
-    """Whether this refusal is the one recorded for its chat and sender in the sampling interval."""
-    recorded = _refusals_recorded(bot_data)
+def _refusal_sampled(
+    recorded: dict[tuple[str, int, int | None], float], what: str, chat_id: int, sender_id: int | None
+) -> bool:
+    """Whether this refusal is the one recorded for its chat and sender in the sampling interval (``recorded``:
+    (press or command, chat id, sender id) -> when a refusal there was last recorded, monotonic seconds)."""
     now = clock.monotonic()
     last = recorded.get((what, chat_id, sender_id))
     if last is not None and now - last < REFUSAL_SAMPLE_INTERVAL_S:
@@ -122,7 +112,7 @@ def _refusal_sampled(bot_data: dict[Any, Any], what: str, chat_id: int, sender_i
 
 
 async def _refuse(
-    context: ContextTypes.DEFAULT_TYPE,
+    context: BotContext,
     what: str,
     chat: Chat,
     user: User | None,
@@ -133,16 +123,16 @@ async def _refuse(
     chat by its reference only if they consented). True when sampled: the refusal that may be answered with a
     message (the others are not, so that a flood never spends the clinicians' chat allowance their alerts need)."""
     CLINICIAN_REFUSED.labels(what=what).inc()
-    if not _refusal_sampled(context.bot_data, what, chat.id, None if user is None else user.id):
+    if not _refusal_sampled(context.bot_data.refusals_recorded, what, chat.id, None if user is None else user.id):
         log.debug("clinician %s refused (not recorded: sampled)", what)
         return False
-    clinician_chat = allow_list().is_clinician_chat(chat.id)
+    clinician_chat = context.bot_data.services.clinicians.is_clinician_chat(chat.id)
     await asyncio.to_thread(
-        get_alert_store().record_refusal,
+        context.bot_data.services.alerts.record_refusal,
         alert_id=alert_id,
         action=action,
         clinician_chat_id=chat.id if clinician_chat else None,
-        patient_chat_ref=None if clinician_chat else chat_ref_of(chat.id),
+        patient_chat_ref=None if clinician_chat else context.bot_data.services.chat_ref(chat.id),
         user_id=None if user is None else user.id,
     )
     log.warning(
@@ -175,13 +165,13 @@ def _command_name(text: str) -> str:
 # --- Buttons ----------------------------------------------------------------------------------------------------
 
 
-async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_alert_button(update: Update, context: BotContext) -> None:
     query, chat, user = update.callback_query, update.effective_chat, update.effective_user
     if query is None or chat is None:
         raise ApplicationHandlerStop
-    store = get_alert_store()
+    store = context.bot_data.services.alerts
     parsed = parse_callback(query.data or "")
-    if user is None or not is_clinician(chat, user):
+    if user is None or not is_clinician(chat, user, context.bot_data.services.clinicians):
         await _refuse(
             context, "press", chat, user, _press_name(query.data or ""), None if parsed is None else parsed[1]
         )
@@ -227,7 +217,7 @@ async def on_alert_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 
 async def _decide(
-    store: AlertStore, action: ClinicianActionKind, thread_id: uuid.UUID, who: str, context: ContextTypes.DEFAULT_TYPE
+    store: AlertStore, action: ClinicianActionKind, thread_id: uuid.UUID, who: str, context: BotContext
 ) -> tuple[str, str]:
     """Apply a clinician's press; returns the answer they read and the outcome recorded."""
     if action == ClinicianActionKind.CLAIM:
@@ -276,9 +266,7 @@ async def _decide(
     return answer, "done"
 
 
-async def _ask_for_photo(
-    store: AlertStore, thread_id: uuid.UUID, who: str, context: ContextTypes.DEFAULT_TYPE
-) -> tuple[str, str]:
+async def _ask_for_photo(store: AlertStore, thread_id: uuid.UUID, who: str, context: BotContext) -> tuple[str, str]:
     """ "Ask for a better photo": the patient is asked (consent permitting) and the alert waits for the photo,
     unresolved and claimed (its photo and the patient's contact are kept: it is still open work)."""
     before = await asyncio.to_thread(store.load, thread_id)
@@ -318,11 +306,11 @@ def _observe(alert: ClinicianAlert, step: str) -> None:
 
 
 async def _tell_patient(
-    store: AlertStore, alert: ClinicianAlert, resolution: AlertResolution, context: ContextTypes.DEFAULT_TYPE
+    store: AlertStore, alert: ClinicianAlert, resolution: AlertResolution, context: BotContext
 ) -> str:
     """The patient's kind message, if their consent covers contact and their chat is still known."""
     described = clinician_texts.RESOLUTION_TEXT[resolution.value]
-    contact, why_not = await _patient_contact(store, alert)
+    contact, why_not = await _patient_contact(store, context.bot_data.services.patients, alert)
     if contact is None:
         cannot = {
             "patient_erased": clinician_texts.PRESS_PATIENT_ERASED,
@@ -344,13 +332,14 @@ async def _tell_patient(
     return clinician_texts.PRESS_PATIENT_TOLD.format(resolution=described)
 
 
-async def _patient_contact(store: AlertStore, alert: ClinicianAlert) -> tuple[SealedContact | None, str]:
+async def _patient_contact(
+    store: AlertStore, patients: PatientStore, alert: ClinicianAlert
+) -> tuple[SealedContact | None, str]:
     """The patient's chat, when a clinician may message them: their data is not erased, the privacy text they
     agreed to covers contact, and the thread still holds their chat. Otherwise None and why not: "patient_erased",
     "no_consent" or "no_contact"."""
     if alert.chat_ref == ERASED_PATIENT:
         return None, "patient_erased"
-    patients = get_patient_store()
     consents = [
         await asyncio.to_thread(patients.consent, alert.chat_ref, version)
         for version in clinician_texts.PRIVACY_VERSIONS_COVERING_CONTACT
@@ -365,7 +354,7 @@ async def _patient_contact(store: AlertStore, alert: ClinicianAlert) -> tuple[Se
 
 
 async def _prompt_for_message(
-    store: AlertStore, thread_id: uuid.UUID, chat: Chat, user: User, context: ContextTypes.DEFAULT_TYPE
+    store: AlertStore, thread_id: uuid.UUID, chat: Chat, user: User, context: BotContext
 ) -> tuple[str, str]:
     """ "Write to the patient": the prompt for the clinician's words, in the chat that pressed (a ForceReply; in a
     group, for the clinician who pressed: they are mentioned). Nothing is asked when no message could be sent."""
@@ -374,7 +363,7 @@ async def _prompt_for_message(
         return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
     if root.state == AlertState.RESOLVED:
         return _already_resolved(root), "already_resolved"
-    contact, why_not = await _patient_contact(store, root)
+    contact, why_not = await _patient_contact(store, context.bot_data.services.patients, root)
     view = None if contact is None else await asyncio.to_thread(store.view, thread_id)
     if contact is None or view is None:
         return clinician_texts.WRITE_NOT_SENT[why_not or "no_contact"], why_not or "no_contact"
@@ -406,7 +395,7 @@ def prompt_reference(prompt: Message | None, bot_id: int) -> tuple[uuid.UUID, in
     return None if match is None else (uuid.UUID(match["job_id"]), int(match["user_id"]))
 
 
-async def on_clinician_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_clinician_reply(update: Update, context: BotContext) -> None:
     """A reply in a clinician chat: to a "Write to the patient" prompt, by the clinician it was for, the message
     goes to the patient; anything else is like any other message there."""
     chat, user, message = update.effective_chat, update.effective_user, update.message
@@ -415,14 +404,14 @@ async def on_clinician_reply(update: Update, context: ContextTypes.DEFAULT_TYPE)
         await on_clinician_chat_message(update, context)
         return
     job_id, asked_by = reference
-    if user is None or not is_clinician(chat, user):
+    if user is None or not is_clinician(chat, user, context.bot_data.services.clinicians):
         if await _refuse(context, "reply", chat, user, ClinicianActionKind.WRITE.value):
             await message.reply_text(clinician_texts.WRITE_REFUSED, do_quote=True)  # once per member and interval
         raise ApplicationHandlerStop
     if user.id != asked_by:
         await message.reply_text(clinician_texts.WRITE_NOT_YOURS, do_quote=True)
         raise ApplicationHandlerStop
-    store = get_alert_store()
+    store = context.bot_data.services.alerts
     answer, outcome, alert_id = await _write_to_patient(store, job_id, message.text or "", context)
     await asyncio.to_thread(
         store.record_action,
@@ -439,7 +428,7 @@ async def on_clinician_reply(update: Update, context: ContextTypes.DEFAULT_TYPE)
 
 
 async def _write_to_patient(
-    store: AlertStore, job_id: uuid.UUID, text: str, context: ContextTypes.DEFAULT_TYPE
+    store: AlertStore, job_id: uuid.UUID, text: str, context: BotContext
 ) -> tuple[str, str, uuid.UUID | None]:
     """Send a clinician's words to the patient of the alert for ``job_id`` (its thread's patient) with the same
     checks as the canned messages; returns what the clinician reads, the outcome recorded and the thread's id."""
@@ -461,7 +450,7 @@ async def _write_to_patient(
             "already_resolved",
             root.id,
         )
-    contact, why_not = await _patient_contact(store, root)
+    contact, why_not = await _patient_contact(store, context.bot_data.services.patients, root)
     if contact is None:
         return clinician_texts.WRITE_NOT_SENT[why_not], why_not, root.id
     date = root.created_at.strftime("%Y-%m-%d")
@@ -497,9 +486,7 @@ async def _edit_buttons(query: CallbackQuery, keyboard: Any) -> None:
         log.warning("alert buttons: edit failed (%s)", type(error).__name__)
 
 
-async def refresh_alert(
-    context: ContextTypes.DEFAULT_TYPE, store: AlertStore, thread_id: uuid.UUID, pressed: Any = None
-) -> int:
+async def refresh_alert(context: BotContext, store: AlertStore, thread_id: uuid.UUID, pressed: Any = None) -> int:
     """Edit the thread's alert in every clinician chat that has it (and its latest /case copies) to its current
     state, and the ``pressed`` message too when it is none of those (an older /case copy); returns edits made."""
     view = await asyncio.to_thread(store.view, thread_id)
@@ -537,23 +524,23 @@ async def refresh_alert(
 # --- Commands ---------------------------------------------------------------------------------------------------
 
 
-async def _allowed_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def _allowed_command(update: Update, context: BotContext) -> bool:
     """A clinician's command; anyone else in a clinician chat is refused (answered, counted, sampled)."""
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     if chat is None or message is None:
         return False
-    if is_clinician(chat, user):
+    if is_clinician(chat, user, context.bot_data.services.clinicians):
         return True
     if await _refuse(context, "command", chat, user, _command_name(message.text or "")):
         await message.reply_text(clinician_texts.COMMAND_REFUSED, do_quote=True)  # once per chat and sampling interval
     return False
 
 
-async def on_pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_pending(update: Update, context: BotContext) -> None:
     if await _allowed_command(update, context):
         now = datetime.now(UTC)
         rows = []
-        for case in await asyncio.to_thread(get_alert_store().pending_cases):
+        for case in await asyncio.to_thread(context.bot_data.services.alerts.pending_cases):
             alert = case.alert
             finding = (
                 clinician_texts.pending_finding(str(case.risk or "?"), case.ranking, case.melanoma_alert)
@@ -578,14 +565,14 @@ async def on_pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     raise ApplicationHandlerStop
 
 
-async def on_case(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_case(update: Update, context: BotContext) -> None:
     """/case JOB_ID (typed: the whole job id, or its first characters)."""
     if await _allowed_command(update, context):
         await _show_case(update, context, " ".join(context.args or []))
     raise ApplicationHandlerStop
 
 
-async def on_case_shortcut(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_case_shortcut(update: Update, context: BotContext) -> None:
     """/case_3f2a9c41 (tapped in /pending)."""
     if await _allowed_command(update, context):
         message = update.effective_message
@@ -594,7 +581,7 @@ async def on_case_shortcut(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     raise ApplicationHandlerStop
 
 
-async def _show_case(update: Update, context: ContextTypes.DEFAULT_TYPE, ref: str) -> None:
+async def _show_case(update: Update, context: BotContext, ref: str) -> None:
     """One alert as it is now: the patient's photo (while the alert holds it), then the alert's text with its
     buttons under it; recorded so that it is kept current like the alert."""
     message, chat = update.effective_message, update.effective_chat
@@ -602,7 +589,7 @@ async def _show_case(update: Update, context: ContextTypes.DEFAULT_TYPE, ref: st
     if case_ref_digits(ref) is None:
         await message.reply_text(clinician_texts.CASE_USAGE, do_quote=True)
         return
-    store = get_alert_store()
+    store = context.bot_data.services.alerts
     found = await asyncio.to_thread(store.for_case_ref, ref)
     if len(found) > 1:
         await message.reply_text(clinician_texts.CASE_AMBIGUOUS.format(job_id=ref.strip()), do_quote=True)
@@ -640,9 +627,9 @@ async def _send_case_photo(message: Message, store: AlertStore, view: AlertView)
     return sent, False
 
 
-async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_stats(update: Update, context: BotContext) -> None:
     if await _allowed_command(update, context):
-        store = get_alert_store()
+        store = context.bot_data.services.alerts
         now = datetime.now(UTC)
         today = await asyncio.to_thread(store.count_since, datetime.combine(now.date(), time(), tzinfo=UTC))
         week = await asyncio.to_thread(store.count_since, now - timedelta(days=7))
@@ -655,7 +642,7 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     raise ApplicationHandlerStop
 
 
-async def on_clinician_chat_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_clinician_chat_message(update: Update, context: BotContext) -> None:
     """Anything else in a clinician chat: the commands, in a private chat; silence in a group (clinicians talk
     to each other there) and for an edited message. Never the patients' consent gate."""
     chat, message = update.effective_chat, update.message
@@ -664,9 +651,11 @@ async def on_clinician_chat_message(update: Update, context: ContextTypes.DEFAUL
     raise ApplicationHandlerStop
 
 
-def register_clinician_handlers(application: Application[Any, Any, Any, Any, Any, Any], group: int = -2) -> None:
+def register_clinician_handlers(
+    application: Application[Any, Any, Any, Any, Any, Any], allow_list: ClinicianAllowList, group: int = -2
+) -> None:
     """Before the consent gate (group -1): clinicians are not patients."""
-    clinician_chats = filters.Chat(chat_id=sorted(allow_list().chat_ids))
+    clinician_chats = filters.Chat(chat_id=sorted(allow_list.chat_ids))
     commands = clinician_chats & filters.UpdateType.MESSAGE  # an edited command is not asked again
     application.add_handler(CallbackQueryHandler(on_alert_button, pattern=CALLBACK_PATTERN), group=group)
     application.add_handler(CommandHandler("pending", on_pending, filters=commands), group=group)

@@ -16,15 +16,13 @@ from enum import StrEnum
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import ApplicationHandlerStop
 
-from bot.chat_refs import chat_ref_of
+from bot.context import BotContext
 from bot.durable_updates import key_of
 from bot.intake import incoming_image, take_image
-from bot.patients import get_patient_store
-from bot.questionnaire import Questionnaire, answer_tap, close_questionnaire, edit_unless_unchanged, questionnaires
-from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, pending_photos
-from shared.job_store import get_job_store
+from bot.questionnaire import answer_tap, close_questionnaire, edit_unless_unchanged
+from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, Questionnaire
 from shared.outcomes import FailureCode
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
@@ -56,8 +54,12 @@ def consent_keyboard() -> InlineKeyboardMarkup:
     )
 
 
-async def has_consented(chat_id: int) -> bool:
-    consent = await asyncio.to_thread(get_patient_store().consent, chat_ref_of(chat_id), patient_texts.PRIVACY_VERSION)
+async def has_consented(chat_id: int, context: BotContext) -> bool:
+    consent = await asyncio.to_thread(
+        context.bot_data.services.patients.consent,
+        context.bot_data.services.chat_ref(chat_id),
+        patient_texts.PRIVACY_VERSION,
+    )
     return consent is not None
 
 
@@ -68,12 +70,12 @@ async def ask_for_consent(message: Message) -> None:
     )
 
 
-async def consent_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def consent_gate(update: Update, context: BotContext) -> None:
     """Any message from a patient who has not agreed to the current text: the privacy question instead."""
     message = update.effective_message
-    if message is None or await has_consented(message.chat_id):
+    if message is None or await has_consented(message.chat_id, context):
         return  # on to the handlers of group 0
-    held = pending_photos(context.bot_data).setdefault(message.chat_id, [])
+    held = context.bot_data.pending_photos.setdefault(message.chat_id, [])
     already_asked = bool(held)
     replayed = any(h.message.message_id == message.message_id for h in held)  # handled again (durable updates)
     if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS and not replayed:
@@ -83,7 +85,7 @@ async def consent_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     raise ApplicationHandlerStop
 
 
-async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_consent_choice(update: Update, context: BotContext) -> None:
     """A tap on "I agree" or "No thanks"."""
     query = update.callback_query
     chat = update.effective_chat
@@ -94,23 +96,26 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await answer_tap(query)
         await query.edit_message_text(patient_texts.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
         return
-    held_by_chat = pending_photos(context.bot_data)
+    held_by_chat = context.bot_data.pending_photos
     held = list(held_by_chat.get(chat.id, []))
-    chat_ref = chat_ref_of(chat.id)
+    chat_ref = context.bot_data.services.chat_ref(chat.id)
     if ConsentChoice(choice) == ConsentChoice.DECLINE:
         held_by_chat.pop(chat.id, None)
-        await asyncio.to_thread(get_patient_store().withdraw_consent, chat_ref)
+        await asyncio.to_thread(context.bot_data.services.patients.withdraw_consent, chat_ref)
         # Photos sent under the earlier consent and not analysed yet are never analysed: the workers answer them
         # with CONSENT_WITHDRAWN_IN_PROGRESS (an album's in its one reply). Those analysed get their photo-only
         # result (below). Idempotent: a replayed tap closes nothing more.
         await asyncio.to_thread(
-            get_job_store().close_unanalysed, chat_ref, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn"
+            context.bot_data.services.jobs.close_unanalysed,
+            chat_ref,
+            FailureCode.CONSENT_WITHDRAWN,
+            "consent withdrawn",
         )
         # The tap is answered only once the withdrawal is recorded: under Telegram's flood control every call of
         # the deployment waits (shared/telegram_calls.py), and a worker's retry must not analyse the photo while
         # the withdrawal waits behind the answer to the button.
         await answer_tap(query)
-        stored = await asyncio.to_thread(get_patient_store().job_count, chat_ref)
+        stored = await asyncio.to_thread(context.bot_data.services.patients.job_count, chat_ref)
         declined = (
             patient_texts.CONSENT_DECLINED_WITH_DATA.format(jobs=stored) if stored else patient_texts.CONSENT_DECLINED
         )
@@ -122,7 +127,7 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         log.info("consent declined; %d held photo(s) dropped", len(held))
         return
     await answer_tap(query)
-    await asyncio.to_thread(get_patient_store().record_consent, chat_ref, version)
+    await asyncio.to_thread(context.bot_data.services.patients.record_consent, chat_ref, version)
     await edit_unless_unchanged(
         query.edit_message_text(patient_texts.CONSENT_GIVEN_PHOTO_PENDING if held else patient_texts.CONSENT_GIVEN)
     )
@@ -139,13 +144,15 @@ async def on_consent_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         held_by_chat.pop(chat.id, None)
 
 
-async def on_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_privacy(update: Update, context: BotContext) -> None:
     """/privacy: the privacy text at any time; with the buttons while the patient has not agreed to it, and the
     one to withdraw once they have (withdrawing is as easy as agreeing)."""
     message = update.effective_message
     if message is not None:
         consent = await asyncio.to_thread(
-            get_patient_store().consent, chat_ref_of(message.chat_id), patient_texts.PRIVACY_VERSION
+            context.bot_data.services.patients.consent,
+            context.bot_data.services.chat_ref(message.chat_id),
+            patient_texts.PRIVACY_VERSION,
         )
         if consent is None:
             await ask_for_consent(message)
@@ -181,11 +188,13 @@ def delete_keyboard() -> InlineKeyboardMarkup:
     )
 
 
-async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_delete(update: Update, context: BotContext) -> None:
     """/delete: asks first (with or without consent); the "Erase everything" button erases."""
     message = update.effective_message
     if message is not None:
-        jobs = await asyncio.to_thread(get_patient_store().job_count, chat_ref_of(message.chat_id))
+        jobs = await asyncio.to_thread(
+            context.bot_data.services.patients.job_count, context.bot_data.services.chat_ref(message.chat_id)
+        )
         await message.reply_text(
             patient_texts.DELETE_CONFIRM.format(jobs=jobs),
             parse_mode=ParseMode.HTML,
@@ -195,7 +204,7 @@ async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     raise ApplicationHandlerStop
 
 
-async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_delete_choice(update: Update, context: BotContext) -> None:
     """ "Erase everything": erase every row about this patient (tombstones stay, unlinkable), and forget what the
     bot holds in memory for them. "Keep my data": nothing happens."""
     query = update.callback_query
@@ -210,11 +219,15 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so,
     # every one still waiting (albums, questionnaires closed or lost with a restart). Read before the erasure,
     # which erases the sealed delivery data that holds them.
-    in_progress = await asyncio.to_thread(get_job_store().unanswered_status_messages, chat_ref_of(chat.id))
-    erased = await asyncio.to_thread(get_patient_store().erase_patient, chat_ref_of(chat.id))
-    pending_photos(context.bot_data).pop(chat.id, None)
+    in_progress = await asyncio.to_thread(
+        context.bot_data.services.jobs.unanswered_status_messages, context.bot_data.services.chat_ref(chat.id)
+    )
+    erased = await asyncio.to_thread(
+        context.bot_data.services.patients.erase_patient, context.bot_data.services.chat_ref(chat.id)
+    )
+    context.bot_data.pending_photos.pop(chat.id, None)
     for questionnaire in mine:
-        questionnaires(context.bot_data).pop(questionnaire.job_id, None)
+        context.bot_data.questionnaires.pop(questionnaire.job_id, None)
         if questionnaire.message_id is not None:
             with contextlib.suppress(TelegramError):
                 await context.bot.edit_message_text(
@@ -229,6 +242,6 @@ async def on_delete_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     log.info("patient erased: %d job(s) tombstoned", erased)
 
 
-def _open_questionnaires(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> list[Questionnaire]:
+def _open_questionnaires(context: BotContext, chat_id: int) -> list[Questionnaire]:
     """The questionnaires in progress in this chat (a copy: closing them changes the registry)."""
-    return [q for q in questionnaires(context.bot_data).values() if q.chat_id == chat_id]
+    return [q for q in context.bot_data.questionnaires.values() if q.chat_id == chat_id]

@@ -19,17 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from functools import lru_cache
 from typing import Any
 
 from telegram import Update
 from telegram.constants import ChatType
-from telegram.ext import ApplicationHandlerStop, BaseHandler, BaseUpdateProcessor, ContextTypes
+from telegram.ext import ApplicationHandlerStop, BaseHandler, BaseUpdateProcessor
 
-from bot.chat_refs import chat_ref_of
 from bot.clinicians import is_clinician
-from bot.rate_limit import RollingLimit, redis_client
-from shared.config import get_settings
+from bot.context import BotContext, BotServices
 from shared.metrics import UPDATES_DROPPED
 from shared.texts import patient as patient_texts
 
@@ -37,7 +34,6 @@ log = logging.getLogger(__name__)
 
 WORKING_UPDATES = 8  # updates of different chats handled at once
 QUEUED_UPDATES = 100_000  # PTB's slots: a chat's updates wait for their turn here, holding none of the above
-MINUTE_S = 60.0
 
 
 class FairUpdateProcessor(BaseUpdateProcessor):
@@ -73,29 +69,17 @@ class FairUpdateProcessor(BaseUpdateProcessor):
         """Nothing to free."""
 
 
-@lru_cache
-def update_limit() -> RollingLimit:
-    settings = get_settings()
-    return RollingLimit(
-        redis_client(settings),
-        limit=settings.updates_per_chat_per_minute,
-        window_s=MINUTE_S,
-        name="updates-per-minute",
-        key_prefix=settings.redis_key_prefix,
-    )
-
-
-def sender_ref(update: Update) -> str | None:
+def sender_ref(update: Update, services: BotServices) -> str | None:
     """Who is counted: a private chat; in a group, the member (pseudonymous either way)."""
     chat, user = update.effective_chat, update.effective_user
     if chat is None:
         return None
     if chat.type == ChatType.PRIVATE or user is None:
-        return chat_ref_of(chat.id)
-    return f"{chat_ref_of(chat.id)}:{chat_ref_of(user.id)}"
+        return services.chat_ref(chat.id)
+    return f"{services.chat_ref(chat.id)}:{services.chat_ref(user.id)}"
 
 
-class AdmissionHandler(BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]):
+class AdmissionHandler(BaseHandler[Update, BotContext, None]):
     """``admission_gate`` for every update that starts something: not edited messages, which start nothing
     (bot/handlers.py) and so cost nothing to let by."""
 
@@ -106,14 +90,15 @@ class AdmissionHandler(BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]):
         return isinstance(update, Update) and update.edited_message is None and update.edited_channel_post is None
 
 
-async def admission_gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def admission_gate(update: Update, context: BotContext) -> None:
     """Past a chat's (or a group member's) allowance of updates a minute: one notice, then nothing (see the
     module); the update is recorded as handled, so it is never handled later either."""
     chat, user = update.effective_chat, update.effective_user
-    ref = sender_ref(update)
-    if chat is None or ref is None or is_clinician(chat, user):
+    services = context.bot_data.services
+    ref = sender_ref(update, services)
+    if chat is None or ref is None or is_clinician(chat, user, services.clinicians):
         return
-    limit = update_limit()
+    limit = services.update_limit
     if await asyncio.to_thread(limit.allow, ref):
         return
     UPDATES_DROPPED.labels(reason="chat_over_limit").inc()

@@ -18,40 +18,41 @@ from telegram.ext import (
     ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     MessageHandler,
     filters,
 )
 
 from bot import consent, history, questionnaire
-from bot.clinicians import CLINICIAN_COMMANDS, allow_list, register_clinician_handlers
+from bot.clinicians import CLINICIAN_COMMANDS, register_clinician_handlers
+from bot.context import BotContext
 from bot.fairness import AdmissionHandler
 from bot.intake import on_image_document, on_photo
 from bot.private_chats import SharedChatHandler
+from shared.clinic.buttons import ClinicianAllowList
 from shared.texts import patient as patient_texts
 from shared.texts.patient import MAX_FILE_MB
 
 log = logging.getLogger(__name__)
 
 
-async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_start(update: Update, context: BotContext) -> None:
     if update.effective_message:
         await update.effective_message.reply_text(patient_texts.START)
 
 
-async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_help(update: Update, context: BotContext) -> None:
     if update.effective_message:
         await update.effective_message.reply_text(patient_texts.help_text(MAX_FILE_MB))
 
 
-async def on_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_about(update: Update, context: BotContext) -> None:
     """/about: what SkinSense is and is not, and the full disclaimer; answered with or without consent."""
     if update.effective_message:
         await update.effective_message.reply_text(patient_texts.ABOUT, parse_mode=ParseMode.HTML, do_quote=False)
     raise ApplicationHandlerStop
 
 
-async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_unsupported(update: Update, context: BotContext) -> None:
     """Text, stickers, voice, video and anything else: a short, kind pointer to what works."""
     message = update.effective_message
     if message:
@@ -60,7 +61,7 @@ async def on_unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         )
 
 
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_error(update: object, context: BotContext) -> None:
     # The whole traceback: shared.logs' filter blanks the token out of it (request URLs carry the token).
     log.error("error while handling an update", exc_info=context.error)
 
@@ -69,10 +70,12 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 NEW_MESSAGES = filters.UpdateType.MESSAGE
 
 
-def register_handlers(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+def register_handlers(application: Application[Any, Any, Any, Any, Any, Any], allow_list: ClinicianAllowList) -> None:
     application.add_handler(AdmissionHandler(), group=-3)  # a chat past its allowance: dropped (bot/fairness.py)
-    register_clinician_handlers(application, group=-2)  # clinicians are not patients: before the consent gate
-    application.add_handler(SharedChatHandler(allow_list().chat_ids), group=-1)  # patients: private chats only
+    register_clinician_handlers(
+        application, allow_list, group=-2
+    )  # clinicians are not patients: before the consent gate
+    application.add_handler(SharedChatHandler(allow_list.chat_ids), group=-1)  # patients: private chats only
     application.add_handler(CommandHandler("about", on_about, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("privacy", consent.on_privacy, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("history", history.on_history, filters=NEW_MESSAGES), group=-1)

@@ -12,10 +12,9 @@ import uuid
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import ApplicationHandlerStop
 
-from bot.chat_refs import chat_ref_of
-from bot.patients import get_patient_store
+from bot.context import BotContext
 from bot.questionnaire import answer_tap
 from shared.results import patient_result
 from shared.texts import result as result_texts
@@ -25,11 +24,13 @@ CALLBACK_PATTERN = r"^history\|"
 BUTTONS_PER_ROW = 5
 
 
-async def on_history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_history(update: Update, context: BotContext) -> None:
     """/history: the list, with a button per result (answered with or without consent: without, it is empty)."""
     message = update.effective_message
     if message is not None:
-        jobs = await asyncio.to_thread(get_patient_store().results, chat_ref_of(message.chat_id))
+        jobs = await asyncio.to_thread(
+            context.bot_data.services.patients.results, context.bot_data.services.chat_ref(message.chat_id)
+        )
         entries = [
             result_texts.history_entry(number, job.received_at, patient_result(job))
             for number, job in enumerate(jobs, start=1)
@@ -48,7 +49,7 @@ async def on_history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     raise ApplicationHandlerStop
 
 
-async def on_history_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_history_choice(update: Update, context: BotContext) -> None:
     """A tap on a result's number: that result in full, as a new message."""
     query = update.callback_query
     chat = update.effective_chat
@@ -59,6 +60,8 @@ async def on_history_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         job_id = uuid.UUID(query.data.split("|", 1)[1])
     except ValueError:
         return  # not a button of ours
-    job = await asyncio.to_thread(get_patient_store().result, chat_ref_of(chat.id), job_id)
+    job = await asyncio.to_thread(
+        context.bot_data.services.patients.result, context.bot_data.services.chat_ref(chat.id), job_id
+    )
     text = result_texts.HISTORY_GONE if job is None else result_texts.past_result(job.received_at, patient_result(job))
     await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)

@@ -10,17 +10,15 @@ from dataclasses import dataclass
 
 from kombu.exceptions import OperationalError as KombuOperationalError
 from telegram import Message, Update
-from telegram.ext import ContextTypes
 
-from bot.albums import Album, join_album
-from bot.chat_refs import chat_ref_of
+from bot.albums import join_album
+from bot.context import BotContext
 from bot.durable_updates import key_of
-from bot.patients import get_patient_store
-from bot.questionnaire import questionnaires, start_questionnaire
-from bot.rate_limit import get_photo_rate_limit
+from bot.questionnaire import start_questionnaire
+from bot.state import Album
 from shared.audit import Job, JobStatus, MediaKind, utc_now
 from shared.images import MAX_FILE_BYTES, MIN_SIDE
-from shared.job_store import Delivery, get_job_store
+from shared.job_store import Delivery
 from shared.metrics import PHOTOS_RECEIVED, count_job
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.queue import ClassifyPhotoRequest, enqueue_classification
@@ -63,19 +61,19 @@ def incoming_image(message: Message) -> IncomingImage | None:
     return None
 
 
-async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_photo(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is not None and message.photo:
         await take_image(message, context, update_key=key_of(update))
 
 
-async def on_image_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_image_document(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is not None and message.document is not None:
         await take_image(message, context, update_key=key_of(update))
 
 
-async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, update_key: str | None = None) -> None:
+async def take_image(message: Message, context: BotContext, *, update_key: str | None = None) -> None:
     """A photo or file from a patient who consented (also one held back until they did).
 
     Idempotent by ``update_key`` (the Telegram update that brought it: bot/durable_updates.update_key): handling
@@ -86,40 +84,42 @@ async def take_image(message: Message, context: ContextTypes.DEFAULT_TYPE, *, up
     image = incoming_image(message)
     if image is None:
         return
-    store = get_job_store()
+    store = context.bot_data.services.jobs
     if update_key is not None:
         earlier = await asyncio.to_thread(store.by_update, update_key)
         if earlier is not None:
             log.info("job %s: update handled before; going on from where it stopped", earlier.id)
             await continue_job(message, context, earlier)
             return
-    limit = get_photo_rate_limit()
-    if not await asyncio.to_thread(limit.allow, chat_ref_of(message.chat_id)):
+    limit = context.bot_data.services.photo_limit
+    if not await asyncio.to_thread(limit.allow, context.bot_data.services.chat_ref(message.chat_id)):
         log.info("photo not analysed: the chat is over its limit of %d an hour", limit.per_hour)
-        if await asyncio.to_thread(limit.first_refusal, chat_ref_of(message.chat_id)):  # once, not per photo
+        if await asyncio.to_thread(
+            limit.first_refusal, context.bot_data.services.chat_ref(message.chat_id)
+        ):  # once, not per photo
             await message.reply_text(patient_texts.too_many_photos(limit.per_hour), do_quote=True)
         PHOTOS_RECEIVED.labels(result="limited").inc()
         return
     if image.kind == MediaKind.DOCUMENT and image.mime_type not in ACCEPTED_IMAGE_TYPES:
         reason = f"document of type {image.mime_type or 'unknown'}"
-        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason), update_key)
+        await reject(message, image, Refusal(RefusalCode.NOT_AN_IMAGE, reason), context, update_key)
         return
     await accept_image(message, image, context, update_key)
 
 
 async def accept_image(
-    message: Message, image: IncomingImage, context: ContextTypes.DEFAULT_TYPE, update_key: str | None = None
+    message: Message, image: IncomingImage, context: BotContext, update_key: str | None = None
 ) -> None:
     if image.file_size is not None and image.file_size > MAX_FILE_BYTES:
         refusal = Refusal(RefusalCode.TOO_LARGE, f"the file is larger than {MAX_FILE_MB} MB")
-        await reject(message, image, refusal, update_key)
+        await reject(message, image, refusal, context, update_key)
         return
     if image.width is not None and image.height is not None and min(image.width, image.height) < MIN_SIDE:
         reason = f"the image is only {image.width}x{image.height} pixels"
-        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), update_key)
+        await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), context, update_key)
         return
-    album = join_album(message, context.bot_data)  # photos sent together: one reply (bot/albums.py)
-    store, chat_ref = get_job_store(), chat_ref_of(message.chat_id)
+    album = join_album(message, context.bot_data.albums)  # photos sent together: one reply (bot/albums.py)
+    store, chat_ref = context.bot_data.services.jobs, context.bot_data.services.chat_ref(message.chat_id)
     # The row first, with what the workers need to answer (sealed): from here on the job cannot be lost.
     job = await asyncio.to_thread(
         store.record_received,
@@ -131,7 +131,10 @@ async def accept_image(
         delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id, photo_message_id=message.message_id),
         update_key=update_key,
     )
-    if await asyncio.to_thread(get_patient_store().consent, chat_ref, patient_texts.PRIVACY_VERSION) is None:
+    if (
+        await asyncio.to_thread(context.bot_data.services.patients.consent, chat_ref, patient_texts.PRIVACY_VERSION)
+        is None
+    ):
         # "No thanks" was handled while this photo came in (updates are handled concurrently). Checked once the
         # row exists, so that this check or the tap's close (bot/consent.py) finds the photo: never analysed.
         await asyncio.to_thread(store.close_unanalysed, chat_ref, FailureCode.CONSENT_WITHDRAWN, "consent withdrawn")
@@ -140,14 +143,12 @@ async def accept_image(
     await continue_job(message, context, job, album)
 
 
-async def continue_job(
-    message: Message, context: ContextTypes.DEFAULT_TYPE, job: Job, album: Album | None = None
-) -> None:
+async def continue_job(message: Message, context: BotContext, job: Job, album: Album | None = None) -> None:
     """The steps after the row, each skipped when an earlier handling of the update did it: the questionnaire
     (none for an album: its questions are closed when recorded), the "Analysing..." message (an album's photos
     share one), the enqueue. The questions come first, so that "Analysing...", which becomes the result, is the
     newest message: the result arrives where the patient reads next, under the questions they answered."""
-    store = get_job_store()
+    store = context.bot_data.services.jobs
     if job.replied_at is not None:
         return
     if job.status == JobStatus.REJECTED and job.delivery is None:  # refused here; the reply was not recorded
@@ -164,13 +165,13 @@ async def continue_job(
     if (
         job.answers_closed_at is None
         and job.status not in (JobStatus.REJECTED, JobStatus.FAILED)
-        and job.id not in questionnaires(context.bot_data)
+        and job.id not in context.bot_data.questionnaires
         and delivery.questionnaire_message_id is None  # asked by an earlier handling (lost with a restart)
     ):
         await start_questionnaire(context, job.id, message.chat_id, job.chat_ref, message.message_id)
     if delivery.status_message_id is None:
         if job.album_id is not None and album is None:  # a replay: the album's message, if it is still known
-            album = join_album(message, context.bot_data)
+            album = join_album(message, context.bot_data.albums)
         if album is None:
             # Never a status message after the answer: under load the reconciler may have had the photo answered
             # (threaded to it) while this handling waited for the chat's allowance.
@@ -201,23 +202,27 @@ async def continue_job(
         log.info("job %s: queued", job.id)
 
 
-async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def tell_enqueue_delayed(job: Job, delivery: Delivery, context: BotContext) -> None:
     """Once per job: the "Analysing..." message says it is taking longer (the reconciler, which would say it,
     runs through the broker that is down)."""
     log.warning("job %s: broker unavailable; the job stays queued and is retried", job.id)
     PHOTOS_RECEIVED.labels(result="enqueue_delayed").inc()
-    if delivery.status_message_id is None or not await asyncio.to_thread(get_job_store().mark_slow_notice, job.id):
+    if delivery.status_message_id is None or not await asyncio.to_thread(
+        context.bot_data.services.jobs.mark_slow_notice, job.id
+    ):
         return
     await context.bot.edit_message_text(
         patient_texts.TAKING_LONGER, chat_id=delivery.chat_id, message_id=delivery.status_message_id
     )
 
 
-async def reject(message: Message, image: IncomingImage, refusal: Refusal, update_key: str | None = None) -> None:
-    store = get_job_store()
+async def reject(
+    message: Message, image: IncomingImage, refusal: Refusal, context: BotContext, update_key: str | None = None
+) -> None:
+    store = context.bot_data.services.jobs
     job = await asyncio.to_thread(
         store.record_refused,
-        chat_ref=chat_ref_of(message.chat_id),
+        chat_ref=context.bot_data.services.chat_ref(message.chat_id),
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
         refusal=refusal,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select, update
@@ -130,11 +129,3 @@ class PatientStore:
         if job is None or job.chat_ref != chat_ref or job.status != JobStatus.DONE or job.ranking is None:
             return None
         return job
-
-
-@lru_cache
-def get_patient_store() -> PatientStore:
-    """The process's patient store, on the configured audit database."""
-    from shared.db import get_engine
-
-    return PatientStore(get_engine())

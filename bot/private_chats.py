@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
 
 from telegram import Chat, Update
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import ApplicationHandlerStop, BaseHandler, ContextTypes
+from telegram.ext import ApplicationHandlerStop, BaseHandler
 
+from bot.context import BotContext
 from shared.metrics import PRESSES_REFUSED, SHARED_CHAT_MESSAGES
 from shared.texts import patient as patient_texts
 
@@ -29,7 +29,7 @@ TELL_AT_MOST_EVERY_S = 3600.0
 BUTTONS_BY_PREFIX = {"q": "questionnaire", "consent": "consent", "delete": "delete", "history": "history"}
 
 
-class SharedChatHandler(BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]):
+class SharedChatHandler(BaseHandler[Update, BotContext, None]):
     """Every update from a chat that is not private and not one of the clinician chats."""
 
     def __init__(self, clinician_chat_ids: frozenset[int]) -> None:
@@ -43,16 +43,10 @@ class SharedChatHandler(BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]):
         return chat is not None and chat.type != Chat.PRIVATE and chat.id not in self.clinician_chat_ids
 
 
-def told_chats(bot_data: dict[Any, Any]) -> dict[int, float]:
-    """chat id -> when (time.monotonic) the chat was last told to use a private chat; in memory only."""
-    told: dict[int, float] = bot_data.setdefault("shared_chats_told", {})
-    return told
-
-
-def may_tell(bot_data: dict[Any, Any], chat_id: int, now: float) -> bool:
-    """Whether this chat is due the pointer (not told within the hour); if so, it counts as told from now. No
-    await between the check and the mark: two messages handled at once are answered once."""
-    told = told_chats(bot_data)
+def may_tell(told: dict[int, float], chat_id: int, now: float) -> bool:
+    """Whether this chat is due the pointer (not told within the hour); if so, it counts as told from now
+    (``told``: chat id -> when, time.monotonic, it was last told; in memory only). No await between the check
+    and the mark: two messages handled at once are answered once."""
     for stale in [chat for chat, at in told.items() if now - at >= TELL_AT_MOST_EVERY_S]:
         del told[stale]
     if chat_id in told:
@@ -61,7 +55,7 @@ def may_tell(bot_data: dict[Any, Any], chat_id: int, now: float) -> bool:
     return True
 
 
-async def on_shared_chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_shared_chat(update: Update, context: BotContext) -> None:
     chat, query, message = update.effective_chat, update.callback_query, update.message
     assert chat is not None  # SharedChatHandler.check_update
     if query is not None:
@@ -71,13 +65,13 @@ async def on_shared_chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         with contextlib.suppress(BadRequest):  # too old to answer (a replayed update)
             await query.answer(text=patient_texts.PRIVATE_CHAT_ONLY_PRESS)
     elif message is not None and chat.type != Chat.CHANNEL:  # a new message (an edited one starts nothing)
-        if may_tell(context.bot_data, chat.id, time.monotonic()):
+        if may_tell(context.bot_data.group_chats_told, chat.id, time.monotonic()):
             SHARED_CHAT_MESSAGES.labels(reply="told").inc()
             log.info("a %s chat told to use a private chat", chat.type)
             try:
                 await message.reply_text(patient_texts.PRIVATE_CHAT_ONLY, do_quote=True)
             except TelegramError:
-                told_chats(context.bot_data).pop(chat.id, None)  # not told: the update's retry may tell it
+                context.bot_data.group_chats_told.pop(chat.id, None)  # not told: the update's retry may tell it
                 raise
         else:
             SHARED_CHAT_MESSAGES.labels(reply="silent").inc()

@@ -20,30 +20,21 @@ import copy
 import logging
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
 
-from bot.chat_refs import chat_ref_of
-from bot.patients import get_patient_store
-from bot.state import bot_data_bucket
-from shared.answers import BodySite, PatientAnswers, Sex
+from bot.context import BotContext
+from bot.state import Page, Questionnaire
+from shared.answers import PatientAnswers, Sex
 from shared.audit import JobStatus
-from shared.job_store import asks_no_questions, get_job_store
+from shared.job_store import asks_no_questions
 from shared.metrics import PRESSES_REFUSED
 from shared.questionnaire import (
-    YES_NO_QUESTIONS,
     AgeRange,
-    ProfileChoice,
     Question,
     YesNo,
-    sex_from_token,
-    site_from_token,
     site_token,
 )
 from shared.queue import FinalizeResultRequest, enqueue_finalization
@@ -55,83 +46,6 @@ CALLBACK_PREFIX = "q"
 CALLBACK_PATTERN = r"^q\|"
 SKIP = "skip"
 NEXT = "next"  # "Next" on the first page, "Done" on the second: on without the questions left out
-
-
-class Page(StrEnum):
-    ABOUT_YOU = "you"
-    ABOUT_THE_SPOT = "spot"
-
-
-@dataclass
-class Questionnaire:
-    """One photo's questionnaire in progress."""
-
-    job_id: uuid.UUID
-    chat_id: int  # in the bot's memory only, like the questionnaire itself
-    chat_ref: str
-    remembered_age: AgeRange | None = None
-    remembered_sex: Sex | None = None
-    page: Page = Page.ABOUT_YOU
-    message_id: int | None = None
-    confirming_profile: bool = False  # the first page asks "still right?" instead of age and sex
-    age_range: AgeRange | None = None
-    sex: Sex | None = None
-    body_site: BodySite | None = None
-    spot: dict[Question, bool] = field(default_factory=dict)
-    answered: set[Question] = field(default_factory=set)
-    asked_profile: bool = False  # age and sex were asked this time (so they are remembered afresh)
-
-    @property
-    def page_questions(self) -> tuple[Question, ...]:
-        if self.page == Page.ABOUT_THE_SPOT:
-            return YES_NO_QUESTIONS
-        if self.confirming_profile:
-            return (Question.CONFIRM_PROFILE, Question.BODY_SITE)
-        return (Question.AGE, Question.SEX, Question.BODY_SITE)
-
-    @property
-    def page_answered(self) -> bool:
-        return all(question in self.answered for question in self.page_questions)
-
-    @property
-    def on_last_page(self) -> bool:
-        return self.page == Page.ABOUT_THE_SPOT
-
-    def answers(self) -> PatientAnswers:
-        return PatientAnswers(
-            age=None if self.age_range is None else self.age_range.representative_age,
-            sex=self.sex,
-            body_site=self.body_site,
-            **{question.value: value for question, value in self.spot.items()},
-        )
-
-    def record(self, question: Question, value: str) -> None:
-        """The patient's tap on ``question`` (already checked to be on the current page); a later tap on the same
-        question replaces the earlier one."""
-        if question == Question.CONFIRM_PROFILE:
-            if ProfileChoice(value) == ProfileChoice.KEEP:
-                self.age_range, self.sex = self.remembered_age, self.remembered_sex
-            else:  # "Change": the page asks age and sex instead
-                self.confirming_profile = False
-        elif question == Question.AGE:
-            self.age_range = AgeRange(value)
-        elif question == Question.SEX:
-            self.sex = sex_from_token(value)
-        elif question == Question.BODY_SITE:
-            self.body_site = site_from_token(value)
-        else:
-            self.spot[question] = YesNo(value) == YesNo.YES
-        if question in (Question.AGE, Question.SEX):
-            self.asked_profile = True
-        self.answered.add(question)
-
-    def next_page(self) -> None:
-        self.page = Page.ABOUT_THE_SPOT
-
-
-def questionnaires(bot_data: dict[Any, Any]) -> dict[uuid.UUID, Questionnaire]:
-    """job id -> the questionnaire in progress for that photo (in this process's memory)."""
-    return bot_data_bucket(bot_data, "questionnaires")
 
 
 def _button(questionnaire: Questionnaire, question: Question | str, value: str, label: str) -> InlineKeyboardButton:
@@ -191,17 +105,17 @@ def noted(questionnaire: Questionnaire) -> str:
 
 
 async def start_questionnaire(
-    context: ContextTypes.DEFAULT_TYPE, job_id: uuid.UUID, chat_id: int, chat_ref: str, photo_message_id: int
+    context: BotContext, job_id: uuid.UUID, chat_id: int, chat_ref: str, photo_message_id: int
 ) -> None:
     """Ask the first question about a photo whose analysis is already queued, as a reply to the photo: with
     several photos on their way, each questionnaire shows which spot it asks about. Not for a photo already
     answered without questions (refused, the same photo again: the worker is quick); one answered so while the
     first question went out is closed here or by the worker (JobStore.set_questionnaire_message)."""
-    store = get_job_store()
+    store = context.bot_data.services.jobs
     job = await asyncio.to_thread(store.load, job_id)
     if job is None or asks_no_questions(job):
         return
-    profile = await asyncio.to_thread(get_patient_store().profile, chat_ref)
+    profile = await asyncio.to_thread(context.bot_data.services.patients.profile, chat_ref)
     remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
     remembered_sex = Sex(profile.sex) if profile and profile.sex else None
     questionnaire = Questionnaire(
@@ -234,10 +148,10 @@ async def start_questionnaire(
                 )
             )
         return
-    questionnaires(context.bot_data)[questionnaire.job_id] = questionnaire
+    context.bot_data.questionnaires[questionnaire.job_id] = questionnaire
 
 
-async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_answer(update: Update, context: BotContext) -> None:
     """A tap on one of the questionnaire's buttons. The job named by the button must be the pressing chat's: the
     questionnaire's chat, and its job row's chat reference (a custom client can send any callback data, such as
     another patient's job id); any other press is answered with a short refusal and changes nothing, not even the
@@ -250,12 +164,16 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         job_id: uuid.UUID | None = uuid.UUID(job_hex)
     except ValueError:  # not a button of ours
         job_id, question_token, value = None, "", ""
-    chat_ref = None if chat is None else chat_ref_of(chat.id)
-    questionnaire = None if job_id is None else questionnaires(context.bot_data).get(job_id)
+    chat_ref = None if chat is None else context.bot_data.services.chat_ref(chat.id)
+    questionnaire = None if job_id is None else context.bot_data.questionnaires.get(job_id)
     if questionnaire is not None:
         owned = chat is not None and questionnaire.chat_id == chat.id and questionnaire.chat_ref == chat_ref
     else:  # closed (timed out, answered, erased) or forgotten with a restart: the row says whose it is
-        job = None if job_id is None or chat is None else await asyncio.to_thread(get_job_store().load, job_id)
+        job = (
+            None
+            if job_id is None or chat is None
+            else await asyncio.to_thread(context.bot_data.services.jobs.load, job_id)
+        )
         owned = job is not None and job.chat_ref == chat_ref
     if not owned:
         PRESSES_REFUSED.labels(buttons="questionnaire", why="not_this_chat").inc()
@@ -266,7 +184,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             log.info("callback query not answered: %s", error.message)
         return
     assert job_id is not None
-    questionnaire = questionnaires(context.bot_data).get(job_id)  # as it is now, after the await
+    questionnaire = context.bot_data.questionnaires.get(job_id)  # as it is now, after the await
     if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
         await answer_tap(query, questionnaire_texts.QUESTIONNAIRE_CLOSED)
         if query.message is not None and getattr(query.message, "reply_markup", None):  # still shows live buttons
@@ -306,15 +224,17 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             answered.next_page()
             redraw = True
     try:
-        job = await asyncio.to_thread(get_job_store().record_answers, answered.job_id, answered.answers(), close=False)
+        job = await asyncio.to_thread(
+            context.bot_data.services.jobs.record_answers, answered.job_id, answered.answers(), close=False
+        )
     except LookupError:  # the patient erased everything meanwhile
         job = None
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.answers_closed_at is not None:
         # Erased, refused (the patient already has the reason) or timed out: no point in asking on.
-        questionnaires(context.bot_data).pop(questionnaire.job_id, None)
+        context.bot_data.questionnaires.pop(questionnaire.job_id, None)
         await answer_tap(query, questionnaire_texts.QUESTIONNAIRE_CLOSED)
         return
-    questionnaires(context.bot_data)[answered.job_id] = answered
+    context.bot_data.questionnaires[answered.job_id] = answered
     if redraw:  # the new page first: the tap's answer tells the patient it is there
         await show_page(query, answered)
     await answer_tap(query, toast)
@@ -329,22 +249,25 @@ async def show_page(query: CallbackQuery, questionnaire: Questionnaire) -> None:
     )
 
 
-async def close_questionnaire(
-    context: ContextTypes.DEFAULT_TYPE, questionnaire: Questionnaire, *, skipped: bool
-) -> None:
+async def close_questionnaire(context: BotContext, questionnaire: Questionnaire, *, skipped: bool) -> None:
     """Save the final answers (none when skipped), remember age and sex, and queue the result if the photo is
     already analysed (otherwise the worker finalizes it when the analysis ends)."""
     answers = PatientAnswers() if skipped else questionnaire.answers()
     chat_id = questionnaire.chat_id
     try:
-        job = await asyncio.to_thread(get_job_store().record_answers, questionnaire.job_id, answers, close=True)
+        job = await asyncio.to_thread(
+            context.bot_data.services.jobs.record_answers, questionnaire.job_id, answers, close=True
+        )
     except LookupError:
         job = None
     # Forgotten once saved: a save that fails leaves the questionnaire open for the tap's retry.
-    questionnaires(context.bot_data).pop(questionnaire.job_id, None)
+    context.bot_data.questionnaires.pop(questionnaire.job_id, None)
     if job is not None and questionnaire.asked_profile and not skipped:
         await asyncio.to_thread(
-            get_patient_store().remember_profile, questionnaire.chat_ref, questionnaire.age_range, questionnaire.sex
+            context.bot_data.services.patients.remember_profile,
+            questionnaire.chat_ref,
+            questionnaire.age_range,
+            questionnaire.sex,
         )
     if job is None or job.status in (JobStatus.REJECTED, JobStatus.FAILED) or job.replied_at is not None:
         text = questionnaire_texts.QUESTIONNAIRE_CLOSED  # erased, refused, or answered already (the timeout)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from functools import lru_cache
 
 import redis
 
-from shared.config import Settings, get_settings
+from shared.config import Settings
 
 log = logging.getLogger(__name__)
 WINDOW_S = 3600
@@ -83,8 +82,3 @@ class PhotoRateLimit(RollingLimit):
 
 def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-
-
-@lru_cache
-def get_photo_rate_limit() -> PhotoRateLimit:
-    return PhotoRateLimit.from_settings(get_settings())

@@ -1,4 +1,4 @@
-"""What the bot keeps in memory between updates, in ``bot_data`` (never in module globals), typed.
+"""What the bot keeps in memory between updates (bot/context.py's BotData holds it; never module globals), typed.
 
 Nothing here is written to disk: a photo sent before consent is held only as its Telegram message (its
 file id, no image bytes) until the patient answers the privacy question, and is forgotten on "No thanks",
@@ -8,16 +8,27 @@ the job row at each tap, so a restart loses only the buttons; the worker's timeo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, cast
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 from telegram import Message
 
+from shared.answers import BodySite, PatientAnswers, Sex
+from shared.questionnaire import (
+    YES_NO_QUESTIONS,
+    AgeRange,
+    ProfileChoice,
+    Question,
+    YesNo,
+    sex_from_token,
+    site_from_token,
+)
+from shared.texts import result as result_texts
+
 MAX_PENDING_PHOTOS = 10  # per chat, before consent (an album is at most 10)
-
-
-def bot_data_bucket(bot_data: dict[Any, Any], name: str) -> dict[Any, Any]:
-    return cast(dict[Any, Any], bot_data.setdefault(name, {}))
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,93 @@ class HeldPhoto:
     update_key: str
 
 
-def pending_photos(bot_data: dict[Any, Any]) -> dict[int, list[HeldPhoto]]:
-    """chat id -> the photos held until the patient decides."""
-    return bot_data_bucket(bot_data, "pending_photos")
+class Page(StrEnum):
+    ABOUT_YOU = "you"
+    ABOUT_THE_SPOT = "spot"
+
+
+@dataclass
+class Questionnaire:
+    """One photo's questionnaire in progress."""
+
+    job_id: uuid.UUID
+    chat_id: int  # in the bot's memory only, like the questionnaire itself
+    chat_ref: str
+    remembered_age: AgeRange | None = None
+    remembered_sex: Sex | None = None
+    page: Page = Page.ABOUT_YOU
+    message_id: int | None = None
+    confirming_profile: bool = False  # the first page asks "still right?" instead of age and sex
+    age_range: AgeRange | None = None
+    sex: Sex | None = None
+    body_site: BodySite | None = None
+    spot: dict[Question, bool] = field(default_factory=dict)
+    answered: set[Question] = field(default_factory=set)
+    asked_profile: bool = False  # age and sex were asked this time (so they are remembered afresh)
+
+    @property
+    def page_questions(self) -> tuple[Question, ...]:
+        if self.page == Page.ABOUT_THE_SPOT:
+            return YES_NO_QUESTIONS
+        if self.confirming_profile:
+            return (Question.CONFIRM_PROFILE, Question.BODY_SITE)
+        return (Question.AGE, Question.SEX, Question.BODY_SITE)
+
+    @property
+    def page_answered(self) -> bool:
+        return all(question in self.answered for question in self.page_questions)
+
+    @property
+    def on_last_page(self) -> bool:
+        return self.page == Page.ABOUT_THE_SPOT
+
+    def answers(self) -> PatientAnswers:
+        return PatientAnswers(
+            age=None if self.age_range is None else self.age_range.representative_age,
+            sex=self.sex,
+            body_site=self.body_site,
+            **{question.value: value for question, value in self.spot.items()},
+        )
+
+    def record(self, question: Question, value: str) -> None:
+        """The patient's tap on ``question`` (already checked to be on the current page); a later tap on the same
+        question replaces the earlier one."""
+        if question == Question.CONFIRM_PROFILE:
+            if ProfileChoice(value) == ProfileChoice.KEEP:
+                self.age_range, self.sex = self.remembered_age, self.remembered_sex
+            else:  # "Change": the page asks age and sex instead
+                self.confirming_profile = False
+        elif question == Question.AGE:
+            self.age_range = AgeRange(value)
+        elif question == Question.SEX:
+            self.sex = sex_from_token(value)
+        elif question == Question.BODY_SITE:
+            self.body_site = site_from_token(value)
+        else:
+            self.spot[question] = YesNo(value) == YesNo.YES
+        if question in (Question.AGE, Question.SEX):
+            self.asked_profile = True
+        self.answered.add(question)
+
+    def next_page(self) -> None:
+        self.page = Page.ABOUT_THE_SPOT
+
+
+@dataclass
+class Album:
+    album_id: str  # on each of its jobs (shared.audit.Job.album_id): random, never the media_group_id
+    first: bool  # this photo is the album's first: it sends the "analysing..." message
+    status: asyncio.Future[Message] = field(repr=False)
+    started: float = field(default_factory=time.monotonic)
+
+    async def status_message(self, message: Message) -> Message:
+        """The album's "analysing..." message: sent by its first photo, shared by the others."""
+        if not self.first:
+            return await asyncio.shield(self.status)
+        try:
+            sent = await message.reply_text(result_texts.ANALYSING_ALBUM, do_quote=True)
+        except Exception as error:
+            self.status.set_exception(error)
+            raise
+        self.status.set_result(sent)
+        return sent

@@ -6,11 +6,10 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
-import pytest
 from telegram import Update
-from telegram.ext import ContextTypes
 
 from bot import consent
+from bot.context import BotContext, BotData, BotServices
 from shared.outcomes import FailureCode
 from shared.texts import patient as patient_texts
 
@@ -41,14 +40,14 @@ class Recorder:
         self.steps.append("message edited")
 
 
-def test_no_thanks_is_recorded_before_the_button_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_thanks_is_recorded_before_the_button_is_answered() -> None:
     """Under Telegram's flood control every call of the deployment waits, the answer to the button too. The
     withdrawal must not wait with it: the worker's retry at the end of the pause would analyse the photo the
     patient withdrew (issue 20: what made the 'No thanks while a photo waits' test flaky)."""
     recorder = Recorder()
-    monkeypatch.setattr(consent, "get_patient_store", lambda: recorder)
-    monkeypatch.setattr(consent, "get_job_store", lambda: recorder)
+    bot_data = BotData()
+    bot_data.use(cast(BotServices, SimpleNamespace(patients=recorder, jobs=recorder, chat_ref=lambda chat_id: "ref")))
     update = cast(Update, SimpleNamespace(callback_query=recorder, effective_chat=SimpleNamespace(id=4242)))
-    context = cast(ContextTypes.DEFAULT_TYPE, SimpleNamespace(bot_data={}))
+    context = cast(BotContext, SimpleNamespace(bot_data=bot_data))
     asyncio.run(consent.on_consent_choice(update, context))
     assert recorder.steps == ["consent withdrawn", "photos closed", "button answered", "message edited"]

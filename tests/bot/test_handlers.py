@@ -8,6 +8,8 @@ from telegram import CallbackQuery, Chat, Message, PhotoSize, Update, User
 from telegram.ext import Application
 
 from bot.handlers import register_handlers
+from shared.clinic.buttons import ClinicianAllowList
+from shared.config import Settings
 
 PATIENT = 4242
 
@@ -25,7 +27,7 @@ def test_an_edited_message_starts_nothing_and_a_new_one_is_handled() -> None:
     """Correcting a photo's caption or a typo is not a new photo (a new job, questionnaire and hourly slot)
     nor a new message to answer."""
     application = Application.builder().token("123:sandbox").build()
-    register_handlers(application)
+    register_handlers(application, ClinicianAllowList.from_settings(Settings()))
     chat, patient = Chat(PATIENT, Chat.PRIVATE), User(PATIENT, "Patient", is_bot=False)
     photo = Message(
         7, datetime.now(UTC), chat, from_user=patient, photo=(PhotoSize("file", "unique", 640, 480),), caption="arm"
@@ -51,7 +53,7 @@ def test_a_group_chat_never_reaches_the_patients_handlers_and_a_private_chat_doe
     """A group is not one patient (bot/private_chats.py): its messages and button presses stop at the pointer to
     a private chat, before the consent gate, the patients' commands and the buttons' handlers."""
     application = Application.builder().token("123:sandbox").build()
-    register_handlers(application)
+    register_handlers(application, ClinicianAllowList.from_settings(Settings()))
     member = User(PATIENT, "Member", is_bot=False)
     for chat in (Chat(-100123, Chat.SUPERGROUP), Chat(-123, Chat.GROUP)):
         for text in ("hello", "/start", "/privacy", "/delete"):

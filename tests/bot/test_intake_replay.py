@@ -19,11 +19,10 @@ import redis
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 from telegram import Message
-from telegram.ext import Application, CallbackContext
+from telegram.ext import Application, CallbackContext, ContextTypes
 
+from bot.context import BotData, BotServices
 from bot.intake import take_image
-from bot.patients import get_patient_store
-from bot.rate_limit import get_photo_rate_limit
 from shared.audit import Job, JobStatus, MediaKind, chat_reference
 from shared.config import get_settings
 from shared.db import get_engine
@@ -43,8 +42,6 @@ CACHES = (
     get_job_store,
     get_sealer,
     producer_app,
-    get_photo_rate_limit,
-    get_patient_store,
 )
 
 
@@ -84,7 +81,14 @@ def run(sandbox: SandboxUser, work: Any) -> Any:
     """``work(context)`` with a python-telegram-bot application on the sandbox, as the bot's handlers get it."""
 
     async def main() -> Any:
-        application = Application.builder().token(TOKEN).base_url(f"{sandbox.api_url}/bot").build()
+        application = (
+            Application.builder()
+            .token(TOKEN)
+            .base_url(f"{sandbox.api_url}/bot")
+            .context_types(ContextTypes(bot_data=BotData))
+            .build()
+        )
+        application.bot_data.use(services())
         async with application:
             return await work(CallbackContext(application))
 
@@ -100,8 +104,13 @@ def photo_message(
     return message
 
 
+def services() -> BotServices:
+    """The bot's services as bot/app.py builds them, on this test's settings."""
+    return BotServices.build(get_settings())
+
+
 def consented(chat: int) -> None:
-    get_patient_store().record_consent(chat_reference(chat, CHAT_HASH_KEY), patient_texts.PRIVACY_VERSION)
+    services().patients.record_consent(chat_reference(chat, CHAT_HASH_KEY), patient_texts.PRIVACY_VERSION)
 
 
 def queued_requests(prefix: str) -> list[Any]:
@@ -214,7 +223,7 @@ def test_a_photo_past_the_consent_gate_when_no_thanks_was_handled_meanwhile_is_n
     that the worker tells the patient it is not analysed (tests/worker/test_flow.py); no questions are asked."""
     chat = 4_815_162_345
     consented(chat)
-    get_patient_store().withdraw_consent(chat_reference(chat, CHAT_HASH_KEY))
+    services().patients.withdraw_consent(chat_reference(chat, CHAT_HASH_KEY))
 
     async def handle(context: CallbackContext[Any, Any, Any, Any]) -> None:
         message = photo_message(sandbox, chat, photos_by_risk["low"].read_bytes(), context)

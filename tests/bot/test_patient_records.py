@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.patients import PatientStore
-from bot.questionnaire import Questionnaire
+from bot.state import Questionnaire
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Consent, Job, JobStatus, MediaKind, PatientProfile
 from shared.job_store import IllegalTransition, JobStore
