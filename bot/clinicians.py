@@ -56,6 +56,7 @@ from shared.clinic.buttons import (
     needs_confirmation,
     parse_callback,
 )
+from shared.clinic.refresh import alert_edits
 from shared.clinic.store import ERASED_PATIENT, RESOLUTION_OF_ACTION, AlertStore, SealedContact
 from shared.clinic.views import CASE_COMMAND, AlertView, case_ref_digits, median, patient_reference
 from shared.metrics import CLINICIAN_REFUSED, CLINICIAN_REVIEW
@@ -489,28 +490,16 @@ async def _edit_buttons(query: CallbackQuery, keyboard: Any) -> None:
 async def refresh_alert(context: BotContext, store: AlertStore, thread_id: uuid.UUID, pressed: Any = None) -> int:
     """Edit the thread's alert in every clinician chat that has it (and its latest /case copies) to its current
     state, and the ``pressed`` message too when it is none of those (an older /case copy); returns edits made."""
-    view = await asyncio.to_thread(store.view, thread_id)
-    if view is None:
-        return 0
+    also = (pressed.chat_id, pressed.message_id) if isinstance(pressed, Message) else None
     edited = 0
-    targets = [
-        (delivery.chat_id, delivery.message_id, delivery.kind.value, delivery.possibly_repeated)
-        for delivery in await asyncio.to_thread(store.deliveries, [thread_id])
-        if delivery.message_id is not None
-    ]
-    if isinstance(pressed, Message) and all(
-        (chat_id, message_id) != (pressed.chat_id, pressed.message_id) for chat_id, message_id, _, _ in targets
-    ):
-        targets.append((pressed.chat_id, pressed.message_id, AlertDeliveryKind.CASE.value, False))
-    for chat_id, message_id, kind, possibly_repeated in targets:
-        text = clinician_texts.clinician_alert(view, kind=kind, possibly_repeated=possibly_repeated)
+    for edit in await asyncio.to_thread(alert_edits, store, thread_id, also):
         try:
             await context.bot.edit_message_text(
-                text,
-                chat_id=chat_id,
-                message_id=message_id,
+                edit.text,
+                chat_id=edit.chat_id,
+                message_id=edit.message_id,
                 parse_mode=ParseMode.HTML,
-                reply_markup=alert_keyboard(view),
+                reply_markup=edit.keyboard,
             )
             edited += 1
         except BadRequest as error:

@@ -16,7 +16,6 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot.context import BotContext
 from bot.questionnaire import answer_tap
-from shared.results import patient_result
 from shared.texts import result as result_texts
 
 CALLBACK_PREFIX = "history"
@@ -32,7 +31,7 @@ async def on_history(update: Update, context: BotContext) -> None:
             context.bot_data.services.patients.results, context.bot_data.services.chat_ref(message.chat_id)
         )
         entries = [
-            result_texts.history_entry(number, job.received_at, patient_result(job))
+            result_texts.history_entry(number, job.received_at, result_texts.PatientResult.of_job(job))
             for number, job in enumerate(jobs, start=1)
         ]
         buttons = [
@@ -63,5 +62,9 @@ async def on_history_choice(update: Update, context: BotContext) -> None:
     job = await asyncio.to_thread(
         context.bot_data.services.patients.result, context.bot_data.services.chat_ref(chat.id), job_id
     )
-    text = result_texts.HISTORY_GONE if job is None else result_texts.past_result(job.received_at, patient_result(job))
+    text = (
+        result_texts.HISTORY_GONE
+        if job is None
+        else result_texts.past_result(job.received_at, result_texts.PatientResult.of_job(job))
+    )
     await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)

@@ -25,6 +25,7 @@ from models.serving.inference import Classifier
 from shared.audit import AlertDeliveryKind, AlertState, ClinicianAlert, MediaKind
 from shared.clinic.buttons import alert_keyboard
 from shared.clinic.calendar import WorkingCalendar
+from shared.clinic.refresh import alert_edits
 from shared.clinic.store import AlertStore, SealedPhoto, unsealed_photo
 from shared.clinic.views import AlertView, Attempt
 from shared.images import MAX_FILE_BYTES
@@ -262,18 +263,10 @@ class ClinicianAlertSender:
     def refresh_thread(self, thread_id: uuid.UUID) -> int:
         """Edit the thread's alert text in every chat that has it to its current state; returns the edits made.
         Best effort: an edit that fails is logged (the next change edits again)."""
-        view = self.alerts.view(thread_id)
-        if view is None:
-            return 0
         edited = 0
-        for delivery in self.alerts.deliveries([thread_id]):
-            if delivery.message_id is None:
-                continue
-            text = clinician_texts.clinician_alert(
-                view, kind=delivery.kind.value, possibly_repeated=delivery.possibly_repeated
-            )
+        for edit in alert_edits(self.alerts, thread_id):
             try:
-                self.telegram.edit_text(delivery.chat_id, delivery.message_id, text, reply_markup=alert_keyboard(view))
+                self.telegram.edit_text(edit.chat_id, edit.message_id, edit.text, reply_markup=edit.keyboard)
                 edited += 1
             except BadRequest as error:
                 if not is_not_modified(error):

@@ -20,7 +20,6 @@ from shared.audit import Job, JobStatus, MediaKind
 from shared.labels import PhotoKind
 from shared.metrics import timed
 from shared.outcomes import FailureCode, RefusalCode
-from shared.results import patient_result
 from shared.texts import patient as patient_texts
 from shared.texts import result as result_texts
 from shared.texts.patient import MAX_FILE_MB
@@ -53,8 +52,8 @@ def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:
         assert isinstance(job.error_code, RefusalCode)
         return patient_texts.rejection(job.error_code, MAX_FILE_MB, patient_texts.sent_name(MediaKind(job.media_kind)))
     if same_photo_sent_at is not None:
-        return result_texts.same_photo_result(same_photo_sent_at, patient_result(job))
-    return result_texts.result(patient_result(job))
+        return result_texts.same_photo_result(same_photo_sent_at, result_texts.PatientResult.of_job(job))
+    return result_texts.result(result_texts.PatientResult.of_job(job))
 
 
 def explanation_caption(job: Job) -> str:
@@ -130,7 +129,7 @@ def album_texts(members: list[Job], claimed: list[uuid.UUID], later: bool = Fals
         if member.id not in claimed:
             continue  # answered on its own (refused by the bot before analysis)
         if member.status == JobStatus.DONE:
-            photos.append(result_texts.AlbumPhoto(number, result=patient_result(member)))
+            photos.append(result_texts.AlbumPhoto(number, result=result_texts.PatientResult.of_job(member)))
         elif isinstance(member.error_code, RefusalCode):
             sent = patient_texts.sent_name(MediaKind(member.media_kind))
             photos.append(

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from shared.answers import AnswerEffect
+from shared.audit import Job
 from shared.labels import (
     CLASS_NAMES,
     EVERYDAY_NAMES,
@@ -263,6 +264,22 @@ class PatientResult:
     @property
     def finding(self) -> MelanomaFinding:
         return melanoma_finding(self.melanoma_alert, str(self.ranking[0]["code"]))
+
+    @classmethod
+    def of_job(cls, job: Job) -> PatientResult:
+        """The result a DONE job's row holds, as the patient reads it (the reply, /history, an album's reply)."""
+        assert job.ranking is not None and job.risk is not None
+        return cls(
+            ranking=job.ranking,
+            risk=RiskLevel(job.risk),
+            melanoma_alert=bool(job.melanoma_alert),
+            photo_kind=None if job.photo_kind is None else PhotoKind(job.photo_kind),
+            malignant_told_low_per_100=job.malignant_told_low_per_100,
+            answers_used=tuple(job.answers_used or ()),
+            answer_effects=dict(job.answer_effects or {}),
+            answers=job.answers,
+            photo_ranking=job.photo_ranking,
+        )
 
 
 def result_headline(view: PatientResult) -> str:

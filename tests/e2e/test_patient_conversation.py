@@ -22,7 +22,6 @@ from shared.audit import Consent, InboundUpdate, Job, JobStatus, PatientProfile,
 from shared.labels import PhotoKind
 from shared.outcomes import FailureCode
 from shared.questionnaire import AgeRange
-from shared.results import patient_result
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
 from shared.texts import result as result_texts
@@ -81,7 +80,7 @@ def classify_cli(path: Path) -> dict[str, Any]:
 
 
 def result_text(job: Job) -> str:
-    return plain_text(result_texts.result(patient_result(job)), "HTML")
+    return plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
 
 
 def agree_leaving_an_older_prompt(stack: RunningStack, chat: int) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from models.training.data import image_path
 from shared.audit import Consent, Job, JobStatus, PatientProfile, chat_reference
 from shared.images import UnreadableImage
 from shared.labels import MELANOMA, MelanomaFinding
-from shared.results import patient_result
 from shared.retention import PURGED_CHAT_REF
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
@@ -93,7 +92,7 @@ def test_an_alert_reads_as_the_policy_says_with_plain_names_advice_and_reliabili
     text = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
     job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.ranking is not None and job.photo_kind is not None
-    assert text == plain_text(result_texts.result(patient_result(job)), "HTML"), stack.logs()
+    assert text == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML"), stack.logs()
     headline = text.splitlines()[0]
     if finding == MelanomaFinding.LIKELY:
         assert job.ranking[0]["code"] == MELANOMA
@@ -140,7 +139,7 @@ def test_the_answers_that_moved_the_risk_are_named(stack: RunningStack, phone_ph
     job = answered_job(stack, sent["photo"][-1]["file_unique_id"])
     assert job.answer_effects, "the worker worked out which answers moved the risk"
     assert "Raised the risk:" in text or "Lowered it:" in text
-    assert text == plain_text(result_texts.result(patient_result(job)), "HTML")
+    assert text == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
 
 
 def test_about_answers_before_consent_with_the_full_disclaimer(stack: RunningStack) -> None:
@@ -181,7 +180,9 @@ def test_history_lists_results_and_delete_erases_them_for_good(
     with Session(stack.engine) as session:
         oldest = session.get(Job, sent_ids[0])
     assert oldest is not None
-    assert full["text"] == plain_text(result_texts.past_result(oldest.received_at, patient_result(oldest)), "HTML")
+    assert full["text"] == plain_text(
+        result_texts.past_result(oldest.received_at, result_texts.PatientResult.of_job(oldest)), "HTML"
+    )
 
     command = stack.user.send_text(chat, "/delete")
     question = stack.user.wait_for_button(chat, patient_texts.DELETE_CONFIRM_BUTTON, after_id=command["message_id"])
@@ -237,7 +238,9 @@ def test_an_iphone_heic_file_is_analysed(stack: RunningStack, photos_by_risk: di
     text = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)["text"]
     assert result_texts.RANKING_HEADING in text, stack.logs()
     job = answered_job(stack, sent["document"]["file_unique_id"])
-    assert job.status == JobStatus.DONE and text == plain_text(result_texts.result(patient_result(job)), "HTML")
+    assert job.status == JobStatus.DONE and text == plain_text(
+        result_texts.result(result_texts.PatientResult.of_job(job)), "HTML"
+    )
     assert explanation_picture_after(stack, chat, sent["message_id"]).format == "JPEG"
 
 

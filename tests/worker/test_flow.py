@@ -38,7 +38,6 @@ from shared.queue import (
     create_celery_app,
     enqueue_clinician_alert,
 )
-from shared.results import patient_result
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
 from shared.texts import result as result_texts
@@ -174,7 +173,7 @@ def test_a_low_risk_photo_gets_its_result_and_no_alert(
     assert flow.classify_and_reply(request) == JobStatus.DONE.value
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.replied_at is not None and job.ranking is not None and job.risk is not None
-    assert answer(sandbox, 2001) == plain_text(result_texts.result(patient_result(job)), "HTML")
+    assert answer(sandbox, 2001) == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
     assert job.photo_kind is not None
     measured = flow.classifier.metadata.kinds[PhotoKind(job.photo_kind)].malignant_told_low_per_100
     assert job.malignant_told_low_per_100 == measured and f"about {round(measured)} in 100" in answer(sandbox, 2001)
@@ -371,7 +370,7 @@ def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_the
     assert job.answers == EVERY_ANSWER.model_dump(mode="json")
     effects = answer_effects(flow.classifier, job.photo_ranking, job.photo_kind, EVERY_ANSWER)
     assert job.answer_effects == {name: effect.value for name, effect in effects.items()}
-    assert answer(sandbox, 2102) == plain_text(result_texts.result(patient_result(job)), "HTML")
+    assert answer(sandbox, 2102) == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
     assert flow.finalize(awaited[0]) == "duplicate", "the timeout firing later changes nothing"
 
 
@@ -633,7 +632,7 @@ def test_a_patient_kept_waiting_is_told_once_and_the_result_then_replaces_the_no
     assert flow.classify_and_reply(request) == JobStatus.DONE.value
     job = flow.jobs.load(request.job_id)
     assert job is not None and job.ranking is not None and job.risk is not None
-    result = plain_text(result_texts.result(patient_result(job)), "HTML")
+    result = plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
     assert status_texts(sandbox, 2203) == [patient_texts.ANALYSING, patient_texts.TAKING_LONGER, result]
 
 
