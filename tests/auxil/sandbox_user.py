@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from shared.texts import questionnaire as questionnaire_texts
 from skinsense.sandbox import plain_text
-from tests.auxil.services import wait_until
+from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
 
 QUESTIONNAIRE_START = plain_text(questionnaire_texts.QUESTIONNAIRE_INTRO, "HTML")
 
@@ -171,3 +174,16 @@ def button_data(message: dict[str, Any], label: str) -> str | None:
             if button.get("text") == label:
                 return str(button["callback_data"])
     return None
+
+
+@contextlib.contextmanager
+def running_sandbox(token: str, log_dir: Path) -> Iterator[SandboxUser]:
+    """A Bot API sandbox of its own (a free port, its log in ``log_dir``) for one bot token, stopped afterwards."""
+    port = free_port()
+    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", token)
+    child = ChildProcess("sandbox", command, child_env(), log_dir)
+    try:
+        wait_until(lambda: port_open(port), 30, what="sandbox")
+        yield SandboxUser(f"http://127.0.0.1:{port}")
+    finally:
+        child.stop()

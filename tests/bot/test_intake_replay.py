@@ -32,8 +32,8 @@ from shared.queue import CLASSIFY_QUEUE, producer_app
 from shared.sealing import get_sealer
 from shared.texts import patient as patient_texts
 from tests.auxil.database import migrated_engine
-from tests.auxil.sandbox_user import SandboxUser
-from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from tests.auxil.sandbox_user import SandboxUser, running_sandbox
+from tests.auxil.services import free_port
 
 TOKEN = "7373:intake-replay-token"
 CHAT_HASH_KEY = "intake-replay-key"
@@ -47,14 +47,8 @@ CACHES = (
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
-    port = free_port()
-    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
-    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("intake-sandbox"))
-    try:
-        wait_until(lambda: port_open(port), 30, what="sandbox")
-        yield SandboxUser(f"http://127.0.0.1:{port}")
-    finally:
-        child.stop()
+    with running_sandbox(TOKEN, tmp_path_factory.mktemp("intake-sandbox")) as user:
+        yield user
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from shared.telegram_calls import (
     retry_after_seconds,
     telegram_request,
 )
-from tests.auxil.sandbox_user import SandboxUser
-from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from tests.auxil.sandbox_user import SandboxUser, running_sandbox
+from tests.auxil.services import free_port, wait_until
 
 TOKEN = "7373:telegram-calls-token"
 T = TypeVar("T")
@@ -31,14 +31,8 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
-    port = free_port()
-    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
-    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("calls-sandbox"))
-    try:
-        wait_until(lambda: port_open(port), 30, what="sandbox")
-        yield SandboxUser(f"http://127.0.0.1:{port}")
-    finally:
-        child.stop()
+    with running_sandbox(TOKEN, tmp_path_factory.mktemp("calls-sandbox")) as user:
+        yield user
 
 
 @pytest.fixture

@@ -31,14 +31,9 @@ from shared.telegram_calls import OutcomeUnknown, WaitTooLong
 from shared.texts import clinician as clinician_texts
 from shared.texts import questionnaire as questionnaire_texts
 from tests.auxil.database import migrated_engine
-from tests.auxil.sandbox_user import SandboxUser, button_data
+from tests.auxil.sandbox_user import SandboxUser, button_data, running_sandbox
 from tests.auxil.services import (
-    ChildProcess,
-    child_env,
-    free_port,
-    port_open,
     postgres_database,
-    python_command,
     wait_until,
 )
 from worker.clinician_alerts import (
@@ -173,14 +168,8 @@ def test_working_time_counts_only_the_clinics_working_hours() -> None:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
-    port = free_port()
-    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
-    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("alerts-sandbox"))
-    try:
-        wait_until(lambda: port_open(port), 30, what="sandbox")
-        yield SandboxUser(f"http://127.0.0.1:{port}")
-    finally:
-        child.stop()
+    with running_sandbox(TOKEN, tmp_path_factory.mktemp("alerts-sandbox")) as user:
+        yield user
 
 
 @pytest.fixture(scope="module")

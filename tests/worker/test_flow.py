@@ -44,8 +44,7 @@ from shared.texts import result as result_texts
 from shared.texts.patient import MAX_FILE_MB
 from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
-from tests.auxil.sandbox_user import SandboxUser
-from tests.auxil.services import ChildProcess, child_env, free_port, port_open, python_command, wait_until
+from tests.auxil.sandbox_user import SandboxUser, running_sandbox
 from worker import replies
 from worker.clinician_alerts import ClinicianAlertSender
 from worker.flow import (
@@ -66,14 +65,8 @@ CLINICIANS = (9101, 9102)
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxUser]:
-    port = free_port()
-    command = python_command("-m", "skinsense.cli", "sandbox", "--port", str(port), "--token", TOKEN)
-    child = ChildProcess("sandbox", command, child_env(), tmp_path_factory.mktemp("flow-sandbox"))
-    try:
-        wait_until(lambda: port_open(port), 30, what="sandbox")
-        yield SandboxUser(f"http://127.0.0.1:{port}")
-    finally:
-        child.stop()
+    with running_sandbox(TOKEN, tmp_path_factory.mktemp("flow-sandbox")) as user:
+        yield user
 
 
 @pytest.fixture(scope="module")
