@@ -62,7 +62,7 @@ class PatientAnswers(BaseModel):
 
 
 class AnswerEffect(StrEnum):
-    """Which way one answer moved this photo's result (models/serving/answer_effects.py)."""
+    """Which way one answer moved this photo's result (models/serving/decision.py)."""
 
     RAISED = "raised"
     LOWERED = "lowered"

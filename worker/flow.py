@@ -124,7 +124,6 @@ class ClassificationFlow:
         answers = answers_from_record(job.answers)
         with timed("combine"):
             prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
-            details = replies.result_details(self.classifier, job, job.photo_kind, answers)
         delivery = self.jobs.delivery_of(job)
         alert = None
         if self.clinician_chat_ids and delivery is not None and job.same_photo_as is None:
@@ -135,8 +134,9 @@ class ClassificationFlow:
         job = self.jobs.mark_combined(
             job.id,
             prediction,
-            answer_effects=details.answer_effects,
-            malignant_told_low_per_100=details.malignant_told_low_per_100,
+            answer_effects=prediction.answer_effects,
+            # Read from the shipped artifact's evaluation, never typed into a text.
+            malignant_told_low_per_100=self.classifier.metadata.kinds[job.photo_kind].malignant_told_low_per_100,
             clinician_alert=alert,
         )
         if job.risk == RiskLevel.HIGH and alert is not None:

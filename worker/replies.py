@@ -1,6 +1,5 @@
 """What the patient gets back for one job, composed from its row: the refusal or the result text (the
-wording lives in shared/texts/), and the details the result quotes that only the worker can work out
-(which answers moved the risk, the measured reliability on the photo's kind)."""
+wording lives in shared/texts/), the explanation picture and its caption, an album's one reply."""
 
 from __future__ import annotations
 
@@ -12,10 +11,8 @@ from datetime import datetime
 
 import numpy as np
 
-from models.serving.answer_effects import answer_effects
 from models.serving.explain import explanation_picture
 from models.serving.inference import Classifier
-from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Job, JobStatus, MediaKind
 from shared.labels import PhotoKind
 from shared.metrics import timed
@@ -26,23 +23,6 @@ from shared.texts.patient import MAX_FILE_MB
 
 log = logging.getLogger(__name__)
 KEPT_PHOTOS = 10  # photos kept in memory per worker process for their explanation picture (an album)
-
-
-@dataclass(frozen=True)
-class ResultDetails:
-    """Stored on the job with the combined result (JobStore.mark_combined)."""
-
-    answer_effects: dict[str, AnswerEffect]
-    malignant_told_low_per_100: float
-
-
-def result_details(classifier: Classifier, job: Job, kind: PhotoKind, answers: PatientAnswers | None) -> ResultDetails:
-    assert job.photo_ranking is not None
-    return ResultDetails(
-        answer_effects=answer_effects(classifier, job.photo_ranking, kind, answers),
-        # Read from the shipped artifact's evaluation, never typed into a text.
-        malignant_told_low_per_100=classifier.metadata.kinds[kind].malignant_told_low_per_100,
-    )
 
 
 def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:

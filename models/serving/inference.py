@@ -26,12 +26,13 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from models.serving.decision import decide
 from models.serving.explanation_head import ExplanationHead
 from models.serving.metrics import softmax
-from models.serving.policy import KindPolicy, assess_risk, assess_with_answers
+from models.serving.policy import KindPolicy
 from models.serving.preprocessing import INPUT_SIZE, prepare_image, to_model_input
 from models.serving.triage import TriageModel
-from shared.answers import PatientAnswers
+from shared.answers import AnswerEffect, PatientAnswers
 from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel
 
 ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifact"
@@ -117,6 +118,8 @@ class Prediction:
     photo_kind: PhotoKind
     model_version: str
     answers_used: list[str]  # the patient's answers that went into this result (empty: photo only)
+    # Which answers raised or lowered this result (models/serving/decision.py); stored with it, never in to_dict.
+    answer_effects: dict[str, AnswerEffect] = field(default_factory=dict)
     # The kind network's last feature map of the photo (the identity view), kept from the analysis so that the
     # explanation picture needs no second run of the network; never stored (not in ``to_dict``).
     feature_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -395,17 +398,8 @@ class Classifier:
 
         Unknown answers change nothing: with none known this is exactly the photo-only result.
         """
-        # The answer model was fitted and measured on phone photos only: a dermoscopic result is the photo's
-        # (the clinical floors of models/serving/policy.py still apply to it).
-        policy = self.kind_policy(kind)
-        used: list[str] = []
-        if answers is not None and self.triage is not None and kind == PhotoKind.CLINICAL and answers.known():
-            used = answers.known()
-            probabilities = self.triage.combine(photo_probabilities, answers)
-            assessment = assess_with_answers(photo_probabilities, probabilities, policy, answers)
-        else:
-            probabilities = photo_probabilities
-            assessment = assess_risk(probabilities, policy, answers)
+        decision = decide(photo_probabilities, kind, answers, self.kind_policy(kind), self.triage)
+        probabilities, assessment = decision.probabilities, decision.assessment
         order = np.argsort(-probabilities, kind="stable")
         ranking = [RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order]
         return Prediction(
@@ -417,7 +411,8 @@ class Classifier:
             malignant_probability=assessment.malignant_probability,
             photo_kind=kind,
             model_version=self.version,
-            answers_used=used,
+            answers_used=decision.answers_used,
+            answer_effects=decision.answer_effects,
         )
 
     def prediction_from_ranking(

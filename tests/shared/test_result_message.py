@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.serving.answer_effects import answer_effects
 from models.serving.inference import Classifier
 from shared.answers import AnswerEffect, BodySite, PatientAnswers
 from shared.labels import CLASS_CODES, CLASS_NAMES, MALIGNANT_CODES, MELANOMA, PhotoKind, RiskLevel
@@ -216,10 +215,13 @@ def test_bleeding_growth_and_change_raise_the_risk_of_a_mole(classifier: Classif
         {"code": c, "name": CLASS_NAMES[c], "probability": float(p)} for c, p in zip(CLASS_CODES, photo, strict=True)
     ]
     worrying = PatientAnswers(grew=True, changed=True, bleeds=True)
-    effects = answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, worrying)
-    assert effects and set(effects.values()) == {AnswerEffect.RAISED}
-    assert answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, PatientAnswers()) == {}
-    assert answer_effects(classifier, photo_ranking, PhotoKind.CLINICAL, None) == {}
+
+    def effects(answers: PatientAnswers | None) -> dict[str, AnswerEffect]:
+        return classifier.prediction_from_ranking(photo_ranking, PhotoKind.CLINICAL, answers).answer_effects
+
+    assert effects(worrying) and set(effects(worrying).values()) == {AnswerEffect.RAISED}
+    assert effects(PatientAnswers()) == {}
+    assert effects(None) == {}
 
 
 def test_a_patient_who_said_the_spot_does_not_bleed_is_not_told_it_bleeds() -> None:

@@ -18,7 +18,6 @@ from PIL import Image
 from sqlmodel import Session, col, update
 from telegram.error import RetryAfter
 
-from models.serving.answer_effects import answer_effects
 from models.serving.explain import CHART_WIDTH, PANEL
 from models.serving.inference import Classifier
 from models.serving.screening import screen_photo
@@ -361,7 +360,7 @@ def test_an_analysis_that_ends_first_waits_for_the_answers_and_then_combines_the
     expected = flow.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, EVERY_ANSWER)
     assert job.ranking == expected.to_dict()["ranking"] and job.answers_used == expected.answers_used
     assert job.answers == EVERY_ANSWER.model_dump(mode="json")
-    effects = answer_effects(flow.classifier, job.photo_ranking, job.photo_kind, EVERY_ANSWER)
+    effects = flow.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, EVERY_ANSWER).answer_effects
     assert job.answer_effects == {name: effect.value for name, effect in effects.items()}
     assert answer(sandbox, 2102) == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
     assert flow.finalize(awaited[0]) == "duplicate", "the timeout firing later changes nothing"

@@ -1,0 +1,69 @@
+"""The clinical decision, a step of its own: a photo's calibrated probabilities, its kind and the patient's
+answers in; the probabilities the patient reads, the risk with its melanoma finding, and which answers moved it,
+out. Computed once per result (the classifier calls it; nothing evaluates the policy again on the way).
+
+Only phone photos' results combine the answers (the answer model, models/serving/triage.py, was fitted and
+measured on phone photos only); any photo's may meet the clinical floors of models/serving/policy.py.
+
+An answer's effect is measured by leaving it out: the malignant probability (melanoma, basal cell carcinoma,
+actinic keratosis) with every answer, minus the same without that one answer. Effects under MIN_EFFECT are not
+reported (the answer changed almost nothing). The floors (answer patterns that are never LOW risk) count as
+raising the risk for the answers that make them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.serving.policy import (
+    MALIGNANT_MASK,
+    KindPolicy,
+    RiskAssessment,
+    assess_risk,
+    assess_with_answers,
+    never_low,
+)
+from models.serving.triage import TriageModel
+from shared.answers import AnswerEffect, PatientAnswers
+from shared.labels import PhotoKind, RiskLevel
+
+MIN_EFFECT = 0.01  # one percentage point of malignant probability
+FLOOR_ANSWERS = ("grew", "changed", "bleeds")  # the answers models.serving.policy.never_low reads
+
+
+@dataclass(frozen=True)
+class ClinicalDecision:
+    probabilities: np.ndarray  # CLASS_CODES order: the photo's, combined with the answers where they apply
+    assessment: RiskAssessment
+    answers_used: list[str]  # the answers that went into the probabilities (empty: photo only)
+    answer_effects: dict[str, AnswerEffect]  # {answer: raised or lowered}, for those that moved this result
+
+
+def decide(
+    photo: np.ndarray, kind: PhotoKind, answers: PatientAnswers | None, policy: KindPolicy, triage: TriageModel | None
+) -> ClinicalDecision:
+    """The decision for one photo (``photo``: its calibrated probabilities). Unknown answers change nothing:
+    with none known this is exactly the photo-only result."""
+    known = [] if answers is None else answers.known()
+    if answers is None or not known:
+        return ClinicalDecision(photo, assess_risk(photo, policy, answers), [], {})
+    effects: dict[str, AnswerEffect] = {}
+    if kind == PhotoKind.CLINICAL and triage is not None:
+        combined = triage.combine(photo, answers)
+        assessment = assess_with_answers(photo, combined, policy, answers)
+        with_all = float(combined[MALIGNANT_MASK].sum())
+        for name in known:
+            without = triage.combine(photo, answers.model_copy(update={name: None}))
+            change = with_all - float(without[MALIGNANT_MASK].sum())
+            if abs(change) >= MIN_EFFECT:
+                effects[name] = AnswerEffect.RAISED if change > 0 else AnswerEffect.LOWERED
+        used = known
+    else:
+        combined, assessment, used = photo, assess_risk(photo, policy, answers), []
+    if assess_risk(combined, policy, None).risk == RiskLevel.LOW and never_low(answers):  # the floor made it MEDIUM
+        for name in FLOOR_ANSWERS:
+            if getattr(answers, name):
+                effects[name] = AnswerEffect.RAISED
+    return ClinicalDecision(combined, assessment, used, effects)
