@@ -25,7 +25,7 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, BaseHandler, BaseUpdateProcessor
 
-from bot.clinicians import is_clinician
+from bot.clinician_access import is_clinician
 from bot.context import BotContext, BotServices
 from shared.metrics import UPDATES_DROPPED
 from shared.texts import patient as patient_texts

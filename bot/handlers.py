@@ -1,6 +1,7 @@
 """One small handler per intent, registered in one place.
 
-Group -2 holds the clinicians' buttons and commands (bot/clinicians.py: clinician chats are not patients);
+Group -2 holds the clinicians' buttons and commands (bot/clinician_commands.py, bot/clinician_presses.py:
+clinician chats are not patients);
 group -1 first turns away every other group chat (bot/private_chats.py: patients are served in private chats
 only), then holds /about, /privacy, /history, /delete and the consent gate (which stops every other message
 from a patient who has not agreed); group 0 the handlers of a consenting patient's messages and the
@@ -23,7 +24,8 @@ from telegram.ext import (
 )
 
 from bot import consent, history, questionnaire
-from bot.clinicians import CLINICIAN_COMMANDS, register_clinician_handlers
+from bot.clinician_access import CLINICIAN_COMMANDS
+from bot.clinician_commands import register_clinician_handlers
 from bot.context import BotContext
 from bot.fairness import AdmissionHandler
 from bot.intake import on_image_document, on_photo

@@ -1,6 +1,6 @@
 """Patients are served in a private chat only. A group chat is not one patient: any member could agree or erase
 for all of them, and every member would read the others' results. So a group, supergroup or channel that is not
-a clinician chat (bot/clinicians.py, handled before this) gets nothing of the patients' side: no consent
+a clinician chat (bot/clinician_commands.py, handled before this) gets nothing of the patients' side: no consent
 question, no analysis, no row. A new message there is answered with one polite pointer to a private chat, at
 most once an hour per chat (members who keep writing are not answered each time); a button pressed there (a
 forged one: the bot never sends patients' buttons to a group) is answered with the same pointer, changing

@@ -273,8 +273,8 @@ class ClinicianAction(SQLModel, table=True):
     user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     user_name: str | None = Field(default=None, max_length=128)
     # done, already_claimed, already_resolved, already_asked, confirmation_asked, cancelled, refused (sampled: at
-    # most one row per chat in REFUSAL_SAMPLE_INTERVAL_S, bot/clinicians.py), unknown_alert; for "write": prompted,
-    # sent, too_long, no_consent, no_contact, patient_erased
+    # most one row per chat in REFUSAL_SAMPLE_INTERVAL_S, bot/clinician_access.py), unknown_alert; for "write":
+    # prompted, sent, too_long, no_consent, no_contact, patient_erased
     outcome: str = Field(max_length=32)
     at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
 

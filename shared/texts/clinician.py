@@ -115,7 +115,8 @@ PRESS_PHOTO_ALREADY_ASKED = "A better photo was already asked for by {who}; the 
 
 
 # "Write to the patient": the prompt (a ForceReply in the chat that pressed) and what the clinician reads after.
-# The prompt's first line names the alert and the clinician (bot/clinicians.py reads them back from a reply to it).
+# The prompt's first line names the alert and the clinician (bot/clinician_presses.py reads them back from a reply
+# to it).
 WRITE_MAX_CHARACTERS = 1000
 
 

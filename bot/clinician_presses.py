@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time as clock
 import uuid
-from datetime import UTC, datetime, time, timedelta
 from html import escape
 from typing import Any
 
@@ -36,21 +34,15 @@ from telegram import CallbackQuery, Chat, ForceReply, Message, Update, User
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
-    Application,
     ApplicationHandlerStop,
-    CallbackQueryHandler,
-    CommandHandler,
-    MessageHandler,
-    filters,
 )
 
+from bot.clinician_access import clinician_name, is_clinician, on_clinician_chat_message, press_name, refuse
 from bot.context import BotContext
 from bot.durable_updates import may_pass
 from bot.patients import PatientStore
-from shared.audit import AlertDeliveryKind, AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert, MediaKind
+from shared.audit import AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert
 from shared.clinic.buttons import (
-    CALLBACK_PATTERN,
-    ClinicianAllowList,
     alert_keyboard,
     confirm_keyboard,
     needs_confirmation,
@@ -58,112 +50,25 @@ from shared.clinic.buttons import (
 )
 from shared.clinic.refresh import alert_edits
 from shared.clinic.store import ERASED_PATIENT, RESOLUTION_OF_ACTION, AlertStore, SealedContact
-from shared.clinic.views import CASE_COMMAND, AlertView, case_ref_digits, median, patient_reference
-from shared.metrics import CLINICIAN_REFUSED, CLINICIAN_REVIEW
+from shared.clinic.views import patient_reference
+from shared.metrics import CLINICIAN_REVIEW
 from shared.telegram_calls import is_not_modified
 from shared.texts import clinician as clinician_texts
 
 log = logging.getLogger(__name__)
-CLINICIAN_COMMANDS = ("pending", "case", "stats")
-# /case_3f2a9c41 (Telegram makes a one-word command tappable; "/case <id>" sends a bare "/case" when tapped)
-CASE_SHORTCUT = re.compile(rf"^/{CASE_COMMAND}_([0-9a-fA-F]{{6,27}})(?:@\w+)?\s*$")
+
+
 PATIENT_CONTACT: dict[AlertResolution, str] = {
     AlertResolution.APPOINTMENT: clinician_texts.PATIENT_APPOINTMENT,
     AlertResolution.BETTER_PHOTO: clinician_texts.PATIENT_BETTER_PHOTO,
 }
+
+
 # "Write to the patient": a reply to the bot's prompt is one when the prompt's first line reads like this.
 WRITE_PROMPT_REF = re.compile(
     r"\u270d\ufe0f Message to patient P-\S* about job (?P<job_id>[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}), "
     r"for .* \(Telegram id (?P<user_id>\d+)\)"
 )
-# Refused presses and commands: each counted, at most one recorded per chat (and kind) in this interval.
-REFUSAL_SAMPLE_INTERVAL_S = 600.0
-REFUSALS_TRACKED = 10_000  # chats remembered for the sampling, before the oldest are forgotten
-
-
-def is_clinician(chat: Chat, user: User | None, allow_list: ClinicianAllowList) -> bool:
-    """In a private chat the chat is the user; in a group only the listed users count."""
-    return user is not None and allow_list.allows(chat.id, user.id, private=chat.type == Chat.PRIVATE)
-
-
-def clinician_name(user: User) -> str:
-    """How the others see who took an alert: the clinician's Telegram name (and @username when there is one)."""
-    return f"{user.full_name} (@{user.username})" if user.username else user.full_name
-
-
-# --- Refusals ---------------------------------------------------------------------------------------------------
-
-
-def _refusal_sampled(
-    recorded: dict[tuple[str, int, int | None], float], what: str, chat_id: int, sender_id: int | None
-) -> bool:
-    """Whether this refusal is the one recorded for its chat and sender in the sampling interval (``recorded``:
-    (press or command, chat id, sender id) -> when a refusal there was last recorded, monotonic seconds)."""
-    now = clock.monotonic()
-    last = recorded.get((what, chat_id, sender_id))
-    if last is not None and now - last < REFUSAL_SAMPLE_INTERVAL_S:
-        return False
-    if len(recorded) >= REFUSALS_TRACKED:
-        for key in [k for k, at in recorded.items() if now - at >= REFUSAL_SAMPLE_INTERVAL_S]:
-            del recorded[key]
-        while len(recorded) >= REFUSALS_TRACKED:
-            del recorded[next(iter(recorded))]
-    recorded[(what, chat_id, sender_id)] = now
-    return True
-
-
-async def _refuse(
-    context: BotContext,
-    what: str,
-    chat: Chat,
-    user: User | None,
-    action: str,
-    alert_id: uuid.UUID | None = None,
-) -> bool:
-    """Count a refused press or command; record it when sampled (a known action name or "unknown", a patient's
-    chat by its reference only if they consented). True when sampled: the refusal that may be answered with a
-    message (the others are not, so that a flood never spends the clinicians' chat allowance their alerts need)."""
-    CLINICIAN_REFUSED.labels(what=what).inc()
-    if not _refusal_sampled(context.bot_data.refusals_recorded, what, chat.id, None if user is None else user.id):
-        log.debug("clinician %s refused (not recorded: sampled)", what)
-        return False
-    clinician_chat = context.bot_data.services.clinicians.is_clinician_chat(chat.id)
-    await asyncio.to_thread(
-        context.bot_data.services.alerts.record_refusal,
-        alert_id=alert_id,
-        action=action,
-        clinician_chat_id=chat.id if clinician_chat else None,
-        patient_chat_ref=None if clinician_chat else context.bot_data.services.chat_ref(chat.id),
-        user_id=None if user is None else user.id,
-    )
-    log.warning(
-        "clinician %s refused: not an allow-listed clinician (%s chat); more refusals in this chat within %d min "
-        "are only counted",
-        what,
-        chat.type,
-        REFUSAL_SAMPLE_INTERVAL_S // 60,
-    )
-    return True
-
-
-def _press_name(data: str) -> str:
-    """The action a press asked for, as recorded: a known action, or "unknown" (never the sender's own text)."""
-    parts = data.split("|")
-    if len(parts) >= 2 and parts[1] in {kind.value for kind in ClinicianActionKind}:
-        return parts[1]
-    return "unknown"
-
-
-def _command_name(text: str) -> str:
-    """The command a message asked for, as recorded: /pending, /case, /stats, or "unknown"."""
-    word = text.split()[0] if text.split() else ""
-    name = word.removeprefix("/").split("@")[0].lower()
-    if CASE_SHORTCUT.match(word):
-        name = CASE_COMMAND
-    return f"/{name}" if name in CLINICIAN_COMMANDS else "unknown"
-
-
-# --- Buttons ----------------------------------------------------------------------------------------------------
 
 
 async def on_alert_button(update: Update, context: BotContext) -> None:
@@ -173,16 +78,14 @@ async def on_alert_button(update: Update, context: BotContext) -> None:
     store = context.bot_data.services.alerts
     parsed = parse_callback(query.data or "")
     if user is None or not is_clinician(chat, user, context.bot_data.services.clinicians):
-        await _refuse(
-            context, "press", chat, user, _press_name(query.data or ""), None if parsed is None else parsed[1]
-        )
+        await refuse(context, "press", chat, user, press_name(query.data or ""), None if parsed is None else parsed[1])
         await _answer(query, clinician_texts.PRESS_REFUSED)
         raise ApplicationHandlerStop
     if parsed is None:
         await asyncio.to_thread(
             store.record_action,
             alert_id=None,
-            action=_press_name(query.data or ""),
+            action=press_name(query.data or ""),
             chat=str(chat.id),
             user_id=user.id,
             user_name=clinician_name(user),
@@ -351,9 +254,6 @@ async def _patient_contact(
     return (None, "no_contact") if contact is None else (contact, "")
 
 
-# --- Writing to the patient -------------------------------------------------------------------------------------
-
-
 async def _prompt_for_message(
     store: AlertStore, thread_id: uuid.UUID, chat: Chat, user: User, context: BotContext
 ) -> tuple[str, str]:
@@ -406,7 +306,7 @@ async def on_clinician_reply(update: Update, context: BotContext) -> None:
         return
     job_id, asked_by = reference
     if user is None or not is_clinician(chat, user, context.bot_data.services.clinicians):
-        if await _refuse(context, "reply", chat, user, ClinicianActionKind.WRITE.value):
+        if await refuse(context, "reply", chat, user, ClinicianActionKind.WRITE.value):
             await message.reply_text(clinician_texts.WRITE_REFUSED, do_quote=True)  # once per member and interval
         raise ApplicationHandlerStop
     if user.id != asked_by:
@@ -508,149 +408,3 @@ async def refresh_alert(context: BotContext, store: AlertStore, thread_id: uuid.
         except TelegramError as error:
             log.warning("alert %s: edit failed (%s)", thread_id, type(error).__name__)
     return edited
-
-
-# --- Commands ---------------------------------------------------------------------------------------------------
-
-
-async def _allowed_command(update: Update, context: BotContext) -> bool:
-    """A clinician's command; anyone else in a clinician chat is refused (answered, counted, sampled)."""
-    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
-    if chat is None or message is None:
-        return False
-    if is_clinician(chat, user, context.bot_data.services.clinicians):
-        return True
-    if await _refuse(context, "command", chat, user, _command_name(message.text or "")):
-        await message.reply_text(clinician_texts.COMMAND_REFUSED, do_quote=True)  # once per chat and sampling interval
-    return False
-
-
-async def on_pending(update: Update, context: BotContext) -> None:
-    if await _allowed_command(update, context):
-        now = datetime.now(UTC)
-        rows = []
-        for case in await asyncio.to_thread(context.bot_data.services.alerts.pending_cases):
-            alert = case.alert
-            finding = (
-                clinician_texts.pending_finding(str(case.risk or "?"), case.ranking, case.melanoma_alert)
-                if case.ranking
-                else "?"
-            )
-            age = (now - alert.created_at).total_seconds()
-            command = f"/{CASE_COMMAND}_{case.case_ref}"
-            rows.append(
-                (
-                    command,
-                    f"patient {patient_reference(alert.chat_ref)}",
-                    finding,
-                    clinician_texts.pending_state(alert),
-                    age,
-                )
-            )
-        assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            clinician_texts.pending_list(rows), parse_mode=ParseMode.HTML, do_quote=True
-        )
-    raise ApplicationHandlerStop
-
-
-async def on_case(update: Update, context: BotContext) -> None:
-    """/case JOB_ID (typed: the whole job id, or its first characters)."""
-    if await _allowed_command(update, context):
-        await _show_case(update, context, " ".join(context.args or []))
-    raise ApplicationHandlerStop
-
-
-async def on_case_shortcut(update: Update, context: BotContext) -> None:
-    """/case_3f2a9c41 (tapped in /pending)."""
-    if await _allowed_command(update, context):
-        message = update.effective_message
-        match = CASE_SHORTCUT.match((message.text or "") if message is not None else "")
-        await _show_case(update, context, match.group(1) if match else "")
-    raise ApplicationHandlerStop
-
-
-async def _show_case(update: Update, context: BotContext, ref: str) -> None:
-    """One alert as it is now: the patient's photo (while the alert holds it), then the alert's text with its
-    buttons under it; recorded so that it is kept current like the alert."""
-    message, chat = update.effective_message, update.effective_chat
-    assert message is not None and chat is not None
-    if case_ref_digits(ref) is None:
-        await message.reply_text(clinician_texts.CASE_USAGE, do_quote=True)
-        return
-    store = context.bot_data.services.alerts
-    found = await asyncio.to_thread(store.for_case_ref, ref)
-    if len(found) > 1:
-        await message.reply_text(clinician_texts.CASE_AMBIGUOUS.format(job_id=ref.strip()), do_quote=True)
-        return
-    view = None if not found else await asyncio.to_thread(store.view, found[0].id)
-    if view is None:
-        await message.reply_text(clinician_texts.CASE_NOT_FOUND.format(job_id=ref.strip()), do_quote=True)
-        return
-    photo_message, photo_not_attached = await _send_case_photo(message, store, view)
-    text = clinician_texts.clinician_alert(
-        view, kind=AlertDeliveryKind.CASE.value, photo_not_attached=photo_not_attached
-    )
-    under = photo_message or message
-    sent = await under.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=alert_keyboard(view), do_quote=True)
-    await asyncio.to_thread(store.record_case_message, view.alert_id, chat.id, sent.message_id)
-
-
-async def _send_case_photo(message: Message, store: AlertStore, view: AlertView) -> tuple[Message | None, bool]:
-    """The alert's photo, as the alert sent it (the explanation picture is the worker's: not here); returns the
-    photo's message, and whether a photo Telegram refused could not be attached."""
-    photo = await asyncio.to_thread(store.photo, view.alert_id)
-    if photo is None:
-        return None, False
-    caption = clinician_texts.clinician_photo_caption(view, kind=AlertDeliveryKind.CASE.value)
-    try:
-        if photo.media_kind == MediaKind.DOCUMENT:
-            sent = await message.reply_document(
-                photo.file_id, caption=caption, parse_mode=ParseMode.HTML, do_quote=True
-            )
-        else:
-            sent = await message.reply_photo(photo.file_id, caption=caption, parse_mode=ParseMode.HTML, do_quote=True)
-    except BadRequest as error:  # a file Telegram no longer has: the text alone, saying so
-        log.warning("alert %s: /case photo refused (%s)", view.alert_id, error.message)
-        return None, True
-    return sent, False
-
-
-async def on_stats(update: Update, context: BotContext) -> None:
-    if await _allowed_command(update, context):
-        store = context.bot_data.services.alerts
-        now = datetime.now(UTC)
-        today = await asyncio.to_thread(store.count_since, datetime.combine(now.date(), time(), tzinfo=UTC))
-        week = await asyncio.to_thread(store.count_since, now - timedelta(days=7))
-        times = await asyncio.to_thread(store.review_times, now - timedelta(days=30))
-        to_claim = [t.to_claim_s for t in times if t.to_claim_s is not None]
-        to_resolution = [t.to_resolution_s for t in times if t.to_resolution_s is not None]
-        text = clinician_texts.clinician_stats(today, week, median(to_claim), median(to_resolution))
-        assert update.effective_message is not None
-        await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, do_quote=True)
-    raise ApplicationHandlerStop
-
-
-async def on_clinician_chat_message(update: Update, context: BotContext) -> None:
-    """Anything else in a clinician chat: the commands, in a private chat; silence in a group (clinicians talk
-    to each other there) and for an edited message. Never the patients' consent gate."""
-    chat, message = update.effective_chat, update.message
-    if chat is not None and message is not None and chat.type == Chat.PRIVATE:
-        await message.reply_text(clinician_texts.CLINICIAN_HELP)
-    raise ApplicationHandlerStop
-
-
-def register_clinician_handlers(
-    application: Application[Any, Any, Any, Any, Any, Any], allow_list: ClinicianAllowList, group: int = -2
-) -> None:
-    """Before the consent gate (group -1): clinicians are not patients."""
-    clinician_chats = filters.Chat(chat_id=sorted(allow_list.chat_ids))
-    commands = clinician_chats & filters.UpdateType.MESSAGE  # an edited command is not asked again
-    application.add_handler(CallbackQueryHandler(on_alert_button, pattern=CALLBACK_PATTERN), group=group)
-    application.add_handler(CommandHandler("pending", on_pending, filters=commands), group=group)
-    application.add_handler(CommandHandler(CASE_COMMAND, on_case, filters=commands), group=group)
-    application.add_handler(MessageHandler(commands & filters.Regex(CASE_SHORTCUT), on_case_shortcut), group=group)
-    application.add_handler(CommandHandler("stats", on_stats, filters=commands), group=group)
-    replies = commands & filters.REPLY & filters.TEXT & ~filters.COMMAND
-    application.add_handler(MessageHandler(replies, on_clinician_reply), group=group)  # "Write to the patient"
-    application.add_handler(MessageHandler(clinician_chats, on_clinician_chat_message), group=group)
