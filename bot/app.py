@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -12,6 +14,7 @@ from bot.context import BotData, BotServices
 from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore, bot_id_of
 from bot.fairness import FairUpdateProcessor
 from bot.handlers import register_handlers
+from bot.leadership import LeaderLease
 from shared.config import Settings, get_settings, parse_keys
 from shared.db import get_engine
 from shared.sealing import Sealer
@@ -61,14 +64,15 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     return application
 
 
-def serve_bot_metrics_and_health(settings: Settings) -> None:
-    """/metrics (the bot's own registry) and /health/ready (broker and audit database answer)."""
+def serve_bot_metrics_and_health(settings: Settings, lease: LeaderLease) -> None:
+    """/metrics (the bot's own registry) and /health/ready (this replica leads; broker and audit database answer)."""
     if settings.bot_metrics_port == 0:
         return
     from shared.metrics import broker_reachable, database_reachable, serve_metrics_and_health
 
     def readiness() -> list[str]:
-        checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url))
+        leading = None if lease.leading else f"standby: replica {lease.replica_id} does not lead"
+        checks = (leading, broker_reachable(settings.redis_url), database_reachable(settings.database_url))
         return [problem for problem in checks if problem]
 
     serve_metrics_and_health(settings.metrics_address, settings.bot_metrics_port, readiness)
@@ -80,18 +84,26 @@ def run_bot(settings: Settings | None = None) -> None:
         # The development keys are published: pseudonyms and sealed data are readable by anyone. Fine for a
         # developer's own test bot; never for patients.
         log.warning("development settings against the real Telegram: not for patients (set SKINSENSE_ENVIRONMENT)")
+    lease = LeaderLease.from_settings(settings)
+    serve_bot_metrics_and_health(settings, lease)
+    lease.wait_until_leading()  # a standby waits here (bot/leadership.py)
     application = build_application(settings)
-    serve_bot_metrics_and_health(settings)
-    if settings.webhook_url:
-        log.info("bot starting (webhook mode)")
-        application.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path="telegram",
-            webhook_url=settings.webhook_url.rstrip("/") + "/telegram",
-            secret_token=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
-            allowed_updates=Update.ALL_TYPES,
-        )
-    else:
-        log.info("bot starting (polling mode)")
-        application.run_polling(allowed_updates=Update.ALL_TYPES)
+    # Another replica took the lease: stop as PTB stops on SIGTERM; the supervisor starts this one as a standby.
+    stop_renewing = lease.keep(on_lost=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    try:
+        if settings.webhook_url:
+            log.info("bot starting (webhook mode)")
+            application.run_webhook(
+                listen=settings.webhook_listen,
+                port=settings.webhook_port,
+                url_path="telegram",
+                webhook_url=settings.webhook_url.rstrip("/") + "/telegram",
+                secret_token=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            log.info("bot starting (polling mode)")
+            application.run_polling(allowed_updates=Update.ALL_TYPES)
+    finally:
+        stop_renewing.set()
+        lease.release()

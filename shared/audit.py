@@ -297,3 +297,14 @@ class InboundUpdate(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
     processed_at: datetime | None = _timestamp(index=True)
     attempts: int = 0
+
+
+class Lease(SQLModel, table=True):
+    """Who holds a lease, and until when on the database's clock: the one bot replica that polls Telegram
+    (bot/leadership.py). Any process may hold it once it has lapsed; its holder renews it."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(sa_column=Column(String(32), primary_key=True))
+    holder: str = Field(sa_column=Column(String(128), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     metrics_address: str = "127.0.0.1"  # compose's containers: 0.0.0.0 (reached by Prometheus on their network)
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     bot_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # Any number of bot processes may run; one leads (bot/leadership.py). The replica id names this one across
+    # its restarts (default: the host name); the lease lapses this long after its leader stopped renewing it.
+    bot_replica_id: str = ""
+    bot_leader_lease_s: float = Field(default=15.0, gt=0)
 
     # Flower and the local sandbox
     flower_port: int = 5555
