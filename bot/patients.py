@@ -65,14 +65,20 @@ class PatientStore:
         with self._session() as session:
             return session.get(PatientProfile, chat_ref)
 
-    def remember_profile(self, chat_ref: str, age_range: AgeRange | None, sex: Sex | None) -> None:
+    def remember_profile(self, chat_ref: str, age_range: AgeRange | None, sex: Sex | None) -> bool:
+        """Age and sex for the next photo; written only while the patient consents (a questionnaire finished on a
+        process that did not see "No thanks" or /delete writes nothing). Whether it was written."""
         with self._session() as session:
+            consents = session.exec(select(Consent).where(Consent.chat_ref == chat_ref).limit(1)).first()
+            if consents is None:
+                return False
             profile = session.get(PatientProfile, chat_ref) or PatientProfile(chat_ref=chat_ref)
             profile.age_range = None if age_range is None else age_range.value
             profile.sex = None if sex is None else sex.value
             profile.updated_at = utc_now()
             session.add(profile)
             session.commit()
+            return True
 
     # /delete
 

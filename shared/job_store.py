@@ -35,7 +35,7 @@ from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select, update
 
 from shared.answers import AnswerEffect, PatientAnswers
-from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.audit import Consent, Job, JobStatus, MediaKind, utc_now
 from shared.config import Settings, get_settings
 from shared.db import lock_for_writing
 from shared.labels import PhotoKind, RiskLevel
@@ -597,11 +597,13 @@ class JobStore:
 
     def record_answers(self, job_id: uuid.UUID, answers: PatientAnswers, *, close: bool) -> Job:
         """The patient's answers so far; ``close``: the questionnaire is over (answered or skipped). Answers
-        that come after it closed (a timeout) change nothing: the job is returned as it is."""
+        that come after it closed (a timeout), or once the patient withdrew their consent (a tap handled by a
+        process that did not see the withdrawal), change nothing: the job is returned as it is."""
         with self._changing(job_id) as job:
             if job.answers_closed_at is None and job.replied_at is None:  # replied: answered, or erased (/delete)
-                job.answers = answers.model_dump(mode="json")
-                if close:
+                if _has_consent(job):
+                    job.answers = answers.model_dump(mode="json")
+                if close:  # a time, nothing about the patient: the questionnaire closes either way
                     job.answers_closed_at = utc_now()
                     if job.status == JobStatus.DONE and job.replied_at is None:
                         job.due_at = self._due(self.deadlines.queued_s)  # the bot queues the final result now
@@ -654,3 +656,11 @@ def get_job_store() -> JobStore:
     from shared.db import get_engine
 
     return JobStore(get_engine())
+
+
+def _has_consent(job: Job) -> bool:
+    """Whether the job's patient still consents (to any version of the privacy text), read in the session that
+    is changing the job: nothing about a patient is written after "No thanks" or /delete."""
+    session = object_session(job)
+    assert session is not None
+    return session.execute(select(Consent.id).where(col(Consent.chat_ref) == job.chat_ref).limit(1)).first() is not None

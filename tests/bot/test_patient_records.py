@@ -63,7 +63,8 @@ def test_delete_erases_jobs_answers_profile_and_consent_of_that_patient_only(
 
 
 def test_answers_after_the_questionnaire_closed_change_nothing(stores: tuple[PatientStore, JobStore]) -> None:
-    _, jobs = stores
+    patients, jobs = stores
+    patients.record_consent(CHAT, "v1")
     job = jobs.record_received(chat_ref=CHAT, media_kind=MediaKind.PHOTO, file_unique_id="u")
     jobs.record_answers(job.id, PatientAnswers(age=45), close=False)
     closed = jobs.close_answers(job.id)  # the worker's timeout
@@ -176,3 +177,21 @@ def test_clinicians_read_the_answers_the_patient_gave() -> None:
     text = clinician_texts.clinician_alert(alert_view(ranking, PatientAnswers(age=45, bleeds=True)))
     assert "Patient's answers: age: 40-49, bleeding: yes" in text  # the range the patient chose
     assert "Patient's answers: none given" in clinician_texts.clinician_alert(alert_view(ranking, PatientAnswers()))
+
+
+def test_nothing_about_a_patient_is_written_after_no_thanks_even_by_a_process_that_missed_it(
+    stores: tuple[PatientStore, JobStore],
+) -> None:
+    """Issue 23: a questionnaire finished on a bot process that did not see the withdrawal wrote the answers and
+    the remembered age and sex back. The stores themselves refuse: no consent, no write (the close still counts,
+    so the result is not held up)."""
+    patients, jobs = stores
+    patients.record_consent(CHAT, "v1")
+    job = jobs.record_received(chat_ref=CHAT, media_kind=MediaKind.PHOTO, file_unique_id="u")
+    patients.withdraw_consent(CHAT)
+    closed = jobs.record_answers(job.id, PatientAnswers(age=45, sex=Sex.MALE, bleeds=True), close=True)
+    assert closed.answers is None and closed.answers_closed_at is not None
+    assert patients.remember_profile(CHAT, AgeRange.FORTIES, Sex.MALE) is False
+    assert patients.profile(CHAT) is None
+    patients.record_consent(CHAT, "v1")  # agreeing again: remembered from then on
+    assert patients.remember_profile(CHAT, AgeRange.FORTIES, Sex.MALE) is True

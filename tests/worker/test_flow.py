@@ -22,7 +22,7 @@ from models.serving.explain import CHART_WIDTH, PANEL
 from models.serving.inference import Classifier
 from models.serving.screening import screen_photo
 from shared.answers import BodySite, PatientAnswers, Sex
-from shared.audit import Job, JobStatus, MediaKind, utc_now
+from shared.audit import Consent, ConsentDecision, Job, JobStatus, MediaKind, utc_now
 from shared.clinic.store import AlertStore
 from shared.config import Settings
 from shared.db import build_engine
@@ -40,7 +40,7 @@ from shared.queue import (
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
 from shared.texts import result as result_texts
-from shared.texts.patient import MAX_FILE_MB
+from shared.texts.patient import MAX_FILE_MB, PRIVACY_VERSION
 from skinsense.sandbox import plain_text
 from tests.auxil.database import migrated_engine
 from tests.auxil.sandbox_user import SandboxUser, running_sandbox
@@ -60,6 +60,7 @@ from worker.telegram import TelegramClient
 
 TOKEN = "6262:flow-test-token"
 CLINICIANS = (9101, 9102)
+PATIENT = "f" * 32  # the chat reference of every job here
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +93,14 @@ def flow(
 ) -> ClassificationFlow:
     broker = create_celery_app(Settings(redis_url=redis_url))
     redis.Redis.from_url(redis_url).delete(CLINICIANS_QUEUE)
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")
+    with Session(engine) as session:  # the patient agreed (the bot records no job before): their answers are kept
+        session.add(Consent(chat_ref=PATIENT, text_version=PRIVACY_VERSION, decision=ConsentDecision.AGREED))
+        session.commit()
     return ClassificationFlow(
         telegram=telegram,
         classifier=classifier,
-        jobs=JobStore(migrated_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")),
+        jobs=JobStore(engine),
         clinician_chat_ids=CLINICIANS,
         alert_clinicians=lambda request: enqueue_clinician_alert(request, broker),
         await_answers=awaited.append,
@@ -116,7 +121,7 @@ def patient_sends(
     analysis starts. ``file_id``: instead of the photo's."""
     sent = sandbox.send_photo(chat, data)
     job = flow.jobs.record_received(
-        chat_ref="f" * 32,
+        chat_ref=PATIENT,
         media_kind=MediaKind.PHOTO,
         file_unique_id=sent["photo"][-1]["file_unique_id"],
         delivery=Delivery(chat_id=chat, file_id=file_id or sent["photo"][-1]["file_id"]),
@@ -728,7 +733,7 @@ def test_a_task_queued_in_the_old_shape_is_still_answered(
     """Queued before delivery data moved to the row: the row has none, the message carries it."""
     sent = sandbox.send_photo(2206, photos_by_risk["low"].read_bytes())
     job = flow.jobs.record_received(
-        chat_ref="f" * 32, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
+        chat_ref=PATIENT, media_kind=MediaKind.PHOTO, file_unique_id=sent["photo"][-1]["file_unique_id"]
     )
     flow.jobs.record_answers(job.id, PatientAnswers(), close=True)
     status_id = flow.telegram.send_text(2206, patient_texts.ANALYSING)
@@ -801,7 +806,7 @@ def test_an_album_with_a_photo_analysed_and_one_closed_by_no_thanks_gets_one_rep
     for name in ("low", "alert"):
         sent = sandbox.send_photo(chat, photos_by_risk[name].read_bytes())
         job = flow.jobs.record_received(
-            chat_ref="f" * 32,
+            chat_ref=PATIENT,
             media_kind=MediaKind.PHOTO,
             file_unique_id=sent["photo"][-1]["file_unique_id"],
             delivery=Delivery(chat_id=chat, file_id=sent["photo"][-1]["file_id"]),
