@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
@@ -32,9 +32,11 @@ from shared.audit import JobStatus
 from shared.job_store import asks_no_questions
 from shared.metrics import PRESSES_REFUSED
 from shared.questionnaire import (
+    YES_NO_QUESTIONS,
     AgeRange,
     Question,
     YesNo,
+    answers_from_record,
     site_token,
 )
 from shared.queue import FinalizeResultRequest, enqueue_finalization
@@ -185,7 +187,11 @@ async def on_answer(update: Update, context: BotContext) -> None:
         return
     assert job_id is not None
     questionnaire = context.bot_data.questionnaires.get(job_id)  # as it is now, after the await
-    if questionnaire is None:  # closed (timed out, answered, erased) or the bot restarted
+    if questionnaire is None and chat is not None and chat_ref is not None:
+        # Not in this process's memory: the bot restarted, or another replica asked it. The job row holds the
+        # answers so far; the pressed message shows the page.
+        questionnaire = await rebuilt(context, job_id, chat.id, chat_ref, query)
+    if questionnaire is None:  # closed (timed out, answered, erased)
         await answer_tap(query, questionnaire_texts.QUESTIONNAIRE_CLOSED)
         if query.message is not None and getattr(query.message, "reply_markup", None):  # still shows live buttons
             await edit_unless_unchanged(query.edit_message_text(questionnaire_texts.QUESTIONNAIRE_CLOSED))
@@ -238,6 +244,43 @@ async def on_answer(update: Update, context: BotContext) -> None:
     if redraw:  # the new page first: the tap's answer tells the patient it is there
         await show_page(query, answered)
     await answer_tap(query, toast)
+
+
+async def rebuilt(
+    context: BotContext, job_id: uuid.UUID, chat_id: int, chat_ref: str, query: CallbackQuery
+) -> Questionnaire | None:
+    """The questionnaire of a job still waiting for its answers, from its row (the answers so far) and the
+    pressed message (its page); None when it is closed. Kept in memory from then on."""
+    job = await asyncio.to_thread(context.bot_data.services.jobs.load, job_id)
+    message = query.message
+    if (
+        job is None
+        or job.answers_closed_at is not None
+        or job.replied_at is not None
+        or job.status in (JobStatus.REJECTED, JobStatus.FAILED)
+        or not isinstance(message, Message)
+    ):
+        return None
+    shown = {
+        (button.callback_data or "").split("|")[2]
+        for row in (message.reply_markup.inline_keyboard if message.reply_markup else ())
+        for button in row
+        if isinstance(button.callback_data, str) and button.callback_data.count("|") == 3
+    }
+    if not shown:  # the message no longer shows the questions
+        return None
+    questionnaire = Questionnaire(job_id, chat_id, chat_ref, message_id=message.message_id)
+    questionnaire.page = Page.ABOUT_THE_SPOT if shown & {q.value for q in YES_NO_QUESTIONS} else Page.ABOUT_YOU
+    questionnaire.confirming_profile = Question.CONFIRM_PROFILE.value in shown
+    if questionnaire.confirming_profile:
+        profile = await asyncio.to_thread(context.bot_data.services.patients.profile, chat_ref)
+        if profile is not None:
+            questionnaire.remembered_age = None if profile.age_range is None else AgeRange(profile.age_range)
+            questionnaire.remembered_sex = None if profile.sex is None else Sex(profile.sex)
+    questionnaire.restore(answers_from_record(job.answers))
+    context.bot_data.questionnaires[job_id] = questionnaire
+    log.info("job %s: questionnaire taken up again from its row", job_id)
+    return questionnaire
 
 
 async def show_page(query: CallbackQuery, questionnaire: Questionnaire) -> None:

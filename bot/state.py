@@ -23,6 +23,7 @@ from shared.questionnaire import (
     ProfileChoice,
     Question,
     YesNo,
+    age_range_of,
     sex_from_token,
     site_from_token,
 )
@@ -111,6 +112,29 @@ class Questionnaire:
 
     def next_page(self) -> None:
         self.page = Page.ABOUT_THE_SPOT
+
+    def restore(self, answers: PatientAnswers | None) -> None:
+        """The answers saved on the job row so far (a questionnaire taken up again after a restart)."""
+        if answers is None:
+            return
+        if answers.age is not None:
+            self.age_range = age_range_of(answers.age)
+            self.answered.add(Question.AGE)
+        if answers.sex is not None:
+            self.sex = answers.sex
+            self.answered.add(Question.SEX)
+        if answers.body_site is not None:
+            self.body_site = answers.body_site
+            self.answered.add(Question.BODY_SITE)
+        for question in YES_NO_QUESTIONS:
+            value = getattr(answers, question.value)
+            if value is not None:
+                self.spot[question] = bool(value)
+                self.answered.add(question)
+        if self.confirming_profile and (self.age_range is not None or self.sex is not None):
+            self.answered.add(Question.CONFIRM_PROFILE)
+        # Asked this time (not kept from last time): remembered afresh when the questionnaire closes.
+        self.asked_profile = not self.confirming_profile and bool({Question.AGE, Question.SEX} & self.answered)
 
 
 @dataclass

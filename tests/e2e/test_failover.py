@@ -1,66 +1,116 @@
 """Two bot processes on the real stack (sandbox, redis-server, a Celery worker, SQLite): one leads and polls,
-the other is a standby that reports not ready; the leader killed (SIGKILL), the standby takes over within a
-lease and every message, before and after, is answered exactly once (bot/leadership.py)."""
+the other is a standby that reports not ready. The leader killed (SIGKILL), the standby takes over within a
+lease (bot/leadership.py): every message, before and after, is answered exactly once, and a questionnaire half
+answered on the old leader is finished on the new one, its answers all in the result."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import Session, select
 
+from shared.answers import BodySite, PatientAnswers, Sex
+from shared.audit import Job
+from shared.questionnaire import AgeRange
+from shared.texts import questionnaire as questionnaire_texts
+from skinsense.sandbox import plain_text
+from tests.auxil.patient import answer_questionnaire, consent
 from tests.auxil.services import ChildProcess, free_port, python_command, wait_until
-from tests.auxil.stack import running_stack
+from tests.auxil.stack import RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 LEASE_S = 3.0
-BEFORE, AFTER = 4_101, 4_102  # a chat answered by the first leader, and one sent after it was killed
+BEFORE, AFTER, HALFWAY = 4_101, 4_102, 4_103
+EVERY_ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]
+EVERY_ANSWER = PatientAnswers(
+    age=45, sex=Sex.FEMALE, body_site=BodySite.BACK, grew=True, changed=True, bleeds=True, itches=False, hurts=False,
+    raised=True,
+)  # fmt: skip
 
 
-def readiness(port: int) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
+def readiness(port: int) -> httpx.Response | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+@contextlib.contextmanager
+def two_bots(redis_url: str, tmp_path: Path) -> Iterator[tuple[RunningStack, ChildProcess, int]]:
+    """The stack with its bot as replica a (the leader), and replica b started after it (a standby); yields the
+    stack, the standby and the standby's metrics port."""
+    database_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    with running_stack(
+        redis_url,
+        database_url,
+        tmp_path,
+        questionnaire_timeout_s=120,
+        bot_replica_id="replica-a",
+        bot_leader_lease_s=LEASE_S,
+    ) as stack:
+        port = free_port()
+        env = {**stack.env, "SKINSENSE_BOT_REPLICA_ID": "replica-b", "SKINSENSE_BOT_METRICS_PORT": str(port)}
+        standby = ChildProcess("standby-bot", python_command("-m", "skinsense.cli", "bot"), env, tmp_path)
+        try:
+            wait_until(lambda: "replica-b is a standby" in standby.output(), 60, what="the second bot as a standby")
+            yield stack, standby, port
+        finally:
+            standby.stop()
 
 
 def test_the_standby_bot_takes_over_from_a_killed_leader_and_every_message_is_answered_once(
     redis_url: str, tmp_path: Path
 ) -> None:
-    database_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    with running_stack(
-        redis_url, database_url, tmp_path, bot_replica_id="replica-a", bot_leader_lease_s=LEASE_S
-    ) as stack:
-        standby_port = free_port()
-        standby_env = {
-            **stack.env,
-            "SKINSENSE_BOT_REPLICA_ID": "replica-b",
-            "SKINSENSE_BOT_METRICS_PORT": str(standby_port),
-        }
-        standby = ChildProcess("standby-bot", python_command("-m", "skinsense.cli", "bot"), standby_env, tmp_path)
-        try:
-            wait_until(lambda: "replica-b is a standby" in standby.output(), 60, what="the second bot as a standby")
-            not_ready = wait_until(lambda: _answering(standby_port), 30, what="the standby's health endpoint")
-            assert not_ready.status_code == 503 and "standby" in not_ready.text, "a standby is not ready"
+    with two_bots(redis_url, tmp_path) as (stack, standby, port):
+        not_ready = wait_until(lambda: readiness(port), 30, what="the standby's health endpoint")
+        assert not_ready.status_code == 503 and "standby" in not_ready.text, "a standby is not ready"
+        stack.user.send_text(BEFORE, "/start")
+        wait_until(lambda: stack.user.bot_messages(BEFORE), 60, what="the leader's answer")
 
-            stack.user.send_text(BEFORE, "/start")
-            wait_until(lambda: stack.user.bot_messages(BEFORE), 60, what="the leader's answer")
+        stack.bot.stop(signal.SIGKILL)
+        stack.user.send_text(AFTER, "/start")
+        wait_until(lambda: stack.user.bot_messages(AFTER), 60, what="the standby's answer, once it leads")
+        assert "replica-b leads" in standby.output(), standby.output()[-3000:]
+        ready = readiness(port)
+        assert ready is not None and ready.status_code == 200, "the new leader reports ready"
 
-            stack.bot.stop(signal.SIGKILL)
-            stack.user.send_text(AFTER, "/start")
-            wait_until(lambda: stack.user.bot_messages(AFTER), 60, what="the standby's answer, once it leads")
-            assert "replica-b leads" in standby.output(), standby.output()[-3000:]
-            assert readiness(standby_port).status_code == 200, "the new leader reports ready"
-
-            time.sleep(2 * LEASE_S)  # a second answer, from either process, would show by now
-            assert len(stack.user.bot_messages(BEFORE)) == 1, stack.logs()
-            assert len(stack.user.bot_messages(AFTER)) == 1, standby.output()[-3000:]
-        finally:
-            standby.stop()
+        time.sleep(2 * LEASE_S)  # a second answer, from either process, would show by now
+        assert len(stack.user.bot_messages(BEFORE)) == 1, stack.logs()
+        assert len(stack.user.bot_messages(AFTER)) == 1, standby.output()[-3000:]
 
 
-def _answering(port: int) -> httpx.Response | None:
-    try:
-        return readiness(port)
-    except httpx.HTTPError:
-        return None
+def test_a_questionnaire_half_answered_on_the_old_leader_is_finished_on_the_new_one(
+    redis_url: str, tmp_path: Path, phone_photo: Path
+) -> None:
+    with two_bots(redis_url, tmp_path) as (stack, standby, _):
+        consent(stack.user, HALFWAY)
+        sent = stack.user.send_photo(HALFWAY, phone_photo.read_bytes())
+        answer_questionnaire(stack.user, HALFWAY, sent["message_id"], EVERY_ANSWER_TAPS[:2])  # age and sex
+
+        stack.bot.stop(signal.SIGKILL)
+        wait_until(lambda: "replica-b leads" in standby.output(), 60, what="the standby to lead")
+        # Every answer tapped again from the start (age and sex were saved: tapping them again changes nothing).
+        questions = answer_questionnaire(stack.user, HALFWAY, sent["message_id"], EVERY_ANSWER_TAPS)
+        noted = questionnaire_texts.answers_noted(
+            AgeRange.FORTIES,
+            Sex.FEMALE,
+            BodySite.BACK,
+            {question: bool(getattr(EVERY_ANSWER, question.value)) for question in questionnaire_texts.SPOT_BUTTONS},
+        )
+        assert questions["text"] == plain_text(questionnaire_texts.questionnaire_done(noted), "HTML"), questions
+        assert questionnaire_texts.QUESTIONNAIRE_CLOSED not in [
+            m.get("text") for m in stack.user.bot_messages(HALFWAY)
+        ], "the failover closed no questionnaire"
+        stack.user.wait_for_reply(HALFWAY, sent["message_id"], timeout_s=90)
+        assert "taken up again from its row" in standby.output(), standby.output()[-3000:]
+        with Session(stack.engine) as session:
+            job = session.exec(select(Job)).one()
+        assert PatientAnswers.model_validate(job.answers) == EVERY_ANSWER, "every answer is in the result"
+        assert set(job.answers_used or ()) == set(EVERY_ANSWER.known())
