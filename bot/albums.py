@@ -10,8 +10,8 @@ the "analysing..." message; the others wait for it (a future in ``bot_data``) an
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-import uuid
 
 from telegram import Message
 
@@ -20,7 +20,13 @@ from bot.state import Album
 ALBUM_MEMORY_S = 3600.0  # an album's photos all arrive within seconds; its entry is forgotten after this
 
 
-def join_album(message: Message, registry: dict[tuple[int, str], Album]) -> Album | None:
+def album_id_of(chat_ref: str, media_group_id: str) -> str:
+    """The same for every photo of one album, whichever process or bot replica takes it (a restart, a failover
+    mid-album), and pseudonymous (the chat's reference is a keyed hash): never the media_group_id itself."""
+    return hashlib.sha256(f"{chat_ref}:{media_group_id}".encode()).hexdigest()[:32]
+
+
+def join_album(message: Message, chat_ref: str, registry: dict[tuple[int, str], Album]) -> Album | None:
     """The album this photo belongs to (None when it was sent on its own)."""
     if message.media_group_id is None:
         return None
@@ -31,6 +37,7 @@ def join_album(message: Message, registry: dict[tuple[int, str], Album]) -> Albu
     known = registry.get(key)
     if known is not None:
         return Album(known.album_id, first=False, status=known.status, started=known.started)
-    album = Album(uuid.uuid4().hex, first=True, status=asyncio.get_running_loop().create_future())
+    album_id = album_id_of(chat_ref, message.media_group_id)
+    album = Album(album_id, first=True, status=asyncio.get_running_loop().create_future())
     registry[key] = album
     return album

@@ -118,7 +118,8 @@ async def accept_image(
         reason = f"the image is only {image.width}x{image.height} pixels"
         await reject(message, image, Refusal(RefusalCode.TOO_SMALL, reason), context, update_key)
         return
-    album = join_album(message, context.bot_data.albums)  # photos sent together: one reply (bot/albums.py)
+    # Photos sent together: one reply (bot/albums.py).
+    album = join_album(message, context.bot_data.services.chat_ref(message.chat_id), context.bot_data.albums)
     store, chat_ref = context.bot_data.services.jobs, context.bot_data.services.chat_ref(message.chat_id)
     # The row first, with what the workers need to answer (sealed): from here on the job cannot be lost.
     job = await asyncio.to_thread(
@@ -171,7 +172,7 @@ async def continue_job(message: Message, context: BotContext, job: Job, album: A
         await start_questionnaire(context, job.id, message.chat_id, job.chat_ref, message.message_id)
     if delivery.status_message_id is None:
         if job.album_id is not None and album is None:  # a replay: the album's message, if it is still known
-            album = join_album(message, context.bot_data.albums)
+            album = join_album(message, context.bot_data.services.chat_ref(message.chat_id), context.bot_data.albums)
         if album is None:
             # Never a status message after the answer: under load the reconciler may have had the photo answered
             # (threaded to it) while this handling waited for the chat's allowance.

@@ -139,7 +139,7 @@ class Questionnaire:
 
 @dataclass
 class Album:
-    album_id: str  # on each of its jobs (shared.audit.Job.album_id): random, never the media_group_id
+    album_id: str  # on each of its jobs (shared.audit.Job.album_id): bot/albums.album_id_of, never the media_group_id
     first: bool  # this photo is the album's first: it sends the "analysing..." message
     status: asyncio.Future[Message] = field(repr=False)
     started: float = field(default_factory=time.monotonic)
