@@ -17,7 +17,7 @@ from bot.handlers import register_handlers
 from bot.leadership import LeaderLease
 from shared.config import Settings, get_settings, parse_keys
 from shared.db import get_engine
-from shared.sealing import Sealer
+from shared.sealing import Sealer, delivery_key_problem
 from shared.telegram_calls import TelegramCallLimiter, telegram_request
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ def run_bot(settings: Settings | None = None) -> None:
         # The development keys are published: pseudonyms and sealed data are readable by anyone. Fine for a
         # developer's own test bot; never for patients.
         log.warning("development settings against the real Telegram: not for patients (set SKINSENSE_ENVIRONMENT)")
+    # A bot whose delivery key differs from the workers' would seal what no worker can open: no patient answered.
+    key_problem = delivery_key_problem(get_engine(settings.database_url), Sealer(parse_keys(settings.delivery_key)))
+    if key_problem is not None:
+        raise SystemExit(key_problem)
     lease = LeaderLease.from_settings(settings)
     serve_bot_metrics_and_health(settings, lease)
     lease.wait_until_leading()  # a standby waits here (bot/leadership.py)

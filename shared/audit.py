@@ -308,3 +308,13 @@ class Lease(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(32), primary_key=True))
     holder: str = Field(sa_column=Column(String(128), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SealedCheck(SQLModel, table=True):
+    """A known value sealed with the deployment's delivery key (shared/sealing.py): a process whose key cannot
+    open it would seal what the others cannot read (a patient never answered), so it reports not ready."""
+
+    __tablename__ = "sealed_checks"
+
+    name: str = Field(sa_column=Column(String(32), primary_key=True))
+    sealed: str = Field(sa_column=Column(Text, nullable=False))

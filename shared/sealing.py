@@ -21,7 +21,11 @@ from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session
 
+from shared.audit import SealedCheck
 from shared.config import get_settings, parse_keys
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -39,6 +43,7 @@ class Sealer:
         if not keys:
             raise ValueError("a sealer needs at least one key")
         self._fernet = MultiFernet([Fernet(key) for key in keys])
+        self._current = Fernet(keys[0])
 
     def seal(self, payload: BaseModel | Mapping[str, Any]) -> str:
         data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
@@ -57,6 +62,14 @@ class Sealer:
 
     def unseal(self, token: str, model: type[ModelT]) -> ModelT:
         return model.model_validate(self.unseal_dict(token))
+
+    def current(self, token: str) -> bool:
+        """Whether ``token`` was sealed under the current (first) key."""
+        try:
+            self._current.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            return False
+        return True
 
     def reseal(self, token: str) -> str:
         """The same payload sealed under the current (first) key: for rotating stored tokens."""
@@ -80,3 +93,39 @@ def seal(payload: BaseModel | Mapping[str, Any]) -> str:
 def unseal(token: str, model: type[ModelT]) -> ModelT:
     """The payload of ``token`` as ``model``; SealBroken if no configured key opens it."""
     return get_sealer().unseal(token, model)
+
+
+KEY_CHECK = "delivery-key"
+KEY_CHECK_VALUE = {"sealed_by": "skinsense"}
+KEY_MISMATCH = (
+    "SKINSENSE_DELIVERY_KEY cannot open what this deployment sealed: every host needs the same key(s) "
+    "(a new key first, the old one kept until nothing sealed with it remains)"
+)
+
+
+def delivery_key_problem(engine: Engine, sealer: Sealer) -> str | None:
+    """None when this process's keys open the deployment's sealed check value (written by the first process
+    that looks; sealed again under the current key after a rotation); else what is wrong. A database that does
+    not answer is another check's problem (shared.metrics.database_reachable): None here."""
+    try:
+        with Session(engine) as session:
+            check = session.get(SealedCheck, KEY_CHECK)
+            if check is None:
+                session.add(SealedCheck(name=KEY_CHECK, sealed=sealer.seal(KEY_CHECK_VALUE)))
+                session.commit()
+                return None
+            try:
+                opened = sealer.unseal_dict(check.sealed)
+            except SealBroken:
+                return KEY_MISMATCH
+            if opened != KEY_CHECK_VALUE:
+                return KEY_MISMATCH
+            if not sealer.current(check.sealed):  # rotated: seal it under the new key, before the old one goes
+                check.sealed = sealer.seal(KEY_CHECK_VALUE)
+                session.add(check)
+                session.commit()
+            return None
+    except IntegrityError:  # another process wrote it at the same moment: look again
+        return delivery_key_problem(engine, sealer)
+    except SQLAlchemyError:
+        return None

@@ -67,16 +67,27 @@ def worker_readiness(settings: Settings) -> Callable[[], list[str]]:
     import encodings.idna  # noqa: F401  # a first connection to a host name imports these
     import stringprep  # noqa: F401
 
+    from shared.config import parse_keys
     from shared.db import build_engine
     from shared.metrics import broker_reachable, database_reachable, model_loaded
+    from shared.sealing import Sealer, delivery_key_problem
 
     build_engine(settings.database_url, pooled=False).dispose()  # loads the dialect and the driver; no connection
     model_loaded()
     broker_reachable("redis://127.0.0.1:1/0")  # imports redis' client and its error path; no server there
+    sealer = Sealer(parse_keys(settings.delivery_key))
+
+    def key_problem() -> str | None:
+        """This worker's delivery key must open what the deployment sealed (or it answers no patient)."""
+        engine = build_engine(settings.database_url, pooled=False)
+        try:
+            return delivery_key_problem(engine, sealer)
+        finally:
+            engine.dispose()
 
     def readiness() -> list[str]:
         problems = [] if model_loaded() else ["model: not loaded yet"]
-        checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url))
+        checks = (broker_reachable(settings.redis_url), database_reachable(settings.database_url), key_problem())
         return problems + [problem for problem in checks if problem]
 
     return readiness

@@ -9,9 +9,10 @@ import base64
 import pytest
 from cryptography.fernet import Fernet
 from pydantic import BaseModel, SecretStr, ValidationError
+from sqlalchemy.engine import Engine
 
 from shared.config import DEVELOPMENT_DELIVERY_KEY, Settings, parse_keys
-from shared.sealing import SealBroken, Sealer
+from shared.sealing import KEY_MISMATCH, SealBroken, Sealer, delivery_key_problem
 
 
 class Delivery(BaseModel):
@@ -92,3 +93,17 @@ def test_development_key_is_the_default_and_refused_in_production(tmp_env: pytes
         Settings()
     tmp_env.setenv("SKINSENSE_DELIVERY_KEY", Fernet.generate_key().decode())
     assert Settings().environment == "production"
+
+
+def test_every_process_must_open_the_deployments_sealed_check_value(audit_engine: Engine) -> None:
+    """Issue 23: a host with another SKINSENSE_DELIVERY_KEY sealed what the others could not open, and the patient
+    was never answered. The first process seals a known value; one whose keys cannot open it is told why."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    assert delivery_key_problem(audit_engine, Sealer([old])) is None, "the first process writes the check value"
+    assert delivery_key_problem(audit_engine, Sealer([old])) is None
+    assert delivery_key_problem(audit_engine, Sealer([new])) == KEY_MISMATCH, "another key: not ready"
+    # A rotation: the new key first, the old one kept; the check value is sealed again under the new key...
+    assert delivery_key_problem(audit_engine, Sealer([new, old])) is None
+    # ... so that once the old key is dropped, the new one alone still opens it.
+    assert delivery_key_problem(audit_engine, Sealer([new])) is None
+    assert delivery_key_problem(audit_engine, Sealer([old])) == KEY_MISMATCH
