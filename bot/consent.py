@@ -22,7 +22,7 @@ from bot.context import BotContext
 from bot.durable_updates import key_of
 from bot.intake import incoming_image, take_image
 from bot.questionnaire import answer_tap, close_questionnaire, edit_unless_unchanged
-from bot.state import MAX_PENDING_PHOTOS, HeldPhoto, Questionnaire
+from bot.state import Questionnaire
 from shared.outcomes import FailureCode
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
@@ -75,11 +75,10 @@ async def consent_gate(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is None or await has_consented(message.chat_id, context):
         return  # on to the handlers of group 0
-    held = context.bot_data.pending_photos.setdefault(message.chat_id, [])
-    already_asked = bool(held)
-    replayed = any(h.message.message_id == message.message_id for h in held)  # handled again (durable updates)
-    if incoming_image(message) is not None and len(held) < MAX_PENDING_PHOTOS and not replayed:
-        held.append(HeldPhoto(message, key_of(update)))  # in memory only: its file id, until the patient decides
+    store, chat_ref = context.bot_data.services.held_photos, context.bot_data.services.chat_ref(message.chat_id)
+    already_asked = await asyncio.to_thread(store.count, chat_ref) > 0
+    if incoming_image(message) is not None:  # held sealed (its file id, no bytes) until the patient decides
+        await asyncio.to_thread(store.hold, chat_ref, key_of(update), message.to_dict())
     if not (already_asked and incoming_image(message) is not None):  # one question for a whole album
         await ask_for_consent(message)
     raise ApplicationHandlerStop
@@ -96,11 +95,11 @@ async def on_consent_choice(update: Update, context: BotContext) -> None:
         await answer_tap(query)
         await query.edit_message_text(patient_texts.PRIVACY, parse_mode=ParseMode.HTML, reply_markup=consent_keyboard())
         return
-    held_by_chat = context.bot_data.pending_photos
-    held = list(held_by_chat.get(chat.id, []))
     chat_ref = context.bot_data.services.chat_ref(chat.id)
+    store = context.bot_data.services.held_photos
+    held = await asyncio.to_thread(store.held, chat_ref)
     if ConsentChoice(choice) == ConsentChoice.DECLINE:
-        held_by_chat.pop(chat.id, None)
+        await asyncio.to_thread(store.drop, chat_ref)
         await asyncio.to_thread(context.bot_data.services.patients.withdraw_consent, chat_ref)
         # Photos sent under the earlier consent and not analysed yet are never analysed: the workers answer them
         # with CONSENT_WITHDRAWN_IN_PROGRESS (an album's in its one reply). Those analysed get their photo-only
@@ -132,16 +131,14 @@ async def on_consent_choice(update: Update, context: BotContext) -> None:
         query.edit_message_text(patient_texts.CONSENT_GIVEN_PHOTO_PENDING if held else patient_texts.CONSENT_GIVEN)
     )
     log.info("consent given (text %s); %d held photo(s) to analyse", version, len(held))
-    for photo in held:
-        await take_image(photo.message, context, update_key=photo.update_key)
+    for update_key, message_data in held:
+        photo = Message.de_json(message_data, context.bot)
+        if photo is not None:
+            await take_image(photo, context, update_key=update_key)
         # Let go of each photo only once it is queued: if this fails (the database, the broker), the update is
         # handled again (bot/durable_updates.py) and finds the photos not yet taken; one taken but not let go
         # is found by its update key, not recorded twice.
-        still_held = held_by_chat.get(chat.id, [])
-        if photo in still_held:
-            still_held.remove(photo)
-    if not held_by_chat.get(chat.id):
-        held_by_chat.pop(chat.id, None)
+        await asyncio.to_thread(store.release, update_key)
 
 
 async def on_privacy(update: Update, context: BotContext) -> None:
@@ -225,7 +222,7 @@ async def on_delete_choice(update: Update, context: BotContext) -> None:
     erased = await asyncio.to_thread(
         context.bot_data.services.patients.erase_patient, context.bot_data.services.chat_ref(chat.id)
     )
-    context.bot_data.pending_photos.pop(chat.id, None)
+    await asyncio.to_thread(context.bot_data.services.held_photos.drop, context.bot_data.services.chat_ref(chat.id))
     for questionnaire in mine:
         context.bot_data.questionnaires.pop(questionnaire.job_id, None)
         if questionnaire.message_id is not None:

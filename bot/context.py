@@ -15,15 +15,17 @@ from typing import Any
 
 from telegram.ext import CallbackContext, ExtBot
 
+from bot.held_photos import HeldPhotoStore
 from bot.patients import PatientStore
 from bot.rate_limit import PhotoRateLimit, RollingLimit, redis_client
-from bot.state import Album, HeldPhoto, Questionnaire
+from bot.state import Album, Questionnaire
 from shared.audit import chat_reference
 from shared.clinic.buttons import ClinicianAllowList
 from shared.clinic.store import AlertStore
-from shared.config import Settings
+from shared.config import Settings, parse_keys
 from shared.db import get_engine
 from shared.job_store import JobStore
+from shared.sealing import Sealer
 
 MINUTE_S = 60.0  # the window of the per-chat update limit (bot/fairness.py)
 
@@ -36,6 +38,7 @@ class BotServices:
     jobs: JobStore
     patients: PatientStore
     alerts: AlertStore
+    held_photos: HeldPhotoStore  # photos sent before the privacy question was answered (sealed, an hour at most)
     photo_limit: PhotoRateLimit  # photos per chat per hour (bot/intake.py)
     update_limit: RollingLimit  # updates per chat (or group member) per minute (bot/fairness.py)
     clinicians: ClinicianAllowList
@@ -49,6 +52,7 @@ class BotServices:
             jobs=JobStore(engine),
             patients=PatientStore(engine),
             alerts=AlertStore(engine),
+            held_photos=HeldPhotoStore(engine, Sealer(parse_keys(settings.delivery_key))),
             photo_limit=PhotoRateLimit(
                 broker, per_hour=settings.photos_per_chat_per_hour, key_prefix=settings.redis_key_prefix
             ),
@@ -73,8 +77,6 @@ class BotData:
 
     def __init__(self) -> None:
         self._services: BotServices | None = None
-        # chat id -> the photos held until the patient decides about consent (at most MAX_PENDING_PHOTOS)
-        self.pending_photos: dict[int, list[HeldPhoto]] = {}
         self.questionnaires: dict[uuid.UUID, Questionnaire] = {}  # job id -> its questionnaire in progress
         self.albums: dict[tuple[int, str], Album] = {}  # (chat id, media group id) -> the album its photos join
         # (what, chat id, sender id) -> when a refused clinician press or command was last recorded (sampling)

@@ -80,7 +80,7 @@ async def take_image(message: Message, context: BotContext, *, update_key: str |
     the same update again (a durable update queue replaying it after a crash) gives one job, one "Analysing..."
     message and one enqueue, going on from where the first handling stopped. Raises when the audit database
     cannot be written, so the update is handled again later rather than dropped. Photos held until consent come
-    with the update that brought them (bot/state.HeldPhoto)."""
+    with the update that brought them (bot/held_photos.py)."""
     image = incoming_image(message)
     if image is None:
         return

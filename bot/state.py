@@ -1,4 +1,5 @@
 """What the bot keeps in memory between updates (bot/context.py's BotData holds it; never module globals), typed.
+Photos held until consent are in the database (bot/held_photos.py).
 
 Nothing here is written to disk: a photo sent before consent is held only as its Telegram message (its
 file id, no image bytes) until the patient answers the privacy question, and is forgotten on "No thanks",
@@ -28,18 +29,6 @@ from shared.questionnaire import (
     site_from_token,
 )
 from shared.texts import result as result_texts
-
-MAX_PENDING_PHOTOS = 10  # per chat, before consent (an album is at most 10)
-
-
-@dataclass(frozen=True)
-class HeldPhoto:
-    """A photo (or file) that arrived before the patient consented."""
-
-    message: Message
-    # The update that brought it: taking the photo again (the consent tap handled again after a failure) finds
-    # the job recorded the first time (bot/intake.take_image is idempotent by update key), never a second one.
-    update_key: str
 
 
 class Page(StrEnum):

@@ -318,3 +318,16 @@ class SealedCheck(SQLModel, table=True):
 
     name: str = Field(sa_column=Column(String(32), primary_key=True))
     sealed: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class HeldPhoto(SQLModel, table=True):
+    """A photo sent before the patient answered the privacy question, held until they do (bot/held_photos.py):
+    its Telegram message (file id, chat id: no image bytes), sealed, for at most an hour. "I agree" on any bot
+    process analyses it without the patient sending it again; "No thanks" and /delete drop it."""
+
+    __tablename__ = "held_photos"
+
+    update_key: str = Field(sa_column=Column(String(96), primary_key=True))
+    chat_ref: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    sealed_message: str = Field(sa_column=Column(Text, nullable=False))
+    held_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))

@@ -1,7 +1,8 @@
 """Two bot processes on the real stack (sandbox, redis-server, a Celery worker, SQLite): one leads and polls,
 the other is a standby that reports not ready. The leader killed (SIGKILL), the standby takes over within a
-lease (bot/leadership.py): every message, before and after, is answered exactly once, and a questionnaire half
-answered on the old leader is finished on the new one, its answers all in the result."""
+lease (bot/leadership.py): every message, before and after, is answered exactly once; a questionnaire half
+answered on the old leader is finished on the new one, its answers all in the result; and a photo sent before
+consent on the old leader is analysed when the patient agrees on the new one, without sending it again."""
 
 from __future__ import annotations
 
@@ -18,16 +19,18 @@ from sqlmodel import Session, select
 from shared.answers import BodySite, PatientAnswers, Sex
 from shared.audit import Job
 from shared.questionnaire import AgeRange
+from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
+from shared.texts import result as result_texts
 from skinsense.sandbox import plain_text
-from tests.auxil.patient import answer_questionnaire, consent
+from tests.auxil.patient import answer_questionnaire, consent, skip_questionnaire
 from tests.auxil.services import ChildProcess, free_port, python_command, wait_until
 from tests.auxil.stack import RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 LEASE_S = 3.0
-BEFORE, AFTER, HALFWAY = 4_101, 4_102, 4_103
+BEFORE, AFTER, HALFWAY, UNDECIDED = 4_101, 4_102, 4_103, 4_104
 EVERY_ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]
 EVERY_ANSWER = PatientAnswers(
     age=45, sex=Sex.FEMALE, body_site=BodySite.BACK, grew=True, changed=True, bleeds=True, itches=False, hurts=False,
@@ -114,3 +117,19 @@ def test_a_questionnaire_half_answered_on_the_old_leader_is_finished_on_the_new_
             job = session.exec(select(Job)).one()
         assert PatientAnswers.model_validate(job.answers) == EVERY_ANSWER, "every answer is in the result"
         assert set(job.answers_used or ()) == set(EVERY_ANSWER.known())
+
+
+def test_a_photo_sent_before_consent_is_analysed_when_the_patient_agrees_on_the_new_leader(
+    redis_url: str, tmp_path: Path, photos_by_risk: dict[str, Path]
+) -> None:
+    with two_bots(redis_url, tmp_path) as (stack, standby, _):
+        sent = stack.user.send_photo(UNDECIDED, photos_by_risk["low"].read_bytes())
+        prompt = stack.user.wait_for_button(UNDECIDED, patient_texts.CONSENT_AGREE_BUTTON, after_id=sent["message_id"])
+
+        stack.bot.stop(signal.SIGKILL)
+        wait_until(lambda: "replica-b leads" in standby.output(), 60, what="the standby to lead")
+        stack.user.tap(UNDECIDED, prompt["message_id"], patient_texts.CONSENT_AGREE_BUTTON)
+        stack.user.wait_for_text(UNDECIDED, prompt["message_id"], patient_texts.CONSENT_GIVEN_PHOTO_PENDING)
+        skip_questionnaire(stack.user, UNDECIDED, sent["message_id"])
+        reply = stack.user.wait_for_reply(UNDECIDED, sent["message_id"], timeout_s=90)
+        assert result_texts.RANKING_HEADING in reply["text"], standby.output()[-3000:]
