@@ -401,8 +401,8 @@ def test_another_patients_questionnaire_buttons_are_refused_and_change_nothing(
     data) from B's own chat: an answer, and Skip. Each press is refused with a short answer; A's questionnaire
     stays open, unchanged, and B's chat shows nothing of A's (A's remembered age and sex above all)."""
     a, b = 1310, 1311
+    consent(stack.user, a)  # a profile is remembered only under consent
     PatientStore(stack.engine).remember_profile(chat_reference(a, CHAT_HASH_KEY), AgeRange.FORTIES, Sex.FEMALE)
-    consent(stack.user, a)
     consent(stack.user, b)
     sent = stack.user.send_photo(a, photos_by_risk["low"].read_bytes())
     a_questions = questionnaire_for(stack.user, a, sent["message_id"])
