@@ -15,7 +15,7 @@ from shared.texts import patient as patient_texts
 
 
 class Recorder:
-    """Stands in for the patient store, the job store and the pressed button; notes what happens, in order."""
+    """Stands in for the patient, job and held-photo stores and the pressed button; notes what happens, in order."""
 
     def __init__(self) -> None:
         self.steps: list[str] = []
@@ -32,6 +32,12 @@ class Recorder:
     def job_count(self, chat_ref: str) -> int:
         return 1
 
+    def held(self, chat_ref: str) -> list[tuple[str, dict[str, Any]]]:
+        return []  # no photo waiting for the decision
+
+    def drop(self, chat_ref: str) -> int:
+        return 0
+
     async def answer(self, *args: Any, **kwargs: Any) -> bool:
         self.steps.append("button answered")
         return True
@@ -46,7 +52,12 @@ def test_no_thanks_is_recorded_before_the_button_is_answered() -> None:
     patient withdrew (issue 20: what made the 'No thanks while a photo waits' test flaky)."""
     recorder = Recorder()
     bot_data = BotData()
-    bot_data.use(cast(BotServices, SimpleNamespace(patients=recorder, jobs=recorder, chat_ref=lambda chat_id: "ref")))
+    bot_data.use(
+        cast(
+            BotServices,
+            SimpleNamespace(patients=recorder, jobs=recorder, held_photos=recorder, chat_ref=lambda chat_id: "ref"),
+        )
+    )
     update = cast(Update, SimpleNamespace(callback_query=recorder, effective_chat=SimpleNamespace(id=4242)))
     context = cast(BotContext, SimpleNamespace(bot_data=bot_data))
     asyncio.run(consent.on_consent_choice(update, context))
