@@ -5,7 +5,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-RUN useradd --create-home --uid 10001 skinsense
+RUN useradd --create-home --uid 10001 skinsense \
+    && mkdir -p /var/lib/skinsense && chown skinsense /var/lib/skinsense  # beat's schedule (a volume)
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY models ./models

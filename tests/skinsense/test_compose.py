@@ -69,9 +69,15 @@ def test_prometheus_is_optional_and_scrapes_the_workers_and_the_bot() -> None:
     (config_mount,) = [v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro")]
     config = yaml.safe_load((REPO / config_mount.split(":")[0]).read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    (workers,) = jobs["skinsense-worker"]["dns_sd_configs"]
-    assert workers["names"] == ["worker"] and workers["port"] == settings.worker_metrics_port, "every replica"
-    assert jobs["skinsense-bot"]["static_configs"][0]["targets"] == [f"bot:{settings.bot_metrics_port}"]
+    for job, service, port in (
+        ("skinsense-worker", "worker", settings.worker_metrics_port),
+        ("skinsense-bot", "bot", settings.bot_metrics_port),
+    ):
+        (local,) = jobs[job]["dns_sd_configs"]
+        assert local["names"] == [service] and local["port"] == port, "every replica on this host"
+        (other_hosts,) = jobs[job]["file_sd_configs"]
+        assert all(f.startswith("/etc/prometheus/targets/") for f in other_hosts["files"]), "and on the others"
+    assert any(v.endswith(":/etc/prometheus/targets:ro") for v in prometheus["volumes"])
 
 
 def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
@@ -83,14 +89,62 @@ def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
     assert "redis-data" in compose()["volumes"]
 
 
-def test_postgres_has_a_volume_and_the_app_points_at_it() -> None:
+APP = ("migrate", "worker", "beat", "bot", "flower")
+
+
+def test_the_infrastructure_runs_apart_and_every_host_joins_it_by_the_urls_in_env() -> None:
+    """Issue 23: `docker compose up worker` on a second host started its own Redis and PostgreSQL (hard-coded
+    URLs, depends_on): a split brain. Redis and PostgreSQL are the infra profile, published on the infra host's
+    address; every app service takes the deployment's URLs from .env and does not need them on its own host."""
     services = compose()["services"]
     assert any("/var/lib/postgresql/data" in v for v in services["postgres"]["volumes"])
-    for name in ("worker", "bot", "flower"):
-        environment = services[name]["environment"]
-        assert environment["SKINSENSE_DATABASE_URL"].startswith("postgresql://"), name
-        assert environment["SKINSENSE_REDIS_URL"] == "redis://redis:6379/0", name
-        assert services[name]["env_file"] == ".env", name
+    for name in ("redis", "postgres"):
+        assert services[name]["profiles"] == ["infra"], name
+        assert all(port.startswith("${INFRA_ADDRESS:-127.0.0.1}:") for port in services[name]["ports"]), name
+    for name in APP:
+        service = services[name]
+        assert "profiles" not in service or service["profiles"] == ["beat"], name
+        assert service["env_file"] == ".env", name
+        environment = service["environment"]
+        assert environment["SKINSENSE_DATABASE_URL"] == "${SKINSENSE_DATABASE_URL:?set SKINSENSE_DATABASE_URL in .env}"
+        assert environment["SKINSENSE_REDIS_URL"] == "${SKINSENSE_REDIS_URL:?set SKINSENSE_REDIS_URL in .env}"
+        for infra in ("redis", "postgres"):
+            dependency = service["depends_on"].get(infra)
+            assert dependency is None or dependency["required"] is False, (name, infra)
+
+
+def test_redis_asks_for_a_password() -> None:
+    redis = compose()["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    assert redis["environment"]["REDISCLI_AUTH"] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}", "healthcheck"
+
+
+def test_every_host_runs_one_image_tag() -> None:
+    services = compose()["services"]
+    images = {services[name]["image"] for name in APP}
+    assert len(images) == 1
+    (image,) = images
+    assert "${SKINSENSE_IMAGE_TAG:?" in image, "no host may fall back to a build of its own under `latest`"
+
+
+def test_the_webhook_port_is_published_and_listened_on() -> None:
+    from shared.config import Settings
+
+    bot = compose()["services"]["bot"]
+    assert bot["environment"]["SKINSENSE_WEBHOOK_LISTEN"] == "0.0.0.0"
+    assert [port.rsplit(":", 1)[1] for port in bot["ports"]] == [str(Settings().webhook_port)]
+    assert all("${SKINSENSE_WEBHOOK_PUBLISH:-127.0.0.1:" in port for port in bot["ports"]), "loopback unless set"
+
+
+def test_one_beat_with_its_schedule_on_a_volume() -> None:
+    beat = compose()["services"]["beat"]
+    assert beat["profiles"] == ["beat"], "one beat per deployment: the host with the beat profile"
+    schedule = beat["command"][beat["command"].index("--schedule") + 1]
+    (volume,) = beat["volumes"]
+    name, mount = volume.split(":")
+    assert schedule.startswith(mount + "/") and name in compose()["volumes"]
+    assert "chown skinsense /var/lib/skinsense" in (REPO / "Dockerfile").read_text(), "writable by the app's user"
 
 
 def test_workers_scale_and_run_the_worker_command() -> None:
