@@ -339,10 +339,19 @@ def run_up() -> int:
     settings = get_settings()
     stack = Stack()
 
+    stopping = False
+
     def on_signal(signum: int, _frame: object) -> None:
+        # The first Ctrl-C or SIGTERM stops the stack; a second one, even before the handlers below are set to
+        # ignore it, must not interrupt the stop (it left the children running).
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         upgrade_database(settings.database_url)  # before any process touches the audit database
         ensure_redis(stack, settings)
