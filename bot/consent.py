@@ -216,13 +216,11 @@ async def on_delete_choice(update: Update, context: BotContext) -> None:
     # Their photos will get no result (the jobs are closed as erased): their "analysing..." messages say so,
     # every one still waiting (albums, questionnaires closed or lost with a restart). Read before the erasure,
     # which erases the sealed delivery data that holds them.
-    in_progress = await asyncio.to_thread(
-        context.bot_data.services.jobs.unanswered_status_messages, context.bot_data.services.chat_ref(chat.id)
-    )
-    erased = await asyncio.to_thread(
-        context.bot_data.services.patients.erase_patient, context.bot_data.services.chat_ref(chat.id)
-    )
-    await asyncio.to_thread(context.bot_data.services.held_photos.drop, context.bot_data.services.chat_ref(chat.id))
+    services = context.bot_data.services
+    chat_ref = services.chat_ref(chat.id)
+    in_progress = await asyncio.to_thread(services.jobs.unanswered_status_messages, chat_ref)
+    erased = await asyncio.to_thread(services.patients.erase_patient, chat_ref)
+    await asyncio.to_thread(services.held_photos.drop, chat_ref)
     for questionnaire in mine:
         context.bot_data.questionnaires.pop(questionnaire.job_id, None)
         if questionnaire.message_id is not None:

@@ -28,7 +28,7 @@ from telegram.error import BadRequest
 from bot.context import BotContext
 from bot.state import Page, Questionnaire
 from shared.answers import PatientAnswers, Sex
-from shared.audit import JobStatus
+from shared.audit import Job, JobStatus
 from shared.job_store import asks_no_questions
 from shared.metrics import PRESSES_REFUSED
 from shared.questionnaire import (
@@ -106,6 +106,14 @@ def noted(questionnaire: Questionnaire) -> str:
     )
 
 
+async def remembered_profile(context: BotContext, chat_ref: str) -> tuple[AgeRange | None, Sex | None]:
+    """The age range and sex the patient gave last time, offered back ("still right?")."""
+    profile = await asyncio.to_thread(context.bot_data.services.patients.profile, chat_ref)
+    remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
+    remembered_sex = Sex(profile.sex) if profile and profile.sex else None
+    return remembered_age, remembered_sex
+
+
 async def start_questionnaire(
     context: BotContext, job_id: uuid.UUID, chat_id: int, chat_ref: str, photo_message_id: int
 ) -> None:
@@ -117,9 +125,7 @@ async def start_questionnaire(
     job = await asyncio.to_thread(store.load, job_id)
     if job is None or asks_no_questions(job):
         return
-    profile = await asyncio.to_thread(context.bot_data.services.patients.profile, chat_ref)
-    remembered_age = AgeRange(profile.age_range) if profile and profile.age_range else None
-    remembered_sex = Sex(profile.sex) if profile and profile.sex else None
+    remembered_age, remembered_sex = await remembered_profile(context, chat_ref)
     questionnaire = Questionnaire(
         job_id,
         chat_id,
@@ -168,6 +174,7 @@ async def on_answer(update: Update, context: BotContext) -> None:
         job_id, question_token, value = None, "", ""
     chat_ref = None if chat is None else context.bot_data.services.chat_ref(chat.id)
     questionnaire = None if job_id is None else context.bot_data.questionnaires.get(job_id)
+    job: Job | None = None
     if questionnaire is not None:
         owned = chat is not None and questionnaire.chat_id == chat.id and questionnaire.chat_ref == chat_ref
     else:  # closed (timed out, answered, erased) or forgotten with a restart: the row says whose it is
@@ -187,10 +194,10 @@ async def on_answer(update: Update, context: BotContext) -> None:
         return
     assert job_id is not None
     questionnaire = context.bot_data.questionnaires.get(job_id)  # as it is now, after the await
-    if questionnaire is None and chat is not None and chat_ref is not None:
-        # Not in this process's memory: the bot restarted, or another replica asked it. The job row holds the
-        # answers so far; the pressed message shows the page.
-        questionnaire = await rebuilt(context, job_id, chat.id, chat_ref, query)
+    if questionnaire is None and job is not None and chat is not None and chat_ref is not None:
+        # Not in this process's memory: the bot restarted, or another replica asked it. The job row (read above)
+        # holds the answers so far; the pressed message shows the page.
+        questionnaire = await rebuilt(context, job, chat.id, chat_ref, query)
     if questionnaire is None:  # closed (timed out, answered, erased)
         await answer_tap(query, questionnaire_texts.QUESTIONNAIRE_CLOSED)
         if query.message is not None and getattr(query.message, "reply_markup", None):  # still shows live buttons
@@ -247,19 +254,12 @@ async def on_answer(update: Update, context: BotContext) -> None:
 
 
 async def rebuilt(
-    context: BotContext, job_id: uuid.UUID, chat_id: int, chat_ref: str, query: CallbackQuery
+    context: BotContext, job: Job, chat_id: int, chat_ref: str, query: CallbackQuery
 ) -> Questionnaire | None:
     """The questionnaire of a job still waiting for its answers, from its row (the answers so far) and the
     pressed message (its page); None when it is closed. Kept in memory from then on."""
-    job = await asyncio.to_thread(context.bot_data.services.jobs.load, job_id)
     message = query.message
-    if (
-        job is None
-        or job.answers_closed_at is not None
-        or job.replied_at is not None
-        or job.status in (JobStatus.REJECTED, JobStatus.FAILED)
-        or not isinstance(message, Message)
-    ):
+    if asks_no_questions(job) or not isinstance(message, Message):
         return None
     shown = {
         (button.callback_data or "").split("|")[2]
@@ -269,17 +269,14 @@ async def rebuilt(
     }
     if not shown:  # the message no longer shows the questions
         return None
-    questionnaire = Questionnaire(job_id, chat_id, chat_ref, message_id=message.message_id)
+    questionnaire = Questionnaire(job.id, chat_id, chat_ref, message_id=message.message_id)
     questionnaire.page = Page.ABOUT_THE_SPOT if shown & {q.value for q in YES_NO_QUESTIONS} else Page.ABOUT_YOU
     questionnaire.confirming_profile = Question.CONFIRM_PROFILE.value in shown
     if questionnaire.confirming_profile:
-        profile = await asyncio.to_thread(context.bot_data.services.patients.profile, chat_ref)
-        if profile is not None:
-            questionnaire.remembered_age = None if profile.age_range is None else AgeRange(profile.age_range)
-            questionnaire.remembered_sex = None if profile.sex is None else Sex(profile.sex)
+        questionnaire.remembered_age, questionnaire.remembered_sex = await remembered_profile(context, chat_ref)
     questionnaire.restore(answers_from_record(job.answers))
-    context.bot_data.questionnaires[job_id] = questionnaire
-    log.info("job %s: questionnaire taken up again from its row", job_id)
+    context.bot_data.questionnaires[job.id] = questionnaire
+    log.info("job %s: questionnaire taken up again from its row", job.id)
     return questionnaire
 
 
