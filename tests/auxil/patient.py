@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.questionnaire import ProfileChoice, YesNo
+from shared.answers import BodySite, PatientAnswers, Sex
+from shared.questionnaire import AgeRange, ProfileChoice, YesNo
 from shared.texts import patient as patient_texts
 from shared.texts import questionnaire as questionnaire_texts
 from skinsense.sandbox import plain_text
@@ -12,6 +13,30 @@ from tests.auxil.sandbox_user import SandboxUser, button_data
 from tests.auxil.services import wait_until
 
 CONSENTED_TEXTS = (patient_texts.CONSENT_GIVEN, patient_texts.CONSENT_GIVEN_PHOTO_PENDING)
+# Every question answered (answer_questionnaire's labels), and what the job row then holds.
+EVERY_ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]
+EVERY_ANSWER = PatientAnswers(
+    age=45,
+    sex=Sex.FEMALE,
+    body_site=BodySite.BACK,
+    grew=True,
+    changed=True,
+    bleeds=True,
+    itches=False,
+    hurts=False,
+    raised=True,
+)
+
+
+def every_answer_closing_text() -> str:
+    """The questionnaire as it reads once EVERY_ANSWER_TAPS were tapped (plain text, as the sandbox shows it)."""
+    noted = questionnaire_texts.answers_noted(
+        AgeRange.FORTIES,
+        Sex.FEMALE,
+        BodySite.BACK,
+        {question: bool(getattr(EVERY_ANSWER, question.value)) for question in questionnaire_texts.SPOT_BUTTONS},
+    )
+    return plain_text(questionnaire_texts.questionnaire_done(noted), "HTML")
 
 
 def consent(user: SandboxUser, chat_id: int) -> None:

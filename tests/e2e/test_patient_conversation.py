@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from bot.patients import PatientStore
 from models.serving.inference import Classifier
-from shared.answers import BodySite, PatientAnswers, Sex
+from shared.answers import PatientAnswers, Sex
 from shared.audit import Consent, InboundUpdate, Job, JobStatus, PatientProfile, chat_reference
 from shared.labels import PhotoKind
 from shared.outcomes import FailureCode
@@ -27,9 +27,12 @@ from shared.texts import questionnaire as questionnaire_texts
 from shared.texts import result as result_texts
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import (
+    EVERY_ANSWER,
+    EVERY_ANSWER_TAPS,
     answer_questionnaire,
     consent,
     erase_everything,
+    every_answer_closing_text,
     questionnaire_for,
     skip_questionnaire,
 )
@@ -256,20 +259,6 @@ def test_privacy_shows_the_text_any_time(stack: RunningStack) -> None:
     stack.user.wait_for_button(chat, patient_texts.CONSENT_AGREE_BUTTON, after_id=again["message_id"])
 
 
-EVERY_ANSWER_TAPS = ["40-49", "Female", "Back", "Yes", "Yes", "Yes", "No", "No", "Yes"]
-EVERY_ANSWER = PatientAnswers(
-    age=45,
-    sex=Sex.FEMALE,
-    body_site=BodySite.BACK,
-    grew=True,
-    changed=True,
-    bleeds=True,
-    itches=False,
-    hurts=False,
-    raised=True,
-)
-
-
 def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
     stack: RunningStack, photos_by_risk: dict[str, Path], phone_photo: Path, classifier: Classifier
 ) -> None:
@@ -279,13 +268,7 @@ def test_a_patient_who_answers_every_question_gets_a_result_that_uses_them(
     before = len(messages_sent_to(stack, chat))
     sent = stack.user.send_photo(chat, path.read_bytes())
     questions = answer_questionnaire(stack.user, chat, sent["message_id"], EVERY_ANSWER_TAPS)
-    noted = questionnaire_texts.answers_noted(
-        AgeRange.FORTIES,
-        Sex.FEMALE,
-        BodySite.BACK,
-        {question: bool(getattr(EVERY_ANSWER, question.value)) for question in questionnaire_texts.SPOT_BUTTONS},
-    )
-    assert questions["text"] == plain_text(questionnaire_texts.questionnaire_done(noted), "HTML")
+    assert questions["text"] == every_answer_closing_text()
     reply = stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
     # The result arrives where the patient reads next: under the questions they answered ("Analysing..." was
     # sent after them), and the explanation picture follows. Every message and edit counts against the bot's
