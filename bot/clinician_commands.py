@@ -23,7 +23,7 @@ from telegram.ext import (
 from bot.clinician_access import CASE_SHORTCUT, command_name, is_clinician, on_clinician_chat_message, refuse
 from bot.clinician_presses import on_alert_button, on_clinician_reply
 from bot.context import BotContext
-from shared.audit import AlertDeliveryKind, MediaKind
+from shared.audit import AlertDeliveryKind, MediaKind, utc_now
 from shared.clinic.buttons import (
     CALLBACK_PATTERN,
     ClinicianAllowList,
@@ -50,7 +50,7 @@ async def _allowed_command(update: Update, context: BotContext) -> bool:
 
 async def on_pending(update: Update, context: BotContext) -> None:
     if await _allowed_command(update, context):
-        now = datetime.now(UTC)
+        now = utc_now()
         rows = []
         for case in await asyncio.to_thread(context.bot_data.services.alerts.pending_cases):
             alert = case.alert
@@ -142,7 +142,7 @@ async def _send_case_photo(message: Message, store: AlertStore, view: AlertView)
 async def on_stats(update: Update, context: BotContext) -> None:
     if await _allowed_command(update, context):
         store = context.bot_data.services.alerts
-        now = datetime.now(UTC)
+        now = utc_now()
         today = await asyncio.to_thread(store.count_since, datetime.combine(now.date(), time(), tzinfo=UTC))
         week = await asyncio.to_thread(store.count_since, now - timedelta(days=7))
         times = await asyncio.to_thread(store.review_times, now - timedelta(days=30))

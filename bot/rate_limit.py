@@ -9,7 +9,6 @@ as soon as the oldest counted photo is an hour old.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import redis
@@ -19,11 +18,17 @@ from shared.config import Settings
 log = logging.getLogger(__name__)
 WINDOW_S = 3600
 
-# Atomic: drop what left the window, refuse at the limit, else count this photo.
+# Atomic: drop what left the window, refuse at the limit, else count this photo. The moment is Redis's own TIME
+# (unless a test gives one): every bot replica counts on that one clock, whatever its host's says.
 _TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+local now = tonumber(ARGV[1])
+if now == nil then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[1], now, ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -49,7 +54,7 @@ class RollingLimit:
         With Redis unreachable it says yes: the limit protects capacity, and the enqueue reports the outage."""
         if self.limit <= 0:
             return True
-        moment = time.time() if now is None else now
+        moment = "" if now is None else now  # "": Redis's clock
         try:
             allowed = self._take(keys=[self.key(ref)], args=[moment, int(self.window_s), self.limit, uuid.uuid4().hex])
         except redis.RedisError as error:

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
 
+from shared import clock
+
 # libpq's settings: connecting gives up after 10 s; an idle connection is probed after 30 s, dead after 3 misses.
 POSTGRES_CONNECT_ARGS: dict[str, Any] = {
     "connect_timeout": 10,
@@ -86,6 +88,7 @@ def get_engine(url: str | None = None) -> Engine:
     with _engines_lock:
         if url not in _engines:
             _engines[url] = build_engine(url)
+            clock.CLOCK.follow(_engines[url])  # the process's database: its clock is the one clock
         return _engines[url]
 
 

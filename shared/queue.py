@@ -6,7 +6,6 @@ adds worker-side settings (worker/celery_app.py). Neither imports the other."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -16,6 +15,7 @@ from celery import Celery
 from celery.signals import before_task_publish
 from pydantic import BaseModel, Field
 
+from shared import clock
 from shared.config import Settings, get_settings
 
 CLASSIFY_QUEUE = "classify"
@@ -47,7 +47,7 @@ PUBLISHED_AT_HEADER = "skinsense_published_at"
 
 def _stamp_publish_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
     if headers is not None:
-        headers[PUBLISHED_AT_HEADER] = time.time()
+        headers[PUBLISHED_AT_HEADER] = clock.now().timestamp()  # compared with the jobs' deadlines
 
 
 before_task_publish.connect(_stamp_publish_time, weak=False, dispatch_uid="skinsense-published-at")
