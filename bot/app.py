@@ -14,7 +14,7 @@ from bot.context import BotData, BotServices
 from bot.durable_updates import DurableApplication, DurableUpdateQueue, InboundUpdateStore, bot_id_of
 from bot.fairness import FairUpdateProcessor
 from bot.handlers import register_handlers
-from bot.leadership import LeaderLease
+from bot.leadership import LeaderLease, replica_id_of
 from shared.config import Settings, get_settings, parse_keys
 from shared.db import get_engine
 from shared.sealing import Sealer, delivery_key_problem
@@ -40,7 +40,12 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     if settings.telegram_token is None:
         raise SystemExit("SKINSENSE_TELEGRAM_TOKEN is not set (use `skinsense up` to run on the local sandbox)")
     # Durable intake (bot/durable_updates.py): each update recorded before Telegram is told it arrived.
-    inbound = InboundUpdateStore(get_engine(settings.database_url), Sealer(parse_keys(settings.delivery_key)))
+    inbound = InboundUpdateStore(
+        get_engine(settings.database_url),
+        Sealer(parse_keys(settings.delivery_key)),
+        claimant=replica_id_of(settings),
+        claim_s=settings.bot_leader_lease_s,  # a dead leader's updates are taken over as soon as its lease
+    )
     token = settings.telegram_token.get_secret_value()
     services = BotServices.build(settings)  # the one place the bot's stores and clients are made
     application = (

@@ -20,6 +20,13 @@ chat, id and dates; a press's query id). Update ids are not the bot's to trust a
 with a new token or a local Bot API server started afresh, and Telegram picks a random next id after a quiet
 week; keyed by the id alone, every new message up to the old run's last id was skipped as "already processed".
 A true redelivery carries the same content, so it still matches.
+
+Any number of bot replicas may share the table (bot/leadership.py: one leads at a time, but a leader that lost
+its lease may still be finishing updates). Each update is handled under a claim on its row: the replica that
+records it claims it for ``claim_s`` (the leader lease's length, on the database's clock, shared/clock.py) and
+renews the claims of every update it still has in hand as often as the lease; a replay takes only rows whose
+claim lapsed (or its own, after a restart). So a dead leader's updates are taken over once its claims lapse,
+and no update is handled by two replicas at once.
 """
 
 from __future__ import annotations
@@ -32,12 +39,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerUnavailable
-from sqlalchemy import delete, update
+from sqlalchemy import ColumnElement, delete, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -69,6 +76,7 @@ class Recorded(enum.Enum):
     NEW = "new"
     PENDING = "pending"  # recorded earlier, not yet handled (a redelivery, or a replay after a restart)
     PROCESSED = "processed"
+    CLAIMED = "claimed by another replica"  # that replica is handling it
 
 
 def may_pass(error: BaseException) -> bool:
@@ -127,18 +135,60 @@ def key_of(update: Update) -> str:
 
 
 class InboundUpdateStore:
-    """The ``inbound_updates`` table: synchronous, called from the bot's event loop through a thread."""
+    """The ``inbound_updates`` table: synchronous, called from the bot's event loop through a thread.
+    ``claimant``: this bot replica's id; ``claim_s``: how long a claim holds unless renewed (see the module)."""
 
-    def __init__(self, engine: Engine, sealer: Sealer) -> None:
+    def __init__(self, engine: Engine, sealer: Sealer, *, claimant: str = "bot", claim_s: float = 30.0) -> None:
         self.engine = engine
         self.sealer = sealer
+        self.claimant = claimant
+        self.claim = timedelta(seconds=claim_s)
+
+    def _claimable(self) -> ColumnElement[bool]:
+        """Rows this replica may handle: unhandled, and unclaimed, claimed by it, or with a claim that lapsed."""
+        return (col(InboundUpdate.processed_at).is_(None)) & or_(
+            col(InboundUpdate.claimed_until).is_(None),
+            col(InboundUpdate.claimed_by) == self.claimant,
+            col(InboundUpdate.claimed_until) < utc_now(),
+        )
+
+    def take(self, key: str) -> bool:
+        """Claim one update for this replica; False if it is handled, or another replica's claim still holds."""
+        with Session(self.engine) as session:
+            taken = session.execute(
+                update(InboundUpdate)
+                .where(col(InboundUpdate.update_key) == key, self._claimable())
+                .values(claimed_by=self.claimant, claimed_until=utc_now() + self.claim)
+            )
+            session.commit()
+        return bool(getattr(taken, "rowcount", 0))
+
+    def renew(self, keys: Collection[str]) -> None:
+        """This replica still works on ``keys``: their claims hold for another ``claim_s``."""
+        if not keys:
+            return
+        with Session(self.engine) as session:
+            session.execute(
+                update(InboundUpdate)
+                .where(
+                    col(InboundUpdate.update_key).in_(list(keys)),
+                    col(InboundUpdate.claimed_by) == self.claimant,
+                    col(InboundUpdate.processed_at).is_(None),
+                )
+                .values(claimed_until=utc_now() + self.claim)
+            )
+            session.commit()
 
     def record(self, key: str, payload: dict[str, Any]) -> Recorded:
         with Session(self.engine) as session:
             existing = session.get(InboundUpdate, key)
             if existing is None:
                 row = InboundUpdate(
-                    update_key=key, update_id=payload["update_id"], sealed_update=self.sealer.seal(payload)
+                    update_key=key,
+                    update_id=payload["update_id"],
+                    sealed_update=self.sealer.seal(payload),
+                    claimed_by=self.claimant,
+                    claimed_until=utc_now() + self.claim,
                 )
                 session.add(row)
                 try:
@@ -149,7 +199,9 @@ class InboundUpdateStore:
                     existing = session.get(InboundUpdate, key)
                     if existing is None:
                         raise
-            return Recorded.PROCESSED if existing.processed_at is not None else Recorded.PENDING
+            if existing.processed_at is not None:
+                return Recorded.PROCESSED
+        return Recorded.PENDING if self.take(key) else Recorded.CLAIMED
 
     def mark_processed(self, key: str) -> None:
         with Session(self.engine) as session:
@@ -169,17 +221,18 @@ class InboundUpdateStore:
             )
             session.commit()
 
-    def unprocessed(self, bot_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every update recorded and not yet handled, oldest first, unsealed, with its key (a row recorded before
-        keys existed is given its key here, so that marking it processed finds it)."""
+    def unprocessed(self, bot_id: str, *, skip: Collection[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every update recorded, not yet handled and not claimed by another replica, oldest first, unsealed, with
+        its key (a row recorded before keys existed is given its key here, so that marking it processed finds
+        it); not those in ``skip`` (in hand already). Claim each with ``take`` before handling it."""
         with Session(self.engine) as session:
             rows = session.exec(
                 select(InboundUpdate)
-                .where(col(InboundUpdate.processed_at).is_(None))
+                .where(self._claimable())
                 .order_by(col(InboundUpdate.received_at), col(InboundUpdate.update_id))
             ).all()
         for row in rows:
-            if row.sealed_update is None:
+            if row.sealed_update is None or row.update_key in skip:
                 continue
             payload = self.sealer.unseal_dict(row.sealed_update)
             key = row.update_key
@@ -235,7 +288,7 @@ class DurableUpdateQueue(asyncio.Queue[object]):
             return
         key = self.key(item)
         recorded = await self._record(item, key)
-        if recorded is Recorded.PROCESSED or key in self.in_flight:
+        if recorded in (Recorded.PROCESSED, Recorded.CLAIMED) or key in self.in_flight:
             log.info("update %d already %s: skipped", item.update_id, recorded.value)
             return
         self.hand_over(item, key)
@@ -265,7 +318,8 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
         self.inbound = inbound
         self._failed_for_now: set[str] = set()  # update keys
         self._tries: dict[str, int] = {}
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._resting: dict[str, float] = {}  # update key -> when (monotonic) its tries, run out, may start again
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def durable_queue(self) -> DurableUpdateQueue:
@@ -275,13 +329,16 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
 
     async def start(self) -> None:
         await super().start()
-        self._housekeeping = asyncio.create_task(self._replay_then_tidy())
+        self._background = [
+            asyncio.create_task(self._replay_then_tidy()),
+            asyncio.create_task(self._keep_claims()),
+        ]
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+                await task
         await super().stop()
 
     async def process_update(self, update: object) -> None:
@@ -312,6 +369,7 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
         self._tries[key] = tries
         if tries >= MAX_HANDLING_TRIES:  # left unprocessed: handed over again by the housekeeping (REPLAY_EVERY_S)
             log.error("update %d still failing after %d tries; handed over again later", update.update_id, tries)
+            self._resting[key] = time.monotonic() + REPLAY_EVERY_S
             self.durable_queue.in_flight.discard(key)
             self._tries.pop(key, None)
             return
@@ -352,7 +410,8 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
         while True:
             # Updates whose tries ran out during a longer outage are handed over again, not left for a restart;
             # those failing for hours are given up. Processed rows are kept a day, to recognise redeliveries.
-            await asyncio.sleep(REPLAY_EVERY_S)
+            # As often as a claim lasts: a dead leader's updates are taken over soon after its claims lapse.
+            await asyncio.sleep(min(REPLAY_EVERY_S, self.inbound.claim.total_seconds()))
             with contextlib.suppress(Exception):
                 given_up = await asyncio.to_thread(self.inbound.give_up_stale)
                 if given_up:
@@ -364,13 +423,26 @@ class DurableApplication(Application[Any, Any, Any, Any, Any, Any]):
                     await asyncio.to_thread(self.inbound.forget_processed)
                     tidied_at = time.monotonic()
 
+    async def _keep_claims(self) -> None:
+        """Renew the claims of every update in hand (queued, being handled, waiting for a retry), three times a
+        claim's length, so that none lapses while this replica works on it (see the module)."""
+        while True:
+            await asyncio.sleep(self.inbound.claim.total_seconds() / 3)
+            try:
+                await asyncio.to_thread(self.inbound.renew, set(self.durable_queue.in_flight))
+            except Exception as error:  # the database is away: the claims may lapse, the handlers are idempotent
+                log.warning("update claims not renewed (%s)", type(error).__name__)
+
     async def _replay(self) -> int:
         queue = self.durable_queue
-        pending = await asyncio.to_thread(lambda: list(self.inbound.unprocessed(queue.bot_id)))
+        moment = time.monotonic()
+        self._resting = {key: until for key, until in self._resting.items() if until > moment}
+        in_hand = set(queue.in_flight) | set(self._resting)
+        pending = await asyncio.to_thread(lambda: list(self.inbound.unprocessed(queue.bot_id, skip=in_hand)))
         replayed = 0
         for key, payload in pending:
-            if key in queue.in_flight:
-                continue
+            if key in queue.in_flight or not await asyncio.to_thread(self.inbound.take, key):
+                continue  # in hand meanwhile, or another replica claimed it first
             update = Update.de_json(payload, self.bot)
             queue.hand_over(update, key)
             replayed += 1

@@ -11,9 +11,8 @@ SKINSENSE_BOT_REPLICA_ID), so it takes its own lease back at once instead of wai
 
 A leader that finds the lease held by another replica has lost it (it was paused, or away from the database,
 longer than the lease): it stops at once, and its supervisor starts it again as a standby. In that window two
-replicas may lead for up to a third of a lease; an update both fetched is recorded once (by its update key),
-though its first reply may be sent twice: claiming each update's row with a lease would close that window, and
-is not built yet.
+replicas may lead for up to a third of a lease; an update both fetched is recorded once (by its update key) and
+handled by the replica that claimed its row (bot/durable_updates.py), never by both.
 """
 
 from __future__ import annotations
@@ -23,14 +22,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import insert, or_, text, update
+from sqlalchemy import insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col
 
-from shared.audit import Lease, as_utc
+from shared.audit import Lease
+from shared.clock import database_now
 from shared.config import Settings
 from shared.db import get_engine
 
@@ -39,11 +39,9 @@ log = logging.getLogger(__name__)
 BOT_LEASE = "bot"
 
 
-def database_now(engine: Engine) -> datetime:
-    """The database server's time (PostgreSQL's now(); SQLite's, in UTC): the one clock of every lease."""
-    with engine.connect() as connection:
-        value = connection.execute(text("SELECT CURRENT_TIMESTAMP")).scalar_one()
-    return as_utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
+def replica_id_of(settings: Settings) -> str:
+    """This bot replica's id: SKINSENSE_BOT_REPLICA_ID, or the host's name (a container's, under compose)."""
+    return settings.bot_replica_id or socket.gethostname()
 
 
 class LeaderLease:
@@ -56,8 +54,7 @@ class LeaderLease:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LeaderLease:
-        replica = settings.bot_replica_id or socket.gethostname()
-        return cls(get_engine(settings.database_url), replica, settings.bot_leader_lease_s)
+        return cls(get_engine(settings.database_url), replica_id_of(settings), settings.bot_leader_lease_s)
 
     @property
     def interval_s(self) -> float:

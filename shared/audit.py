@@ -19,12 +19,14 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, String, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from shared import clock
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import OutcomeCode, outcome_code
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """Now, on the database's clock (shared/clock.py): every host stamps and compares on the same one."""
+    return clock.now()
 
 
 class JobStatus(StrEnum):
@@ -287,7 +289,10 @@ class InboundUpdate(SQLModel, table=True):
 
     ``update_key`` (bot/durable_updates.update_key) identifies the update by the bot, its id and its own content:
     update ids start again with a new token or a fresh Bot API server, so an id alone would silence new messages
-    as "already processed"."""
+    as "already processed".
+
+    An update is handled under a claim (``claimed_by`` until ``claimed_until``), renewed while its replica works
+    on it: a replica that dies leaves it to the next leader once the claim lapses, and no two handle it at once."""
 
     __tablename__ = "inbound_updates"
 
@@ -297,6 +302,9 @@ class InboundUpdate(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
     processed_at: datetime | None = _timestamp(index=True)
     attempts: int = 0
+    # The bot replica handling it, and until when (database clock): another replica replays it only after that.
+    claimed_by: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    claimed_until: datetime | None = _timestamp()
 
 
 class Lease(SQLModel, table=True):

@@ -5,6 +5,7 @@ unreachable ``put`` refuses (so Telegram keeps the update) instead of dropping i
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def an_update(update_id: int, *, message_id: int = 5, date: int = 1795660000) ->
     )
 
 
-def a_store(url: str) -> InboundUpdateStore:
-    return InboundUpdateStore(build_engine(url), Sealer(parse_keys(Settings().delivery_key)))
+def a_store(url: str, claimant: str = "bot", claim_s: float = 30.0) -> InboundUpdateStore:
+    sealer = Sealer(parse_keys(Settings().delivery_key))
+    return InboundUpdateStore(build_engine(url), sealer, claimant=claimant, claim_s=claim_s)
 
 
 def test_an_update_is_recorded_sealed_and_handed_over_once(tmp_path: Path) -> None:
@@ -133,3 +135,36 @@ def test_with_the_database_unreachable_put_refuses_instead_of_dropping_the_updat
     with pytest.raises(UpdateNotRecorded):
         asyncio.run(queue.put(an_update(42)))
     assert queue.qsize() == 0 and not queue.in_flight
+
+
+def test_an_update_is_handled_by_the_replica_that_claimed_it_and_taken_over_only_once_its_claim_lapsed(
+    tmp_path: Path,
+) -> None:
+    """Two bot replicas on one database (a leader that lost its lease still finishing, the new one replaying):
+    the update goes to the replica that recorded it; the other neither takes it from a redelivery nor from its
+    replay while the claim holds (and is renewed), and takes it over once the claim lapsed (its replica died)."""
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    migrated_engine(url)
+    first, second = a_store(url, "replica-a", claim_s=1.0), a_store(url, "replica-b", claim_s=1.0)
+    first_queue, second_queue = DurableUpdateQueue(first, bot_id=BOT_ID), DurableUpdateQueue(second, bot_id=BOT_ID)
+    key = update_key(BOT_ID, an_update(51).to_dict())
+
+    asyncio.run(first_queue.put(an_update(51)))
+    asyncio.run(second_queue.put(an_update(51)))  # both fetched it (two leaders for a moment)
+    assert first_queue.qsize() == 1 and second_queue.qsize() == 0, "only the replica that recorded it handles it"
+    assert list(second.unprocessed(BOT_ID)) == [] and not second.take(key), "not replayed by the other one"
+
+    time.sleep(0.7)
+    first.renew({key})  # replica-a still works on it
+    time.sleep(0.7)
+    assert not second.take(key), "a renewed claim still holds after its first length"
+    assert [k for k, _ in first.unprocessed(BOT_ID)] == [key], "the claimant itself may replay it (a restart)"
+
+    time.sleep(1.2)  # replica-a died: its claim lapses
+    assert [k for k, _ in second.unprocessed(BOT_ID)] == [key]
+    assert second.take(key), "taken over once the claim lapsed"
+    assert not first.take(key), "...and then it is the new claimant's alone"
+    first.renew({key})
+    assert not first.take(key), "a renewal by the old claimant does not take it back"
+    second.mark_processed(key)
+    assert not second.take(key) and list(second.unprocessed(BOT_ID)) == []
