@@ -141,6 +141,8 @@ class CombinedPrediction(ClassifiedPhoto, Protocol):
 
     @property
     def answers_used(self) -> list[str]: ...
+    @property
+    def answer_effects(self) -> Mapping[str, AnswerEffect]: ...
 
 
 class JobStore:

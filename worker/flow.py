@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from telegram.constants import ChatAction
@@ -30,11 +31,19 @@ from telegram.error import BadRequest, TelegramError
 
 from models.serving.inference import Classifier
 from models.serving.screening import screen_photo
+from shared.answers import AnswerEffect
 from shared.audit import Job, JobStatus, utc_now
 from shared.clinic.store import NewClinicianAlert, ThreadPolicy
 from shared.images import MAX_FILE_BYTES, UnreadableImage
-from shared.job_store import NEVER_ANALYSED, WAITING_STATUSES, Delivery, IllegalTransition, JobStore
-from shared.labels import RiskLevel
+from shared.job_store import (
+    NEVER_ANALYSED,
+    WAITING_STATUSES,
+    CombinedPrediction,
+    Delivery,
+    IllegalTransition,
+    JobStore,
+)
+from shared.labels import PhotoKind, RiskLevel
 from shared.metrics import PHOTO_TO_REPLY, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
@@ -51,6 +60,36 @@ MAX_DELIVERY_ATTEMPTS = 3  # a photo whose analysis killed this many worker proc
 ALBUM_WAITING = "album_waiting"  # one photo of an album is done; the album's reply waits for the others
 ALBUM_ANSWERED = "album_answered"
 AWAITING_ANSWERS = "awaiting_answers"  # analysed; the result goes out when the questionnaire closes
+
+
+class OtherModelVersion(Exception):
+    """This worker's model is not the one that analysed the photo (a rolling upgrade, a host on another image):
+    its policy must not decide that photo's risk. The task is retried, for a worker of the job's version."""
+
+    def __init__(self, job_id: uuid.UUID, job_version: str, own_version: str) -> None:
+        super().__init__(f"job {job_id}: analysed by model {job_version}, this worker runs {own_version}")
+
+
+@dataclass(frozen=True)
+class PhotoOnlyResult:
+    """The photo-only result as the analysing model stored it (risk, ranking): what the patient gets when no
+    worker of that model version is left to combine it with the answers (the reconciler's last resort)."""
+
+    risk: RiskLevel
+    melanoma_alert: bool
+    model_version: str
+    photo_kind: PhotoKind
+    ranking: list[dict[str, Any]]
+    answers_used: list[str] = field(default_factory=list)
+    answer_effects: dict[str, AnswerEffect] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, job: Job) -> PhotoOnlyResult:
+        assert job.risk is not None and job.photo_kind is not None and job.model_version is not None
+        return cls(job.risk, bool(job.melanoma_alert), job.model_version, job.photo_kind, list(job.photo_ranking or []))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ranking": self.ranking}
 
 
 @dataclass(frozen=True)
@@ -104,9 +143,13 @@ class ClassificationFlow:
             return self.finalize(finalization)
         return self._answer(job)
 
-    def finalize(self, request: FinalizeResultRequest) -> str:
+    def finalize(self, request: FinalizeResultRequest, *, last_resort: bool = False) -> str:
         """Combine the photo-only result with the answers (those given so far, if the questionnaire timed out),
-        store it, alert the clinicians if it is high risk, and answer the patient; once."""
+        store it, alert the clinicians if it is high risk, and answer the patient; once.
+
+        Only a worker running the model version that analysed the photo decides its risk (else
+        ``OtherModelVersion``: the task is retried for another worker). ``last_resort`` (the reconciler's tries
+        are spent, no such worker took it): the analysing model's stored photo-only result, answers left out."""
         job = self._load(request)
         if job is None:
             log.warning("job %s: not in the audit database (erased?); nothing to finalize", request.job_id)
@@ -121,9 +164,16 @@ class ClassificationFlow:
             questionnaire_timed_out = job.same_photo_as is None
             log.info("job %s: questionnaire closed by the worker; finalizing with the answers given", job.id)
         assert job.photo_ranking is not None and job.photo_kind is not None
-        answers = answers_from_record(job.answers)
-        with timed("combine"):
-            prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
+        prediction: CombinedPrediction
+        if job.model_version is None or job.model_version == self.classifier.version:
+            with timed("combine"):
+                answers = answers_from_record(job.answers)
+                prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
+        elif last_resort:
+            log.warning("job %s: no worker of its model version finalized it; its photo-only result goes out", job.id)
+            prediction = PhotoOnlyResult.of(job)
+        else:
+            raise OtherModelVersion(job.id, job.model_version, self.classifier.version)
         delivery = self.jobs.delivery_of(job)
         alert = None
         if self.clinician_chat_ids and delivery is not None and job.same_photo_as is None:
@@ -351,7 +401,7 @@ class ClassificationFlow:
             return "duplicate"
         if job.status == JobStatus.DONE:
             try:
-                return self.finalize(FinalizeResultRequest(job_id=job_id))
+                return self.finalize(FinalizeResultRequest(job_id=job_id), last_resort=True)
             except (TelegramError, DBAPIError):  # passing trouble: the reconciler tries again
                 raise
             except Exception as error:  # a result that cannot be finalized at all: the apology, not silence

@@ -49,7 +49,7 @@ from shared.queue import (
 from shared.telegram_calls import WaitTooLong
 from worker.celery_app import app, task
 from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep, explanation_for_clinicians
-from worker.flow import ClassificationFlow
+from worker.flow import ClassificationFlow, OtherModelVersion
 from worker.reconciler import Reconciler
 from worker.telegram import TelegramClient, is_transient, retry_after_seconds
 
@@ -122,6 +122,9 @@ def retry_delay(retries: int) -> float:
 
 # A database outage is waited out longer than Telegram trouble: about 2+4+8+16+32+60*4 s, over 5 minutes.
 DATABASE_MAX_RETRIES = 9
+# Handed back this often for a worker of the job's model version; then the reconciler's tries, then its last
+# resort (the analysing model's photo-only result, worker/flow.py).
+MODEL_VERSION_MAX_RETRIES = 20
 
 
 def is_database_outage(error: BaseException) -> bool:
@@ -160,6 +163,12 @@ class TelegramTask(Task):  # type: ignore[misc]  # Celery's Task has no type hin
             countdown = retry_delay(self.request.retries)
             _postpone(request.job_id, countdown)
             raise self.retry(exc=error, countdown=countdown, **shown) from None
+        except OtherModelVersion as error:  # a worker of the job's model version takes it (hosts mid-upgrade)
+            RETRIES.labels(cause="model_version").inc()
+            log.warning("%s; handed back for a worker of that version", error)
+            countdown = random.uniform(1.0, 5.0)
+            _postpone(request.job_id, countdown)
+            raise self.retry(exc=error, countdown=countdown, max_retries=MODEL_VERSION_MAX_RETRIES, **shown) from None
         except DBAPIError as error:
             if not is_database_outage(error):
                 raise

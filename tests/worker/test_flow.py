@@ -27,7 +27,7 @@ from shared.clinic.store import AlertStore
 from shared.config import Settings
 from shared.db import build_engine
 from shared.job_store import Delivery, JobStore, asks_no_questions
-from shared.labels import PhotoKind
+from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, RefusalCode
 from shared.queue import (
     CLINICIANS_QUEUE,
@@ -52,6 +52,7 @@ from worker.flow import (
     AWAITING_ANSWERS,
     MAX_DELIVERY_ATTEMPTS,
     ClassificationFlow,
+    OtherModelVersion,
     patient_text,
 )
 from worker.reconciler import APOLOGY_TRIES, Reconciler
@@ -827,3 +828,33 @@ def test_an_album_with_a_photo_analysed_and_one_closed_by_no_thanks_gets_one_rep
     assert status["text"] == plain_text(expected, "HTML")
     assert patient_texts.CONSENT_WITHDRAWN_IN_PROGRESS in status["text"], "the closed photo's line"
     assert len(pictures(sandbox, chat)) == 1, "a picture for the analysed photo only"
+
+
+def test_a_worker_of_another_model_version_never_decides_the_risk_and_the_last_resort_is_the_stored_result(
+    sandbox: SandboxUser, flow: ClassificationFlow, photos_by_risk: dict[str, Path], tmp_path: Path
+) -> None:
+    """Hosts mid-upgrade: the photo was analysed by another build's model; this worker's policy must not decide its
+    risk. It hands the job back (the task retries for a worker of that version); when none is left to take it, the
+    reconciler's last resort answers with the analysing model's own photo-only result."""
+    request = patient_sends(sandbox, flow, 2210, photos_by_risk["low"].read_bytes(), skips_questions=False)
+    assert flow.classify_and_reply(request) == AWAITING_ANSWERS
+    with Session(build_engine(f"sqlite:///{tmp_path / 'flow.sqlite3'}")) as session:  # the flow's database
+        job = session.get(Job, request.job_id)
+        assert job is not None
+        job.model_version, job.risk = "another-build", RiskLevel.MEDIUM  # what that build stored (not LOW)
+        session.add(job)
+        session.commit()
+    flow.jobs.record_answers(request.job_id, EVERY_ANSWER, close=True)
+
+    with pytest.raises(OtherModelVersion):
+        flow.finalize(FinalizeResultRequest(job_id=request.job_id))
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.replied_at is None and job.answers_used is None, "nothing decided, nothing sent"
+    assert answer(sandbox, 2210) == patient_texts.ANALYSING
+
+    assert flow.give_up(request.job_id) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.replied_at is not None
+    assert (job.model_version, job.risk, job.answers_used) == ("another-build", RiskLevel.MEDIUM, [])
+    assert job.ranking == job.photo_ranking, "the analysing model's photo-only ranking, not this worker's"
+    assert answer(sandbox, 2210) == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
