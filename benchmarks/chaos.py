@@ -45,10 +45,8 @@ from sqlalchemy import inspect, text
 from shared.audit import chat_reference
 from shared.config import Settings
 from shared.db import build_engine
-from shared.outcomes import RefusalCode
 from shared.texts import clinician as clinician_texts
 from shared.texts import patient as patient_texts
-from shared.texts import result as result_texts
 from skinsense.migrate import upgrade_database
 from skinsense.processes import stop_process_group
 from skinsense.sandbox import SANDBOX_TOKEN, plain_text
@@ -59,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.auxil, for PostgreSQL clusters
 from pipeline import SandboxCalls, consent_all, free_port, start_stack
 
+from tests.auxil.answers import final_answers, is_final_answer
 from tests.auxil.services import PostgresCluster, postgres_cluster
 
 CLINICIANS = (9001, 9002)
@@ -70,28 +69,8 @@ FIRST_CHAT = 700_000
 # --- what the patients and clinicians saw ---------------------------------------------------------------------
 
 
-def _final_texts() -> set[str]:
-    """Every fixed text that answers a photo for good (as the sandbox shows it): each refusal and failure text,
-    and any apology or give-up text in the catalogue. Results are recognised by their heading."""
-    texts = set(patient_texts.FAILURE_TEXT.values())
-    for module in (patient_texts, result_texts, clinician_texts):
-        for name in dir(module):
-            value = getattr(module, name)
-            if isinstance(value, str) and any(word in name for word in ("APOLOG", "GAVE_UP", "GIVE_UP", "SORRY")):
-                texts.add(value)
-    return {plain_text(text, "HTML") for text in texts}
-
-
-FINAL_TEXTS = _final_texts()
-REFUSAL_OPENING = patient_texts.rejection(next(iter(RefusalCode)), 1, "\0").split("\0")[0]  # "Sorry, I cannot analyse "
 REPEAT_MARK = plain_text(clinician_texts.POSSIBLY_REPEATED, "HTML")
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def is_final_answer(text: str | None) -> bool:
-    return bool(text) and (
-        result_texts.RANKING_HEADING in str(text) or str(text).startswith(REFUSAL_OPENING) or text in FINAL_TEXTS
-    )
 
 
 @dataclass
@@ -109,22 +88,6 @@ class Outcome:
     @property
     def lost(self) -> int:
         return self.sent - self.answered
-
-
-def final_answers(chat_messages: list[dict[str, Any]], photo_message_id: int) -> int:
-    """How many times the patient got a final answer to the photo: each bot reply to it whose text became (or,
-    edited again, became another) final answer."""
-    count = 0
-    for message in chat_messages:
-        if not message["from_bot"] or message.get("reply_to_message", {}).get("message_id") != photo_message_id:
-            continue
-        history = [*message.get("edits", []), message.get("text")]
-        previous: str | None = None
-        for version in history:
-            if is_final_answer(version) and version != previous:
-                count += 1
-            previous = version
-    return count
 
 
 class FinalAnswers:

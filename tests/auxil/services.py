@@ -42,12 +42,15 @@ def wait_until(
 class ChildProcess:
     """A real child process with its output in a log file (read back when a test fails)."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], log_dir: Path, cwd: Path | None = None
+    ) -> None:
+        """``cwd``: its working folder (default: the repository)."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            command, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, cwd=cwd or REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def output(self) -> str:
@@ -209,3 +212,12 @@ def child_env(**settings: Any) -> dict[str, str]:
     env.update({f"SKINSENSE_{k.upper()}": str(v) for k, v in settings.items()})
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def skewed_clock_env(offset_s: float) -> dict[str, str]:
+    """Environment that sets a child process's wall clock ``offset_s`` seconds off this host's (libfaketime, which
+    `./dev test` installs): a host whose clock is skewed. Its monotonic clock is left alone."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        raise RuntimeError("libfaketime is missing: install Debian's libfaketime (./dev test does)")
+    return {"LD_PRELOAD": str(found[0]), "FAKETIME": f"{offset_s:+g}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
