@@ -6,6 +6,9 @@ the sandbox with its fault controls, a prefork worker, beat (the reconciler), th
 skinsense.stack.Stack exactly as `skinsense up` does, so a killed process comes back), SQLite unless the fault
 needs PostgreSQL (or --postgres).
 Patients have agreed to the privacy text before (their consent rows), and never answer the questionnaire.
+The two-host faults (leader_bot_killed, worker_host_lost, clock_skew_3s) run a second application host beside
+the first: its own bot replica and worker in their own process groups, sharing only Redis, PostgreSQL and the
+sandbox; the leader lease is 5 s there. clock_skew_3s needs libfaketime (`./dev test` installs it).
 
 Per fault: sent, answered (the patient's "Analysing..." became a final answer: result, refusal or apology),
 lost, duplicate patient replies (final answers beyond the first, per photo), duplicate clinician alerts (per
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import math
 import os
 import re
 import signal
@@ -50,7 +54,7 @@ from shared.texts import patient as patient_texts
 from skinsense.migrate import upgrade_database
 from skinsense.processes import stop_process_group
 from skinsense.sandbox import SANDBOX_TOKEN, plain_text
-from skinsense.stack import RestartPolicy, Stack
+from skinsense.stack import RestartPolicy, Stack, worker_command
 from worker.clinician_alerts import MAX_DELIVERY_ATTEMPTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
@@ -58,7 +62,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.auxil, for
 from pipeline import SandboxCalls, consent_all, free_port, start_stack
 
 from tests.auxil.answers import final_answers, is_final_answer
-from tests.auxil.services import PostgresCluster, postgres_cluster
+from tests.auxil.services import PostgresCluster, postgres_cluster, skewed_clock_env
 
 CLINICIANS = (9001, 9002)
 MELANOMA = frozenset({"mel"})
@@ -199,11 +203,33 @@ def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
 # --- the stack under test --------------------------------------------------------------------------------------
 
 
-class ChaosStack:
-    """One supervised stack (as under `skinsense up`) and the handles the faults need."""
+@dataclass(frozen=True)
+class SecondHost:
+    """A second application host: its own bot replica (a standby at first) and worker, in their own process
+    groups, sharing only Redis, PostgreSQL and the sandbox with the first; ``clock_offset_s``: its wall clock
+    that far off the first host's (libfaketime)."""
 
-    def __init__(self, workdir: Path, database_url: str, concurrency: int, postgres: PostgresCluster | None) -> None:
+    clock_offset_s: float = 0.0
+
+
+SECOND_HOST_SERVICES = ("bot-b", "worker-b")
+LEASE_S = 5.0  # the leader lease (and update claims) with two hosts: a killed leader is replaced within it
+
+
+class ChaosStack:
+    """One supervised stack (as under `skinsense up`) and the handles the faults need; with ``second_host``, the
+    first host's bot is replica "a" and the second host's processes run beside it (services "bot-b", "worker-b")."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        concurrency: int,
+        postgres: PostgresCluster | None,
+        second_host: SecondHost | None = None,
+    ) -> None:
         self.workdir, self.database_url, self.postgres = workdir, database_url, postgres
+        self.second_host = second_host
         self.redis_port, self.sandbox_port = free_port(), free_port()
         (workdir / "redis").mkdir(parents=True, exist_ok=True)
         self.stack = Stack(RestartPolicy(first_delay_s=1.0, max_delay_s=5.0, give_up_exits=0), log_dir=workdir)
@@ -222,7 +248,10 @@ class ChaosStack:
             SKINSENSE_WORKER_METRICS_PORT=str(free_port()),
             SKINSENSE_BOT_METRICS_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(Path(__file__).resolve().parents[1]),  # this checkout's code, not the installed one's
         )
+        if second_host is not None:
+            self.stack.environment.update(SKINSENSE_BOT_REPLICA_ID="a", SKINSENSE_BOT_LEADER_LEASE_S=str(LEASE_S))
         self.concurrency = concurrency
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -241,19 +270,46 @@ class ChaosStack:
                 # lost with a killed worker (worker/reconciler.py). One beat only: start_stack starts it.
                 beat_schedule=self.workdir / "celerybeat-schedule",
             )
-            health = f"http://127.0.0.1:{self.stack.environment['SKINSENSE_WORKER_METRICS_PORT']}/health/ready"
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:  # models loaded, broker and database answer
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(health, timeout=5).status_code == 200:
-                        break
-                time.sleep(0.5)
+            wait_ready(int(self.stack.environment["SKINSENSE_WORKER_METRICS_PORT"]))
+            if self.second_host is not None:
+                self._start_second_host(self.second_host)
         except BaseException:
             self.stack.stop()
             raise
         self._watcher = threading.Thread(target=self.stack.watch, args=(self._stopping, 0.2), daemon=True)
         self._watcher.start()
         return self
+
+    def _start_second_host(self, host: SecondHost) -> None:
+        folder = self.workdir / "host-b"
+        folder.mkdir(exist_ok=True)
+        worker_port = free_port()
+        env = {
+            "SKINSENSE_BOT_REPLICA_ID": "b",
+            "SKINSENSE_WORKER_METRICS_PORT": str(worker_port),
+            "SKINSENSE_BOT_METRICS_PORT": str(free_port()),
+            "TMPDIR": str(folder),  # its own working folder
+        }
+        if host.clock_offset_s:
+            env.update(skewed_clock_env(host.clock_offset_s))
+        command = worker_command(Settings(), concurrency=self.concurrency)  # ends "--loglevel INFO"
+        self.stack.start("worker-b", [*command[:-2], "--loglevel", "WARNING", "--hostname", "chaos-b@%h"], env)
+        self.stack.start("bot-b", [sys.executable, "-m", "skinsense.cli", "bot"], env)
+        wait_ready(worker_port)
+
+    def leading_bot(self) -> str:
+        """The bot service that holds the leader lease ("bot" or "bot-b")."""
+        with contextlib.closing(build_engine(self.database_url).connect()) as connection:
+            holder = connection.execute(text("SELECT holder FROM leases WHERE name = 'bot'")).scalar_one()
+        return "bot" if holder == "a" else "bot-b"
+
+    def lose(self, name: str, *, back_after_s: float = math.inf) -> None:
+        """The service's whole process group killed (kill -9), and started again only ``back_after_s`` later
+        (never, by default: its machine is gone)."""
+        service = self.stack.service(name)
+        service.restart_at = time.monotonic() + back_after_s  # first: the supervisor must not restart it at once
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.process.pid, signal.SIGKILL)
 
     def __exit__(self, *_: object) -> None:
         self._stopping.set()
@@ -300,6 +356,16 @@ class ChaosStack:
         for log_file in sorted(self.workdir.glob("*.log")):
             parts.append(f"----- {log_file.stem} -----\n{log_file.read_text(errors='replace')[-tail:]}")
         return "\n".join(parts)
+
+
+def wait_ready(metrics_port: int, timeout_s: float = 120) -> None:
+    """Until a worker reports ready (models loaded, broker and database answer)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{metrics_port}/health/ready", timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
 
 
 def _parent_pid(stat_file: Path) -> int | None:
@@ -385,6 +451,21 @@ def postgres_stopped(seconds: float) -> Callable[[ChaosStack], None]:
     return fault
 
 
+def fault_leader_bot_killed(chaos: ChaosStack) -> None:
+    """The leading bot replica killed (kill -9); its host's supervisor starts it again a minute later (a standby
+    then): the other replica takes over the lease and the updates the dead one had claimed."""
+    chaos.lose(chaos.leading_bot(), back_after_s=60)
+    deadline = time.monotonic() + 60
+    while chaos.leading_bot() == "bot" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def fault_worker_host_lost(chaos: ChaosStack) -> None:
+    """The second host gone (its worker with the jobs it held, and its bot replica): never back."""
+    for name in SECOND_HOST_SERVICES:
+        chaos.lose(name)
+
+
 def fault_sqlite_locked_15s(chaos: ChaosStack) -> None:
     path = chaos.database_url.removeprefix("sqlite:///")
     with contextlib.closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as connection:
@@ -400,6 +481,7 @@ class Fault:
     inject: Callable[[ChaosStack], None]
     postgres: bool = False
     high_risk_photos: bool = False
+    second_host: SecondHost | None = None  # two application hosts (PostgreSQL: nothing else is shared)
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -418,6 +500,27 @@ FAULTS: tuple[Fault, ...] = (
     Fault("postgres_stopped", "PostgreSQL stopped 5 s", postgres_stopped(5), postgres=True),
     Fault("sqlite_locked", "SQLite write-locked 15 s", fault_sqlite_locked_15s),
     Fault("download_429", "30% 429 on the file download for 20 s", rate_fault(method="download", rate_429=0.3)),
+    Fault(
+        "leader_bot_killed",
+        "two hosts; the leading bot killed (kill -9), the other host's takes over",
+        fault_leader_bot_killed,
+        postgres=True,
+        second_host=SecondHost(),
+    ),
+    Fault(
+        "worker_host_lost",
+        "two hosts; the second (worker and standby bot) killed, never back",
+        fault_worker_host_lost,
+        postgres=True,
+        second_host=SecondHost(),
+    ),
+    Fault(
+        "clock_skew_3s",
+        "two hosts, the second's clock 3 s fast; the first's leading bot killed, so the skewed host leads",
+        fault_leader_bot_killed,
+        postgres=True,
+        second_host=SecondHost(clock_offset_s=3.0),
+    ),
 )
 
 
@@ -487,7 +590,7 @@ def run_fault(
     with database_for(fault, workdir, use_postgres) as (database_url, cluster):
         upgrade_database(database_url)
         consent_all(database_url, range(chats[0], chats[-1] + 1), CHAT_HASH_KEY)
-        with ChaosStack(workdir, database_url, concurrency, cluster) as chaos:
+        with ChaosStack(workdir, database_url, concurrency, cluster, fault.second_host) as chaos:
             sent: dict[int, int] = {}  # chat -> the photo's message id
             fault_ended = threading.Event()
             fault_error: list[BaseException] = []

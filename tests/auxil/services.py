@@ -211,13 +211,16 @@ def child_env(**settings: Any) -> dict[str, str]:
         env["SKINSENSE_DATA_DIR"] = data_dir
     env.update({f"SKINSENSE_{k.upper()}": str(v) for k, v in settings.items()})
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(REPO)  # the code under test, whatever folder the child runs in
     return env
 
 
 def skewed_clock_env(offset_s: float) -> dict[str, str]:
-    """Environment that sets a child process's wall clock ``offset_s`` seconds off this host's (libfaketime, which
-    `./dev test` installs): a host whose clock is skewed. Its monotonic clock is left alone."""
+    """Environment that sets a child process's clock ``offset_s`` seconds off this host's (libfaketime, which
+    `./dev test` installs): a host whose clock is skewed. Its monotonic clock is shifted alike (a constant offset:
+    intervals are unchanged); left alone, Python's time.sleep fails there (an absolute wait the library
+    converts wrongly)."""
     found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
     if not found:
         raise RuntimeError("libfaketime is missing: install Debian's libfaketime (./dev test does)")
-    return {"LD_PRELOAD": str(found[0]), "FAKETIME": f"{offset_s:+g}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return {"LD_PRELOAD": str(found[0]), "FAKETIME": f"{offset_s:+g}s"}
