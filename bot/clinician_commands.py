@@ -20,10 +20,17 @@ from telegram.ext import (
     filters,
 )
 
-from bot.clinician_access import CASE_SHORTCUT, command_name, is_clinician, on_clinician_chat_message, refuse
-from bot.clinician_presses import on_alert_button, on_clinician_reply
+from bot.clinician_access import (
+    CASE_SHORTCUT,
+    clinician_name,
+    command_name,
+    is_clinician,
+    on_clinician_chat_message,
+    refuse,
+)
+from bot.clinician_presses import on_alert_button, on_clinician_reply, refresh_alert
 from bot.context import BotContext
-from shared.audit import AlertDeliveryKind, MediaKind, utc_now
+from shared.audit import AlertDeliveryKind, ClinicalFinding, ClinicianActionKind, MediaKind, utc_now
 from shared.clinic.buttons import (
     CALLBACK_PATTERN,
     ClinicianAllowList,
@@ -78,10 +85,67 @@ async def on_pending(update: Update, context: BotContext) -> None:
 
 
 async def on_case(update: Update, context: BotContext) -> None:
-    """/case JOB_ID (typed: the whole job id, or its first characters)."""
+    """/case JOB_ID (typed: the whole job id, or its first characters); /case JOB_ID biopsy RESULT records the
+    biopsy's result for the clinic's figures."""
     if await _allowed_command(update, context):
-        await _show_case(update, context, " ".join(context.args or []))
+        args = context.args or []
+        if len(args) >= 2 and args[1].lower() == BIOPSY_WORD:
+            await _record_biopsy(update, context, args[0], " ".join(args[2:]))
+        else:
+            await _show_case(update, context, " ".join(args))
     raise ApplicationHandlerStop
+
+
+BIOPSY_WORD = "biopsy"
+
+
+def biopsy_finding(typed: str) -> ClinicalFinding | None:
+    """A biopsy's result as a clinician types it: a code (mel, bcc, scc...) or a name ("melanoma", "basal cell
+    carcinoma", "naevus"...); never "cannot tell" (a biopsy tells)."""
+    wanted = " ".join(typed.lower().replace("-", " ").split())
+    names = {finding.value: finding for finding in ClinicalFinding}
+    for code, label in {**clinician_texts.CONCLUSION_BUTTONS, **clinician_texts.FINDING_NAMES}.items():
+        names[label.lower()] = ClinicalFinding(code)
+    names.update(naevus=ClinicalFinding.NV, nevus=ClinicalFinding.NV, mole=ClinicalFinding.NV)
+    found = names.get(wanted)
+    return None if found == ClinicalFinding.CANNOT_TELL else found
+
+
+async def _record_biopsy(update: Update, context: BotContext, ref: str, typed: str) -> None:
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    assert message is not None and chat is not None
+    finding = biopsy_finding(typed)
+    if case_ref_digits(ref) is None or finding is None:
+        results = ", ".join(f.value for f in ClinicalFinding if f != ClinicalFinding.CANNOT_TELL)
+        await message.reply_text(clinician_texts.CASE_BIOPSY_USAGE.format(results=results), do_quote=True)
+        return
+    store = context.bot_data.services.alerts
+    found = await asyncio.to_thread(store.for_case_ref, ref)
+    if len(found) != 1:
+        text = clinician_texts.CASE_AMBIGUOUS if found else clinician_texts.CASE_NOT_FOUND
+        await message.reply_text(text.format(job_id=ref.strip()), do_quote=True)
+        return
+    alert = found[0]
+    who = clinician_name(user) if user is not None else "?"
+    decision = await asyncio.to_thread(store.record_biopsy, alert.thread_id, finding, who)
+    await asyncio.to_thread(
+        store.record_action,
+        alert_id=alert.thread_id,
+        action=ClinicianActionKind.BIOPSY.value,
+        chat=str(chat.id),
+        user_id=None if user is None else user.id,
+        user_name=who,
+        outcome="done" if decision is not None else "unknown_alert",
+        detail=finding.value,
+    )
+    if decision is None:
+        await message.reply_text(clinician_texts.CASE_NOT_FOUND.format(job_id=ref.strip()), do_quote=True)
+        return
+    recorded = clinician_texts.CASE_BIOPSY_RECORDED.format(
+        job=str(alert.job_id)[:8], finding=clinician_texts.FINDING_NAMES[finding.value]
+    )
+    await message.reply_text(recorded, do_quote=True)
+    await refresh_alert(context, store, alert.thread_id)
 
 
 async def on_case_shortcut(update: Update, context: BotContext) -> None:

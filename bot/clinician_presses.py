@@ -41,8 +41,16 @@ from bot.clinician_access import clinician_name, is_clinician, on_clinician_chat
 from bot.context import BotContext
 from bot.durable_updates import may_pass
 from bot.patients import PatientStore
-from shared.audit import AlertResolution, AlertState, ClinicianActionKind, ClinicianAlert
+from shared.audit import (
+    AlertResolution,
+    AlertState,
+    ClinicalFinding,
+    ClinicianActionKind,
+    ClinicianAlert,
+    Referral,
+)
 from shared.clinic.buttons import (
+    Press,
     alert_keyboard,
     confirm_keyboard,
     needs_confirmation,
@@ -78,7 +86,8 @@ async def on_alert_button(update: Update, context: BotContext) -> None:
     store = context.bot_data.services.alerts
     parsed = parse_callback(query.data or "")
     if user is None or not is_clinician(chat, user, context.bot_data.services.clinicians):
-        await refuse(context, "press", chat, user, press_name(query.data or ""), None if parsed is None else parsed[1])
+        thread = None if parsed is None else parsed.thread_id
+        await refuse(context, "press", chat, user, press_name(query.data or ""), thread)
         await _answer(query, clinician_texts.PRESS_REFUSED)
         raise ApplicationHandlerStop
     if parsed is None:
@@ -93,9 +102,11 @@ async def on_alert_button(update: Update, context: BotContext) -> None:
         )
         await _answer(query, clinician_texts.PRESS_UNKNOWN)
         raise ApplicationHandlerStop
-    action, thread_id = parsed
+    action, thread_id = parsed.action, parsed.thread_id
     if action == ClinicianActionKind.WRITE:
         answer, outcome = await _prompt_for_message(store, thread_id, chat, user, context)
+    elif parsed.choice is not None:
+        answer, outcome = await _record_outcome(store, parsed, clinician_name(user))
     else:
         answer, outcome = await _decide(store, action, thread_id, clinician_name(user), context)
     await asyncio.to_thread(
@@ -106,6 +117,7 @@ async def on_alert_button(update: Update, context: BotContext) -> None:
         user_id=user.id,
         user_name=clinician_name(user),
         outcome=outcome,
+        detail=None if parsed.choice is None else parsed.choice.value,
     )
     log.info("alert %s: %s by a clinician (%s)", thread_id, action.value, outcome)
     await _answer(query, answer)
@@ -168,6 +180,26 @@ async def _decide(
         answer = await _tell_patient(store, decision.alert, resolution, context)
     await asyncio.to_thread(store.erase_secrets, thread_id)  # resolved: neither photo nor contact is needed now
     return answer, "done"
+
+
+async def _record_outcome(store: AlertStore, press: Press, who: str) -> tuple[str, str]:
+    """After the resolution, for the clinic's figures: what the clinician concluded, then whether they referred."""
+    if isinstance(press.choice, ClinicalFinding):
+        decision = await asyncio.to_thread(store.conclude, press.thread_id, press.choice, who)
+        answer = clinician_texts.PRESS_CONCLUDED.format(finding=clinician_texts.FINDING_NAMES[press.choice.value])
+        refused = clinician_texts.PRESS_NOT_RESOLVED
+    else:
+        assert isinstance(press.choice, Referral)
+        decision = await asyncio.to_thread(store.refer, press.thread_id, press.choice, who)
+        view = None if decision is None else await asyncio.to_thread(store.view, press.thread_id)
+        job = "" if view is None else str(view.job_id)[:8]
+        answer = clinician_texts.PRESS_REFERRED.format(
+            referral=clinician_texts.REFERRAL_BUTTONS[press.choice.value].lower(), job=job
+        )
+        refused = clinician_texts.PRESS_NOT_CONCLUDED
+    if decision is None:
+        return clinician_texts.PRESS_UNKNOWN, "unknown_alert"
+    return (answer, "done") if decision.changed else (refused, "too_early")
 
 
 async def _ask_for_photo(store: AlertStore, thread_id: uuid.UUID, who: str, context: BotContext) -> tuple[str, str]:

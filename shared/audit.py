@@ -193,6 +193,34 @@ class AlertResolution(StrEnum):
     BETTER_PHOTO = "better_photo"  # alerts from before AlertState.AWAITING_PHOTO: "Ask for a better photo" closed them
 
 
+class ClinicalFinding(StrEnum):
+    """What a clinician concluded from an alert, or what a biopsy found: HAM10000's seven types, squamous cell
+    carcinoma, another diagnosis; and, for a clinician only, that the photo cannot tell."""
+
+    AKIEC = "akiec"
+    BCC = "bcc"
+    BKL = "bkl"
+    DF = "df"
+    NV = "nv"
+    MEL = "mel"
+    VASC = "vasc"
+    SCC = "scc"
+    OTHER = "other"
+    CANNOT_TELL = "cannot_tell"
+
+
+# Cancer or pre-cancer: what counts as "suspicious confirmed" and as a positive biopsy (skinsense audit performance).
+MALIGNANT_FINDINGS = frozenset({ClinicalFinding.MEL, ClinicalFinding.BCC, ClinicalFinding.AKIEC, ClinicalFinding.SCC})
+
+
+class Referral(StrEnum):
+    """What a clinician did about a resolved alert, beyond telling the patient."""
+
+    BIOPSY = "biopsy"
+    APPOINTMENT = "appointment"
+    NONE = "none"
+
+
 class ClinicianAlert(SQLModel, table=True):
     """The outbox row of one high-risk result, written in the same transaction as the result, and then the
     alert's life with the clinicians. Photos of one patient within an hour share a thread: the first alert is
@@ -222,6 +250,18 @@ class ClinicianAlert(SQLModel, table=True):
     patient_told_at: datetime | None = _timestamp()
     reminded_at: datetime | None = _timestamp()  # not claimed in time: sent again to every clinician
     escalated_at: datetime | None = _timestamp()  # not resolved in time: sent to the lead chat
+    # Closing the loop (the thread's root): what the resolving clinician concluded and whether they referred, and
+    # later the biopsy's result (/case ID biopsy RESULT); each with who and when. Every press is also a
+    # ClinicianAction row (its ``detail``), so a changed conclusion keeps its history.
+    conclusion: ClinicalFinding | None = Field(default=None, sa_column=Column(StoredEnum(ClinicalFinding, 16)))
+    concluded_by: str | None = Field(default=None, max_length=128)
+    concluded_at: datetime | None = _timestamp()
+    referral: Referral | None = Field(default=None, sa_column=Column(StoredEnum(Referral, 16)))
+    referred_by: str | None = Field(default=None, max_length=128)
+    referred_at: datetime | None = _timestamp()
+    biopsy_result: ClinicalFinding | None = Field(default=None, sa_column=Column(StoredEnum(ClinicalFinding, 16)))
+    biopsy_by: str | None = Field(default=None, max_length=128)
+    biopsy_at: datetime | None = _timestamp()
 
 
 class AlertDeliveryKind(StrEnum):
@@ -259,6 +299,9 @@ class ClinicianActionKind(StrEnum):
     # "Write to the patient": the press asks for the text (outcome "prompted"), the clinician's reply to that prompt
     # is sent to the patient (outcome "sent", or why not); the text itself is never stored. Resolves nothing.
     WRITE = "write"
+    CONCLUDE = "conclude"  # after resolving: what the clinician believes it is (detail: a ClinicalFinding)
+    REFER = "refer"  # ...and whether they referred for a biopsy or an appointment (detail: a Referral)
+    BIOPSY = "biopsy"  # /case ID biopsy RESULT (detail: a ClinicalFinding)
 
 
 class ClinicianAction(SQLModel, table=True):
@@ -276,8 +319,10 @@ class ClinicianAction(SQLModel, table=True):
     user_name: str | None = Field(default=None, max_length=128)
     # done, already_claimed, already_resolved, already_asked, confirmation_asked, cancelled, refused (sampled: at
     # most one row per chat in REFUSAL_SAMPLE_INTERVAL_S, bot/clinician_access.py), unknown_alert; for "write":
-    # prompted, sent, too_long, no_consent, no_contact, patient_erased
+    # prompted, sent, too_long, no_consent, no_contact, patient_erased; for "conclude" and "refer": too_early (the
+    # alert is not resolved, or nothing concluded yet)
     outcome: str = Field(max_length=32)
+    detail: str | None = Field(default=None, max_length=32)  # what was chosen: a conclusion, referral or biopsy
     at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
 
 

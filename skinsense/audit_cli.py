@@ -37,12 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "action",
         nargs="?",
-        choices=["list", "purge", "clinician-actions", "review-times"],
+        choices=["list", "purge", "clinician-actions", "review-times", "performance"],
         default="list",
         help="list (default) or export rows; purge: erase patient data past retention, keeping tombstones; "
         "clinician-actions: every press of an alert's buttons; review-times: median and 95th percentile from "
-        "alert to claim and to resolution (--since/--until: when the alerts were sent)",
+        "alert to claim and to resolution; performance: the clinic's real-world figures from the clinicians' "
+        "conclusions and biopsy results (--since/--until: when the alerts were sent)",
     )
+    parser.add_argument("--model-version", metavar="VERSION", help="performance: only this model version's alerts")
     parser.add_argument(
         "--per-alert", action="store_true", help="review-times: one row per alert thread instead of the summary"
     )
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "purge":
         return _purge(args.older_than)
     try:
-        if args.action in ("clinician-actions", "review-times"):
+        if args.action in ("clinician-actions", "review-times", "performance"):
             lines = _clinician_report(args)
         else:
             jobs = list(_select_jobs(args))
@@ -155,7 +157,7 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
     from shared.clinic.store import AlertStore
     from shared.config import get_settings
     from shared.db import get_engine
-    from skinsense import audit_clinicians
+    from skinsense import audit_clinicians, audit_performance
 
     url = get_settings().database_url
     _refuse_missing_sqlite_file(url)
@@ -165,6 +167,10 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
             actions = [a for a in store.actions(args.since) if args.until is None or a.at < args.until]
             return audit_clinicians.action_lines(actions, as_csv=bool(args.csv))
         times = store.review_times(args.since, args.until)
+        if args.action == "performance":
+            outcomes = store.alert_outcomes(args.since, args.until)
+            lines = audit_performance.performance_lines(outcomes, times, model_version=args.model_version)
+            return (f"{line}\n" for line in lines)
     except (OperationalError, ProgrammingError) as error:
         raise AuditRefused(
             f"cannot read the clinician tables ({type(error.orig).__name__}); run `skinsense db upgrade` first?"

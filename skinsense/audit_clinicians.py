@@ -17,7 +17,7 @@ from typing import Any
 from shared.audit import ClinicianAction
 from shared.clinic.views import ReviewTime, median, percentile
 
-ACTIONS_COLUMNS = ("at", "alert_id", "action", "chat", "user_id", "user_name", "outcome")
+ACTIONS_COLUMNS = ("at", "alert_id", "action", "chat", "user_id", "user_name", "outcome", "detail")
 REVIEW_COLUMNS = ("step", "alerts", "reviewed", "waiting", "median_s", "p95_s")
 PER_ALERT_COLUMNS = (
     "created_at",
@@ -50,14 +50,18 @@ def _csv(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
 
 def action_lines(actions: Iterable[ClinicianAction], *, as_csv: bool) -> Iterator[str]:
     rows = (
-        (_iso(a.at), a.alert_id or "", a.action, a.chat, a.user_id or "", a.user_name or "", a.outcome) for a in actions
+        (_iso(a.at), a.alert_id or "", a.action, a.chat, a.user_id or "", a.user_name or "", a.outcome, a.detail or "")
+        for a in actions
     )
     if as_csv:
         yield from _csv([ACTIONS_COLUMNS, *rows])
         return
-    yield f"{'at':<25} {'alert':<36} {'action':<12} {'chat':<16} {'user':<12} {'outcome':<16} name\n"
-    for at, alert_id, action, chat, user_id, user_name, outcome in rows:
-        line = f"{at:<25} {alert_id!s:<36} {action:<12} {chat[:16]:<16} {user_id!s:<12} {outcome:<16} {user_name}"
+    yield f"{'at':<25} {'alert':<36} {'action':<12} {'chat':<16} {'user':<12} {'outcome':<16} {'detail':<12} name\n"
+    for at, alert_id, action, chat, user_id, user_name, outcome, detail in rows:
+        line = (
+            f"{at:<25} {alert_id!s:<36} {action:<12} {chat[:16]:<16} {user_id!s:<12} {outcome:<16} {detail:<12} "
+            f"{user_name}"
+        )
         yield line.rstrip() + "\n"
 
 

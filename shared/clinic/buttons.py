@@ -8,7 +8,9 @@ from typing import Any
 
 from shared.audit import (
     AlertState,
+    ClinicalFinding,
     ClinicianActionKind,
+    Referral,
 )
 from shared.clinic.views import AlertView
 from shared.config import Settings
@@ -45,31 +47,69 @@ class ClinicianAllowList:
         return user_id == chat_id if private else user_id in self.user_ids
 
 
-def parse_callback(data: str) -> tuple[ClinicianActionKind, uuid.UUID] | None:
-    """``clin|<action>|<alert id>``; None for anything else (forged data included)."""
+@dataclass(frozen=True)
+class Press:
+    """A clinician's press, read from its callback data."""
+
+    action: ClinicianActionKind
+    thread_id: uuid.UUID
+    choice: ClinicalFinding | Referral | None = None  # a conclusion (CONCLUDE) or a referral (REFER)
+
+
+def parse_callback(data: str) -> Press | None:
+    """``clin|<action>|<alert id>`` (``|<choice>`` for a conclusion or a referral); None for anything else (forged
+    data included)."""
     parts = data.split("|")
-    if len(parts) != 3 or parts[0] != CALLBACK_PREFIX:
+    if len(parts) not in (3, 4) or parts[0] != CALLBACK_PREFIX:
         return None
     try:
-        return ClinicianActionKind(parts[1]), uuid.UUID(parts[2])
-    except ValueError:
+        action, thread_id = ClinicianActionKind(parts[1]), uuid.UUID(parts[2])
+        choice: ClinicalFinding | Referral | None = None
+        if action == ClinicianActionKind.CONCLUDE:
+            choice = ClinicalFinding(parts[3])
+        elif action == ClinicianActionKind.REFER:
+            choice = Referral(parts[3])
+        elif len(parts) == 4:
+            return None
+    except (ValueError, IndexError):
         return None
+    return Press(action, thread_id, choice)
 
 
-def callback_data(action: ClinicianActionKind, thread_id: uuid.UUID) -> str:
-    return f"{CALLBACK_PREFIX}|{action.value}|{thread_id}"
+def callback_data(action: ClinicianActionKind, thread_id: uuid.UUID, choice: str | None = None) -> str:
+    return f"{CALLBACK_PREFIX}|{action.value}|{thread_id}" + ("" if choice is None else f"|{choice}")
+
+
+def outcome_keyboard(view: AlertView) -> Any:
+    """Under a resolved alert, for the clinic's figures (skinsense audit performance): first what the clinician
+    concludes it is, then whether they referred; nothing once both are recorded. A PTB InlineKeyboardMarkup or None."""
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from shared.texts import clinician as clinician_texts
+
+    if view.conclusion is None:
+        action, labels = ClinicianActionKind.CONCLUDE, clinician_texts.CONCLUSION_BUTTONS
+    elif view.referral is None:
+        action, labels = ClinicianActionKind.REFER, clinician_texts.REFERRAL_BUTTONS
+    else:
+        return None
+    buttons = [
+        InlineKeyboardButton(label, callback_data=callback_data(action, view.thread_id, choice))
+        for choice, label in labels.items()
+    ]
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
 
 
 def alert_keyboard(view: AlertView) -> Any:
-    """The buttons under a thread's alert, by its state (none once resolved; a thread's later photos have none:
-    the thread is acted on as one); "Write to the patient" under every unresolved one. Returns a PTB
-    InlineKeyboardMarkup, or None."""
+    """The buttons under a thread's alert, by its state (once resolved, the conclusion's and then the referral's,
+    under the root: ``outcome_keyboard``; a thread's later photos have none: the thread is acted on as one);
+    "Write to the patient" under every unresolved one. Returns a PTB InlineKeyboardMarkup, or None."""
     from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
     from shared.texts import clinician as clinician_texts
 
     if view.state == AlertState.RESOLVED:
-        return None
+        return outcome_keyboard(view) if view.is_root else None
 
     def button(action: ClinicianActionKind) -> InlineKeyboardButton:
         return InlineKeyboardButton(

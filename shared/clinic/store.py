@@ -28,6 +28,7 @@ from shared.audit import (
     AlertDeliveryKind,
     AlertResolution,
     AlertState,
+    ClinicalFinding,
     ClinicianAction,
     ClinicianActionKind,
     ClinicianAlert,
@@ -36,6 +37,7 @@ from shared.audit import (
     Job,
     JobStatus,
     MediaKind,
+    Referral,
     utc_now,
 )
 from shared.clinic.calendar import WorkingCalendar
@@ -43,6 +45,7 @@ from shared.clinic.views import (
     CASE_REF_LENGTHS,
     NO_CONSENT_REF,
     REFUSED_IN_PATIENT_CHAT,
+    AlertOutcome,
     AlertView,
     Attempt,
     Decision,
@@ -236,6 +239,10 @@ class AlertStore:
                 photo_asked_by=None if asked is None else asked.user_name,
                 photo_asked_at=None if asked is None else asked.at,
                 patient_told_at=root.patient_told_at,
+                conclusion=root.conclusion,
+                concluded_by=root.concluded_by,
+                referral=root.referral,
+                biopsy_result=root.biopsy_result,
             )
 
     # Sending, exactly once where Telegram allows it
@@ -382,6 +389,39 @@ class AlertStore:
         )
         return self._decide(thread_id, statement)
 
+    # Closing the loop: the clinician's conclusion, referral and the biopsy's result (on the thread's root)
+
+    def conclude(self, thread_id: uuid.UUID, finding: ClinicalFinding, who: str) -> Decision | None:
+        """What the clinician believes it is; only on a resolved alert (they may correct it: the last one counts,
+        each is in the clinician actions)."""
+        now = utc_now()
+        return self._decide(
+            thread_id,
+            update(ClinicianAlert)
+            .where(col(ClinicianAlert.id) == thread_id, col(ClinicianAlert.state) == AlertState.RESOLVED)
+            .values(conclusion=finding, concluded_by=who, concluded_at=now),
+        )
+
+    def refer(self, thread_id: uuid.UUID, referral: Referral, who: str) -> Decision | None:
+        """Whether the clinician referred for a biopsy or an appointment; only once a conclusion is recorded."""
+        now = utc_now()
+        return self._decide(
+            thread_id,
+            update(ClinicianAlert)
+            .where(col(ClinicianAlert.id) == thread_id, col(ClinicianAlert.conclusion).is_not(None))
+            .values(referral=referral, referred_by=who, referred_at=now),
+        )
+
+    def record_biopsy(self, thread_id: uuid.UUID, result: ClinicalFinding, who: str) -> Decision | None:
+        """The biopsy's result, typed later with /case; on any alert that was not erased."""
+        now = utc_now()
+        return self._decide(
+            thread_id,
+            update(ClinicianAlert)
+            .where(col(ClinicianAlert.id) == thread_id)
+            .values(biopsy_result=result, biopsy_by=who, biopsy_at=now),
+        )
+
     def _decide(self, thread_id: uuid.UUID, statement: Any) -> Decision | None:
         with self._session() as session:
             changed = session.exec(statement).rowcount == 1
@@ -471,7 +511,9 @@ class AlertStore:
         user_id: int | None,
         user_name: str | None,
         outcome: str,
+        detail: str | None = None,
     ) -> ClinicianAction:
+        """``detail``: what was chosen (a conclusion, a referral, a biopsy's result)."""
         with self._session() as session:
             row = ClinicianAction(
                 alert_id=alert_id,
@@ -480,6 +522,7 @@ class AlertStore:
                 user_id=user_id,
                 user_name=None if user_name is None else user_name[:128],
                 outcome=outcome,
+                detail=None if detail is None else detail[:32],
             )
             session.add(row)
             session.commit()
@@ -657,6 +700,38 @@ class AlertStore:
                     a.id, a.job_id, a.created_at, a.claimed_at, a.resolved_at, a.resolution, a.claimed_by, a.resolved_by
                 )
                 for a in session.exec(statement).all()
+            ]
+
+
+    def alert_outcomes(self, since: datetime | None = None, until: datetime | None = None) -> list[AlertOutcome]:
+        """Each thread's root alert sent in the period, with its job's model side and the clinicians' outcome."""
+        with self._session() as session:
+            statement = (
+                select(ClinicianAlert, Job)
+                .join(Job, col(Job.id) == col(ClinicianAlert.job_id))
+                .where(col(ClinicianAlert.thread_id) == col(ClinicianAlert.id))
+                .order_by(col(ClinicianAlert.created_at))
+            )
+            if since is not None:
+                statement = statement.where(col(ClinicianAlert.created_at) >= since)
+            if until is not None:
+                statement = statement.where(col(ClinicianAlert.created_at) < until)
+            return [
+                AlertOutcome(
+                    thread_id=alert.id,
+                    job_id=alert.job_id,
+                    created_at=alert.created_at,
+                    forwarded=alert.forwarded,
+                    photo_kind=job.photo_kind,
+                    model_version=job.model_version or "unknown",
+                    melanoma_alert=bool(job.melanoma_alert),
+                    ranked_codes=tuple(str(entry["code"]) for entry in (job.ranking or [])),
+                    resolved_at=alert.resolved_at,
+                    conclusion=alert.conclusion,
+                    referral=alert.referral,
+                    biopsy_result=alert.biopsy_result,
+                )
+                for alert, job in session.exec(statement).all()
             ]
 
 

@@ -16,7 +16,9 @@ from shared.audit import (
     AlertDeliveryKind,
     AlertResolution,
     AlertState,
+    ClinicalFinding,
     ClinicianAlert,
+    Referral,
 )
 from shared.labels import PhotoKind, RiskLevel
 
@@ -77,6 +79,10 @@ class AlertView:
     photo_asked_by: str | None = None  # AlertState.AWAITING_PHOTO: who asked the patient for a better photo, when
     photo_asked_at: datetime | None = None
     patient_told_at: datetime | None = None  # a clinician's message reached the patient
+    conclusion: ClinicalFinding | None = None  # closing the loop: what the resolving clinician concluded
+    concluded_by: str | None = None
+    referral: Referral | None = None
+    biopsy_result: ClinicalFinding | None = None
 
     @property
     def is_root(self) -> bool:
@@ -112,6 +118,25 @@ class PendingCase:
     risk: RiskLevel | None
     ranking: list[dict[str, Any]] | None
     melanoma_alert: bool
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    """One alert thread's root as the clinic's figures read it (skinsense audit performance): the model's side
+    (photo kind, model version, ranking: empty once erased) and the clinicians' (conclusion, referral, biopsy)."""
+
+    thread_id: uuid.UUID
+    job_id: uuid.UUID
+    created_at: datetime
+    forwarded: bool
+    photo_kind: PhotoKind | None
+    model_version: str
+    melanoma_alert: bool
+    ranked_codes: tuple[str, ...]  # the model's classes, most probable first
+    resolved_at: datetime | None
+    conclusion: ClinicalFinding | None
+    referral: Referral | None
+    biopsy_result: ClinicalFinding | None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,36 @@ CLINICIAN_BUTTONS: dict[str, str] = {  # by shared.audit.ClinicianActionKind val
 CLINICIAN_CONFIRM_BUTTONS: dict[str, str] = {"confirm_no_action": "Yes, close it", "cancel": "Cancel"}
 
 
+# Under a resolved alert, for the clinic's own figures (by shared.audit.ClinicalFinding and Referral values).
+CONCLUSION_BUTTONS: dict[str, str] = {
+    "mel": "Melanoma",
+    "bcc": "Basal cell carcinoma",
+    "scc": "Squamous cell carcinoma",
+    "akiec": "Actinic keratosis",
+    "bkl": "Benign keratosis",
+    "nv": "Mole (naevus)",
+    "df": "Dermatofibroma",
+    "vasc": "Vascular lesion",
+    "other": "Something else",
+    "cannot_tell": "Cannot tell from the photo",
+}
+REFERRAL_BUTTONS: dict[str, str] = {
+    "biopsy": "Referred for a biopsy",
+    "appointment": "Referred for an appointment",
+    "none": "No referral",
+}
+FINDING_NAMES: dict[str, str] = {**CONCLUSION_BUTTONS, "nv": "mole (naevus)", "other": "another diagnosis"}
+OUTCOME_QUESTION = "For the clinic's figures: what do you conclude it is, and did you refer?"
+PRESS_CONCLUDED = "Recorded: {finding}. Did you refer the patient?"
+PRESS_REFERRED = "Recorded: {referral}. When the biopsy's result comes, send /case {job} biopsy RESULT."
+PRESS_NOT_RESOLVED = "Resolve the alert first; then record what you concluded."
+PRESS_NOT_CONCLUDED = "Record what you concluded first."
+CASE_BIOPSY_USAGE = (
+    "Send /case followed by the job id, the word biopsy and the result, e.g. /case 3f2a9c41 biopsy melanoma. "
+    "Results: {results}."
+)
+CASE_BIOPSY_RECORDED = "Recorded for job {job}: the biopsy found {finding}."
+
 RESOLUTION_TEXT: dict[str, str] = {  # by shared.audit.AlertResolution value
     "no_action": "reviewed, no action needed",
     "appointment": "needs an appointment",
@@ -180,7 +210,11 @@ CLINICIAN_HELP = (
     "/pending: alerts not resolved yet, oldest first (tap a /case_... line to open one)\n"
     "/case JOB_ID: one alert in full, with its buttons and the patient's earlier results (the job id's first 8 "
     "characters are enough)\n"
+    "/case JOB_ID biopsy RESULT: the biopsy's result, for the clinic's figures (e.g. /case 3f2a9c41 biopsy "
+    "melanoma)\n"
     "/stats: alerts today and this week, median times to review\n"
+    "Once you resolve an alert, its buttons ask what you concluded and whether you referred: the clinic's own "
+    "figures (skinsense audit performance) come from them\n"
     "Under an alert, \u201cWrite to the patient\u201d sends the patient your own message: reply to the prompt it gives"
 )
 
@@ -266,10 +300,12 @@ def _answers_line(answers: PatientAnswers) -> str:
 
 
 def clinician_state(view: Any) -> str:
-    """One line: who has the alert, and how it ended."""
+    """One line: who has the alert, and how it ended (with what the clinician concluded, whether they referred,
+    and the biopsy's result, or the question about them under the root)."""
     if view.state == "resolved":
         resolution = RESOLUTION_TEXT[str(view.resolution)]
-        return f"✅ Resolved by {escape(view.resolved_by or '?')} at {_when(view.resolved_at)}: {resolution}"
+        line = f"✅ Resolved by {escape(view.resolved_by or '?')} at {_when(view.resolved_at)}: {resolution}"
+        return line + _outcome_lines(view)
     if view.state == "awaiting_photo":
         asked = f" by {escape(view.photo_asked_by)}" if view.photo_asked_by else ""
         since = f" at {_when(view.photo_asked_at)}" if view.photo_asked_at else ""
@@ -282,6 +318,18 @@ def clinician_state(view: Any) -> str:
     if view.state == "claimed":
         return f"👩‍⚕️ Being reviewed by {escape(view.claimed_by or '?')} (since {_when(view.claimed_at)})"
     return "🔴 Open: nobody has claimed it yet"
+
+
+def _outcome_lines(view: Any) -> str:
+    conclusion = getattr(view, "conclusion", None)
+    if conclusion is None:
+        return f"\n{OUTCOME_QUESTION}" if view.is_root else ""
+    lines = f"\nConcluded: {FINDING_NAMES[str(conclusion)]} ({escape(view.concluded_by or '?')})"
+    if view.referral is not None:
+        lines += f"; {REFERRAL_BUTTONS[str(view.referral)].lower()}"
+    if view.biopsy_result is not None:
+        lines += f"\nBiopsy: {FINDING_NAMES[str(view.biopsy_result)]}"
+    return lines
 
 
 def clinician_alert(

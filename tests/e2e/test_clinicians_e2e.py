@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from shared.texts import patient as patient_texts
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import consent, erase_everything, send_photo_skipping_questions
 from tests.auxil.sandbox_user import button_data
-from tests.auxil.services import wait_until
+from tests.auxil.services import python_command, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -214,10 +215,79 @@ def test_a_resolution_is_recorded_with_who_and_when_and_the_patient_is_told_kind
         30,
         what="clinician A's copy to show the resolution",
     )
-    assert not current(stack, DOCTOR_A, for_a["message_id"]).get("reply_markup"), "no buttons once resolved"
+    resolved = current(stack, DOCTOR_A, for_a["message_id"])
+    assert set(buttons(resolved)) == set(clinician_texts.CONCLUSION_BUTTONS.values()), "only the outcome question"
     assert review_count(stack, "resolution") >= 1
     (resolution,) = actions(stack, alert.id)
     assert (resolution.action, resolution.user_id, resolution.outcome) == ("appointment", DOCTOR_B, "done")
+
+
+def test_a_clinician_records_what_they_concluded_and_later_the_biopsy_and_audit_performance_shows_them(
+    stack: RunningStack, photos_by_risk: dict[str, Path], tmp_path: Path
+) -> None:
+    """Closing the loop: the conclusion and the referral with buttons once the alert is resolved (not before), the
+    biopsy's result with /case, all with who and when; `skinsense audit performance` reports them."""
+    job_id = high_risk_photo(stack, 3103, photos_by_risk)
+    for_a, for_b = alert_message(stack, DOCTOR_A, job_id), alert_message(stack, DOCTOR_B, job_id)
+    melanoma = clinician_texts.CONCLUSION_BUTTONS["mel"]
+    assert button_data(for_a, melanoma) is None, "no conclusion before the alert is resolved"
+    forged = stack.user.forge_callback(
+        DOCTOR_A, for_a["message_id"], f"clin|conclude|{alert_row(stack, job_id).id}|mel"
+    )
+    assert answer_to(stack, forged) == clinician_texts.PRESS_NOT_RESOLVED
+    assert alert_row(stack, job_id).conclusion is None
+
+    stack.user.tap(DOCTOR_A, for_a["message_id"], APPOINTMENT)
+    wait_until(lambda: button_data(current(stack, DOCTOR_A, for_a["message_id"]), melanoma), 30, what="the question")
+    query = stack.user.tap(DOCTOR_A, for_a["message_id"], melanoma)
+    assert answer_to(stack, query) == clinician_texts.PRESS_CONCLUDED.format(finding="Melanoma")
+    biopsy = clinician_texts.REFERRAL_BUTTONS["biopsy"]
+    wait_until(lambda: button_data(current(stack, DOCTOR_B, for_b["message_id"]), biopsy), 30, what="the referral")
+    query = stack.user.tap(DOCTOR_B, for_b["message_id"], biopsy)
+    assert str(job_id)[:8] in answer_to(stack, query), "it says how to send the biopsy's result"
+    wait_until(
+        lambda: (
+            "Concluded: Melanoma (Dr 9001); referred for a biopsy"
+            in current(stack, DOCTOR_A, for_a["message_id"])["text"]
+        ),
+        30,
+        what="clinician A's copy to show the outcome",
+    )
+    assert not buttons(current(stack, DOCTOR_A, for_a["message_id"])), "nothing left to ask"
+
+    assert command_reply(stack, DOCTOR_B, f"/case {str(job_id)[:8]} biopsy grows")["text"].startswith("Send /case")
+    reply = command_reply(stack, DOCTOR_B, f"/case {str(job_id)[:8]} biopsy Melanoma")
+    assert reply["text"] == clinician_texts.CASE_BIOPSY_RECORDED.format(job=str(job_id)[:8], finding="Melanoma")
+    alert = alert_row(stack, job_id)
+    assert (alert.conclusion, alert.concluded_by, alert.referral, alert.referred_by) == (
+        "mel",
+        "Dr 9001",
+        "biopsy",
+        "Dr 9002",
+    )
+    assert (alert.biopsy_result, alert.biopsy_by) == ("mel", "Dr 9002") and alert.biopsy_at is not None
+    trail = [(a.action, a.user_id, a.outcome, a.detail) for a in actions(stack, alert.id)]
+    assert trail == [
+        ("conclude", DOCTOR_A, "too_early", "mel"),
+        ("appointment", DOCTOR_A, "done", None),
+        ("conclude", DOCTOR_A, "done", "mel"),
+        ("refer", DOCTOR_B, "done", "biopsy"),
+        ("biopsy", DOCTOR_B, "done", "mel"),
+    ]
+
+    env = {**stack.env, "SKINSENSE_DATABASE_URL": stack.database_url}
+    report = subprocess.run(
+        python_command("-m", "skinsense.cli", "audit", "performance"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    one_of_one = "1 of 1 = 100% (21%-100%)"
+    assert f"confirmed suspicious (cancer or pre-cancer concluded, or biopsy): {one_of_one}" in report, report
+    assert f"biopsy found cancer or pre-cancer (PPV of an alert): {one_of_one}" in report, report
+    assert "Sensitivity cannot be read from alerts" in report
 
 
 def test_presses_from_a_group_member_who_is_not_a_clinician_or_forged_in_a_patient_chat_change_nothing(
