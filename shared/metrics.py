@@ -64,6 +64,18 @@ MODEL_INFO = Gauge(
     ["version", "runtime"],
     multiprocess_mode="max",
 )
+# Drift (docs/operations.md, ops/prometheus-rules/drift.yml): what the patients' photos get, against what the
+# model was measured on. Every result by photo kind and risk (refusals are skinsense_jobs_total{outcome=rejected});
+# the validation figures of the served model, by kind: the share of each risk level, and of photos refused.
+RESULTS = Counter(
+    "skinsense_results_total", "Results answered, by the photo's kind and the risk told", ["photo_kind", "risk"]
+)
+VALIDATION_SHARE = Gauge(
+    "skinsense_validation_share",
+    "The served model's validation figures, by photo kind: measure risk_low, risk_medium, risk_high, refused",
+    ["photo_kind", "measure"],
+    multiprocess_mode="max",
+)
 # Bot side
 # Clinician review times: from a high-risk alert to its claim ("I'll review") and to its resolution, in seconds
 # (observed by the bot, which handles the buttons; `skinsense audit review-times` reports the same from the DB).

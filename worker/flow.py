@@ -44,7 +44,7 @@ from shared.job_store import (
     JobStore,
 )
 from shared.labels import PhotoKind, RiskLevel
-from shared.metrics import PHOTO_TO_REPLY, count_job, timed
+from shared.metrics import PHOTO_TO_REPLY, RESULTS, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
 from shared.queue import ClassifyPhotoRequest, FinalizeResultRequest, JobRequest, NotifyCliniciansRequest
@@ -444,6 +444,8 @@ class ClassificationFlow:
     @staticmethod
     def _count_replied(job: Job) -> None:
         count_job(job.status.value, None if job.error_code is None else job.error_code.value)
+        if job.status == JobStatus.DONE and job.photo_kind is not None and job.risk is not None:
+            RESULTS.labels(photo_kind=job.photo_kind.value, risk=job.risk.value).inc()
         PHOTO_TO_REPLY.observe(max((utc_now() - job.received_at).total_seconds(), 0.0))
 
 

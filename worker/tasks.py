@@ -23,12 +23,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from telegram.error import RetryAfter, TelegramError
 
 from models.serving.inference import Classifier
+from models.serving.validation_figures import validation_shares
 from shared.audit import JobStatus
 from shared.clinic.calendar import WorkingCalendar
 from shared.clinic.store import ThreadPolicy, get_alert_store
 from shared.config import get_settings
 from shared.job_store import get_job_store
-from shared.metrics import MODEL_INFO, RETRIES
+from shared.metrics import MODEL_INFO, RETRIES, VALIDATION_SHARE
 from shared.outcomes import FailureCode
 from shared.queue import (
     CLASSIFY_TASK,
@@ -68,6 +69,8 @@ def get_flow() -> ClassificationFlow:
         classifier = Classifier(runtime=settings.model_runtime, threads=settings.model_threads)
         log.info("model %s loaded (%s runtime)", classifier.version, classifier.runtime_name)
         MODEL_INFO.labels(version=classifier.version, runtime=classifier.runtime_name).set(1)
+        for (kind, measure), share in validation_shares(classifier.version).items():  # drift's baseline
+            VALIDATION_SHARE.labels(photo_kind=kind, measure=measure).set(share)
         _flow = ClassificationFlow(
             telegram=TelegramClient.open(settings),
             classifier=classifier,

@@ -702,7 +702,6 @@ class AlertStore:
                 for a in session.exec(statement).all()
             ]
 
-
     def alert_outcomes(self, since: datetime | None = None, until: datetime | None = None) -> list[AlertOutcome]:
         """Each thread's root alert sent in the period, with its job's model side and the clinicians' outcome."""
         with self._session() as session:

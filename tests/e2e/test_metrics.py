@@ -117,6 +117,16 @@ def test_metric_values_move_as_photos_go_through(stack: RunningStack, data_dir: 
     moved_codes = [code for code, delta in rejected.items() if delta == 1]
     assert len(moved_codes) == 1 and moved_codes[0] in {c.value for c in RefusalCode}, rejected
 
+    results = {
+        labels: v - value(worker_before, name, **dict(labels))
+        for (name, labels), v in worker_after.items()
+        if name == "skinsense_results_total"
+    }
+    assert sorted(results.values())[-1:] == [1] and sum(results.values()) == 1, "the one result, by kind and risk"
+    baseline = {
+        dict(labels)["measure"] for (name, labels), _ in worker_after.items() if name == "skinsense_validation_share"
+    }
+    assert baseline == {"risk_low", "risk_medium", "risk_high", "refused"}, "drift's baseline is exported"
     histogram = "skinsense_photo_to_reply_seconds_count"
     assert value(worker_after, histogram) == value(worker_before, histogram) + 2
     assert value(worker_after, "skinsense_photo_to_reply_seconds_sum") > value(
