@@ -29,6 +29,7 @@ async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> 
             BotCommand("start", "What SkinSense is"),
             BotCommand("help", "How to take and send a photo"),
             BotCommand("history", "Your past results"),
+            BotCommand("reminders", "Your reminders to photograph a spot again"),
             BotCommand("about", "What SkinSense is, and is not"),
             BotCommand("privacy", "What is stored, and your consent"),
             BotCommand("delete", "Erase everything about you"),

@@ -26,6 +26,7 @@ from shared.config import Settings, parse_keys
 from shared.db import get_engine
 from shared.job_store import JobStore
 from shared.sealing import Sealer
+from shared.spot_followups import SpotFollowupStore
 
 MINUTE_S = 60.0  # the window of the per-chat update limit (bot/fairness.py)
 
@@ -39,6 +40,7 @@ class BotServices:
     patients: PatientStore
     alerts: AlertStore
     held_photos: HeldPhotoStore  # photos sent before the privacy question was answered (sealed, an hour at most)
+    followups: SpotFollowupStore  # reminders to photograph a spot again (bot/spots.py)
     photo_limit: PhotoRateLimit  # photos per chat per hour (bot/intake.py)
     update_limit: RollingLimit  # updates per chat (or group member) per minute (bot/fairness.py)
     clinicians: ClinicianAllowList
@@ -53,6 +55,7 @@ class BotServices:
             patients=PatientStore(engine),
             alerts=AlertStore(engine),
             held_photos=HeldPhotoStore(engine, Sealer(parse_keys(settings.delivery_key))),
+            followups=SpotFollowupStore(engine, Sealer(parse_keys(settings.delivery_key))),
             photo_limit=PhotoRateLimit(
                 broker, per_hour=settings.photos_per_chat_per_hour, key_prefix=settings.redis_key_prefix
             ),

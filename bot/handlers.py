@@ -23,7 +23,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import consent, history, questionnaire
+from bot import consent, history, questionnaire, spots
 from bot.clinician_access import CLINICIAN_COMMANDS
 from bot.clinician_commands import register_clinician_handlers
 from bot.context import BotContext
@@ -31,6 +31,7 @@ from bot.fairness import AdmissionHandler
 from bot.intake import on_image_document, on_photo
 from bot.private_chats import SharedChatHandler
 from shared.clinic.buttons import ClinicianAllowList
+from shared.spot_followups import CALLBACK_PATTERN as SPOT_CALLBACK_PATTERN
 from shared.texts import patient as patient_texts
 from shared.texts.patient import MAX_FILE_MB
 
@@ -81,11 +82,13 @@ def register_handlers(application: Application[Any, Any, Any, Any, Any, Any], al
     application.add_handler(CommandHandler("about", on_about, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("privacy", consent.on_privacy, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("history", history.on_history, filters=NEW_MESSAGES), group=-1)
+    application.add_handler(CommandHandler("reminders", spots.on_reminders, filters=NEW_MESSAGES), group=-1)
     application.add_handler(CommandHandler("delete", consent.on_delete, filters=NEW_MESSAGES), group=-1)
     application.add_handler(MessageHandler(NEW_MESSAGES, consent.consent_gate), group=-1)
     application.add_handler(CallbackQueryHandler(consent.on_consent_choice, pattern=consent.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(consent.on_delete_choice, pattern=consent.DELETE_CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(history.on_history_choice, pattern=history.CALLBACK_PATTERN))
+    application.add_handler(CallbackQueryHandler(spots.on_spot_choice, pattern=SPOT_CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(questionnaire.on_answer, pattern=questionnaire.CALLBACK_PATTERN))
     application.add_handler(CommandHandler("start", on_start, filters=NEW_MESSAGES))
     application.add_handler(CommandHandler("help", on_help, filters=NEW_MESSAGES))

@@ -1,5 +1,6 @@
 """/history: the patient's past results (date, risk, most likely type, photo kind), newest first, the last
-HISTORY_LENGTH; a button per result shows it again in full, as it was sent.
+HISTORY_LENGTH, the photos of one spot together (a photo sent in reply to its reminder joins the earlier one);
+a button per result shows it again in full, as it was sent.
 
 Callback data: ``history|<job id hex>``. The job must belong to the chat that taps (checked by its chat
 reference), so a forged button cannot show anyone else's result.
@@ -16,6 +17,7 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot.context import BotContext
 from bot.questionnaire import answer_tap
+from shared.audit import Job
 from shared.texts import result as result_texts
 
 CALLBACK_PREFIX = "history"
@@ -30,13 +32,19 @@ async def on_history(update: Update, context: BotContext) -> None:
         jobs = await asyncio.to_thread(
             context.bot_data.services.patients.results, context.bot_data.services.chat_ref(message.chat_id)
         )
-        entries = [
-            result_texts.history_entry(number, job.received_at, result_texts.PatientResult.of_job(job))
-            for number, job in enumerate(jobs, start=1)
-        ]
+        ordered = [job for group in spot_groups(jobs) for job in group]
+        entries = []
+        number = 0
+        for group in spot_groups(jobs):
+            if len(group) > 1:
+                entries.append(result_texts.HISTORY_SPOT.format(count=len(group)))
+            for job in group:
+                number += 1
+                entry = result_texts.history_entry(number, job.received_at, result_texts.PatientResult.of_job(job))
+                entries.append(f"    {entry}" if len(group) > 1 else entry)
         buttons = [
             InlineKeyboardButton(str(number), callback_data=f"{CALLBACK_PREFIX}|{job.id.hex}")
-            for number, job in enumerate(jobs, start=1)
+            for number, job in enumerate(ordered, start=1)
         ]
         rows = [buttons[i : i + BUTTONS_PER_ROW] for i in range(0, len(buttons), BUTTONS_PER_ROW)]
         await message.reply_text(
@@ -46,6 +54,24 @@ async def on_history(update: Update, context: BotContext) -> None:
             do_quote=False,
         )
     raise ApplicationHandlerStop
+
+
+def spot_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The results grouped by spot, newest spot first, each spot's photos newest first: a photo sent in reply to a
+    reminder (``same_spot_as``) joins its earlier photo's spot."""
+    by_id = {job.id: job for job in jobs}
+
+    def first_photo(job: Job) -> uuid.UUID:
+        seen = {job.id}
+        while job.same_spot_as in by_id and job.same_spot_as not in seen:
+            job = by_id[job.same_spot_as]
+            seen.add(job.id)
+        return job.id
+
+    groups: dict[uuid.UUID, list[Job]] = {}
+    for job in jobs:  # newest first
+        groups.setdefault(first_photo(job), []).append(job)
+    return list(groups.values())
 
 
 async def on_history_choice(update: Update, context: BotContext) -> None:

@@ -121,6 +121,11 @@ async def accept_image(
     # Photos sent together: one reply (bot/albums.py).
     album = join_album(message, context.bot_data.services.chat_ref(message.chat_id), context.bot_data.albums)
     store, chat_ref = context.bot_data.services.jobs, context.bot_data.services.chat_ref(message.chat_id)
+    # A new photo of a spot, sent in reply to its reminder: compared with the earlier one (bot/spots.py).
+    followup = None
+    if album is None and message.reply_to_message is not None:
+        followups = context.bot_data.services.followups
+        followup = await asyncio.to_thread(followups.for_reply, chat_ref, message.reply_to_message.message_id)
     # The row first, with what the workers need to answer (sealed): from here on the job cannot be lost.
     job = await asyncio.to_thread(
         store.record_received,
@@ -129,9 +134,17 @@ async def accept_image(
         album_position=None if album is None else message.message_id,
         media_kind=image.kind,
         file_unique_id=image.file_unique_id,
-        delivery=Delivery(chat_id=message.chat_id, file_id=image.file_id, photo_message_id=message.message_id),
+        delivery=Delivery(
+            chat_id=message.chat_id,
+            file_id=image.file_id,
+            photo_message_id=message.message_id,
+            earlier_file_id=None if followup is None else followup.contact.file_id,
+        ),
         update_key=update_key,
+        same_spot_as=None if followup is None else followup.followup.job_id,
     )
+    if followup is not None:
+        await asyncio.to_thread(context.bot_data.services.followups.answered, followup.followup.id)
     if (
         await asyncio.to_thread(context.bot_data.services.patients.consent, chat_ref, patient_texts.PRIVACY_VERSION)
         is None

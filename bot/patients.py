@@ -17,6 +17,7 @@ from shared.clinic.store import erase_patient_alerts
 from shared.outcomes import FailureCode
 from shared.questionnaire import AgeRange
 from shared.retention import tombstone_values
+from shared.spot_followups import erase_patient_followups
 
 HISTORY_LENGTH = 10  # /history lists this many results, newest first
 UNFINISHED_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -54,9 +55,11 @@ class PatientStore:
             return consent
 
     def withdraw_consent(self, chat_ref: str) -> None:
-        """ "No thanks": any earlier consent (to an older text) is withdrawn; nothing new is stored."""
+        """ "No thanks": any earlier consent (to an older text) is withdrawn; nothing new is stored, and no reminder
+        is sent any more (they are erased: a reminder is a message the patient no longer agreed to)."""
         with self._session() as session:
             session.exec(delete(Consent).where(col(Consent.chat_ref) == chat_ref))
+            erase_patient_followups(session, chat_ref)
             session.commit()
 
     # Age and sex, remembered for the next photo
@@ -100,6 +103,7 @@ class PatientStore:
             # After the jobs: their updates waited for any change in flight (a result committed with its alert),
             # so this sees every alert of theirs, the photo and contact erased with it.
             erase_patient_alerts(session, chat_ref)
+            erase_patient_followups(session, chat_ref)  # reminders, with the earlier photos' file ids
             session.exec(delete(PatientProfile).where(col(PatientProfile.chat_ref) == chat_ref))
             session.exec(delete(Consent).where(col(Consent.chat_ref) == chat_ref))
             session.commit()

@@ -127,6 +127,10 @@ class Job(SQLModel, table=True):
     malignant_told_low_per_100: float | None = None
     # The patient sent this photo before (same SHA-256): that job, whose result this one repeats.
     same_photo_as: uuid.UUID | None = None
+    # The same spot over time (bot/spots.py): the earlier job this photo is a new photo of (sent in reply to a
+    # reminder), and what the comparison found ({compared_with, comparable, reason, changes, ..., raised_risk}).
+    same_spot_as: uuid.UUID | None = None
+    spot_change: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     # The photos sent together in one album share this (a random id the bot gives the album): one reply for all.
     album_id: str | None = Field(default=None, index=True, max_length=32)
     album_position: int | None = None  # orders an album's photos as sent (Telegram's message id: a counter)
@@ -350,6 +354,26 @@ class InboundUpdate(SQLModel, table=True):
     # The bot replica handling it, and until when (database clock): another replica replays it only after that.
     claimed_by: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
     claimed_until: datetime | None = _timestamp()
+
+
+class SpotFollowup(SQLModel, table=True):
+    """A patient's wish to photograph a spot again (bot/spots.py): a reminder due at ``remind_at`` (sent by beat,
+    worker/reminders.py) whose message, once sent (``prompt_message_id``), the new photo replies to. ``sealed``:
+    shared.sealing of the chat id and the earlier photo's Telegram file id (the photo itself is never stored),
+    for sending the reminder and comparing the two photos. Erased by /delete and by the retention purge; stopped
+    from the reminder, /reminders, or when the patient withdraws."""
+
+    __tablename__ = "spot_followups"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    chat_ref: str = Field(index=True, max_length=64)
+    job_id: uuid.UUID  # the earlier result
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
+    remind_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    reminded_at: datetime | None = _timestamp()  # the reminder went out (or is going out: claimed)
+    prompt_message_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    stopped_at: datetime | None = _timestamp()  # stopped by the patient, or a new photo answered it
 
 
 class Lease(SQLModel, table=True):

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     clinician_thread_window_s: int = Field(default=3600, gt=0)
     clinician_forwards_per_thread: int = Field(default=3, ge=1)
     clinician_sweep_interval_s: float = Field(default=60, gt=0)  # beat: unsent alerts, reminders, escalations
+    # Patients' reminders to photograph a spot again (shared/spot_followups.py): due this many days after a LOW
+    # or a MEDIUM result (HIGH ones go to the clinicians); beat looks for due ones this often.
+    reminder_after_low_days: float = Field(default=90, gt=0)
+    reminder_after_medium_days: float = Field(default=28, gt=0)
+    reminder_sweep_interval_s: float = Field(default=60, gt=0)
     webhook_url: str | None = None  # public HTTPS URL; when set the bot runs a webhook instead of polling
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443

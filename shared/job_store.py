@@ -76,6 +76,9 @@ class Delivery(BaseModel):
     # same photo again) or nobody answered in time (worker/flow.py); the patient's own close is the bot's.
     questionnaire_message_id: int | None = None
     photo_message_id: int | None = None  # the patient's photo: an answer sent as a new message replies to it
+    # A new photo of a spot photographed before (sent in reply to a reminder): the earlier photo's Telegram file
+    # id, for the comparison (shared/spot_followups.py); erased with the rest once the patient is answered.
+    earlier_file_id: str | None = None
 
 
 def asks_no_questions(job: Job) -> bool:
@@ -143,6 +146,8 @@ class CombinedPrediction(ClassifiedPhoto, Protocol):
     def answers_used(self) -> list[str]: ...
     @property
     def answer_effects(self) -> Mapping[str, AnswerEffect]: ...
+    @property
+    def raised_by_change(self) -> bool: ...
 
 
 class JobStore:
@@ -280,6 +285,7 @@ class JobStore:
         album_position: int | None = None,
         delivery: Delivery | None = None,
         update_key: str | None = None,
+        same_spot_as: uuid.UUID | None = None,
     ) -> Job:
         """A photo the bot accepted: QUEUED, about to be enqueued. An album's photos share ``album_id`` and ask
         no questions (their questionnaire is closed at once: see bot/albums.py). With ``update_key``, idempotent:
@@ -298,6 +304,7 @@ class JobStore:
                 delivery=None if delivery is None else self._sealer.seal(delivery),
                 update_key=update_key,
                 due_at=self._due(self.deadlines.queued_s),
+                same_spot_as=same_spot_as,
             )
         )
 
@@ -391,9 +398,13 @@ class JobStore:
         prediction: ClassifiedPhoto,
         *,
         image_sha256: str,
+        spot_change: dict[str, Any] | None = None,
     ) -> Job:
+        """The photo-only result; ``spot_change``: a new photo of a spot compared with its earlier one."""
         with self._changing(job_id, JobStatus.DONE) as job:
             job.image_sha256 = image_sha256
+            if spot_change is not None:
+                job.spot_change = spot_change
             job.finished_at = utc_now()
             job.model_version = prediction.model_version
             job.ranking = prediction.to_dict()["ranking"]
@@ -639,6 +650,11 @@ class JobStore:
             job.answers_used = list(prediction.answers_used)
             job.answer_effects = {name: effect.value for name, effect in (answer_effects or {}).items()}
             job.malignant_told_low_per_100 = malignant_told_low_per_100
+            if job.spot_change is not None:  # whether the change raised the risk the patient reads
+                job.spot_change = {
+                    **job.spot_change,
+                    "raised_risk": bool(getattr(prediction, "raised_by_change", False)),
+                }
             if clinician_alert is not None and job.risk == RiskLevel.HIGH:
                 clinician_alert.add_to(object_session(job), job)  # type: ignore[arg-type]
         return job

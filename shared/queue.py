@@ -29,6 +29,7 @@ FINALIZE_TASK = "worker.tasks.finalize_result"
 PURGE_TASK = "worker.tasks.purge_expired_patient_data"  # daily, from the beat (worker/celery_app.py)
 CLINICIAN_SWEEP_TASK = "worker.tasks.sweep_clinician_alerts"  # beat: unsent alerts, reminders, escalations
 RECONCILE_TASK = "worker.tasks.reconcile_jobs"  # every few seconds, from the beat (worker/reconciler.py)
+REMINDERS_TASK = "worker.tasks.send_due_reminders"  # beat: patients' reminders to photograph a spot again
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
@@ -37,6 +38,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     PURGE_TASK: {"queue": CLINICIANS_QUEUE},  # light work, off the patients' queue
     CLINICIAN_SWEEP_TASK: {"queue": CLINICIANS_QUEUE},
     RECONCILE_TASK: {"queue": CLINICIANS_QUEUE},  # likewise: it runs even while "classify" is backed up
+    REMINDERS_TASK: {"queue": CLINICIANS_QUEUE},
 }
 
 

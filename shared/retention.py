@@ -23,6 +23,7 @@ from sqlmodel import Session, col, delete, update
 
 from shared.audit import Consent, Job, PatientProfile, utc_now
 from shared.clinic.store import tombstone_alerts
+from shared.spot_followups import purge_followups
 
 # What a tombstone's chat reference reads: no chat can hash to it (references are 32 hex digits).
 PURGED_CHAT_REF = "purged"
@@ -35,6 +36,7 @@ class PurgeCounts:
     jobs_tombstoned: int
     consents_deleted: int
     profiles_deleted: int
+    reminders_deleted: int = 0
 
 
 def tombstone_values() -> dict[str, Any]:
@@ -51,6 +53,8 @@ def tombstone_values() -> dict[str, Any]:
         "answers_used": null(),
         "answer_effects": null(),
         "same_photo_as": null(),
+        "same_spot_as": null(),
+        "spot_change": null(),
         "album_id": null(),
         "album_position": null(),
         "clinicians_notified": null(),
@@ -75,7 +79,11 @@ def purge_patient_data(engine: Engine, *, older_than_days: int, now: datetime | 
         tombstone_alerts(session, cutoff)  # their clinician alerts likewise (shared/clinic/store.py)
         consents = session.exec(delete(Consent).where(col(Consent.decided_at) < cutoff))
         profiles = session.exec(delete(PatientProfile).where(col(PatientProfile.updated_at) < cutoff))
+        reminders = purge_followups(session, cutoff)
         session.commit()
         return PurgeCounts(
-            jobs_tombstoned=jobs.rowcount, consents_deleted=consents.rowcount, profiles_deleted=profiles.rowcount
+            jobs_tombstoned=jobs.rowcount,
+            consents_deleted=consents.rowcount,
+            profiles_deleted=profiles.rowcount,
+            reminders_deleted=reminders,
         )

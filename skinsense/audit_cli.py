@@ -227,7 +227,8 @@ def _purge(older_than_days: int | None) -> int:
         return EXIT_REFUSED
     print(
         f"purged patient data older than {days} days: {counts.jobs_tombstoned} jobs left as tombstones, "
-        f"{counts.consents_deleted} consents and {counts.profiles_deleted} profiles deleted"
+        f"{counts.consents_deleted} consents, {counts.profiles_deleted} profiles and {counts.reminders_deleted} "
+        "reminders deleted"
     )
     return 0
 

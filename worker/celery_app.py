@@ -12,7 +12,14 @@ from celery.signals import setup_logging, worker_init
 
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
-from shared.queue import CLINICIAN_SWEEP_TASK, PURGE_TASK, RECONCILE_TASK, WORKER_QUEUES, create_celery_app
+from shared.queue import (
+    CLINICIAN_SWEEP_TASK,
+    PURGE_TASK,
+    RECONCILE_TASK,
+    REMINDERS_TASK,
+    WORKER_QUEUES,
+    create_celery_app,
+)
 from worker.broker_restart import keep_worker_alive_on_broker_restart
 
 P = ParamSpec("P")
@@ -42,6 +49,7 @@ app.conf.update(
         "purge-expired-patient-data": {"task": PURGE_TASK, "schedule": crontab(hour=3, minute=17)},
         # Clinician alerts: unsent outbox rows queued again, reminders and escalations (safe if run twice).
         "sweep-clinician-alerts": {"task": CLINICIAN_SWEEP_TASK, "schedule": settings.clinician_sweep_interval_s},
+        "send-due-reminders": {"task": REMINDERS_TASK, "schedule": settings.reminder_sweep_interval_s},
         "reconcile-jobs": {
             "task": RECONCILE_TASK,
             "schedule": settings.reconcile_interval_s,

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from models.serving.spot_change import compare_spots
 from sqlalchemy.exc import DBAPIError
+from telegram import InlineKeyboardMarkup
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
-from models.serving.inference import Classifier
+from models.serving.inference import Classifier, Prediction
 from models.serving.screening import screen_photo
 from shared.answers import AnswerEffect
 from shared.audit import Job, JobStatus, utc_now
@@ -43,7 +45,7 @@ from shared.job_store import (
     IllegalTransition,
     JobStore,
 )
-from shared.labels import PhotoKind, RiskLevel
+from shared.labels import MALIGNANT_CODES, PhotoKind, RiskLevel
 from shared.metrics import PHOTO_TO_REPLY, RESULTS, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
@@ -60,6 +62,7 @@ MAX_DELIVERY_ATTEMPTS = 3  # a photo whose analysis killed this many worker proc
 ALBUM_WAITING = "album_waiting"  # one photo of an album is done; the album's reply waits for the others
 ALBUM_ANSWERED = "album_answered"
 AWAITING_ANSWERS = "awaiting_answers"  # analysed; the result goes out when the questionnaire closes
+ASSESSMENT_STEP = 0.10  # a change in malignant probability worth telling the patient about (ten points)
 
 
 class OtherModelVersion(Exception):
@@ -82,6 +85,7 @@ class PhotoOnlyResult:
     ranking: list[dict[str, Any]]
     answers_used: list[str] = field(default_factory=list)
     answer_effects: dict[str, AnswerEffect] = field(default_factory=dict)
+    raised_by_change: bool = False
 
     @classmethod
     def of(cls, job: Job) -> PhotoOnlyResult:
@@ -168,7 +172,10 @@ class ClassificationFlow:
         if job.model_version is None or job.model_version == self.classifier.version:
             with timed("combine"):
                 answers = answers_from_record(job.answers)
-                prediction = self.classifier.prediction_from_ranking(job.photo_ranking, job.photo_kind, answers)
+                changed = bool(job.spot_change and job.spot_change.get("changes"))
+                prediction = self.classifier.prediction_from_ranking(
+                    job.photo_ranking, job.photo_kind, answers, spot_changed=changed
+                )
         elif last_resort:
             log.warning("job %s: no worker of its model version finalized it; its photo-only result goes out", job.id)
             prediction = PhotoOnlyResult.of(job)
@@ -297,10 +304,45 @@ class ClassificationFlow:
             # An unknown code is a bug (a gate without its patient text): ValueError, failed as internal_error.
             return self._reject(job, Refusal(RefusalCode(error.code), error.reason), image_sha256)
         self.kept_photos.keep(job.id, replies.KeptPhoto(data, prediction.feature_map))
+        spot_change = self._compare_with_earlier(job, delivery, data, prediction) if job.same_spot_as else None
         try:
-            return self.jobs.mark_done(job.id, prediction, image_sha256=image_sha256)
+            return self.jobs.mark_done(job.id, prediction, image_sha256=image_sha256, spot_change=spot_change)
         except IllegalTransition:
             return self._finished_elsewhere(job)
+
+    def _compare_with_earlier(
+        self, job: Job, delivery: Delivery, data: bytes, prediction: Prediction
+    ) -> dict[str, Any]:
+        """A new photo of a spot photographed before (sent in reply to its reminder): what changed, as stored with
+        the job (shared/audit.py ``Job.spot_change``). The photos are compared as the patient took them
+        (models/serving/spot_change.py); the model's assessment is compared by the malignant probability."""
+        earlier = self.jobs.load(job.same_spot_as) if job.same_spot_as is not None else None
+        if earlier is None or earlier.chat_ref != job.chat_ref or not earlier.photo_ranking:
+            return {"comparable": False, "reason": "the earlier result is no longer stored", "changes": []}
+        found: dict[str, Any] = {
+            "compared_with": earlier.received_at.isoformat(),
+            "earlier_risk": None if earlier.risk is None else earlier.risk.value,
+            "assessment": _assessment_change(earlier.photo_ranking, prediction.to_dict()["ranking"]),
+        }
+        try:
+            if delivery.earlier_file_id is None:
+                raise UnreadableImage("download_failed", "no earlier photo to compare with")
+            with timed("download"):
+                earlier_data = self.telegram.download_file(delivery.earlier_file_id, MAX_FILE_BYTES)
+            with timed("compare"):
+                comparison = compare_spots(earlier_data, data)
+        except (TelegramError, FileTooLarge, UnreadableImage) as error:
+            log.info("job %s: not compared with its earlier photo (%s)", job.id, type(error).__name__)
+            return {**found, "comparable": False, "reason": "the earlier photo could not be fetched", "changes": []}
+        return {
+            **found,
+            "comparable": comparison.comparable,
+            "reason": comparison.reason,
+            "changes": [change.value for change in comparison.changes],
+            "size_ratio": comparison.size_ratio,
+            "darkening": comparison.darkening,
+            "colour_shift": comparison.colour_shift,
+        }
 
     def _reject(self, job: Job, refusal: Refusal, image_sha256: str | None) -> Job:
         log.info("job %s: rejected (%s)", job.id, refusal.code)
@@ -327,7 +369,7 @@ class ClassificationFlow:
         if job.album_id is not None:
             return self._answer_album(job, delivery)
         with timed("reply"):
-            self._edit_or_send(job.id, delivery, self._patient_text(job))
+            self._edit_or_send(job.id, delivery, self._patient_text(job), replies.reminder_offer(job))
         self._close_questionnaire(job, delivery, timed_out=questionnaire_timed_out)
         if job.status == JobStatus.DONE:
             self._send_explanation(delivery, job)
@@ -359,17 +401,20 @@ class ClassificationFlow:
         except TelegramError as error:
             log.info("job %s: questionnaire not closed (%s)", job.id, type(error).__name__)
 
-    def _edit_or_send(self, job_id: uuid.UUID, delivery: Delivery, text: str) -> None:
+    def _edit_or_send(
+        self, job_id: uuid.UUID, delivery: Delivery, text: str, buttons: InlineKeyboardMarkup | None = None
+    ) -> None:
         """Edit the "analysing..." message into ``text``; if it is gone (or was never sent), send a new message."""
         if delivery.status_message_id is not None:
             try:
-                self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, text)
+                self.telegram.edit_text(delivery.chat_id, delivery.status_message_id, text, reply_markup=buttons)
                 return
             except BadRequest as error:
                 if is_not_modified(error):
                     return  # the text is already there: an earlier attempt succeeded
                 log.info("job %s: edit failed (%s); sending a new message", job_id, error.message)
-        self.telegram.send_text(delivery.chat_id, text, reply_to=delivery.photo_message_id)  # threaded to its photo
+        # Threaded to its photo (the reminder's button reads the photo from there: bot/spots.py).
+        self.telegram.send_text(delivery.chat_id, text, reply_markup=buttons, reply_to=delivery.photo_message_id)
 
     def fail(self, job_id: uuid.UUID, code: FailureCode, reason: str) -> None:
         """A job that cannot be analysed: record the failure and, best effort, turn the patient's "analysing..."
@@ -447,6 +492,19 @@ class ClassificationFlow:
         if job.status == JobStatus.DONE and job.photo_kind is not None and job.risk is not None:
             RESULTS.labels(photo_kind=job.photo_kind.value, risk=job.risk.value).inc()
         PHOTO_TO_REPLY.observe(max((utc_now() - job.received_at).total_seconds(), 0.0))
+
+
+def _assessment_change(earlier: list[dict[str, Any]], now: list[dict[str, Any]]) -> str:
+    """ "higher", "lower" or "same": the photo's malignant probability now against the earlier photo's (by more
+    than ASSESSMENT_STEP either way)."""
+
+    def malignant(ranking: list[dict[str, Any]]) -> float:
+        return sum(float(entry["probability"]) for entry in ranking if entry["code"] in MALIGNANT_CODES)
+
+    difference = malignant(now) - malignant(earlier)
+    if abs(difference) < ASSESSMENT_STEP:
+        return "same"
+    return "higher" if difference > 0 else "lower"
 
 
 def _answer_written(job: Job) -> bool:

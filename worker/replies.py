@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from models.serving.explain import explanation_picture
 from models.serving.inference import Classifier
 from shared.audit import Job, JobStatus, MediaKind
-from shared.labels import PhotoKind
+from shared.labels import PhotoKind, RiskLevel
 from shared.metrics import timed
 from shared.outcomes import FailureCode, RefusalCode
+from shared.spot_followups import REMIND_CALLBACK
 from shared.texts import patient as patient_texts
 from shared.texts import result as result_texts
 from shared.texts.patient import MAX_FILE_MB
@@ -34,6 +36,16 @@ def patient_text(job: Job, same_photo_sent_at: datetime | None = None) -> str:
     if same_photo_sent_at is not None:
         return result_texts.same_photo_result(same_photo_sent_at, result_texts.PatientResult.of_job(job))
     return result_texts.result(result_texts.PatientResult.of_job(job))
+
+
+def reminder_offer(job: Job) -> InlineKeyboardMarkup | None:
+    """Under a single photo's LOW or MEDIUM result: "Remind me to photograph it again" (a separate opt-in:
+    bot/spots.py). A HIGH result goes to the clinicians; a refusal has no spot to follow; an album's reply covers
+    several spots."""
+    if job.status != JobStatus.DONE or job.album_id is not None or job.risk not in (RiskLevel.LOW, RiskLevel.MEDIUM):
+        return None
+    button = InlineKeyboardButton(patient_texts.REMINDER_BUTTON, callback_data=f"{REMIND_CALLBACK}{job.id.hex}")
+    return InlineKeyboardMarkup([[button]])
 
 
 def explanation_caption(job: Job) -> str:

@@ -28,6 +28,7 @@ from shared.audit import JobStatus
 from shared.clinic.calendar import WorkingCalendar
 from shared.clinic.store import ThreadPolicy, get_alert_store
 from shared.config import get_settings
+from shared.db import get_engine
 from shared.job_store import get_job_store
 from shared.metrics import MODEL_INFO, RETRIES, VALIDATION_SHARE
 from shared.outcomes import FailureCode
@@ -38,6 +39,7 @@ from shared.queue import (
     NOTIFY_CLINICIANS_TASK,
     PURGE_TASK,
     RECONCILE_TASK,
+    REMINDERS_TASK,
     ClassifyPhotoRequest,
     FinalizeResultRequest,
     NotifyCliniciansRequest,
@@ -47,11 +49,13 @@ from shared.queue import (
     oldest_waiting_published_at,
     private_repr,
 )
+from shared.spot_followups import SpotFollowupStore
 from shared.telegram_calls import WaitTooLong
 from worker.celery_app import app, task
 from worker.clinician_alerts import ClinicianAlertSender, ClinicianAlertSweep, explanation_for_clinicians
 from worker.flow import ClassificationFlow, OtherModelVersion
 from worker.reconciler import Reconciler
+from worker.reminders import ReminderSender
 from worker.telegram import TelegramClient, is_transient, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -260,6 +264,15 @@ def sweep_clinician_alerts() -> dict[str, int]:
         queue_alert=lambda job_id: enqueue_clinician_alert(NotifyCliniciansRequest(job_id=job_id), app),
     )
     return asdict(sweep.run())
+
+
+@task(name=REMINDERS_TASK)
+def send_due_reminders() -> int:
+    """Beat, every SKINSENSE_REMINDER_SWEEP_INTERVAL_S: patients' reminders to photograph a spot again that are due
+    (worker/reminders.py); safe if it runs twice (each reminder is claimed once)."""
+    flow = get_flow()
+    followups = SpotFollowupStore(get_engine())
+    return ReminderSender(telegram=flow.telegram, followups=followups, jobs=flow.jobs).send_due()
 
 
 _reconciler: Reconciler | None = None

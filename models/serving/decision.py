@@ -13,7 +13,7 @@ raising the risk for the answers that make them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,13 +39,37 @@ class ClinicalDecision:
     assessment: RiskAssessment
     answers_used: list[str]  # the answers that went into the probabilities (empty: photo only)
     answer_effects: dict[str, AnswerEffect]  # {answer: raised or lowered}, for those that moved this result
+    raised_by_change: bool = False  # the spot changed since its earlier photo, and that raised the risk
+
+
+# A spot that changed since its earlier photo (models/serving/spot_change.py) is one level more urgent: change in
+# size, shape or colour is the strongest sign of melanoma (the E of ABCDE; 2 points on the NICE 7-point checklist).
+# Change only raises; no change never lowers.
+RAISED_BY_CHANGE = {RiskLevel.LOW: RiskLevel.MEDIUM, RiskLevel.MEDIUM: RiskLevel.HIGH, RiskLevel.HIGH: RiskLevel.HIGH}
 
 
 def decide(
-    photo: np.ndarray, kind: PhotoKind, answers: PatientAnswers | None, policy: KindPolicy, triage: TriageModel | None
+    photo: np.ndarray,
+    kind: PhotoKind,
+    answers: PatientAnswers | None,
+    policy: KindPolicy,
+    triage: TriageModel | None,
+    *,
+    spot_changed: bool = False,
 ) -> ClinicalDecision:
     """The decision for one photo (``photo``: its calibrated probabilities). Unknown answers change nothing:
-    with none known this is exactly the photo-only result."""
+    with none known this is exactly the photo-only result. ``spot_changed``: the spot looks changed since its
+    earlier photo (RAISED_BY_CHANGE)."""
+    decision = _decide(photo, kind, answers, policy, triage)
+    if not spot_changed or decision.assessment.risk == RiskLevel.HIGH:
+        return decision
+    raised = replace(decision.assessment, risk=RAISED_BY_CHANGE[decision.assessment.risk])
+    return replace(decision, assessment=raised, raised_by_change=True)
+
+
+def _decide(
+    photo: np.ndarray, kind: PhotoKind, answers: PatientAnswers | None, policy: KindPolicy, triage: TriageModel | None
+) -> ClinicalDecision:
     known = [] if answers is None else answers.known()
     if answers is None or not known:
         return ClinicalDecision(photo, assess_risk(photo, policy, answers), [], {})

@@ -120,6 +120,7 @@ class Prediction:
     answers_used: list[str]  # the patient's answers that went into this result (empty: photo only)
     # Which answers raised or lowered this result (models/serving/decision.py); stored with it, never in to_dict.
     answer_effects: dict[str, AnswerEffect] = field(default_factory=dict)
+    raised_by_change: bool = False  # the spot changed since its earlier photo (models/serving/decision.py)
     # The kind network's last feature map of the photo (the identity view), kept from the analysis so that the
     # explanation picture needs no second run of the network; never stored (not in ``to_dict``).
     feature_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -392,13 +393,20 @@ class Classifier:
         return KindPolicy(settings.melanoma_alert_threshold, settings.low_risk_below)
 
     def prediction(
-        self, photo_probabilities: np.ndarray, kind: PhotoKind, answers: PatientAnswers | None = None
+        self,
+        photo_probabilities: np.ndarray,
+        kind: PhotoKind,
+        answers: PatientAnswers | None = None,
+        *,
+        spot_changed: bool = False,
     ) -> Prediction:
-        """The result of one photo from its calibrated photo-only probabilities and, where given, the answers.
+        """The result of one photo from its calibrated photo-only probabilities and, where given, the answers
+        (and whether the spot changed since its earlier photo).
 
         Unknown answers change nothing: with none known this is exactly the photo-only result.
         """
-        decision = decide(photo_probabilities, kind, answers, self.kind_policy(kind), self.triage)
+        policy = self.kind_policy(kind)
+        decision = decide(photo_probabilities, kind, answers, policy, self.triage, spot_changed=spot_changed)
         probabilities, assessment = decision.probabilities, decision.assessment
         order = np.argsort(-probabilities, kind="stable")
         ranking = [RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order]
@@ -413,12 +421,18 @@ class Classifier:
             model_version=self.version,
             answers_used=decision.answers_used,
             answer_effects=decision.answer_effects,
+            raised_by_change=decision.raised_by_change,
         )
 
     def prediction_from_ranking(
-        self, ranking: Sequence[dict[str, Any]], kind: PhotoKind, answers: PatientAnswers | None
+        self,
+        ranking: Sequence[dict[str, Any]],
+        kind: PhotoKind,
+        answers: PatientAnswers | None,
+        *,
+        spot_changed: bool = False,
     ) -> Prediction:
         """Recompute a stored photo-only result (``Prediction.to_dict()['ranking']``) with the answers."""
         by_code = {entry["code"]: float(entry["probability"]) for entry in ranking}
         probabilities = np.array([by_code[code] for code in CLASS_CODES])
-        return self.prediction(probabilities / probabilities.sum(), kind, answers)
+        return self.prediction(probabilities / probabilities.sum(), kind, answers, spot_changed=spot_changed)

@@ -3,6 +3,8 @@ status messages and notices."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from shared.audit import MediaKind
 from shared.images import MAX_FILE_BYTES
 from shared.outcomes import FailureCode, RefusalCode
@@ -311,3 +313,37 @@ DELETED = (
     "Done: your consent, answers and results are erased ({jobs} analyses). SkinSense will ask for your "
     "consent again before it analyses anything."
 )
+
+
+# The same spot over time (bot/spots.py, worker/reminders.py).
+REMINDER_BUTTON = "Remind me to photograph it again"
+REMINDER_STOP_BUTTON = "Stop reminders"
+REMINDER_SET = (
+    "I will remind you on {date}, at about this time of day, to photograph the same spot again. Send the new photo "
+    "as a reply to the reminder and I will compare the two. /reminders shows or stops your reminders."
+)
+REMINDER_NOT_POSSIBLE = "I cannot set a reminder for this result. Send /reminders to see the ones you have."
+REMINDER_STOPPED = "Stopped: no more reminders for this spot."
+REMINDERS_NONE = "You have no reminders. After a result, tap \u201cRemind me to photograph it again\u201d to get one."
+REMINDERS_HEADING = "Your reminders to photograph a spot again:"
+REMINDERS_ALL_STOPPED = "Stopped: you will get no more reminders."
+REMINDERS_STOP_ALL_BUTTON = "Stop all reminders"
+
+
+def reminder(earlier: datetime) -> str:
+    """The reminder: what to do, and that change is what to look for."""
+    return (
+        f"\u23f0 Time to photograph the spot you sent on {earlier:%d %B %Y} again.\n\n"
+        "Take the new photo the same way (same distance, good daylight, the spot in the middle) and send it as a "
+        "reply to this message: I will compare the two and tell you whether it looks larger, darker or otherwise "
+        "changed. A spot that changes is worth showing to a doctor."
+    )
+
+
+def reminders_list(entries: list[tuple[datetime, datetime, bool]]) -> str:
+    """/reminders: each reminder's earlier photo date, when it is (or was) due, and whether it went out."""
+    lines = [REMINDERS_HEADING]
+    for number, (photo_at, due_at, sent) in enumerate(entries, start=1):
+        state = f"sent on {due_at:%d %B %Y}: reply to it with the new photo" if sent else f"due on {due_at:%d %B %Y}"
+        lines.append(f"{number}. Spot photographed on {photo_at:%d %B %Y}: {state}")
+    return "\n".join(lines)

@@ -260,6 +260,7 @@ class PatientResult:
     answer_effects: Mapping[str, str] = field(default_factory=dict)  # {answer: shared.answers.AnswerEffect}
     answers: Mapping[str, Any] | None = None  # the answers as given (PatientAnswers fields)
     photo_ranking: Sequence[Mapping[str, Any]] | None = None  # the photo's own ranking, before the answers
+    spot_change: Mapping[str, Any] | None = None  # a new photo of a spot compared with its earlier one
 
     @property
     def finding(self) -> MelanomaFinding:
@@ -279,6 +280,7 @@ class PatientResult:
             answer_effects=dict(job.answer_effects or {}),
             answers=job.answers,
             photo_ranking=job.photo_ranking,
+            spot_change=job.spot_change,
         )
 
 
@@ -380,10 +382,58 @@ def result_body(view: PatientResult) -> str:
         result_headline(view),
         _ranking_section(view),
         f"{risk_advice(view)} {urgent_care(view)}",
+        _change_section(view),
         _answers_section(view),
         _photo_section(view),
     ]
     return "\n\n".join(part for part in parts if part)
+
+
+CHANGE_WORDS = {
+    "larger": "larger",
+    "smaller": "smaller",
+    "darker": "darker",
+    "lighter": "lighter",
+    "colour": "a different colour",
+}
+ASSESSMENT_WORDS = {
+    "higher": "The analysis now rates it as more likely to need a doctor than last time.",
+    "lower": "The analysis now rates it as less worrying than last time; that alone is no reason to relax.",
+    "same": "The analysis rates it about the same as last time.",
+}
+
+
+def _change_section(view: PatientResult) -> str:
+    """A new photo of a spot photographed before: what changed and what did not, in plain words, and that a
+    change raised the risk (it never lowers it). Between two phone photos, size and colour can only be judged
+    roughly: it says so."""
+    change = view.spot_change
+    if not change:
+        return ""
+    when = ""
+    if change.get("compared_with"):
+        when = f" of {datetime.fromisoformat(str(change['compared_with'])):%d %B %Y}"
+    heading = f"<b>Compared with your earlier photo{when}</b>"
+    if not change.get("comparable"):
+        reason = escape(str(change.get("reason") or "the two photos are too different"))
+        return (
+            f"{heading}\nI could not compare the two photos ({reason}). Look at the spot yourself: if it has grown, "
+            "changed shape or colour, bleeds or itches, show it to a doctor."
+        )
+    changes = [CHANGE_WORDS[c] for c in change.get("changes", []) if c in CHANGE_WORDS]
+    assessment = ASSESSMENT_WORDS.get(str(change.get("assessment")), "")
+    if not changes:
+        return (
+            f"{heading}\nNo clear change in its size or colour. {assessment} "
+            "Two phone photos only show a large change; keep watching it."
+        ).rstrip()
+    looks = " and ".join(changes)
+    raised = (
+        " Change is a warning sign, so I raised the risk by one level."
+        if change.get("raised_risk")
+        else " Change is a warning sign."
+    )
+    return f"{heading}\nSince then it looks {looks}.{raised} {assessment} Please show it to a doctor.".rstrip()
 
 
 ANALYSING_ALBUM = "Analysing your photos... this usually takes a few seconds. You will get one answer for all of them."
@@ -486,6 +536,9 @@ HISTORY_HEADING = "<b>Your results</b> (newest first; tap a number to see one in
 
 
 HISTORY_ENTRY = "{number}. {date}: {risk} risk, {top} ({kind})"
+
+
+HISTORY_SPOT = "<b>The same spot, {count} photos</b> (newest first):"
 
 
 HISTORY_GONE = "This result is no longer stored (it was erased)."

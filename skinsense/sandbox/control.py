@@ -38,6 +38,8 @@ class Control:
         for key in ("caption", "media_group_id"):
             if key in request.query:
                 content[key] = request.query[key]
+        if "reply_to" in request.query:  # sent as a reply to one of the chat's messages (a reminder, say)
+            content["reply_to_message"] = self.state.find_message(chat_id, int(request.query["reply_to"]))
         return web.json_response(await self.state.user_message(chat_id, content))
 
     async def document(self, request: web.Request) -> web.Response:

@@ -109,7 +109,7 @@ def test_purge_keeps_tombstones_and_erases_the_patient_data(database: tuple[str,
 
     result = purge(url, "--older-than", "183")
     assert result.returncode == 0, result.stderr
-    assert "2 jobs left as tombstones, 1 consents and 1 profiles deleted" in result.stdout
+    assert "2 jobs left as tombstones, 1 consents, 1 profiles and 0 reminders deleted" in result.stdout
 
     for name in ("old_done", "old_rejected"):
         tombstone = dict(job_row(path, ids[name]))
@@ -125,7 +125,7 @@ def test_purge_keeps_tombstones_and_erases_the_patient_data(database: tuple[str,
     assert [r["chat_ref"] for r in rows(path, "SELECT chat_ref FROM patient_profiles")] == ["c" * 32]
 
     again = purge(url, "--older-than", "183")
-    assert "0 jobs left as tombstones, 0 consents and 0 profiles deleted" in again.stdout, "idempotent"
+    assert "0 jobs left as tombstones, 0 consents, 0 profiles and 0 reminders deleted" in again.stdout, "idempotent"
 
 
 def test_purge_defaults_to_the_retention_setting_and_refuses_less_than_six_months(
@@ -175,7 +175,7 @@ def test_the_workers_purge_task_purges_with_the_retention_setting(
         counts = purge_expired_patient_data()
     finally:
         get_settings.cache_clear()
-    assert counts == {"jobs_tombstoned": 2, "consents_deleted": 1, "profiles_deleted": 1}
+    assert counts == {"jobs_tombstoned": 2, "consents_deleted": 1, "profiles_deleted": 1, "reminders_deleted": 0}
     assert job_row(path, ids["old_done"])["chat_ref"] == PURGED_CHAT_REF
 
 
