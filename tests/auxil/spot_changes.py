@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -58,4 +59,8 @@ def darkened_spot(prepared: np.ndarray, lightness: float) -> np.ndarray:
     weight = _feathered(Image.fromarray(_spot_mask(prepared).astype(np.uint8) * 255), grow=0)[..., 0]
     lab = rgb2lab(prepared)
     lab[..., 0] = np.clip(lab[..., 0] - lightness * weight, 0.0, 100.0)
-    return np.asarray(np.clip(np.round(lab2rgb(lab) * 255), 0, 255), np.uint8)
+    with warnings.catch_warnings():
+        # Some darkened colours fall outside sRGB; clipping them is what a camera would do too.
+        warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
+        rgb = lab2rgb(lab)
+    return np.asarray(np.clip(np.round(rgb * 255), 0, 255), np.uint8)

@@ -524,7 +524,10 @@ def test_pending_gives_a_tappable_case_command_per_alert_and_case_shows_it_as_it
         30,
         what="the /case copy to follow a resolution made elsewhere",
     )
-    assert not buttons(current(stack, DOCTOR_B, case["message_id"])), "no buttons once resolved"
+    resolved_buttons = set(buttons(current(stack, DOCTOR_B, case["message_id"])))
+    assert resolved_buttons == set(clinician_texts.CONCLUSION_BUTTONS.values()), (
+        "only the outcome question once resolved"
+    )
 
     typed = command_reply(stack, DOCTOR_A, f"/case {job_id}")  # typed by hand, the whole id: still works
     assert "Resolved by Dr 9001" in typed["text"] and not buttons(typed), "the state now, not when it was sent"
