@@ -24,7 +24,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from shared.audit import SpotFollowup, utc_now
+from shared.audit import Job, SpotFollowup, utc_now
 from shared.labels import RiskLevel
 from shared.sealing import Sealer, get_sealer
 
@@ -154,6 +154,49 @@ class SpotFollowupStore:
         with self._session() as session:
             session.exec(update(SpotFollowup).where(col(SpotFollowup.id) == followup_id).values(**values))
             session.commit()
+
+
+@dataclass(frozen=True)
+class ReminderFigures:
+    """For `skinsense audit performance`: reminders asked for and sent in a period, and the new photos they
+    brought (a photo sent in reply to a reminder), compared and found changed or not."""
+
+    asked: int
+    sent: int
+    new_photos: int
+    changed: int
+    no_clear_change: int
+    not_comparable: int
+    changes: dict[str, int]  # by models.serving.spot_change.SpotChangeKind value
+
+
+def reminder_figures(engine: Engine, since: datetime | None = None, until: datetime | None = None) -> ReminderFigures:
+    with Session(engine) as session:
+        reminders = select(SpotFollowup)
+        photos = select(Job).where(col(Job.same_spot_as).is_not(None))
+        if since is not None:
+            reminders = reminders.where(col(SpotFollowup.created_at) >= since)
+            photos = photos.where(col(Job.received_at) >= since)
+        if until is not None:
+            reminders = reminders.where(col(SpotFollowup.created_at) < until)
+            photos = photos.where(col(Job.received_at) < until)
+        asked = session.exec(reminders).all()
+        brought = session.exec(photos).all()
+    compared = [job.spot_change for job in brought if job.spot_change and job.spot_change.get("comparable")]
+    changes: dict[str, int] = {}
+    for change in compared:
+        for kind in change.get("changes", []):
+            changes[kind] = changes.get(kind, 0) + 1
+    changed = sum(1 for change in compared if change.get("changes"))
+    return ReminderFigures(
+        asked=len(asked),
+        sent=sum(1 for row in asked if row.prompt_message_id is not None),
+        new_photos=len(brought),
+        changed=changed,
+        no_clear_change=len(compared) - changed,
+        not_comparable=len(brought) - len(compared),
+        changes=changes,
+    )
 
 
 def erase_patient_followups(session: Session, chat_ref: str) -> int:

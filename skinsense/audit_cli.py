@@ -157,6 +157,7 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
     from shared.clinic.store import AlertStore
     from shared.config import get_settings
     from shared.db import get_engine
+    from shared.spot_followups import reminder_figures
     from skinsense import audit_clinicians, audit_performance
 
     url = get_settings().database_url
@@ -169,7 +170,10 @@ def _clinician_report(args: argparse.Namespace) -> Iterator[str]:
         times = store.review_times(args.since, args.until)
         if args.action == "performance":
             outcomes = store.alert_outcomes(args.since, args.until)
-            lines = audit_performance.performance_lines(outcomes, times, model_version=args.model_version)
+            reminders = reminder_figures(get_engine(url), args.since, args.until)
+            lines = audit_performance.performance_lines(
+                outcomes, times, model_version=args.model_version, reminders=reminders
+            )
             return (f"{line}\n" for line in lines)
     except (OperationalError, ProgrammingError) as error:
         raise AuditRefused(

@@ -5,7 +5,8 @@ Per photo kind and model version: the alerts, how many were resolved and conclud
 found suspicious (cancer or pre-cancer concluded, or referred for a biopsy), how often their conclusion was the
 model's first class or among its first three; where biopsies came back, the share of alerts they confirmed as
 cancer or pre-cancer (the positive predictive value of an alert). Proportions carry a 95 % Wilson interval:
-the counts of one clinic are small.
+the counts of one clinic are small. First, the patients' side: how many reminders to photograph a spot again
+were asked for and sent, how many brought a new photo, and what the comparison found.
 
 What these figures cannot say: SkinSense's sensitivity. Only alerts (HIGH results) reach the clinicians; a
 cancer told LOW or MEDIUM is never concluded or biopsied here, so the misses are invisible to this report. The
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from shared.audit import MALIGNANT_FINDINGS, ClinicalFinding, Referral
 from shared.clinic.views import AlertOutcome, ReviewTime
 from shared.labels import CLASS_CODES
+from shared.spot_followups import ReminderFigures
 
 Z_95 = 1.959964
 
@@ -87,13 +89,18 @@ def group_figures(photo_kind: str, model_version: str, outcomes: Sequence[AlertO
 
 
 def performance_lines(
-    outcomes: Sequence[AlertOutcome], times: Sequence[ReviewTime], *, model_version: str | None = None
+    outcomes: Sequence[AlertOutcome],
+    times: Sequence[ReviewTime],
+    *,
+    model_version: str | None = None,
+    reminders: ReminderFigures | None = None,
 ) -> Iterator[str]:
-    """The report, line by line (see the module)."""
+    """The report, line by line (see the module); ``reminders``: what the patients' reminders brought."""
     if model_version is not None:
         outcomes = [o for o in outcomes if o.model_version == model_version]
         kept = {o.thread_id for o in outcomes}
         times = [t for t in times if t.thread_id in kept]
+    yield from _reminder_lines(reminders)
     yield f"Alert threads: {len(outcomes)} (model version: {model_version or 'all'})"
     if not outcomes:
         yield "No alerts in this period: nothing to report."
@@ -124,6 +131,21 @@ def performance_lines(
         "Sensitivity cannot be read from alerts: cancers told LOW or MEDIUM never reach the clinicians here. "
         "See the model card's held-out figures."
     )
+
+
+def _reminder_lines(figures: ReminderFigures | None) -> Iterator[str]:
+    if figures is None:
+        return
+    changes = ", ".join(f"{kind} {count}" for kind, count in sorted(figures.changes.items())) or "none"
+    yield (
+        f"Reminders to photograph a spot again: {figures.asked} asked for, {figures.sent} sent; "
+        f"new photos sent in reply: {figures.new_photos}"
+    )
+    yield (
+        f"  compared: a change {figures.changed} ({changes}), no clear change {figures.no_clear_change}; "
+        f"not comparable {figures.not_comparable}"
+    )
+    yield ""
 
 
 def _conclusion_table(outcomes: Iterable[AlertOutcome]) -> Iterator[str]:

@@ -6,6 +6,7 @@ says what changed, raising the risk; /history groups the two photos; /reminders 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from shared.labels import RiskLevel
 from shared.texts import patient as patient_texts
 from skinsense.sandbox import plain_text
 from tests.auxil.patient import erase_everything, send_photo_skipping_questions, skip_questionnaire
-from tests.auxil.services import wait_until
+from tests.auxil.services import python_command, wait_until
 from tests.auxil.spot_changes import darkened_spot, png
 from tests.auxil.stack import RunningStack, running_stack
 
@@ -109,6 +110,16 @@ def test_a_reminder_brings_a_new_photo_that_is_compared_and_a_change_raises_the_
     assert ("raised the risk by one level" in text) == later.spot_change["raised_risk"]
     assert len([t for t in bot_texts(stack, PATIENT) if "Time to photograph" in t]) == 1, "one reminder"
 
+    report = subprocess.run(
+        python_command("-m", "skinsense.cli", "audit", "performance"),
+        env={**stack.env, "SKINSENSE_DATABASE_URL": stack.database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "Reminders to photograph a spot again: 1 asked for, 1 sent; new photos sent in reply: 1" in report, report
+    assert "compared: a change 1 (darker 1), no clear change 0; not comparable 0" in report, report
     history = command_answer(stack, PATIENT, "/history")
     assert plain_text("<b>The same spot, 2 photos</b>", "HTML") in history["text"], history["text"]
 

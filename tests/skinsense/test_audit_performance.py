@@ -12,6 +12,7 @@ from shared.audit import ClinicalFinding, ClinicianActionKind, Referral
 from shared.clinic.buttons import Press, callback_data, parse_callback
 from shared.clinic.views import AlertOutcome
 from shared.labels import PhotoKind
+from shared.spot_followups import ReminderFigures
 from skinsense.audit_performance import group_figures, performance_lines, share, wilson_interval
 
 MOMENT = datetime(2026, 12, 1, tzinfo=UTC)
@@ -98,3 +99,14 @@ def test_outcome_presses_carry_their_choice_and_forged_choices_are_refused() -> 
     ):
         assert parse_callback(forged) is None, forged
     assert parse_callback(f"clin|claim|{thread}") == Press(ClinicianActionKind.CLAIM, thread)
+
+
+def test_the_report_says_what_the_reminders_brought() -> None:
+    figures = ReminderFigures(
+        asked=4, sent=3, new_photos=2, changed=1, no_clear_change=0, not_comparable=1, changes={"darker": 1}
+    )
+    lines = list(performance_lines([], [], reminders=figures))
+    assert lines[:2] == [
+        "Reminders to photograph a spot again: 4 asked for, 3 sent; new photos sent in reply: 2",
+        "  compared: a change 1 (darker 1), no clear change 0; not comparable 1",
+    ]
