@@ -9,6 +9,7 @@ reference), so a forged button cannot show anyone else's result.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -16,6 +17,7 @@ from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop
 
 from bot.context import BotContext
+from bot.patients import PatientStore
 from bot.questionnaire import answer_tap
 from shared.audit import Job
 from shared.texts import result as result_texts
@@ -54,6 +56,21 @@ async def on_history(update: Update, context: BotContext) -> None:
             do_quote=False,
         )
     raise ApplicationHandlerStop
+
+
+SAME_SPOT = re.compile(r"\bsame(?:\s+spot)?\s+as\s+(?:number\s+|no\.?\s*|#)?(\d{1,2})\b", re.IGNORECASE)
+
+
+def same_spot_number(caption: str | None) -> int | None:
+    """N from a photo's caption "same as N" (or "same spot as N", "same as #N"): a new photo of result N."""
+    match = SAME_SPOT.search(caption or "")
+    return None if match is None else int(match.group(1))
+
+
+def history_result_id(patients: PatientStore, chat_ref: str, number: int) -> uuid.UUID | None:
+    """The job of result ``number`` as /history numbers them (None: no such result)."""
+    ordered = [job for group in spot_groups(patients.results(chat_ref)) for job in group]
+    return ordered[number - 1].id if 1 <= number <= len(ordered) else None
 
 
 def spot_groups(jobs: list[Job]) -> list[list[Job]]:

@@ -14,6 +14,7 @@ from telegram import Message, Update
 from bot.albums import join_album
 from bot.context import BotContext
 from bot.durable_updates import key_of
+from bot.history import history_result_id, same_spot_number
 from bot.questionnaire import start_questionnaire
 from bot.state import Album
 from shared.audit import Job, JobStatus, MediaKind, utc_now
@@ -122,10 +123,17 @@ async def accept_image(
     album = join_album(message, context.bot_data.services.chat_ref(message.chat_id), context.bot_data.albums)
     store, chat_ref = context.bot_data.services.jobs, context.bot_data.services.chat_ref(message.chat_id)
     # A new photo of a spot, sent in reply to its reminder: compared with the earlier one (bot/spots.py).
-    followup = None
+    followup, same_spot_as = None, None
     if album is None and message.reply_to_message is not None:
         followups = context.bot_data.services.followups
         followup = await asyncio.to_thread(followups.for_reply, chat_ref, message.reply_to_message.message_id)
+    if followup is not None:
+        same_spot_as = followup.followup.job_id
+    elif album is None and (number := same_spot_number(message.caption)) is not None:
+        # "same as 3": result 3 as /history numbers them; only the analyses can be compared (the earlier photo
+        # itself is not kept).
+        patients = context.bot_data.services.patients
+        same_spot_as = await asyncio.to_thread(history_result_id, patients, chat_ref, number)
     # The row first, with what the workers need to answer (sealed): from here on the job cannot be lost.
     job = await asyncio.to_thread(
         store.record_received,
@@ -141,7 +149,7 @@ async def accept_image(
             earlier_file_id=None if followup is None else followup.contact.file_id,
         ),
         update_key=update_key,
-        same_spot_as=None if followup is None else followup.followup.job_id,
+        same_spot_as=same_spot_as,
     )
     if followup is not None:
         await asyncio.to_thread(context.bot_data.services.followups.answered, followup.followup.id)

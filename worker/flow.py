@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from models.serving.spot_change import compare_spots
 from sqlalchemy.exc import DBAPIError
 from telegram import InlineKeyboardMarkup
 from telegram.constants import ChatAction
@@ -33,6 +32,7 @@ from telegram.error import BadRequest, TelegramError
 
 from models.serving.inference import Classifier, Prediction
 from models.serving.screening import screen_photo
+from models.serving.spot_change import compare_spots
 from shared.answers import AnswerEffect
 from shared.audit import Job, JobStatus, utc_now
 from shared.clinic.store import NewClinicianAlert, ThreadPolicy
@@ -324,9 +324,9 @@ class ClassificationFlow:
             "earlier_risk": None if earlier.risk is None else earlier.risk.value,
             "assessment": _assessment_change(earlier.photo_ranking, prediction.to_dict()["ranking"]),
         }
+        if delivery.earlier_file_id is None:  # marked from /history: the earlier photo itself is not kept
+            return {**found, "comparable": False, "reason": "the earlier photo is not kept", "changes": []}
         try:
-            if delivery.earlier_file_id is None:
-                raise UnreadableImage("download_failed", "no earlier photo to compare with")
             with timed("download"):
                 earlier_data = self.telegram.download_file(delivery.earlier_file_id, MAX_FILE_BYTES)
             with timed("compare"):

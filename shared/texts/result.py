@@ -414,14 +414,14 @@ def _change_section(view: PatientResult) -> str:
     if change.get("compared_with"):
         when = f" of {datetime.fromisoformat(str(change['compared_with'])):%d %B %Y}"
     heading = f"<b>Compared with your earlier photo{when}</b>"
+    assessment = ASSESSMENT_WORDS.get(str(change.get("assessment")), "")
     if not change.get("comparable"):
         reason = escape(str(change.get("reason") or "the two photos are too different"))
         return (
-            f"{heading}\nI could not compare the two photos ({reason}). Look at the spot yourself: if it has grown, "
-            "changed shape or colour, bleeds or itches, show it to a doctor."
-        )
+            f"{heading}\nI could not compare the two photos ({reason}). {assessment} Look at the spot yourself: if "
+            "it has grown, changed shape or colour, bleeds or itches, show it to a doctor."
+        ).replace("  ", " ")
     changes = [CHANGE_WORDS[c] for c in change.get("changes", []) if c in CHANGE_WORDS]
-    assessment = ASSESSMENT_WORDS.get(str(change.get("assessment")), "")
     if not changes:
         return (
             f"{heading}\nNo clear change in its size or colour. {assessment} "
@@ -532,7 +532,10 @@ def answer_value(value: object) -> str:
 HISTORY_EMPTY = "You have no results stored. Send a close-up photo of a skin spot to get one."
 
 
-HISTORY_HEADING = "<b>Your results</b> (newest first; tap a number to see one in full)"
+HISTORY_HEADING = (
+    "<b>Your results</b> (newest first; tap a number to see one in full; to add a new photo of one of these "
+    "spots, send it with the caption \u201csame as\u201d and its number, e.g. \u201csame as 2\u201d)"
+)
 
 
 HISTORY_ENTRY = "{number}. {date}: {risk} risk, {top} ({kind})"

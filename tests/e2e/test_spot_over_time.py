@@ -6,6 +6,7 @@ says what changed, raising the risk; /history groups the two photos; /reminders 
 
 from __future__ import annotations
 
+import io
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -130,7 +131,9 @@ def test_a_reminder_brings_a_new_photo_that_is_compared_and_a_change_raises_the_
     assert all(row.same_spot_as is None and row.spot_change is None for row in rows), "the link is erased"
 
 
-def test_reminders_lists_them_and_stops_them_all(stack: RunningStack, photos_by_risk: dict[str, Path]) -> None:
+def test_reminders_lists_them_and_stops_them_all_and_a_caption_ties_a_photo_to_a_result_of_history(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
     sent = send_photo_skipping_questions(stack.user, OTHER, photos_by_risk["low"].read_bytes())
     answered_job(stack, OTHER, sent)
     result = stack.user.wait_for_reply(OTHER, sent["message_id"])
@@ -145,3 +148,17 @@ def test_reminders_lists_them_and_stops_them_all(stack: RunningStack, photos_by_
     with Session(stack.engine) as session:
         (followup,) = session.exec(select(SpotFollowup)).all()
     assert followup.stopped_at is not None
+
+    # "same as 1": a new photo of result 1 of /history, without a reminder. The earlier photo is not kept, so
+    # only the analyses can be compared; /history shows the two together.
+    with Image.open(photos_by_risk["low"]) as image:
+        retaken = io.BytesIO()
+        image.convert("RGB").save(retaken, "JPEG", quality=85)
+    new = stack.user.send_photo(OTHER, retaken.getvalue(), caption="Same as 1")
+    skip_questionnaire(stack.user, OTHER, new["message_id"])
+    later = answered_job(stack, OTHER, new)
+    assert later.same_spot_as == followup.job_id
+    assert later.spot_change is not None and later.spot_change["reason"] == "the earlier photo is not kept"
+    text = stack.user.wait_for_reply(OTHER, new["message_id"])["text"]
+    assert "I could not compare the two photos (the earlier photo is not kept)" in text, text
+    assert plain_text("<b>The same spot, 2 photos</b>", "HTML") in command_answer(stack, OTHER, "/history")["text"]
