@@ -8,7 +8,7 @@ needs PostgreSQL (or --postgres).
 Patients have agreed to the privacy text before (their consent rows), and never answer the questionnaire.
 The two-host faults (leader_bot_killed, worker_host_lost, clock_skew_3s) run a second application host beside
 the first: its own bot replica and worker in their own process groups, sharing only Redis, PostgreSQL and the
-sandbox; the leader lease is 5 s there. clock_skew_3s needs libfaketime (`./dev test` installs it).
+sandbox; the leader lease is 5 s there. clock_skew_3s needs a C compiler (tests/auxil/skewed_clock.c).
 
 Per fault: sent, answered (the patient's "Analysing..." became a final answer: result, refusal or apology),
 lost, duplicate patient replies (final answers beyond the first, per photo), duplicate clinician alerts (per
@@ -207,7 +207,7 @@ def check_audit_rows(database_url: str, chats: list[int]) -> AuditCheck:
 class SecondHost:
     """A second application host: its own bot replica (a standby at first) and worker, in their own process
     groups, sharing only Redis, PostgreSQL and the sandbox with the first; ``clock_offset_s``: its wall clock
-    that far off the first host's (libfaketime)."""
+    that far off the first host's (tests/auxil/skewed_clock.c)."""
 
     clock_offset_s: float = 0.0
 

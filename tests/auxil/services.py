@@ -4,6 +4,7 @@ stopped afterwards), scratch databases on it, child processes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -216,11 +217,19 @@ def child_env(**settings: Any) -> dict[str, str]:
 
 
 def skewed_clock_env(offset_s: float) -> dict[str, str]:
-    """Environment that sets a child process's clock ``offset_s`` seconds off this host's (libfaketime, which
-    `./dev test` installs): a host whose clock is skewed. Its monotonic clock is shifted alike (a constant offset:
-    intervals are unchanged); left alone, Python's time.sleep fails there (an absolute wait the library
-    converts wrongly)."""
-    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
-    if not found:
-        raise RuntimeError("libfaketime is missing: install Debian's libfaketime (./dev test does)")
-    return {"LD_PRELOAD": str(found[0]), "FAKETIME": f"{offset_s:+g}s"}
+    """Environment that sets a child process's wall clock ``offset_s`` seconds off this host's: a host whose clock
+    is skewed. tests/auxil/skewed_clock.c, built here with the C compiler on first use and loaded with LD_PRELOAD,
+    shifts CLOCK_REALTIME only; the monotonic clock (timers, sleeps, timeouts) is untouched, as on a real skewed
+    host. (libfaketime could not do that on Python 3.11: with the monotonic clock left alone time.sleep fails,
+    and with it shifted timed waits stall.)"""
+    source = Path(__file__).with_name("skewed_clock.c")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    library = Path(tempfile.gettempdir()) / f"skinsense-skewed-clock-{digest}.so"
+    if not library.exists():
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise RuntimeError("a C compiler is needed for a skewed clock (Debian's gcc: ./dev test installs it)")
+        partial = library.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source), "-ldl"], check=True)
+        partial.replace(library)  # atomic: concurrent test workers never load a half-written library
+    return {"LD_PRELOAD": str(library), "SKEWED_CLOCK_OFFSET_S": f"{offset_s:g}"}

@@ -1,5 +1,5 @@
-"""One clock across hosts (shared/clock.py): a process on a host whose clock is 3 s fast (libfaketime) stamps
-and compares on the database server's clock, not its own."""
+"""One clock across hosts (shared/clock.py): a process on a host whose clock is 3 s fast (its wall clock shifted
+by tests/auxil/skewed_clock.c) stamps and compares on the database server's clock, not its own."""
 
 from __future__ import annotations
 
