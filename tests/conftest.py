@@ -36,6 +36,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = getattr(item, "module", None)
         if module is not None and not getattr(module, "SPREAD_OVER_WORKERS", False):
             item.add_marker(pytest.mark.xdist_group(module.__name__))
+    # The longest files first (RUNS_LONG = True in the file): pytest-xdist hands the groups out in this order, and
+    # one started last would leave the other workers idle while it runs.
+    items.sort(key=lambda item: not getattr(getattr(item, "module", None), "RUNS_LONG", False))
 
 
 @pytest.fixture(scope="session")

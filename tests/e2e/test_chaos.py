@@ -27,6 +27,7 @@ from chaos import (
 )
 
 pytestmark = pytest.mark.e2e
+RUNS_LONG = True  # tests/conftest.py: started first
 SPREAD_OVER_WORKERS = True  # each test starts a whole stack of its own: they run side by side under ./dev test
 
 PHOTOS = 50

@@ -33,6 +33,7 @@ from tests.auxil.services import python_command, wait_until
 from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
+RUNS_LONG = True  # tests/conftest.py: started first
 
 DOCTOR_A, DOCTOR_B = 9001, 9002
 GROUP, GROUP_CLINICIAN, GROUP_MEMBER = -1009003, 7001, 7002
@@ -227,7 +228,7 @@ def test_a_clinician_records_what_they_concluded_and_later_the_biopsy_and_audit_
 ) -> None:
     """Closing the loop: the conclusion and the referral with buttons once the alert is resolved (not before), the
     biopsy's result with /case, all with who and when; `skinsense audit performance` reports them."""
-    job_id = high_risk_photo(stack, 3103, photos_by_risk)
+    job_id = high_risk_photo(stack, 3150, photos_by_risk)
     for_a, for_b = alert_message(stack, DOCTOR_A, job_id), alert_message(stack, DOCTOR_B, job_id)
     melanoma = clinician_texts.CONCLUSION_BUTTONS["mel"]
     assert button_data(for_a, melanoma) is None, "no conclusion before the alert is resolved"
@@ -530,7 +531,8 @@ def test_pending_gives_a_tappable_case_command_per_alert_and_case_shows_it_as_it
     )
 
     typed = command_reply(stack, DOCTOR_A, f"/case {job_id}")  # typed by hand, the whole id: still works
-    assert "Resolved by Dr 9001" in typed["text"] and not buttons(typed), "the state now, not when it was sent"
+    assert "Resolved by Dr 9001" in typed["text"], "the state now, not when it was sent"
+    assert set(buttons(typed)) == set(clinician_texts.CONCLUSION_BUTTONS.values()), "and the question it asks now"
     assert command_reply(stack, DOCTOR_A, "/case 81da")["text"] == clinician_texts.CASE_USAGE
 
 

@@ -113,7 +113,8 @@ def test_after_a_restart_with_update_ids_starting_again_every_message_is_answere
         user = SandboxUser(f"http://127.0.0.1:{port}")
         wait_until(lambda: user.calls("getUpdates"), 60, what="the bot polling the fresh sandbox")
         sent = [user.send_text(chat, "/about") for chat in chats[:3]]
-        assert [message["message_id"] for message in sent] == [1, 2, 3], "the fresh sandbox starts again"
+        # Numbered from 1 again (the bot's answers take numbers too, so only the first is certain).
+        assert sent[0]["message_id"] == 1, "the fresh sandbox starts again"
         wait_until(lambda: all(user.bot_messages(chat) for chat in chats[:3]), 60, what="answers after the restart")
         assert "already processed: skipped" not in bot.output()
     finally:

@@ -43,6 +43,7 @@ from tests.auxil.services import (
 )
 
 pytestmark = pytest.mark.e2e
+RUNS_LONG = True  # tests/conftest.py: started first
 
 PHOTOS = 200
 FIRST_CHAT = 6_000

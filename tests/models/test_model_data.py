@@ -16,6 +16,8 @@ from models.training.augment import augment, on_skin, phone_style
 from models.training.pad_ufes import PhoneSample, phone_training_split, split_phone_samples
 from shared.labels import PhotoKind
 
+RUNS_LONG = True  # tests/conftest.py: started first
+
 
 def test_phone_photos_never_share_a_patient_with_what_trains(phone_samples: list[PhoneSample]) -> None:
     crops, photos = split_phone_samples(phone_samples)
