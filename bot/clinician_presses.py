@@ -191,8 +191,7 @@ async def _record_outcome(store: AlertStore, press: Press, who: str) -> tuple[st
     else:
         assert isinstance(press.choice, Referral)
         decision = await asyncio.to_thread(store.refer, press.thread_id, press.choice, who)
-        view = None if decision is None else await asyncio.to_thread(store.view, press.thread_id)
-        job = "" if view is None else str(view.job_id)[:8]
+        job = "" if decision is None else str(decision.alert.job_id)[:8]  # the thread's root: its first photo
         answer = clinician_texts.PRESS_REFERRED.format(
             referral=clinician_texts.REFERRAL_BUTTONS[press.choice.value].lower(), job=job
         )
