@@ -7,6 +7,9 @@ Two mechanisms, both before any handler:
   wait for its turn *outside* those slots (PTB's own semaphore is set far higher), so a handler waiting for its
   chat's sending allowance (about a message a second in a private chat, one per 3 s in a group) holds one slot
   at most, never the slots other chats need. It also keeps a chat's messages in order (a photo, then "I agree").
+  Presses on buttons have slots of their own: answering one sends no message (it waits for no sending
+  allowance), and Telegram refuses an answer after about 15 s, so a burst of photos waiting for the bot's
+  overall allowance must not keep presses waiting.
 - ``admission_gate`` (handler group -3): at most ``updates_per_chat_per_minute`` updates of any kind (texts,
   commands, presses, photos) from one private chat, or one member of a group, in any rolling minute (counted in
   Redis, shared by every bot process). Past that the chat gets one polite notice a minute (a group member: none,
@@ -42,6 +45,7 @@ class FairUpdateProcessor(BaseUpdateProcessor):
     def __init__(self, working: int = WORKING_UPDATES) -> None:
         super().__init__(QUEUED_UPDATES)
         self._working = asyncio.Semaphore(working)
+        self._pressing = asyncio.Semaphore(working)  # presses' own slots (see the module)
         self._chat_turns: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
 
@@ -51,10 +55,11 @@ class FairUpdateProcessor(BaseUpdateProcessor):
             async with self._working:
                 await coroutine
             return
+        slots = self._pressing if isinstance(update, Update) and update.callback_query else self._working
         turn = self._chat_turns.setdefault(chat, asyncio.Lock())
         self._waiting[chat] = self._waiting.get(chat, 0) + 1
         try:
-            async with turn, self._working:
+            async with turn, slots:
                 await coroutine
         finally:
             self._waiting[chat] -= 1

@@ -203,6 +203,8 @@ async def on_answer(update: Update, context: BotContext) -> None:
         if query.message is not None and getattr(query.message, "reply_markup", None):  # still shows live buttons
             await edit_unless_unchanged(query.edit_message_text(questionnaire_texts.QUESTIONNAIRE_CLOSED))
         return
+    if isinstance(query.message, Message) and query.message.message_id != questionnaire.message_id:
+        questionnaire.copies.add(query.message.message_id)  # a second copy of the questions (see Questionnaire)
     if question_token == SKIP:
         await answer_tap(query)
         await close_questionnaire(context, questionnaire, skipped=True)
@@ -270,6 +272,10 @@ async def rebuilt(
     if not shown:  # the message no longer shows the questions
         return None
     questionnaire = Questionnaire(job.id, chat_id, chat_ref, message_id=message.message_id)
+    delivery = context.bot_data.services.jobs.delivery_of(job)
+    recorded = None if delivery is None else delivery.questionnaire_message_id
+    if recorded is not None and recorded != message.message_id:
+        questionnaire.copies.add(recorded)  # the copy the row names, closed with this one
     questionnaire.page = Page.ABOUT_THE_SPOT if shown & {q.value for q in YES_NO_QUESTIONS} else Page.ABOUT_YOU
     questionnaire.confirming_profile = Question.CONFIRM_PROFILE.value in shown
     if questionnaire.confirming_profile:
@@ -317,10 +323,8 @@ async def close_questionnaire(context: BotContext, questionnaire: Questionnaire,
             if skipped
             else questionnaire_texts.questionnaire_done(noted(questionnaire))
         )
-    if questionnaire.message_id is not None:
-        await edit_unless_unchanged(
-            context.bot.edit_message_text(text, chat_id=chat_id, message_id=questionnaire.message_id)
-        )
+    for message_id in sorted(questionnaire.shown_in):
+        await edit_unless_unchanged(context.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id))
     if job is not None and job.status == JobStatus.DONE and job.replied_at is None:
         # The analysis finished first and is waiting for us: the result goes out now.
         try:

@@ -54,6 +54,14 @@ class Questionnaire:
     spot: dict[Question, bool] = field(default_factory=dict)
     answered: set[Question] = field(default_factory=set)
     asked_profile: bool = False  # age and sex were asked this time (so they are remembered afresh)
+    # Copies of the questions the patient pressed on: a bot that died between sending them and recording the
+    # message is replaced by one that sends them again, and the patient may answer either copy.
+    copies: set[int] = field(default_factory=set)
+
+    @property
+    def shown_in(self) -> set[int]:
+        """Every message that shows these questions (closed together)."""
+        return self.copies | ({self.message_id} if self.message_id is not None else set())
 
     @property
     def page_questions(self) -> tuple[Question, ...]:

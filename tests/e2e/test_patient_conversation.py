@@ -12,6 +12,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, col, select
 
@@ -38,7 +39,7 @@ from tests.auxil.patient import (
 )
 from tests.auxil.sandbox_user import button_data
 from tests.auxil.services import wait_until
-from tests.auxil.stack import CHAT_HASH_KEY, RunningStack, running_stack
+from tests.auxil.stack import BOT_TOKEN, CHAT_HASH_KEY, RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 QUESTIONNAIRE_TIMEOUT_S = 20  # the stack's; long enough to tap every question on a busy machine
@@ -420,6 +421,34 @@ def test_another_patients_questionnaire_buttons_are_refused_and_change_nothing(
     press = stack.user.forge_callback(b, b_message["message_id"], skip)
     assert answer_to_press(stack, press) == questionnaire_texts.QUESTIONNAIRE_NOT_YOURS
     assert stack.user.messages(b) == b_before
+
+
+def test_questions_sent_twice_by_a_replaced_bot_close_together_whichever_copy_the_patient_answers(
+    stack: RunningStack, photos_by_risk: dict[str, Path]
+) -> None:
+    """A bot killed after sending the questions and before recording their message is replaced by one that asks
+    again: the patient sees two copies and may answer the one the bot does not know."""
+    chat = 1320
+    consent(stack.user, chat)
+    sent = stack.user.send_photo(chat, photos_by_risk["low"].read_bytes())
+    recorded = questionnaire_for(stack.user, chat, sent["message_id"])
+    copy = httpx.post(  # the other copy, sent with the bot's token as the replaced bot sent it
+        f"{stack.user.api_url}/bot{BOT_TOKEN}/sendMessage",
+        json={
+            "chat_id": chat,
+            "text": recorded["text"],
+            "reply_markup": recorded["reply_markup"],
+            "reply_parameters": {"message_id": sent["message_id"]},
+        },
+        timeout=30,
+    ).json()["result"]
+    stack.user.wait_for_answer(stack.user.tap(chat, copy["message_id"], EVERY_ANSWER_TAPS[0]))
+    stack.user.tap(chat, copy["message_id"], questionnaire_texts.SKIP_BUTTON)
+    skipped = plain_text(questionnaire_texts.QUESTIONNAIRE_SKIPPED, "HTML")
+    for questions in (copy, recorded):
+        closed = stack.user.wait_for_text(chat, questions["message_id"], skipped)
+        assert not closed.get("reply_markup"), "no button left on either copy"
+    stack.user.wait_for_reply(chat, sent["message_id"], timeout_s=90)
 
 
 def messages_sent_to(stack: RunningStack, chat: int) -> list[dict[str, Any]]:
