@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from models.serving.decision import decide
 from models.serving.explanation_head import ExplanationHead
 from models.serving.metrics import softmax
-from models.serving.policy import KindPolicy
+from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, KindPolicy
 from models.serving.preprocessing import INPUT_SIZE, prepare_image, to_model_input
 from models.serving.triage import TriageModel
 from shared.answers import AnswerEffect, PatientAnswers
@@ -62,6 +62,7 @@ class KindSettings(BaseModel):
     temperature: float
     melanoma_alert_threshold: float
     low_risk_below: float  # calibrated malignant probability under which a benign-looking photo is LOW
+    high_malignant_at: float = HIGH_MALIGNANT_PROBABILITY  # malignant probability forwarded as HIGH
     min_sharpness: float  # models.serving.quality sharpness under which the photo is refused as blurred
     # Measured on this kind's validation photos (cross-fitted where the thresholds were fitted on them):
     # of 100 malignant or pre-malignant lesions, how many this model tells LOW risk. Patients read it.
@@ -390,7 +391,7 @@ class Classifier:
 
     def kind_policy(self, kind: PhotoKind) -> KindPolicy:
         settings = self.metadata.kinds[kind]
-        return KindPolicy(settings.melanoma_alert_threshold, settings.low_risk_below)
+        return KindPolicy(settings.melanoma_alert_threshold, settings.low_risk_below, settings.high_malignant_at)
 
     def prediction(
         self,

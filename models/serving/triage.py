@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.answers import LESION_QUESTIONS, BodySite, PatientAnswers, Sex
-from shared.labels import CLASS_CODES
+from shared.labels import CLASS_CODES, MALIGNANT_CODES
 
 AGE_CENTRE, AGE_SCALE = 50.0, 20.0
 FEATURE_NAMES: tuple[str, ...] = (
@@ -26,7 +26,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     *LESION_QUESTIONS,
     *(f"site:{site.value}" for site in BodySite),
 )
+MALIGNANT_MASK = np.array([code in MALIGNANT_CODES for code in CLASS_CODES])
 REGULARISATION = 1.0  # L2 penalty on W, per sample
+# Answers that clinicians read only one way (NICE 7-point checklist: change in size, shape or colour, bleeding or
+# oozing, itch or altered sensation; the "elevated" of the EFG rule for nodular melanoma; older age): "yes" (or
+# older) may only raise the malignant probability. The fit keeps their weights at least 0 for the malignant classes
+# and at most 0 for the benign ones, so such an answer never moves probability from a malignant class to a benign
+# one. Sex and body site are free: they tell the classes apart, not how alarming a spot is.
+WARNING_SIGNS: tuple[str, ...] = ("age", *LESION_QUESTIONS)
 
 
 def answer_features(answers: PatientAnswers) -> np.ndarray:
@@ -93,5 +100,10 @@ def fit_triage(probabilities: np.ndarray, labels: np.ndarray, features: np.ndarr
         gradient += 2 * REGULARISATION * weights / len(labels)
         return float(loss), gradient.ravel()
 
-    result = minimize(loss_and_gradient, np.zeros(classes * size), jac=True, method="L-BFGS-B")
+    bounds = [
+        ((0.0, None) if MALIGNANT_MASK[c] else (None, 0.0)) if FEATURE_NAMES[f] in WARNING_SIGNS else (None, None)
+        for c in range(classes)
+        for f in range(size)
+    ]
+    result = minimize(loss_and_gradient, np.zeros(classes * size), jac=True, method="L-BFGS-B", bounds=bounds)
     return TriageModel(result.x.reshape(classes, size))

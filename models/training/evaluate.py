@@ -39,19 +39,19 @@ from models.serving.metrics import (
     roc_auc,
     softmax,
 )
-from models.serving.policy import assess_risk, assess_with_answers
 from models.serving.preprocessing import prepare_image
 from models.serving.screening import gate_prepared
-from models.serving.triage import answer_features, fit_triage
 from models.training.data import Sample, load_prepared, load_prepared_images, resolve_data_dir
 from models.training.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
 from models.training.negatives import negative_pictures
+from models.training.operating_point import OuterScores, clinic_view, nested_report, nested_runs
 from models.training.package import CLINICAL_CV_FILE, phone_validation_samples, validation_samples
-from models.training.pad_ufes import SHARED_CODES, PhoneSample, patient_answers, patient_folds, resolve_phone_data_root
+from models.training.pad_ufes import SHARED_CODES, PhoneSample, resolve_phone_data_root
 from shared.images import UnreadableImage
-from shared.labels import CLASS_CODES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel
+from shared.labels import CLASS_CODES, MELANOMA_INDEX, PhotoKind, RiskLevel
 
 log = logging.getLogger(__name__)
+NESTED_REPEATS = 3  # nested cross-validations of the phone policy, each over other patient folds
 SampleT = TypeVar("SampleT", Sample, PhoneSample)
 
 
@@ -113,8 +113,11 @@ def evaluate_kind(
     labels: np.ndarray,
     groups: list[str],
     logits: np.ndarray,
+    held_out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """``logits``: this kind's network on these photos, from networks that never trained on them."""
+    """``logits``: this kind's network on these photos, from networks that never trained on them. ``held_out``:
+    (probabilities, risk levels, melanoma alerts) from policies that never saw these photos' patients (phone
+    photos: the nested cross-validation's outer folds); else the two-way cross-fit of models/training/kind_fit.py."""
     outcomes = gate_outcomes(classifier, images)
     passed = np.array([o in {k.value for k in PhotoKind} for o in outcomes])
     served_kinds = [PhotoKind(o) for o, p in zip(outcomes, passed, strict=True) if p]
@@ -128,16 +131,21 @@ def evaluate_kind(
     levels = np.array([p.risk for p in predictions])
     alerts = np.array([p.melanoma_alert for p in predictions])
     scored_codes = CLASS_CODES if kind == PhotoKind.DERMOSCOPIC else SHARED_CODES
-    held_out, held_out_levels, held_out_alerts = cross_fitted_probabilities(logits, labels, groups, kind)
+    held_out_probabilities, held_out_levels, held_out_alerts = held_out or cross_fitted_probabilities(
+        logits, labels, groups, kind
+    )
     uncalibrated = softmax(logits)
     shipped = classifier.metadata.kinds[kind]
     report = {
+        "clinic": clinic_view(levels, probabilities, labels[passed], scored_codes),
         "gates": refusal_summary(outcomes),
         "photo_kind_chosen": {k.value: float(np.mean([o == k.value for o in outcomes])) for k in PhotoKind},
         "as_shipped": kind_metrics(probabilities, labels[passed], levels, alerts, scored_codes),
         "cross_fitted": {
             key: value
-            for key, value in kind_metrics(held_out, labels, held_out_levels, held_out_alerts, scored_codes).items()
+            for key, value in kind_metrics(
+                held_out_probabilities, labels, held_out_levels, held_out_alerts, scored_codes
+            ).items()
             if key not in ("confusion_matrix", "support", "per_class_recall", "balanced_accuracy_classes")
         },
         "ece_before_calibration": expected_calibration_error(uncalibrated, labels),
@@ -147,37 +155,20 @@ def evaluate_kind(
     return report
 
 
-def answers_cross_validated(
-    classifier: Classifier, logits: np.ndarray, phone: list[PhoneSample], folds: int = 5
-) -> dict[str, Any]:
-    """Phone photos with the patients' recorded answers, side by side with the photo alone: the triage is
-    fitted on four folds of patients and measured on the fifth, with the shipped clinical policy."""
-    kind = PhotoKind.CLINICAL
-    labels = np.array([s.label for s in phone])
-    photo = softmax(logits, classifier.metadata.kinds[kind].temperature)
-    answers = [patient_answers(s) for s in phone]
-    features = np.stack([answer_features(a) for a in answers])
-    fold_of = patient_folds(phone, folds, seed=0)
-    combined = np.zeros_like(photo)
-    for fold in range(folds):
-        fitted = fit_triage(photo[fold_of != fold], labels[fold_of != fold], features[fold_of != fold])
-        for index in np.flatnonzero(fold_of == fold):
-            combined[index] = fitted.combine(photo[index], answers[index])
-    policy = classifier.kind_policy(kind)
+def answers_cross_validated(runs: list[OuterScores], labels: np.ndarray) -> dict[str, Any]:
+    """Phone photos photo only, with the patients' recorded answers as served, and with the answers only
+    raising: the outer folds of the nested cross-validation (models/training/operating_point.py), where the
+    policy and the answer model were fitted on other patients."""
+    first = runs[0]
     results: dict[str, Any] = {}
-    for name, probabilities, with_answers in (("photo_only", photo, False), ("with_answers", combined, True)):
-        assessments = [  # as served (models/serving/inference.py): the answers' limits of models/serving/policy.py
-            assess_with_answers(photo[i], combined[i], policy, answers[i]) if with_answers else assess_risk(p, policy)
-            for i, p in enumerate(probabilities)
-        ]
-        levels = np.array([a.risk for a in assessments])
-        alerts = np.array([a.melanoma_finding != MelanomaFinding.NONE for a in assessments])
-        figures = kind_metrics(probabilities, labels, levels, alerts, SHARED_CODES)
+    for name, rule in (
+        ("photo_only", "photo_only"),
+        ("with_answers", "answers_as_served"),
+        ("answers_only_raise", "answers_only_raise"),
+    ):
+        figures = kind_metrics(first.probabilities(rule), labels, first.levels[rule], first.alerts[rule], SHARED_CODES)
         results[name] = {k: v for k, v in figures.items() if k not in ("confusion_matrix", "balanced_accuracy_classes")}
-    results["note"] = (
-        "out-of-fold photo probabilities; triage fitted on the other folds' patients; shipped clinical "
-        "thresholds and the clinical floors of models/serving/policy.py"
-    )
+    results["note"] = "outer folds of the nested, patient-grouped cross-validation (first repeat)"
     return results
 
 
@@ -197,6 +188,9 @@ def evaluate(
     ham_images = load_prepared_images(data_dir, ham)
     with np.load(artifact_dir / CLINICAL_CV_FILE) as cross_validation:
         by_id = dict(zip(cross_validation["ids"].tolist(), cross_validation["logits"], strict=True))
+    phone_logits = np.stack([by_id[s.image_id] for s in phone])
+    phone_labels = np.array([s.label for s in phone])
+    runs = nested_runs(phone, phone_logits, 1 if limit else NESTED_REPEATS)
     kinds = {
         PhotoKind.DERMOSCOPIC: evaluate_kind(
             classifier,
@@ -210,9 +204,10 @@ def evaluate(
             classifier,
             PhotoKind.CLINICAL,
             load_prepared([s.path for s in phone]),
-            np.array([s.label for s in phone]),
+            phone_labels,
             [s.patient_id for s in phone],
-            np.stack([by_id[s.image_id] for s in phone]),
+            phone_logits,
+            (runs[0].photo_probabilities, runs[0].levels["photo_only"], runs[0].alerts["photo_only"]),
         ),
     }
     pictures = negative_pictures(seed=1, crops_per_photo=4, generated=limit // 4 if limit else 30)
@@ -242,9 +237,8 @@ def evaluate(
         "patients_clinical": len({s.patient_id for s in phone}),
         "kinds": {k.value: {key: v for key, v in r.items() if key != "_plot"} for k, r in kinds.items()},
         "not_lesions": not_lesions,
-        "clinical_with_answers": answers_cross_validated(
-            classifier, np.stack([by_id[s.image_id] for s in phone]), phone
-        ),
+        "clinical_with_answers": answers_cross_validated(runs, phone_labels),
+        "clinical_nested": nested_report(phone, runs),
         "picture_head_cross_validated_refusal": classifier.metadata.training.get(
             "picture_head_cross_validated_refusal"
         ),

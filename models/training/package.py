@@ -38,17 +38,15 @@ from models.serving.inference import (
     artifact_version,
     blend_logits,
 )
-from models.serving.metrics import softmax
 from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, MAX_MALIGNANT_TOLD_LOW, MELANOMA_SENSITIVITY
 from models.serving.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, to_model_input
 from models.serving.quality import MAX_BRIGHTNESS, MAX_SATURATED_SHARE, MIN_BRIGHTNESS, measure_quality
-from models.serving.triage import answer_features, fit_triage
 from models.training.data import Sample, load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.training.export import explainable_network, export_network
 from models.training.kind_fit import cross_fitted_probabilities, fit_kind, malignant_told_low_share
+from models.training.operating_point import fit_answers, phone_kind_settings, phone_operating_point
 from models.training.pad_ufes import (
     PhoneSample,
-    patient_answers,
     patient_folds,
     read_phone_samples,
     resolve_phone_data_root,
@@ -201,24 +199,32 @@ def package(
         ),
     }
     kinds: dict[PhotoKind, KindSettings] = {}
+    phone_report: dict[str, Any] = {}
     for kind, (logits, images, labels, kind_groups) in kind_data.items():
-        fit = fit_kind(logits, labels, kind)
-        _, levels, _ = cross_fitted_probabilities(logits, labels, kind_groups, kind)
         sharpness = np.array([measure_quality(image).sharpness for image in images])
-        kinds[kind] = KindSettings(
-            network_files=FILES[kind.value],  # type: ignore[arg-type]
-            temperature=round(fit.temperature, 6),
-            melanoma_alert_threshold=round(fit.policy.melanoma_alert_threshold, 6),
-            low_risk_below=round(fit.policy.low_risk_below, 6),
-            min_sharpness=round(float(np.quantile(sharpness, 1 - SHARP_SHARE)), 3),
-            malignant_told_low_per_100=round(100 * malignant_told_low_share(levels, labels), 1),
-        )
+        min_sharpness = round(float(np.quantile(sharpness, 1 - SHARP_SHARE)), 3)
+        if kind == PhotoKind.CLINICAL:  # chosen by nested, patient-grouped cross-validation
+            phone_report = phone_operating_point(phone, logits, repeats=1)
+            kinds[kind] = KindSettings(
+                network_files=FILES[kind.value],  # type: ignore[arg-type]
+                min_sharpness=min_sharpness,
+                **phone_kind_settings(phone_report),
+            )
+        else:
+            fit = fit_kind(logits, labels, kind)
+            _, levels, _ = cross_fitted_probabilities(logits, labels, kind_groups, kind)
+            kinds[kind] = KindSettings(
+                network_files=FILES[kind.value],  # type: ignore[arg-type]
+                temperature=round(fit.temperature, 6),
+                melanoma_alert_threshold=round(fit.policy.melanoma_alert_threshold, 6),
+                low_risk_below=round(fit.policy.low_risk_below, 6),
+                min_sharpness=min_sharpness,
+                malignant_told_low_per_100=round(100 * malignant_told_low_share(levels, labels), 1),
+            )
         log.info("%s: %s", kind.value, kinds[kind])
 
-    # The answers' triage, fitted on every phone photo's out-of-fold probabilities and recorded answers.
-    phone_probabilities = softmax(phone_logits, kinds[PhotoKind.CLINICAL].temperature)
-    answer_matrix = np.stack([answer_features(patient_answers(s)) for s in phone])
-    fit_triage(phone_probabilities, np.array([s.label for s in phone]), answer_matrix).save(artifact_dir / TRIAGE_FILE)
+    # The answers' model, fitted on every phone photo's out-of-fold probabilities and recorded answers.
+    fit_answers(phone, phone_logits, kinds[PhotoKind.CLINICAL].temperature).save(artifact_dir / TRIAGE_FILE)
 
     model_files = sorted(
         {name for files in FILES.values() for name in files.values()} | {HEADS_FILE, TRIAGE_FILE, EXPLANATION_FILE}
@@ -262,6 +268,7 @@ def package(
                 "high_malignant_probability": HIGH_MALIGNANT_PROBABILITY,
                 "max_malignant_told_low": {k.value: v for k, v in MAX_MALIGNANT_TOLD_LOW.items()},
                 "melanoma_sensitivity": {k.value: v for k, v in MELANOMA_SENSITIVITY.items()},
+                "phone_operating_point": phone_report["shipped"],
             },
             "picture_head_cross_validated_refusal": gate_figures,
         },

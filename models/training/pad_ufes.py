@@ -38,10 +38,16 @@ class PhoneSample:
     sex: str | None = None
     region: str | None = None
     answers: dict[str, bool | None] = field(default_factory=dict)
+    fitzpatrick: str | None = None  # Fitzpatrick skin type, "I" to "VI"; often not recorded
 
 
 def _answer(value: str) -> bool | None:
     return {"True": True, "False": False}.get(value)
+
+
+def _skin_type(value: str) -> str | None:
+    """The recorded Fitzpatrick type ("2.0") as its roman numeral; None when blank."""
+    return ("I", "II", "III", "IV", "V", "VI")[int(float(value)) - 1] if value else None
 
 
 def read_phone_samples(data_root: Path, include_crops: bool = True) -> list[PhoneSample]:
@@ -64,6 +70,7 @@ def read_phone_samples(data_root: Path, include_crops: bool = True) -> list[Phon
                         sex=row["gender"].lower() or None,
                         region=row["region"] or None,
                         answers={column: _answer(row[column]) for column in ANSWER_COLUMNS},
+                        fitzpatrick=_skin_type(row.get("fitzpatrick", "")),
                     )
                 )
     return samples
