@@ -20,7 +20,8 @@ from tests.auxil.services import postgres_database, postgres_server, redis_serve
 
 REPO = Path(__file__).resolve().parents[1]
 # A test that uses any of these (directly or through other fixtures) starts a server: Redis, PostgreSQL, the
-# Bot API sandbox or a whole stack. The others form the quick tier (`./dev test --quick`: no server).
+# Bot API sandbox or a whole stack. The others, but those marked ``training`` (TensorFlow runs of a minute or
+# more), form the quick tier (`./dev test --quick`).
 SERVER_FIXTURES = frozenset({"redis_url", "postgres_admin_url", "sandbox", "stack"})
 
 

@@ -231,9 +231,9 @@ ANSWER_ABOUT_YOU: dict[str, str] = {"age": "your age", "sex": "your sex", "body_
 
 def _reads_right(name: str, effect: str, answers: Mapping[str, Any] | None) -> bool:
     """Whether "raised/lowered the risk: <answer>" is a sentence a clinician would say. A warning sign answered
-    "yes" may be said to raise the risk and "no" to lower it; the answer model learned the opposite for some of
-    them from a few hundred phone photos ("it bleeds" lowering melanoma), which a patient must not be told. Such
-    an effect still counts in the risk and in the stated chance; it is only not named as a reason."""
+    "yes" may be said to raise the risk and "no" to lower it. The answer model is fitted so that a warning sign
+    answered "yes" never lowers the malignant probability (models/serving/triage.py); this check keeps any
+    model, an older one included, from telling a patient otherwise."""
     value = None if answers is None else answers.get(name)
     if name not in ANSWER_GIVEN or not isinstance(value, bool):
         return True

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from models.serving.inference import ARTIFACT_DIR, read_metadata
@@ -43,6 +44,7 @@ def test_augmentations_give_model_inputs_and_skin_instead_of_black(phone_samples
         assert view.shape == (INPUT_SIZE, INPUT_SIZE, 3) and view.dtype == np.uint8
 
 
+@pytest.mark.training
 def test_evaluation_reports_each_photo_kind_on_a_slice(data_dir: Path, phone_data_root: Path, tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "models.training.evaluate", "--limit", "40", "--output", str(tmp_path)],
@@ -63,6 +65,7 @@ def test_evaluation_reports_each_photo_kind_on_a_slice(data_dir: Path, phone_dat
     assert (tmp_path / "confusion_matrix_clinical.png").is_file() and (tmp_path / "reliability.png").is_file()
 
 
+@pytest.mark.training
 def test_a_phone_training_run_holds_its_patients_out_and_writes_their_logits(
     data_dir: Path, phone_data_root: Path, imagenet_weights: Path, tmp_path: Path
 ) -> None:

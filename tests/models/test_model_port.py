@@ -24,6 +24,7 @@ def _tflite_top1(weights: Path, pixels: np.ndarray) -> int:
     return int(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].argmax())
 
 
+@pytest.mark.training
 def test_keras_port_matches_tflite_top1_on_real_photos(imagenet_weights: Path) -> None:
     from models.training.port import build_imagenet_mobilenet_v3_small
 

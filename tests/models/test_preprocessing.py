@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from models.serving.inference import Classifier
@@ -35,6 +36,7 @@ def test_classifier_scores_what_prepare_image_produces(
     assert np.array_equal(to_model_input([prepared])[0], prepared.astype(np.float32))
 
 
+@pytest.mark.training
 def test_litert_and_keras_runtimes_agree(data_dir: Path, samples: list[Sample], classifier: Classifier) -> None:
     prepared = load_prepared_images(data_dir, samples[:8])
     keras_classifier = Classifier(runtime="keras")
