@@ -38,7 +38,7 @@ from shared.answers import AnswerEffect, PatientAnswers
 from shared.audit import Consent, Job, JobStatus, MediaKind, utc_now
 from shared.config import Settings, get_settings
 from shared.db import lock_for_writing
-from shared.labels import PhotoKind, RiskLevel
+from shared.labels import PhotoKind, RiskLevel, forwarded
 from shared.outcomes import FailureCode, Refusal
 from shared.sealing import SealBroken, Sealer, get_sealer
 
@@ -655,14 +655,14 @@ class JobStore:
                     **job.spot_change,
                     "raised_risk": bool(getattr(prediction, "raised_by_change", False)),
                 }
-            if clinician_alert is not None and job.risk == RiskLevel.HIGH:
+            if clinician_alert is not None and job.risk is not None and forwarded(job.risk):
                 clinician_alert.add_to(object_session(job), job)  # type: ignore[arg-type]
         return job
 
     def mark_clinician_notified(self, job_id: uuid.UUID, chat_id: int) -> Job:
         """One clinician chat was told about this high-risk result (saved per chat, so a retry skips it)."""
         with self._changing(job_id) as job:
-            if job.status != JobStatus.DONE or job.risk != RiskLevel.HIGH:
+            if job.status != JobStatus.DONE or job.risk is None or not forwarded(job.risk):
                 raise IllegalTransition(job_id, job.status, "a clinician alert")
             job.clinicians_notified = {**(job.clinicians_notified or {}), str(chat_id): utc_now().isoformat()}
         return job

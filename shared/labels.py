@@ -40,6 +40,11 @@ class RiskLevel(StrEnum):
     HIGH = "high"
 
 
+def forwarded(risk: RiskLevel) -> bool:
+    """Whether a result goes to the clinicians: HIGH only (MEDIUM sends the patient to their GP, not an alert)."""
+    return risk == RiskLevel.HIGH
+
+
 class PhotoKind(StrEnum):
     """What kind of photo the model judged it was given; calibration and risk thresholds are per kind."""
 

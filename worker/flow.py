@@ -45,7 +45,7 @@ from shared.job_store import (
     IllegalTransition,
     JobStore,
 )
-from shared.labels import MALIGNANT_CODES, PhotoKind, RiskLevel
+from shared.labels import MALIGNANT_CODES, PhotoKind, RiskLevel, forwarded
 from shared.metrics import PHOTO_TO_REPLY, RESULTS, count_job, timed
 from shared.outcomes import FailureCode, Refusal, RefusalCode
 from shared.questionnaire import answers_from_record
@@ -196,7 +196,7 @@ class ClassificationFlow:
             malignant_told_low_per_100=self.classifier.metadata.kinds[job.photo_kind].malignant_told_low_per_100,
             clinician_alert=alert,
         )
-        if job.risk == RiskLevel.HIGH and alert is not None:
+        if job.risk is not None and forwarded(job.risk) and alert is not None:
             try:
                 self.alert_clinicians(NotifyCliniciansRequest(job_id=job.id))
             except Exception as error:  # the broker is away: beat's sweep sends the outbox row later

@@ -33,7 +33,7 @@ from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, KindPolicy
 from models.serving.preprocessing import INPUT_SIZE, prepare_image, to_model_input
 from models.serving.triage import TriageModel
 from shared.answers import AnswerEffect, PatientAnswers
-from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel
+from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel, forwarded
 
 ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifact"
 METADATA_FILE = "metadata.json"
@@ -130,6 +130,7 @@ class Prediction:
         return {
             "ranking": [{"code": c.code, "name": c.name, "probability": round(c.probability, 6)} for c in self.ranking],
             "risk": self.risk.value,
+            "forwarded": forwarded(self.risk),  # to the clinicians, as the bot does
             "melanoma_alert": self.melanoma_alert,
             "melanoma_finding": self.melanoma_finding.value,
             "photo_kind": self.photo_kind.value,

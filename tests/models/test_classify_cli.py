@@ -57,6 +57,7 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
             "image",
             "ranking",
             "risk",
+            "forwarded",
             "melanoma_alert",
             "melanoma_finding",
             "photo_kind",
@@ -73,6 +74,7 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
         assert probabilities == sorted(probabilities, reverse=True)
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
         assert record["risk"] in ("low", "medium", "high")
+        assert record["forwarded"] == (record["risk"] == "high"), "only HIGH goes to the clinicians"
         melanoma = next(c["probability"] for c in ranking if c["code"] == "mel")
         assert record["melanoma_alert"] == (melanoma >= threshold - 1e-6)
         assert record["model_version"] == metadata.version
