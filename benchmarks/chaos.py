@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,7 @@ class ChaosStack:
         concurrency: int,
         postgres: PostgresCluster | None,
         second_host: SecondHost | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir, self.database_url, self.postgres = workdir, database_url, postgres
         self.second_host = second_host
@@ -250,6 +251,7 @@ class ChaosStack:
             PYTHONUNBUFFERED="1",
             PYTHONPATH=str(Path(__file__).resolve().parents[1]),  # this checkout's code, not the installed one's
         )
+        self.stack.environment.update(settings or {})
         if second_host is not None:
             self.stack.environment.update(SKINSENSE_BOT_REPLICA_ID="a", SKINSENSE_BOT_LEADER_LEASE_S=str(LEASE_S))
         self.concurrency = concurrency
@@ -581,16 +583,18 @@ def run_fault(
     workdir: Path | None = None,
     rate_per_s: float | None = None,
     alerts_wait_max_s: float = ALERTS_DRAIN_MAX_S,
+    settings: Mapping[str, str] | None = None,
 ) -> tuple[Outcome, str]:
     """Send ``photos`` (one per chat; at ``rate_per_s``, or as one burst), inject the fault mid-burst (once the bot
     has acknowledged a third of them with "Analysing..."), wait for every answer (at most ``drain_timeout_s``
-    after the fault ended), then score. Returns the outcome and the processes' logs."""
+    after the fault ended), then score. ``settings``: SKINSENSE_* values over the production defaults the
+    benchmark measures (the tests shorten the reconciler's deadlines). Returns the outcome and the processes' logs."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"skinsense-chaos-{fault.name}-"))
     chats = list(range(first_chat, first_chat + len(photos)))
     with database_for(fault, workdir, use_postgres) as (database_url, cluster):
         upgrade_database(database_url)
         consent_all(database_url, range(chats[0], chats[-1] + 1), CHAT_HASH_KEY)
-        with ChaosStack(workdir, database_url, concurrency, cluster, fault.second_host) as chaos:
+        with ChaosStack(workdir, database_url, concurrency, cluster, fault.second_host, settings) as chaos:
             sent: dict[int, int] = {}  # chat -> the photo's message id
             fault_ended = threading.Event()
             fault_error: list[BaseException] = []
