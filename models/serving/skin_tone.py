@@ -92,7 +92,7 @@ class SkinTone:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "ita": round(self.ita, 1),
+            "ita": self.ita,
             "group": self.group.value,
             "outside_measured_range": self.outside_measured_range,
         }
@@ -136,8 +136,9 @@ def estimate_ita(prepared: np.ndarray) -> float | None:
     # What else reaches into the ring (the lesion's edge, hair, shadows, a dermatoscope's vignette) is darker than
     # the skin, never lighter (reflections are cut above): the lighter half of the pixels is the skin's.
     lighter = lab[lab[:, 0] >= np.median(lab[:, 0])]
-    # b* > 0 for every pixel kept (the hue lies between red and yellow), so the angle is defined.
-    return float(np.median(np.degrees(np.arctan((lighter[:, 0] - 50.0) / lighter[:, 2]))))
+    # b* > 0 for every pixel kept (the hue lies between red and yellow), so the angle is defined. Rounded to what
+    # it can tell, so that the value stored with the job decides the same as the one computed here.
+    return round(float(np.median(np.degrees(np.arctan((lighter[:, 0] - 50.0) / lighter[:, 2])))), 1)
 
 
 def estimate_skin_tone(prepared: np.ndarray, photo_kind: PhotoKind) -> SkinTone | None:
