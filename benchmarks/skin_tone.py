@@ -1,7 +1,7 @@
 """The skin tones SkinSense was measured on: the ITA (``models.serving.skin_tone.estimate_ita``) of the photos its
 figures come from, per Fitzpatrick skin type where the data records one, and the ITA groups that hold enough of
-them. Prints figures, asserts nothing; never run by the tests or CI. About 30 s on two busy cores (2 min with
-``--all-ham``).
+them. Prints figures, asserts nothing; never run by the tests or CI. Under a minute on two busy cores, with
+``--all-ham`` too.
 
 - Phone photos: PAD-UFES-20's 328 photos (the phone figures score all of them), with the skin type the
   dermatologists recorded (I-V, blank for 130): ITA per type, and how many of each type each ITA group holds.
