@@ -154,6 +154,9 @@ EXPLANATION_CAPTION = (
 URGENT_CARE = "If the spot bleeds and the bleeding will not stop, go to urgent care now."
 
 
+URGENT_CARE_NOT_BLEEDING = "If it ever bleeds and the bleeding will not stop, go to urgent care."
+
+
 # Skin outside the tones SkinSense was measured on (models/serving/skin_tone.py): it says so, plainly, and what to
 # do. Outside always means darker: the measured range runs from the lightest skin down. No figures, no "ITA".
 SKIN_TONE_LESS_CERTAIN = (
@@ -176,9 +179,6 @@ ALBUM_SKIN_TONE = (
     "photos it was tested on, so {results} less certain and never called low risk. If a spot worries you, please "
     "see your GP (family doctor), whatever this says."
 )
-
-
-URGENT_CARE_NOT_BLEEDING = "If it ever bleeds and the bleeding will not stop, go to urgent care."
 
 
 PHOTO_KIND_SEEN: dict[PhotoKind, str] = {
