@@ -131,6 +131,12 @@ class Job(SQLModel, table=True):
     # reminder), and what the comparison found ({compared_with, comparable, reason, changes, ..., raised_risk}).
     same_spot_as: uuid.UUID | None = None
     spot_change: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # The skin tone around the lesion, estimated from the photo (models/serving/skin_tone.py; erased with the rest
+    # of the patient data): its ITA in degrees (NULL: too little skin showed to tell), whether it lies outside the
+    # tones SkinSense was measured on (the patient is told so), and whether that turned a LOW result into MEDIUM.
+    skin_tone_ita: float | None = None
+    skin_tone_caveat: bool | None = None
+    raised_by_skin_tone: bool | None = None
     # The photos sent together in one album share this (a random id the bot gives the album): one reply for all.
     album_id: str | None = Field(default=None, index=True, max_length=32)
     album_position: int | None = None  # orders an album's photos as sent (Telegram's message id: a counter)

@@ -148,6 +148,8 @@ class CombinedPrediction(ClassifiedPhoto, Protocol):
     def answer_effects(self) -> Mapping[str, AnswerEffect]: ...
     @property
     def raised_by_change(self) -> bool: ...
+    @property
+    def raised_by_skin_tone(self) -> bool: ...
 
 
 class JobStore:
@@ -401,17 +403,22 @@ class JobStore:
         spot_change: dict[str, Any] | None = None,
     ) -> Job:
         """The photo-only result; ``spot_change``: a new photo of a spot compared with its earlier one."""
+        record = prediction.to_dict()
+        skin_tone = record.get("skin_tone")  # {ita, group, outside_measured_range}, or None: not estimated
         with self._changing(job_id, JobStatus.DONE) as job:
             job.image_sha256 = image_sha256
             if spot_change is not None:
                 job.spot_change = spot_change
             job.finished_at = utc_now()
             job.model_version = prediction.model_version
-            job.ranking = prediction.to_dict()["ranking"]
+            job.ranking = record["ranking"]
             job.photo_ranking = job.ranking  # the photo alone; ``ranking`` becomes the combined one at the end
             job.risk = prediction.risk
             job.melanoma_alert = prediction.melanoma_alert
             job.photo_kind = prediction.photo_kind
+            job.skin_tone_ita = None if skin_tone is None else float(skin_tone["ita"])
+            job.skin_tone_caveat = bool(skin_tone and skin_tone["outside_measured_range"])
+            job.raised_by_skin_tone = bool(record.get("raised_by_skin_tone"))
             waiting_s = self.deadlines.questionnaire_s if job.answers_closed_at is None else 0.0
             job.due_at = self._due(waiting_s + self.deadlines.queued_s)
         return job
@@ -446,6 +453,9 @@ class JobStore:
             job.risk = earlier.risk
             job.melanoma_alert = earlier.melanoma_alert
             job.photo_kind = earlier.photo_kind
+            job.skin_tone_ita = earlier.skin_tone_ita
+            job.skin_tone_caveat = earlier.skin_tone_caveat
+            job.raised_by_skin_tone = earlier.raised_by_skin_tone
             job.answers = earlier.answers
             job.answers_closed_at = job.answers_closed_at or utc_now()
             job.due_at = self._due(self.deadlines.queued_s)  # answered at once
@@ -650,6 +660,8 @@ class JobStore:
             job.answers_used = list(prediction.answers_used)
             job.answer_effects = {name: effect.value for name, effect in (answer_effects or {}).items()}
             job.malignant_told_low_per_100 = malignant_told_low_per_100
+            # With the answers, a LOW may have come or gone: whether the skin tone is what keeps it MEDIUM now.
+            job.raised_by_skin_tone = prediction.raised_by_skin_tone
             if job.spot_change is not None:  # whether the change raised the risk the patient reads
                 job.spot_change = {
                     **job.spot_change,

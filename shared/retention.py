@@ -3,10 +3,10 @@
 A tombstone keeps what says that the system ran and how, and nothing about the patient: the job id, its times,
 status, outcome code, media kind, model version, risk level and alert flag, and how many delivery attempts it
 took. Erased: the chat reference, Telegram's file id, the image fingerprint, the rankings, the answers, which
-of them were used and how they moved the risk, the refusal's free text, which clinicians were told and any
-delivery data left (sealed chat and file ids; normally erased when the patient was answered). Consent and
-remembered age/sex rows older than the retention are deleted (the patient is asked again on their next
-message).
+of them were used and how they moved the risk, the skin tone estimated around the lesion (and whether it raised
+the risk), the refusal's free text, which clinicians were told and any delivery data left (sealed chat and file
+ids; normally erased when the patient was answered). Consent and remembered age/sex rows older than the retention
+are deleted (the patient is asked again on their next message).
 ``skinsense audit purge`` and the workers' daily beat task (``worker.tasks.purge_expired``) both call
 :func:`purge_patient_data`; it is idempotent.
 """
@@ -55,6 +55,10 @@ def tombstone_values() -> dict[str, Any]:
         "same_photo_as": null(),
         "same_spot_as": null(),
         "spot_change": null(),
+        # Skin tone is the patient's (it can hint at their origin): erased, the caveat and what it did with it.
+        "skin_tone_ita": null(),
+        "skin_tone_caveat": null(),
+        "raised_by_skin_tone": null(),
         "album_id": null(),
         "album_position": null(),
         "clinicians_notified": null(),

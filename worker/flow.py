@@ -86,11 +86,19 @@ class PhotoOnlyResult:
     answers_used: list[str] = field(default_factory=list)
     answer_effects: dict[str, AnswerEffect] = field(default_factory=dict)
     raised_by_change: bool = False
+    raised_by_skin_tone: bool = False
 
     @classmethod
     def of(cls, job: Job) -> PhotoOnlyResult:
         assert job.risk is not None and job.photo_kind is not None and job.model_version is not None
-        return cls(job.risk, bool(job.melanoma_alert), job.model_version, job.photo_kind, list(job.photo_ranking or []))
+        return cls(
+            job.risk,
+            bool(job.melanoma_alert),
+            job.model_version,
+            job.photo_kind,
+            list(job.photo_ranking or []),
+            raised_by_skin_tone=bool(job.raised_by_skin_tone),  # the stored photo-only risk has the floor in it
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"ranking": self.ranking}
@@ -174,7 +182,7 @@ class ClassificationFlow:
                 answers = answers_from_record(job.answers)
                 changed = bool(job.spot_change and job.spot_change.get("changes"))
                 prediction = self.classifier.prediction_from_ranking(
-                    job.photo_ranking, job.photo_kind, answers, spot_changed=changed
+                    job.photo_ranking, job.photo_kind, answers, spot_changed=changed, skin_tone_ita=job.skin_tone_ita
                 )
         elif last_resort:
             log.warning("job %s: no worker of its model version finalized it; its photo-only result goes out", job.id)

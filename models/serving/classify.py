@@ -50,6 +50,13 @@ def format_record(record: dict[str, Any]) -> str:
         + finding.get(record["melanoma_finding"], "")
     ]
     lines += [f"  {c['probability']:6.1%}  {c['name']} ({c['code']})" for c in record["ranking"]]
+    skin_tone = record.get("skin_tone")
+    if skin_tone and skin_tone["outside_measured_range"]:
+        never_low = ": LOW became MEDIUM" if record.get("raised_by_skin_tone") else ""
+        lines.append(
+            f"  skin tone {skin_tone['group']} (ITA {skin_tone['ita']:.0f}): outside what this model was measured on"
+            f"{never_low}"
+        )
     return "\n".join(lines)
 
 

@@ -9,6 +9,10 @@ An answer's effect is measured by leaving it out: the malignant probability (mel
 actinic keratosis) with every answer, minus the same without that one answer. Effects under MIN_EFFECT are not
 reported (the answer changed almost nothing). The floors (answer patterns that are never LOW risk) count as
 raising the risk for the answers that make them.
+
+Two things about the photo, not the lesion, move the risk after that: a spot that changed since its earlier photo
+is one level more urgent (RAISED_BY_CHANGE), and skin outside the tones SkinSense was measured on is never LOW
+(models/serving/skin_tone.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from models.serving.policy import (
     assess_with_answers,
     never_low,
 )
+from models.serving.skin_tone import SkinTone
 from models.serving.triage import TriageModel
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.labels import PhotoKind, RiskLevel
@@ -40,6 +45,7 @@ class ClinicalDecision:
     answers_used: list[str]  # the answers that went into the probabilities (empty: photo only)
     answer_effects: dict[str, AnswerEffect]  # {answer: raised or lowered}, for those that moved this result
     raised_by_change: bool = False  # the spot changed since its earlier photo, and that raised the risk
+    raised_by_skin_tone: bool = False  # LOW became MEDIUM: the skin is outside the tones SkinSense was measured on
 
 
 # A spot that changed since its earlier photo (models/serving/spot_change.py) is one level more urgent: change in
@@ -56,15 +62,23 @@ def decide(
     triage: TriageModel | None,
     *,
     spot_changed: bool = False,
+    skin_tone: SkinTone | None = None,
 ) -> ClinicalDecision:
     """The decision for one photo (``photo``: its calibrated probabilities). Unknown answers change nothing:
     with none known this is exactly the photo-only result. ``spot_changed``: the spot looks changed since its
-    earlier photo (RAISED_BY_CHANGE)."""
+    earlier photo (RAISED_BY_CHANGE). ``skin_tone``: the skin around the lesion (None: not estimated); outside the
+    tones the kind was measured on, LOW becomes MEDIUM."""
     decision = _decide(photo, kind, answers, policy, triage)
-    if not spot_changed or decision.assessment.risk == RiskLevel.HIGH:
-        return decision
-    raised = replace(decision.assessment, risk=RAISED_BY_CHANGE[decision.assessment.risk])
-    return replace(decision, assessment=raised, raised_by_change=True)
+    if spot_changed and decision.assessment.risk != RiskLevel.HIGH:
+        raised = replace(decision.assessment, risk=RAISED_BY_CHANGE[decision.assessment.risk])
+        decision = replace(decision, assessment=raised, raised_by_change=True)
+    # The kind's figures (how many cancers it tells LOW) were not measured on such skin, so LOW's "no appointment
+    # is needed" cannot be said; MEDIUM sends the patient to a GP. Only LOW moves: the skin tone is no sign of a
+    # cancer, only of less certainty.
+    if skin_tone is not None and skin_tone.outside_measured_range and decision.assessment.risk == RiskLevel.LOW:
+        floored = replace(decision.assessment, risk=RiskLevel.MEDIUM)
+        decision = replace(decision, assessment=floored, raised_by_skin_tone=True)
+    return decision
 
 
 def _decide(

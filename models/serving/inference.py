@@ -31,6 +31,7 @@ from models.serving.explanation_head import ExplanationHead
 from models.serving.metrics import softmax
 from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, KindPolicy
 from models.serving.preprocessing import INPUT_SIZE, prepare_image, to_model_input
+from models.serving.skin_tone import SkinTone, estimate_skin_tone
 from models.serving.triage import TriageModel
 from shared.answers import AnswerEffect, PatientAnswers
 from shared.labels import CLASS_CODES, CLASS_NAMES, MELANOMA_INDEX, MelanomaFinding, PhotoKind, RiskLevel, forwarded
@@ -122,6 +123,10 @@ class Prediction:
     # Which answers raised or lowered this result (models/serving/decision.py); stored with it, never in to_dict.
     answer_effects: dict[str, AnswerEffect] = field(default_factory=dict)
     raised_by_change: bool = False  # the spot changed since its earlier photo (models/serving/decision.py)
+    # The skin around the lesion (models/serving/skin_tone.py; None: too little skin to tell), and whether it being
+    # outside the tones SkinSense was measured on turned LOW into MEDIUM (models/serving/decision.py).
+    skin_tone: SkinTone | None = None
+    raised_by_skin_tone: bool = False
     # The kind network's last feature map of the photo (the identity view), kept from the analysis so that the
     # explanation picture needs no second run of the network; never stored (not in ``to_dict``).
     feature_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -135,6 +140,8 @@ class Prediction:
             "melanoma_finding": self.melanoma_finding.value,
             "photo_kind": self.photo_kind.value,
             "answers_used": self.answers_used,
+            "skin_tone": None if self.skin_tone is None else self.skin_tone.to_dict(),
+            "raised_by_skin_tone": self.raised_by_skin_tone,
             "model_version": self.model_version,
         }
 
@@ -373,7 +380,8 @@ class Classifier:
         answers: Sequence[PatientAnswers | None] | None = None,
         embeddings: np.ndarray | None = None,
     ) -> list[Prediction]:
-        """Predictions for prepared images of known kinds (the gates have already passed them)."""
+        """Predictions for prepared images of known kinds (the gates have already passed them), each with the skin
+        tone around its lesion."""
         images = to_model_input(prepared)
         predictions: list[Prediction | None] = [None] * len(images)
         for kind in set(kinds):
@@ -382,7 +390,8 @@ class Classifier:
             logits, feature_maps = self.lesion_outputs(images[chosen], kind, chosen_embeddings)
             probabilities = self.probabilities(logits, [kind] * len(chosen))
             for number, (index, row) in enumerate(zip(chosen, probabilities, strict=True)):
-                prediction = self.prediction(row, kind, answers[index] if answers else None)
+                skin_tone = estimate_skin_tone(np.asarray(prepared[index]), kind)
+                prediction = self.prediction(row, kind, answers[index] if answers else None, skin_tone=skin_tone)
                 feature_map = None if feature_maps is None else feature_maps[number]
                 predictions[index] = replace(prediction, feature_map=feature_map)
         return [p for p in predictions if p is not None]
@@ -401,14 +410,17 @@ class Classifier:
         answers: PatientAnswers | None = None,
         *,
         spot_changed: bool = False,
+        skin_tone: SkinTone | None = None,
     ) -> Prediction:
         """The result of one photo from its calibrated photo-only probabilities and, where given, the answers
-        (and whether the spot changed since its earlier photo).
+        (and whether the spot changed since its earlier photo, and the skin tone around the lesion).
 
         Unknown answers change nothing: with none known this is exactly the photo-only result.
         """
         policy = self.kind_policy(kind)
-        decision = decide(photo_probabilities, kind, answers, policy, self.triage, spot_changed=spot_changed)
+        decision = decide(
+            photo_probabilities, kind, answers, policy, self.triage, spot_changed=spot_changed, skin_tone=skin_tone
+        )
         probabilities, assessment = decision.probabilities, decision.assessment
         order = np.argsort(-probabilities, kind="stable")
         ranking = [RankedClass(CLASS_CODES[i], CLASS_NAMES[CLASS_CODES[i]], float(probabilities[i])) for i in order]
@@ -424,6 +436,8 @@ class Classifier:
             answers_used=decision.answers_used,
             answer_effects=decision.answer_effects,
             raised_by_change=decision.raised_by_change,
+            skin_tone=skin_tone,
+            raised_by_skin_tone=decision.raised_by_skin_tone,
         )
 
     def prediction_from_ranking(
@@ -433,8 +447,13 @@ class Classifier:
         answers: PatientAnswers | None,
         *,
         spot_changed: bool = False,
+        skin_tone_ita: float | None = None,
     ) -> Prediction:
-        """Recompute a stored photo-only result (``Prediction.to_dict()['ranking']``) with the answers."""
+        """Recompute a stored photo-only result (``Prediction.to_dict()['ranking']``) with the answers
+        (``skin_tone_ita``: the skin tone stored with it, ``to_dict()['skin_tone']['ita']``)."""
         by_code = {entry["code"]: float(entry["probability"]) for entry in ranking}
         probabilities = np.array([by_code[code] for code in CLASS_CODES])
-        return self.prediction(probabilities / probabilities.sum(), kind, answers, spot_changed=spot_changed)
+        skin_tone = None if skin_tone_ita is None else SkinTone(skin_tone_ita, kind)
+        return self.prediction(
+            probabilities / probabilities.sum(), kind, answers, spot_changed=spot_changed, skin_tone=skin_tone
+        )

@@ -157,6 +157,30 @@ URGENT_CARE = "If the spot bleeds and the bleeding will not stop, go to urgent c
 URGENT_CARE_NOT_BLEEDING = "If it ever bleeds and the bleeding will not stop, go to urgent care."
 
 
+# Skin outside the tones SkinSense was measured on (models/serving/skin_tone.py): it says so, plainly, and what to
+# do. Outside always means darker: the measured range runs from the lightest skin down. No figures, no "ITA".
+SKIN_TONE_LESS_CERTAIN = (
+    "SkinSense has been tested mostly on lighter skin, and the skin in this photo looks darker than in most of the "
+    "photos it was tested on, so this result is less certain."
+)
+
+
+SKIN_TONE_ADVICE = "If the spot worries you, please see your GP (family doctor), whatever this says."
+
+
+# The skin tone is what kept this result from LOW.
+SKIN_TONE_NOT_LOW = (
+    "That is why it does not call this spot low risk: please have it checked by your GP (family doctor)."
+)
+
+
+ALBUM_SKIN_TONE = (
+    "SkinSense has been tested mostly on lighter skin, and the skin in {photos} looks darker than in most of the "
+    "photos it was tested on, so {results} less certain and never called low risk. If a spot worries you, please "
+    "see your GP (family doctor), whatever this says."
+)
+
+
 PHOTO_KIND_SEEN: dict[PhotoKind, str] = {
     PhotoKind.DERMOSCOPIC: "SkinSense judged this to be a dermatoscope photo (taken through a skin magnifier).",
     PhotoKind.CLINICAL: "SkinSense judged this to be an ordinary phone photo (not taken through a dermatoscope).",
@@ -178,6 +202,13 @@ PHOTO_KIND_SHORT: dict[PhotoKind, str] = {
 RELIABILITY = (
     "On {kind} like {these}, SkinSense misses about {missed} in 100 skin cancers and pre-cancers (it called "
     "them low risk in its tests)."
+)
+
+
+# The measured figure, where the skin is darker than SkinSense was measured on: where the figure comes from.
+RELIABILITY_LIGHTER_SKIN = (
+    "On {kind} of lighter skin, SkinSense misses about {missed} in 100 skin cancers and pre-cancers (it called them "
+    "low risk in its tests); on skin like yours it has not been measured."
 )
 
 
@@ -261,6 +292,8 @@ class PatientResult:
     answers: Mapping[str, Any] | None = None  # the answers as given (PatientAnswers fields)
     photo_ranking: Sequence[Mapping[str, Any]] | None = None  # the photo's own ranking, before the answers
     spot_change: Mapping[str, Any] | None = None  # a new photo of a spot compared with its earlier one
+    skin_tone_caveat: bool = False  # the skin looks darker than SkinSense was measured on
+    raised_by_skin_tone: bool = False  # and that turned LOW into MEDIUM
 
     @property
     def finding(self) -> MelanomaFinding:
@@ -281,6 +314,8 @@ class PatientResult:
             answers=job.answers,
             photo_ranking=job.photo_ranking,
             spot_change=job.spot_change,
+            skin_tone_caveat=bool(job.skin_tone_caveat),
+            raised_by_skin_tone=bool(job.raised_by_skin_tone),
         )
 
 
@@ -346,13 +381,12 @@ def _photo_section(view: PatientResult) -> str | None:
     parts = [PHOTO_KIND_SEEN[view.photo_kind]]
     if view.malignant_told_low_per_100 is not None:
         missed = round(view.malignant_told_low_per_100)
-        parts.append(
-            RELIABILITY.format(
-                kind=PHOTO_KIND_PLURAL[view.photo_kind],
-                these="this one",
-                missed="fewer than 1" if missed < 1 else str(missed),
-            )
-        )
+        figure = "fewer than 1" if missed < 1 else str(missed)
+        kind = PHOTO_KIND_PLURAL[view.photo_kind]
+        if view.skin_tone_caveat:
+            parts.append(RELIABILITY_LIGHTER_SKIN.format(kind=kind, missed=figure))
+        else:
+            parts.append(RELIABILITY.format(kind=kind, these="this one", missed=figure))
     return " ".join(parts)
 
 
@@ -376,12 +410,21 @@ def urgent_care(view: PatientResult) -> str:
     return URGENT_CARE_NOT_BLEEDING if (view.answers or {}).get("bleeds") is False else URGENT_CARE
 
 
+def skin_tone_caveat(view: PatientResult) -> str | None:
+    """That the result is less certain on skin darker than SkinSense was measured on, and what to do."""
+    if not view.skin_tone_caveat:
+        return None
+    advice = SKIN_TONE_NOT_LOW if view.raised_by_skin_tone else SKIN_TONE_ADVICE
+    return f"{SKIN_TONE_LESS_CERTAIN} {advice}"
+
+
 def result_body(view: PatientResult) -> str:
     """The result without its disclaimer (Telegram HTML): what an album's combined reply repeats per photo."""
     parts = [
         result_headline(view),
         _ranking_section(view),
         f"{risk_advice(view)} {urgent_care(view)}",
+        skin_tone_caveat(view),
         _change_section(view),
         _answers_section(view),
         _photo_section(view),
@@ -499,6 +542,9 @@ def album_result(photos: Sequence[AlbumPhoto], later: bool = False) -> list[str]
     if results:
         highest = max(results, key=lambda view: (list(RiskLevel).index(view.risk), bool(warning_signs(view))))
         sections.append(f"{ALBUM_ADVICE_HEADING}\n{risk_advice(highest)} {URGENT_CARE}")
+        darker = [photo.number for photo in photos if photo.result is not None and photo.result.skin_tone_caveat]
+        if darker:
+            sections.append(_album_skin_tone(darker))
         measured = {view.photo_kind: view.malignant_told_low_per_100 for view in results if view.photo_kind}
         for kind, per_100 in measured.items():
             if per_100 is not None:
@@ -516,6 +562,14 @@ def album_result(photos: Sequence[AlbumPhoto], later: bool = False) -> list[str]
         else:
             chunks.append(section)
     return chunks
+
+
+def _album_skin_tone(numbers: Sequence[int]) -> str:
+    """ALBUM_SKIN_TONE for the album's photos ``numbers`` (as the reply numbers them)."""
+    if len(numbers) == 1:
+        return ALBUM_SKIN_TONE.format(photos=f"photo {numbers[0]}", results="that result is")
+    listed = ", ".join(str(number) for number in numbers[:-1]) + f" and {numbers[-1]}"
+    return ALBUM_SKIN_TONE.format(photos=f"photos {listed}", results="those results are")
 
 
 def result(view: PatientResult) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from models.serving.classify import format_record
 from models.serving.inference import read_metadata
 from models.training.data import Sample, image_path
 from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind, melanoma_finding
@@ -62,9 +63,17 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
             "melanoma_finding",
             "photo_kind",
             "answers_used",
+            "skin_tone",
+            "raised_by_skin_tone",
             "model_version",
         }
         assert record["answers_used"] == []
+        skin_tone = record["skin_tone"]  # None where too little skin shows around the lesion
+        if skin_tone is not None:
+            assert set(skin_tone) == {"ita", "group", "outside_measured_range"}
+            assert not (skin_tone["outside_measured_range"] and record["risk"] == "low"), record
+        if record["raised_by_skin_tone"]:  # LOW became MEDIUM: only ever for skin outside the range
+            assert skin_tone is not None and skin_tone["outside_measured_range"] and record["risk"] == "medium"
         assert record["photo_kind"] == "dermoscopic", record
         threshold = metadata.kinds[PhotoKind(record["photo_kind"])].melanoma_alert_threshold
         ranking = record["ranking"]
@@ -117,3 +126,20 @@ def test_human_readable_output_names_risk_and_classes(data_dir: Path, samples: l
     )
     assert completed.returncode == 0
     assert "risk" in completed.stdout and "Melanocytic nevus" in completed.stdout
+
+
+def test_human_readable_output_says_when_the_skin_is_outside_the_measured_range() -> None:
+    record = {
+        "image": "spot.jpg",
+        "risk": "medium",
+        "photo_kind": "clinical",
+        "melanoma_finding": "none",
+        "ranking": [{"code": "nv", "name": "Melanocytic nevus", "probability": 0.9}],
+        "skin_tone": {"ita": -41.3, "group": "dark", "outside_measured_range": True},
+        "raised_by_skin_tone": True,
+    }
+    assert "skin tone dark (ITA -41): outside what this model was measured on: LOW became MEDIUM" in format_record(
+        record
+    )
+    inside = {**record, "skin_tone": {"ita": 60.0, "group": "very_light", "outside_measured_range": False}}
+    assert "skin tone" not in format_record(inside)

@@ -124,6 +124,10 @@ def test_a_real_prediction_is_stored_with_its_ranking(store: JobStore, data_dir:
     done = store.mark_done(job.id, prediction, image_sha256="cd" * 32)
     assert done.ranking == prediction.to_dict()["ranking"] and done.risk is prediction.risk
     assert done.model_version == classifier.version
+    skin_tone = prediction.skin_tone
+    assert done.skin_tone_ita == (None if skin_tone is None else skin_tone.ita)
+    assert done.skin_tone_caveat == (skin_tone is not None and skin_tone.outside_measured_range)
+    assert done.raised_by_skin_tone == prediction.raised_by_skin_tone
 
 
 DELIVERY = Delivery(chat_id=-100_987_654_321, file_id="AgACAgQAAxkBAAIB-file-id")

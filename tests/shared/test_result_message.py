@@ -3,6 +3,7 @@ where, what moved the risk, and how reliable SkinSense measured itself on this k
 
 from __future__ import annotations
 
+import dataclasses
 from itertools import product
 from typing import Any
 
@@ -145,6 +146,41 @@ def test_a_low_result_after_a_reported_warning_sign_says_to_see_a_gp_not_that_no
     assert "No appointment" not in text
     calm = text_of(result_texts.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, False, answers={"grew": False}))
     assert "No appointment is needed" in calm and "you said" not in calm
+
+
+def test_skin_darker_than_tested_on_is_said_plainly_with_what_to_do_and_why_it_is_not_low() -> None:
+    raised = result_texts.PatientResult(
+        ranking(("nv", 0.8)), RiskLevel.MEDIUM, False, skin_tone_caveat=True, raised_by_skin_tone=True
+    )
+    text = text_of(raised)
+    assert "SkinSense has been tested mostly on lighter skin" in text and "less certain" in text
+    assert "does not call this spot low risk" in text and "GP (family doctor)" in text
+    assert "ITA" not in text and "Fitzpatrick" not in text, "no jargon for the patient"
+    measured = dataclasses.replace(raised, photo_kind=PhotoKind.CLINICAL, malignant_told_low_per_100=3.3)
+    assert "On phone photos of lighter skin, SkinSense misses about 3 in 100" in text_of(measured)
+    assert "on skin like yours it has not been measured" in text_of(measured)
+    # Already MEDIUM or HIGH on its own: the same caveat, with the advice for a worried patient instead.
+    high = result_texts.PatientResult(ranking(("bcc", 0.7)), RiskLevel.HIGH, False, skin_tone_caveat=True)
+    high_text = text_of(high)
+    assert "tested mostly on lighter skin" in high_text and "If the spot worries you" in high_text
+    assert "low risk" not in high_text
+    plain = text_of(result_texts.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, False))
+    assert "lighter skin" not in plain
+
+
+def test_an_album_names_the_photos_whose_skin_is_darker_than_tested_on() -> None:
+    caveated = result_texts.PatientResult(ranking(("nv", 0.8)), RiskLevel.MEDIUM, False, skin_tone_caveat=True)
+    plain = result_texts.PatientResult(ranking(("nv", 0.8)), RiskLevel.LOW, False)
+    photos = [
+        result_texts.AlbumPhoto(1, plain),
+        result_texts.AlbumPhoto(2, caveated),
+        result_texts.AlbumPhoto(3, caveated),
+    ]
+    text = plain_text("\n\n".join(result_texts.album_result(photos)), "HTML")
+    assert "the skin in photos 2 and 3 looks darker" in text and "those results are less certain" in text
+    one = plain_text("\n\n".join(result_texts.album_result(photos[:2])), "HTML")
+    assert "the skin in photo 2 looks darker" in one and "that result is less certain" in one
+    assert "lighter skin" not in plain_text("\n\n".join(result_texts.album_result(photos[:1])), "HTML")
 
 
 def test_every_class_has_an_everyday_name_before_its_medical_name() -> None:

@@ -32,6 +32,9 @@ PATIENT_COLUMNS = (
     "photo_ranking",
     "answers",
     "answers_used",
+    "skin_tone_ita",
+    "skin_tone_caveat",
+    "raised_by_skin_tone",
     "clinicians_notified",
 )
 
@@ -62,6 +65,9 @@ def database(tmp_path: Path) -> tuple[str, Path, dict[str, uuid.UUID]]:
         photo_ranking=[{"code": "mel", "probability": 0.5}],
         answers={"age": 47, "sex": "female", "bleeds": True},
         answers_used=["age", "bleeds"],
+        skin_tone_ita=-38.5,
+        skin_tone_caveat=True,
+        raised_by_skin_tone=False,
         clinicians_notified={"-100": OLD.isoformat()},
     )
     jobs = {

@@ -26,6 +26,7 @@ from shared.audit import Consent, ConsentDecision, Job, JobStatus, MediaKind, ut
 from shared.clinic.store import AlertStore
 from shared.config import Settings
 from shared.db import build_engine
+from shared.images import UnreadableImage
 from shared.job_store import Delivery, JobStore, asks_no_questions
 from shared.labels import PhotoKind, RiskLevel
 from shared.outcomes import FailureCode, RefusalCode
@@ -185,6 +186,39 @@ def test_a_low_risk_photo_gets_its_result_and_no_alert(
         {"chat_id": int(a["chat_id"]), "action": a["action"]} for a in actions
     ], "the patient sees the picture being prepared"
     assert queued_alerts(redis_url) == []
+
+
+@pytest.fixture(scope="module")
+def photo_of_darker_skin(phone_data_root: Path, classifier: Classifier) -> Path:
+    """A PAD-UFES-20 phone photo the model tells LOW on its own, whose skin looks darker than the phone photos
+    SkinSense was measured on (so it is told MEDIUM); chosen by the model and the skin-tone estimate, not
+    hard-coded."""
+    for path in sorted((phone_data_root / "pad_ufes" / "images").glob("*.jpg")):
+        try:
+            prediction = screen_photo(path.read_bytes(), classifier)
+        except UnreadableImage:
+            continue
+        if prediction.raised_by_skin_tone:
+            return path
+    pytest.fail("no PAD-UFES-20 photo is told MEDIUM for its skin tone")
+
+
+def test_a_photo_of_skin_darker_than_measured_on_is_never_low_says_so_and_its_job_keeps_the_skin_tone(
+    sandbox: SandboxUser, flow: ClassificationFlow, photo_of_darker_skin: Path
+) -> None:
+    data = photo_of_darker_skin.read_bytes()
+    skin_tone = screen_photo(data, flow.classifier).skin_tone
+    assert skin_tone is not None and skin_tone.outside_measured_range
+    # The questionnaire closed first: the result is decided again with the answers, from what the job stored.
+    request = patient_sends(sandbox, flow, 2011, data)
+    assert flow.classify_and_reply(request) == JobStatus.DONE.value
+    job = flow.jobs.load(request.job_id)
+    assert job is not None and job.answers_used is not None, "finalized"
+    assert (job.skin_tone_ita, job.skin_tone_caveat, job.raised_by_skin_tone) == (skin_tone.ita, True, True)
+    assert job.risk == RiskLevel.MEDIUM
+    text = answer(sandbox, 2011)
+    assert text == plain_text(result_texts.result(result_texts.PatientResult.of_job(job)), "HTML")
+    assert result_texts.SKIN_TONE_LESS_CERTAIN in text and "does not call this spot low risk" in text
 
 
 def test_a_high_risk_photo_queues_one_alert_and_each_clinician_is_told_once(
