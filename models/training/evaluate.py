@@ -41,6 +41,7 @@ from models.serving.metrics import (
 )
 from models.serving.preprocessing import prepare_image
 from models.serving.screening import gate_prepared
+from models.serving.skin_tone import estimate_ita, ita_group
 from models.training.data import Sample, load_prepared, load_prepared_images, resolve_data_dir
 from models.training.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
 from models.training.negatives import negative_pictures
@@ -155,6 +156,12 @@ def evaluate_kind(
     return report
 
 
+def skin_tone_groups(images: np.ndarray) -> list[str | None]:
+    """Each photo's ITA group (models/serving/skin_tone.py); None where the skin could not be measured."""
+    estimates = [estimate_ita(image) for image in images]
+    return [None if ita is None else ita_group(ita).value for ita in estimates]
+
+
 def answers_cross_validated(runs: list[OuterScores], labels: np.ndarray) -> dict[str, Any]:
     """Phone photos photo only, with the patients' recorded answers as served, and with the answers only
     raising: the outer folds of the nested cross-validation (models/training/operating_point.py), where the
@@ -191,6 +198,7 @@ def evaluate(
     phone_logits = np.stack([by_id[s.image_id] for s in phone])
     phone_labels = np.array([s.label for s in phone])
     runs = nested_runs(phone, phone_logits, 1 if limit else NESTED_REPEATS)
+    phone_images = load_prepared([s.path for s in phone])
     kinds = {
         PhotoKind.DERMOSCOPIC: evaluate_kind(
             classifier,
@@ -203,7 +211,7 @@ def evaluate(
         PhotoKind.CLINICAL: evaluate_kind(
             classifier,
             PhotoKind.CLINICAL,
-            load_prepared([s.path for s in phone]),
+            phone_images,
             phone_labels,
             [s.patient_id for s in phone],
             phone_logits,
@@ -238,7 +246,7 @@ def evaluate(
         "kinds": {k.value: {key: v for key, v in r.items() if key != "_plot"} for k, r in kinds.items()},
         "not_lesions": not_lesions,
         "clinical_with_answers": answers_cross_validated(runs, phone_labels),
-        "clinical_nested": nested_report(phone, runs),
+        "clinical_nested": nested_report(phone, runs, skin_tone_groups(phone_images)),
         "picture_head_cross_validated_refusal": classifier.metadata.training.get(
             "picture_head_cross_validated_refusal"
         ),

@@ -282,9 +282,12 @@ def nested_runs(samples: Sequence[PhoneSample], logits: np.ndarray, repeats: int
     return [outer_scores(logits, labels, groups, answers, seed) for seed in range(repeats)]
 
 
-def nested_report(samples: Sequence[PhoneSample], runs: Sequence[OuterScores]) -> dict[str, Any]:
-    """The clinic's view of the first repeat per answer rule (with intervals, per class and per Fitzpatrick
-    type), and the spread of the target figures over every repeat."""
+def nested_report(
+    samples: Sequence[PhoneSample], runs: Sequence[OuterScores], skin_tones: Sequence[str | None] | None = None
+) -> dict[str, Any]:
+    """The clinic's view of the first repeat per answer rule (with intervals, per class, per Fitzpatrick type and,
+    given ``skin_tones``, per ITA group of models/serving/skin_tone.py), and the spread of the target figures
+    over every repeat."""
     labels = np.array([s.label for s in samples])
     report: dict[str, Any] = {
         "photos": len(samples),
@@ -304,6 +307,8 @@ def nested_report(samples: Sequence[PhoneSample], runs: Sequence[OuterScores]) -
             return {k: v for k, v in view.items() if k not in ("per_class", "balanced_accuracy")}
 
         report[rule]["by_fitzpatrick"] = by_group(risk_figures, skin_types)
+        if skin_tones is not None:
+            report[rule]["by_skin_tone"] = by_group(risk_figures, skin_tones)
         report[rule]["over_repeats"] = {
             name: [figures(run.levels[rule], labels)[name] for run in runs] for name in asdict(TARGETS)
         }
