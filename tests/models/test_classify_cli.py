@@ -60,6 +60,7 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
             "melanoma_alert",
             "melanoma_finding",
             "photo_kind",
+            "photo_kind_uncertain",
             "answers_used",
             "model_version",
         }
