@@ -290,6 +290,8 @@ def report(
     # The refit matches the shipped head (same examples and settings) up to the solver's tolerance: checked here.
     refit = fit_picture_head(data.embeddings, data.targets).probabilities(data.ham_validation_embeddings)
     folds = len(nested.bands)
+    phone_ids = data.phone_ids
+    melanoma = data.phone_labels == MELANOMA_INDEX
     ham_labels = np.tile(data.ham_validation_labels, folds)
     ham_logits_tiled = {kind: np.tile(logits, (folds, 1)) for kind, logits in ham_logits.items()}
     return {
@@ -312,17 +314,28 @@ def report(
             "before, shipped head": outcome_shares(ham_served_before),
             "after, shipped head and the artifact's band": outcome_shares(ham_served_after),
         },
+        "phone melanomas, held-out patients (counts)": {
+            name: {o: int((outcomes[phone_rows][melanoma] == o).sum()) for o in OUTCOMES}
+            for name, outcomes in (("before", held_out_before), ("after", held_out_after))
+        },
         "risk, phone photos (held-out routing, out-of-fold phone logits, shipped policies)": {
-            "before": risk_figures(
-                served_results(classifier, held_out_before[phone_rows], phone_logits), data.phone_labels
-            ),
-            "after": risk_figures(
-                served_results(classifier, held_out_after[phone_rows], phone_logits), data.phone_labels
-            ),
+            name: risk_figures(served_results(classifier, outcomes, phone_logits), data.phone_labels)
+            for name, outcomes in (
+                ("before", held_out_before[phone_rows]),
+                ("after", held_out_after[phone_rows]),
+                (
+                    "every photo to the phone network (no routing errors, no refusals)",
+                    np.full(len(phone_ids), "clinical"),
+                ),
+            )
         },
         "risk, HAM10000 validation (outer heads, all folds pooled, shipped policies)": {
-            "before": risk_figures(served_results(classifier, ham_before, ham_logits_tiled), ham_labels),
-            "after": risk_figures(served_results(classifier, ham_after, ham_logits_tiled), ham_labels),
+            name: risk_figures(served_results(classifier, outcomes, ham_logits_tiled), ham_labels)
+            for name, outcomes in (
+                ("before", ham_before),
+                ("after", ham_after),
+                ("every photo to the dermoscopy network", np.full(len(ham_labels), "dermoscopic")),
+            )
         },
     }
 
