@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from models.serving.decision import decide
 from models.serving.explanation_head import ExplanationHead
@@ -75,6 +75,18 @@ class GateSettings(BaseModel):
     max_brightness: float
     max_saturated_share: float
     refusal_probability: float  # picture-head probability of a refusing picture class that refuses
+    # The photo's kind from the picture head's dermoscopic share, p(dermoscopic) / (p(dermoscopic) + p(clinical)),
+    # chosen by nested patient-grouped cross-validation (models/training/kind_routing.py): at or above
+    # ``dermoscopic_share_at_least`` the dermoscopy network alone, under ``clinical_share_under`` the phone
+    # network alone, in between both networks and the safer result (models/serving/screening.py).
+    clinical_share_under: float
+    dermoscopic_share_at_least: float
+
+    @model_validator(mode="after")
+    def _kind_band_in_order(self) -> GateSettings:
+        if not 0.0 <= self.clinical_share_under <= self.dermoscopic_share_at_least <= 1.0:
+            raise ValueError("need 0 <= clinical_share_under <= dermoscopic_share_at_least <= 1")
+        return self
 
 
 class ArtifactMetadata(BaseModel):
@@ -117,7 +129,7 @@ class Prediction:
     melanoma_finding: MelanomaFinding
     melanoma_probability: float
     malignant_probability: float
-    photo_kind: PhotoKind
+    photo_kind: PhotoKind  # the network whose result this is (models/serving/screening.py routes the photo)
     model_version: str
     answers_used: list[str]  # the patient's answers that went into this result (empty: photo only)
     # Which answers raised or lowered this result (models/serving/decision.py); stored with it, never in to_dict.
@@ -127,9 +139,16 @@ class Prediction:
     # outside the tones SkinSense was measured on turned LOW into MEDIUM (models/serving/decision.py).
     skin_tone: SkinTone | None = None
     raised_by_skin_tone: bool = False
+    # The picture head was unsure of the kind: both kinds' networks ran and this is the safer of their results.
+    photo_kind_uncertain: bool = False
     # The kind network's last feature map of the photo (the identity view), kept from the analysis so that the
     # explanation picture needs no second run of the network; never stored (not in ``to_dict``).
     feature_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def class_probabilities(self) -> np.ndarray:
+        """The ranking's probabilities in CLASS_CODES order."""
+        by_code = {ranked.code: ranked.probability for ranked in self.ranking}
+        return np.array([by_code[code] for code in CLASS_CODES])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +158,7 @@ class Prediction:
             "melanoma_alert": self.melanoma_alert,
             "melanoma_finding": self.melanoma_finding.value,
             "photo_kind": self.photo_kind.value,
+            "photo_kind_uncertain": self.photo_kind_uncertain,
             "answers_used": self.answers_used,
             "skin_tone": None if self.skin_tone is None else self.skin_tone.to_dict(),
             "raised_by_skin_tone": self.raised_by_skin_tone,

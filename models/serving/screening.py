@@ -4,13 +4,22 @@ and ``skinsense classify`` share, so the bot and the command line can never disa
 The gates run before the model's answer is used, cheapest first: the file (shared.images), then light
 (too dark, too bright), then the picture head (not a lesion, lesion too small in the frame, blurred;
 else the photo's kind), then a sharpness floor per kind for what the head lets through.
+
+The kind: patients send phone photos, and a phone photo scored by the dermoscopy network is the costliest
+routing error (that network misses far more cancers on phone photos). So a photo goes to the dermoscopy
+network alone only when the picture head is clearly sure it is dermoscopic, to the phone network alone when it
+is clearly not, and in between to both, keeping the safer result: the higher risk level, the melanoma alert if
+either raises it (models/training/kind_routing.py chose the band and measured it on held-out patients).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
-from models.serving.inference import PICTURE_CLASSES, REFUSING_PICTURES, Classifier, Prediction
+from models.serving.inference import PICTURE_CLASSES, REFUSING_PICTURES, Classifier, GateSettings, Prediction
+from models.serving.policy import RISK_ORDER
 from models.serving.preprocessing import prepare_image
 from models.serving.quality import measure_quality
 from shared.answers import PatientAnswers
@@ -27,8 +36,31 @@ _DERMOSCOPIC = PICTURE_CLASSES.index("dermoscopic")
 _CLINICAL = PICTURE_CLASSES.index("clinical")
 
 
-def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> tuple[PhotoKind, np.ndarray]:
-    """The photo's kind and ImageNet embedding, or UnreadableImage with the first gate that refuses it."""
+@dataclass(frozen=True)
+class KindRoute:
+    """Which network a photo that passed the gates goes to."""
+
+    kind: PhotoKind  # that network; where uncertain, the kind the picture head finds more likely
+    uncertain: bool  # neither clearly phone nor clearly dermoscopy: both networks run, the safer result is kept
+
+
+def dermoscopic_share(picture: np.ndarray) -> np.ndarray:
+    """p(dermoscopic) / (p(dermoscopic) + p(clinical)) of picture-head probabilities (..., 5): the kind alone,
+    whatever mass the refusing classes took."""
+    dermoscopic, clinical = picture[..., _DERMOSCOPIC], picture[..., _CLINICAL]
+    return np.asarray(dermoscopic / np.maximum(dermoscopic + clinical, 1e-12))
+
+
+def route_kind(share: float, gates: GateSettings) -> KindRoute:
+    if share >= gates.dermoscopic_share_at_least:
+        return KindRoute(PhotoKind.DERMOSCOPIC, uncertain=False)
+    if share < gates.clinical_share_under:
+        return KindRoute(PhotoKind.CLINICAL, uncertain=False)
+    return KindRoute(PhotoKind.DERMOSCOPIC if share >= 0.5 else PhotoKind.CLINICAL, uncertain=True)
+
+
+def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> tuple[KindRoute, np.ndarray]:
+    """The photo's route and ImageNet embedding, or UnreadableImage with the first gate that refuses it."""
     gates = classifier.metadata.gates
     quality = measure_quality(prepared)
     if quality.brightness < gates.min_brightness:
@@ -41,16 +73,35 @@ def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> tuple[PhotoKi
     if picture[refusing] >= gates.refusal_probability:
         code = _REFUSING[refusing]
         raise UnreadableImage(code, f"{_REASONS[code]} (p={picture[refusing]:.2f})")
-    kind = PhotoKind.DERMOSCOPIC if picture[_DERMOSCOPIC] >= picture[_CLINICAL] else PhotoKind.CLINICAL
-    if quality.sharpness < classifier.metadata.kinds[kind].min_sharpness:
+    route = route_kind(float(dermoscopic_share(picture)), gates)
+    # Of an uncertain photo, refused only when too blurred for either kind: it may be of either.
+    kinds = list(PhotoKind) if route.uncertain else [route.kind]
+    if quality.sharpness < min(classifier.metadata.kinds[kind].min_sharpness for kind in kinds):
         raise UnreadableImage("blurry", f"the photo is out of focus (sharpness {quality.sharpness:.1f})")
-    return kind, embedding
+    return route, embedding
+
+
+def safer_prediction(predictions: list[Prediction]) -> Prediction:
+    """The safer of one photo's results from different networks: the higher risk level, then the one with the
+    melanoma alert (an alert is always HIGH risk, so this keeps any alert); on a tie the first."""
+    return max(predictions, key=lambda p: (RISK_ORDER.index(p.risk), p.melanoma_alert))
 
 
 def screen_prepared(prepared: np.ndarray, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:
     """Gate and classify one prepared image (uint8, 224x224x3), with the patient's answers where known."""
-    kind, embedding = gate_prepared(prepared, classifier)
-    return classifier.classify_prepared([prepared], [kind], [answers], embedding)[0]
+    route, embedding = gate_prepared(prepared, classifier)
+    if not route.uncertain:
+        return classifier.classify_prepared([prepared], [route.kind], [answers], embedding)[0]
+    # Both networks on the photo alone, the more likely kind first (it wins a tie). The safer result is kept as
+    # the worker stores a result (its kind and ranking), and the answers combine with it as with any photo of
+    # that kind: the same as the worker's finalize step does later (Classifier.prediction_from_ranking).
+    kinds = [route.kind, next(kind for kind in PhotoKind if kind != route.kind)]
+    both = classifier.classify_prepared([prepared, prepared], kinds, None, np.concatenate([embedding, embedding]))
+    safer = safer_prediction(both)
+    if answers is not None:
+        combined = classifier.prediction(safer.class_probabilities(), safer.photo_kind, answers)
+        safer = replace(combined, feature_map=safer.feature_map)
+    return replace(safer, photo_kind_uncertain=True)
 
 
 def screen_photo(data: bytes, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:

@@ -25,9 +25,9 @@ import numpy as np
 
 from models.serving.inference import ARTIFACT_DIR, RUNTIMES
 
-# total: decode, gates and model of one photo (models.serving.screening); explanation: its picture
-# (models.serving.explain)
-STAGES = ("decode", "quality", "picture", "model", "total", "explanation")
+# total: decode, gates and model of one photo (models.serving.screening); uncertain: the same, of the photos whose
+# kind was uncertain (both networks run); explanation: its picture (models.serving.explain)
+STAGES = ("decode", "quality", "picture", "model", "total", "uncertain", "explanation")
 
 
 def _photos(count: int) -> list[bytes]:
@@ -88,6 +88,8 @@ def measure(runtime: str, images: int, threads: int) -> dict[str, Any]:
             timed("model", functools.partial(classifier.classify_prepared, [prepared], [PhotoKind.CLINICAL]))
             with contextlib.suppress(UnreadableImage):
                 prediction = timed("total", functools.partial(screen_photo, data, classifier))
+                if prediction.photo_kind_uncertain:
+                    stages["uncertain"].append(stages["total"][-1])
                 ranking = prediction.to_dict()["ranking"]
                 # As the worker draws it: from the feature map the analysis kept.
                 kind, feature_map = prediction.photo_kind, prediction.feature_map

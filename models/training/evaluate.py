@@ -4,9 +4,9 @@
 - clinical (phone photos): PAD-UFES-20's 328 phone photos. The shipped phone network has seen every phone
   patient, so its place is taken by the patient-grouped cross-validation runs: each photo is scored by
   the run that never saw its patient (the artifact keeps those logits).
-Every photo goes through the served path (models.serving.screening: gates, then the kind the picture head
-chooses, then that kind's network: a phone photo taken for a dermoscopic one is scored by the
-dermoscopy network, as a patient would get it). The figures:
+Every photo goes through the served path (models.serving.screening: gates, then the network the picture head
+routes it to: a phone photo taken for a dermoscopic one is scored by the dermoscopy network, as a patient would
+get it, and one of uncertain kind gets the safer of both networks' results). The figures:
 - the gates' refusal rates, by code, on each data set and on pictures that are not lesions;
 - classification on the photos the gates pass: balanced accuracy (7 classes on dermoscopy; the 5 shared
   classes on phone photos, where SCC has no HAM10000 code and only counts as malignant), per-class recall,
@@ -40,7 +40,7 @@ from models.serving.metrics import (
     softmax,
 )
 from models.serving.preprocessing import prepare_image
-from models.serving.screening import gate_prepared
+from models.serving.screening import KindRoute, gate_prepared, safer_prediction
 from models.serving.skin_tone import estimate_ita, ita_group
 from models.training.data import Sample, load_prepared, load_prepared_images, resolve_data_dir
 from models.training.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
@@ -56,19 +56,33 @@ NESTED_REPEATS = 3  # nested cross-validations of the phone policy, each over ot
 SampleT = TypeVar("SampleT", Sample, PhoneSample)
 
 
-def gate_outcomes(classifier: Classifier, images: np.ndarray) -> list[str]:
-    """Per image: the kind the gates pass it as, or the refusal code."""
-    outcomes = []
+UNCERTAIN = "uncertain"  # the gates' outcome of a photo of uncertain kind (both networks, the safer result)
+
+
+def gate_routes(classifier: Classifier, images: np.ndarray) -> list[KindRoute | str]:
+    """Per image: the route the gates give it, or the refusal code."""
+    routes: list[KindRoute | str] = []
     for image in images:
         try:
-            outcomes.append(gate_prepared(image, classifier)[0].value)
+            routes.append(gate_prepared(image, classifier)[0])
         except UnreadableImage as refusal:
-            outcomes.append(refusal.code)
-    return outcomes
+            routes.append(refusal.code)
+    return routes
+
+
+def outcome_of(route: KindRoute | str) -> str:
+    """The refusal code, the kind, or UNCERTAIN."""
+    if isinstance(route, str):
+        return route
+    return UNCERTAIN if route.uncertain else route.kind.value
+
+
+def gate_outcomes(classifier: Classifier, images: np.ndarray) -> list[str]:
+    return [outcome_of(route) for route in gate_routes(classifier, images)]
 
 
 def refusal_summary(outcomes: list[str]) -> dict[str, Any]:
-    kinds = {kind.value for kind in PhotoKind}
+    kinds = {kind.value for kind in PhotoKind} | {UNCERTAIN}
     counts = Counter(outcomes)
     refused = sum(n for code, n in counts.items() if code not in kinds)
     return {
@@ -119,16 +133,28 @@ def evaluate_kind(
     """``logits``: this kind's network on these photos, from networks that never trained on them. ``held_out``:
     (probabilities, risk levels, melanoma alerts) from policies that never saw these photos' patients (phone
     photos: the nested cross-validation's outer folds); else the two-way cross-fit of models/training/kind_fit.py."""
-    outcomes = gate_outcomes(classifier, images)
-    passed = np.array([o in {k.value for k in PhotoKind} for o in outcomes])
-    served_kinds = [PhotoKind(o) for o, p in zip(outcomes, passed, strict=True) if p]
-    served_logits = logits[passed].copy()
-    other = np.array([k != kind for k in served_kinds], dtype=bool)
-    if other.any():  # taken for the other kind: scored by that kind's network, as served
-        other_kind = next(k for k in PhotoKind if k != kind)
-        served_logits[other] = classifier.logits(images[passed][other], other_kind)
-    probabilities = classifier.probabilities(served_logits, served_kinds)
-    predictions = [classifier.prediction(p, k) for p, k in zip(probabilities, served_kinds, strict=True)]
+    routes = gate_routes(classifier, images)
+    outcomes = [outcome_of(route) for route in routes]
+    passed = np.array([not isinstance(route, str) for route in routes])
+    # Each photo's result from this kind's network (the held-out logits) and, where its route asks for it (taken
+    # for the other kind, or of uncertain kind), the other kind's network, as served.
+    other_kind = next(k for k in PhotoKind if k != kind)
+    results = {kind: classifier.probabilities(logits, [kind] * len(logits))}
+    needs_other = [i for i, r in enumerate(routes) if isinstance(r, KindRoute) and (r.uncertain or r.kind != kind)]
+    results[other_kind] = np.zeros_like(results[kind])
+    if needs_other:
+        other_logits = classifier.logits(images[needs_other], other_kind)
+        results[other_kind][needs_other] = classifier.probabilities(other_logits, [other_kind] * len(needs_other))
+    predictions = []
+    for index, route in enumerate(routes):
+        if isinstance(route, str):
+            continue
+        served = classifier.prediction(results[route.kind][index], route.kind)
+        if route.uncertain:
+            other = next(k for k in PhotoKind if k != route.kind)
+            served = safer_prediction([served, classifier.prediction(results[other][index], other)])
+        predictions.append(served)
+    probabilities = np.stack([p.class_probabilities() for p in predictions])
     levels = np.array([p.risk for p in predictions])
     alerts = np.array([p.melanoma_alert for p in predictions])
     scored_codes = CLASS_CODES if kind == PhotoKind.DERMOSCOPIC else SHARED_CODES
@@ -140,7 +166,7 @@ def evaluate_kind(
     report = {
         "clinic": clinic_view(levels, probabilities, labels[passed], scored_codes),
         "gates": refusal_summary(outcomes),
-        "photo_kind_chosen": {k.value: float(np.mean([o == k.value for o in outcomes])) for k in PhotoKind},
+        "photo_kind_chosen": {k: float(np.mean([o == k for o in outcomes])) for k in (*PhotoKind, UNCERTAIN)},
         "as_shipped": kind_metrics(probabilities, labels[passed], levels, alerts, scored_codes),
         "cross_fitted": {
             key: value
@@ -224,11 +250,7 @@ def evaluate(
     not_lesions["refused_share_by_kind"] = {
         kind: float(
             np.mean(
-                [
-                    o not in {k.value for k in PhotoKind}
-                    for o, p in zip(outcomes, pictures, strict=True)
-                    if p.kind == kind
-                ]
+                [o not in {*PhotoKind, UNCERTAIN} for o, p in zip(outcomes, pictures, strict=True) if p.kind == kind]
             )
         )
         for kind in sorted({p.kind for p in pictures})

@@ -52,6 +52,8 @@ from models.training.pad_ufes import (
     resolve_phone_data_root,
 )
 from models.training.picture_training import (
+    CLINICAL_SHARE_UNDER,
+    DERMOSCOPIC_SHARE_AT_LEAST,
     REFUSAL_PROBABILITY,
     build_picture_examples,
     cross_validated_probabilities,
@@ -257,6 +259,8 @@ def package(
             max_brightness=MAX_BRIGHTNESS,
             max_saturated_share=MAX_SATURATED_SHARE,
             refusal_probability=REFUSAL_PROBABILITY,
+            clinical_share_under=CLINICAL_SHARE_UNDER,
+            dermoscopic_share_at_least=DERMOSCOPIC_SHARE_AT_LEAST,
         ),
         picture_classes=list(PICTURE_CLASSES),
         training={

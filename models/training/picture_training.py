@@ -28,6 +28,11 @@ from models.training.pad_ufes import PhoneSample
 # The refusing classes' probability at which a picture is refused (chosen on the first grouped
 # cross-validation: it refused under 1 % of lesion photos of either kind, see the model card).
 REFUSAL_PROBABILITY = 0.35
+# The kind's band on the dermoscopic share (models/serving/screening.py): under the first the phone network
+# alone, at or above the second the dermoscopy network alone, between them both. Chosen by nested grouped
+# cross-validation (models/training/kind_routing.py; figures in the model card).
+CLINICAL_SHARE_UNDER = 0.1989
+DERMOSCOPIC_SHARE_AT_LEAST = 0.9852
 REGULARISATION = 0.01  # inverse L2 strength of the logistic regression on standardised embeddings
 TOO_SMALL_FRAME = (5.0, 9.0)  # the lesion's picture is 1/5 to 1/9 of the frame's side
 NORMAL_FRAME = (1.2, 2.2)
