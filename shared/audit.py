@@ -137,6 +137,10 @@ class Job(SQLModel, table=True):
     skin_tone_ita: float | None = None
     skin_tone_caveat: bool | None = None
     raised_by_skin_tone: bool | None = None
+    # A photo whose kind the picture head could not tell (models/serving/screening.py): what the other kind's network
+    # found on the photo alone (its risk and melanoma alert), under which the result's risk never falls.
+    other_kind_risk: RiskLevel | None = Field(default=None, sa_column=Column(StoredEnum(RiskLevel, 16)))
+    other_kind_alert: bool | None = None
     # The photos sent together in one album share this (a random id the bot gives the album): one reply for all.
     album_id: str | None = Field(default=None, index=True, max_length=32)
     album_position: int | None = None  # orders an album's photos as sent (Telegram's message id: a counter)

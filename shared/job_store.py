@@ -419,6 +419,9 @@ class JobStore:
             job.skin_tone_ita = None if skin_tone is None else float(skin_tone["ita"])
             job.skin_tone_caveat = bool(skin_tone and skin_tone["outside_measured_range"])
             job.raised_by_skin_tone = bool(record.get("raised_by_skin_tone"))
+            other_kind = record.get("other_kind")  # {risk, melanoma_alert} where the kind was uncertain, else None
+            job.other_kind_risk = None if other_kind is None else RiskLevel(other_kind["risk"])
+            job.other_kind_alert = None if other_kind is None else bool(other_kind["melanoma_alert"])
             waiting_s = self.deadlines.questionnaire_s if job.answers_closed_at is None else 0.0
             job.due_at = self._due(waiting_s + self.deadlines.queued_s)
         return job
@@ -456,6 +459,8 @@ class JobStore:
             job.skin_tone_ita = earlier.skin_tone_ita
             job.skin_tone_caveat = earlier.skin_tone_caveat
             job.raised_by_skin_tone = earlier.raised_by_skin_tone
+            job.other_kind_risk = earlier.other_kind_risk
+            job.other_kind_alert = earlier.other_kind_alert
             job.answers = earlier.answers
             job.answers_closed_at = job.answers_closed_at or utc_now()
             job.due_at = self._due(self.deadlines.queued_s)  # answered at once

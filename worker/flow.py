@@ -30,6 +30,7 @@ from telegram import InlineKeyboardMarkup
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
+from models.serving.decision import OtherKindResult
 from models.serving.inference import Classifier, Prediction
 from models.serving.screening import screen_photo
 from models.serving.spot_change import compare_spots
@@ -181,8 +182,18 @@ class ClassificationFlow:
             with timed("combine"):
                 answers = answers_from_record(job.answers)
                 changed = bool(job.spot_change and job.spot_change.get("changes"))
+                other_kind = (
+                    None
+                    if job.other_kind_risk is None
+                    else OtherKindResult(job.other_kind_risk, bool(job.other_kind_alert))
+                )
                 prediction = self.classifier.prediction_from_ranking(
-                    job.photo_ranking, job.photo_kind, answers, spot_changed=changed, skin_tone_ita=job.skin_tone_ita
+                    job.photo_ranking,
+                    job.photo_kind,
+                    answers,
+                    spot_changed=changed,
+                    skin_tone_ita=job.skin_tone_ita,
+                    other_kind=other_kind,
                 )
         elif last_resort:
             log.warning("job %s: no worker of its model version finalized it; its photo-only result goes out", job.id)

@@ -23,6 +23,7 @@ import numpy as np
 
 from models.serving.policy import (
     MALIGNANT_MASK,
+    RISK_ORDER,
     KindPolicy,
     RiskAssessment,
     assess_risk,
@@ -32,7 +33,7 @@ from models.serving.policy import (
 from models.serving.skin_tone import SkinTone
 from models.serving.triage import TriageModel
 from shared.answers import AnswerEffect, PatientAnswers
-from shared.labels import PhotoKind, RiskLevel
+from shared.labels import CLASS_CODES, MelanomaFinding, PhotoKind, RiskLevel, melanoma_finding
 
 MIN_EFFECT = 0.01  # one percentage point of malignant probability
 FLOOR_ANSWERS = ("grew", "changed", "bleeds")  # the answers models.serving.policy.never_low reads
@@ -46,6 +47,20 @@ class ClinicalDecision:
     answer_effects: dict[str, AnswerEffect]  # {answer: raised or lowered}, for those that moved this result
     raised_by_change: bool = False  # the spot changed since its earlier photo, and that raised the risk
     raised_by_skin_tone: bool = False  # LOW became MEDIUM: the skin is outside the tones SkinSense was measured on
+    raised_by_other_kind: bool = False  # the other kind's network found it riskier (a photo of uncertain kind)
+
+
+@dataclass(frozen=True)
+class OtherKindResult:
+    """A photo whose kind the picture head could not tell (models/serving/screening.py) is read by the network of
+    the more likely kind, and its risk is never under what the other kind's network found on the photo alone:
+    that network's risk level and melanoma alert."""
+
+    risk: RiskLevel
+    melanoma_alert: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {"risk": self.risk.value, "melanoma_alert": self.melanoma_alert}
 
 
 # A spot that changed since its earlier photo (models/serving/spot_change.py) is one level more urgent: change in
@@ -63,12 +78,16 @@ def decide(
     *,
     spot_changed: bool = False,
     skin_tone: SkinTone | None = None,
+    other_kind: OtherKindResult | None = None,
 ) -> ClinicalDecision:
     """The decision for one photo (``photo``: its calibrated probabilities). Unknown answers change nothing:
     with none known this is exactly the photo-only result. ``spot_changed``: the spot looks changed since its
     earlier photo (RAISED_BY_CHANGE). ``skin_tone``: the skin around the lesion (None: not estimated); outside the
-    tones the kind was measured on, LOW becomes MEDIUM."""
+    tones the kind was measured on, LOW becomes MEDIUM. ``other_kind``: the photo's kind was uncertain, and this is
+    what the other kind's network found (OtherKindResult): the risk is never under it, its alert is kept."""
     decision = _decide(photo, kind, answers, policy, triage)
+    if other_kind is not None:
+        decision = not_under(decision, other_kind)
     if spot_changed and decision.assessment.risk != RiskLevel.HIGH:
         raised = replace(decision.assessment, risk=RAISED_BY_CHANGE[decision.assessment.risk])
         decision = replace(decision, assessment=raised, raised_by_change=True)
@@ -79,6 +98,21 @@ def decide(
         floored = replace(decision.assessment, risk=RiskLevel.MEDIUM)
         decision = replace(decision, assessment=floored, raised_by_skin_tone=True)
     return decision
+
+
+def not_under(decision: ClinicalDecision, other_kind: OtherKindResult) -> ClinicalDecision:
+    """The decision, raised to the other kind's risk and alert where they are higher. The ranking stays the more
+    likely kind's (its classes are that network's best reading); an alert only the other network raised reads
+    "melanoma cannot be ruled out" unless melanoma also leads here."""
+    assessment = decision.assessment
+    risk = max(assessment.risk, other_kind.risk, key=RISK_ORDER.index)
+    finding = assessment.melanoma_finding
+    if finding == MelanomaFinding.NONE and other_kind.melanoma_alert:
+        finding = melanoma_finding(True, CLASS_CODES[int(np.argmax(decision.probabilities))])
+    if (risk, finding) == (assessment.risk, assessment.melanoma_finding):
+        return decision
+    raised = replace(assessment, risk=risk, melanoma_finding=finding)
+    return replace(decision, assessment=raised, raised_by_other_kind=True)
 
 
 def _decide(

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, model_validator
 
-from models.serving.decision import decide
+from models.serving.decision import OtherKindResult, decide
 from models.serving.explanation_head import ExplanationHead
 from models.serving.metrics import softmax
 from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, KindPolicy
@@ -139,8 +139,15 @@ class Prediction:
     # outside the tones SkinSense was measured on turned LOW into MEDIUM (models/serving/decision.py).
     skin_tone: SkinTone | None = None
     raised_by_skin_tone: bool = False
-    # The picture head was unsure of the kind: both kinds' networks ran and this is the safer of their results.
-    photo_kind_uncertain: bool = False
+    # The picture head was unsure of the kind: both kinds' networks ran; this is the more likely kind's reading,
+    # its risk never under the other network's (models/serving/decision.py OtherKindResult).
+    other_kind: OtherKindResult | None = None
+    raised_by_other_kind: bool = False
+
+    @property
+    def photo_kind_uncertain(self) -> bool:
+        return self.other_kind is not None
+
     # The kind network's last feature map of the photo (the identity view), kept from the analysis so that the
     # explanation picture needs no second run of the network; never stored (not in ``to_dict``).
     feature_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -159,6 +166,8 @@ class Prediction:
             "melanoma_finding": self.melanoma_finding.value,
             "photo_kind": self.photo_kind.value,
             "photo_kind_uncertain": self.photo_kind_uncertain,
+            "other_kind": None if self.other_kind is None else self.other_kind.to_dict(),
+            "raised_by_other_kind": self.raised_by_other_kind,
             "answers_used": self.answers_used,
             "skin_tone": None if self.skin_tone is None else self.skin_tone.to_dict(),
             "raised_by_skin_tone": self.raised_by_skin_tone,
@@ -431,15 +440,24 @@ class Classifier:
         *,
         spot_changed: bool = False,
         skin_tone: SkinTone | None = None,
+        other_kind: OtherKindResult | None = None,
     ) -> Prediction:
         """The result of one photo from its calibrated photo-only probabilities and, where given, the answers
-        (and whether the spot changed since its earlier photo, and the skin tone around the lesion).
+        (and whether the spot changed since its earlier photo, the skin tone around the lesion, and what the other
+        kind's network found where the kind was uncertain).
 
         Unknown answers change nothing: with none known this is exactly the photo-only result.
         """
         policy = self.kind_policy(kind)
         decision = decide(
-            photo_probabilities, kind, answers, policy, self.triage, spot_changed=spot_changed, skin_tone=skin_tone
+            photo_probabilities,
+            kind,
+            answers,
+            policy,
+            self.triage,
+            spot_changed=spot_changed,
+            skin_tone=skin_tone,
+            other_kind=other_kind,
         )
         probabilities, assessment = decision.probabilities, decision.assessment
         order = np.argsort(-probabilities, kind="stable")
@@ -458,6 +476,8 @@ class Classifier:
             raised_by_change=decision.raised_by_change,
             skin_tone=skin_tone,
             raised_by_skin_tone=decision.raised_by_skin_tone,
+            other_kind=other_kind,
+            raised_by_other_kind=decision.raised_by_other_kind,
         )
 
     def prediction_from_ranking(
@@ -468,12 +488,19 @@ class Classifier:
         *,
         spot_changed: bool = False,
         skin_tone_ita: float | None = None,
+        other_kind: OtherKindResult | None = None,
     ) -> Prediction:
         """Recompute a stored photo-only result (``Prediction.to_dict()['ranking']``) with the answers
-        (``skin_tone_ita``: the skin tone stored with it, ``to_dict()['skin_tone']['ita']``)."""
+        (``skin_tone_ita``: the skin tone stored with it, ``to_dict()['skin_tone']['ita']``; ``other_kind``: the
+        other kind's result stored with it)."""
         by_code = {entry["code"]: float(entry["probability"]) for entry in ranking}
         probabilities = np.array([by_code[code] for code in CLASS_CODES])
         skin_tone = None if skin_tone_ita is None else SkinTone(skin_tone_ita, kind)
         return self.prediction(
-            probabilities / probabilities.sum(), kind, answers, spot_changed=spot_changed, skin_tone=skin_tone
+            probabilities / probabilities.sum(),
+            kind,
+            answers,
+            spot_changed=spot_changed,
+            skin_tone=skin_tone,
+            other_kind=other_kind,
         )

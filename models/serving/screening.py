@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from models.serving.decision import OtherKindResult
 from models.serving.inference import PICTURE_CLASSES, REFUSING_PICTURES, Classifier, GateSettings, Prediction
-from models.serving.policy import RISK_ORDER
 from models.serving.preprocessing import prepare_image
 from models.serving.quality import measure_quality
 from shared.answers import PatientAnswers
@@ -81,27 +81,27 @@ def gate_prepared(prepared: np.ndarray, classifier: Classifier) -> tuple[KindRou
     return route, embedding
 
 
-def safer_prediction(predictions: list[Prediction]) -> Prediction:
-    """The safer of one photo's results from different networks: the higher risk level, then the one with the
-    melanoma alert (an alert is always HIGH risk, so this keeps any alert); on a tie the first."""
-    return max(predictions, key=lambda p: (RISK_ORDER.index(p.risk), p.melanoma_alert))
-
-
 def screen_prepared(prepared: np.ndarray, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:
     """Gate and classify one prepared image (uint8, 224x224x3), with the patient's answers where known."""
     route, embedding = gate_prepared(prepared, classifier)
     if not route.uncertain:
         return classifier.classify_prepared([prepared], [route.kind], [answers], embedding)[0]
-    # Both networks on the photo alone, the more likely kind first (it wins a tie). The safer result is kept as
-    # the worker stores a result (its kind and ranking), and the answers combine with it as with any photo of
-    # that kind: the same as the worker's finalize step does later (Classifier.prediction_from_ranking).
-    kinds = [route.kind, next(kind for kind in PhotoKind if kind != route.kind)]
-    both = classifier.classify_prepared([prepared, prepared], kinds, None, np.concatenate([embedding, embedding]))
-    safer = safer_prediction(both)
-    if answers is not None:
-        combined = classifier.prediction(safer.class_probabilities(), safer.photo_kind, answers)
-        safer = replace(combined, feature_map=safer.feature_map)
-    return replace(safer, photo_kind_uncertain=True)
+    # Both networks on the photo alone: the more likely kind's reading, never less risky than the other's. Its
+    # ranking stays the more likely kind's (dermoscopy photos keep the dermoscopy network's classes), its risk and
+    # alert are raised to the other's where higher (models/serving/decision.py OtherKindResult), as the worker
+    # stores and finalizes it later (Classifier.prediction_from_ranking).
+    other_kind = next(kind for kind in PhotoKind if kind != route.kind)
+    likely, other = classifier.classify_prepared(
+        [prepared, prepared], [route.kind, other_kind], None, np.concatenate([embedding, embedding])
+    )
+    served = classifier.prediction(
+        likely.class_probabilities(),
+        route.kind,
+        answers,
+        skin_tone=likely.skin_tone,
+        other_kind=OtherKindResult(other.risk, other.melanoma_alert),
+    )
+    return replace(served, feature_map=likely.feature_map)
 
 
 def screen_photo(data: bytes, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:

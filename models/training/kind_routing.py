@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.serving.decision import OtherKindResult
 from models.serving.inference import ARTIFACT_DIR, PICTURE_CLASSES, Classifier, GateSettings, Prediction
-from models.serving.screening import dermoscopic_share, route_kind, safer_prediction
+from models.serving.screening import dermoscopic_share, route_kind
 from models.training.data import load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.training.kind_fit import is_malignant
 from models.training.package import CLINICAL_CV_FILE, SPLIT_FILE, phone_validation_samples, validation_samples
@@ -213,10 +214,11 @@ def nested_routing(
 
 
 def served_results(
-    classifier: Classifier, outcomes: np.ndarray, logits: dict[PhotoKind, np.ndarray]
+    classifier: Classifier, outcomes: np.ndarray, logits: dict[PhotoKind, np.ndarray], shares: np.ndarray
 ) -> list[Prediction | None]:
-    """Each photo's result as models/serving/screening.py gives it for its route (None: refused); uncertain photos
-    get the safer of both networks' results, the more likely kind first (``uncertain_first``)."""
+    """Each photo's result as models/serving/screening.py gives it for its route (None: refused); an uncertain
+    photo is read by the more likely kind's network (``shares``: each photo's dermoscopic share), its risk never
+    under the other network's."""
     predictions = {
         kind: [classifier.prediction(p, kind) for p in classifier.probabilities(kind_logits, [kind] * len(kind_logits))]
         for kind, kind_logits in logits.items()
@@ -226,7 +228,15 @@ def served_results(
         if outcome == "refused":
             results.append(None)
         elif outcome == "uncertain":
-            results.append(safer_prediction([predictions[kind][index] for kind in PhotoKind]))
+            likely = PhotoKind.DERMOSCOPIC if shares[index] >= 0.5 else PhotoKind.CLINICAL
+            other = predictions[next(kind for kind in PhotoKind if kind != likely)][index]
+            results.append(
+                classifier.prediction(
+                    predictions[likely][index].class_probabilities(),
+                    likely,
+                    other_kind=OtherKindResult(other.risk, other.melanoma_alert),
+                )
+            )
         else:
             results.append(predictions[PhotoKind(outcome)][index])
     return results
@@ -294,6 +304,8 @@ def report(
     melanoma = data.phone_labels == MELANOMA_INDEX
     ham_labels = np.tile(data.ham_validation_labels, folds)
     ham_logits_tiled = {kind: np.tile(logits, (folds, 1)) for kind, logits in ham_logits.items()}
+    phone_shares = dermoscopic_share(nested.out_of_fold[phone_rows])
+    ham_shares = np.concatenate([dermoscopic_share(p) for p in nested.ham_validation])
     return {
         "picture head refitted on every example vs the shipped one, largest probability difference on HAM10000 "
         "validation": float(np.abs(refit - shipped_head_ham).max()),
@@ -319,7 +331,7 @@ def report(
             for name, outcomes in (("before", held_out_before), ("after", held_out_after))
         },
         "risk, phone photos (held-out routing, out-of-fold phone logits, shipped policies)": {
-            name: risk_figures(served_results(classifier, outcomes, phone_logits), data.phone_labels)
+            name: risk_figures(served_results(classifier, outcomes, phone_logits, phone_shares), data.phone_labels)
             for name, outcomes in (
                 ("before", held_out_before[phone_rows]),
                 ("after", held_out_after[phone_rows]),
@@ -330,7 +342,7 @@ def report(
             )
         },
         "risk, HAM10000 validation (outer heads, all folds pooled, shipped policies)": {
-            name: risk_figures(served_results(classifier, outcomes, ham_logits_tiled), ham_labels)
+            name: risk_figures(served_results(classifier, outcomes, ham_logits_tiled, ham_shares), ham_labels)
             for name, outcomes in (
                 ("before", ham_before),
                 ("after", ham_after),

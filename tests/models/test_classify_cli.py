@@ -63,6 +63,8 @@ def test_real_images_are_ranked_with_calibrated_probabilities(data_dir: Path, sa
             "melanoma_finding",
             "photo_kind",
             "photo_kind_uncertain",
+            "other_kind",
+            "raised_by_other_kind",
             "answers_used",
             "skin_tone",
             "raised_by_skin_tone",

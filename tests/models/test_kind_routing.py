@@ -1,5 +1,6 @@
 """Which network a photo goes to (models/serving/screening.py): a clearly phone photo to the phone network alone, a
-clearly dermoscopic one to the dermoscopy network alone, and one in between to both, keeping the safer result.
+clearly dermoscopic one to the dermoscopy network alone, and one in between to both: read by the likelier kind's
+network, its risk never under the other's.
 Real artifact, real photos; for the band, a copy of the classifier whose band takes every photo (same networks,
 heads and policy), so that photos on which the two networks disagree can be found among a few."""
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.serving.decision import OtherKindResult
 from models.serving.inference import Classifier, GateSettings, Prediction
 from models.serving.policy import RISK_ORDER
 from models.serving.preprocessing import prepare_image
@@ -23,7 +25,7 @@ from models.training.package import validation_samples
 from models.training.pad_ufes import PhoneSample
 from shared.answers import PatientAnswers
 from shared.images import UnreadableImage
-from shared.labels import PhotoKind
+from shared.labels import PhotoKind, RiskLevel
 
 
 def photo_files(data_dir: Path, phone_samples: list[PhoneSample]) -> Iterator[Path]:
@@ -103,26 +105,29 @@ def test_a_photo_clearly_of_one_kind_goes_to_that_network_alone(
     assert served.to_dict() == {**both_networks(clear, classifier)[kind].to_dict(), "photo_kind_uncertain": False}
 
 
-def test_an_uncertain_photo_gets_both_networks_and_the_safer_result(
+def test_an_uncertain_photo_is_read_by_the_likelier_kind_and_never_less_risky_than_the_other_finds(
     undecided: Classifier, data_dir: Path, phone_samples: list[PhoneSample]
 ) -> None:
-    raised_by = set()
+    raised = kept = 0
     for path in photo_files(data_dir, phone_samples):
         if not passes_gates(path, undecided):
             continue
         served = screen_photo(path.read_bytes(), undecided)
         results = both_networks(path, undecided)
         assert served.photo_kind_uncertain and served.to_dict()["photo_kind_uncertain"] is True
+        likely = PhotoKind.DERMOSCOPIC if share_of(path, undecided) >= 0.5 else PhotoKind.CLINICAL
+        assert served.photo_kind == likely
+        assert served.ranking == results[likely].ranking, "the likelier kind's reading of the classes"
         assert served.risk == max((r.risk for r in results.values()), key=RISK_ORDER.index)
         assert served.melanoma_alert == any(r.melanoma_alert for r in results.values())
-        kept = results[served.photo_kind]  # the result of one network, whole: ranking, risk and alert together
-        assert served.ranking == kept.ranking and served.risk == kept.risk
-        other = results[next(kind for kind in PhotoKind if kind != served.photo_kind)]
-        if RISK_ORDER.index(other.risk) < RISK_ORDER.index(kept.risk):
-            raised_by.add(served.photo_kind)
-        if len(raised_by) == 2:
-            return  # each network's higher risk was kept at least once
-    pytest.fail(f"among these photos only the {raised_by or 'no'} network ever gave the higher risk")
+        other = results[next(kind for kind in PhotoKind if kind != likely)]
+        assert served.to_dict()["other_kind"] == {"risk": other.risk.value, "melanoma_alert": other.melanoma_alert}
+        was_raised = (served.risk, served.melanoma_alert) != (results[likely].risk, results[likely].melanoma_alert)
+        assert served.raised_by_other_kind == was_raised
+        raised, kept = raised + was_raised, kept + (not was_raised)
+        if raised and kept:
+            return  # the other kind's risk raised one result and left another alone
+    pytest.fail(f"among these photos {raised} were raised by the other kind and {kept} were not")
 
 
 def test_the_worker_stores_an_uncertain_result_that_finalizes_to_the_same_risk(
@@ -133,13 +138,24 @@ def test_the_worker_stores_an_uncertain_result_that_finalizes_to_the_same_risk(
         if not passes_gates(path, undecided):
             continue
         photo_only = screen_photo(path.read_bytes(), undecided)
-        stored = photo_only.to_dict()["ranking"]  # what the worker keeps of it, with the kind
-        again = undecided.prediction_from_ranking(stored, photo_only.photo_kind, None)
+        record = photo_only.to_dict()  # what the worker keeps of it: the ranking, the kind, the other kind's result
+        stored, other = record["ranking"], record["other_kind"]
+        other_kind = OtherKindResult(RiskLevel(other["risk"]), other["melanoma_alert"])
+        again = undecided.prediction_from_ranking(
+            stored,
+            photo_only.photo_kind,
+            None,
+            other_kind=other_kind,
+            skin_tone_ita=record["skin_tone"] and record["skin_tone"]["ita"],
+        )
         assert (again.risk, again.melanoma_alert) == (photo_only.risk, photo_only.melanoma_alert)
         # `skinsense classify --answers` and the worker's finalize step combine the answers alike.
         with_answers = screen_photo(path.read_bytes(), undecided, answers).to_dict()
-        finalized = undecided.prediction_from_ranking(stored, photo_only.photo_kind, answers).to_dict()
-        assert {**with_answers, "ranking": None} == {**finalized, "ranking": None, "photo_kind_uncertain": True}
+        skin_tone_ita = None if record["skin_tone"] is None else record["skin_tone"]["ita"]
+        finalized = undecided.prediction_from_ranking(
+            stored, photo_only.photo_kind, answers, other_kind=other_kind, skin_tone_ita=skin_tone_ita
+        ).to_dict()
+        assert {**with_answers, "ranking": None} == {**finalized, "ranking": None}
         # The stored ranking is rounded to 6 decimals: the same ranking, up to that.
         assert [c["code"] for c in with_answers["ranking"]] == [c["code"] for c in finalized["ranking"]]
         probabilities = [c["probability"] for c in finalized["ranking"]]
