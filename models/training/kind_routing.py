@@ -35,11 +35,14 @@ import numpy as np
 
 from models.serving.decision import OtherKindResult
 from models.serving.inference import ARTIFACT_DIR, PICTURE_CLASSES, Classifier, GateSettings, Prediction
+from models.serving.policy import RISK_ORDER
 from models.serving.screening import dermoscopic_share, route_kind
+from models.serving.skin_tone import estimate_skin_tone
 from models.training.data import load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.training.kind_fit import is_malignant
+from models.training.operating_point import clinic_view, nested_runs
 from models.training.package import CLINICAL_CV_FILE, SPLIT_FILE, phone_validation_samples, validation_samples
-from models.training.pad_ufes import read_phone_samples, resolve_phone_data_root
+from models.training.pad_ufes import PhoneSample, read_phone_samples, resolve_phone_data_root
 from models.training.picture_training import build_picture_examples, fit_picture_head, refused
 from shared.labels import MELANOMA_INDEX, PhotoKind, RiskLevel
 
@@ -259,6 +262,55 @@ def risk_figures(results: Sequence[Prediction | None], labels: np.ndarray) -> di
     }
 
 
+def phone_photos_as_served(
+    classifier: Classifier,
+    outcomes: np.ndarray,
+    shares: np.ndarray,
+    dermoscopic_logits: np.ndarray,
+    samples: Sequence[PhoneSample],
+    phone_logits: np.ndarray,
+) -> dict[str, object]:
+    """The clinic's figures over **every** phone photo, each routed as the served band routes it on held-out
+    patients: the phone network's result from the nested cross-validation's outer folds (policy and answer model
+    fitted on other patients, models/training/operating_point.py), the dermoscopy network's with its own policy
+    (it never saw a phone photo), the higher risk of the two where the kind is uncertain, and LOW made MEDIUM
+    where the skin is darker than the kind was measured on (models/serving/skin_tone.py). A refused photo is told
+    nothing: neither LOW nor forwarded."""
+    darker = [
+        tone is not None and tone.outside_measured_range
+        for tone in (
+            estimate_skin_tone(image, PhotoKind.CLINICAL) for image in load_prepared([s.path for s in samples])
+        )
+    ]
+    run = nested_runs(samples, phone_logits, repeats=1)[0]
+    labels = np.array([s.label for s in samples])
+    dermoscopic = classifier.probabilities(dermoscopic_logits, [PhotoKind.DERMOSCOPIC] * len(labels))
+    dermoscopic_risk = [classifier.prediction(p, PhotoKind.DERMOSCOPIC).risk for p in dermoscopic]
+    figures: dict[str, object] = {"routes": outcome_shares(outcomes)}
+    for rule in ("photo_only", "answers_as_served"):
+        levels = np.empty(len(labels), dtype=object)
+        probabilities = run.probabilities(rule).copy()
+        for index, outcome in enumerate(outcomes.tolist()):
+            likely_dermoscopic = shares[index] >= 0.5
+            # The answers combine only with a phone reading: with the likelier kind dermoscopic, the phone
+            # network's photo-only result is the floor.
+            phone = run.levels["photo_only" if likely_dermoscopic else rule][index]
+            if outcome == "refused":
+                levels[index] = None
+            elif outcome == "clinical":
+                levels[index] = phone
+            elif outcome == "dermoscopic":
+                levels[index], probabilities[index] = dermoscopic_risk[index], dermoscopic[index]
+            else:
+                levels[index] = max(phone, dermoscopic_risk[index], key=RISK_ORDER.index)
+                if likely_dermoscopic:
+                    probabilities[index] = dermoscopic[index]
+            if darker[index] and levels[index] == RiskLevel.LOW:
+                levels[index] = RiskLevel.MEDIUM
+        figures[rule] = clinic_view(levels, probabilities, labels)
+    return figures
+
+
 def report(
     classifier: Classifier,
     data: PictureData,
@@ -266,6 +318,7 @@ def report(
     artifact_dir: Path,
     max_phone_to_dermoscopy: float = MAX_PHONE_TO_DERMOSCOPY,
     max_dermoscopy_to_phone: float = MAX_DERMOSCOPY_TO_PHONE,
+    phone_samples: Sequence[PhoneSample] = (),
 ) -> dict[str, object]:
     gates = classifier.metadata.gates
     phone_rows = data.sources == PHONE
@@ -341,6 +394,18 @@ def report(
                 ),
             )
         },
+        "every phone photo as served (held-out routing, nested outer-fold phone policy; issue 19's figures)": (
+            phone_photos_as_served(
+                classifier,
+                held_out_after[phone_rows],
+                phone_shares,
+                data.phone_dermoscopic_logits,
+                phone_samples,
+                phone_clinical_logits,
+            )
+            if phone_samples
+            else None
+        ),
         "risk, HAM10000 validation (outer heads, all folds pooled, shipped policies)": {
             name: risk_figures(served_results(classifier, outcomes, ham_logits_tiled, ham_shares), ham_labels)
             for name, outcomes in (
@@ -368,7 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     data = load_or_build(classifier, data_dir, resolve_phone_data_root(args.phone_data_dir), cache)
     targets = (args.max_phone_to_dermoscopy, args.max_dermoscopy_to_phone)
     nested = nested_routing(data, OUTER_FOLDS, INNER_FOLDS, *targets)
-    print(json.dumps(report(classifier, data, nested, args.artifact_dir, *targets), indent=2))
+    phone = phone_validation_samples(resolve_phone_data_root(args.phone_data_dir), args.artifact_dir)
+    print(json.dumps(report(classifier, data, nested, args.artifact_dir, *targets, phone_samples=phone), indent=2))
 
 
 if __name__ == "__main__":
