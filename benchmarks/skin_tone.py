@@ -34,7 +34,7 @@ from models.serving.inference import ARTIFACT_DIR
 from models.serving.preprocessing import prepare_image
 from models.serving.skin_tone import MEASURED_ITA_GROUPS, ItaGroup, estimate_ita, ita_group
 from models.training.data import image_path, read_samples
-from models.training.package import validation_samples
+from models.training.validation_data import validation_samples
 from shared.config import get_settings
 from shared.images import decode_image
 from shared.labels import PhotoKind

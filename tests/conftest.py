@@ -142,7 +142,7 @@ def phone_photo(phone_data_root: Path, classifier: Classifier) -> Path:
 def photos_by_risk(data_dir: Path, classifier: Classifier) -> dict[str, Path]:
     """Validation photos (never trained on) that the shipped model puts at high risk with a melanoma
     alert, and at low risk; chosen by the model itself, not hard-coded."""
-    from models.training.package import validation_samples  # training-side code: only where needed
+    from models.training.validation_data import validation_samples  # training-side code: only where needed
 
     chosen: dict[str, Path] = {}
     for sample in validation_samples(data_dir, ARTIFACT_DIR):

@@ -47,8 +47,8 @@ from models.training.data import Sample, load_prepared, load_prepared_images, re
 from models.training.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
 from models.training.negatives import negative_pictures
 from models.training.operating_point import OuterScores, clinic_view, nested_report, nested_runs
-from models.training.package import CLINICAL_CV_FILE, phone_validation_samples, validation_samples
 from models.training.pad_ufes import SHARED_CODES, PhoneSample, resolve_phone_data_root
+from models.training.validation_data import CLINICAL_CV_FILE, phone_validation_samples, validation_samples
 from shared.images import UnreadableImage
 from shared.labels import CLASS_CODES, MELANOMA_INDEX, PhotoKind, RiskLevel
 

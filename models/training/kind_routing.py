@@ -41,9 +41,9 @@ from models.serving.skin_tone import estimate_skin_tone
 from models.training.data import load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.training.kind_fit import is_malignant
 from models.training.operating_point import clinic_view, nested_runs
-from models.training.package import CLINICAL_CV_FILE, SPLIT_FILE, phone_validation_samples, validation_samples
 from models.training.pad_ufes import PhoneSample, read_phone_samples, resolve_phone_data_root
 from models.training.picture_training import build_picture_examples, fit_picture_head, refused
+from models.training.validation_data import CLINICAL_CV_FILE, SPLIT_FILE, phone_validation_samples, validation_samples
 from shared.labels import MELANOMA_INDEX, PhotoKind, RiskLevel
 
 log = logging.getLogger(__name__)

@@ -47,6 +47,7 @@ from models.serving.policy import (
 from models.serving.triage import TriageModel, answer_features, fit_triage
 from models.training.calibration import fit_temperature
 from models.training.pad_ufes import SHARED_CODES, PhoneSample, patient_answers, resolve_phone_data_root
+from models.training.validation_data import CLINICAL_CV_FILE, TRIAGE_FILE, phone_validation_samples
 from shared.answers import PatientAnswers
 from shared.labels import CLASS_CODES, MELANOMA_INDEX, MelanomaFinding, RiskLevel
 
@@ -336,8 +337,6 @@ def write_to_artifact(
 ) -> None:
     """The shipped phone policy and answer model (as ``package`` writes them), without training anew."""
     shipped = report["shipped"]
-    from models.training.package import TRIAGE_FILE
-
     fit_answers(samples, logits, shipped["temperature"]).save(artifact_dir / TRIAGE_FILE)
     path = artifact_dir / METADATA_FILE
     metadata = json.loads(path.read_text())
@@ -372,7 +371,6 @@ def phone_operating_point(samples: Sequence[PhoneSample], logits: np.ndarray, re
 
 
 def load_phone_logits(artifact_dir: Path, phone_root: Path) -> tuple[list[PhoneSample], np.ndarray]:
-    from models.training.package import CLINICAL_CV_FILE, phone_validation_samples  # package imports this module
 
     samples = phone_validation_samples(phone_root, artifact_dir)
     with np.load(artifact_dir / CLINICAL_CV_FILE) as cross_validation:

@@ -41,7 +41,7 @@ from models.serving.inference import (
 from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, MAX_MALIGNANT_TOLD_LOW, MELANOMA_SENSITIVITY
 from models.serving.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, to_model_input
 from models.serving.quality import MAX_BRIGHTNESS, MAX_SATURATED_SHARE, MIN_BRIGHTNESS, measure_quality
-from models.training.data import Sample, load_prepared, load_prepared_images, read_samples, resolve_data_dir
+from models.training.data import load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.training.export import explainable_network, export_network
 from models.training.kind_fit import cross_fitted_probabilities, fit_kind, malignant_told_low_share
 from models.training.operating_point import fit_answers, phone_kind_settings, phone_operating_point
@@ -61,11 +61,15 @@ from models.training.picture_training import (
     fit_picture_head,
     refused,
 )
+from models.training.validation_data import (
+    CLINICAL_CV_FILE,
+    SPLIT_FILE,
+    TRIAGE_FILE,
+    validation_samples,
+)
 from shared.labels import CLASS_CODES, CLASS_NAMES, PhotoKind
 
 log = logging.getLogger(__name__)
-SPLIT_FILE = "validation_split.json"
-CLINICAL_CV_FILE = "clinical_cross_validation.npz"
 FILES = {
     "dermoscopic": {"litert": "dermoscopic.tflite", "keras": "dermoscopic.keras"},
     "clinical": {"litert": "clinical.tflite", "keras": "clinical.keras"},
@@ -74,7 +78,6 @@ FILES = {
 HEADS_FILE = "heads.npz"
 PHONE_FOLDS = 5
 PHONE_HEAD_C = 0.003  # inverse L2 strength of the phone head (grouped cross-validation, see the model card)
-TRIAGE_FILE = "triage.npz"
 # Logits averaged over these views of each photo (see models.serving.inference.VIEWS).
 DEFAULT_VIEWS = ("identity", "flip_left_right", "flip_up_down", "rotate_180")
 # The sharpness floor of a kind: this share of its validation photos is sharper than it.
@@ -89,19 +92,6 @@ def average_models(paths: Sequence[Path]) -> Any:
     image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
     logits = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")(image) for i, m in enumerate(members)]
     return keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
-
-
-def validation_samples(data_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[Sample]:
-    wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["validation"]
-    by_id = {s.image_id: s for s in read_samples(data_dir)}
-    return [by_id[image_id] for image_id in wanted]
-
-
-def phone_validation_samples(phone_root: Path, artifact_dir: Path = ARTIFACT_DIR) -> list[PhoneSample]:
-    """The whole phone photos, in the order of the artifact's cross-validation logits."""
-    wanted = json.loads((artifact_dir / SPLIT_FILE).read_text())["phone_validation"]
-    by_id = {s.image_id: s for s in read_phone_samples(phone_root, include_crops=False)}
-    return [by_id[image_id] for image_id in wanted]
 
 
 def averaged_logits(network: LiteRTNetwork, prepared: np.ndarray, views: Sequence[str]) -> np.ndarray:

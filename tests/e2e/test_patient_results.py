@@ -49,7 +49,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def alert_photos(data_dir: Path, classifier: Classifier) -> dict[MelanomaFinding, Path]:
     """Validation photos (never trained on) on which the shipped model raises the melanoma alert, one led by
     melanoma and one led by another class: chosen by the model itself, not hard-coded."""
-    from models.training.package import validation_samples  # training-side code: only where needed
+    from models.training.validation_data import validation_samples  # training-side code: only where needed
 
     chosen: dict[MelanomaFinding, Path] = {}
     for sample in validation_samples(data_dir, ARTIFACT_DIR):

@@ -14,7 +14,7 @@ from models.serving.inference import ARTIFACT_DIR, Classifier
 from models.serving.preprocessing import prepare_image, to_model_input
 from models.serving.screening import screen_photo
 from models.training.data import Sample, image_path
-from models.training.package import validation_samples
+from models.training.validation_data import validation_samples
 from shared.labels import PhotoKind
 
 

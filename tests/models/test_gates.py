@@ -20,8 +20,8 @@ from models.serving.screening import screen_photo
 from models.training.augment import phone_style
 from models.training.data import Sample, image_path
 from models.training.negatives import _document, _plain_skin, _screenshot
-from models.training.package import validation_samples
 from models.training.pad_ufes import PhoneSample
+from models.training.validation_data import validation_samples
 from shared.images import UnreadableImage
 from shared.labels import PhotoKind
 

@@ -21,8 +21,8 @@ from models.serving.preprocessing import prepare_image
 from models.serving.screening import KindRoute, dermoscopic_share, gate_prepared, route_kind, screen_photo
 from models.training.data import image_path
 from models.training.kind_routing import choose_band
-from models.training.package import validation_samples
 from models.training.pad_ufes import PhoneSample
+from models.training.validation_data import validation_samples
 from shared.answers import PatientAnswers
 from shared.images import UnreadableImage
 from shared.labels import PhotoKind, RiskLevel
