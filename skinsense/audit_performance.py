@@ -20,23 +20,11 @@ import statistics
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from models.serving.metrics import wilson_interval
 from shared.audit import MALIGNANT_FINDINGS, ClinicalFinding, Referral
 from shared.clinic.views import AlertOutcome, ReviewTime
 from shared.labels import CLASS_CODES
 from shared.spot_followups import ReminderFigures
-
-Z_95 = 1.959964
-
-
-def wilson_interval(successes: int, total: int) -> tuple[float, float]:
-    """The 95 % Wilson score interval of a proportion (sound for small counts and for 0 or all)."""
-    if total == 0:
-        return (0.0, 1.0)
-    share = successes / total
-    denominator = 1 + Z_95**2 / total
-    centre = (share + Z_95**2 / (2 * total)) / denominator
-    half = Z_95 * math.sqrt(share * (1 - share) / total + Z_95**2 / (4 * total**2)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def share(successes: int, total: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -76,3 +77,17 @@ def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
         ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+Z_95 = 1.959964
+
+
+def wilson_interval(successes: int, total: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion (sound for small counts and for 0 or all)."""
+    if total == 0:
+        return (0.0, 1.0)
+    share = successes / total
+    denominator = 1 + Z_95**2 / total
+    centre = (share + Z_95**2 / (2 * total)) / denominator
+    half = Z_95 * math.sqrt(share * (1 - share) / total + Z_95**2 / (4 * total**2)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))

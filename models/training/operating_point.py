@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from models.serving.inference import ARTIFACT_DIR, METADATA_FILE, ArtifactMetadata, artifact_version
-from models.serving.metrics import balanced_accuracy, roc_auc, softmax
+from models.serving.metrics import balanced_accuracy, roc_auc, softmax, wilson_interval
 from models.serving.policy import (
     HIGH_MALIGNANT_PROBABILITY,
     MALIGNANT_MASK,
@@ -54,7 +54,6 @@ from shared.labels import CLASS_CODES, MELANOMA_INDEX, MelanomaFinding, RiskLeve
 log = logging.getLogger(__name__)
 
 OUTER_FOLDS, INNER_FOLDS = 5, 4
-Z_95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -220,17 +219,6 @@ def outer_scores(
                 levels[rule][index] = assessment.risk
                 alerts[rule][index] = assessment.melanoma_finding != MelanomaFinding.NONE
     return OuterScores(photo, combined, levels, alerts, chosen)
-
-
-def wilson_interval(successes: int, total: int) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion."""
-    if total == 0:
-        return (0.0, 1.0)
-    share = successes / total
-    denominator = 1 + Z_95**2 / total
-    centre = (share + Z_95**2 / (2 * total)) / denominator
-    half = Z_95 * math.sqrt(share * (1 - share) / total + Z_95**2 / (4 * total**2)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def counted(levels: np.ndarray, labels: np.ndarray, rows: np.ndarray, level: RiskLevel) -> dict[str, Any]:

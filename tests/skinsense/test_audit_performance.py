@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from models.serving.metrics import wilson_interval
 from shared.audit import ClinicalFinding, ClinicianActionKind, Referral
 from shared.clinic.buttons import Press, callback_data, parse_callback
 from shared.clinic.views import AlertOutcome
 from shared.labels import PhotoKind
 from shared.spot_followups import ReminderFigures
-from skinsense.audit_performance import group_figures, performance_lines, share, wilson_interval
+from skinsense.audit_performance import group_figures, performance_lines, share
 
 MOMENT = datetime(2026, 12, 1, tzinfo=UTC)
 
