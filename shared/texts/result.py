@@ -187,6 +187,19 @@ PHOTO_KIND_SEEN: dict[PhotoKind, str] = {
 }
 
 
+# A photo whose kind the picture head could not tell: both networks read it, and the more cautious risk was kept.
+PHOTO_KIND_UNSURE: dict[PhotoKind, str] = {
+    PhotoKind.DERMOSCOPIC: (
+        "SkinSense could not tell for sure how this photo was taken. It read it as a dermatoscope photo (taken "
+        "through a skin magnifier) and as a phone photo, and kept the more cautious of the two risks."
+    ),
+    PhotoKind.CLINICAL: (
+        "SkinSense could not tell for sure how this photo was taken. It read it as an ordinary phone photo and as a "
+        "dermatoscope photo (taken through a skin magnifier), and kept the more cautious of the two risks."
+    ),
+}
+
+
 PHOTO_KIND_PLURAL: dict[PhotoKind, str] = {
     PhotoKind.DERMOSCOPIC: "dermatoscope photos",
     PhotoKind.CLINICAL: "phone photos",
@@ -293,6 +306,7 @@ class PatientResult:
     photo_ranking: Sequence[Mapping[str, Any]] | None = None  # the photo's own ranking, before the answers
     spot_change: Mapping[str, Any] | None = None  # a new photo of a spot compared with its earlier one
     skin_tone_caveat: bool = False  # the skin looks darker than SkinSense was measured on
+    kind_uncertain: bool = False  # both kinds' networks read it (models/serving/screening.py)
     raised_by_skin_tone: bool = False  # and that turned LOW into MEDIUM
 
     @property
@@ -315,6 +329,7 @@ class PatientResult:
             photo_ranking=job.photo_ranking,
             spot_change=job.spot_change,
             skin_tone_caveat=bool(job.skin_tone_caveat),
+            kind_uncertain=job.other_kind_risk is not None,
             raised_by_skin_tone=bool(job.raised_by_skin_tone),
         )
 
@@ -378,7 +393,7 @@ def _malignant_share_moved(view: PatientResult) -> tuple[float, float] | None:
 def _photo_section(view: PatientResult) -> str | None:
     if view.photo_kind is None:
         return None
-    parts = [PHOTO_KIND_SEEN[view.photo_kind]]
+    parts = [(PHOTO_KIND_UNSURE if view.kind_uncertain else PHOTO_KIND_SEEN)[view.photo_kind]]
     if view.malignant_told_low_per_100 is not None:
         missed = round(view.malignant_told_low_per_100)
         figure = "fewer than 1" if missed < 1 else str(missed)

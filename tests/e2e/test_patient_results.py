@@ -105,7 +105,8 @@ def test_an_alert_reads_as_the_policy_says_with_plain_names_advice_and_reliabili
     assert "Risk: HIGH." in text and "dermatologist" in text and "urgent care" in text
     measured = classifier.metadata.kinds[job.photo_kind].malignant_told_low_per_100
     assert f"misses about {round(measured)} in 100 skin cancers" in text, "the figure from the artifact"
-    assert result_texts.PHOTO_KIND_SEEN[job.photo_kind] in text
+    seen = result_texts.PHOTO_KIND_UNSURE if job.other_kind_risk is not None else result_texts.PHOTO_KIND_SEEN
+    assert seen[job.photo_kind] in text, "how the photo was read, and whether its kind was certain"
     assert text.count("not a diagnosis") == 1 + (finding == MelanomaFinding.LIKELY) and text.endswith("/about")
 
     picture = explanation_picture_after(stack, chat, sent["message_id"])

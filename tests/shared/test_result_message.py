@@ -208,6 +208,16 @@ def test_the_reliability_sentence_quotes_the_artifacts_measured_figure(kind: Pho
     )
 
 
+@pytest.mark.parametrize("kind", list(PhotoKind))
+def test_a_photo_of_uncertain_kind_says_it_was_read_both_ways(kind: PhotoKind) -> None:
+    view = result_texts.PatientResult(
+        ranking(("nv", 0.9)), RiskLevel.MEDIUM, False, photo_kind=kind, kind_uncertain=True
+    )
+    text = text_of(view)
+    assert result_texts.PHOTO_KIND_UNSURE[kind] in text and result_texts.PHOTO_KIND_SEEN[kind] not in text
+    assert "more cautious" in text
+
+
 def test_the_answers_that_raised_or_lowered_the_risk_are_named() -> None:
     view = result_texts.PatientResult(
         ranking(("nv", 0.6)),
