@@ -3,6 +3,7 @@ real (migrated) SQLite audit database."""
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -128,6 +129,30 @@ def test_a_real_prediction_is_stored_with_its_ranking(store: JobStore, data_dir:
     assert done.skin_tone_ita == (None if skin_tone is None else skin_tone.ita)
     assert done.skin_tone_caveat == (skin_tone is not None and skin_tone.outside_measured_range)
     assert done.raised_by_skin_tone == prediction.raised_by_skin_tone
+
+
+def test_a_photo_of_uncertain_kind_keeps_the_other_kinds_result_and_the_same_photo_again_too(
+    store: JobStore, data_dir: Path, classifier: Classifier
+) -> None:
+    undecided = copy.copy(classifier)  # a band that takes every photo (the same loaded networks)
+    gates = classifier.metadata.gates.model_copy(
+        update={"clinical_share_under": 0.0, "dermoscopic_share_at_least": 1.0}
+    )
+    undecided.metadata = classifier.metadata.model_copy(update={"gates": gates})
+    data = next((data_dir / "images").glob("*.jpg")).read_bytes()
+    prediction = screen_photo(data, undecided)
+    assert prediction.other_kind is not None
+    job = received(store)
+    store.mark_running(job.id)
+    done = store.mark_done(job.id, prediction, image_sha256="ef" * 32)
+    assert (done.other_kind_risk, done.other_kind_alert) == (
+        prediction.other_kind.risk,
+        prediction.other_kind.melanoma_alert,
+    )
+    again = received(store)
+    store.mark_running(again.id)
+    repeated = store.mark_same_photo(again.id, done, image_sha256="ef" * 32)
+    assert (repeated.other_kind_risk, repeated.other_kind_alert) == (done.other_kind_risk, done.other_kind_alert)
 
 
 DELIVERY = Delivery(chat_id=-100_987_654_321, file_id="AgACAgQAAxkBAAIB-file-id")
