@@ -111,6 +111,19 @@ def cross_validation_logits(cv_runs: Sequence[Path], phone: list[PhoneSample]) -
     return np.stack([by_id[s.image_id] for s in phone])
 
 
+def phone_head_out_of_fold(phone: list[PhoneSample], embeddings: np.ndarray) -> np.ndarray:
+    """Each phone photo's probabilities from the phone head (on its ImageNet ``embeddings``) fitted on the other
+    patient folds (``patient_folds``, seed 0): the phone head's half of the shipped out-of-fold blend."""
+    labels = np.array([s.label for s in phone])
+    head_fold = patient_folds(phone, PHONE_FOLDS, seed=0)
+    out_of_fold = np.zeros((len(phone), len(CLASS_CODES)))
+    for fold in range(PHONE_FOLDS):
+        fit, held = head_fold != fold, head_fold == fold
+        fitted = fit_embedding_head(embeddings[fit], labels[fit], len(CLASS_CODES), PHONE_HEAD_C)
+        out_of_fold[held] = fitted.probabilities(embeddings[held])
+    return out_of_fold
+
+
 def package(
     dermoscopic_run: Path,
     clinical_run: Path,
@@ -164,13 +177,7 @@ def package(
     # probabilities (each fitted without the photo's patient), then the shipped head on every patient.
     phone_labels = np.array([s.label for s in phone])
     phone_embeddings = features.run(to_model_input(phone_images))
-    head_fold = patient_folds(phone, PHONE_FOLDS, seed=0)
-    head_out_of_fold = np.zeros((len(phone), len(CLASS_CODES)))
-    for fold in range(PHONE_FOLDS):
-        fitted = fit_embedding_head(
-            phone_embeddings[head_fold != fold], phone_labels[head_fold != fold], len(CLASS_CODES), PHONE_HEAD_C
-        )
-        head_out_of_fold[head_fold == fold] = fitted.probabilities(phone_embeddings[head_fold == fold])
+    head_out_of_fold = phone_head_out_of_fold(phone, phone_embeddings)
     phone_head = fit_embedding_head(phone_embeddings, phone_labels, len(CLASS_CODES), PHONE_HEAD_C)
     heads = {**picture_head.arrays(PICTURE_HEAD), **phone_head.arrays(PHONE_HEAD)}
     np.savez(artifact_dir / HEADS_FILE, **cast(dict[str, Any], heads))

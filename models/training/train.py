@@ -12,7 +12,9 @@ The data a run sees (TrainConfig):
 The shipped phone network is a phone-only run (``use_ham`` False) on every patient, with five fold runs for
 its figures; the shipped dermoscopy network, two HAM10000-only runs averaged.
 
-Class weights balance the classes over the epoch's mix. The ImageNet head trains first on the frozen
+A run starts from the ported ImageNet weights, or with ``init_from`` from another trained lesion network of
+the same architecture (one member of an averaged one: ``init_member``; models/training/warm_start.py).
+Class weights balance the classes over the epoch's mix. The head trains first on the frozen
 backbone, then the whole network fine-tunes (batch normalisation stays frozen: its statistics are folded
 into the ported weights). Augmentation is numpy and Pillow, so any Keras backend can run it.
 
@@ -47,6 +49,7 @@ from models.training.data import (
     split_by_lesion,
 )
 from models.training.pad_ufes import PhoneSample, phone_training_split, read_phone_samples
+from models.training.warm_start import file_digest, start_from
 from shared.labels import CLASS_CODES
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,10 @@ class TrainConfig:
     class_weight_power: float = 1.0
     loader_threads: int = 4
     limit: int = 0  # use only the first N training images of each data set (smoke tests); 0: all
+    # Start from this saved Keras lesion network's weights instead of ImageNet's (e.g. the artifact's
+    # dermoscopic.keras); empty: the ImageNet port. ``init_member`` picks one network of an averaged one.
+    init_from: str = ""
+    init_member: int | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,7 @@ def train(config: TrainConfig) -> Path:
         run_dir / "train_config.json",
         {
             "config": dataclasses.asdict(config),
+            "init_from_sha256": file_digest(Path(config.init_from)) if config.init_from else None,
             "data_fingerprint": data_fingerprint(data_dir, samples),
             "class_codes": list(CLASS_CODES),
             "class_weights": {CLASS_CODES[i]: w for i, w in weights.items()},
@@ -278,6 +286,9 @@ def train(config: TrainConfig) -> Path:
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = build_classifier(Path(config.imagenet_weights), config.dropout)
+    if config.init_from:
+        copied = start_from(model, Path(config.init_from), config.init_member)
+        log.info("started from %s (member %s): %d layers' weights", config.init_from, config.init_member, copied)
     batches = training_batches(sources, items, weights, config)
     finetune_steps = config.finetune_epochs * len(batches)
     stages = (  # (name, backbone trainable, learning rate or schedule, epochs)
@@ -339,6 +350,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-on-phone-photos", action="store_true", help="also train on the whole phone photos")
     parser.add_argument("--imagenet-weights", help="TFLite file (default: SKINSENSE_IMAGENET_WEIGHTS)")
     parser.add_argument("--run-dir", default="models/runs/latest")
+    parser.add_argument(
+        "--init-from", default="", help="start from this Keras lesion network (e.g. models/artifact/dermoscopic.keras)"
+    )
+    parser.add_argument("--init-member", type=int, default=None, help="with --init-from: which member (0-based)")
     for field in _INT_FIELDS:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
     for field in _FLOAT_FIELDS:
@@ -366,6 +381,8 @@ def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
         phone_data_root=phone_root,
         use_ham=not args.phone_only,
         train_on_phone_photos=args.train_on_phone_photos,
+        init_from=args.init_from,
+        init_member=args.init_member,
         **{field: getattr(args, field) for field in _INT_FIELDS + _FLOAT_FIELDS},
     )
 
