@@ -76,10 +76,12 @@ async def consent_gate(update: Update, context: BotContext) -> None:
     if message is None or await has_consented(message.chat_id, context):
         return  # on to the handlers of group 0
     store, chat_ref = context.bot_data.services.held_photos, context.bot_data.services.chat_ref(message.chat_id)
-    already_asked = await asyncio.to_thread(store.count, chat_ref) > 0
+    already_asked = False
     if incoming_image(message) is not None:  # held sealed (its file id, no bytes) until the patient decides
         await asyncio.to_thread(store.hold, chat_ref, key_of(update), message.to_dict())
-    if not (already_asked and incoming_image(message) is not None):  # one question for a whole album
+        # One question for a whole album: asked with its first photo held (a replay of that photo asks again).
+        already_asked = await asyncio.to_thread(store.held_before, chat_ref, key_of(update))
+    if not already_asked:
         await ask_for_consent(message)
     raise ApplicationHandlerStop
 

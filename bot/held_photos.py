@@ -34,6 +34,20 @@ class HeldPhotoStore:
             session.commit()
             return int(session.exec(select(func.count()).where(col(HeldPhoto.chat_ref) == chat_ref)).one())
 
+    def held_before(self, chat_ref: str, update_key: str) -> bool:
+        """Whether another photo of this chat was held before the one ``update_key`` brought: the privacy question
+        went out with that one (a chat's album asks once). Not this photo itself: a replayed update finds its own
+        photo held by a bot that may have died before asking."""
+        with Session(self._engine) as session:
+            own = session.get(HeldPhoto, update_key)
+            since = own.held_at if own is not None else utc_now()
+            earlier = select(func.count()).where(
+                col(HeldPhoto.chat_ref) == chat_ref,
+                col(HeldPhoto.update_key) != update_key,
+                col(HeldPhoto.held_at) <= since,
+            )
+            return int(session.exec(earlier).one()) > 0
+
     def hold(self, chat_ref: str, update_key: str, message: dict[str, Any]) -> bool:
         """Hold this photo's message; False when the chat holds MAX_HELD_PHOTOS already or this update is held
         (the same update handled again)."""

@@ -47,3 +47,18 @@ def test_a_chat_holds_ten_photos_at_most_and_none_for_longer_than_an_hour(audit_
     assert held.held(A) == [], "an hour on, the patient is asked to send the photo again"
     with Session(audit_engine) as session:
         assert session.exec(select(HeldPhoto).where(col(HeldPhoto.chat_ref) == A)).all() == []
+
+
+def test_the_privacy_question_goes_with_the_first_photo_held_and_again_when_that_photo_is_handled_again(
+    audit_engine: Engine,
+) -> None:
+    """A bot killed after holding a photo and before asking: the update handled again (by it or another
+    replica) finds its own photo held, and must still ask; a later photo of the same chat does not ask again."""
+    held = store(audit_engine)
+    assert held.hold("chat-a", "first", {"message_id": 1})
+    assert not held.held_before("chat-a", "first"), "its own photo is no earlier photo"
+    assert not held.held_before("chat-a", "first"), "the same update handled again still asks"
+    assert held.hold("chat-a", "second", {"message_id": 2})
+    assert held.held_before("chat-a", "second"), "the album's next photo: asked with the first"
+    assert not held.held_before("chat-a", "first")
+    assert not held.held_before("chat-b", "other"), "another chat's photos are no reason"
