@@ -78,7 +78,7 @@ class GateSettings(BaseModel):
     # The photo's kind from the picture head's dermoscopic share, p(dermoscopic) / (p(dermoscopic) + p(clinical)),
     # chosen by nested patient-grouped cross-validation (models/training/kind_routing.py): at or above
     # ``dermoscopic_share_at_least`` the dermoscopy network alone, under ``clinical_share_under`` the phone
-    # network alone, in between both networks and the safer result (models/serving/screening.py).
+    # network alone, in between both networks (models/serving/screening.py).
     clinical_share_under: float
     dermoscopic_share_at_least: float
 

@@ -8,8 +8,9 @@ else the photo's kind), then a sharpness floor per kind for what the head lets t
 The kind: patients send phone photos, and a phone photo scored by the dermoscopy network is the costliest
 routing error (that network misses far more cancers on phone photos). So a photo goes to the dermoscopy
 network alone only when the picture head is clearly sure it is dermoscopic, to the phone network alone when it
-is clearly not, and in between to both, keeping the safer result: the higher risk level, the melanoma alert if
-either raises it (models/training/kind_routing.py chose the band and measured it on held-out patients).
+is clearly not, and in between to both: read by the more likely kind's network, its risk level and melanoma alert
+never under the other network's (models/training/kind_routing.py chose the band and measured it on held-out
+patients).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class KindRoute:
     """Which network a photo that passed the gates goes to."""
 
     kind: PhotoKind  # that network; where uncertain, the kind the picture head finds more likely
-    uncertain: bool  # neither clearly phone nor clearly dermoscopy: both networks run, the safer result is kept
+    uncertain: bool  # neither clearly phone nor clearly dermoscopy: both networks run (the likelier kind reads it)
 
 
 def dermoscopic_share(picture: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ NESTED_REPEATS = 3  # nested cross-validations of the phone policy, each over ot
 SampleT = TypeVar("SampleT", Sample, PhoneSample)
 
 
-UNCERTAIN = "uncertain"  # the gates' outcome of a photo of uncertain kind (both networks, the safer result)
+UNCERTAIN = "uncertain"  # the gates' outcome of a photo of uncertain kind (both networks ran)
 
 
 def gate_routes(classifier: Classifier, images: np.ndarray) -> list[KindRoute | str]:
