@@ -20,8 +20,9 @@ PREPROCESSING_DESCRIPTION = (
 )
 
 
-def prepare_image(image: Image.Image) -> np.ndarray:
-    """Return the model input for one photo: uint8 array of shape (INPUT_SIZE, INPUT_SIZE, 3)."""
+def prepare_image(image: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
+    """Return the model input for one photo: uint8 array of shape (size, size, 3); the served networks take
+    INPUT_SIZE, a larger ``size`` is for training experiments (models/training/train.py ``input_size``)."""
     image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
         # Alpha is composited on white rather than dropped, so transparent areas do not turn black.
@@ -30,10 +31,10 @@ def prepare_image(image: Image.Image) -> np.ndarray:
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, rgba)
         image = image.convert("RGB")
-    resized = image.resize((INPUT_SIZE, INPUT_SIZE), RESAMPLING)
+    resized = image.resize((size, size), RESAMPLING)
     return np.asarray(resized, dtype=np.uint8)
 
 
-def to_model_input(prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+def to_model_input(prepared: Sequence[np.ndarray] | np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """Stack prepared images into the float32 batch the model takes."""
-    return np.asarray(prepared, dtype=np.float32).reshape(-1, INPUT_SIZE, INPUT_SIZE, 3)
+    return np.asarray(prepared, dtype=np.float32).reshape(-1, size, size, 3)

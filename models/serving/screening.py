@@ -95,14 +95,22 @@ def screen_prepared(prepared: np.ndarray, classifier: Classifier, answers: Patie
     likely, other = classifier.classify_prepared(
         [prepared, prepared], [route.kind, other_kind], None, np.concatenate([embedding, embedding])
     )
-    served = classifier.prediction(
+    return replace(read_as_likelier_kind(classifier, likely, other, answers), feature_map=likely.feature_map)
+
+
+def read_as_likelier_kind(
+    classifier: Classifier, likely: Prediction, other: Prediction, answers: PatientAnswers | None = None
+) -> Prediction:
+    """The result of a photo of uncertain kind, from both networks' photo-only results: the likelier kind's
+    reading (its classes, its policy, the answers), its risk and melanoma alert never under the other's. The one
+    rule that serving and every evaluation of it apply."""
+    return classifier.prediction(
         likely.class_probabilities(),
-        route.kind,
+        likely.photo_kind,
         answers,
         skin_tone=likely.skin_tone,
         other_kind=OtherKindResult(other.risk, other.melanoma_alert),
     )
-    return replace(served, feature_map=likely.feature_map)
 
 
 def screen_photo(data: bytes, classifier: Classifier, answers: PatientAnswers | None = None) -> Prediction:

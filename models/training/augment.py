@@ -31,13 +31,13 @@ def _rgb_to_hsv_shift(pixels: np.ndarray, hue_shift: float, saturation: float) -
     return np.asarray(Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")).astype(np.float32)
 
 
-def augment(image: Image.Image, rng: np.random.Generator) -> np.ndarray:
-    """One training view of ``image``: uint8 (INPUT_SIZE, INPUT_SIZE, 3)."""
+def augment(image: Image.Image, rng: np.random.Generator, size: int = INPUT_SIZE) -> np.ndarray:
+    """One training view of ``image``: uint8 (size, size, 3)."""
     width, height = image.size
     scale = rng.uniform(0.75, 1.0)
     w, h = max(1, int(width * scale)), max(1, int(height * scale))
     left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-    pixels = np.asarray(image.crop((left, top, left + w, top + h)).resize((INPUT_SIZE, INPUT_SIZE), RESAMPLING))
+    pixels = np.asarray(image.crop((left, top, left + w, top + h)).resize((size, size), RESAMPLING))
     pixels = np.rot90(pixels, int(rng.integers(0, 4)))
     if rng.random() < 0.5:
         pixels = pixels[:, ::-1]

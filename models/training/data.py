@@ -59,21 +59,21 @@ def split_by_lesion(samples: list[Sample], validation_fraction: float, seed: int
     return train, validation
 
 
-def load_prepared(paths: Sequence[Path], workers: int = 4) -> np.ndarray:
-    """The model inputs of image files as one uint8 array (N, 224, 224, 3), via the shared prepare_image."""
+def load_prepared(paths: Sequence[Path], workers: int = 4, size: int = INPUT_SIZE) -> np.ndarray:
+    """The model inputs of image files as one uint8 array (N, size, size, 3), via the shared prepare_image."""
 
     def load(path: Path) -> np.ndarray:
         with Image.open(path) as image:
-            return prepare_image(image)
+            return prepare_image(image, size)
 
     with ThreadPoolExecutor(workers) as pool:
         prepared = list(pool.map(load, paths))
-    return np.stack(prepared) if prepared else np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    return np.stack(prepared) if prepared else np.zeros((0, size, size, 3), np.uint8)
 
 
-def load_prepared_images(data_dir: Path, samples: list[Sample], workers: int = 4) -> np.ndarray:
+def load_prepared_images(data_dir: Path, samples: list[Sample], workers: int = 4, size: int = INPUT_SIZE) -> np.ndarray:
     """All samples' model inputs (see load_prepared)."""
-    return load_prepared([image_path(data_dir, sample) for sample in samples], workers)
+    return load_prepared([image_path(data_dir, sample) for sample in samples], workers, size)
 
 
 def data_fingerprint(data_dir: Path, samples: list[Sample]) -> str:

@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from models.serving.decision import OtherKindResult
 from models.serving.inference import ARTIFACT_DIR, RUNTIMES, Classifier
 from models.serving.metrics import (
     balanced_accuracy,
@@ -41,7 +40,7 @@ from models.serving.metrics import (
     softmax,
 )
 from models.serving.preprocessing import prepare_image
-from models.serving.screening import KindRoute, gate_prepared
+from models.serving.screening import KindRoute, gate_prepared, read_as_likelier_kind
 from models.serving.skin_tone import estimate_ita, ita_group
 from models.training.data import Sample, load_prepared, load_prepared_images, resolve_data_dir
 from models.training.kind_fit import cross_fitted_probabilities, is_malignant, malignant_told_low_share
@@ -150,12 +149,11 @@ def evaluate_kind(
     for index, route in enumerate(routes):
         if isinstance(route, str):
             continue
-        floor = None
-        if route.uncertain:  # read by the more likely kind's network, never under the other's risk
+        likely = classifier.prediction(results[route.kind][index], route.kind)
+        if route.uncertain:
             other = next(k for k in PhotoKind if k != route.kind)
-            other_result = classifier.prediction(results[other][index], other)
-            floor = OtherKindResult(other_result.risk, other_result.melanoma_alert)
-        predictions.append(classifier.prediction(results[route.kind][index], route.kind, other_kind=floor))
+            likely = read_as_likelier_kind(classifier, likely, classifier.prediction(results[other][index], other))
+        predictions.append(likely)
     probabilities = np.stack([p.class_probabilities() for p in predictions])
     levels = np.array([p.risk for p in predictions])
     alerts = np.array([p.melanoma_alert for p in predictions])

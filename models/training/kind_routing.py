@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.serving.decision import OtherKindResult
 from models.serving.inference import ARTIFACT_DIR, PICTURE_CLASSES, Classifier, GateSettings, Prediction
 from models.serving.policy import RISK_ORDER
-from models.serving.screening import dermoscopic_share, route_kind
+from models.serving.screening import dermoscopic_share, read_as_likelier_kind, route_kind
 from models.serving.skin_tone import estimate_skin_tone
 from models.training.data import load_prepared, load_prepared_images, read_samples, resolve_data_dir
 from models.training.kind_fit import is_malignant
@@ -233,13 +232,7 @@ def served_results(
         elif outcome == "uncertain":
             likely = PhotoKind.DERMOSCOPIC if shares[index] >= 0.5 else PhotoKind.CLINICAL
             other = predictions[next(kind for kind in PhotoKind if kind != likely)][index]
-            results.append(
-                classifier.prediction(
-                    predictions[likely][index].class_probabilities(),
-                    likely,
-                    other_kind=OtherKindResult(other.risk, other.melanoma_alert),
-                )
-            )
+            results.append(read_as_likelier_kind(classifier, predictions[likely][index], other))
         else:
             results.append(predictions[PhotoKind(outcome)][index])
     return results

@@ -50,12 +50,13 @@ def read_tflite_convolutions(tflite_path: Path) -> list[tuple[str, np.ndarray, n
     return convolutions
 
 
-def build_imagenet_mobilenet_v3_small(tflite_path: Path) -> Any:
-    """A Keras MobileNetV3-Small (1001 ImageNet classes) carrying the TFLite file's weights."""
+def build_imagenet_mobilenet_v3_small(tflite_path: Path, input_size: int = INPUT_SIZE) -> Any:
+    """A Keras MobileNetV3-Small (1001 ImageNet classes) carrying the TFLite file's weights; its convolutions fit
+    any ``input_size`` (the TFLite file's is 224)."""
     import keras
 
     model = keras.applications.MobileNetV3Small(
-        input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+        input_shape=(input_size, input_size, 3),
         weights=None,
         classes=IMAGENET_CLASSES,
         include_preprocessing=True,
@@ -96,15 +97,15 @@ def save_ported_weights(model: Any, path: Path) -> None:
     np.savez(path, **arrays)
 
 
-def load_imagenet_mobilenet_v3_small(weights: Path) -> Any:
+def load_imagenet_mobilenet_v3_small(weights: Path, input_size: int = INPUT_SIZE) -> Any:
     """The ImageNet model from the TFLite file, or from ``save_ported_weights``' ``.npz`` file (the
     ImageNet classifier then stays untrained: training replaces it)."""
     if weights.suffix != ".npz":
-        return build_imagenet_mobilenet_v3_small(weights)
+        return build_imagenet_mobilenet_v3_small(weights, input_size)
     import keras
 
     model = keras.applications.MobileNetV3Small(
-        input_shape=(INPUT_SIZE, INPUT_SIZE, 3), weights=None, classes=IMAGENET_CLASSES, include_preprocessing=True
+        input_shape=(input_size, input_size, 3), weights=None, classes=IMAGENET_CLASSES, include_preprocessing=True
     )
     with np.load(weights) as arrays:
         by_layer: dict[str, list[tuple[int, np.ndarray]]] = {}

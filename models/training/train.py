@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from models.serving.metrics import balanced_accuracy
+from models.serving.preprocessing import INPUT_SIZE
 from models.training.augment import augment, on_skin, phone_style
 from models.training.data import (
     data_fingerprint,
@@ -86,6 +87,9 @@ class TrainConfig:
     # dermoscopic.keras); empty: the ImageNet port. ``init_member`` picks one network of an averaged one.
     init_from: str = ""
     init_member: int | None = None
+    # The side of the square input the network trains and is measured on. The served networks take 224
+    # (models/serving/preprocessing.INPUT_SIZE); a larger one is an experiment (issue 19: larger phone input).
+    input_size: int = INPUT_SIZE
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,13 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def build_classifier(imagenet_weights: Path, dropout: float) -> Any:
+def build_classifier(imagenet_weights: Path, dropout: float, input_size: int = INPUT_SIZE) -> Any:
     """Ported ImageNet backbone and its pretrained 1024-wide pre-logits conv, then a new 7-class head."""
     import keras
 
     from models.training.port import load_imagenet_mobilenet_v3_small, pre_logits
 
-    imagenet = load_imagenet_mobilenet_v3_small(imagenet_weights)
+    imagenet = load_imagenet_mobilenet_v3_small(imagenet_weights, input_size)
     embedding = pre_logits(imagenet)  # after conv_2 (1024) and hard-swish
     x = keras.layers.Flatten(name="features")(embedding)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
@@ -174,7 +178,7 @@ def training_batches(
                     source = phone_style(source, rng)
                 elif item.kind == "crop":
                     source = on_skin(source, rng)
-                images.append(augment(source, rng))
+                images.append(augment(source, rng, config.input_size))
                 labels.append(item.label)
             sample_weights = np.array([weights[label] for label in labels], np.float32)
             return np.stack(images).astype(np.float32), np.array(labels, np.int64), sample_weights
@@ -218,8 +222,8 @@ def train(config: TrainConfig) -> Path:
 
     with ThreadPoolExecutor(config.loader_threads) as pool:
         sources = list(pool.map(_load_rgb, [image_path(data_dir, s) for s in train_samples] + [s.path for s in phone]))
-    validation_images = load_prepared_images(data_dir, validation_samples, config.loader_threads)
-    held_out_images = load_prepared([s.path for s in held_out_phone], config.loader_threads)
+    validation_images = load_prepared_images(data_dir, validation_samples, config.loader_threads, config.input_size)
+    held_out_images = load_prepared([s.path for s in held_out_phone], config.loader_threads, config.input_size)
     items = [TrainingImage(i, s.label, "dermoscopic") for i, s in enumerate(train_samples)]
     for offset, sample in enumerate(phone, start=len(train_samples)):
         if sample.is_crop:
@@ -285,7 +289,7 @@ def train(config: TrainConfig) -> Path:
             _write_json(run_dir / "history.json", history)
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model = build_classifier(Path(config.imagenet_weights), config.dropout)
+    model = build_classifier(Path(config.imagenet_weights), config.dropout, config.input_size)
     if config.init_from:
         copied = start_from(model, Path(config.init_from), config.init_member)
         log.info("started from %s (member %s): %d layers' weights", config.init_from, config.init_member, copied)
@@ -336,7 +340,7 @@ _INT_FIELDS: tuple[str, ...] = (
     "phone_fold",
     "batch_size",
 )
-_INT_FIELDS += ("head_epochs", "finetune_epochs", "loader_threads", "limit")
+_INT_FIELDS += ("head_epochs", "finetune_epochs", "loader_threads", "limit", "input_size")
 _FLOAT_FIELDS: tuple[str, ...] = ("phone_style_probability", "head_learning_rate", "finetune_learning_rate", "dropout")
 _FLOAT_FIELDS += ("class_weight_power",)
 
