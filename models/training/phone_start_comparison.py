@@ -61,18 +61,33 @@ def measure(samples: Sequence[PhoneSample], blended: np.ndarray, network: np.nda
     }
 
 
-def compare(
-    candidates: dict[str, list[Path]], phone_root: Path, artifact_dir: Path, repeats: int
+def compare_networks(
+    networks: dict[str, np.ndarray],
+    samples: list[PhoneSample],
+    shipped: np.ndarray,
+    artifact_dir: Path,
+    repeats: int,
 ) -> dict[str, dict[str, Any]]:
-    samples, shipped = load_phone_logits(artifact_dir, phone_root)
+    """The shipped figures (``shipped``: the artifact's blended out-of-fold logits of ``samples``, its phone
+    validation photos) beside each candidate's: ``networks`` holds each candidate's out-of-fold network logits,
+    blended with the phone head as shipped."""
     features = LiteRTNetwork(artifact_dir / FILES["features"]["litert"], threads=2)
     embeddings = features.run(to_model_input(load_prepared([s.path for s in samples], workers=2)))
     head = phone_head_out_of_fold(samples, embeddings)
     log_head = np.log(np.maximum(head, PROBABILITY_FLOOR))
     results = {BASELINE: measure(samples, shipped, 2 * shipped - log_head, repeats)}
-    for name, runs in candidates.items():
-        network = cross_validation_logits(runs, samples)
+    for name, network in networks.items():
         results[name] = measure(samples, blend_logits(network, head), network, repeats)
+    return results
+
+
+def compare(
+    candidates: dict[str, list[Path]], phone_root: Path, artifact_dir: Path, repeats: int
+) -> dict[str, dict[str, Any]]:
+    samples, shipped = load_phone_logits(artifact_dir, phone_root)
+    networks = {name: cross_validation_logits(runs, samples) for name, runs in candidates.items()}
+    results = compare_networks(networks, samples, shipped, artifact_dir, repeats)
+    for name, runs in candidates.items():
         results[name]["runs"] = [str(run) for run in runs]
     return results
 
