@@ -2,7 +2,8 @@
 
 1. Phone photos (clinical kind): five runs on PAD-UFES-20, each holding one fold of patients out (their
    out-of-fold logits calibrate the kind and measure it), then the shipped run on every phone patient.
-   Measured on this 2-core machine: about 5 minutes a run, about 30 minutes in all.
+   Measured on this 2-core machine: about 5 minutes a run, about 30 minutes in all (on 2026-12-07 a slower
+   machine of the same kind took 15-18 minutes a run, with ``--loader-threads 2``; one TensorFlow thread was slower).
 2. Dermoscopy: two HAM10000 runs (seeds 20261125 and 7, 18 and 8 fine-tuning epochs), averaged into one
    network: about 80 minutes. ``--dermoscopic-run DIR`` reuses a finished one instead. The shipped
    dermoscopy network is the previous artifact's, trained with this recipe by the earlier models/training/train.py,
