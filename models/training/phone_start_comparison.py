@@ -127,6 +127,15 @@ def format_comparison(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_measuring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every comparison of phone networks shares: where the data and artifact are, how many nested
+    repeats, where to write the report."""
+    parser.add_argument("--phone-data-dir", type=Path, default=None)
+    parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
+    parser.add_argument("--repeats", type=int, default=5, help="nested cross-validations (other patient folds)")
+    parser.add_argument("--output", type=Path, default=None, help="also write the whole report here (JSON)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -137,10 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("NAME", "RUN"),
         help="a name and its fold run folders (repeat the option for several candidates)",
     )
-    parser.add_argument("--phone-data-dir", type=Path, default=None)
-    parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
-    parser.add_argument("--repeats", type=int, default=5, help="nested cross-validations (other patient folds)")
-    parser.add_argument("--output", type=Path, default=None, help="also write the whole report here (JSON)")
+    add_measuring_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if any(len(candidate) < 2 for candidate in args.candidate):

@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from models.serving.inference import ARTIFACT_DIR
 from models.serving.preprocessing import INPUT_SIZE, RESAMPLING, prepare_image
 from models.serving.spot_change import segment_spot
 from models.training.operating_point import load_phone_logits
 from models.training.pad_ufes import PhoneSample, resolve_phone_data_root
-from models.training.phone_start_comparison import compare_networks, format_comparison
+from models.training.phone_start_comparison import add_measuring_arguments, compare_networks, format_comparison
 
 log = logging.getLogger(__name__)
 FLIPS = ("identity", "left_right", "up_down", "rotate_180")  # the server's four views
@@ -135,10 +134,7 @@ def compare_views(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", type=Path, required=True, help="the five phone fold run folders")
-    parser.add_argument("--phone-data-dir", type=Path, default=None)
-    parser.add_argument("--artifact-dir", type=Path, default=ARTIFACT_DIR)
-    parser.add_argument("--repeats", type=int, default=5, help="nested cross-validations (other patient folds)")
-    parser.add_argument("--output", type=Path, default=None, help="also write the whole report here (JSON)")
+    add_measuring_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     phone_root = resolve_phone_data_root(args.phone_data_dir)
