@@ -35,6 +35,6 @@ def prepare_image(image: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def to_model_input(prepared: Sequence[np.ndarray] | np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+def to_model_input(prepared: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """Stack prepared images into the float32 batch the model takes."""
-    return np.asarray(prepared, dtype=np.float32).reshape(-1, size, size, 3)
+    return np.asarray(prepared, dtype=np.float32).reshape(-1, INPUT_SIZE, INPUT_SIZE, 3)
