@@ -8,10 +8,12 @@ features, ``blend_logits``), then measured as the shipped ones are: the nested, 
 figures (models/training/operating_point.py), photo only and with the answers, and the plain 5-class balanced
 accuracy and recall per class of the blended logits. The baseline is the artifact's clinical_cross_validation.npz.
 Also shown: the networks alone (no phone head); the baseline's are recovered from the blend, which is invertible
-given the same head.
+given the same head. ``--average-with-shipped`` adds each candidate's ensemble with the shipped network (the two
+networks' out-of-fold logits averaged; the folds are the same), to tell a better network from a second opinion.
 
     python -m models.training.phone_start_comparison \\
-        --candidate from_dermoscopy /tmp/phone_from_derm/fold{0,1,2,3,4} [--repeats 5] [--output report.json]
+        --candidate from_dermoscopy /tmp/phone_from_derm/fold{0,1,2,3,4} [--repeats 5] [--output report.json] \\
+        [--average-with-shipped]
 """
 
 from __future__ import annotations
@@ -61,32 +63,48 @@ def measure(samples: Sequence[PhoneSample], blended: np.ndarray, network: np.nda
     }
 
 
+def with_shipped_averages(networks: dict[str, np.ndarray], shipped_network: np.ndarray) -> dict[str, np.ndarray]:
+    """Each candidate, and beside it the two-network ensemble of it and the shipped network: their logits
+    averaged, as the server averages the dermoscopy network's members."""
+    averaged = {f"{name}+{BASELINE}": (network + shipped_network) / 2 for name, network in networks.items()}
+    return networks | averaged
+
+
 def compare_networks(
     networks: dict[str, np.ndarray],
     samples: list[PhoneSample],
     shipped: np.ndarray,
     artifact_dir: Path,
     repeats: int,
+    average_with_shipped: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """The shipped figures (``shipped``: the artifact's blended out-of-fold logits of ``samples``, its phone
     validation photos) beside each candidate's: ``networks`` holds each candidate's out-of-fold network logits,
-    blended with the phone head as shipped."""
+    blended with the phone head as shipped (and, with ``average_with_shipped``, also averaged with the shipped
+    network first)."""
     features = LiteRTNetwork(artifact_dir / FILES["features"]["litert"], threads=2)
     embeddings = features.run(to_model_input(load_prepared([s.path for s in samples], workers=2)))
     head = phone_head_out_of_fold(samples, embeddings)
     log_head = np.log(np.maximum(head, PROBABILITY_FLOOR))
-    results = {BASELINE: measure(samples, shipped, 2 * shipped - log_head, repeats)}
+    shipped_network = 2 * shipped - log_head  # the blend inverted: same head, equal weights
+    results = {BASELINE: measure(samples, shipped, shipped_network, repeats)}
+    if average_with_shipped:
+        networks = with_shipped_averages(networks, shipped_network)
     for name, network in networks.items():
         results[name] = measure(samples, blend_logits(network, head), network, repeats)
     return results
 
 
 def compare(
-    candidates: dict[str, list[Path]], phone_root: Path, artifact_dir: Path, repeats: int
+    candidates: dict[str, list[Path]],
+    phone_root: Path,
+    artifact_dir: Path,
+    repeats: int,
+    average_with_shipped: bool = False,
 ) -> dict[str, dict[str, Any]]:
     samples, shipped = load_phone_logits(artifact_dir, phone_root)
     networks = {name: cross_validation_logits(runs, samples) for name, runs in candidates.items()}
-    results = compare_networks(networks, samples, shipped, artifact_dir, repeats)
+    results = compare_networks(networks, samples, shipped, artifact_dir, repeats, average_with_shipped)
     for name, runs in candidates.items():
         results[name]["runs"] = [str(run) for run in runs]
     return results
@@ -146,13 +164,24 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("NAME", "RUN"),
         help="a name and its fold run folders (repeat the option for several candidates)",
     )
+    parser.add_argument(
+        "--average-with-shipped",
+        action="store_true",
+        help="also measure each candidate averaged with the shipped network (a two-network ensemble)",
+    )
     add_measuring_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if any(len(candidate) < 2 for candidate in args.candidate):
         parser.error("--candidate needs a name and at least one run folder")
     candidates = {candidate[0]: [Path(run) for run in candidate[1:]] for candidate in args.candidate}
-    results = compare(candidates, resolve_phone_data_root(args.phone_data_dir), args.artifact_dir, args.repeats)
+    results = compare(
+        candidates,
+        resolve_phone_data_root(args.phone_data_dir),
+        args.artifact_dir,
+        args.repeats,
+        args.average_with_shipped,
+    )
     if args.output:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(format_comparison(results))
