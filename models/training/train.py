@@ -9,6 +9,8 @@ The data a run sees (TrainConfig):
   the patients of fold ``phone_fold`` of ``phone_folds`` (held out to measure on; 0 folds: every patient
   trains). Without it, only the crops of patients who have no whole photo here train, and all the photos
   measure the run (pad_ufes.phone_training_split).
+  With ``phone_lesion_crop_probability``, that share of the whole photos' views is framed on the lesion
+  first (models/training/framing.py); the held-out photos are always scored whole, as the server sees them.
 The shipped phone network is a phone-only run (``use_ham`` False) on every patient, with five fold runs for
 its figures; the shipped dermoscopy network, two HAM10000-only runs averaged.
 
@@ -49,6 +51,7 @@ from models.training.data import (
     read_samples,
     split_by_lesion,
 )
+from models.training.framing import Box, lesion_box
 from models.training.pad_ufes import PhoneSample, phone_training_split, read_phone_samples
 from models.training.warm_start import file_digest, start_from
 from shared.labels import CLASS_CODES
@@ -67,6 +70,9 @@ class TrainConfig:
     use_ham: bool = True  # False: a phone-only network (PAD-UFES-20 alone)
     train_on_phone_photos: bool = False  # also train on the whole phone photos (see pad_ufes.phone_training_split)
     phone_repeat: int = 4  # each whole phone photo this many times per epoch
+    # Share of the whole phone photos' training views framed on their lesion (models/training/framing.py) before
+    # the random crop; 0: whole photos only, as the shipped networks (issue 19, item 4: lesion-centred crops).
+    phone_lesion_crop_probability: float = 0.0
     phone_folds: int = 0  # with train_on_phone_photos: hold out fold ``phone_fold`` of this many patient folds
     phone_fold: int = 0
     seed: int = 20261125  # weights initialisation, shuffling, augmentation
@@ -153,9 +159,15 @@ def flip_averaged_logits(model: Any, images: np.ndarray, batch_size: int = 64) -
 
 
 def training_batches(
-    sources: list[Image.Image], items: list[TrainingImage], weights: dict[int, float], config: TrainConfig
+    sources: list[Image.Image],
+    items: list[TrainingImage],
+    weights: dict[int, float],
+    config: TrainConfig,
+    lesion_boxes: dict[int, Box] | None = None,
 ) -> Any:
-    """A Keras PyDataset over the epoch's mix; every image gets fresh augmentation every epoch."""
+    """A Keras PyDataset over the epoch's mix; every image gets fresh augmentation every epoch. ``lesion_boxes``
+    (by source) frames a phone photo on its lesion with ``config.phone_lesion_crop_probability``."""
+    boxes = lesion_boxes or {}
     import keras
 
     class TrainingBatches(keras.utils.PyDataset):  # type: ignore[misc]
@@ -178,6 +190,8 @@ def training_batches(
                     source = phone_style(source, rng)
                 elif item.kind == "crop":
                     source = on_skin(source, rng)
+                elif item.source in boxes and rng.random() < config.phone_lesion_crop_probability:
+                    source = source.crop(tuple(round(edge) for edge in boxes[item.source]))
                 images.append(augment(source, rng, config.input_size))
                 labels.append(item.label)
             sample_weights = np.array([weights[label] for label in labels], np.float32)
@@ -230,6 +244,7 @@ def train(config: TrainConfig) -> Path:
             items += [TrainingImage(offset, sample.label, "crop")] * config.crop_repeat
         else:
             items += [TrainingImage(offset, sample.label, "phone")] * config.phone_repeat
+    lesion_boxes = _phone_lesion_boxes(sources, items, config)
     labels = np.array([item.label for item in items])
     validation_labels = np.array([s.label for s in validation_samples], dtype=np.int64)
     held_out_labels = np.array([s.label for s in held_out_phone], dtype=np.int64)
@@ -252,6 +267,7 @@ def train(config: TrainConfig) -> Path:
             "phone_training_photos": sum(not s.is_crop for s in phone),
             "phone_held_out_images": len(held_out_phone),
             "phone_held_out_patients": len({s.patient_id for s in held_out_phone}),
+            "phone_lesion_boxes": len(lesion_boxes),
         },
     )
     _write_json(
@@ -293,7 +309,7 @@ def train(config: TrainConfig) -> Path:
     if config.init_from:
         copied = start_from(model, Path(config.init_from), config.init_member)
         log.info("started from %s (member %s): %d layers' weights", config.init_from, config.init_member, copied)
-    batches = training_batches(sources, items, weights, config)
+    batches = training_batches(sources, items, weights, config, lesion_boxes)
     finetune_steps = config.finetune_epochs * len(batches)
     stages = (  # (name, backbone trainable, learning rate or schedule, epochs)
         ("head", False, config.head_learning_rate, config.head_epochs),
@@ -322,6 +338,18 @@ def train(config: TrainConfig) -> Path:
     return run_dir
 
 
+def _phone_lesion_boxes(sources: list[Image.Image], items: list[TrainingImage], config: TrainConfig) -> dict[int, Box]:
+    """Each whole phone photo's lesion-centred square, found once (by source; none where no spot is found)."""
+    if not config.phone_lesion_crop_probability:
+        return {}
+    phone_sources = sorted({item.source for item in items if item.kind == "phone"})
+    with ThreadPoolExecutor(config.loader_threads) as pool:
+        boxes = dict(zip(phone_sources, pool.map(lambda i: lesion_box(sources[i]), phone_sources), strict=True))
+    found = {source: box for source, box in boxes.items() if box is not None}
+    log.info("lesion found in %d of %d phone photos", len(found), len(phone_sources))
+    return found
+
+
 def _counts(labels: np.ndarray) -> dict[str, int]:
     counts = np.bincount(labels, minlength=len(CLASS_CODES))
     return {code: int(n) for code, n in zip(CLASS_CODES, counts, strict=True)}
@@ -342,7 +370,7 @@ _INT_FIELDS: tuple[str, ...] = (
 )
 _INT_FIELDS += ("head_epochs", "finetune_epochs", "loader_threads", "limit", "input_size")
 _FLOAT_FIELDS: tuple[str, ...] = ("phone_style_probability", "head_learning_rate", "finetune_learning_rate", "dropout")
-_FLOAT_FIELDS += ("class_weight_power",)
+_FLOAT_FIELDS += ("class_weight_power", "phone_lesion_crop_probability")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

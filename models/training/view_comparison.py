@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from models.serving.preprocessing import INPUT_SIZE, RESAMPLING, prepare_image
-from models.serving.spot_change import segment_spot
+from models.training.framing import Box, lesion_box, square_box
 from models.training.operating_point import load_phone_logits
 from models.training.pad_ufes import PhoneSample, resolve_phone_data_root
 from models.training.phone_start_comparison import add_measuring_arguments, compare_networks, format_comparison
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 FLIPS = ("identity", "left_right", "up_down", "rotate_180")  # the server's four views
 ORIENTATIONS = FLIPS + tuple(f"transposed_{flip}" for flip in FLIPS)
 CENTRE_CROPS = {"whole": 1.0, "centre_90": 0.9, "centre_80": 0.8, "centre_70": 0.7}
-LESION_MARGIN = 1.6  # the lesion crop's side, in times the spot's larger side
-LESION_LEAST_SIDE = 0.5  # of the photo's side: a tiny spot still keeps some skin around it
 
 
 def _oriented(batch: np.ndarray, orientation: str) -> np.ndarray:
@@ -52,32 +50,22 @@ def _oriented(batch: np.ndarray, orientation: str) -> np.ndarray:
     return np.ascontiguousarray(flips[orientation](batch), dtype=np.float32)
 
 
-def _square_crop(image: Image.Image, centre: tuple[float, float], side: float) -> np.ndarray:
-    """The square of ``side`` (a share of the photo's sides) around ``centre`` (shares), kept inside the photo."""
-    width, height = image.size
-    x, y = (min(max(c, side / 2), 1 - side / 2) for c in centre)
-    box = ((x - side / 2) * width, (y - side / 2) * height, (x + side / 2) * width, (y + side / 2) * height)
+def _resized(image: Image.Image, box: Box) -> np.ndarray:
     return np.asarray(image.resize((INPUT_SIZE, INPUT_SIZE), RESAMPLING, box=box), dtype=np.uint8)
 
 
 def lesion_crop(image: Image.Image) -> tuple[np.ndarray, bool]:
-    """The lesion-centred crop of a photo, and whether a spot was found (if not: the whole photo)."""
-    prepared = prepare_image(image)
-    found = segment_spot(prepared)
-    if found is None:
-        return prepared, False
-    rows, columns = np.nonzero(found[0])
-    side_rows, side_columns = prepared.shape[:2]
-    centre = ((columns.min() + columns.max() + 1) / 2 / side_columns, (rows.min() + rows.max() + 1) / 2 / side_rows)
-    spot = max((rows.max() - rows.min() + 1) / side_rows, (columns.max() - columns.min() + 1) / side_columns)
-    return _square_crop(image, centre, min(1.0, max(LESION_LEAST_SIDE, spot * LESION_MARGIN))), True
+    """The lesion-centred crop of a photo (models/training/framing.py), and whether a spot was found (if not:
+    the whole photo)."""
+    box = lesion_box(image)
+    return (prepare_image(image), False) if box is None else (_resized(image, box), True)
 
 
 def framings(path: Path) -> tuple[dict[str, np.ndarray], bool]:
     """Every framing of one photo (model inputs before orientation), and whether its lesion was found."""
     with Image.open(path) as opened:
         image = ImageOps.exif_transpose(opened).convert("RGB")
-    views = {name: _square_crop(image, (0.5, 0.5), share) for name, share in CENTRE_CROPS.items()}
+    views = {name: _resized(image, square_box(image.size, (0.5, 0.5), share)) for name, share in CENTRE_CROPS.items()}
     views["whole"] = prepare_image(image)  # exactly what the server feeds (the crop of share 1 is the same resize)
     views["lesion"], found = lesion_crop(image)
     return views, found
