@@ -1,4 +1,5 @@
-"""The lesion-centred framing (models/training/framing.py) as training uses it (issue 19, item 4): a phone photo's
+"""The lesion-centred framing (models/training/framing.py; issue 19, item 4). At test time
+(models/training/view_comparison.py) the crop centres on the spot and zooms in. In training a phone photo's
 lesion box is found once, and with ``phone_lesion_crop_probability`` 1 every training view of the photo is
 taken from that box (the spot fills more of the view); with 0 the whole photo trains, as in the shipped runs."""
 
@@ -9,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from models.training.framing import lesion_box, square_box
 from models.training.train import TrainConfig, TrainingImage, _phone_lesion_boxes, training_batches
+from models.training.view_comparison import lesion_crop
 
 SKIN, SPOT = (222, 180, 150), (90, 55, 40)
 
@@ -18,6 +20,24 @@ def _skin_photo_with_spot(centre: tuple[int, int], radius: int) -> Image.Image:
     x, y = centre
     ImageDraw.Draw(photo).ellipse((x - radius, y - radius, x + radius, y + radius), fill=SPOT)
     return photo
+
+
+def test_the_lesion_crop_is_centred_on_the_spot_and_zooms_in() -> None:
+    crop, found = lesion_crop(_skin_photo_with_spot((170, 130), 30))
+    assert found
+    dark = crop.mean(axis=2) < 140
+    rows, columns = np.nonzero(dark)
+    size = crop.shape[0]
+    # The spot fills the middle of the crop (centre within a tenth of the side) and looks larger than in the
+    # whole photo (60 of 300 pixels across, a fifth of the side).
+    assert abs(rows.mean() - size / 2) < size / 10 and abs(columns.mean() - size / 2) < size / 10
+    assert (columns.max() - columns.min()) / size > 0.3
+
+
+def test_a_photo_without_a_spot_keeps_its_whole_frame() -> None:
+    crop, found = lesion_crop(Image.new("RGB", (300, 300), SKIN))
+    assert not found
+    assert crop.shape == (224, 224, 3)
 
 
 def test_a_square_box_stays_inside_the_photo() -> None:
