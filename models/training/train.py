@@ -163,11 +163,10 @@ def training_batches(
     items: list[TrainingImage],
     weights: dict[int, float],
     config: TrainConfig,
-    lesion_boxes: dict[int, Box] | None = None,
+    lesion_boxes: dict[int, Box],
 ) -> Any:
     """A Keras PyDataset over the epoch's mix; every image gets fresh augmentation every epoch. ``lesion_boxes``
     (by source) frames a phone photo on its lesion with ``config.phone_lesion_crop_probability``."""
-    boxes = lesion_boxes or {}
     import keras
 
     class TrainingBatches(keras.utils.PyDataset):  # type: ignore[misc]
@@ -190,8 +189,8 @@ def training_batches(
                     source = phone_style(source, rng)
                 elif item.kind == "crop":
                     source = on_skin(source, rng)
-                elif item.source in boxes and rng.random() < config.phone_lesion_crop_probability:
-                    source = source.crop(tuple(round(edge) for edge in boxes[item.source]))
+                elif item.source in lesion_boxes and rng.random() < config.phone_lesion_crop_probability:
+                    source = source.crop(tuple(round(edge) for edge in lesion_boxes[item.source]))
                 images.append(augment(source, rng, config.input_size))
                 labels.append(item.label)
             sample_weights = np.array([weights[label] for label in labels], np.float32)
