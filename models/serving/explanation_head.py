@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 EXPLANATION_FILE = "explanation.npz"
-POOLING_LAYER = "global_average_pooling2d"  # Keras' MobileNetV3: its input is the last feature map
-PRE_LOGITS_LAYER = "conv_2"
+PRE_LOGITS_LAYER = "conv_2"  # Keras' MobileNetV3: the layer before it pools the last feature map
 LOGITS_LAYER = "lesion_logits"
 
 

@@ -17,12 +17,18 @@ import numpy as np
 from models.serving.explanation_head import (
     EXPLANATION_FILE,
     LOGITS_LAYER,
-    POOLING_LAYER,
     PRE_LOGITS_LAYER,
     ExplanationHead,
 )
 from models.serving.inference import ARTIFACT_DIR, ArtifactMetadata, artifact_version, read_metadata
 from models.serving.preprocessing import INPUT_SIZE
+
+
+def last_feature_map(model: Any) -> Any:
+    """The input of the global pooling right before ``conv_2``: found by position, not by name, because Keras
+    numbers unnamed layers per process (the recipe's sixth network pools in ``global_average_pooling2d_5``)."""
+    layers = list(model.layers)
+    return layers[layers.index(model.get_layer(PRE_LOGITS_LAYER)) - 1].input
 
 
 def export_network(model: Any, artifact_dir: Path, files: dict[str, str]) -> None:
@@ -43,7 +49,7 @@ def explainable_network(model: Any) -> tuple[Any, ExplanationHead]:
     image = keras.Input(model.input_shape[1:], name="image")
     logits, maps, heads = [], [], []
     for index, member in enumerate(members):
-        feature_map = member.get_layer(POOLING_LAYER).input
+        feature_map = last_feature_map(member)
         branch = keras.Model(member.inputs, [member.outputs[0], feature_map], name=f"member_{index}")
         member_logits, member_map = branch(image)
         logits.append(member_logits)
