@@ -41,7 +41,13 @@ from models.serving.inference import (
 from models.serving.policy import HIGH_MALIGNANT_PROBABILITY, MAX_MALIGNANT_TOLD_LOW, MELANOMA_SENSITIVITY
 from models.serving.preprocessing import INPUT_SIZE, PREPROCESSING_DESCRIPTION, to_model_input
 from models.serving.quality import MAX_BRIGHTNESS, MAX_SATURATED_SHARE, MIN_BRIGHTNESS, measure_quality
-from models.training.data import load_prepared, load_prepared_images, read_samples, resolve_data_dir
+from models.training.data import (
+    load_prepared,
+    load_prepared_images,
+    read_samples,
+    resolve_data_dir,
+    split_by_lesion,
+)
 from models.training.export import explainable_network, export_network
 from models.training.kind_fit import cross_fitted_probabilities, fit_kind, malignant_told_low_share
 from models.training.operating_point import fit_answers, phone_kind_settings, phone_operating_point
@@ -76,6 +82,7 @@ FILES = {
     "features": {"litert": "features.tflite", "keras": "features.keras"},
 }
 HEADS_FILE = "heads.npz"
+SHIPPED_DERMOSCOPIC_RUN = Path("models/runs/shipped_dermoscopic")  # shipped_dermoscopic_run's folder (git-ignored)
 PHONE_FOLDS = 5
 PHONE_HEAD_C = 0.003  # inverse L2 strength of the phone head (grouped cross-validation, see the model card)
 # Logits averaged over these views of each photo (see models.serving.inference.VIEWS).
@@ -92,6 +99,30 @@ def average_models(paths: Sequence[Path]) -> Any:
     image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
     logits = [keras.Model(m.inputs, m.outputs[0], name=f"member_{i}")(image) for i, m in enumerate(members)]
     return keras.Model(image, keras.layers.Average(name="mean_logits")(logits), name="skinsense_ensemble")
+
+
+def shipped_dermoscopic_run(artifact_dir: Path, data_dir: Path, target: Path) -> Path:
+    """The shipped dermoscopy network as a finished run folder (model.keras, split.json, train_config.json), so that
+    a new phone network is packaged beside it without the 80 minutes of retraining it: its HAM10000 split is
+    recomputed from the recorded seed and checked against the artifact's validation ids."""
+    import shutil
+
+    metadata = json.loads((artifact_dir / METADATA_FILE).read_text())
+    configs = metadata["training"]["runs"]["dermoscopic"]
+    first = configs[0] if isinstance(configs, list) else configs
+    train, validation = split_by_lesion(
+        read_samples(data_dir), first["validation_fraction"], first.get("split_seed", first["seed"])
+    )
+    shipped_validation = json.loads((artifact_dir / SPLIT_FILE).read_text())["validation"]
+    if [s.image_id for s in validation] != shipped_validation:
+        raise SystemExit(f"{data_dir}: the recomputed HAM10000 split is not the shipped one (other data?)")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifact_dir / FILES["dermoscopic"]["keras"], target / "model.keras")
+    split = {"train": [s.image_id for s in train], "validation": shipped_validation}
+    (target / "split.json").write_text(json.dumps(split) + "\n")
+    config = {"config": configs, "data_fingerprint": metadata["training"]["data_fingerprint"]}
+    (target / "train_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return target
 
 
 def averaged_logits(network: LiteRTNetwork, prepared: np.ndarray, views: Sequence[str]) -> np.ndarray:
@@ -284,6 +315,11 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dermoscopic-run", type=Path, default=Path("models/runs/dermoscopic"))
+    parser.add_argument(
+        "--shipped-dermoscopic",
+        action="store_true",
+        help="package the shipped dermoscopy network (written as a run to models/runs/shipped_dermoscopic)",
+    )
     parser.add_argument("--clinical-run", type=Path, default=Path("models/runs/clinical"))
     parser.add_argument(
         "--clinical-cv-runs", type=Path, nargs="+", default=[Path(f"models/runs/clinical_fold{k}") for k in range(5)]
@@ -298,8 +334,13 @@ def main(argv: list[str] | None = None) -> None:
     weights = args.imagenet_weights or get_settings().imagenet_weights
     if weights is None:
         raise SystemExit("set SKINSENSE_IMAGENET_WEIGHTS or pass --imagenet-weights")
+    dermoscopic_run = (
+        shipped_dermoscopic_run(ARTIFACT_DIR, data_dir, SHIPPED_DERMOSCOPIC_RUN)
+        if args.shipped_dermoscopic
+        else args.dermoscopic_run
+    )
     package(
-        args.dermoscopic_run,
+        dermoscopic_run,
         args.clinical_run,
         args.clinical_cv_runs,
         data_dir,

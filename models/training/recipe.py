@@ -5,7 +5,8 @@
    Measured on this 2-core machine: about 5 minutes a run, about 30 minutes in all (on 2026-12-07 a slower
    machine of the same kind took 15-18 minutes a run, with ``--loader-threads 2``; one TensorFlow thread was slower).
 2. Dermoscopy: two HAM10000 runs (seeds 20261125 and 7, 18 and 8 fine-tuning epochs), averaged into one
-   network: about 80 minutes. ``--dermoscopic-run DIR`` reuses a finished one instead. The shipped
+   network: about 80 minutes. ``--dermoscopic-run DIR`` reuses a finished one instead, ``--shipped-dermoscopic``
+   the shipped one (package.shipped_dermoscopic_run: a new phone network beside it). The shipped
    dermoscopy network is the previous artifact's, trained with this recipe by the earlier models/training/train.py,
    whose augmentation ran in TensorFlow: a retrained one is similar, not identical.
 3. ``models.training.package`` (the picture head, the calibration and the policy per kind), then
@@ -81,16 +82,22 @@ def train_dermoscopic(base: TrainConfig, runs_root: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
+    from models.serving.inference import ARTIFACT_DIR
     from models.training.evaluate import evaluate, summary
-    from models.training.package import package
+    from models.training.package import package, shipped_dermoscopic_run
     from models.training.pad_ufes import resolve_phone_data_root
     from models.training.train import config_from_arguments
 
     base = config_from_arguments(args)
     runs_root = Path(args.run_dir).parent
     phone_root = resolve_phone_data_root(Path(base.phone_data_root) if base.phone_data_root else None)
+    shipped = (  # taken before packaging replaces the artifact it comes from
+        shipped_dermoscopic_run(ARTIFACT_DIR, Path(base.data_dir), runs_root / "shipped_dermoscopic")
+        if args.shipped_dermoscopic
+        else None
+    )
     clinical, cv_runs = train_clinical(base, runs_root)
-    dermoscopic = args.dermoscopic_run or train_dermoscopic(base, runs_root)
+    dermoscopic = shipped or args.dermoscopic_run or train_dermoscopic(base, runs_root)
     weights = Path(base.imagenet_weights)
     package(dermoscopic, clinical, cv_runs, Path(base.data_dir), phone_root, weights)
     report = evaluate(Path(base.data_dir), phone_root, Path("models/evaluation"))
@@ -104,4 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_arguments(parser)
     parser.add_argument(
         "--dermoscopic-run", type=Path, default=None, help="reuse this dermoscopy run (model.keras, split.json)"
+    )
+    parser.add_argument(
+        "--shipped-dermoscopic", action="store_true", help="keep the shipped dermoscopy network (no retraining)"
     )

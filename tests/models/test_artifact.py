@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from models.serving.inference import ARTIFACT_DIR, Classifier, artifact_version, read_metadata
 from models.serving.preprocessing import INPUT_SIZE
 from shared.labels import CLASS_CODES, PhotoKind
@@ -90,3 +93,25 @@ def test_model_card_reports_the_shipped_model_and_its_figures_per_photo_kind() -
         assert f"{served[key]:.3f}" in card, key
     for phrase in ("CC BY-NC 4.0", "Tschandl", "PAD-UFES-20", "not a diagnosis", "phone photos", "How to retrain"):
         assert phrase in card
+
+
+def test_the_shipped_dermoscopy_network_becomes_a_run_to_package_beside_a_new_phone_network(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """``package --shipped-dermoscopic`` (and ``skinsense train --shipped-dermoscopic``): the run folder holds the
+    shipped network and the split it was trained and measured on, so a retrained phone network is packaged
+    without retraining dermoscopy."""
+    from models.training.data import read_samples
+    from models.training.package import shipped_dermoscopic_run
+    from models.training.validation_data import SPLIT_FILE
+
+    run = shipped_dermoscopic_run(ARTIFACT_DIR, data_dir, tmp_path / "dermoscopic")
+    split = json.loads((run / "split.json").read_text())
+    assert split["validation"] == json.loads((ARTIFACT_DIR / SPLIT_FILE).read_text())["validation"]
+    by_id = {s.image_id: s for s in read_samples(data_dir)}
+    assert set(split["train"]) | set(split["validation"]) == set(by_id)
+    train_lesions = {by_id[i].lesion_id for i in split["train"]}
+    assert not train_lesions & {by_id[i].lesion_id for i in split["validation"]}
+    assert (run / "model.keras").read_bytes() == (ARTIFACT_DIR / "dermoscopic.keras").read_bytes()
+    config = json.loads((run / "train_config.json").read_text())
+    assert config["data_fingerprint"] == read_metadata().training["data_fingerprint"]
