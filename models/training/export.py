@@ -22,13 +22,8 @@ from models.serving.explanation_head import (
 )
 from models.serving.inference import ARTIFACT_DIR, ArtifactMetadata, artifact_version, read_metadata
 from models.serving.preprocessing import INPUT_SIZE
-
-
-def last_feature_map(model: Any) -> Any:
-    """The input of the global pooling right before ``conv_2``: found by position, not by name, because Keras
-    numbers unnamed layers per process (the recipe's sixth network pools in ``global_average_pooling2d_5``)."""
-    layers = list(model.layers)
-    return layers[layers.index(model.get_layer(PRE_LOGITS_LAYER)) - 1].input
+from models.training.port import last_feature_map
+from models.training.warm_start import member_networks
 
 
 def export_network(model: Any, artifact_dir: Path, files: dict[str, str]) -> None:
@@ -42,10 +37,13 @@ def export_network(model: Any, artifact_dir: Path, files: dict[str, str]) -> Non
 
 def explainable_network(model: Any) -> tuple[Any, ExplanationHead]:
     """The served Keras network with a second output, its last feature map (members concatenated), and the
-    head's weights. ``model``: one trained network, or models.training.package.average_models' ensemble."""
+    head's weights. ``model``: one trained network, models.training.package.average_models' ensemble, or a
+    network this function made before (an artifact's: made again from its logits)."""
     import keras
 
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
+    if len(model.outputs) > 1:
+        model = keras.Model(model.inputs, model.outputs[0], name=model.name)
+    members = member_networks(model)
     image = keras.Input(model.input_shape[1:], name="image")
     logits, maps, heads = [], [], []
     for index, member in enumerate(members):
@@ -72,8 +70,6 @@ def export_explainable(artifact_dir: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     for kind, settings in metadata.kinds.items():
         model = keras.saving.load_model(artifact_dir / settings.network_files["keras"], compile=False)
-        if len(model.outputs) > 1:
-            model = keras.Model(model.inputs, model.outputs[0], name=model.name)  # already exported: redo
         network, head = explainable_network(model)
         export_network(network, artifact_dir, {runtime: name for runtime, name in settings.network_files.items()})
         arrays.update(head.arrays(kind.value))

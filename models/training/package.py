@@ -82,7 +82,7 @@ FILES = {
     "features": {"litert": "features.tflite", "keras": "features.keras"},
 }
 HEADS_FILE = "heads.npz"
-SHIPPED_DERMOSCOPIC_RUN = Path("models/runs/shipped_dermoscopic")  # shipped_dermoscopic_run's folder (git-ignored)
+SHIPPED_DERMOSCOPIC_RUN = Path("models/runs/shipped_dermoscopic")  # where --shipped-dermoscopic writes it (git-ignored)
 PHONE_FOLDS = 5
 PHONE_HEAD_C = 0.003  # inverse L2 strength of the phone head (grouped cross-validation, see the model card)
 # Logits averaged over these views of each photo (see models.serving.inference.VIEWS).
@@ -111,7 +111,7 @@ def shipped_dermoscopic_run(artifact_dir: Path, data_dir: Path, target: Path) ->
     configs = metadata["training"]["runs"]["dermoscopic"]
     first = configs[0] if isinstance(configs, list) else configs
     train, validation = split_by_lesion(
-        read_samples(data_dir), first["validation_fraction"], first.get("split_seed", first["seed"])
+        read_samples(data_dir), first["validation_fraction"], first.get("split_seed") or first["seed"]
     )
     shipped_validation = json.loads((artifact_dir / SPLIT_FILE).read_text())["validation"]
     if [s.image_id for s in validation] != shipped_validation:
@@ -314,8 +314,9 @@ def main(argv: list[str] | None = None) -> None:
     from shared.config import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dermoscopic-run", type=Path, default=Path("models/runs/dermoscopic"))
-    parser.add_argument(
+    dermoscopy = parser.add_mutually_exclusive_group()
+    dermoscopy.add_argument("--dermoscopic-run", type=Path, default=Path("models/runs/dermoscopic"))
+    dermoscopy.add_argument(
         "--shipped-dermoscopic",
         action="store_true",
         help="package the shipped dermoscopy network (written as a run to models/runs/shipped_dermoscopic)",

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from models.serving.explanation_head import PRE_LOGITS_LAYER
+
 IMAGENET_CLASSES = 1001  # class 0 is "background" in the TF-slim checkpoints
 INPUT_SIZE = 224
 
@@ -120,7 +122,22 @@ def load_imagenet_mobilenet_v3_small(weights: Path, input_size: int = INPUT_SIZE
 def pre_logits(model: Any) -> Any:
     """The 1024-wide embedding of a MobileNetV3-Small: the activation right after ``conv_2``.
 
-    Found by position, not by name: Keras numbers unnamed activation layers per process.
+    Found by position, not by name: Keras numbers unnamed layers per process.
     """
+    return _beside_pre_logits(model, 1).output
+
+
+def last_feature_map(model: Any) -> Any:
+    """The last feature map of a MobileNetV3-Small: the input of the global pooling right before ``conv_2``
+    (found by position: the recipe's sixth network in one process pools in ``global_average_pooling2d_5``)."""
+    import keras
+
+    pooling = _beside_pre_logits(model, -1)
+    if not isinstance(pooling, keras.layers.GlobalAveragePooling2D):
+        raise ValueError(f"{model.name}: {pooling.name} before {PRE_LOGITS_LAYER} is not the global pooling")
+    return pooling.input
+
+
+def _beside_pre_logits(model: Any, offset: int) -> Any:
     layers = list(model.layers)
-    return layers[layers.index(model.get_layer("conv_2")) + 1].output
+    return layers[layers.index(model.get_layer(PRE_LOGITS_LAYER)) + offset]

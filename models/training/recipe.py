@@ -2,7 +2,7 @@
 
 1. Phone photos (clinical kind): five runs on PAD-UFES-20, each holding one fold of patients out (their
    out-of-fold logits calibrate the kind and measure it), then the shipped run on every phone patient.
-   Measured on this 2-core machine: about 5 minutes a run, about 30 minutes in all (on 2026-12-07 a slower
+   Measured on this 2-core machine: about 5 minutes a run, 30-35 minutes in all (on 2026-12-07 a slower
    machine of the same kind took 15-18 minutes a run, with ``--loader-threads 2``; one TensorFlow thread was slower).
 2. Dermoscopy: two HAM10000 runs (seeds 20261125 and 7, 18 and 8 fine-tuning epochs), averaged into one
    network: about 80 minutes. ``--dermoscopic-run DIR`` reuses a finished one instead, ``--shipped-dermoscopic``
@@ -84,7 +84,7 @@ def train_dermoscopic(base: TrainConfig, runs_root: Path) -> Path:
 def main(args: argparse.Namespace) -> int:
     from models.serving.inference import ARTIFACT_DIR
     from models.training.evaluate import evaluate, summary
-    from models.training.package import package, shipped_dermoscopic_run
+    from models.training.package import SHIPPED_DERMOSCOPIC_RUN, package, shipped_dermoscopic_run
     from models.training.pad_ufes import resolve_phone_data_root
     from models.training.train import config_from_arguments
 
@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     runs_root = Path(args.run_dir).parent
     phone_root = resolve_phone_data_root(Path(base.phone_data_root) if base.phone_data_root else None)
     shipped = (  # taken before packaging replaces the artifact it comes from
-        shipped_dermoscopic_run(ARTIFACT_DIR, Path(base.data_dir), runs_root / "shipped_dermoscopic")
+        shipped_dermoscopic_run(ARTIFACT_DIR, Path(base.data_dir), runs_root / SHIPPED_DERMOSCOPIC_RUN.name)
         if args.shipped_dermoscopic
         else None
     )
@@ -109,9 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.training.train import add_arguments as add_training_arguments
 
     add_training_arguments(parser)
-    parser.add_argument(
+    dermoscopy = parser.add_mutually_exclusive_group()
+    dermoscopy.add_argument(
         "--dermoscopic-run", type=Path, default=None, help="reuse this dermoscopy run (model.keras, split.json)"
     )
-    parser.add_argument(
+    dermoscopy.add_argument(
         "--shipped-dermoscopic", action="store_true", help="keep the shipped dermoscopy network (no retraining)"
     )

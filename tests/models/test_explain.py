@@ -115,3 +115,22 @@ def test_the_feature_map_kept_from_the_analysis_draws_the_same_picture(
         kept = explanation_picture(data, classifier, ranking, prediction.photo_kind, prediction.feature_map)
         assert kept == explanation_picture(data, classifier, ranking, prediction.photo_kind)
     assert kinds == set(PhotoKind), "one photo of each kind"
+
+
+@pytest.mark.training
+def test_the_second_network_built_in_a_process_exports_its_feature_map(imagenet_weights: Path) -> None:
+    """The recipe trains six networks in one process, and Keras numbers the unnamed pooling layer of each new one
+    (``global_average_pooling2d_5``): the export finds the last feature map by position, for any of them, and
+    the head's weights turn that map back into the network's logits."""
+    from models.training.export import explainable_network
+    from models.training.train import build_classifier
+
+    build_classifier(imagenet_weights, dropout=0.3)
+    second = build_classifier(imagenet_weights, dropout=0.3)
+    assert "global_average_pooling2d" not in {layer.name for layer in second.layers}  # the case that broke
+    network, head = explainable_network(second)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
+    logits, feature_map = network(image)
+    assert feature_map.shape == (1, 7, 7, 576)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(second(image)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(head.logits(np.asarray(feature_map)[0]), np.asarray(logits)[0], atol=1e-4)
