@@ -76,7 +76,6 @@ def test_serving_never_imports_tensorflow() -> None:
 
 
 def test_model_card_reports_the_shipped_model_and_its_figures_per_photo_kind() -> None:
-
     card = (ARTIFACT_DIR.parent / "MODEL_CARD.md").read_text()
     metrics = json.loads((ARTIFACT_DIR.parent / "evaluation" / "metrics.json").read_text())
     assert metrics["model_version"] == read_metadata().version, "models/evaluation is of another model"
